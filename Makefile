@@ -1,0 +1,115 @@
+# shardrun: a C runtime that runs Lua record processors over sharded streams.
+#
+#   make          build ./shardrun
+#   make demo     install deps, build, run the word-count demo on the local stream
+#   make test     install deps, build, run every test (unit, spec, integration)
+#   make asan-test  the same suite under AddressSanitizer + UBSan
+#   make bench    the benchmark table (BENCH_QUICK=1 for a smaller run)
+
+BUILD    ?= build
+SAN      ?=
+CC       ?= cc
+PKGS     := libcurl libcjson openssl sqlite3
+
+# LuaJIT: the project's own build (with LUAJIT_ENABLE_CHECKHOOK, see
+# scripts/build-luajit.sh) when present, else the system's.
+LUAJIT_PREFIX := $(CURDIR)/.deps/luajit
+ifneq ($(wildcard $(LUAJIT_PREFIX)/lib/libluajit-5.1.a),)
+LUAJIT_CFLAGS := -I$(LUAJIT_PREFIX)/include/luajit-2.1
+LUAJIT_LIBS   := $(LUAJIT_PREFIX)/lib/libluajit-5.1.a -Wl,-E -ldl
+else
+LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null)
+LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null)
+endif
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iruntime -Iruntime/aws \
+              $(LUAJIT_CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS     := $(LUAJIT_LIBS) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lpthread -lm
+
+ifeq ($(SAN),1)
+ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDSAN      := -fsanitize=address,undefined
+endif
+
+VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+ALL_CFLAGS += -DSHARDRUN_VERSION='"$(VERSION)"'
+
+LIB_SRC  := $(filter-out runtime/main.c,$(wildcard runtime/*.c runtime/aws/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BIN      := $(if $(filter build,$(BUILD)),shardrun,$(BUILD)/shardrun)
+
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: all deps demo test test-only unit spec integration asan-test bench bench-local \
+        bench-leases bench-kinesis format lint clean emulators-start emulators-stop
+all: $(BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libshardrun.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/runtime/main.o $(BUILD)/libshardrun.a
+	$(CC) $(LDSAN) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libshardrun.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDSAN) -o $@ $< $(BUILD)/libshardrun.a $(LIBS) -lcmocka
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/runtime/main.d
+
+deps:
+	@scripts/install-deps.sh
+
+# Unit tests: one cmocka binary per pure module.
+unit: $(UNIT_BIN)
+	@scripts/run-tests.sh unit $(UNIT_BIN)
+
+spec: $(BIN)
+	@scripts/run-tests.sh spec
+
+integration: $(BIN)
+	@SHARDRUN=$(CURDIR)/$(BIN) scripts/run-tests.sh integration
+
+test-only: $(BIN) $(UNIT_BIN)
+	@SHARDRUN=$(CURDIR)/$(BIN) scripts/run-tests.sh all $(UNIT_BIN)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory test-only
+
+asan-test: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" test-only
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh
+
+bench-local: all
+	@scripts/bench.sh local
+
+bench-leases: all
+	@scripts/bench.sh leases
+
+bench-kinesis: all
+	@scripts/bench.sh kinesis
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/bench.sh all
+
+format:
+	clang-format -i runtime/*.[ch] runtime/aws/*.[ch] tests/unit/*.c
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 \
+	    --suppress=missingIncludeSystem -Iruntime -Iruntime/aws runtime
+
+clean:
+	rm -rf build build-asan shardrun

@@ -1,0 +1,762 @@
+/* aws_http: curl multi driven by libev (see http.h).
+ *
+ * curl tells us which sockets to watch (http_sock_cb) and when to wake it
+ * (http_timer_cb); libev calls back into curl_multi_socket_action. A request
+ * owns one easy handle for all its attempts; the multi handle owns the
+ * connection cache, so keep-alive connections are shared by all requests. */
+#include "http.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <ev.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <assert.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "credentials.h"
+#include "log.h"
+#include "sigv4.h"
+#include "xalloc.h"
+
+typedef struct http_sock {
+    ev_io io; /* io.data = this */
+    curl_socket_t fd;
+    aws_http_t *h;
+    struct http_sock *next, *prev;
+} http_sock_t;
+
+struct aws_http {
+    struct ev_loop *loop;
+    CURLM *multi;
+    ev_timer timer; /* curl's timeout */
+    STACK_OF(X509) *extra_ca; /* from opt.ca_file, added to every TLS context */
+    long connect_timeout_ms, retry_base_ms, retry_max_ms;
+    int max_retries;
+    size_t max_response;
+    aws_http_req_t *reqs; /* every live request */
+    http_sock_t *socks;
+    uint64_t rng;
+    int closing;     /* in aws_http_free: no new requests */
+    int dispatching; /* inside a user callback: aws_http_free is forbidden */
+};
+
+struct aws_http_req {
+    aws_http_t *h;
+    aws_http_req_t *next, *prev;
+    CURL *easy;
+    int in_multi;
+    struct curl_slist *slist;
+    char *method, *url, *body;
+    size_t body_len;
+    char **headers; /* owned "K: V" lines, NULL-terminated */
+    long timeout_ms;
+    int retry, max_retries, attempts;
+    ev_timer wake; /* next attempt (0 s for the first, backoff after) */
+    aws_http_done_cb cb;
+    void *ud;
+    /* response of the current attempt */
+    buf_t resp;
+    long status;
+    char *error_type_hdr, *request_id;
+    int too_large;
+    char errbuf[CURL_ERROR_SIZE];
+    /* aws_http_send_json only */
+    aws_cred_t *cred;
+    aws_cred_waiter_t waiter;
+    int waiting;
+    char *region, *service, *host, *path, *query, *content_type, *target;
+};
+
+static const char *const http_throttle_types[] = {
+    "ThrottlingException", "ProvisionedThroughputExceededException", "LimitExceededException",
+    "RequestLimitExceeded", "TooManyRequestsException", "Throttling", "ThrottledException",
+    "RequestThrottledException", "RequestThrottled", "SlowDown", NULL};
+
+int aws_http_is_throttle(const char *t)
+{
+    for (int i = 0; t && http_throttle_types[i]; i++)
+        if (!strcmp(t, http_throttle_types[i])) return 1;
+    return 0;
+}
+
+const char *aws_http_strerror(int e)
+{
+    switch (e) {
+    case AWS_HTTP_OK: return "ok";
+    case AWS_HTTP_EINVAL: return "invalid request";
+    case AWS_HTTP_ECONNECT: return "connection failed";
+    case AWS_HTTP_ETIMEOUT: return "timed out";
+    case AWS_HTTP_ETLS: return "TLS failure";
+    case AWS_HTTP_ECANCELLED: return "cancelled";
+    case AWS_HTTP_EHTTP: return "HTTP error status";
+    case AWS_HTTP_ECREDENTIALS: return "no AWS credentials";
+    case AWS_HTTP_ETOOLARGE: return "response too large";
+    default: return "internal error";
+    }
+}
+
+/* ---- backoff ------------------------------------------------------------- */
+
+static uint64_t http_rand(aws_http_t *h)
+{
+    /* xorshift64*: jitter only needs to decorrelate workers, not be secret */
+    h->rng ^= h->rng >> 12;
+    h->rng ^= h->rng << 25;
+    h->rng ^= h->rng >> 27;
+    return h->rng * 2685821657736338717ULL;
+}
+
+long aws_http_backoff_ms(aws_http_t *h, int retry)
+{
+    long d = h->retry_base_ms;
+    for (int i = 1; i < retry && d < h->retry_max_ms; i++) d *= 2;
+    if (d > h->retry_max_ms) d = h->retry_max_ms;
+    /* "equal jitter": never hammer at once, yet spread peers apart */
+    long half = d / 2;
+    return half + (long)(http_rand(h) % (uint64_t)(d - half + 1));
+}
+
+/* ---- curl <-> libev -------------------------------------------------------- */
+
+static void http_check_done(aws_http_t *h);
+
+static void http_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    http_sock_t *sk = w->data;
+    int action = (revents & EV_READ ? CURL_CSELECT_IN : 0) | (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
+    int running = 0;
+    aws_http_t *h = sk->h; /* sk may be freed by the call below */
+    (void)loop;
+    CURLMcode rc = curl_multi_socket_action(h->multi, sk->fd, action, &running);
+    if (rc != CURLM_OK) log_error("aws_http_socket_action", "error=%s", curl_multi_strerror(rc));
+    http_check_done(h);
+}
+
+static void http_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    aws_http_t *h = w->data;
+    int running = 0;
+    (void)loop;
+    (void)revents;
+    CURLMcode rc = curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    if (rc != CURLM_OK) log_error("aws_http_socket_action", "error=%s", curl_multi_strerror(rc));
+    http_check_done(h);
+}
+
+static void http_sock_free(aws_http_t *h, http_sock_t *sk)
+{
+    ev_io_stop(h->loop, &sk->io);
+    if (sk->prev) sk->prev->next = sk->next;
+    else h->socks = sk->next;
+    if (sk->next) sk->next->prev = sk->prev;
+    free(sk);
+}
+
+static int http_sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    aws_http_t *h = userp;
+    http_sock_t *sk = socketp;
+    (void)e;
+    if (what == CURL_POLL_REMOVE) {
+        if (sk) http_sock_free(h, sk);
+        return 0;
+    }
+    if (!sk) {
+        sk = xcalloc(1, sizeof *sk); /* freed on CURL_POLL_REMOVE or in aws_http_free */
+        sk->fd = s;
+        sk->h = h;
+        sk->next = h->socks;
+        if (h->socks) h->socks->prev = sk;
+        h->socks = sk;
+        ev_init(&sk->io, http_io_cb);
+        sk->io.data = sk;
+        if (curl_multi_assign(h->multi, s, sk) != CURLM_OK) log_error("aws_http_assign", NULL);
+    }
+    int events = (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
+    ev_io_stop(h->loop, &sk->io);
+    ev_io_set(&sk->io, s, events);
+    ev_io_start(h->loop, &sk->io);
+    return 0;
+}
+
+static int http_timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+    aws_http_t *h = userp;
+    (void)m;
+    ev_timer_stop(h->loop, &h->timer);
+    if (timeout_ms >= 0) { /* -1 = no timeout wanted */
+        ev_timer_set(&h->timer, (double)timeout_ms / 1000.0, 0.);
+        ev_timer_start(h->loop, &h->timer);
+    }
+    return 0;
+}
+
+/* ---- TLS: extra CA ------------------------------------------------------- */
+
+/* Adds the extra CAs to curl's context, which already holds the default
+ * bundle: a private CA is trusted in addition to the public ones. */
+static CURLcode http_ssl_ctx_cb(CURL *e, void *sslctx, void *userp)
+{
+    aws_http_t *h = userp;
+    X509_STORE *st = SSL_CTX_get_cert_store((SSL_CTX *)sslctx);
+    (void)e;
+    for (int i = 0; st && i < sk_X509_num(h->extra_ca); i++)
+        (void)X509_STORE_add_cert(st, sk_X509_value(h->extra_ca, i)); /* duplicates are fine */
+    return CURLE_OK;
+}
+
+static int http_load_ca(aws_http_t *h, const char *file)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) return -1;
+    h->extra_ca = sk_X509_new_null();
+    X509 *x;
+    while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL)
+        if (!sk_X509_push(h->extra_ca, x)) X509_free(x);
+    fclose(f);
+    return sk_X509_num(h->extra_ca) > 0 ? 0 : -1;
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+static void http_global_init(void)
+{
+    static int done;
+    /* curl_global_init is not thread-safe: the loop thread calls it first */
+    if (!done && curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK) done = 1;
+}
+
+aws_http_t *aws_http_new(struct ev_loop *loop, const aws_http_options_t *opt)
+{
+    aws_http_options_t d = {0};
+    if (!opt) opt = &d;
+    http_global_init();
+    aws_http_t *h = xcalloc(1, sizeof *h); /* freed by aws_http_free */
+    h->loop = loop;
+    h->connect_timeout_ms = opt->connect_timeout_ms > 0 ? opt->connect_timeout_ms : 5000;
+    h->max_retries = opt->max_retries < 0 ? 0 : opt->max_retries ? opt->max_retries : 3;
+    h->retry_base_ms = opt->retry_base_ms > 0 ? opt->retry_base_ms : 100;
+    h->retry_max_ms = opt->retry_max_ms > 0 ? opt->retry_max_ms : 20000;
+    if (h->retry_max_ms < h->retry_base_ms) h->retry_max_ms = h->retry_base_ms;
+    h->max_response = opt->max_response_bytes ? opt->max_response_bytes : (size_t)32 << 20;
+    h->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)h;
+    if (!h->rng) h->rng = 88172645463325252ULL;
+    if (opt->ca_file && http_load_ca(h, opt->ca_file) != 0) {
+        char q[512];
+        log_error("aws_http_ca_file", "file=%s error=\"no PEM certificate could be read\"",
+                  log_quote(opt->ca_file, q, sizeof q));
+        aws_http_free(h);
+        return NULL;
+    }
+    h->multi = curl_multi_init();
+    if (!h->multi) {
+        aws_http_free(h);
+        return NULL;
+    }
+    ev_init(&h->timer, http_timeout_cb);
+    h->timer.data = h;
+    if (curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, http_sock_cb) != CURLM_OK ||
+        curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h) != CURLM_OK ||
+        curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http_timer_cb) != CURLM_OK ||
+        curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h) != CURLM_OK) {
+        aws_http_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+static void http_req_free(aws_http_req_t *r)
+{
+    aws_http_t *h = r->h;
+    if (r->waiting) aws_cred_unwait(r->cred, &r->waiter);
+    if (r->in_multi) (void)curl_multi_remove_handle(h->multi, r->easy);
+    ev_timer_stop(h->loop, &r->wake);
+    if (r->prev) r->prev->next = r->next;
+    else h->reqs = r->next;
+    if (r->next) r->next->prev = r->prev;
+    if (r->easy) curl_easy_cleanup(r->easy);
+    curl_slist_free_all(r->slist);
+    for (char **p = r->headers; p && *p; p++) free(*p);
+    free(r->headers);
+    free(r->method);
+    free(r->url);
+    free(r->body);
+    buf_free(&r->resp);
+    free(r->error_type_hdr);
+    free(r->request_id);
+    free(r->region);
+    free(r->service);
+    free(r->host);
+    free(r->path);
+    free(r->query);
+    free(r->content_type);
+    free(r->target);
+    free(r);
+}
+
+/* Delivers the outcome and frees the request. */
+static void http_finish(aws_http_req_t *r, int error, const char *type, const char *message)
+{
+    aws_http_t *h = r->h;
+    aws_http_response_t resp = {
+        .error = error, .status = r->status, .body = buf_str(&r->resp), .body_len = r->resp.len,
+        .aws_error_type = type, .message = message, .request_id = r->request_id,
+        .attempts = r->attempts,
+    };
+    h->dispatching++;
+    r->cb(r->ud, &resp);
+    h->dispatching--;
+    http_req_free(r);
+}
+
+void aws_http_free(aws_http_t *h)
+{
+    if (!h) return;
+    assert(!h->dispatching && "aws_http_free called from inside an aws_http callback");
+    h->closing = 1;
+    /* first detach waiters, so that cancelling a credentials request (whose
+     * callback fails its waiters) cannot complete a request of this list */
+    for (aws_http_req_t *r = h->reqs; r; r = r->next)
+        if (r->waiting) {
+            aws_cred_unwait(r->cred, &r->waiter);
+            r->waiting = 0;
+        }
+    while (h->reqs) http_finish(h->reqs, AWS_HTTP_ECANCELLED, NULL, "client shut down");
+    if (h->multi) curl_multi_cleanup(h->multi); /* may report CURL_POLL_REMOVE for cached sockets */
+    while (h->socks) http_sock_free(h, h->socks);
+    ev_timer_stop(h->loop, &h->timer);
+    if (h->extra_ca) sk_X509_pop_free(h->extra_ca, X509_free);
+    free(h);
+}
+
+/* ---- one attempt ------------------------------------------------------------ */
+
+static size_t http_write_cb(char *p, size_t size, size_t n, void *ud)
+{
+    aws_http_req_t *r = ud;
+    if (buf_append(&r->resp, p, size * n) != 0) {
+        r->too_large = 1;
+        return 0; /* curl aborts with CURLE_WRITE_ERROR */
+    }
+    return size * n;
+}
+
+static char *http_header_value(const char *line, size_t n, const char *name)
+{
+    size_t nl = strlen(name);
+    if (n <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':') return NULL;
+    const char *v = line + nl + 1, *e = line + n;
+    while (v < e && (*v == ' ' || *v == '\t')) v++;
+    while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ')) e--;
+    return xstrndup(v, (size_t)(e - v)); /* caller frees */
+}
+
+static size_t http_header_cb(char *p, size_t size, size_t n, void *ud)
+{
+    aws_http_req_t *r = ud;
+    size_t len = size * n;
+    char *v;
+    if (len > 5 && !strncmp(p, "HTTP/", 5)) { /* a new response (after 100 Continue) */
+        free(r->error_type_hdr);
+        free(r->request_id);
+        r->error_type_hdr = r->request_id = NULL;
+    } else if ((v = http_header_value(p, len, "x-amzn-ErrorType")) != NULL) {
+        free(r->error_type_hdr);
+        r->error_type_hdr = v;
+    } else if ((v = http_header_value(p, len, "x-amzn-RequestId")) != NULL ||
+               (v = http_header_value(p, len, "x-amz-request-id")) != NULL) {
+        free(r->request_id);
+        r->request_id = v;
+    }
+    return len;
+}
+
+/* Sets up the easy handle once; attempts only change the headers. */
+static int http_easy_setup(aws_http_req_t *r)
+{
+    aws_http_t *h = r->h;
+    CURL *e = r->easy = curl_easy_init();
+    if (!e) return -1;
+    int bad = 0;
+    bad |= curl_easy_setopt(e, CURLOPT_URL, r->url) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, r) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, r) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_header_cb) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, r) != CURLE_OK;
+    if (h->extra_ca) {
+        bad |= curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, http_ssl_ctx_cb) != CURLE_OK;
+        bad |= curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, h) != CURLE_OK;
+    }
+    if (!strcmp(r->method, "GET")) {
+        bad |= curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) != CURLE_OK;
+    } else if (r->body || !strcmp(r->method, "POST") || !strcmp(r->method, "PUT")) {
+        /* the body is owned by r, stable for every attempt */
+        bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len) != CURLE_OK;
+        bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "") != CURLE_OK;
+        if (strcmp(r->method, "POST") != 0)
+            bad |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method) != CURLE_OK;
+    } else {
+        bad |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method) != CURLE_OK;
+        bad |= curl_easy_setopt(e, CURLOPT_NOBODY, !strcmp(r->method, "HEAD") ? 1L : 0L) != CURLE_OK;
+    }
+    return bad ? -1 : 0;
+}
+
+static struct curl_slist *http_slist_add(struct curl_slist *l, const char *line)
+{
+    struct curl_slist *n = curl_slist_append(l, line);
+    if (!n) xalloc_oom(strlen(line)); /* curl only fails on allocation */
+    return n;
+}
+
+/* Adds the SigV4 headers for this attempt. 0 = signed, 1 = waiting for
+ * credentials (the waiter resumes the attempt), -1 = no credentials. */
+static int http_sign(aws_http_req_t *r)
+{
+    aws_sigv4_credentials_t cr;
+    if (aws_cred_current(r->cred, &cr) != 0) {
+        int w = aws_cred_wait(r->cred, &r->waiter);
+        if (w == 0) {
+            r->waiting = 1;
+            return 1;
+        }
+        if (w < 0 || aws_cred_current(r->cred, &cr) != 0) return -1;
+    }
+    char date[AWS_SIGV4_AMZ_DATE_LEN + 1];
+    aws_sigv4_amz_date(time(NULL), date);
+    aws_sigv4_header_t sh[] = {
+        {"Host", r->host}, {"Content-Type", r->content_type}, {"X-Amz-Target", r->target}};
+    aws_sigv4_request_t sreq = {.method = r->method, .path = r->path, .query = r->query,
+                                .headers = sh, .nheaders = 3, .body = r->body,
+                                .body_len = r->body_len, .region = r->region,
+                                .service = r->service, .amz_date = date, .creds = &cr,
+                                .normalize_path = 1};
+    aws_sigv4_result_t res;
+    if (aws_sigv4_sign(&sreq, &res) != 0) return -1;
+    for (size_t i = 0; i < res.nadd_headers; i++) r->slist = http_slist_add(r->slist, res.add_headers[i]);
+    aws_sigv4_result_free(&res);
+    return 0;
+}
+
+static void http_attempt(aws_http_req_t *r)
+{
+    curl_slist_free_all(r->slist);
+    r->slist = NULL;
+    buf_reset(&r->resp);
+    free(r->error_type_hdr);
+    free(r->request_id);
+    r->error_type_hdr = r->request_id = NULL;
+    r->status = 0;
+    r->too_large = 0;
+    r->errbuf[0] = '\0';
+    for (char **p = r->headers; p && *p; p++) r->slist = http_slist_add(r->slist, *p);
+    /* no "Expect: 100-continue" round trip before large bodies */
+    r->slist = http_slist_add(r->slist, "Expect:");
+    if (r->cred) {
+        int s = http_sign(r);
+        if (s == 1) return;
+        if (s < 0) {
+            const char *why = aws_cred_error(r->cred);
+            http_finish(r, AWS_HTTP_ECREDENTIALS, NULL, why ? why : "no AWS credentials available");
+            return;
+        }
+    }
+    r->attempts++;
+    if (curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->slist) != CURLE_OK ||
+        curl_multi_add_handle(r->h->multi, r->easy) != CURLM_OK) {
+        http_finish(r, AWS_HTTP_EINTERNAL, NULL, "could not start the transfer");
+        return;
+    }
+    r->in_multi = 1;
+}
+
+static void http_wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    http_attempt(w->data);
+}
+
+static void http_cred_ready(aws_cred_waiter_t *w, int status)
+{
+    aws_http_req_t *r = w->data;
+    r->waiting = 0;
+    if (status != 0) {
+        const char *why = aws_cred_error(r->cred);
+        http_finish(r, AWS_HTTP_ECREDENTIALS, NULL, why ? why : "no AWS credentials available");
+        return;
+    }
+    http_attempt(r);
+}
+
+/* ---- outcome ------------------------------------------------------------- */
+
+static char *http_xml_tag(const char *body, const char *tag)
+{
+    char open[64], close[64];
+    snprintf(open, sizeof open, "<%s>", tag);
+    snprintf(close, sizeof close, "</%s>", tag);
+    const char *s = strstr(body, open);
+    if (!s) return NULL;
+    s += strlen(open);
+    const char *e = strstr(s, close);
+    return e ? xstrndup(s, (size_t)(e - s)) : NULL; /* caller frees */
+}
+
+/* Error type and message of an AWS error body, into *type and *msg (malloc'd
+ * or NULL). The header wins over the body; "ns#Type" and "Type:uri" are cut. */
+static void http_parse_error(aws_http_req_t *r, char **type, char **msg)
+{
+    *type = r->error_type_hdr ? xstrdup(r->error_type_hdr) : NULL;
+    *msg = NULL;
+    const char *body = buf_str(&r->resp);
+    cJSON *j = r->resp.len ? cJSON_ParseWithLength(body, r->resp.len) : NULL;
+    if (cJSON_IsObject(j)) {
+        const char *keys[] = {"__type", "code", "Code"};
+        for (int i = 0; i < 3 && !*type; i++) {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
+            if (cJSON_IsString(t)) *type = xstrdup(t->valuestring);
+        }
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
+        if (!cJSON_IsString(m)) m = cJSON_GetObjectItemCaseSensitive(j, "Message");
+        if (cJSON_IsString(m)) *msg = xstrdup(m->valuestring);
+    } else if (r->resp.len && body[0] == '<') { /* query APIs (STS) answer in XML */
+        if (!*type) *type = http_xml_tag(body, "Code");
+        *msg = http_xml_tag(body, "Message");
+    }
+    cJSON_Delete(j);
+    if (*type) {
+        char *hash = strrchr(*type, '#');
+        if (hash) memmove(*type, hash + 1, strlen(hash + 1) + 1);
+        char *colon = strchr(*type, ':');
+        if (colon) *colon = '\0';
+    }
+}
+
+static int http_map_curl(CURLcode rc, int *transient)
+{
+    *transient = 1;
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST: case CURLE_COULDNT_RESOLVE_PROXY: case CURLE_COULDNT_CONNECT:
+    case CURLE_SEND_ERROR: case CURLE_RECV_ERROR: case CURLE_GOT_NOTHING: case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2: case CURLE_HTTP2_STREAM:
+        return AWS_HTTP_ECONNECT;
+    case CURLE_OPERATION_TIMEDOUT:
+        return AWS_HTTP_ETIMEOUT;
+    case CURLE_SSL_CONNECT_ERROR: /* handshake cut short: may be a reset, retry */
+        return AWS_HTTP_ETLS;
+    case CURLE_PEER_FAILED_VERIFICATION: case CURLE_SSL_CERTPROBLEM: case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE: case CURLE_SSL_ISSUER_ERROR: case CURLE_USE_SSL_FAILED:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH: case CURLE_SSL_INVALIDCERTSTATUS: case CURLE_SSL_CRL_BADFILE:
+        *transient = 0; /* a certificate does not fix itself */
+        return AWS_HTTP_ETLS;
+    default:
+        *transient = 0;
+        return AWS_HTTP_EINTERNAL;
+    }
+}
+
+static void http_log_retry(aws_http_req_t *r, int error, const char *type, long delay)
+{
+    char host[256] = "";
+    const char *p = strstr(r->url, "://");
+    /* only scheme-less host:port: URLs carry no secrets here, but stay terse */
+    if (p) snprintf(host, sizeof host, "%.*s", (int)strcspn(p + 3, "/?"), p + 3);
+    log_warn("aws_http_retry", "method=%s host=%s error=%s status=%ld type=%s attempt=%d delay_ms=%ld",
+             r->method, host, aws_http_strerror(error), r->status, type ? type : "-", r->attempts,
+             delay);
+}
+
+static void http_attempt_done(aws_http_req_t *r, CURLcode rc)
+{
+    int error, transient;
+    char *type = NULL, *msg = NULL;
+    if (rc == CURLE_OK) {
+        (void)curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+        if (r->status >= 200 && r->status < 300) {
+            http_finish(r, AWS_HTTP_OK, NULL, NULL);
+            return;
+        }
+        error = AWS_HTTP_EHTTP;
+        http_parse_error(r, &type, &msg);
+        transient = r->status >= 500 || r->status == 429 || aws_http_is_throttle(type);
+    } else if (r->too_large) {
+        error = AWS_HTTP_ETOOLARGE;
+        transient = 0;
+        msg = xstrdup("response body above the size limit");
+    } else {
+        error = http_map_curl(rc, &transient);
+        msg = xstrdup(r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
+    }
+    int limit = r->max_retries < 0 ? 0 : r->max_retries ? r->max_retries : r->h->max_retries;
+    if (r->retry && transient && r->attempts <= limit && !r->h->closing) {
+        long delay = aws_http_backoff_ms(r->h, r->attempts);
+        http_log_retry(r, error, type, delay);
+        ev_timer_set(&r->wake, (double)delay / 1000.0, 0.);
+        ev_timer_start(r->h->loop, &r->wake);
+    } else {
+        http_finish(r, error, type, msg);
+    }
+    free(type);
+    free(msg);
+}
+
+static void http_check_done(aws_http_t *h)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(h->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE) continue;
+        CURL *e = m->easy_handle;
+        CURLcode rc = m->data.result; /* m is invalid after remove_handle */
+        aws_http_req_t *r = NULL;
+        (void)curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
+        (void)curl_multi_remove_handle(h->multi, e);
+        r->in_multi = 0;
+        http_attempt_done(r, rc);
+    }
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static aws_http_req_t *http_req_new(aws_http_t *h, const aws_http_request_t *q, aws_http_done_cb cb,
+                                    void *ud)
+{
+    aws_http_req_t *r = xcalloc(1, sizeof *r); /* freed by http_req_free after the callback */
+    r->h = h;
+    r->method = xstrdup(q->method);
+    r->url = xstrdup(q->url);
+    if (q->body) {
+        r->body = xmalloc(q->body_len + 1);
+        memcpy(r->body, q->body, q->body_len);
+        r->body[q->body_len] = '\0';
+        r->body_len = q->body_len;
+    }
+    size_t n = 0;
+    while (q->headers && q->headers[n]) n++;
+    r->headers = xcalloc(n + 1, sizeof *r->headers);
+    for (size_t i = 0; i < n; i++) r->headers[i] = xstrdup(q->headers[i]);
+    r->timeout_ms = q->timeout_ms > 0 ? q->timeout_ms : 30000;
+    r->retry = q->retry;
+    r->max_retries = q->max_retries;
+    r->cb = cb;
+    r->ud = ud;
+    buf_init(&r->resp, h->max_response);
+    ev_init(&r->wake, http_wake_cb);
+    r->wake.data = r;
+    r->waiter.cb = http_cred_ready;
+    r->waiter.data = r;
+    r->next = h->reqs;
+    if (h->reqs) h->reqs->prev = r;
+    h->reqs = r;
+    return r;
+}
+
+static int http_url_ok(const char *url)
+{
+    return url && (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8));
+}
+
+/* The first attempt starts on the next loop turn, so the callback never runs
+ * inside aws_http_send. */
+static aws_http_req_t *http_start(aws_http_req_t *r)
+{
+    if (http_easy_setup(r) != 0) {
+        http_req_free(r);
+        return NULL;
+    }
+    ev_timer_set(&r->wake, 0., 0.);
+    ev_timer_start(r->h->loop, &r->wake);
+    return r;
+}
+
+aws_http_req_t *aws_http_send(aws_http_t *h, const aws_http_request_t *req, aws_http_done_cb cb,
+                              void *ud)
+{
+    if (!h || h->closing || !req || !req->method || !*req->method || !http_url_ok(req->url) || !cb)
+        return NULL;
+    return http_start(http_req_new(h, req, cb, ud));
+}
+
+void aws_http_cancel(aws_http_t *h, aws_http_req_t *r)
+{
+    if (h && r) http_req_free(r);
+}
+
+/* Splits the URL for signing: host (with a non-default port), path, query. */
+static int http_split_url(aws_http_req_t *r)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL, *path = NULL, *query = NULL;
+    int ok = u && curl_url_set(u, CURLUPART_URL, r->url, 0) == CURLUE_OK &&
+             curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+             curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK;
+    if (ok) {
+        (void)curl_url_get(u, CURLUPART_PORT, &port, 0); /* absent = default port */
+        (void)curl_url_get(u, CURLUPART_QUERY, &query, 0);
+        buf_t b = BUF_INIT;
+        (void)buf_printf(&b, "%s%s%s", host, port ? ":" : "", port ? port : "");
+        r->host = buf_detach(&b);
+        r->path = xstrdup(path);
+        r->query = query ? xstrdup(query) : NULL;
+    }
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_free(query);
+    curl_url_cleanup(u);
+    return ok ? 0 : -1;
+}
+
+aws_http_req_t *aws_http_send_json(aws_http_t *h, const aws_endpoint_t *ep, aws_cred_t *creds,
+                                   const char *target, const char *json_version, const char *body,
+                                   size_t body_len, long timeout_ms, int retry,
+                                   aws_http_done_cb cb, void *ud)
+{
+    if (!h || h->closing || !ep || !ep->region || !ep->service || !http_url_ok(ep->url) || !creds ||
+        !target || !json_version || !cb)
+        return NULL;
+    aws_http_request_t q = {.method = "POST", .url = ep->url, .body = body ? body : "",
+                            .body_len = body ? body_len : 0, .timeout_ms = timeout_ms,
+                            .retry = retry};
+    aws_http_req_t *r = http_req_new(h, &q, cb, ud);
+    r->cred = creds;
+    r->region = xstrdup(ep->region);
+    r->service = xstrdup(ep->service);
+    r->target = xstrdup(target);
+    buf_t ct = BUF_INIT;
+    (void)buf_printf(&ct, "application/x-amz-json-%s", json_version);
+    r->content_type = buf_detach(&ct);
+    if (http_split_url(r) != 0) {
+        http_req_free(r);
+        return NULL;
+    }
+    /* the signed Host, Content-Type and X-Amz-Target go out exactly as signed */
+    free(r->headers);
+    r->headers = xcalloc(4, sizeof *r->headers);
+    buf_t line = BUF_INIT;
+    (void)buf_printf(&line, "Host: %s", r->host);
+    r->headers[0] = buf_detach(&line);
+    (void)buf_printf(&line, "Content-Type: %s", r->content_type);
+    r->headers[1] = buf_detach(&line);
+    (void)buf_printf(&line, "X-Amz-Target: %s", r->target);
+    r->headers[2] = buf_detach(&line);
+    return http_start(r);
+}

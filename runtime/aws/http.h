@@ -1,0 +1,121 @@
+/* aws_http: asynchronous HTTP client on a libev loop (curl multi, socket API).
+ *
+ * One aws_http_t per loop: one curl multi handle, so connections are kept
+ * alive and reused across requests. Everything runs on the loop thread; no
+ * function here blocks. TLS peer and host verification are always on
+ * (opt.ca_file only adds a CA bundle); proxies come from the usual environment
+ * variables (curl's default). Credentials and Authorization headers are never
+ * logged.
+ *
+ * Retries (request.retry): 5xx, HTTP 429, the throttling error types
+ * (ThrottlingException, ProvisionedThroughputExceededException, ...),
+ * connection failures and timeouts are retried up to opt.max_retries times,
+ * with jittered exponential backoff. Other errors reach the caller at once. */
+#ifndef SHARDRUN_AWS_HTTP_H
+#define SHARDRUN_AWS_HTTP_H
+
+#include <stddef.h>
+
+struct ev_loop;
+struct aws_cred;
+
+typedef struct aws_http aws_http_t;
+typedef struct aws_http_req aws_http_req_t;
+
+/* Typed errors (response.error); 0 = a 2xx response. */
+enum {
+    AWS_HTTP_OK = 0,
+    AWS_HTTP_EINVAL,       /* bad request arguments */
+    AWS_HTTP_ECONNECT,     /* resolve/connect failed, connection reset, empty reply */
+    AWS_HTTP_ETIMEOUT,     /* connect or whole-request timeout */
+    AWS_HTTP_ETLS,         /* TLS handshake or certificate verification failed */
+    AWS_HTTP_ECANCELLED,   /* aws_http_free() while in flight */
+    AWS_HTTP_EHTTP,        /* the server answered with a non-2xx status */
+    AWS_HTTP_ECREDENTIALS, /* aws_http_send_json: no credentials could be obtained */
+    AWS_HTTP_ETOOLARGE,    /* response body above opt.max_response_bytes */
+    AWS_HTTP_EINTERNAL     /* any other curl failure */
+};
+
+typedef struct aws_http_options {
+    const char *ca_file;       /* extra CA bundle (PEM) or NULL; copied */
+    long connect_timeout_ms;   /* 0 = 5000 */
+    int max_retries;           /* retries after the first attempt; < 0 = 0, 0 = default 3 */
+    long retry_base_ms;        /* 0 = 100: first backoff is in [base/2, base] */
+    long retry_max_ms;         /* 0 = 20000: cap of one backoff */
+    size_t max_response_bytes; /* 0 = 32 MiB */
+} aws_http_options_t;
+
+typedef struct aws_http_request {
+    const char *method;          /* "GET", "POST", "PUT" */
+    const char *url;             /* http:// or https:// */
+    const char *const *headers;  /* "Name: value" lines, NULL-terminated, or NULL */
+    const char *body;            /* may be NULL */
+    size_t body_len;
+    long timeout_ms;             /* per attempt; 0 = 30000 */
+    int retry;                   /* 1 = retry transient failures (see top) */
+    int max_retries;             /* 0 = the client's option, < 0 = none */
+} aws_http_request_t;
+
+/* Valid only during the callback: copy what you keep. */
+typedef struct aws_http_response {
+    int error;                  /* AWS_HTTP_* */
+    long status;                /* HTTP status, 0 when none was received */
+    const char *body;           /* NUL-terminated too; "" when empty */
+    size_t body_len;
+    const char *aws_error_type; /* "ProvisionedThroughputExceededException" (x-amzn-ErrorType,
+                                   JSON __type or XML <Code>, "prefix#" removed), NULL if none */
+    const char *message;        /* AWS error message or curl's description, NULL if none */
+    const char *request_id;     /* x-amzn-RequestId, NULL if none */
+    int attempts;               /* attempts made, >= 1 unless rejected before sending */
+} aws_http_response_t;
+
+typedef void (*aws_http_done_cb)(void *ud, const aws_http_response_t *resp);
+
+/* Creates a client on `loop` (opt may be NULL for defaults). The caller frees
+ * it with aws_http_free(). Returns NULL if curl cannot be initialised. */
+aws_http_t *aws_http_new(struct ev_loop *loop, const aws_http_options_t *opt);
+
+/* Cancels every request in flight or waiting (each callback runs once with
+ * AWS_HTTP_ECANCELLED) and frees the client. Must not be called from inside
+ * one of its callbacks. When credentials providers use this client, free it
+ * first, then the providers (aws_cred_free). */
+void aws_http_free(aws_http_t *h);
+
+/* Starts a request; everything in `req` is copied. `cb` runs exactly once, on
+ * the loop, never from inside this call. Returns a handle usable with
+ * aws_http_cancel() until the callback runs, or NULL when the arguments are
+ * invalid (then the callback is not called). */
+aws_http_req_t *aws_http_send(aws_http_t *h, const aws_http_request_t *req, aws_http_done_cb cb,
+                              void *ud);
+
+/* Abandons a request: its callback will not be called. */
+void aws_http_cancel(aws_http_t *h, aws_http_req_t *r);
+
+/* Where and what an AWS JSON API call goes to. */
+typedef struct aws_endpoint {
+    const char *region;  /* "us-east-1" */
+    const char *service; /* signing name: "kinesis", "dynamodb" */
+    const char *url;     /* "https://kinesis.us-east-1.amazonaws.com/" or an emulator's */
+} aws_endpoint_t;
+
+/* POSTs `body` to an AWS JSON API (X-Amz-Target: target, Content-Type:
+ * application/x-amz-json-<json_version>), signed with SigV4. Each attempt is
+ * signed again with the provider's current credentials and the current time;
+ * when the provider has none yet, the request waits for its first resolution.
+ * retry = 1 applies the retry rules above. Same contract as aws_http_send. */
+aws_http_req_t *aws_http_send_json(aws_http_t *h, const aws_endpoint_t *ep, struct aws_cred *creds,
+                                   const char *target, const char *json_version, const char *body,
+                                   size_t body_len, long timeout_ms, int retry,
+                                   aws_http_done_cb cb, void *ud);
+
+/* The backoff before retry number `retry` (1-based), jitter included:
+ * uniformly in [d/2, d] with d = min(retry_max_ms, retry_base_ms * 2^(retry-1)). */
+long aws_http_backoff_ms(aws_http_t *h, int retry);
+
+/* A constant description of an AWS_HTTP_* value. */
+const char *aws_http_strerror(int error);
+
+/* 1 when `error_type` is one of AWS's throttling error types. */
+int aws_http_is_throttle(const char *error_type);
+
+#endif

@@ -1,0 +1,78 @@
+/* lease_coord: the lease coordinator (renewer, taker, stealer, releaser).
+ *
+ * Runs on the loop thread over any lease store. It keeps this worker's owned
+ * leases, serialises the conditional writes on each (one in flight per
+ * lease, so a renewal never races a checkpoint of the same lease), and tells
+ * its owner when a lease is acquired or lost.
+ *
+ * Expiry is judged by this worker's monotonic clock only: a lease is expired
+ * when its counter has not moved for lease_duration since this worker first
+ * saw that counter value. No clock needs to agree between hosts. */
+#ifndef SHARDRUN_LEASE_COORD_H
+#define SHARDRUN_LEASE_COORD_H
+
+#include <stdint.h>
+
+#include "lease.h"
+
+typedef struct lease_coord lease_coord_t;
+
+typedef struct lease_coord_options {
+    const char *worker_id;
+    int64_t lease_duration_ms;
+    int64_t renew_interval_ms;
+    int64_t taker_interval_ms;
+    int64_t max_steal;
+    int take;                 /* 0: never take leases (status, tools) */
+} lease_coord_options_t;
+
+typedef struct lease_coord_handler {
+    /* This worker now owns `lease` (a copy valid during the call). */
+    void (*acquired)(void *ud, const lease_t *lease);
+    /* The lease is lost (renewal or checkpoint refused, or not renewed in time):
+     * stop processing it and never write its checkpoint. */
+    void (*lost)(void *ud, const char *key);
+    /* May this worker process the lease now? (its stream is configured, its
+     * parents are finished). `all` is the whole table as just scanned. */
+    int (*eligible)(void *ud, const lease_t *lease, const lease_list_t *all);
+    /* Called after each taker scan with the table (for shard sync and status). */
+    void (*scanned)(void *ud, const lease_list_t *all);
+} lease_coord_handler_t;
+
+/* Caller owns the coordinator: lease_coord_free(). The store stays the caller's. */
+lease_coord_t *lease_coord_new(struct ev_loop *loop, lease_store_t *store, const lease_coord_options_t *opt,
+                               const lease_coord_handler_t *h, void *ud);
+/* Stops timers and forgets owned leases without writing (callbacks of writes
+ * in flight are still delivered by the store, and ignored). */
+void lease_coord_free(lease_coord_t *c);
+
+void lease_coord_start(lease_coord_t *c);   /* first scan now, then timers */
+void lease_coord_stop_taking(lease_coord_t *c);  /* shutdown: keep renewing, take nothing */
+void lease_coord_scan_now(lease_coord_t *c);    /* run the taker soon (e.g. after shard sync) */
+
+typedef void (*lease_coord_done_cb)(void *ud, lease_status_t st);
+
+/* Writes a checkpoint through the owned lease (conditional on owner and
+ * counter). Coalesces with a checkpoint still waiting for its turn. done gets
+ * LEASE_CONFLICT if the lease was lost (the write was refused or not tried). */
+void lease_coord_checkpoint(lease_coord_t *c, const char *key, const char *seq, int64_t sub,
+                            lease_coord_done_cb done, void *ud);
+/* Clears ownership so a peer takes the lease at once; the lease is forgotten. */
+void lease_coord_release(lease_coord_t *c, const char *key, lease_coord_done_cb done, void *ud);
+/* Records child shard ids on a finished lease. */
+void lease_coord_set_children(lease_coord_t *c, const char *key, char **children, size_t n);
+/* Forgets an owned lease without any write (e.g. a finished shard). */
+void lease_coord_forget(lease_coord_t *c, const char *key);
+
+/* The owned lease, or NULL. Valid until the next loop turn. */
+const lease_t *lease_coord_owned(lease_coord_t *c, const char *key);
+size_t lease_coord_owned_count(lease_coord_t *c);
+/* Writes in flight or queued, over all owned leases (shutdown waits for 0). */
+size_t lease_coord_pending(lease_coord_t *c);
+int64_t lease_coord_writes(lease_coord_t *c);  /* store writes issued so far (bench) */
+
+/* Pure balancing decision, exposed for unit tests: how many leases this
+ * worker should hold given `leases` eligible leases and `workers` live workers. */
+size_t lease_coord_target(size_t leases, size_t workers);
+
+#endif

@@ -1,0 +1,316 @@
+/* shardrun: the command line. Exit status 0 on success, 1 on a runtime
+ * failure, 2 on bad usage or bad config. */
+#include <errno.h>
+#include <getopt.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <luajit.h>
+
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "processor.h"
+#include "status.h"
+#include "streamdb.h"
+#include "worker.h"
+
+#ifndef SHARDRUN_VERSION
+#define SHARDRUN_VERSION "0.0.0"
+#endif
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+#define PUT_TXN_RECORDS 1000
+
+typedef struct cli_cmd {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *usage;
+} cli_cmd_t;
+
+static const char *cli_config_path = "shardrun.lua";
+
+static int cli_usage_error(const char *usage, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "shardrun: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nusage: %s\n", usage);
+    return EXIT_USAGE;
+}
+
+/* Parses -c/--config, -v/--verbose, --help and the flags in `extra`; returns
+ * optind, or -1 after --help (printed), -2 on a bad option. */
+typedef struct cli_flag {
+    const char *name;
+    int has_arg;
+    const char **value;   /* has_arg: the argument */
+    int *set;             /* flag: set to 1 */
+} cli_flag_t;
+
+static int cli_parse(int argc, char **argv, const char *usage, cli_flag_t *extra, size_t nextra)
+{
+    struct option opts[16] = {
+        {"config", required_argument, NULL, 'c'}, {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
+    };
+    size_t n = 3;
+    for (size_t i = 0; i < nextra && n < 15; i++, n++)
+        opts[n] = (struct option){extra[i].name, extra[i].has_arg ? required_argument : no_argument, NULL,
+                                  1000 + (int)i};
+    opts[n] = (struct option){0, 0, 0, 0};
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+        if (c == 'c') cli_config_path = optarg;
+        else if (c == 'v') log_set_level(LOG_DEBUG);
+        else if (c == 'h') {
+            printf("usage: %s\n", usage);
+            return -1;
+        } else if (c >= 1000) {
+            cli_flag_t *f = &extra[c - 1000];
+            if (f->has_arg) *f->value = optarg;
+            else *f->set = 1;
+        } else {
+            cli_usage_error(usage, "unknown or incomplete option %s", argv[optind - 1]);
+            return -2;
+        }
+    }
+    return optind;
+}
+
+#define CLI_PARSE(argc, argv, usage, flags, n)                                                                     \
+    int first = cli_parse(argc, argv, usage, flags, n);                                                            \
+    if (first == -1) return 0;                                                                                     \
+    if (first == -2) return EXIT_USAGE
+
+static config_t *cli_config(void)
+{
+    errbuf_t err;
+    config_t *c = config_load(cli_config_path, &err);
+    if (!c) fprintf(stderr, "shardrun: %s\n", err.msg);
+    return c;
+}
+
+/* ---- run ------------------------------------------------------------------ */
+
+static const char *const usage_run = "shardrun run [-c FILE] [--drain] [-v]\n"
+                                     "  run a worker until SIGTERM/SIGINT; --drain: until every owned shard is caught up";
+
+static int cmd_run(int argc, char **argv)
+{
+    int drain = 0;
+    cli_flag_t flags[] = {{"drain", 0, NULL, &drain}};
+    CLI_PARSE(argc, argv, usage_run, flags, 1);
+    if (first < argc) return cli_usage_error(usage_run, "unexpected argument %s", argv[first]);
+    config_t *cfg = cli_config();
+    if (!cfg) return EXIT_USAGE;
+    worker_options_t opt = {.drain = drain};
+    int rc = worker_run(cfg, &opt);
+    config_free(cfg);
+    return rc;
+}
+
+/* ---- check ---------------------------------------------------------------- */
+
+static const char *const usage_check = "shardrun check SCRIPT...\n"
+                                       "  compile and validate processor scripts (as a hot reload would)";
+
+static int cmd_check(int argc, char **argv)
+{
+    CLI_PARSE(argc, argv, usage_check, NULL, 0);
+    if (first >= argc) return cli_usage_error(usage_check, "%s", "no script given");
+    int rc = 0;
+    for (int i = first; i < argc; i++) {
+        errbuf_t err;
+        proc_script_t *s = proc_script_load(argv[i], NULL, 0, &err);
+        if (!s) {
+            fprintf(stderr, "shardrun: %s\n", err.msg);
+            rc = EXIT_RUNTIME;
+            continue;
+        }
+        printf("ok %s version=%s\n", argv[i], s->hash);
+        proc_script_unref(s);
+    }
+    return rc;
+}
+
+/* ---- status --------------------------------------------------------------- */
+
+static const char *const usage_status = "shardrun status [-c FILE] [--json]\n"
+                                        "  every lease: stream, shard, owner, checkpoint, counter, parents, state, lag";
+
+static int cmd_status(int argc, char **argv)
+{
+    int json = 0;
+    cli_flag_t flags[] = {{"json", 0, NULL, &json}};
+    CLI_PARSE(argc, argv, usage_status, flags, 1);
+    if (first < argc) return cli_usage_error(usage_status, "unexpected argument %s", argv[first]);
+    config_t *cfg = cli_config();
+    if (!cfg) return EXIT_USAGE;
+    int rc = status_print(cfg, json, stdout);
+    config_free(cfg);
+    return rc;
+}
+
+/* ---- stream --------------------------------------------------------------- */
+
+static const char *const usage_stream =
+    "shardrun stream [-c FILE] create NAME --shards N | list | split NAME SHARD [--hash-key K] | merge NAME SHARD1 SHARD2";
+
+static streamdb_t *cli_streamdb(int create)
+{
+    config_t *cfg = cli_config();
+    if (!cfg) return NULL;
+    if (cfg->source.type != BACKEND_LOCAL) {
+        fprintf(stderr, "shardrun: %s: source.type = \"kinesis\": manage Kinesis streams with the AWS tools\n",
+                cfg->path);
+        config_free(cfg);
+        return NULL;
+    }
+    errbuf_t err;
+    streamdb_t *db = NULL;
+    if (streamdb_open(cfg->source.path, create, &db, &err)) fprintf(stderr, "shardrun: %s\n", err.msg);
+    config_free(cfg);
+    return db;
+}
+
+static void cli_print_stream(void *ud, const char *name, int open, int total, int64_t records)
+{
+    printf("%-24s open_shards=%d shards=%d records=%lld\n", name, open, total, (long long)records);
+}
+
+static int cmd_stream(int argc, char **argv)
+{
+    const char *shards_s = NULL, *hash_key = NULL;
+    cli_flag_t flags[] = {{"shards", 1, &shards_s, NULL}, {"hash-key", 1, &hash_key, NULL}};
+    CLI_PARSE(argc, argv, usage_stream, flags, 2);
+    if (first >= argc) return cli_usage_error(usage_stream, "%s", "missing subcommand");
+    const char *sub = argv[first];
+    int nargs = argc - first - 1;
+    char **args = argv + first + 1;
+    int want = !strcmp(sub, "create") ? 1 : !strcmp(sub, "list") ? 0 : !strcmp(sub, "split") ? 2
+             : !strcmp(sub, "merge") ? 3 : -1;
+    if (want < 0) return cli_usage_error(usage_stream, "unknown subcommand %s", sub);
+    if (nargs != want) return cli_usage_error(usage_stream, "wrong number of arguments for %s", sub);
+    long shards = 0;
+    if (!strcmp(sub, "create")) {
+        char *end = NULL;
+        shards = shards_s ? strtol(shards_s, &end, 10) : 0;
+        if (!shards_s || *end || shards < 1) return cli_usage_error(usage_stream, "%s", "--shards N (N >= 1) is required");
+    }
+    streamdb_t *db = cli_streamdb(!strcmp(sub, "create"));
+    if (!db) return EXIT_RUNTIME;
+    errbuf_t err;
+    int rc = 0;
+    if (!strcmp(sub, "create")) rc = streamdb_create_stream(db, args[0], (int)shards, &err);
+    else if (!strcmp(sub, "list")) rc = streamdb_list_streams(db, cli_print_stream, NULL, &err);
+    else if (!strcmp(sub, "split")) rc = streamdb_split(db, args[0], args[1], hash_key, &err);
+    else rc = streamdb_merge(db, args[0], args[1], args[2], &err);
+    if (rc) fprintf(stderr, "shardrun: %s\n", err.msg);
+    else if (strcmp(sub, "list")) printf("ok %s %s\n", sub, args[0]);
+    streamdb_close(db);
+    return rc ? EXIT_RUNTIME : 0;
+}
+
+/* ---- put ------------------------------------------------------------------ */
+
+static const char *const usage_put = "shardrun put [-c FILE] STREAM [--partition-key K] [FILE]\n"
+                                     "  append one record per input line (stdin when no FILE)";
+
+/* The partition key of a line without --partition-key: the hex MD5 of the
+ * line, so lines spread over the shards. */
+static void cli_line_key(const char *line, size_t len, char out[33])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(line, len, md, &n, EVP_md5(), NULL);
+    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static int cmd_put(int argc, char **argv)
+{
+    const char *pkey = NULL;
+    cli_flag_t flags[] = {{"partition-key", 1, &pkey, NULL}};
+    CLI_PARSE(argc, argv, usage_put, flags, 1);
+    if (first >= argc || argc - first > 2) return cli_usage_error(usage_put, "%s", "expected STREAM [FILE]");
+    const char *stream = argv[first], *file = argc - first == 2 ? argv[first + 1] : NULL;
+    FILE *in = file ? fopen(file, "rb") : stdin;
+    if (!in) {
+        fprintf(stderr, "shardrun: %s: %s\n", file, strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    streamdb_t *db = cli_streamdb(0);
+    if (!db) {
+        if (file) fclose(in);
+        return EXIT_RUNTIME;
+    }
+    errbuf_t err;
+    char *line = NULL;
+    size_t cap = 0, count = 0;
+    ssize_t len;
+    int rc = streamdb_begin(db, &err);
+    while (!rc && (len = getline(&line, &cap, in)) >= 0) {
+        if (len > 0 && line[len - 1] == '\n') len--;
+        char key[33], shard[32], seq[24];
+        const char *k = pkey;
+        if (!k) {
+            cli_line_key(line, (size_t)len, key);
+            k = key;
+        }
+        rc = streamdb_put(db, stream, k, strlen(k), line, (size_t)len, clock_wall_ms(), shard, seq, &err);
+        if (!rc && ++count % PUT_TXN_RECORDS == 0) {
+            rc = streamdb_commit(db, &err);
+            if (!rc) rc = streamdb_begin(db, &err);
+        }
+    }
+    if (!rc) rc = streamdb_commit(db, &err);
+    else streamdb_rollback(db);
+    free(line);
+    if (file) fclose(in);
+    streamdb_close(db);
+    if (rc) {
+        fprintf(stderr, "shardrun: %s (records before the failing line's batch of %d were kept: %zu)\n", err.msg,
+                PUT_TXN_RECORDS, count - count % PUT_TXN_RECORDS);
+        return EXIT_RUNTIME;
+    }
+    fprintf(stderr, "put %zu records to %s\n", count, stream);
+    return 0;
+}
+
+/* ---- version / help --------------------------------------------------------- */
+
+static int cmd_version(int argc, char **argv)
+{
+    printf("shardrun %s (%s)\n", SHARDRUN_VERSION, LUAJIT_VERSION);
+    return 0;
+}
+
+static const cli_cmd_t cli_cmds[] = {
+    {"run", cmd_run, NULL},         {"check", cmd_check, NULL}, {"status", cmd_status, NULL},
+    {"stream", cmd_stream, NULL},   {"put", cmd_put, NULL},     {"version", cmd_version, NULL},
+};
+
+static void cli_help(FILE *out)
+{
+    fprintf(out, "shardrun %s: run Lua record processors over sharded streams\n\n"
+                 "%s\n%s\n%s\n%s\n%s\nshardrun version\n\n"
+                 "-c FILE defaults to ./shardrun.lua; every command takes --help.\n",
+            SHARDRUN_VERSION, usage_run, usage_check, usage_status, usage_stream, usage_put);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        cli_help(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if (!strcmp(argv[1], "--version")) return cmd_version(0, NULL);
+    for (size_t i = 0; i < sizeof cli_cmds / sizeof *cli_cmds; i++)
+        if (!strcmp(argv[1], cli_cmds[i].name)) return cli_cmds[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "shardrun: unknown command %s\n", argv[1]);
+    cli_help(stderr);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,343 @@
+#include "worker.h"
+
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backends.h"
+#include "clock.h"
+#include "lease_coord.h"
+#include "log.h"
+#include "processor.h"
+#include "seqnum.h"
+#include "shard.h"
+#include "shardsync.h"
+#include "xalloc.h"
+
+#define WORKER_DRAIN_CHECK_S 0.1
+
+typedef struct worker {
+    struct ev_loop *loop;
+    const config_t *cfg;
+    worker_options_t opt;
+    char *id;
+    source_t *source;
+    lease_store_t *store;
+    lease_coord_t *coord;
+    shardsync_t *sync;
+    proc_pool_t *pool;
+    proc_script_t **scripts;     /* per configured stream */
+    shard_env_t env;
+    shard_t **shards;
+    size_t nshards, cap;
+    ev_signal sigterm, sigint, sighup;
+    ev_timer sync_timer, drain_timer, grace_timer;
+    int stopping;
+    int exit_code;
+    size_t unowned_eligible;     /* at the last scan: leases nobody holds that we could take */
+    int64_t scanned_after_sync;  /* shardsync_runs() seen complete at the last scan */
+    int64_t started_ms;
+} worker_t;
+
+char *worker_default_id(void)
+{
+    char host[256] = "localhost", id[512];
+    if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "localhost");
+    unsigned r = (unsigned)clock_mono_us() ^ ((unsigned)getpid() << 16);
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f) {
+        if (fread(&r, sizeof r, 1, f) != 1) r ^= (unsigned)time(NULL);
+        fclose(f);
+    }
+    snprintf(id, sizeof id, "%s:%d:%08x", host, (int)getpid(), r);
+    return xstrdup(id);
+}
+
+static shard_t *worker_find_shard(worker_t *w, const char *key)
+{
+    for (size_t i = 0; i < w->nshards; i++)
+        if (!strcmp(shard_key(w->shards[i]), key)) return w->shards[i];
+    return NULL;
+}
+
+static int worker_stream_index(worker_t *w, const char *stream)
+{
+    for (size_t i = 0; stream && i < w->cfg->nstreams; i++)
+        if (!strcmp(w->cfg->streams[i].name, stream)) return (int)i;
+    return -1;
+}
+
+static void worker_maybe_exit(worker_t *w)
+{
+    if (w->stopping && w->nshards == 0 && lease_coord_pending(w->coord) == 0) ev_break(w->loop, EVBREAK_ALL);
+}
+
+/* ---- coordinator events ---------------------------------------------------- */
+
+static void worker_acquired(void *ud, const lease_t *lease)
+{
+    worker_t *w = ud;
+    int idx = worker_stream_index(w, shardsync_lease_stream(w->cfg, lease));
+    if (idx < 0 || w->stopping) {
+        lease_coord_release(w->coord, lease->key, NULL, NULL);
+        return;
+    }
+    if (w->nshards == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 16;
+        w->shards = xrealloc(w->shards, w->cap * sizeof *w->shards);
+    }
+    shard_t *s = shard_new(&w->env, &w->cfg->streams[idx], w->scripts[idx], lease);
+    w->shards[w->nshards++] = s;
+    shard_start(s);
+}
+
+static void worker_lost(void *ud, const char *key)
+{
+    worker_t *w = ud;
+    shard_t *s = worker_find_shard(w, key);
+    if (s) shard_lost(s);
+}
+
+static int worker_eligible(void *ud, const lease_t *lease, const lease_list_t *all)
+{
+    worker_t *w = ud;
+    return !w->stopping && worker_stream_index(w, shardsync_lease_stream(w->cfg, lease)) >= 0 &&
+           shardsync_parents_done(w->cfg, lease, all);
+}
+
+static void worker_scanned(void *ud, const lease_list_t *all)
+{
+    worker_t *w = ud;
+    size_t unowned = 0;
+    for (size_t i = 0; i < all->count; i++) {
+        const lease_t *l = &all->leases[i];
+        if (!l->invalid && !l->owner && strcmp(l->checkpoint, SEQNUM_SHARD_END) && worker_eligible(w, l, all))
+            unowned++;
+    }
+    w->unowned_eligible = unowned;
+    if (!shardsync_busy(w->sync)) w->scanned_after_sync = shardsync_runs(w->sync);
+}
+
+/* ---- shard events ------------------------------------------------------------ */
+
+static void worker_shard_closed(void *ud, shard_t *s)
+{
+    worker_t *w = ud;
+    for (size_t i = 0; i < w->nshards; i++) {
+        if (w->shards[i] == s) {
+            w->shards[i] = w->shards[--w->nshards];
+            break;
+        }
+    }
+    lease_coord_forget(w->coord, shard_key(s));
+    shard_free(s);
+    worker_maybe_exit(w);
+}
+
+static void worker_shard_ended(void *ud, shard_t *s)
+{
+    worker_t *w = ud;
+    shardsync_run(w->sync); /* the children need leases now */
+}
+
+static void worker_halt(void *ud, shard_t *s)
+{
+    worker_t *w = ud;
+    log_error("worker_halted", "stream=%s shard=%s reason=\"halt_worker = true\" exit=1", shard_stream(s),
+              shard_id(s));
+    w->exit_code = 1;
+    ev_break(w->loop, EVBREAK_ALL);
+}
+
+static void worker_job_done(void *ud, proc_job_t *job)
+{
+    shard_job_done(job->ud, job);
+}
+
+static void worker_synced(void *ud)
+{
+    worker_t *w = ud;
+    if (!w->stopping) lease_coord_scan_now(w->coord);
+}
+
+/* ---- timers and signals ------------------------------------------------------ */
+
+static void worker_on_sync(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    shardsync_run(((worker_t *)t->data)->sync);
+}
+
+static void worker_on_grace(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    worker_t *w = t->data;
+    log_error("shutdown_timeout", "shards_left=%zu grace_ms=%lld action=\"exit without release; leases expire\"",
+              w->nshards, (long long)w->cfg->shutdown_grace_ms);
+    w->exit_code = 1;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void worker_stop(worker_t *w, const char *why)
+{
+    if (w->stopping) return;
+    w->stopping = 1;
+    log_info("worker_stopping", "worker=%s reason=%s shards=%zu", w->id, why, w->nshards);
+    lease_coord_stop_taking(w->coord);
+    ev_timer_stop(w->loop, &w->sync_timer);
+    ev_timer_stop(w->loop, &w->drain_timer);
+    if (w->cfg->shutdown_grace_ms > 0) {
+        ev_timer_set(&w->grace_timer, (double)w->cfg->shutdown_grace_ms / 1000.0, 0.0);
+        ev_timer_start(w->loop, &w->grace_timer);
+    }
+    /* shards remove themselves from the array as they close */
+    size_t n = w->nshards;
+    shard_t **copy = xmalloc((n ? n : 1) * sizeof *copy);
+    memcpy(copy, w->shards, n * sizeof *copy);
+    for (size_t i = 0; i < n; i++) shard_shutdown(copy[i]);
+    free(copy);
+    worker_maybe_exit(w);
+}
+
+static void worker_on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+    worker_t *w = sig->data;
+    if (w->stopping) {
+        log_warn("worker_killed", "signal=%d action=\"exit now; leases expire\"", sig->signum);
+        w->exit_code = 1;
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    worker_stop(w, sig->signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void worker_on_sighup(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+    log_warn("sighup_ignored", "reason=\"configuration reload is not part of this build\"");
+}
+
+static void worker_on_drain(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    worker_t *w = t->data;
+    if (w->stopping || shardsync_busy(w->sync) || shardsync_runs(w->sync) == 0) return;
+    if (w->scanned_after_sync != shardsync_runs(w->sync) || w->unowned_eligible > 0) return;
+    if (lease_coord_pending(w->coord) > 0) return;
+    for (size_t i = 0; i < w->nshards; i++)
+        if (!shard_caught_up(w->shards[i])) return;
+    log_info("worker_drained", "worker=%s shards=%zu elapsed_ms=%lld", w->id, w->nshards,
+             (long long)(clock_mono_ms() - w->started_ms));
+    worker_stop(w, "drained");
+}
+
+/* ---- set-up and tear-down ----------------------------------------------------- */
+
+static int worker_load_scripts(worker_t *w)
+{
+    w->scripts = xcalloc(w->cfg->nstreams, sizeof *w->scripts);
+    for (size_t i = 0; i < w->cfg->nstreams; i++) {
+        errbuf_t err;
+        const config_stream_t *cs = &w->cfg->streams[i];
+        w->scripts[i] = proc_script_load(cs->processor, w->cfg->lua_path, w->cfg->nlua_path, &err);
+        if (!w->scripts[i]) {
+            char q[2048];
+            log_error("script_invalid", "stream=%s script=%s error=%s", cs->name, cs->processor,
+                      log_quote(err.msg, q, sizeof q));
+            fprintf(stderr, "shardrun: %s\n", err.msg);
+            return -1;
+        }
+        log_info("script_loaded", "stream=%s script=%s version=%s", cs->name, cs->processor, w->scripts[i]->hash);
+    }
+    return 0;
+}
+
+static int worker_open(worker_t *w)
+{
+    errbuf_t err;
+    w->source = backend_source_new(w->cfg, w->loop, &err);
+    if (!w->source) goto fail;
+    w->store = backend_lease_store_new(w->cfg, w->loop, &err);
+    if (!w->store) goto fail;
+    return 0;
+fail:
+    log_error("backend_open_failed", "error=%s", err.msg);
+    fprintf(stderr, "shardrun: %s\n", err.msg);
+    return -1;
+}
+
+static void worker_init_watchers(worker_t *w)
+{
+    ev_signal_init(&w->sigterm, worker_on_signal, SIGTERM);
+    ev_signal_init(&w->sigint, worker_on_signal, SIGINT);
+    ev_signal_init(&w->sighup, worker_on_sighup, SIGHUP);
+    w->sigterm.data = w->sigint.data = w->sighup.data = w;
+    ev_signal_start(w->loop, &w->sigterm);
+    ev_signal_start(w->loop, &w->sigint);
+    ev_signal_start(w->loop, &w->sighup);
+    double sync = (double)w->cfg->shard_sync_interval_ms / 1000.0;
+    ev_timer_init(&w->sync_timer, worker_on_sync, sync, sync);
+    ev_timer_init(&w->drain_timer, worker_on_drain, WORKER_DRAIN_CHECK_S, WORKER_DRAIN_CHECK_S);
+    ev_timer_init(&w->grace_timer, worker_on_grace, 0.0, 0.0);
+    w->sync_timer.data = w->drain_timer.data = w->grace_timer.data = w;
+    ev_timer_start(w->loop, &w->sync_timer);
+    if (w->opt.drain) ev_timer_start(w->loop, &w->drain_timer);
+}
+
+static void worker_close(worker_t *w)
+{
+    if (w->exit_code != 0 && w->pool && proc_pool_busy(w->pool) > 0) {
+        /* A script may be stuck in a processor thread: joining it could hang. */
+        log_error("worker_exit", "worker=%s status=%d jobs_running=%zu", w->id, w->exit_code,
+                  proc_pool_busy(w->pool));
+        _exit(w->exit_code);
+    }
+    for (size_t i = 0; i < w->nshards; i++) shard_free(w->shards[i]);
+    free(w->shards);
+    proc_pool_free(w->pool);
+    shardsync_free(w->sync);
+    lease_store_destroy(w->store);   /* delivers pending writes to the coordinator */
+    lease_coord_free(w->coord);
+    source_destroy(w->source);
+    for (size_t i = 0; w->scripts && i < w->cfg->nstreams; i++) proc_script_unref(w->scripts[i]);
+    free(w->scripts);
+    free(w->id);
+}
+
+int worker_run(const config_t *cfg, const worker_options_t *opt)
+{
+    worker_t w = {0};
+    w.cfg = cfg;
+    w.opt = *opt;
+    w.started_ms = clock_mono_ms();
+    w.loop = ev_default_loop(EVFLAG_AUTO);
+    w.id = cfg->worker_id ? xstrdup(cfg->worker_id) : worker_default_id();
+    signal(SIGPIPE, SIG_IGN);
+    if (worker_load_scripts(&w)) {
+        worker_close(&w);
+        return 2;
+    }
+    if (worker_open(&w)) {
+        worker_close(&w);
+        return 1;
+    }
+    lease_coord_options_t copt = {w.id, cfg->lease_duration_ms, cfg->renew_interval_ms, cfg->taker_interval_ms,
+                                  cfg->max_steal, 1};
+    lease_coord_handler_t h = {worker_acquired, worker_lost, worker_eligible, worker_scanned};
+    w.coord = lease_coord_new(w.loop, w.store, &copt, &h, &w);
+    w.sync = shardsync_new(w.source, w.store, cfg, worker_synced, &w);
+    w.pool = proc_pool_new(w.loop, (int)cfg->processor_threads, worker_job_done, &w);
+    w.env = (shard_env_t){.loop = w.loop, .source = w.source, .coord = w.coord, .pool = w.pool,
+                          .worker_id = w.id, .lua_path = cfg->lua_path, .nlua_path = cfg->nlua_path,
+                          .max_buffered_bytes = (size_t)cfg->max_buffered_mb * 1024 * 1024,
+                          .min_poll_interval_ms = backend_min_poll_interval_ms(cfg), .ud = &w,
+                          .closed = worker_shard_closed, .ended = worker_shard_ended, .halt_worker = worker_halt};
+    worker_init_watchers(&w);
+    log_info("worker_started", "worker=%s application=%s streams=%zu threads=%lld drain=%d", w.id,
+             cfg->application, cfg->nstreams, (long long)cfg->processor_threads, opt->drain);
+    shardsync_run(w.sync);
+    lease_coord_start(w.coord);
+    ev_run(w.loop, 0);
+    log_info("worker_stopped", "worker=%s status=%d", w.id, w.exit_code);
+    int code = w.exit_code;
+    worker_close(&w);
+    return code;
+}

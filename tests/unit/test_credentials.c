@@ -1,0 +1,619 @@
+/* aws_cred: every provider of the chain, against temp files and a local
+ * server (127.0.0.1 only). AWS_EC2_METADATA_DISABLED=true everywhere except
+ * the IMDS tests, which point AWS_EC2_METADATA_SERVICE_ENDPOINT at the local
+ * server. Every test also checks that no secret reached the log. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ev.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "aws_test_server.h"
+#include "credentials.h"
+#include "http.h"
+#include "log.h"
+
+static ts_server_t srv;
+static struct ev_loop *loop;
+static aws_http_t *http;
+static char home[] = "/tmp/shardrun-test-cred-XXXXXX";
+static char log_path[512];
+static int log_fd = -1;
+
+/* what the fake services answer; read by server threads under srv.mu */
+static int imds_fetches;
+static int imds_refresh_delay_ms;
+static long imds_expires_in_s = 3600;
+static int sts_fail;
+
+static const char *const secrets[] = {
+    "env/secret", "explicit/secret", "profile/secret", "dev/secret", "ops/secret", "sts/secret",
+    "ecs/secret", "imds/secret", "sess-token-", "webid-jwt-token", "ecs-auth-token", "IMDSTOKEN-1",
+    NULL};
+
+static const char *const aws_vars[] = {
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_ENDPOINT_URL_STS", "AWS_REGION", "AWS_DEFAULT_REGION",
+    "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL};
+
+static void iso_time(time_t t, char *out, size_t n)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void imds(const ts_request_t *req, ts_response_t *resp)
+{
+    const char *prefix = "/latest/meta-data/iam/security-credentials/";
+    char v[256], exp[32];
+    if (!strcmp(req->target, "/latest/api/token")) {
+        /* IMDSv2: the token must be asked for with PUT and a TTL */
+        if (strcmp(req->method, "PUT") != 0 ||
+            !ts_header(req, "X-aws-ec2-metadata-token-ttl-seconds", v, sizeof v) || atoi(v) <= 0)
+            resp->status = 400;
+        else
+            strcpy(resp->body, "IMDSTOKEN-1");
+        return;
+    }
+    if (!ts_header(req, "X-aws-ec2-metadata-token", v, sizeof v) || strcmp(v, "IMDSTOKEN-1") != 0) {
+        resp->status = 401;
+        return;
+    }
+    const char *rest = req->target + strlen(prefix);
+    if (!*rest) {
+        strcpy(resp->body, "shardrun-role\n");
+    } else if (!strcmp(rest, "shardrun-role")) {
+        int n = ++imds_fetches;
+        if (n >= 2 && imds_refresh_delay_ms) usleep((useconds_t)imds_refresh_delay_ms * 1000);
+        iso_time(time(NULL) + imds_expires_in_s, exp, sizeof exp);
+        snprintf(resp->body, sizeof resp->body,
+                 "{\"Code\":\"Success\",\"Type\":\"AWS-HMAC\",\"AccessKeyId\":\"AKIDIMDS%d\","
+                 "\"SecretAccessKey\":\"imds/secret%d\",\"Token\":\"sess-token-imds%d\","
+                 "\"Expiration\":\"%s\"}", n, n, n, exp);
+    } else {
+        resp->status = 404;
+    }
+}
+
+static void sts(const ts_request_t *req, ts_response_t *resp)
+{
+    char exp[32];
+    const char *want[] = {"Action=AssumeRoleWithWebIdentity", "Version=2011-06-15",
+                          "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fshardrun",
+                          "RoleSessionName=test-session", "WebIdentityToken=webid-jwt-token", NULL};
+    for (int i = 0; want[i]; i++)
+        if (!strstr(req->body, want[i])) resp->status = 400;
+    if (sts_fail || resp->status != 200) {
+        resp->status = 403;
+        strcpy(resp->body, "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+                           "<Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message>"
+                           "</Error></ErrorResponse>");
+        return;
+    }
+    iso_time(time(NULL) + 3600, exp, sizeof exp);
+    snprintf(resp->body, sizeof resp->body,
+             "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
+             "<AssumeRoleWithWebIdentityResult><AssumedRoleUser><Arn>arn:aws:sts::123456789012:"
+             "assumed-role/shardrun/test-session</Arn></AssumedRoleUser><Credentials>"
+             "<AccessKeyId>ASIASTSEXAMPLE</AccessKeyId><SecretAccessKey>sts/secret&amp;x</SecretAccessKey>"
+             "<SessionToken>sess-token-sts</SessionToken><Expiration>%s</Expiration></Credentials>"
+             "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>", exp);
+}
+
+static void ecs(const ts_request_t *req, ts_response_t *resp)
+{
+    char v[256], exp[32];
+    if (!ts_header(req, "Authorization", v, sizeof v) || strcmp(v, "ecs-auth-token") != 0) {
+        resp->status = 401;
+        return;
+    }
+    iso_time(time(NULL) + 3600, exp, sizeof exp);
+    snprintf(resp->body, sizeof resp->body,
+             "{\"AccessKeyId\":\"ASIAECSEXAMPLE\",\"SecretAccessKey\":\"ecs/secret\","
+             "\"Token\":\"sess-token-ecs\",\"Expiration\":\"%s\",\"RoleArn\":\"arn:aws:iam::1:role/t\"}", exp);
+}
+
+static void route(ts_server_t *s, const ts_request_t *req, ts_response_t *resp)
+{
+    (void)s;
+    if (!strncmp(req->target, "/latest/", 8)) imds(req, resp);
+    else if (!strcmp(req->target, "/sts/")) sts(req, resp);
+    else if (!strcmp(req->target, "/ecs/creds")) ecs(req, resp);
+    else if (!strcmp(req->target, "/kinesis/")) strcpy(resp->body, "{\"ok\":true}");
+    else resp->status = 404;
+}
+
+static void write_file(const char *rel, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", home, rel);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    for (int i = 0; aws_vars[i]; i++) unsetenv(aws_vars[i]);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    strcpy(home, "/tmp/shardrun-test-cred-XXXXXX");
+    if (!mkdtemp(home)) return -1;
+    setenv("HOME", home, 1);
+    char aws_dir[512];
+    snprintf(aws_dir, sizeof aws_dir, "%s/.aws", home);
+    mkdir(aws_dir, 0700);
+    imds_fetches = 0;
+    imds_refresh_delay_ms = 0;
+    imds_expires_in_s = 3600;
+    sts_fail = 0;
+    if (ts_start(&srv, route, NULL) != 0) return -1;
+    loop = ev_loop_new(EVFLAG_AUTO);
+    aws_http_options_t o = {.retry_base_ms = 10, .retry_max_ms = 20};
+    http = aws_http_new(loop, &o);
+    snprintf(log_path, sizeof log_path, "%s/log", home);
+    log_fd = open(log_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    log_set_fd(log_fd);
+    log_set_level(LOG_DEBUG);
+    return http && log_fd >= 0 ? 0 : -1;
+}
+
+static char *read_log(void)
+{
+    static char text[1 << 16];
+    ssize_t n = pread(log_fd, text, sizeof text - 1, 0);
+    text[n > 0 ? n : 0] = '\0';
+    return text;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (http) aws_http_free(http);
+    http = NULL;
+    ev_loop_destroy(loop);
+    ts_stop(&srv);
+    const char *log = read_log();
+    int leaked = 0;
+    for (int i = 0; secrets[i]; i++)
+        if (strstr(log, secrets[i])) {
+            fprintf(stderr, "secret %s found in log:\n%s\n", secrets[i], log);
+            leaked = 1;
+        }
+    log_set_fd(2);
+    close(log_fd);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", home);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", home);
+    return leaked ? -1 : 0;
+}
+
+static void tick(struct ev_loop *l, ev_timer *w, int revents)
+{
+    (void)l;
+    (void)w;
+    (void)revents;
+}
+
+static void run_until(const int *flag, double max_s)
+{
+    ev_timer t;
+    ev_timer_init(&t, tick, 0.02, 0.02);
+    ev_timer_start(loop, &t);
+    double start = ev_time();
+    while (!*flag && ev_time() - start < max_s) ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &t);
+}
+
+typedef struct waited {
+    aws_cred_waiter_t w;
+    int done, status;
+} waited_t;
+
+static void on_ready(aws_cred_waiter_t *w, int status)
+{
+    waited_t *x = w->data;
+    x->done++;
+    x->status = status;
+}
+
+/* Resolves the chain; 1 = credentials, -1 = failure. */
+static int resolve(aws_cred_t *c)
+{
+    waited_t x = {.w = {.cb = on_ready}};
+    x.w.data = &x;
+    int r = aws_cred_wait(c, &x.w);
+    if (r != 0) return r;
+    assert_int_equal(x.done, 0); /* never from inside aws_cred_wait */
+    run_until(&x.done, 10);
+    assert_int_equal(x.done, 1);
+    return x.status == 0 ? 1 : -1;
+}
+
+static void expect_creds(aws_cred_t *c, const char *ak, const char *sk, const char *token)
+{
+    aws_sigv4_credentials_t cr;
+    assert_int_equal(aws_cred_current(c, &cr), 0);
+    assert_string_equal(cr.access_key_id, ak);
+    assert_string_equal(cr.secret_access_key, sk);
+    if (token) assert_string_equal(cr.session_token, token);
+    else assert_null(cr.session_token);
+}
+
+static void expect_describe(aws_cred_t *c, const char *part)
+{
+    char d[256];
+    aws_cred_describe(c, d, sizeof d);
+    if (!strstr(d, part)) print_error("describe: %s\n", d);
+    assert_non_null(strstr(d, part));
+    for (int i = 0; secrets[i]; i++) assert_null(strstr(d, secrets[i]));
+}
+
+/* ---- static providers ---------------------------------------------------- */
+
+static void test_explicit_config_beats_environment(void **state)
+{
+    (void)state;
+    setenv("AWS_ACCESS_KEY_ID", "AKIDENV", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "env/secret", 1);
+    aws_cred_options_t o = {.access_key_id = "AKIDEXPLICIT", .secret_access_key = "explicit/secret"};
+    aws_cred_t *c = aws_cred_new(loop, http, &o);
+    assert_int_equal(aws_cred_current(c, &(aws_sigv4_credentials_t){0}), -1); /* nothing before resolving */
+    assert_int_equal(resolve(c), 1);
+    assert_string_equal(aws_cred_source(c), "explicit");
+    expect_creds(c, "AKIDEXPLICIT", "explicit/secret", NULL);
+    expect_describe(c, "explicit key=****ICIT expires=never");
+    aws_cred_free(c);
+}
+
+static void test_environment_with_session_token(void **state)
+{
+    (void)state;
+    setenv("AWS_ACCESS_KEY_ID", "AKIDENV1", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "env/secret", 1);
+    setenv("AWS_SESSION_TOKEN", "sess-token-env", 1);
+    write_file(".aws/credentials", "[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile/secret\n");
+    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    assert_int_equal(resolve(c), 1);
+    assert_string_equal(aws_cred_source(c), "env");
+    expect_creds(c, "AKIDENV1", "env/secret", "sess-token-env");
+    aws_cred_free(c);
+}
+
+static void test_profile_from_credentials_file_by_aws_profile(void **state)
+{
+    (void)state;
+    write_file(".aws/credentials", "# comment\n[default]\naws_access_key_id = AKIDPROFILE\n"
+                                   "aws_secret_access_key = profile/secret\n\n[dev]\n"
+                                   "aws_access_key_id=AKIDDEV\naws_secret_access_key=dev/secret\n"
+                                   "aws_session_token = sess-token-dev\n");
+    setenv("AWS_PROFILE", "dev", 1);
+    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    assert_int_equal(resolve(c), 1);
+    assert_string_equal(aws_cred_source(c), "profile");
+    expect_creds(c, "AKIDDEV", "dev/secret", "sess-token-dev");
+    expect_describe(c, "profile profile=dev key=****DDEV");
+    aws_cred_free(c);
+}
+
+static void test_config_file_profiles_are_named_profile_x(void **state)
+{
+    (void)state;
+    /* "[ops]" is not a profile in the config file; "[profile ops]" is */
+    write_file(".aws/config", "[ops]\naws_access_key_id = AKIDWRONG\naws_secret_access_key = x\n"
+                              "[profile ops]\naws_access_key_id = AKIDOPS\naws_secret_access_key = ops/secret\n"
+                              "region = eu-north-1\n");
+    aws_cred_options_t o = {.profile = "ops"};
+    aws_cred_t *c = aws_cred_new(loop, http, &o);
+    assert_int_equal(resolve(c), 1);
+    expect_creds(c, "AKIDOPS", "ops/secret", NULL);
+    aws_cred_free(c);
+    char *r = aws_cred_region_resolve(NULL, "ops");
+    assert_string_equal(r, "eu-north-1");
+    free(r);
+}
+
+static void test_shared_file_locations_from_environment(void **state)
+{
+    (void)state;
+    write_file("creds-elsewhere", "[default]\naws_access_key_id = AKIDFILEENV\naws_secret_access_key = profile/secret\n");
+    write_file(".aws/credentials", "[default]\naws_access_key_id = AKIDHOME\naws_secret_access_key = x\n");
+    char path[600];
+    snprintf(path, sizeof path, "%s/creds-elsewhere", home);
+    setenv("AWS_SHARED_CREDENTIALS_FILE", path, 1);
+    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    assert_int_equal(resolve(c), 1);
+    expect_creds(c, "AKIDFILEENV", "profile/secret", NULL);
+    aws_cred_free(c);
+
+    write_file("config-elsewhere", "[default]\nregion = ap-south-1\n");
+    snprintf(path, sizeof path, "%s/config-elsewhere", home);
+    setenv("AWS_CONFIG_FILE", path, 1);
+    char *r = aws_cred_region_resolve(NULL, NULL);
+    assert_string_equal(r, "ap-south-1");
+    free(r);
+}
+
+static void test_region_resolution_order(void **state)
+{
+    (void)state;
+    write_file(".aws/config", "[default]\nregion = us-west-2\n");
+    char *r = aws_cred_region_resolve(NULL, NULL);
+    assert_string_equal(r, "us-west-2");
+    free(r);
+    setenv("AWS_DEFAULT_REGION", "eu-west-1", 1);
+    r = aws_cred_region_resolve(NULL, NULL);
+    assert_string_equal(r, "eu-west-1");
+    free(r);
+    setenv("AWS_REGION", "eu-central-1", 1);
+    r = aws_cred_region_resolve(NULL, NULL);
+    assert_string_equal(r, "eu-central-1");
+    free(r);
+    r = aws_cred_region_resolve("sa-east-1", NULL);
+    assert_string_equal(r, "sa-east-1");
+    free(r);
+    unsetenv("AWS_REGION");
+    unsetenv("AWS_DEFAULT_REGION");
+    write_file(".aws/config", "[profile other]\nregion = us-west-2\n");
+    assert_null(aws_cred_region_resolve(NULL, NULL));
+}
+
+static void test_nothing_configured_fails_without_network(void **state)
+{
+    (void)state;
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.base, 1); /* must not be used: disabled */
+    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    waited_t x = {.w = {.cb = on_ready}};
+    x.w.data = &x;
+    assert_int_equal(aws_cred_wait(c, &x.w), -1);
+    assert_non_null(strstr(aws_cred_error(c), "no AWS credentials found"));
+    assert_null(aws_cred_source(c));
+    int never = 0;
+    run_until(&never, 0.1);
+    assert_int_equal(x.done, 0);
+    assert_int_equal(ts_count(&srv), 0);
+    aws_cred_free(c);
+}
+
+/* ---- HTTP providers -------------------------------------------------------- */
+
+static void setup_web_identity(void)
+{
+    write_file("token.jwt", "webid-jwt-token\n");
+    char path[600], url[128];
+    snprintf(path, sizeof path, "%s/token.jwt", home);
+    snprintf(url, sizeof url, "%s/sts/", srv.base);
+    setenv("AWS_WEB_IDENTITY_TOKEN_FILE", path, 1);
+    setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/shardrun", 1);
+    setenv("AWS_ROLE_SESSION_NAME", "test-session", 1);
+    setenv("AWS_ENDPOINT_URL_STS", url, 1);
+}
+
+static void test_web_identity_assumes_role_via_sts(void **state)
+{
+    (void)state;
+    setup_web_identity();
+    write_file(".aws/credentials", "[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile/secret\n");
+    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    assert_int_equal(resolve(c), 1);
+    assert_string_equal(aws_cred_source(c), "web-identity");
+    expect_creds(c, "ASIASTSEXAMPLE", "sts/secret&x", "sess-token-sts");
+    expect_describe(c, "web-identity role=arn:aws:sts::123456789012:assumed-role/shardrun/test-session");
+    ts_lock(&srv);
+    assert_int_equal(srv.nreqs, 1);
+    assert_string_equal(srv.reqs[0].method, "POST");
+    ts_unlock(&srv);
+    aws_cred_free(c);
+}
+
+static void test_web_identity_sts_error_is_reported(void **state)
+{
+    (void)state;
+    setup_web_identity();
+    sts_fail = 1;
+    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    assert_int_equal(resolve(c), -1);
+    assert_non_null(strstr(aws_cred_error(c), "AccessDenied"));
+    assert_int_equal(aws_cred_current(c, &(aws_sigv4_credentials_t){0}), -1);
+    assert_int_equal(ts_count(&srv), 1); /* 403 is not retried */
+    aws_cred_free(c);
+}
+
+static void test_container_full_uri_with_token(void **state)
+{
+    (void)state;
+    char url[128];
+    snprintf(url, sizeof url, "%s/ecs/creds", srv.base);
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", url, 1);
+    setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "ecs-auth-token", 1);
+    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    assert_int_equal(resolve(c), 1);
+    assert_string_equal(aws_cred_source(c), "ecs");
+    expect_creds(c, "ASIAECSEXAMPLE", "ecs/secret", "sess-token-ecs");
+    aws_cred_free(c);
+}
+
+static void test_container_token_file_wins_over_variable(void **state)
+{
+    (void)state;
+    char url[128], path[600];
+    snprintf(url, sizeof url, "%s/ecs/creds", srv.base);
+    write_file("ecs-token", "ecs-auth-token\n");
+    snprintf(path, sizeof path, "%s/ecs-token", home);
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", url, 1);
+    setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "wrong-token", 1);
+    setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", path, 1);
+    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    assert_int_equal(resolve(c), 1);
+    expect_creds(c, "ASIAECSEXAMPLE", "ecs/secret", "sess-token-ecs");
+    aws_cred_free(c);
+}
+
+static void test_container_url_rule(void **state)
+{
+    (void)state;
+    assert_true(aws_cred_container_url_allowed("http://127.0.0.1:8080/creds"));
+    assert_true(aws_cred_container_url_allowed("http://localhost/creds"));
+    assert_true(aws_cred_container_url_allowed("http://169.254.170.2/v2/credentials"));
+    assert_true(aws_cred_container_url_allowed("http://169.254.170.23/v1/credentials"));
+    assert_true(aws_cred_container_url_allowed("https://creds.example.com/"));
+    assert_false(aws_cred_container_url_allowed("http://192.0.2.1/creds"));
+    assert_false(aws_cred_container_url_allowed("http://127.0.0.1.evil.example/"));
+    assert_false(aws_cred_container_url_allowed("http://127.0.0.1@evil.example/"));
+    assert_false(aws_cred_container_url_allowed("http://localhost.evil.example/"));
+    assert_false(aws_cred_container_url_allowed("file:///etc/passwd"));
+}
+
+static void test_imds_v2_token_role_and_credentials(void **state)
+{
+    (void)state;
+    unsetenv("AWS_EC2_METADATA_DISABLED");
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.base, 1);
+    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    assert_int_equal(resolve(c), 1);
+    assert_string_equal(aws_cred_source(c), "imds");
+    expect_creds(c, "AKIDIMDS1", "imds/secret1", "sess-token-imds1");
+    expect_describe(c, "imds role=shardrun-role key=****MDS1 expires=");
+    ts_lock(&srv);
+    assert_int_equal(srv.nreqs, 3);
+    assert_string_equal(srv.reqs[0].method, "PUT");
+    assert_string_equal(srv.reqs[1].target, "/latest/meta-data/iam/security-credentials/");
+    assert_string_equal(srv.reqs[2].target, "/latest/meta-data/iam/security-credentials/shardrun-role");
+    ts_unlock(&srv);
+    aws_cred_free(c);
+}
+
+static void test_imds_disabled_sends_nothing(void **state)
+{
+    (void)state;
+    setenv("AWS_EC2_METADATA_DISABLED", "TRUE", 1);
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.base, 1);
+    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    assert_int_equal(aws_cred_resolve(c), -1);
+    assert_int_equal(ts_count(&srv), 0);
+    aws_cred_free(c);
+}
+
+/* Expiring credentials are refreshed on the loop; until the new ones arrive
+ * the old ones stay current, so requests never wait. */
+static void test_refresh_before_expiry_keeps_old_credentials_meanwhile(void **state)
+{
+    (void)state;
+    unsetenv("AWS_EC2_METADATA_DISABLED");
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.base, 1);
+    imds_refresh_delay_ms = 400;
+    aws_cred_options_t o = {.refresh_before_s = 3599}; /* expiry in 3600 s: refresh after ~1 s */
+    aws_cred_t *c = aws_cred_new(loop, http, &o);
+    assert_int_equal(resolve(c), 1);
+    expect_creds(c, "AKIDIMDS1", "imds/secret1", "sess-token-imds1");
+    /* wait until the refresh asks for the new credentials (request 6) */
+    int seen = 0;
+    double start = ev_time();
+    while (!seen && ev_time() - start < 10) {
+        run_until(&seen, 0.02);
+        seen = ts_count(&srv) >= 6;
+    }
+    assert_true(seen);
+    expect_creds(c, "AKIDIMDS1", "imds/secret1", "sess-token-imds1"); /* still the old ones */
+    int refreshed = 0;
+    start = ev_time();
+    while (!refreshed && ev_time() - start < 10) {
+        run_until(&refreshed, 0.02);
+        aws_sigv4_credentials_t cr;
+        refreshed = aws_cred_current(c, &cr) == 0 && !strcmp(cr.access_key_id, "AKIDIMDS2");
+    }
+    assert_true(refreshed);
+    expect_creds(c, "AKIDIMDS2", "imds/secret2", "sess-token-imds2");
+    assert_non_null(strstr(read_log(), "event=aws_credentials_refreshed"));
+    aws_cred_free(c);
+}
+
+static void on_http(void *ud, const aws_http_response_t *r)
+{
+    int *res = ud;
+    *res = r->error == AWS_HTTP_OK ? 1 : -1 - r->error;
+}
+
+/* A signed request made before any credentials exist waits for them. */
+static void test_signed_request_waits_for_first_credentials(void **state)
+{
+    (void)state;
+    unsetenv("AWS_EC2_METADATA_DISABLED");
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.base, 1);
+    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    char url[128], auth[512];
+    snprintf(url, sizeof url, "%s/kinesis/", srv.base);
+    aws_endpoint_t ep = {"us-east-1", "kinesis", url};
+    int res = 0;
+    assert_non_null(aws_http_send_json(http, &ep, c, "Kinesis_20131202.ListShards", "1.1", "{}", 2,
+                                       5000, 1, on_http, &res));
+    run_until(&res, 10);
+    assert_int_equal(res, 1);
+    ts_lock(&srv);
+    assert_int_equal(srv.nreqs, 4); /* token, role, credentials, then the call */
+    assert_string_equal(srv.reqs[3].target, "/kinesis/");
+    assert_true(ts_header(&srv.reqs[3], "Authorization", auth, sizeof auth));
+    assert_non_null(strstr(auth, "Credential=AKIDIMDS1/"));
+    ts_unlock(&srv);
+    aws_http_free(http);
+    http = NULL;
+    aws_cred_free(c);
+}
+
+static void test_signed_request_fails_typed_without_credentials(void **state)
+{
+    (void)state;
+    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    char url[128];
+    snprintf(url, sizeof url, "%s/kinesis/", srv.base);
+    aws_endpoint_t ep = {"us-east-1", "kinesis", url};
+    int res = 0;
+    assert_non_null(aws_http_send_json(http, &ep, c, "Kinesis_20131202.ListShards", "1.1", "{}", 2,
+                                       5000, 1, on_http, &res));
+    run_until(&res, 10);
+    assert_int_equal(res, -1 - AWS_HTTP_ECREDENTIALS);
+    assert_int_equal(ts_count(&srv), 0);
+    aws_http_free(http);
+    http = NULL;
+    aws_cred_free(c);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_explicit_config_beats_environment),
+        T(test_environment_with_session_token),
+        T(test_profile_from_credentials_file_by_aws_profile),
+        T(test_config_file_profiles_are_named_profile_x),
+        T(test_shared_file_locations_from_environment),
+        T(test_region_resolution_order),
+        T(test_nothing_configured_fails_without_network),
+        T(test_web_identity_assumes_role_via_sts),
+        T(test_web_identity_sts_error_is_reported),
+        T(test_container_full_uri_with_token),
+        T(test_container_token_file_wins_over_variable),
+        cmocka_unit_test(test_container_url_rule),
+        T(test_imds_v2_token_role_and_credentials),
+        T(test_imds_disabled_sends_nothing),
+        T(test_refresh_before_expiry_keeps_old_credentials_meanwhile),
+        T(test_signed_request_waits_for_first_credentials),
+        T(test_signed_request_fails_typed_without_credentials),
+    };
+    return cmocka_run_group_tests_name("aws_cred", tests, NULL, NULL);
+}

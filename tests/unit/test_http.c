@@ -1,0 +1,560 @@
+/* aws_http against a scripted local server (127.0.0.1 only): retries, typed
+ * errors, timeouts, resets, keep-alive, cancellation and SigV4-signed JSON. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ev.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "aws_test_server.h"
+#include "credentials.h"
+#include "http.h"
+#include "log.h"
+#include "sigv4.h"
+
+/* ---- fixture ----------------------------------------------------------------- */
+
+static ts_server_t srv;
+static struct ev_loop *loop;
+static aws_http_t *http;
+static ts_response_t script[8]; /* request i gets script[min(i, nscript - 1)] */
+static int nscript;
+static char log_path[] = "/tmp/shardrun-test-http-log-XXXXXX";
+static int log_fd = -1;
+
+typedef struct result {
+    int done, error, attempts;
+    long status;
+    char body[4096], type[128], msg[512], request_id[128];
+} result_t;
+
+static void scripted(ts_server_t *s, const ts_request_t *req, ts_response_t *resp)
+{
+    (void)req;
+    int i = s->nreqs - 1 < nscript - 1 ? s->nreqs - 1 : nscript - 1;
+    *resp = script[i];
+}
+
+static void say(int i, int status, const char *headers, const char *body)
+{
+    memset(&script[i], 0, sizeof script[i]);
+    script[i].status = status;
+    snprintf(script[i].headers, sizeof script[i].headers, "%s", headers ? headers : "");
+    snprintf(script[i].body, sizeof script[i].body, "%s", body ? body : "");
+    if (i + 1 > nscript) nscript = i + 1;
+}
+
+static void act(int i, ts_action_t a)
+{
+    memset(&script[i], 0, sizeof script[i]);
+    script[i].action = a;
+    if (i + 1 > nscript) nscript = i + 1;
+}
+
+static aws_http_t *new_client(size_t max_response)
+{
+    aws_http_options_t o = {.connect_timeout_ms = 2000, .max_retries = 3, .retry_base_ms = 10,
+                            .retry_max_ms = 40, .max_response_bytes = max_response};
+    return aws_http_new(loop, &o);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    nscript = 0;
+    memset(script, 0, sizeof script);
+    say(0, 200, NULL, "ok");
+    nscript = 1;
+    if (ts_start(&srv, scripted, NULL) != 0) return -1;
+    loop = ev_loop_new(EVFLAG_AUTO);
+    http = new_client(0);
+    strcpy(log_path, "/tmp/shardrun-test-http-log-XXXXXX");
+    log_fd = mkstemp(log_path);
+    log_set_fd(log_fd);
+    log_set_level(LOG_DEBUG);
+    return http && loop && log_fd >= 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (http) aws_http_free(http);
+    http = NULL;
+    ev_loop_destroy(loop);
+    ts_stop(&srv);
+    log_set_fd(2);
+    close(log_fd);
+    unlink(log_path);
+    return 0;
+}
+
+static void on_done(void *ud, const aws_http_response_t *r)
+{
+    result_t *res = ud;
+    res->done++;
+    res->error = r->error;
+    res->status = r->status;
+    res->attempts = r->attempts;
+    snprintf(res->body, sizeof res->body, "%.*s", (int)r->body_len, r->body);
+    snprintf(res->type, sizeof res->type, "%s", r->aws_error_type ? r->aws_error_type : "");
+    snprintf(res->msg, sizeof res->msg, "%s", r->message ? r->message : "");
+    snprintf(res->request_id, sizeof res->request_id, "%s", r->request_id ? r->request_id : "");
+}
+
+static void tick(struct ev_loop *l, ev_timer *w, int revents)
+{
+    (void)l;
+    (void)w;
+    (void)revents;
+}
+
+/* Runs the loop until *flag or max_s seconds; a ticking timer bounds each turn. */
+static void run_until(const int *flag, double max_s)
+{
+    ev_timer t;
+    ev_timer_init(&t, tick, 0.02, 0.02);
+    ev_timer_start(loop, &t);
+    double start = ev_time();
+    while (!*flag && ev_time() - start < max_s) ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &t);
+}
+
+static void send_simple(const char *path, int retry, long timeout_ms, result_t *res)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", srv.base, path);
+    aws_http_request_t q = {.method = "GET", .url = url, .timeout_ms = timeout_ms, .retry = retry};
+    assert_non_null(aws_http_send(http, &q, on_done, res));
+    assert_int_equal(res->done, 0); /* never called from inside aws_http_send */
+    run_until(&res->done, 10);
+    assert_int_equal(res->done, 1);
+}
+
+static char *read_log(void)
+{
+    static char text[1 << 16];
+    int fd = open(log_path, O_RDONLY);
+    ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
+    if (fd >= 0) close(fd);
+    text[n > 0 ? n : 0] = '\0';
+    return text;
+}
+
+/* ---- tests ----------------------------------------------------------------- */
+
+static void test_post_delivers_body_headers_and_response(void **state)
+{
+    (void)state;
+    say(0, 200, "x-amzn-RequestId: rid-1\r\n", "hello");
+    char url[256];
+    snprintf(url, sizeof url, "%s/path?q=1", srv.base);
+    const char *hdrs[] = {"X-Test: 1", NULL};
+    aws_http_request_t q = {.method = "POST", .url = url, .headers = hdrs, .body = "abc", .body_len = 3};
+    result_t res = {0};
+    assert_non_null(aws_http_send(http, &q, on_done, &res));
+    run_until(&res.done, 10);
+    assert_int_equal(res.error, AWS_HTTP_OK);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(res.body, "hello");
+    assert_string_equal(res.request_id, "rid-1");
+    assert_int_equal(res.attempts, 1);
+    char v[64];
+    ts_lock(&srv);
+    assert_string_equal(srv.reqs[0].method, "POST");
+    assert_string_equal(srv.reqs[0].target, "/path?q=1");
+    assert_true(ts_header(&srv.reqs[0], "X-Test", v, sizeof v));
+    assert_string_equal(v, "1");
+    assert_int_equal(srv.reqs[0].body_len, 3);
+    assert_memory_equal(srv.reqs[0].body, "abc", 3);
+    ts_unlock(&srv);
+}
+
+static void test_500_then_200_is_retried(void **state)
+{
+    (void)state;
+    say(0, 500, NULL, "oops");
+    say(1, 200, NULL, "fine");
+    result_t res = {0};
+    send_simple("/", 1, 5000, &res);
+    assert_int_equal(res.error, AWS_HTTP_OK);
+    assert_string_equal(res.body, "fine");
+    assert_int_equal(res.attempts, 2);
+    assert_int_equal(ts_count(&srv), 2);
+}
+
+static void test_500_without_retry_is_typed_ehttp(void **state)
+{
+    (void)state;
+    say(0, 500, NULL, "{\"__type\":\"InternalFailure\",\"message\":\"boom\"}");
+    say(1, 200, NULL, "fine");
+    result_t res = {0};
+    send_simple("/", 0, 5000, &res);
+    assert_int_equal(res.error, AWS_HTTP_EHTTP);
+    assert_int_equal(res.status, 500);
+    assert_string_equal(res.type, "InternalFailure");
+    assert_string_equal(res.msg, "boom");
+    assert_int_equal(res.attempts, 1);
+    assert_int_equal(ts_count(&srv), 1);
+}
+
+static void test_throttling_json_then_success(void **state)
+{
+    (void)state;
+    say(0, 400, NULL, "{\"__type\":\"com.amazonaws.kinesis.v20131202#ProvisionedThroughputExceededException\","
+                      "\"message\":\"Rate exceeded for shard\"}");
+    say(1, 200, NULL, "{}");
+    result_t res = {0};
+    send_simple("/", 1, 5000, &res);
+    assert_int_equal(res.error, AWS_HTTP_OK);
+    assert_int_equal(res.attempts, 2);
+}
+
+static void test_throttle_header_is_retried_until_exhausted(void **state)
+{
+    (void)state;
+    say(0, 400, "x-amzn-ErrorType: ThrottlingException:http://internal.amazon.com/coral/\r\n",
+        "{\"message\":\"slow down\"}");
+    char url[256];
+    snprintf(url, sizeof url, "%s/", srv.base);
+    aws_http_request_t q = {.method = "GET", .url = url, .retry = 1, .max_retries = 2};
+    result_t res = {0};
+    assert_non_null(aws_http_send(http, &q, on_done, &res));
+    run_until(&res.done, 10);
+    assert_int_equal(res.error, AWS_HTTP_EHTTP);
+    assert_int_equal(res.status, 400);
+    assert_string_equal(res.type, "ThrottlingException");
+    assert_string_equal(res.msg, "slow down");
+    assert_int_equal(res.attempts, 3);
+    assert_int_equal(ts_count(&srv), 3);
+    assert_non_null(strstr(read_log(), "event=aws_http_retry"));
+}
+
+static void test_validation_error_is_not_retried(void **state)
+{
+    (void)state;
+    say(0, 400, NULL, "{\"__type\":\"ValidationException\",\"Message\":\"bad shard id\"}");
+    say(1, 200, NULL, "{}");
+    result_t res = {0};
+    send_simple("/", 1, 5000, &res);
+    assert_int_equal(res.error, AWS_HTTP_EHTTP);
+    assert_string_equal(res.type, "ValidationException");
+    assert_string_equal(res.msg, "bad shard id");
+    assert_int_equal(res.attempts, 1);
+}
+
+static void test_xml_error_code_is_reported(void **state)
+{
+    (void)state;
+    say(0, 403, NULL, "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+                      "<Message>Not authorized</Message></Error></ErrorResponse>");
+    result_t res = {0};
+    send_simple("/", 1, 5000, &res);
+    assert_int_equal(res.error, AWS_HTTP_EHTTP);
+    assert_string_equal(res.type, "AccessDenied");
+    assert_string_equal(res.msg, "Not authorized");
+    assert_int_equal(res.attempts, 1);
+}
+
+static void test_stalled_response_hits_the_timeout(void **state)
+{
+    (void)state;
+    act(0, TS_STALL);
+    result_t res = {0};
+    double t0 = ev_time();
+    send_simple("/", 0, 300, &res);
+    double took = ev_time() - t0;
+    assert_int_equal(res.error, AWS_HTTP_ETIMEOUT);
+    assert_int_equal(res.attempts, 1);
+    assert_true(took >= 0.25 && took < 5);
+}
+
+static void test_stalled_then_answered_is_retried(void **state)
+{
+    (void)state;
+    act(0, TS_STALL);
+    say(1, 200, NULL, "late but fine");
+    result_t res = {0};
+    send_simple("/", 1, 300, &res);
+    assert_int_equal(res.error, AWS_HTTP_OK);
+    assert_string_equal(res.body, "late but fine");
+    assert_int_equal(res.attempts, 2);
+}
+
+static void test_reset_connection_then_success(void **state)
+{
+    (void)state;
+    act(0, TS_RESET);
+    say(1, 200, NULL, "after reset");
+    result_t res = {0};
+    send_simple("/", 1, 5000, &res);
+    assert_int_equal(res.error, AWS_HTTP_OK);
+    assert_string_equal(res.body, "after reset");
+    assert_int_equal(res.attempts, 2);
+}
+
+static void test_reset_without_retry_is_econnect(void **state)
+{
+    (void)state;
+    act(0, TS_RESET);
+    result_t res = {0};
+    send_simple("/", 0, 5000, &res);
+    assert_int_equal(res.error, AWS_HTTP_ECONNECT);
+    assert_int_equal(res.status, 0);
+    assert_true(res.msg[0] != '\0');
+}
+
+static void test_refused_connection_is_econnect_after_retries(void **state)
+{
+    (void)state;
+    /* a port that was just free: bind, note, close */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    close(fd);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", ntohs(sa.sin_port));
+    aws_http_request_t q = {.method = "GET", .url = url, .retry = 1, .max_retries = 2};
+    result_t res = {0};
+    assert_non_null(aws_http_send(http, &q, on_done, &res));
+    run_until(&res.done, 10);
+    assert_int_equal(res.error, AWS_HTTP_ECONNECT);
+    assert_int_equal(res.attempts, 3);
+}
+
+static void test_tls_failure_is_etls(void **state)
+{
+    (void)state;
+    srv.greeting = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    char url[128];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/", srv.port);
+    aws_http_request_t q = {.method = "GET", .url = url, .timeout_ms = 3000};
+    result_t res = {0};
+    assert_non_null(aws_http_send(http, &q, on_done, &res));
+    run_until(&res.done, 10);
+    assert_int_equal(res.error, AWS_HTTP_ETLS);
+}
+
+static void test_free_cancels_in_flight_requests(void **state)
+{
+    (void)state;
+    act(0, TS_STALL);
+    char url[128];
+    snprintf(url, sizeof url, "%s/", srv.base);
+    aws_http_request_t q = {.method = "GET", .url = url, .timeout_ms = 10000};
+    result_t a = {0}, b = {0};
+    assert_non_null(aws_http_send(http, &q, on_done, &a));
+    snprintf(url, sizeof url, "%s/backoff", srv.base);
+    int seen = 0;
+    double start = ev_time();
+    while (!seen && ev_time() - start < 5) {
+        run_until(&a.done, 0.05);
+        seen = ts_count(&srv) >= 1;
+    }
+    assert_true(seen);
+    assert_non_null(aws_http_send(http, &q, on_done, &b)); /* not yet started when freed */
+    aws_http_free(http);
+    http = NULL;
+    assert_int_equal(a.done, 1);
+    assert_int_equal(a.error, AWS_HTTP_ECANCELLED);
+    assert_int_equal(b.done, 1);
+    assert_int_equal(b.error, AWS_HTTP_ECANCELLED);
+}
+
+static void test_cancel_suppresses_the_callback(void **state)
+{
+    (void)state;
+    act(0, TS_STALL);
+    char url[128];
+    snprintf(url, sizeof url, "%s/", srv.base);
+    aws_http_request_t q = {.method = "GET", .url = url, .timeout_ms = 200};
+    result_t a = {0};
+    aws_http_req_t *r = aws_http_send(http, &q, on_done, &a);
+    assert_non_null(r);
+    aws_http_cancel(http, r);
+    int never = 0;
+    run_until(&never, 0.4);
+    assert_int_equal(a.done, 0);
+}
+
+static void test_keep_alive_reuses_one_connection(void **state)
+{
+    (void)state;
+    result_t a = {0}, b = {0};
+    send_simple("/one", 0, 5000, &a);
+    send_simple("/two", 0, 5000, &b);
+    assert_int_equal(a.error, AWS_HTTP_OK);
+    assert_int_equal(b.error, AWS_HTTP_OK);
+    ts_lock(&srv);
+    assert_int_equal(srv.nreqs, 2);
+    assert_int_equal(srv.nconns, 1);
+    assert_int_equal(srv.reqs[1].conn, 1);
+    ts_unlock(&srv);
+}
+
+static void test_response_above_limit_is_etoolarge(void **state)
+{
+    (void)state;
+    aws_http_free(http);
+    http = new_client(10);
+    say(0, 200, NULL, "this body is longer than ten bytes");
+    result_t res = {0};
+    send_simple("/", 1, 5000, &res);
+    assert_int_equal(res.error, AWS_HTTP_ETOOLARGE);
+    assert_int_equal(res.attempts, 1);
+}
+
+static void test_invalid_arguments_are_rejected(void **state)
+{
+    (void)state;
+    result_t res = {0};
+    aws_http_request_t q = {.method = "GET", .url = "ftp://127.0.0.1/"};
+    assert_null(aws_http_send(http, &q, on_done, &res));
+    q.url = NULL;
+    assert_null(aws_http_send(http, &q, on_done, &res));
+    int never = 0;
+    run_until(&never, 0.05);
+    assert_int_equal(res.done, 0);
+}
+
+static void test_backoff_is_jittered_exponential_and_capped(void **state)
+{
+    (void)state;
+    aws_http_free(http);
+    aws_http_options_t o = {.retry_base_ms = 100, .retry_max_ms = 1000};
+    http = aws_http_new(loop, &o);
+    long lo[] = {0, 50, 100, 200, 400, 500, 500}, hi[] = {0, 100, 200, 400, 800, 1000, 1000};
+    for (int retry = 1; retry <= 6; retry++) {
+        long min = 1 << 30, max = 0;
+        for (int i = 0; i < 300; i++) {
+            long d = aws_http_backoff_ms(http, retry);
+            if (d < min) min = d;
+            if (d > max) max = d;
+        }
+        assert_true(min >= lo[retry] && max <= hi[retry]);
+        assert_true(max > min); /* jittered, not constant */
+    }
+    assert_true(aws_http_backoff_ms(http, 60) <= 1000);
+}
+
+static void test_throttle_types(void **state)
+{
+    (void)state;
+    assert_true(aws_http_is_throttle("ProvisionedThroughputExceededException"));
+    assert_true(aws_http_is_throttle("LimitExceededException"));
+    assert_true(aws_http_is_throttle("RequestLimitExceeded"));
+    assert_true(aws_http_is_throttle("TooManyRequestsException"));
+    assert_true(aws_http_is_throttle("ThrottlingException"));
+    assert_false(aws_http_is_throttle("ValidationException"));
+    assert_false(aws_http_is_throttle(NULL));
+}
+
+/* The request as received must verify: recompute the signature from what
+ * arrived on the wire (host with port, date, target) with the same secret. */
+static void verify_signed(const ts_request_t *req, const char *token)
+{
+    char host[128], ctype[128], target[128], date[32], auth[512], tok[256];
+    assert_true(ts_header(req, "Host", host, sizeof host));
+    assert_true(ts_header(req, "Content-Type", ctype, sizeof ctype));
+    assert_true(ts_header(req, "X-Amz-Target", target, sizeof target));
+    assert_true(ts_header(req, "X-Amz-Date", date, sizeof date));
+    assert_true(ts_header(req, "Authorization", auth, sizeof auth));
+    assert_true(ts_header(req, "X-Amz-Security-Token", tok, sizeof tok));
+    assert_string_equal(tok, token);
+    assert_string_equal(ctype, "application/x-amz-json-1.1");
+    assert_string_equal(target, "Kinesis_20131202.GetRecords");
+    char want_host[64];
+    snprintf(want_host, sizeof want_host, "127.0.0.1:%d", srv.port);
+    assert_string_equal(host, want_host);
+    aws_sigv4_credentials_t cr = {"AKIDHTTPTEST", "http/test+secret", token};
+    aws_sigv4_header_t h[] = {{"Host", host}, {"Content-Type", ctype}, {"X-Amz-Target", target}};
+    aws_sigv4_request_t sr = {.method = "POST", .path = "/", .headers = h, .nheaders = 3,
+                              .body = req->body, .body_len = req->body_len, .region = "us-east-1",
+                              .service = "kinesis", .amz_date = date, .creds = &cr,
+                              .normalize_path = 1};
+    aws_sigv4_result_t res;
+    assert_int_equal(aws_sigv4_sign(&sr, &res), 0);
+    assert_string_equal(auth, res.authorization);
+    assert_non_null(strstr(auth, "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target"));
+    aws_sigv4_result_free(&res);
+}
+
+static void test_send_json_signs_every_attempt(void **state)
+{
+    (void)state;
+    aws_cred_options_t co = {.access_key_id = "AKIDHTTPTEST", .secret_access_key = "http/test+secret",
+                             .session_token = "tok/en+1=="};
+    aws_cred_t *cred = aws_cred_new(loop, http, &co);
+    say(0, 503, NULL, "{\"__type\":\"ServiceUnavailable\"}");
+    say(1, 200, NULL, "{\"Records\":[]}");
+    char url[128];
+    snprintf(url, sizeof url, "%s/", srv.base);
+    aws_endpoint_t ep = {"us-east-1", "kinesis", url};
+    const char *body = "{\"ShardIterator\":\"it\",\"Limit\":10}";
+    result_t res = {0};
+    assert_non_null(aws_http_send_json(http, &ep, cred, "Kinesis_20131202.GetRecords", "1.1", body,
+                                       strlen(body), 5000, 1, on_done, &res));
+    run_until(&res.done, 10);
+    assert_int_equal(res.error, AWS_HTTP_OK);
+    assert_string_equal(res.body, "{\"Records\":[]}");
+    assert_int_equal(res.attempts, 2);
+    ts_lock(&srv);
+    assert_int_equal(srv.nreqs, 2);
+    verify_signed(&srv.reqs[0], "tok/en+1==");
+    verify_signed(&srv.reqs[1], "tok/en+1==");
+    assert_memory_equal(srv.reqs[1].body, body, strlen(body));
+    ts_unlock(&srv);
+    const char *log = read_log();
+    assert_non_null(strstr(log, "aws_http_retry"));
+    assert_null(strstr(log, "http/test+secret"));
+    assert_null(strstr(log, "tok/en+1=="));
+    assert_null(strstr(log, "Signature="));
+    aws_http_free(http); /* order: the client first, then its credentials */
+    http = NULL;
+    aws_cred_free(cred);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_post_delivers_body_headers_and_response, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_500_then_200_is_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_500_without_retry_is_typed_ehttp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_throttling_json_then_success, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_throttle_header_is_retried_until_exhausted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_validation_error_is_not_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_xml_error_code_is_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_response_hits_the_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_then_answered_is_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_connection_then_success, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_without_retry_is_econnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_connection_is_econnect_after_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_failure_is_etls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_cancels_in_flight_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_suppresses_the_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_alive_reuses_one_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_response_above_limit_is_etoolarge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_arguments_are_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backoff_is_jittered_exponential_and_capped, setup, teardown),
+        cmocka_unit_test(test_throttle_types),
+        cmocka_unit_test_setup_teardown(test_send_json_signs_every_attempt, setup, teardown),
+    };
+    /* no test may reach a real metadata service or a proxy */
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    unsetenv("http_proxy");
+    unsetenv("HTTP_PROXY");
+    unsetenv("https_proxy");
+    unsetenv("HTTPS_PROXY");
+    unsetenv("ALL_PROXY");
+    unsetenv("all_proxy");
+    return cmocka_run_group_tests_name("aws_http", tests, NULL, NULL);
+}
