@@ -69,6 +69,32 @@ int batch_add(batch_t **bp, const void *data, size_t data_len, const void *pkey,
     return 0;
 }
 
+char *batch_add_begin(batch_t **bp, size_t data_max)
+{
+    if ((*bp)->count >= (*bp)->cap) return NULL;
+    if ((*bp)->arena_cap - (*bp)->arena_len < data_max + 1) batch_grow_arena(bp, data_max + 1);
+    return (char *)batch_arena(*bp) + (*bp)->arena_len;
+}
+
+void batch_add_end(batch_t **bp, size_t data_len, const void *pkey, size_t pkey_len, const char *seq,
+                   size_t seq_len, int64_t sub_seq, int64_t arrival_ms)
+{
+    batch_t *b = *bp;
+    batch_record_t r = {0};
+    r.data_off = b->arena_len;
+    ((char *)batch_arena(b))[b->arena_len + data_len] = '\0';
+    b->arena_len += data_len + 1;
+    r.pkey_off = batch_put(bp, pkey, pkey_len);
+    r.seq_off = batch_put(bp, seq, seq_len);
+    r.data_len = (uint32_t)data_len;
+    r.pkey_len = (uint32_t)pkey_len;
+    r.seq_len = (uint32_t)seq_len;
+    r.sub_seq = sub_seq;
+    r.arrival_ms = arrival_ms;
+    b = *bp;
+    b->recs[b->count++] = r;
+}
+
 batch_t *batch_slice(const batch_t *b, size_t from, size_t to)
 {
     if (to > b->count) to = b->count;

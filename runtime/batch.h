@@ -44,6 +44,16 @@ void batch_free(batch_t *b);
 int batch_add(batch_t **bp, const void *data, size_t data_len, const void *pkey, size_t pkey_len,
               const char *seq, size_t seq_len, int64_t sub_seq, int64_t arrival_ms);
 
+/* Two-step append for data the caller writes in place (e.g. decodes from
+ * base64 straight into the arena, without a copy): batch_add_begin returns
+ * room for `data_max` bytes, valid until the next call on the batch, or NULL
+ * if the descriptor slots are full; batch_add_end then records `data_len`
+ * (<= data_max) bytes of it with the other fields (copied). Calling begin
+ * again without end simply abandons the first reservation. */
+char *batch_add_begin(batch_t **bp, size_t data_max);
+void batch_add_end(batch_t **bp, size_t data_len, const void *pkey, size_t pkey_len, const char *seq,
+                   size_t seq_len, int64_t sub_seq, int64_t arrival_ms);
+
 /* Start of the arena (offsets in batch_record_t are relative to it). */
 static inline const char *batch_arena(const batch_t *b)
 {

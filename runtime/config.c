@@ -507,6 +507,10 @@ config_t *config_load(const char *path, errbuf_t *err)
         rc = errbuf_set(err, "%s", lua_tostring(L, -1));
     } else {
         lua_newtable(L);
+        lua_newtable(L);           /* reads fall back to the globals (os.getenv, ...) */
+        lua_pushvalue(L, LUA_GLOBALSINDEX);
+        lua_setfield(L, -2, "__index");
+        lua_setmetatable(L, -2);
         lua_pushvalue(L, -1);
         lua_setfenv(L, -3);        /* chunk's env = new table; stack: chunk, env */
         lua_insert(L, -2);         /* env, chunk */

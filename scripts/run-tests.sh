@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# run-tests.sh: runs shardrun's test suites and prints one closing line,
+#   "tests: N passed, N failed"
+# usage: run-tests.sh unit BIN... | spec | integration | all BIN...
+# SHARDRUN names the binary under test (the integration tests drive it).
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export AWS_EC2_METADATA_DISABLED=true
+export SHARDRUN_TESTDATA="${SHARDRUN_TESTDATA:-$ROOT/../shared/testdata}"
+mode="${1:-all}"
+shift || true
+
+passed=0
+failed=0
+status=0
+LOGDIR="${TEST_LOG_DIR:-$ROOT/build/test-logs}"
+mkdir -p "$LOGDIR"
+
+count() { # $1 passed $2 failed
+    passed=$((passed + $1))
+    failed=$((failed + $2))
+}
+
+run_unit() {
+    local bin name out p f
+    for bin in "$@"; do
+        name=$(basename "$bin")
+        out="$LOGDIR/$name.log"
+        if "$bin" >"$out" 2>&1; then :; else status=1; fi
+        p=$(grep -Eo '\[  PASSED  \] [0-9]+' "$out" | awk '{s+=$4} END {print s+0}')
+        f=$(grep -Eo '\[  FAILED  \] [0-9]+' "$out" | awk '{s+=$4} END {print s+0}')
+        if [[ $p -eq 0 && $f -eq 0 ]]; then f=1; status=1; fi # crashed before reporting
+        count "$p" "$f"
+        printf 'unit %-28s %3d passed %3d failed\n' "$name" "$p" "$f"
+        if [[ $f -gt 0 ]]; then grep -E 'FAILED|ERROR|Failure|assert' "$out" | head -20; fi
+    done
+}
+
+run_spec() {
+    local out="$LOGDIR/spec.log"
+    if scripts/run-spec.sh >"$out" 2>&1; then :; else status=1; fi
+    local p f e
+    p=$(grep -Eo '[0-9]+ success' "$out" | tail -1 | awk '{print $1+0}')
+    f=$(grep -Eo '[0-9]+ failure' "$out" | tail -1 | awk '{print $1+0}')
+    e=$(grep -Eo '[0-9]+ error' "$out" | tail -1 | awk '{print $1+0}')
+    p=${p:-0}; f=$((${f:-0} + ${e:-0}))
+    if [[ $p -eq 0 && $f -eq 0 ]]; then f=1; status=1; cat "$out"; fi
+    count "$p" "$f"
+    printf 'spec %-28s %3d passed %3d failed\n' "busted" "$p" "$f"
+    if [[ $f -gt 0 ]]; then tail -40 "$out"; fi
+}
+
+run_integration() {
+    local out="$LOGDIR/integration.log"
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration "$@" 2>&1 | tee "$out" | grep -E '^(FAILED|ERROR)|passed|failed' || true
+    local rc=${PIPESTATUS[0]}
+    [[ $rc -eq 0 ]] || status=1
+    local p f e
+    p=$(tail -1 "$out" | grep -Eo '[0-9]+ passed' | awk '{print $1+0}')
+    f=$(tail -1 "$out" | grep -Eo '[0-9]+ failed' | awk '{print $1+0}')
+    e=$(tail -1 "$out" | grep -Eo '[0-9]+ error' | awk '{print $1+0}')
+    p=${p:-0}; f=$((${f:-0} + ${e:-0}))
+    if [[ $rc -ne 0 && $f -eq 0 ]]; then f=1; fi
+    count "$p" "$f"
+    printf 'integration %-21s %3d passed %3d failed\n' "pytest" "$p" "$f"
+}
+
+case "$mode" in
+unit) run_unit "$@" ;;
+spec) run_spec ;;
+integration) run_integration ;;
+all)
+    run_unit "$@"
+    run_spec
+    run_integration
+    ;;
+*) echo "usage: $0 unit BIN... | spec | integration | all BIN..." >&2; exit 2 ;;
+esac
+
+echo "tests: $passed passed, $failed failed"
+[[ $status -eq 0 && $failed -eq 0 ]]

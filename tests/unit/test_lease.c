@@ -1,0 +1,211 @@
+/* The SQLite lease store's conditional writes and the balancing target. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <ev.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lease_coord.h"
+#include "lease_sqlite.h"
+
+typedef struct result {
+    int done;
+    lease_status_t st;
+    lease_t row;
+    lease_list_t *list;
+} result_t;
+
+static struct ev_loop *loop;
+static lease_store_t *store;
+static char path[64];
+
+static void on_write(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
+{
+    result_t *r = ud;
+    r->done = 1;
+    r->st = st;
+    if (updated) lease_copy(&r->row, updated);
+}
+
+static void on_list(void *ud, lease_status_t st, const char *msg, lease_list_t *l)
+{
+    result_t *r = ud;
+    r->done = 1;
+    r->st = st;
+    r->list = l;
+}
+
+static void wait_for(result_t *r)
+{
+    for (int i = 0; i < 1000 && !r->done; i++) ev_run(loop, EVRUN_ONCE);
+    assert_true(r->done);
+}
+
+static int setup(void **state)
+{
+    snprintf(path, sizeof path, "/tmp/shardrun-test-lease-XXXXXX");
+    int fd = mkstemp(path);
+    close(fd);
+    loop = ev_loop_new(EVFLAG_AUTO);
+    errbuf_t err;
+    store = lease_sqlite_new(loop, path, "app", &err);
+    return store ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    lease_store_destroy(store);
+    ev_loop_destroy(loop);
+    unlink(path);
+    return 0;
+}
+
+static lease_t new_lease(const char *key)
+{
+    lease_t l = {0};
+    l.key = (char *)key;
+    l.shard = (char *)key;
+    l.stream = (char *)"s";
+    l.checkpoint = (char *)"TRIM_HORIZON";
+    return l;
+}
+
+static lease_status_t do_write(int op, const lease_t *l, const char *arg, result_t *r)
+{
+    memset(r, 0, sizeof *r);
+    switch (op) {
+    case 0: store->ops->create(store, l, on_write, r); break;
+    case 1: store->ops->take(store, l, arg, on_write, r); break;
+    case 2: store->ops->renew(store, l, on_write, r); break;
+    case 3: store->ops->checkpoint(store, l, arg, 0, on_write, r); break;
+    case 4: store->ops->release(store, l, on_write, r); break;
+    case 5: store->ops->remove(store, l, on_write, r); break;
+    }
+    assert_false(r->done); /* callbacks never run inside the call */
+    wait_for(r);
+    return r->st;
+}
+
+static void test_every_write_is_conditional_on_owner_and_counter(void **state)
+{
+    result_t r, r2;
+    lease_t l = new_lease("shard-1");
+    assert_int_equal(do_write(0, &l, NULL, &r), LEASE_OK);
+    assert_int_equal(do_write(0, &l, NULL, &r2), LEASE_CONFLICT); /* exists */
+    lease_clear(&r2.row);
+    /* take: owner NULL, counter 0 -> worker-a, counter 1 */
+    assert_int_equal(do_write(1, &l, "worker-a", &r2), LEASE_OK);
+    assert_string_equal(r2.row.owner, "worker-a");
+    assert_int_equal(r2.row.counter, 1);
+    /* a second taker with the stale view loses */
+    result_t r3;
+    assert_int_equal(do_write(1, &l, "worker-b", &r3), LEASE_CONFLICT);
+    /* renew with the right view bumps the counter */
+    result_t r4;
+    assert_int_equal(do_write(2, &r2.row, NULL, &r4), LEASE_OK);
+    assert_int_equal(r4.row.counter, 2);
+    /* a checkpoint with the old counter (a paused owner) is refused */
+    result_t r5;
+    assert_int_equal(do_write(3, &r2.row, "00000000000000000005", &r5), LEASE_CONFLICT);
+    result_t r6;
+    assert_int_equal(do_write(3, &r4.row, "00000000000000000005", &r6), LEASE_OK);
+    assert_int_equal(r6.row.counter, 3);
+    /* release clears the owner; the old owner's renew now fails */
+    result_t r7, r8;
+    assert_int_equal(do_write(4, &r6.row, NULL, &r7), LEASE_OK);
+    assert_null(r7.row.owner);
+    assert_int_equal(do_write(2, &r6.row, NULL, &r8), LEASE_CONFLICT);
+    /* the table holds exactly what was written */
+    result_t lr = {0};
+    store->ops->list(store, on_list, &lr);
+    wait_for(&lr);
+    assert_int_equal(lr.list->count, 1);
+    lease_t *got = &lr.list->leases[0];
+    assert_null(got->owner);
+    assert_int_equal(got->counter, 4);
+    assert_string_equal(got->checkpoint, "00000000000000000005");
+    assert_int_equal(got->owner_switches, 0);
+    assert_null(got->invalid);
+    lease_list_free(lr.list);
+    result_t r9, r10;
+    assert_int_equal(do_write(5, &r6.row, NULL, &r9), LEASE_CONFLICT); /* stale counter */
+    assert_int_equal(do_write(5, &r7.row, NULL, &r10), LEASE_OK);
+    lease_clear(&r.row);
+    lease_clear(&r2.row);
+    lease_clear(&r4.row);
+    lease_clear(&r6.row);
+    lease_clear(&r7.row);
+    lease_clear(&r10.row);
+}
+
+static void test_malformed_rows_are_reported_not_fatal(void **state)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO app(leaseKey, leaseOwner, leaseCounter, checkpoint) VALUES"
+                                  " ('bad-counter', NULL, 'x', 'TRIM_HORIZON'),"
+                                  " ('bad-checkpoint', NULL, 1, 'yesterday'),"
+                                  " ('bad-owner', X'0102', 1, 'TRIM_HORIZON');"
+                                  "INSERT INTO app(leaseKey, leaseCounter, checkpoint, parentShardId) VALUES"
+                                  " ('bad-parents', 1, 'TRIM_HORIZON', '{not json');",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    result_t lr = {0};
+    store->ops->list(store, on_list, &lr);
+    wait_for(&lr);
+    assert_int_equal(lr.st, LEASE_OK);
+    assert_int_equal(lr.list->count, 4);
+    const char *want[][2] = {{"bad-checkpoint", "checkpoint"}, {"bad-counter", "leaseCounter"},
+                             {"bad-owner", "leaseOwner"}, {"bad-parents", "parentShardId"}};
+    for (int i = 0; i < 4; i++) {
+        lease_t *l = lease_list_find(lr.list, want[i][0]);
+        assert_non_null(l);
+        assert_non_null(l->invalid);
+        if (!strstr(l->invalid, want[i][1])) fail_msg("%s: %s", want[i][0], l->invalid);
+    }
+    lease_list_free(lr.list);
+}
+
+static void test_balance_target_is_ceiling_of_leases_over_workers(void **state)
+{
+    assert_int_equal(lease_coord_target(8, 3), 3);
+    assert_int_equal(lease_coord_target(8, 4), 2);
+    assert_int_equal(lease_coord_target(1, 3), 1);
+    assert_int_equal(lease_coord_target(0, 3), 0);
+    assert_int_equal(lease_coord_target(5, 0), 5);
+}
+
+static void test_parent_ids_parse_strictly(void **state)
+{
+    char **ids;
+    size_t n;
+    assert_int_equal(lease_sqlite_parse_ids("[\"a\",\"b\"]", &ids, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(ids[1], "b");
+    free(ids[0]);
+    free(ids[1]);
+    free(ids);
+    assert_int_equal(lease_sqlite_parse_ids("[1]", &ids, &n), -1);
+    assert_int_equal(lease_sqlite_parse_ids("{}", &ids, &n), -1);
+    assert_int_equal(lease_sqlite_parse_ids(NULL, &ids, &n), 0);
+    assert_int_equal(n, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_every_write_is_conditional_on_owner_and_counter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_rows_are_reported_not_fatal, setup, teardown),
+        cmocka_unit_test(test_balance_target_is_ceiling_of_leases_over_workers),
+        cmocka_unit_test(test_parent_ids_parse_strictly),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
