@@ -48,21 +48,27 @@ export AWS_EC2_METADATA_DISABLED := true
         bench-leases bench-kinesis format lint clean emulators-start emulators-stop
 all: $(BIN)
 
+# V=1 shows the full commands.
+Q := $(if $(V),,@)
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libshardrun.a: $(LIB_OBJ)
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BIN): $(BUILD)/runtime/main.o $(BUILD)/libshardrun.a
-	$(CC) $(LDSAN) -o $@ $^ $(LIBS)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDSAN) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libshardrun.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDSAN) -o $@ $< $(BUILD)/libshardrun.a $(LIBS) -lcmocka
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDSAN) -MMD -MP -o $@ $< $(BUILD)/libshardrun.a $(LIBS) -lcmocka
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/runtime/main.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/runtime/main.d $(UNIT_BIN:=.d)
 
 deps:
 	@scripts/install-deps.sh

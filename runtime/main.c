@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "deadletter.h"
 #include "log.h"
 #include "processor.h"
 #include "status.h"
@@ -280,6 +281,62 @@ static int cmd_put(int argc, char **argv)
     return 0;
 }
 
+/* ---- dlq ------------------------------------------------------------------ */
+
+static const char *const usage_dlq = "shardrun dlq [-c FILE] replay DEADLETTER.jsonl --to STREAM\n"
+                                     "  put dead-lettered records back (original data and partition key)";
+
+static int cmd_dlq(int argc, char **argv)
+{
+    const char *to = NULL;
+    cli_flag_t flags[] = {{"to", 1, &to, NULL}};
+    CLI_PARSE(argc, argv, usage_dlq, flags, 1);
+    if (argc - first != 2 || strcmp(argv[first], "replay") || !to)
+        return cli_usage_error(usage_dlq, "%s", "expected: replay FILE --to STREAM");
+    const char *file = argv[first + 1];
+    FILE *in = fopen(file, "rb");
+    if (!in) {
+        fprintf(stderr, "shardrun: %s: %s\n", file, strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    streamdb_t *db = cli_streamdb(0);
+    if (!db) {
+        fclose(in);
+        return EXIT_RUNTIME;
+    }
+    errbuf_t err;
+    char *line = NULL;
+    size_t cap = 0, count = 0, lineno = 0;
+    int rc = streamdb_begin(db, &err);
+    while (!rc && getline(&line, &cap, in) >= 0) {
+        lineno++;
+        if (line[0] == '\n' || line[0] == '\0') continue;
+        deadletter_record_t r;
+        if (deadletter_parse_line(line, &r, &err)) {
+            char why[sizeof err.msg];
+            snprintf(why, sizeof why, "%s", err.msg);
+            errbuf_set(&err, "%s:%zu: %s", file, lineno, why);
+            rc = -1;
+            break;
+        }
+        char shard[32], seq[24];
+        rc = streamdb_put(db, to, r.pkey, strlen(r.pkey), r.data, r.data_len, clock_wall_ms(), shard, seq, &err);
+        deadletter_record_clear(&r);
+        count++;
+    }
+    if (!rc) rc = streamdb_commit(db, &err);
+    else streamdb_rollback(db);
+    free(line);
+    fclose(in);
+    streamdb_close(db);
+    if (rc) {
+        fprintf(stderr, "shardrun: %s (nothing was replayed)\n", err.msg);
+        return EXIT_RUNTIME;
+    }
+    fprintf(stderr, "replayed %zu records to %s\n", count, to);
+    return 0;
+}
+
 /* ---- version / help --------------------------------------------------------- */
 
 static int cmd_version(int argc, char **argv)
@@ -291,14 +348,15 @@ static int cmd_version(int argc, char **argv)
 static const cli_cmd_t cli_cmds[] = {
     {"run", cmd_run, NULL},         {"check", cmd_check, NULL}, {"status", cmd_status, NULL},
     {"stream", cmd_stream, NULL},   {"put", cmd_put, NULL},     {"version", cmd_version, NULL},
+    {"dlq", cmd_dlq, NULL},
 };
 
 static void cli_help(FILE *out)
 {
     fprintf(out, "shardrun %s: run Lua record processors over sharded streams\n\n"
-                 "%s\n%s\n%s\n%s\n%s\nshardrun version\n\n"
+                 "%s\n%s\n%s\n%s\n%s\n%s\nshardrun version\n\n"
                  "-c FILE defaults to ./shardrun.lua; every command takes --help.\n",
-            SHARDRUN_VERSION, usage_run, usage_check, usage_status, usage_stream, usage_put);
+            SHARDRUN_VERSION, usage_run, usage_check, usage_status, usage_stream, usage_put, usage_dlq);
 }
 
 int main(int argc, char **argv)

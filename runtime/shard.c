@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "clock.h"
+#include "deadletter.h"
 #include "log.h"
+#include "policy.h"
 #include "seqnum.h"
 #include "xalloc.h"
 
@@ -17,6 +19,7 @@
 
 typedef struct queued {
     batch_t *batch;
+    int bisected;                /* a piece of a bisected batch: no retries of its own */
     struct queued *next;
 } queued_t;
 
@@ -46,6 +49,14 @@ struct shard {
     int64_t last_fetched_sub;
     /* processing and checkpoints */
     batch_t *current;
+    int current_bisected;
+    int64_t attempts;            /* retries made of `current` (error policy) */
+    batch_t *retry;              /* records waiting for retry_timer to run again */
+    int retry_bisected;
+    batch_t *final;              /* records whose dead-letter write must be retried */
+    char *final_error, *final_tb;
+    ev_timer retry_timer;
+    unsigned seed;
     char *done_seq;              /* the last record processed (for shutdownRequested's checkpoint) */
     int64_t done_sub;
     char *checkpointed;          /* as last written */
@@ -89,6 +100,12 @@ static void shard_set_str(char **dst, const char *v)
 
 /* ---- the prefetch queue ---------------------------------------------------- */
 
+/* Every batch a shard holds counts towards the worker's buffer bound. */
+static void shard_account(shard_t *s, batch_t *b)
+{
+    s->env->buffered_bytes += b->bytes;
+}
+
 static void shard_enqueue(shard_t *s, batch_t *b)
 {
     queued_t *q = xcalloc(1, sizeof *q); /* freed when dequeued */
@@ -97,10 +114,23 @@ static void shard_enqueue(shard_t *s, batch_t *b)
     else s->head = q;
     s->tail = q;
     s->queued++;
-    s->env->buffered_bytes += b->bytes;
+    shard_account(s, b);
 }
 
-static batch_t *shard_dequeue(shard_t *s)
+/* Bisected pieces go before everything fetched after them: order is kept. */
+static void shard_push_front(shard_t *s, batch_t *b, int bisected)
+{
+    queued_t *q = xcalloc(1, sizeof *q); /* freed when dequeued */
+    q->batch = b;
+    q->bisected = bisected;
+    q->next = s->head;
+    s->head = q;
+    if (!s->tail) s->tail = q;
+    s->queued++;
+    shard_account(s, b);
+}
+
+static batch_t *shard_dequeue(shard_t *s, int *bisected)
 {
     queued_t *q = s->head;
     if (!q) return NULL;
@@ -108,6 +138,7 @@ static batch_t *shard_dequeue(shard_t *s)
     if (!s->head) s->tail = NULL;
     s->queued--;
     batch_t *b = q->batch;
+    if (bisected) *bisected = q->bisected;
     free(q);
     return b;
 }
@@ -122,7 +153,17 @@ static void shard_release_batch(shard_t *s, batch_t *b)
 static void shard_drop_queue(shard_t *s)
 {
     batch_t *b;
-    while ((b = shard_dequeue(s))) shard_release_batch(s, b);
+    while ((b = shard_dequeue(s, NULL))) shard_release_batch(s, b);
+}
+
+/* Drops every batch not yet processed: the queue and any waiting retry.
+ * They are after the last checkpoint, so the next owner reads them again. */
+static void shard_drop_pending(shard_t *s)
+{
+    shard_drop_queue(s);
+    shard_release_batch(s, s->retry);
+    shard_release_batch(s, s->final);
+    s->retry = s->final = NULL;
 }
 
 /* ---- checkpoints ----------------------------------------------------------- */
@@ -227,7 +268,7 @@ static void shard_halt(shard_t *s, const char *why)
 {
     s->phase = SHARD_HALTED;
     shard_set_str(&s->halt_error, why);
-    shard_drop_queue(s);
+    shard_drop_pending(s);
     char q[2048];
     log_error("shard_halted", "stream=%s shard=%s worker=%s checkpoint=%s error=%s action=\"lease kept, nothing "
               "processed until restart\"", s->stream, s->id, s->env->worker_id,
@@ -245,18 +286,128 @@ static void shard_on_halt_timer(struct ev_loop *loop, ev_timer *t, int revents)
               log_quote(s->halt_error, q, sizeof q));
 }
 
-/* An error in a batch. Until the error-policy module routes it, the shard
- * stops loudly with no checkpoint past the failure: never a silent skip. */
+static void shard_remember_done(shard_t *s, const batch_t *b, size_t i);
+
+/* The records the policy gave up on: skip, dead-letter or halt. Returns 0
+ * when the shard may go on past them (they are checkpointed). */
+static int shard_final(shard_t *s, batch_t *b, const char *error, const char *tb)
+{
+    const policy_config_t *p = &s->cfg->policy;
+    char q[2048];
+    if (p->final == FINAL_HALT || p->final == FINAL_RETRY) {
+        char why[4096];
+        snprintf(why, sizeof why, "%s%s%s (records %s..%s, %zu records, attempts %lld)", error, tb && *tb ? "\n" : "",
+                 tb ? tb : "", batch_seq(b, 0), batch_seq(b, b->count - 1), b->count, (long long)s->attempts + 1);
+        shard_halt(s, why);
+        return -1;
+    }
+    if (p->final == FINAL_DEAD_LETTER) {
+        errbuf_t err;
+        deadletter_info_t info = {s->stream, s->id, s->env->worker_id, error, tb, s->attempts + 1};
+        if (deadletter_write(p, s->env->local_stream_path, &info, b, 0, b->count, &err)) {
+            log_error("dead_letter_failed", "stream=%s shard=%s first=%s last=%s count=%zu error=%s action=\"retry "
+                      "the write; no checkpoint past these records\"", s->stream, s->id, batch_seq(b, 0),
+                      batch_seq(b, b->count - 1), b->count, log_quote(err.msg, q, sizeof q));
+            return 1;
+        }
+        s->stats.dead_lettered += (int64_t)b->count;
+        log_warn("records_dead_lettered", "stream=%s shard=%s first=%s last=%s count=%zu destination=%s error=%s",
+                 s->stream, s->id, batch_seq(b, 0), batch_seq(b, b->count - 1), b->count,
+                 p->dead_letter_file ? p->dead_letter_file : p->dead_letter_stream, log_quote(error, q, sizeof q));
+    } else {
+        s->stats.skipped += (int64_t)b->count;
+        log_warn("records_skipped", "stream=%s shard=%s first=%s last=%s count=%zu error=%s", s->stream, s->id,
+                 batch_seq(b, 0), batch_seq(b, b->count - 1), b->count, log_quote(error, q, sizeof q));
+    }
+    shard_remember_done(s, b, b->count - 1);
+    shard_checkpoint(s, s->done_seq, s->done_sub);
+    return 0;
+}
+
+static void shard_set_final(shard_t *s, batch_t *b, const char *error, const char *tb)
+{
+    s->final = b;
+    shard_set_str(&s->final_error, error);
+    shard_set_str(&s->final_tb, tb ? tb : "");
+}
+
+static void shard_retry_later(shard_t *s, int64_t delay_ms)
+{
+    ev_timer_stop(s->env->loop, &s->retry_timer);
+    ev_timer_set(&s->retry_timer, (double)delay_ms / 1000.0, 0.0);
+    ev_timer_start(s->env->loop, &s->retry_timer);
+}
+
+/* Records [from, n) of the current batch failed: the error policy decides
+ * (DESIGN.md section 5). Nothing past them is checkpointed until they are
+ * processed, skipped (logged, counted) or durably dead-lettered. */
 static void shard_batch_failed(shard_t *s, proc_job_t *job)
 {
-    const batch_t *b = s->current;
+    batch_t *b = s->current;
     size_t from = job->decision == DEC_FAILED ? job->index : 0;
-    char why[4096];
-    snprintf(why, sizeof why, "%s%s%s (records %s..%s)", job->error ? job->error : "error",
-             job->traceback ? "\n" : "", job->traceback ? job->traceback : "", batch_seq(b, from),
-             batch_seq(b, b->count - 1));
-    s->stats.errors++;
-    shard_halt(s, why);
+    const policy_config_t *p = &s->cfg->policy;
+    const char *error = job->error ? job->error : "error";
+    char q[2048];
+    s->stats.batches_failed++;
+    if (job->timed_out) s->stats.timeouts++;
+    if (job->out_of_memory) s->stats.memory_cap_hits++;
+    batch_t *failing = from ? batch_slice(b, from, b->count) : b;
+    if (from) shard_account(s, failing);
+    else s->current = NULL; /* ownership moves to the policy */
+    policy_step_t step = policy_next(p, s->attempts, failing->count, s->current_bisected,
+                                     failing->recs[0].arrival_ms, clock_wall_ms());
+    log_warn("batch_failed", "stream=%s shard=%s first=%s last=%s count=%zu attempt=%lld next=%s error=%s%s%s",
+             s->stream, s->id, batch_seq(failing, 0), batch_seq(failing, failing->count - 1), failing->count,
+             (long long)s->attempts + 1, policy_step_name(step), log_quote(error, q, sizeof q),
+             job->traceback ? " traceback=" : "", job->traceback ? log_quote(job->traceback, q, sizeof q) : "");
+    if (step == POLICY_RETRY) {
+        s->attempts++;
+        s->stats.retries++;
+        s->retry = failing;
+        s->retry_bisected = 0;
+        shard_retry_later(s, policy_backoff_ms(p, s->attempts, &s->seed));
+        return;
+    }
+    if (step == POLICY_BISECT) {
+        size_t half = failing->count / 2;
+        batch_t *second = batch_slice(failing, half, failing->count);
+        batch_t *first = batch_slice(failing, 0, half);
+        shard_release_batch(s, failing);
+        shard_push_front(s, second, 1);
+        shard_push_front(s, first, 1);
+        s->attempts = 0;
+        return;
+    }
+    int rc = shard_final(s, failing, error, job->traceback);
+    s->attempts = 0;
+    if (rc > 0) {
+        shard_set_final(s, failing, error, job->traceback);
+        shard_retry_later(s, policy_backoff_ms(p, 1, &s->seed));
+        return;
+    }
+    shard_release_batch(s, failing);
+}
+
+static void shard_on_retry_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    shard_t *s = t->data;
+    if (s->final && s->phase == SHARD_RUNNING) {
+        /* the dead-letter write failed before: try it again */
+        batch_t *b = s->final;
+        s->final = NULL;
+        int rc = shard_final(s, b, s->final_error, s->final_tb);
+        if (rc > 0) {
+            s->final = b;
+            shard_retry_later(s, policy_backoff_ms(&s->cfg->policy, 2, &s->seed));
+            return;
+        }
+        shard_release_batch(s, b);
+    }
+    if (s->phase == SHARD_INIT && !s->job_busy) {
+        shard_submit(s, JOB_INIT);
+        return;
+    }
+    shard_dispatch(s);
 }
 
 static void shard_remember_done(shard_t *s, const batch_t *b, size_t i)
@@ -273,18 +424,20 @@ static void shard_process_done(shard_t *s, proc_job_t *job)
         /* lease lost meanwhile: whatever it decided, no checkpoint */
     } else if (job->decision == DEC_ERROR || job->decision == DEC_FAILED) {
         if (job->decision == DEC_FAILED && job->index > 0) {
+            s->stats.records += (int64_t)job->index;
             shard_remember_done(s, b, job->index - 1);
             shard_checkpoint(s, s->done_seq, s->done_sub);
         }
         shard_batch_failed(s, job);
     } else {
         s->stats.records += (int64_t)b->count;
+        s->attempts = 0;
         shard_remember_done(s, b, b->count - 1);
         if (job->decision == DEC_ALL) shard_checkpoint(s, s->done_seq, s->done_sub);
         else if (job->decision == DEC_AT) shard_checkpoint(s, batch_seq(b, job->index), b->recs[job->index].sub_seq);
     }
+    shard_release_batch(s, s->current);
     s->current = NULL;
-    shard_release_batch(s, b);
 }
 
 static void shard_ended_done(shard_t *s, proc_job_t *job)
@@ -324,12 +477,24 @@ void shard_job_done(shard_t *s, proc_job_t *job)
     ev_timer_stop(s->env->loop, &s->job_timer);
     switch (job->kind) {
     case JOB_INIT:
-        if (job->decision == DEC_ERROR) {
-            char why[4096];
+        if (job->decision == DEC_ERROR && s->phase == SHARD_INIT) {
+            const policy_config_t *p = &s->cfg->policy;
+            char why[4096], q[4096];
             snprintf(why, sizeof why, "initialize failed: %s%s%s", job->error, job->traceback ? "\n" : "",
                      job->traceback ? job->traceback : "");
-            shard_halt(s, why);
+            s->stats.batches_failed++;
+            if (p->attempts < 0 || s->attempts < p->attempts) {
+                s->attempts++;
+                s->stats.retries++;
+                int64_t delay = policy_backoff_ms(p, s->attempts, &s->seed);
+                log_warn("initialize_failed", "stream=%s shard=%s attempt=%lld retry_in_ms=%lld error=%s", s->stream,
+                         s->id, (long long)s->attempts, (long long)delay, log_quote(why, q, sizeof q));
+                shard_retry_later(s, delay);
+                return;
+            }
+            shard_halt(s, why); /* initialize cannot be skipped */
         } else if (s->phase == SHARD_INIT) {
+            s->attempts = 0;
             s->initialized = 1;
             s->phase = SHARD_RUNNING;
         }
@@ -357,9 +522,18 @@ void shard_job_done(shard_t *s, proc_job_t *job)
 /* Starts the next job if the shard is free: a batch, or shardEnded at the end. */
 static void shard_dispatch(shard_t *s)
 {
-    if (s->job_busy || s->phase != SHARD_RUNNING) return;
+    if (s->job_busy || s->phase != SHARD_RUNNING || ev_is_active(&s->retry_timer) || s->final) return;
+    if (s->retry) {
+        s->current = s->retry;
+        s->current_bisected = s->retry_bisected;
+        s->retry = NULL;
+        log_info("batch_retry", "stream=%s shard=%s first=%s count=%zu attempt=%lld", s->stream, s->id,
+                 batch_seq(s->current, 0), s->current->count, (long long)s->attempts + 1);
+        shard_submit(s, JOB_PROCESS);
+        return;
+    }
     if (s->head) {
-        s->current = shard_dequeue(s);
+        s->current = shard_dequeue(s, &s->current_bisected);
         shard_submit(s, JOB_PROCESS);
         shard_maybe_fetch(s);
         return;
@@ -560,7 +734,9 @@ shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *
     ev_timer_init(&s->job_timer, shard_on_job_timer, 0.0, 0.0);
     ev_timer_init(&s->cp_timer, shard_on_cp_timer, 0.0, 0.0);
     ev_timer_init(&s->halt_timer, shard_on_halt_timer, 0.0, 0.0);
-    s->fetch_timer.data = s->job_timer.data = s->cp_timer.data = s->halt_timer.data = s;
+    ev_timer_init(&s->retry_timer, shard_on_retry_timer, 0.0, 0.0);
+    s->fetch_timer.data = s->job_timer.data = s->cp_timer.data = s->halt_timer.data = s->retry_timer.data = s;
+    s->seed = (unsigned)clock_mono_us() ^ (unsigned)(uintptr_t)s;
     return s;
 }
 
@@ -581,9 +757,10 @@ void shard_lost(shard_t *s)
     ev_timer_stop(s->env->loop, &s->fetch_timer);
     ev_timer_stop(s->env->loop, &s->cp_timer);
     ev_timer_stop(s->env->loop, &s->halt_timer);
+    ev_timer_stop(s->env->loop, &s->retry_timer);
     free(s->cp_seq);
     s->cp_seq = NULL;
-    shard_drop_queue(s);
+    shard_drop_pending(s);
     if (!s->job_busy) shard_submit(s, JOB_LEASE_LOST);
 }
 
@@ -594,7 +771,8 @@ void shard_shutdown(shard_t *s)
     s->phase = SHARD_STOPPING;
     ev_timer_stop(s->env->loop, &s->fetch_timer);
     ev_timer_stop(s->env->loop, &s->halt_timer);
-    shard_drop_queue(s);
+    ev_timer_stop(s->env->loop, &s->retry_timer);
+    shard_drop_pending(s);
     if (s->job_busy) return; /* the in-flight job finishes first, then shutdownRequested */
     if (was == SHARD_HALTED || !s->initialized) {
         /* no shutdownRequested for a shard that never ran or stopped on an error */
@@ -630,7 +808,8 @@ void shard_free(shard_t *s)
     ev_timer_stop(s->env->loop, &s->job_timer);
     ev_timer_stop(s->env->loop, &s->cp_timer);
     ev_timer_stop(s->env->loop, &s->halt_timer);
-    shard_drop_queue(s);
+    ev_timer_stop(s->env->loop, &s->retry_timer);
+    shard_drop_pending(s);
     shard_release_batch(s, s->current);
     proc_job_reset(&s->job);
     proc_state_free(s->ps);
@@ -644,5 +823,7 @@ void shard_free(shard_t *s)
     free(s->checkpointed);
     free(s->cp_seq);
     free(s->halt_error);
+    free(s->final_error);
+    free(s->final_tb);
     free(s);
 }

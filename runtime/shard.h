@@ -39,6 +39,7 @@ typedef struct shard_env {
     size_t buffered_bytes;        /* all shards' prefetched batches */
     size_t max_buffered_bytes;
     int64_t min_poll_interval_ms; /* per-shard GetRecords rate limit of the source */
+    const char *local_stream_path;/* the local source's file (dead_letter.stream), else NULL */
     void *ud;
     void (*closed)(void *ud, shard_t *s);        /* the shard can be freed now */
     void (*ended)(void *ud, shard_t *s);         /* SHARD_END checkpointed: sync children */
@@ -70,11 +71,17 @@ proc_state_t *shard_proc(shard_t *s);
 void shard_set_stream_cfg(shard_t *s, const config_stream_t *cfg);
 
 typedef struct shard_stats {
-    int64_t records;          /* processed (decision received) */
+    int64_t records;          /* processed successfully */
     int64_t batches;
     int64_t errors;
     int64_t millis_behind;
     int64_t checkpoints;
+    int64_t batches_failed;   /* error policy counters */
+    int64_t retries;
+    int64_t skipped;
+    int64_t dead_lettered;
+    int64_t timeouts;
+    int64_t memory_cap_hits;
 } shard_stats_t;
 const shard_stats_t *shard_stats(const shard_t *s);
 

@@ -328,7 +328,8 @@ int worker_run(const config_t *cfg, const worker_options_t *opt)
     w.env = (shard_env_t){.loop = w.loop, .source = w.source, .coord = w.coord, .pool = w.pool,
                           .worker_id = w.id, .lua_path = cfg->lua_path, .nlua_path = cfg->nlua_path,
                           .max_buffered_bytes = (size_t)cfg->max_buffered_mb * 1024 * 1024,
-                          .min_poll_interval_ms = backend_min_poll_interval_ms(cfg), .ud = &w,
+                          .min_poll_interval_ms = backend_min_poll_interval_ms(cfg),
+                          .local_stream_path = cfg->source.type == BACKEND_LOCAL ? cfg->source.path : NULL, .ud = &w,
                           .closed = worker_shard_closed, .ended = worker_shard_ended, .halt_worker = worker_halt};
     worker_init_watchers(&w);
     log_info("worker_started", "worker=%s application=%s streams=%zu threads=%lld drain=%d", w.id,

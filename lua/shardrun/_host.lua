@@ -109,8 +109,13 @@ end
 
 local traceback = debug.traceback
 
+-- The traceback up to the processor's own frames: the runtime's frames
+-- (xpcall, this file) say nothing to the user.
 local function handler(e)
-  return { msg = tostring(e), tb = traceback("", 2) }
+  local tb = traceback("", 2)
+  local cut = tb:find("\n%s*%[C%]: in function 'xpcall'")
+  if cut then tb = tb:sub(1, cut - 1) end
+  return { msg = tostring(e), tb = tb }
 end
 
 local function fail(e)

@@ -4,6 +4,7 @@
 --   local v = json.decode(r.data)              -- raises on invalid JSON
 --   local v, err = json.decode_safe(r.data)    -- nil, "json: ..." instead of raising
 --   local s = json.encode({ level = "error", n = 3 })
+--   json.is_null(v), json.null, json.encode_safe(v), json.is_utf8(s)
 --
 -- It uses its own cjson instance (cjson.new()), so its settings never change
 -- those of a script that also uses cjson directly. Settings:
@@ -24,7 +25,8 @@
 -- (including NUL) and passes other bytes through unchanged.
 local cjson = require "cjson"
 
-local type, pcall, tostring = type, pcall, tostring
+local type, pcall, tostring, error = type, pcall, tostring, error
+local byte, find = string.byte, string.find
 
 local codec = cjson.new()
 codec.decode_invalid_numbers(false)
@@ -70,6 +72,43 @@ end
 -- True for a decoded JSON null (and for nil, a missing field).
 function json.is_null(v)
   return v == nil or v == codec.null
+end
+
+-- The second byte's range for each UTF-8 lead byte (RFC 3629: no overlong
+-- forms, no surrogates, nothing above U+10FFFF); later bytes are 80..BF.
+local function lead(c)
+  if c >= 0xC2 and c <= 0xDF then return 2, 0x80, 0xBF end
+  if c == 0xE0 then return 3, 0xA0, 0xBF end
+  if c == 0xED then return 3, 0x80, 0x9F end
+  if c >= 0xE1 and c <= 0xEF then return 3, 0x80, 0xBF end
+  if c == 0xF0 then return 4, 0x90, 0xBF end
+  if c >= 0xF1 and c <= 0xF3 then return 4, 0x80, 0xBF end
+  if c == 0xF4 then return 4, 0x80, 0x8F end
+  return nil
+end
+
+-- True if s is valid UTF-8. cjson checks neither what it decodes nor what it
+-- encodes; JSON text must be UTF-8, so check untrusted input with this.
+function json.is_utf8(s)
+  if not find(s, "[\128-\255]") then return true end
+  local i, n = 1, #s
+  while i <= n do
+    local c = byte(s, i)
+    if c < 0x80 then
+      i = i + 1
+    else
+      local len, lo, hi = lead(c)
+      if not len then return false end
+      local b = byte(s, i + 1)
+      if not b or b < lo or b > hi then return false end
+      for j = i + 2, i + len - 1 do
+        b = byte(s, j)
+        if not b or b < 0x80 or b > 0xBF then return false end
+      end
+      i = i + len
+    end
+  end
+  return true
 end
 
 return json

@@ -1,0 +1,447 @@
+#include "awsjson.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base64.h"
+#include "batch.h"
+#include "buf.h"
+#include "kpl.h"
+#include "seqnum.h"
+#include "xalloc.h"
+
+/* Base64 of the KPL magic's first three bytes: only data starting so can be an aggregate. */
+#define KPL_MAGIC_B64 "84ma"
+
+/* A field of object `o`: the member if it has the wanted type, NULL when it is
+ * absent or JSON null, and `bad` set when it exists with another type. */
+static const cJSON *aj_get(const cJSON *o, const char *name, int (*is)(const cJSON *), int *bad)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (!v || cJSON_IsNull(v)) return NULL;
+    if (!is(v)) {
+        *bad = 1;
+        return NULL;
+    }
+    return v;
+}
+
+static int aj_is_string(const cJSON *v) { return cJSON_IsString(v) && v->valuestring; }
+static int aj_is_number(const cJSON *v) { return cJSON_IsNumber(v); }
+static int aj_is_array(const cJSON *v) { return cJSON_IsArray(v); }
+static int aj_is_object(const cJSON *v) { return cJSON_IsObject(v); }
+
+int awsjson_parse_i64(const char *s, int64_t *out)
+{
+    if (!s || !*s) return -1;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || !end || *end) return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* ---- GetRecords ------------------------------------------------------------ */
+
+/* What the first pass learns about one record, so the second needs no checks. */
+typedef struct aj_rec {
+    const char *data, *pkey, *seq;
+    size_t data_len, pkey_len, seq_len;
+    int64_t arrival_ms;
+    long agg_off;   /* offset of its decoded aggregate in the scratch buffer, -1 if plain */
+    size_t agg_len;
+} aj_rec_t;
+
+static awsjson_status_t aj_records_pass1(const cJSON *recs, aj_rec_t *out, buf_t *aggs, size_t *nrecs,
+                                         size_t *arena, errbuf_t *err)
+{
+    size_t i = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, recs) {
+        aj_rec_t *a = &out[i];
+        int bad = 0;
+        if (!cJSON_IsObject(r)) {
+            errbuf_set(err, "GetRecords response: Records[%zu] is not an object", i);
+            return AWSJSON_ESHAPE;
+        }
+        const cJSON *d = aj_get(r, "Data", aj_is_string, &bad);
+        const cJSON *k = aj_get(r, "PartitionKey", aj_is_string, &bad);
+        const cJSON *s = aj_get(r, "SequenceNumber", aj_is_string, &bad);
+        const cJSON *t = aj_get(r, "ApproximateArrivalTimestamp", aj_is_number, &bad);
+        if (bad || !d || !k || !s) {
+            errbuf_set(err, "GetRecords response: Records[%zu]: Data, PartitionKey and SequenceNumber must be "
+                       "strings%s", i, t || !bad ? "" : " and ApproximateArrivalTimestamp a number");
+            return AWSJSON_ESHAPE;
+        }
+        if (!seqnum_valid(s->valuestring)) {
+            errbuf_set(err, "GetRecords response: Records[%zu].SequenceNumber is not a decimal number", i);
+            return AWSJSON_ESHAPE;
+        }
+        a->data = d->valuestring;
+        a->data_len = strlen(a->data);
+        a->pkey = k->valuestring;
+        a->pkey_len = strlen(a->pkey);
+        a->seq = s->valuestring;
+        a->seq_len = strlen(a->seq);
+        /* seconds with a fraction, as the service sends it */
+        a->arrival_ms = t ? (int64_t)(t->valuedouble * 1000.0 + 0.5) : 0;
+        a->agg_off = -1;
+        size_t n = 1;
+        if (a->data_len >= 4 && !memcmp(a->data, KPL_MAGIC_B64, 4)) {
+            size_t at = aggs->len;
+            if (buf_reserve(aggs, base64_decoded_max(a->data_len))) xalloc_oom(a->data_len);
+            long dl = base64_decode(a->data, a->data_len, (uint8_t *)aggs->data + at);
+            if (dl < 0) {
+                errbuf_set(err, "GetRecords response: Records[%zu].Data (sequence number %s) is not valid base64", i,
+                           a->seq);
+                return AWSJSON_ESHAPE;
+            }
+            if (kpl_is_aggregate((const uint8_t *)aggs->data + at, (size_t)dl)) {
+                a->agg_off = (long)at;
+                a->agg_len = (size_t)dl;
+                aggs->len += (size_t)dl;
+                n = kpl_count((const uint8_t *)aggs->data + at, (size_t)dl);
+            }
+        }
+        *nrecs += n;
+        *arena += base64_decoded_max(a->data_len) + a->pkey_len + (n * (a->seq_len + 3));
+        i++;
+    }
+    return AWSJSON_OK;
+}
+
+/* Fills the batch from the first pass; base64 is decoded in place in the arena. */
+static awsjson_status_t aj_records_fill(batch_t **bp, const aj_rec_t *recs, size_t n, const buf_t *aggs,
+                                       size_t *bytes, errbuf_t *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        const aj_rec_t *a = &recs[i];
+        if (a->agg_off < 0) {
+            char *dst = batch_add_begin(bp, base64_decoded_max(a->data_len));
+            long dl = dst ? base64_decode(a->data, a->data_len, (uint8_t *)dst) : -1;
+            if (dl < 0) {
+                errbuf_set(err, "GetRecords response: Records[%zu].Data (sequence number %s) is not valid base64", i,
+                           a->seq);
+                return AWSJSON_ESHAPE;
+            }
+            batch_add_end(bp, (size_t)dl, a->pkey, a->pkey_len, a->seq, a->seq_len, 0, a->arrival_ms);
+            *bytes += (size_t)dl;
+            continue;
+        }
+        kpl_iter_t it;
+        kpl_user_record_t u;
+        const uint8_t *agg = (const uint8_t *)aggs->data + a->agg_off;
+        if (kpl_iter_init(&it, agg, a->agg_len) != 1) continue; /* cannot happen: checked in pass 1 */
+        (*bp)->aggregated = 1;
+        while (kpl_iter_next(&it, &u) == 1) {
+            if (batch_add(bp, u.data, u.data_len, u.pkey, u.pkey_len, a->seq, a->seq_len, (int64_t)u.index,
+                          a->arrival_ms)) {
+                errbuf_set(err, "GetRecords response: more user records than counted");
+                return AWSJSON_ESHAPE;
+            }
+        }
+        *bytes += a->agg_len;
+    }
+    return AWSJSON_OK;
+}
+
+awsjson_status_t awsjson_get_records(const char *body, size_t len, source_records_t *out, errbuf_t *err)
+{
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    if (!j) {
+        errbuf_set(err, "GetRecords response is not JSON (%zu bytes)", len);
+        return AWSJSON_ESYNTAX;
+    }
+    awsjson_status_t st = AWSJSON_ESHAPE;
+    int bad = 0;
+    aj_rec_t *recs = NULL;
+    buf_t aggs = BUF_INIT;
+    batch_t *b = NULL;
+    const cJSON *arr = cJSON_IsObject(j) ? aj_get(j, "Records", aj_is_array, &bad) : NULL;
+    const cJSON *next = cJSON_IsObject(j) ? aj_get(j, "NextShardIterator", aj_is_string, &bad) : NULL;
+    const cJSON *behind = cJSON_IsObject(j) ? aj_get(j, "MillisBehindLatest", aj_is_number, &bad) : NULL;
+    if (!cJSON_IsObject(j) || bad) {
+        errbuf_set(err, "GetRecords response: expected an object with Records (array), NextShardIterator (string) "
+                   "and MillisBehindLatest (number)");
+        goto done;
+    }
+    size_t n = arr ? (size_t)cJSON_GetArraySize(arr) : 0, nrecs = 0, arena = 0, bytes = 0;
+    recs = xcalloc(n ? n : 1, sizeof *recs); /* freed below */
+    if (arr && (st = aj_records_pass1(arr, recs, &aggs, &nrecs, &arena, err)) != AWSJSON_OK) goto done;
+    b = batch_new(nrecs, arena); /* handed to `out` on success */
+    if ((st = aj_records_fill(&b, recs, n, &aggs, &bytes, err)) != AWSJSON_OK) goto done;
+    out->batch = b;
+    b = NULL;
+    out->next_iterator = next && *next->valuestring ? xstrdup(next->valuestring) : NULL;
+    out->millis_behind = behind ? (int64_t)behind->valuedouble : -1;
+    out->bytes = bytes;
+    st = AWSJSON_OK;
+done:
+    batch_free(b);
+    buf_free(&aggs);
+    free(recs);
+    cJSON_Delete(j);
+    return st;
+}
+
+/* ---- ListShards ------------------------------------------------------------ */
+
+static char *aj_strdup_field(const cJSON *o, const char *name, int *bad)
+{
+    const cJSON *v = aj_get(o, name, aj_is_string, bad);
+    return v ? xstrdup(v->valuestring) : NULL;
+}
+
+static void aj_shard_clear(source_shard_t *s)
+{
+    free(s->id);
+    free(s->parent);
+    free(s->adjacent_parent);
+    free(s->start_hash);
+    free(s->end_hash);
+    free(s->start_seq);
+    free(s->end_seq);
+    memset(s, 0, sizeof *s);
+}
+
+static int aj_shard(const cJSON *o, source_shard_t *s)
+{
+    int bad = 0;
+    if (!cJSON_IsObject(o)) return -1;
+    s->id = aj_strdup_field(o, "ShardId", &bad);
+    s->parent = aj_strdup_field(o, "ParentShardId", &bad);
+    s->adjacent_parent = aj_strdup_field(o, "AdjacentParentShardId", &bad);
+    const cJSON *h = aj_get(o, "HashKeyRange", aj_is_object, &bad);
+    const cJSON *r = aj_get(o, "SequenceNumberRange", aj_is_object, &bad);
+    if (h) {
+        s->start_hash = aj_strdup_field(h, "StartingHashKey", &bad);
+        s->end_hash = aj_strdup_field(h, "EndingHashKey", &bad);
+    }
+    if (r) {
+        s->start_seq = aj_strdup_field(r, "StartingSequenceNumber", &bad);
+        s->end_seq = aj_strdup_field(r, "EndingSequenceNumber", &bad);
+    }
+    if (bad || !s->id || !*s->id || !s->start_hash || !s->end_hash || !s->start_seq) return -1;
+    return 0;
+}
+
+awsjson_status_t awsjson_list_shards(const char *body, size_t len, source_shard_list_t *acc, char **next_token,
+                                     errbuf_t *err)
+{
+    *next_token = NULL;
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    if (!j) {
+        errbuf_set(err, "ListShards response is not JSON (%zu bytes)", len);
+        return AWSJSON_ESYNTAX;
+    }
+    int bad = 0;
+    const cJSON *arr = cJSON_IsObject(j) ? aj_get(j, "Shards", aj_is_array, &bad) : NULL;
+    const cJSON *tok = cJSON_IsObject(j) ? aj_get(j, "NextToken", aj_is_string, &bad) : NULL;
+    if (!cJSON_IsObject(j) || bad || !arr) {
+        errbuf_set(err, "ListShards response: expected an object with Shards (array) and NextToken (string)");
+        cJSON_Delete(j);
+        return AWSJSON_ESHAPE;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
+    source_shard_t *add = xcalloc(n ? n : 1, sizeof *add); /* moved into acc below */
+    const cJSON *o;
+    cJSON_ArrayForEach(o, arr) {
+        if (aj_shard(o, &add[i])) {
+            errbuf_set(err, "ListShards response: Shards[%zu]: ShardId, HashKeyRange and SequenceNumberRange must "
+                       "be present with string fields", i);
+            for (size_t k = 0; k <= i; k++) aj_shard_clear(&add[k]);
+            free(add);
+            cJSON_Delete(j);
+            return AWSJSON_ESHAPE;
+        }
+        i++;
+    }
+    acc->shards = xrealloc(acc->shards, (acc->count + n + 1) * sizeof *acc->shards);
+    memcpy(acc->shards + acc->count, add, n * sizeof *add);
+    acc->count += n;
+    free(add);
+    *next_token = tok && *tok->valuestring ? xstrdup(tok->valuestring) : NULL;
+    cJSON_Delete(j);
+    return AWSJSON_OK;
+}
+
+/* ---- DynamoDB items ---------------------------------------------------------- */
+
+/* An attribute of type `type` ("S", "N", "SS"): its value node, NULL when the
+ * attribute is absent or {"NULL": true}; *bad set when it has another type. */
+static const cJSON *aj_attr(const cJSON *item, const char *name, const char *type, int *bad)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(item, name);
+    if (!a) return NULL;
+    if (!cJSON_IsObject(a)) {
+        *bad = 1;
+        return NULL;
+    }
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "NULL"))) return NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(a, type);
+    int ok = !strcmp(type, "SS") ? cJSON_IsArray(v) : aj_is_string(v);
+    if (!ok) {
+        *bad = 1;
+        return NULL;
+    }
+    return v;
+}
+
+static void aj_why(char *why, size_t n, const char *name, const char *what)
+{
+    if (!*why) snprintf(why, n, "%s %s", name, what);
+}
+
+static char *aj_attr_s(const cJSON *item, const char *name, char *why, size_t n)
+{
+    int bad = 0;
+    const cJSON *v = aj_attr(item, name, "S", &bad);
+    if (bad) aj_why(why, n, name, "is not a string (S)");
+    return v ? xstrdup(v->valuestring) : NULL;
+}
+
+static int64_t aj_attr_n(const cJSON *item, const char *name, int required, char *why, size_t n)
+{
+    int bad = 0;
+    int64_t out = 0;
+    const cJSON *v = aj_attr(item, name, "N", &bad);
+    if (bad || (v && awsjson_parse_i64(v->valuestring, &out))) aj_why(why, n, name, "is not an integer (N)");
+    else if (!v && required) aj_why(why, n, name, "is missing");
+    return out;
+}
+
+static void aj_attr_ss(const cJSON *item, const char *name, char ***out, size_t *count, char *why, size_t n)
+{
+    int bad = 0;
+    const cJSON *v = aj_attr(item, name, "SS", &bad);
+    *out = NULL;
+    *count = 0;
+    if (bad) aj_why(why, n, name, "is not a string set (SS)");
+    if (!v) return;
+    size_t c = (size_t)cJSON_GetArraySize(v), i = 0;
+    if (!c) return;
+    char **ids = xcalloc(c, sizeof *ids); /* owned by the lease */
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v) {
+        if (!aj_is_string(e) || !*e->valuestring) {
+            aj_why(why, n, name, "holds something other than shard ids");
+            continue;
+        }
+        ids[i++] = xstrdup(e->valuestring);
+    }
+    if (!i) {
+        free(ids);
+        return;
+    }
+    *out = ids;
+    *count = i;
+}
+
+void awsjson_ddb_lease(const cJSON *item, lease_t *l)
+{
+    char why[256] = "";
+    if (!cJSON_IsObject(item)) {
+        l->key = xstrdup("");
+        l->invalid = xstrdup("item is not an attribute map");
+        return;
+    }
+    l->key = aj_attr_s(item, "leaseKey", why, sizeof why);
+    if (!l->key || !*l->key) aj_why(why, sizeof why, "leaseKey", "is missing or empty");
+    if (!l->key) l->key = xstrdup("");
+    l->owner = aj_attr_s(item, "leaseOwner", why, sizeof why);
+    if (l->owner && !*l->owner) aj_why(why, sizeof why, "leaseOwner", "is empty");
+    l->counter = aj_attr_n(item, "leaseCounter", 1, why, sizeof why);
+    l->checkpoint = aj_attr_s(item, "checkpoint", why, sizeof why);
+    if (!l->checkpoint || (!seqnum_is_sentinel(l->checkpoint) && !seqnum_valid(l->checkpoint)))
+        aj_why(why, sizeof why, "checkpoint", "is missing or not a sequence number");
+    l->checkpoint_sub = aj_attr_n(item, "checkpointSubSequenceNumber", 0, why, sizeof why);
+    l->owner_switches = aj_attr_n(item, "ownerSwitchesSinceCheckpoint", 0, why, sizeof why);
+    aj_attr_ss(item, "parentShardId", &l->parents, &l->nparents, why, sizeof why);
+    aj_attr_ss(item, "childShardIds", &l->children, &l->nchildren, why, sizeof why);
+    l->start_hash = aj_attr_s(item, "startingHashKey", why, sizeof why);
+    l->end_hash = aj_attr_s(item, "endingHashKey", why, sizeof why);
+    l->stream = aj_attr_s(item, "streamName", why, sizeof why);
+    l->shard = aj_attr_s(item, "shardId", why, sizeof why);
+    if (!l->shard) {
+        /* a KCL row: leaseKey is the shard id (or account:stream:epoch:shardId in multi-stream mode) */
+        const char *colon = strrchr(l->key, ':');
+        l->shard = xstrdup(colon ? colon + 1 : l->key);
+    }
+    if (*why) l->invalid = xstrdup(why);
+}
+
+awsjson_status_t awsjson_ddb_scan(const char *body, size_t len, lease_list_t *acc, char **last_key, errbuf_t *err)
+{
+    *last_key = NULL;
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    if (!j) {
+        errbuf_set(err, "Scan response is not JSON (%zu bytes)", len);
+        return AWSJSON_ESYNTAX;
+    }
+    int bad = 0;
+    const cJSON *items = cJSON_IsObject(j) ? aj_get(j, "Items", aj_is_array, &bad) : NULL;
+    const cJSON *lek = cJSON_IsObject(j) ? aj_get(j, "LastEvaluatedKey", aj_is_object, &bad) : NULL;
+    if (!cJSON_IsObject(j) || bad || !items) {
+        errbuf_set(err, "Scan response: expected an object with Items (array) and LastEvaluatedKey (object)");
+        cJSON_Delete(j);
+        return AWSJSON_ESHAPE;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(items);
+    acc->leases = xrealloc(acc->leases, (acc->count + n + 1) * sizeof *acc->leases);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, items) {
+        lease_t *l = &acc->leases[acc->count++];
+        memset(l, 0, sizeof *l);
+        awsjson_ddb_lease(it, l);
+    }
+    if (lek && cJSON_GetArraySize(lek) > 0) {
+        *last_key = cJSON_PrintUnformatted(lek); /* the caller's, free() */
+        if (!*last_key) xalloc_oom(0);
+    }
+    cJSON_Delete(j);
+    return AWSJSON_OK;
+}
+
+static void aj_add_attr(cJSON *item, const char *name, const char *type, const char *value)
+{
+    cJSON *a = cJSON_AddObjectToObject(item, name);
+    if (!a || !cJSON_AddStringToObject(a, type, value)) xalloc_oom(0);
+}
+
+static void aj_add_n(cJSON *item, const char *name, int64_t v)
+{
+    char num[24];
+    snprintf(num, sizeof num, "%lld", (long long)v);
+    aj_add_attr(item, name, "N", num);
+}
+
+cJSON *awsjson_ddb_ss(char *const *ids, size_t n)
+{
+    cJSON *a = cJSON_CreateObject(), *arr = a ? cJSON_AddArrayToObject(a, "SS") : NULL;
+    if (!arr) xalloc_oom(0);
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateString(ids[i]));
+    return a;
+}
+
+cJSON *awsjson_ddb_item(const lease_t *l)
+{
+    cJSON *item = cJSON_CreateObject(); /* the caller's: cJSON_Delete */
+    if (!item) xalloc_oom(0);
+    aj_add_attr(item, "leaseKey", "S", l->key);
+    aj_add_n(item, "leaseCounter", l->counter);
+    if (l->owner) aj_add_attr(item, "leaseOwner", "S", l->owner);
+    aj_add_attr(item, "checkpoint", "S", l->checkpoint ? l->checkpoint : SEQNUM_TRIM_HORIZON);
+    aj_add_n(item, "checkpointSubSequenceNumber", l->checkpoint_sub);
+    aj_add_n(item, "ownerSwitchesSinceCheckpoint", l->owner_switches);
+    if (l->nparents) cJSON_AddItemToObject(item, "parentShardId", awsjson_ddb_ss(l->parents, l->nparents));
+    if (l->nchildren) cJSON_AddItemToObject(item, "childShardIds", awsjson_ddb_ss(l->children, l->nchildren));
+    if (l->start_hash) aj_add_attr(item, "startingHashKey", "S", l->start_hash);
+    if (l->end_hash) aj_add_attr(item, "endingHashKey", "S", l->end_hash);
+    if (l->stream) aj_add_attr(item, "streamName", "S", l->stream);
+    if (l->shard) aj_add_attr(item, "shardId", "S", l->shard);
+    return item;
+}

@@ -1,0 +1,244 @@
+"""Error policy: an uncaught error never skips a record silently.
+
+One shard, 1000 records r0..r999 in one batch; poison records raise. The
+processor writes the records of a batch only when the whole batch succeeded,
+and every call ("call first last count") to calls.log, so each test knows
+exactly which records were processed, how often each batch ran, and where the
+checkpoint ends."""
+import json
+import time
+
+from conftest import wait_for
+
+PROCESSOR = r'''
+local P = {}
+local poison = {}
+for k in (os.getenv("POISON") or ""):gmatch("[^,]+") do poison[k] = true end
+function P.processRecords(records, shard)
+  local calls = assert(io.open("calls.log", "a"))
+  calls:write("call ", records[1].data, " ", records[#records].data, " ", #records, "\n")
+  calls:close()
+  local done = {}
+  for i = 1, #records do
+    local d = records[i].data
+    if poison[d] then
+      if os.getenv("MODE") == "failed" then
+        local out = assert(io.open("processed.log", "a"))
+        out:write(table.concat(done))
+        out:close()
+        return { failed = records[i], error = "bad record " .. d }
+      end
+      error("poison record " .. d)
+    end
+    done[#done + 1] = d .. "\n"
+  end
+  local out = assert(io.open("processed.log", "a"))
+  out:write(table.concat(done))
+  out:close()
+  return "checkpoint"
+end
+function P.shutdownRequested() return "checkpoint" end
+return P
+'''
+
+
+def prepare(env, on_error, poison=("r500",), mode="raise", n=1000, extra=None):
+    env.write("p.lua", PROCESSOR)
+    stream = {"name": "s", "processor": "p.lua", "max_records": n, "on_error": on_error}
+    stream.update(extra or {})
+    env.config([stream])
+    env.create_stream("s", 1)
+    env.put("s", [f"r{i}" for i in range(n)], partition_key="k")
+    env.extra_env.update({"POISON": ",".join(poison), "MODE": mode})
+
+
+def processed(env):
+    p = env.dir / "processed.log"
+    return p.read_text().split() if p.exists() else []
+
+
+def calls(env):
+    p = env.dir / "calls.log"
+    return [l.split()[1:] for l in p.read_text().splitlines()] if p.exists() else []
+
+
+def checkpoint(env):
+    (row,) = env.leases().values()
+    return row["checkpoint"]
+
+
+def last_seq(env, index):
+    # local sequence numbers: 20 digits, records numbered from 1 in put order
+    return f"{index + 1:020d}"
+
+
+def run_drain(env, timeout=60):
+    w = env.worker("--drain")
+    assert w.wait(timeout) == 0, w.logs()
+    return w
+
+
+def test_skip_without_bisect_skips_the_failing_batch_and_says_so(env):
+    prepare(env, "skip")
+    w = run_drain(env)
+    assert processed(env) == []
+    (ev,) = w.events("records_skipped")
+    assert ev["count"] == "1000" and ev["first"] == last_seq(env, 0) and ev["last"] == last_seq(env, 999)
+    assert "poison record r500" in ev["error"]
+    assert checkpoint(env) == last_seq(env, 999)
+
+
+def test_skip_with_bisect_skips_only_the_poison_record(env):
+    prepare(env, {"bisect": True, "final": "skip"})
+    w = run_drain(env)
+    got = processed(env)
+    assert sorted(got) == sorted(f"r{i}" for i in range(1000) if i != 500)
+    assert got == [f"r{i}" for i in range(1000) if i != 500], "order within the shard is kept"
+    (ev,) = w.events("records_skipped")
+    assert ev["count"] == "1" and ev["first"] == last_seq(env, 500)
+    assert checkpoint(env) == last_seq(env, 999)
+
+
+def test_bisect_isolates_two_poison_records(env):
+    prepare(env, {"bisect": True, "final": "skip"}, poison=("r3", "r777"))
+    w = run_drain(env)
+    assert processed(env) == [f"r{i}" for i in range(1000) if i not in (3, 777)]
+    skipped = sorted(e["first"] for e in w.events("records_skipped"))
+    assert skipped == [last_seq(env, 3), last_seq(env, 777)]
+
+
+def test_dead_letter_writes_the_poison_record_before_checkpointing_past_it(env):
+    prepare(env, {"bisect": True, "final": "dead_letter", "dead_letter": {"file": "dlq.jsonl"}})
+    run_drain(env)
+    assert processed(env) == [f"r{i}" for i in range(1000) if i != 500]
+    lines = [json.loads(l) for l in (env.dir / "dlq.jsonl").read_text().splitlines()]
+    assert len(lines) == 1
+    d = lines[0]
+    assert d["stream"] == "s" and d["shard"] == "shardId-000000000000"
+    assert d["sequenceNumber"] == last_seq(env, 500) and d["partitionKey"] == "k"
+    assert d["data"] == "cjUwMA=="  # base64 of r500
+    assert "poison record r500" in d["error"] and "p.lua:" in d["traceback"] and "_host" not in d["traceback"]
+    assert d["attempts"] >= 1 and d["time"]
+    assert checkpoint(env) == last_seq(env, 999)
+
+
+def test_dead_letter_replay_puts_the_records_back(env):
+    prepare(env, {"final": "dead_letter", "dead_letter": {"file": "dlq.jsonl"}})
+    run_drain(env)
+    assert len((env.dir / "dlq.jsonl").read_text().splitlines()) == 1000
+    env.run("stream", "create", "again", "--shards", "2")
+    env.run("dlq", "replay", "dlq.jsonl", "--to", "again")
+    listing = env.run("stream", "list").stdout.decode()
+    assert "again" in listing and "records=1000" in listing.split("again")[1].split("\n")[0]
+
+
+def test_unwritable_dead_letter_destination_never_checkpoints_past_the_records(env):
+    # a folder that does not exist: the write fails even for root
+    prepare(env, {"bisect": True, "final": "dead_letter", "dead_letter": {"file": "missing/dlq.jsonl"}})
+    w = env.worker()
+    wait_for(lambda: w.events("dead_letter_failed"), what="a failed dead-letter write")
+    time.sleep(0.5)
+    w.stop()
+    # the good records before the poison one are done; nothing at or after r500 is checkpointed
+    assert checkpoint(env) == last_seq(env, 499)
+    assert processed(env) == [f"r{i}" for i in range(500)], "the shard waits at the poison record"
+    # once the destination exists, the write succeeds and the shard goes on
+    (env.dir / "missing").mkdir()
+    w2 = env.worker("--drain")
+    assert w2.wait(60) == 0, w2.logs()
+    assert checkpoint(env) == last_seq(env, 999)
+    assert len((env.dir / "missing" / "dlq.jsonl").read_text().splitlines()) == 1
+
+
+def test_halt_stops_the_shard_without_checkpoint_and_status_says_halted(env):
+    prepare(env, "halt")
+    w = env.worker()
+    wait_for(lambda: w.events("shard_halted"), what="shard_halted")
+    assert checkpoint(env) == "TRIM_HORIZON"
+    assert processed(env) == []
+    assert w.alive()
+    ev = w.events("shard_halted")[0]
+    assert "poison record r500" in ev["error"]
+    w.stop()
+
+
+def test_halt_worker_exits_non_zero(env):
+    prepare(env, {"final": "halt", "halt_worker": True})
+    w = env.worker()
+    assert w.wait(30) == 1
+    assert w.events("worker_halted")
+    assert checkpoint(env) == "TRIM_HORIZON"
+
+
+def test_retry_runs_the_batch_again_then_goes_to_final(env):
+    prepare(env, {"retry": {"attempts": 2, "backoff_ms": 10, "max_backoff_ms": 20}, "final": "skip"})
+    w = run_drain(env)
+    assert calls(env) == [["r0", "r999", "1000"]] * 3
+    assert len(w.events("batch_failed")) == 3
+    assert w.events("records_skipped")[0]["count"] == "1000"
+
+
+def test_default_policy_retries_forever_and_skips_nothing(env):
+    prepare(env, "retry", extra={})
+    env.write("shardrun.lua", (env.dir / "shardrun.lua").read_text())
+    w = env.worker()
+    wait_for(lambda: len(calls(env)) >= 2, timeout=20, what="a retry")
+    w.stop()
+    assert processed(env) == []
+    assert checkpoint(env) == "TRIM_HORIZON"
+    assert not w.events("records_skipped")
+
+
+def test_failed_decision_checkpoints_the_records_before_it(env):
+    prepare(env, "halt", mode="failed")
+    w = env.worker()
+    wait_for(lambda: w.events("shard_halted"), what="shard_halted")
+    w.stop()
+    assert processed(env) == [f"r{i}" for i in range(500)]
+    assert checkpoint(env) == last_seq(env, 499)
+    assert "bad record r500" in w.events("shard_halted")[0]["error"]
+
+
+def test_max_record_age_sends_old_records_to_final_without_retries(env):
+    prepare(env, {"retry": {"attempts": -1, "backoff_ms": 10}, "max_record_age_s": 1, "final": "skip"})
+    time.sleep(1.5)
+    w = run_drain(env)
+    assert len(calls(env)) == 1
+    assert w.events("records_skipped")[0]["count"] == "1000"
+
+
+def test_timeout_interrupts_an_endless_loop_even_through_pcall(env):
+    env.write("p.lua", r'''
+local P = {}
+function P.processRecords(records)
+  if records[1].data == "spin" then while true do pcall(function() local x = 0 for i = 1, 1e5 do x = x + i end end) end end
+  local out = assert(io.open("processed.log", "a")) out:write(records[1].data, "\n") out:close()
+  return "checkpoint"
+end
+return P
+''')
+    env.config([{"name": "s", "processor": "p.lua", "max_records": 1, "process_timeout_ms": 300, "on_error": "skip"}])
+    env.create_stream("s", 1)
+    env.put("s", ["spin", "after"], partition_key="k")
+    w = run_drain(env)
+    assert processed(env) == ["after"]
+    assert w.events("process_timeout")
+    assert "timed out" in w.events("records_skipped")[0]["error"]
+
+
+def test_memory_cap_is_a_failure_and_the_state_is_recreated(env):
+    env.write("p.lua", r'''
+local P = {}
+function P.processRecords(records)
+  if records[1].data == "hog" then local t = {} for i = 1, 1e9 do t[i] = ("x"):rep(64) .. i end end
+  local out = assert(io.open("processed.log", "a")) out:write(records[1].data, "\n") out:close()
+  return "checkpoint"
+end
+return P
+''')
+    env.config([{"name": "s", "processor": "p.lua", "max_records": 1, "memory_limit_mb": 32, "on_error": "skip"}])
+    env.create_stream("s", 1)
+    env.put("s", ["hog", "after"], partition_key="k")
+    w = run_drain(env)
+    assert processed(env) == ["after"]
+    assert "memory limit of 32 MB" in w.events("records_skipped")[0]["error"]
