@@ -1,20 +1,24 @@
 #include "backends.h"
 
+#include "lease_dynamodb.h"
 #include "lease_sqlite.h"
+#include "source_kinesis.h"
 #include "source_local.h"
 
 source_t *backend_source_new(const config_t *cfg, struct ev_loop *loop, errbuf_t *err)
 {
     if (cfg->source.type == BACKEND_LOCAL) return source_local_new(loop, cfg->source.path, err);
-    errbuf_set(err, "%s: source.type = \"kinesis\" is not available in this build", cfg->path);
-    return NULL;
+    source_kinesis_options_t opt = {cfg->source.region, cfg->source.endpoint, cfg->source.ca_file};
+    return source_kinesis_new(loop, &opt, err);
 }
 
 lease_store_t *backend_lease_store_new(const config_t *cfg, struct ev_loop *loop, errbuf_t *err)
 {
     if (cfg->leases.type == BACKEND_LOCAL) return lease_sqlite_new(loop, cfg->leases.path, cfg->leases.table, err);
-    errbuf_set(err, "%s: leases.type = \"dynamodb\" is not available in this build", cfg->path);
-    return NULL;
+    /* the source's CA bundle serves DynamoDB too (one trust setting per deployment) */
+    lease_dynamodb_options_t opt = {cfg->leases.table, cfg->leases.region, cfg->leases.endpoint,
+                                    cfg->source.type == BACKEND_AWS ? cfg->source.ca_file : NULL};
+    return lease_dynamodb_new(loop, &opt, err);
 }
 
 int64_t backend_min_poll_interval_ms(const config_t *cfg)

@@ -31,6 +31,7 @@ void lease_clear(lease_t *l)
     free(l->start_hash);
     free(l->end_hash);
     free(l->invalid);
+    free(l->info);
     memset(l, 0, sizeof *l);
 }
 
@@ -51,6 +52,7 @@ void lease_copy(lease_t *dst, const lease_t *src)
     dst->start_hash = xstrdup(src->start_hash);
     dst->end_hash = xstrdup(src->end_hash);
     dst->invalid = xstrdup(src->invalid);
+    dst->info = xstrdup(src->info);
 }
 
 void lease_list_free(lease_list_t *l)

@@ -31,6 +31,8 @@ typedef struct lease {
     char **children;       /* childShardIds */
     size_t nchildren;
     char *start_hash, *end_hash;
+    char *info;            /* shardrunInfo: JSON the owner writes with each renewal (state,
+                              counters, script version, lag) for `status`; may be NULL */
     char *invalid;         /* set when the row is malformed: why (the row is never taken) */
 } lease_t;
 
@@ -64,7 +66,7 @@ typedef struct lease_store_ops {
     void (*list)(lease_store_t *s, lease_list_cb cb, void *ud);
     /* Creates the row if no row has this key (else LEASE_CONFLICT). */
     void (*create)(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud);
-    /* counter+1 if owner and counter match. */
+    /* counter+1 (and shardrunInfo := l->info when non-NULL) if owner and counter match. */
     void (*renew)(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud);
     /* owner := new_owner, counter+1, ownerSwitches+1, if owner and counter match. */
     void (*take)(lease_store_t *s, const lease_t *l, const char *new_owner, lease_write_cb cb, void *ud);

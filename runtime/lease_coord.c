@@ -246,6 +246,10 @@ static void coord_on_renew(struct ev_loop *loop, ev_timer *t, int revents)
             continue;
         }
         write_ctx_t *w = coord_write_ctx(c, o, WRITE_RENEW);
+        if (c->h.describe) {
+            free(o->lease.info);
+            o->lease.info = c->h.describe(c->ud, o->lease.key);
+        }
         c->store->ops->renew(c->store, &o->lease, coord_write_done, w);
     }
 }

@@ -37,6 +37,9 @@ typedef struct lease_coord_handler {
     int (*eligible)(void *ud, const lease_t *lease, const lease_list_t *all);
     /* Called after each taker scan with the table (for shard sync and status). */
     void (*scanned)(void *ud, const lease_list_t *all);
+    /* Runtime facts about an owned lease, written with its renewals (JSON
+     * text, caller-allocated; the coordinator frees it). May be NULL. */
+    char *(*describe)(void *ud, const char *key);
 } lease_coord_handler_t;
 
 /* Caller owns the coordinator: lease_coord_free(). The store stays the caller's. */

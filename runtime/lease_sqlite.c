@@ -137,6 +137,7 @@ static void sqlite_read_row(sqlite3_stmt *st, lease_t *l)
     l->end_hash = sqlite_text(st, 9);
     l->stream = sqlite_text(st, 10);
     l->shard = sqlite_text(st, 11);
+    l->info = sqlite_text(st, 12);
     if (!l->key || !*l->key) snprintf(why, sizeof why, "leaseKey is empty");
     if (!l->shard && l->key) {
         const char *colon = strrchr(l->key, ':');
@@ -148,7 +149,7 @@ static void sqlite_read_row(sqlite3_stmt *st, lease_t *l)
 static const char *const sqlite_columns =
     "leaseKey, leaseOwner, leaseCounter, checkpoint, checkpointSubSequenceNumber,"
     " ownerSwitchesSinceCheckpoint, parentShardId, childShardIds, startingHashKey, endingHashKey,"
-    " streamName, shardId";
+    " streamName, shardId, shardrunInfo";
 
 static void sqlite_list(lease_store_t *s, lease_list_cb cb, void *ud)
 {
@@ -235,11 +236,12 @@ static void sqlite_create(lease_store_t *s, const lease_t *l, lease_write_cb cb,
     char *parents = sqlite_ids_json(l->parents, l->nparents);
     char *children = sqlite_ids_json(l->children, l->nchildren);
     char sql[512];
-    snprintf(sql, sizeof sql, "INSERT INTO %s(%s) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", ls->table, sqlite_columns);
+    snprintf(sql, sizeof sql, "INSERT INTO %s(%s) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)", ls->table, sqlite_columns);
     sqlite_arg_t args[] = {ARG_T(l->key),        ARG_T(l->owner),          ARG_I(l->counter),
                            ARG_T(l->checkpoint), ARG_I(l->checkpoint_sub), ARG_I(l->owner_switches),
                            ARG_T(parents),       ARG_T(children),          ARG_T(l->start_hash),
-                           ARG_T(l->end_hash),   ARG_T(l->stream),         ARG_T(l->shard)};
+                           ARG_T(l->end_hash),   ARG_T(l->stream),         ARG_T(l->shard),
+                           ARG_T(l->info)};
     lease_status_t st = sqlite_write(ls, r, sql, args, (int)(sizeof args / sizeof *args));
     free(parents);
     free(children);
@@ -270,7 +272,12 @@ static void sqlite_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, 
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
     sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
     lease_copy(&r->row, l);
-    sqlite_update(ls, r, l, "leaseOwner=leaseOwner", NULL, 0);
+    if (l->info) {
+        sqlite_arg_t args[] = {ARG_T(l->info)};
+        sqlite_update(ls, r, l, "shardrunInfo=?", args, 1);
+    } else {
+        sqlite_update(ls, r, l, "leaseOwner=leaseOwner", NULL, 0);
+    }
 }
 
 static void sqlite_take(lease_store_t *s, const lease_t *l, const char *new_owner, lease_write_cb cb, void *ud)
@@ -391,13 +398,13 @@ lease_store_t *lease_sqlite_new(struct ev_loop *loop, const char *path, const ch
         return NULL;
     }
     sqlite3_busy_timeout(ls->db, LEASE_SQLITE_BUSY_MS);
-    char sql[1024];
+    char sql[1280];
     snprintf(sql, sizeof sql,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
              "CREATE TABLE IF NOT EXISTS %s(leaseKey TEXT PRIMARY KEY, leaseOwner TEXT, leaseCounter INTEGER,"
              " checkpoint TEXT, checkpointSubSequenceNumber INTEGER DEFAULT 0,"
              " ownerSwitchesSinceCheckpoint INTEGER DEFAULT 0, parentShardId TEXT, childShardIds TEXT,"
-             " startingHashKey TEXT, endingHashKey TEXT, streamName TEXT, shardId TEXT)",
+             " startingHashKey TEXT, endingHashKey TEXT, streamName TEXT, shardId TEXT, shardrunInfo TEXT)",
              ls->table);
     char *msg = NULL;
     if (sqlite3_exec(ls->db, sql, NULL, NULL, &msg) != SQLITE_OK) {

@@ -11,12 +11,14 @@
 
 #include "clock.h"
 #include "config.h"
+#include "kinesis_admin.h"
 #include "deadletter.h"
 #include "log.h"
 #include "processor.h"
 #include "status.h"
 #include "streamdb.h"
 #include "worker.h"
+#include "xalloc.h"
 
 #ifndef SHARDRUN_VERSION
 #define SHARDRUN_VERSION "0.0.0"
@@ -183,6 +185,11 @@ static void cli_print_stream(void *ud, const char *name, int open, int total, in
     printf("%-24s open_shards=%d shards=%d records=%lld\n", name, open, total, (long long)records);
 }
 
+static void cli_print_kinesis_stream(void *ud, const char *name, int open, int total)
+{
+    printf("%-24s open_shards=%d shards=%d\n", name, open, total);
+}
+
 static int cmd_stream(int argc, char **argv)
 {
     const char *shards_s = NULL, *hash_key = NULL;
@@ -202,10 +209,27 @@ static int cmd_stream(int argc, char **argv)
         shards = shards_s ? strtol(shards_s, &end, 10) : 0;
         if (!shards_s || *end || shards < 1) return cli_usage_error(usage_stream, "%s", "--shards N (N >= 1) is required");
     }
-    streamdb_t *db = cli_streamdb(!strcmp(sub, "create"));
-    if (!db) return EXIT_RUNTIME;
+    config_t *cfg = cli_config();
+    if (!cfg) return EXIT_USAGE;
     errbuf_t err;
     int rc = 0;
+    if (cfg->source.type == BACKEND_AWS) {
+        /* Kinesis: the same subcommands through its API (kinesis_admin) */
+        kinesis_admin_t *ka = kinesis_admin_open(cfg, &err);
+        config_free(cfg);
+        if (!ka) rc = -1;
+        else if (!strcmp(sub, "create")) rc = kinesis_admin_create(ka, args[0], (int)shards, &err);
+        else if (!strcmp(sub, "list")) rc = kinesis_admin_list(ka, cli_print_kinesis_stream, NULL, &err);
+        else if (!strcmp(sub, "split")) rc = kinesis_admin_split(ka, args[0], args[1], hash_key, &err);
+        else rc = kinesis_admin_merge(ka, args[0], args[1], args[2], &err);
+        kinesis_admin_close(ka);
+        if (rc) fprintf(stderr, "shardrun: %s\n", err.msg);
+        else if (strcmp(sub, "list")) printf("ok %s %s\n", sub, args[0]);
+        return rc ? EXIT_RUNTIME : 0;
+    }
+    config_free(cfg);
+    streamdb_t *db = cli_streamdb(!strcmp(sub, "create"));
+    if (!db) return EXIT_RUNTIME;
     if (!strcmp(sub, "create")) rc = streamdb_create_stream(db, args[0], (int)shards, &err);
     else if (!strcmp(sub, "list")) rc = streamdb_list_streams(db, cli_print_stream, NULL, &err);
     else if (!strcmp(sub, "split")) rc = streamdb_split(db, args[0], args[1], hash_key, &err);
@@ -231,6 +255,49 @@ static void cli_line_key(const char *line, size_t len, char out[33])
     for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* put against Kinesis: lines go out in PutRecords calls of up to 500. */
+static int cli_put_kinesis(const config_t *cfg, const char *stream, const char *pkey, FILE *in)
+{
+    errbuf_t err;
+    kinesis_admin_t *ka = kinesis_admin_open(cfg, &err);
+    if (!ka) {
+        fprintf(stderr, "shardrun: %s\n", err.msg);
+        return EXIT_RUNTIME;
+    }
+    enum { CHUNK = KINESIS_ADMIN_PUT_MAX_RECORDS };
+    kinesis_admin_record_t recs[CHUNK];
+    char *lines[CHUNK], keys[CHUNK][33];
+    size_t n = 0, count = 0;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int rc = 0, eof = 0;
+    while (!rc && !eof) {
+        eof = (len = getline(&line, &cap, in)) < 0;
+        if (!eof) {
+            if (len > 0 && line[len - 1] == '\n') len--;
+            lines[n] = xstrndup(line, (size_t)len); /* freed after the chunk is sent */
+            if (!pkey) cli_line_key(line, (size_t)len, keys[n]);
+            recs[n] = (kinesis_admin_record_t){lines[n], (size_t)len, pkey ? pkey : keys[n]};
+            n++;
+        }
+        if (n == CHUNK || (eof && n)) {
+            rc = kinesis_admin_put(ka, stream, recs, n, &err);
+            if (!rc) count += n;
+            for (size_t i = 0; i < n; i++) free(lines[i]);
+            n = 0;
+        }
+    }
+    free(line);
+    kinesis_admin_close(ka);
+    if (rc) {
+        fprintf(stderr, "shardrun: stream %s: %s (%zu records were stored before)\n", stream, err.msg, count);
+        return EXIT_RUNTIME;
+    }
+    fprintf(stderr, "put %zu records to %s\n", count, stream);
+    return 0;
+}
+
 static int cmd_put(int argc, char **argv)
 {
     const char *pkey = NULL;
@@ -243,6 +310,18 @@ static int cmd_put(int argc, char **argv)
         fprintf(stderr, "shardrun: %s: %s\n", file, strerror(errno));
         return EXIT_RUNTIME;
     }
+    config_t *cfg = cli_config();
+    if (!cfg) {
+        if (file) fclose(in);
+        return EXIT_USAGE;
+    }
+    if (cfg->source.type == BACKEND_AWS) {
+        int krc = cli_put_kinesis(cfg, stream, pkey, in);
+        config_free(cfg);
+        if (file) fclose(in);
+        return krc;
+    }
+    config_free(cfg);
     streamdb_t *db = cli_streamdb(0);
     if (!db) {
         if (file) fclose(in);

@@ -1,5 +1,6 @@
 #include "shard.h"
 
+#include <cjson/cJSON.h>
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #define SHARD_BUFFER_WAIT_MS 50      /* when the worker's buffer is full */
 #define SHARD_STUCK_RETRY_MS 10000   /* shardEnded did not checkpoint */
 #define SHARD_HALT_REPEAT_S 60.0     /* a halted shard says so every minute */
+#define SHARD_STUCK_GRACE_MS 5000    /* after an interrupt, before the worker gives up on the thread */
 
 typedef struct queued {
     batch_t *batch;
@@ -33,6 +35,7 @@ struct shard {
     int job_busy;
     int initialized;
     ev_timer job_timer;          /* process_timeout_ms */
+    int64_t interrupted_ms;      /* when the running job was interrupted (0: not) */
     /* fetching */
     char *iterator;              /* NULL: none yet, or the shard has ended */
     int iterator_wanted;
@@ -237,10 +240,23 @@ static void shard_on_job_timer(struct ev_loop *loop, ev_timer *t, int revents)
     int64_t started = __atomic_load_n(&s->job.started_us, __ATOMIC_ACQUIRE);
     int64_t limit = s->cfg->process_timeout_ms * 1000;
     int64_t ran = started ? clock_mono_us() - started : 0;
+    if (s->interrupted_ms) {
+        /* Last line of defence: the interrupt did not stop the script (C code
+         * called through FFI, a blocking call). The thread cannot be killed;
+         * stop renewing this shard's lease by exiting non-zero, so a peer
+         * takes it over and a supervisor restarts this worker. */
+        log_error("processor_stuck", "stream=%s shard=%s seconds=%lld action=\"exit 1: lease expires, a peer takes over\"",
+                  s->stream, s->id, (long long)(clock_mono_ms() - s->interrupted_ms) / 1000);
+        s->env->halt_worker(s->env->ud, s);
+        return;
+    }
     if (started && ran >= limit) {
         log_warn("process_timeout", "stream=%s shard=%s timeout_ms=%lld", s->stream, s->id,
                  (long long)s->cfg->process_timeout_ms);
         proc_interrupt(s->ps);
+        s->interrupted_ms = clock_mono_ms();
+        ev_timer_set(t, SHARD_STUCK_GRACE_MS / 1000.0, 0.0);
+        ev_timer_start(loop, t);
         return;
     }
     /* still queued behind other shards, or started late: check again when it is due */
@@ -256,6 +272,7 @@ static void shard_submit(shard_t *s, proc_job_kind_t kind)
     s->job.batch = kind == JOB_PROCESS ? s->current : NULL;
     __atomic_store_n(&s->job.started_us, 0, __ATOMIC_RELEASE);
     s->job_busy = 1;
+    s->interrupted_ms = 0;
     if (kind == JOB_CLOSE) s->phase = SHARD_CLOSING;
     if (s->cfg->process_timeout_ms > 0 && kind != JOB_CLOSE) {
         ev_timer_set(&s->job_timer, (double)s->cfg->process_timeout_ms / 1000.0, 0.0);
@@ -792,6 +809,28 @@ static void shard_maybe_close(shard_t *s)
     s->releasing = 0;
     lease_coord_release(s->env->coord, s->key, NULL, NULL);
     shard_submit(s, JOB_CLOSE);
+}
+
+char *shard_describe(const shard_t *s)
+{
+    cJSON *o = cJSON_CreateObject();
+    const shard_stats_t *st = &s->stats;
+    proc_script_t *script = proc_state_script(s->ps);
+    cJSON_AddStringToObject(o, "state", shard_phase_name(s->phase));
+    if (s->halt_error) cJSON_AddStringToObject(o, "error", s->halt_error);
+    if (script) cJSON_AddStringToObject(o, "version", script->hash);
+    cJSON_AddNumberToObject(o, "millisBehind", (double)st->millis_behind);
+    cJSON_AddNumberToObject(o, "records", (double)st->records);
+    cJSON_AddNumberToObject(o, "batchesFailed", (double)st->batches_failed);
+    cJSON_AddNumberToObject(o, "retries", (double)st->retries);
+    cJSON_AddNumberToObject(o, "skipped", (double)st->skipped);
+    cJSON_AddNumberToObject(o, "deadLettered", (double)st->dead_lettered);
+    cJSON_AddNumberToObject(o, "timeouts", (double)st->timeouts);
+    cJSON_AddNumberToObject(o, "memoryCapHits", (double)st->memory_cap_hits);
+    char *json = cJSON_PrintUnformatted(o); /* freed by the caller */
+    cJSON_Delete(o);
+    if (!json) xalloc_oom(0);
+    return json;
 }
 
 int shard_caught_up(const shard_t *s)

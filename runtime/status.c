@@ -27,12 +27,21 @@ static void status_on_list(void *ud, lease_status_t st, const char *msg, lease_l
     c->done = 1;
 }
 
-static const char *status_state(const config_t *cfg, const lease_t *l, const lease_list_t *all)
+/* The owner's own word (shardrunInfo) when it is there: halted, ending... */
+static const char *status_state(const config_t *cfg, const lease_t *l, const lease_list_t *all, cJSON *info)
 {
     if (l->invalid) return "invalid";
     if (!strcmp(l->checkpoint, SEQNUM_SHARD_END)) return "finished";
     if (!shardsync_parents_done(cfg, l, all)) return "waiting on parent";
-    return l->owner ? "processing" : "unowned";
+    if (!l->owner) return "unowned";
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(info, "state");
+    if (cJSON_IsString(st) && !strcmp(st->valuestring, "halted")) return "halted";
+    return "processing";
+}
+
+static cJSON *status_info(const lease_t *l)
+{
+    return l->owner && l->info ? cJSON_Parse(l->info) : NULL;
 }
 
 static char *status_parents(const lease_t *l)
@@ -77,8 +86,10 @@ int status_print(const config_t *cfg, int json, FILE *out)
             cJSON_AddNumberToObject(o, "counter", (double)l->counter);
             cJSON *parents = cJSON_AddArrayToObject(o, "parents");
             for (size_t j = 0; j < l->nparents; j++) cJSON_AddItemToArray(parents, cJSON_CreateString(l->parents[j]));
-            cJSON_AddStringToObject(o, "state", status_state(cfg, l, c.leases));
+            cJSON *info = status_info(l);
+            cJSON_AddStringToObject(o, "state", status_state(cfg, l, c.leases, info));
             if (l->invalid) cJSON_AddStringToObject(o, "error", l->invalid);
+            if (info) cJSON_AddItemToObject(o, "worker", info); /* the owner's counters, version, error */
             int64_t behind = src && stream && l->shard && !l->invalid && src->ops->records_behind
                                  ? src->ops->records_behind(src, stream, l->shard, l->checkpoint)
                                  : -1;
@@ -101,10 +112,16 @@ int status_print(const config_t *cfg, int json, FILE *out)
                                  : -1;
             char behind_s[32] = "-";
             if (behind >= 0) snprintf(behind_s, sizeof behind_s, "%lld", (long long)behind);
+            cJSON *info = status_info(l);
+            const cJSON *herr = cJSON_GetObjectItemCaseSensitive(info, "error");
+            const char *error = l->invalid ? l->invalid : cJSON_IsString(herr) ? herr->valuestring : NULL;
+            char first_line[160] = "";
+            if (error) snprintf(first_line, sizeof first_line, "%.*s", (int)strcspn(error, "\n"), error);
             fprintf(out, "%-16s %-22s %-36s %-22s %7lld %-24s %-18s %s%s%s\n", stream ? stream : "?",
                     l->shard ? l->shard : "?", l->owner ? l->owner : "-", l->checkpoint ? l->checkpoint : "-",
-                    (long long)l->counter, parents, status_state(cfg, l, c.leases), behind_s,
-                    l->invalid ? "  error: " : "", l->invalid ? l->invalid : "");
+                    (long long)l->counter, parents, status_state(cfg, l, c.leases, info), behind_s,
+                    error ? "  error: " : "", first_line);
+            cJSON_Delete(info);
             free(parents);
         }
     }

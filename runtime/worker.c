@@ -107,6 +107,12 @@ static int worker_eligible(void *ud, const lease_t *lease, const lease_list_t *a
            shardsync_parents_done(w->cfg, lease, all);
 }
 
+static char *worker_describe(void *ud, const char *key)
+{
+    shard_t *s = worker_find_shard(ud, key);
+    return s ? shard_describe(s) : NULL;
+}
+
 static void worker_scanned(void *ud, const lease_list_t *all)
 {
     worker_t *w = ud;
@@ -185,7 +191,12 @@ static void worker_stop(worker_t *w, const char *why)
     log_info("worker_stopping", "worker=%s reason=%s shards=%zu", w->id, why, w->nshards);
     lease_coord_stop_taking(w->coord);
     ev_timer_stop(w->loop, &w->sync_timer);
+    /* The drain timer now polls for the exit: a release written by an
+     * asynchronous store (DynamoDB) may complete after the last shard closed,
+     * and nothing else would look again. */
     ev_timer_stop(w->loop, &w->drain_timer);
+    ev_timer_set(&w->drain_timer, WORKER_DRAIN_CHECK_S, WORKER_DRAIN_CHECK_S);
+    ev_timer_start(w->loop, &w->drain_timer);
     if (w->cfg->shutdown_grace_ms > 0) {
         ev_timer_set(&w->grace_timer, (double)w->cfg->shutdown_grace_ms / 1000.0, 0.0);
         ev_timer_start(w->loop, &w->grace_timer);
@@ -219,7 +230,11 @@ static void worker_on_sighup(struct ev_loop *loop, ev_signal *sig, int revents)
 static void worker_on_drain(struct ev_loop *loop, ev_timer *t, int revents)
 {
     worker_t *w = t->data;
-    if (w->stopping || shardsync_busy(w->sync) || shardsync_runs(w->sync) == 0) return;
+    if (w->stopping) {
+        worker_maybe_exit(w);
+        return;
+    }
+    if (shardsync_busy(w->sync) || shardsync_runs(w->sync) == 0) return;
     if (w->scanned_after_sync != shardsync_runs(w->sync) || w->unowned_eligible > 0) return;
     if (lease_coord_pending(w->coord) > 0) return;
     for (size_t i = 0; i < w->nshards; i++)
@@ -321,7 +336,7 @@ int worker_run(const config_t *cfg, const worker_options_t *opt)
     }
     lease_coord_options_t copt = {w.id, cfg->lease_duration_ms, cfg->renew_interval_ms, cfg->taker_interval_ms,
                                   cfg->max_steal, 1};
-    lease_coord_handler_t h = {worker_acquired, worker_lost, worker_eligible, worker_scanned};
+    lease_coord_handler_t h = {worker_acquired, worker_lost, worker_eligible, worker_scanned, worker_describe};
     w.coord = lease_coord_new(w.loop, w.store, &copt, &h, &w);
     w.sync = shardsync_new(w.source, w.store, cfg, worker_synced, &w);
     w.pool = proc_pool_new(w.loop, (int)cfg->processor_threads, worker_job_done, &w);

@@ -366,6 +366,7 @@ void awsjson_ddb_lease(const cJSON *item, lease_t *l)
     l->end_hash = aj_attr_s(item, "endingHashKey", why, sizeof why);
     l->stream = aj_attr_s(item, "streamName", why, sizeof why);
     l->shard = aj_attr_s(item, "shardId", why, sizeof why);
+    l->info = aj_attr_s(item, "shardrunInfo", why, sizeof why);
     if (!l->shard) {
         /* a KCL row: leaseKey is the shard id (or account:stream:epoch:shardId in multi-stream mode) */
         const char *colon = strrchr(l->key, ':');
@@ -443,5 +444,6 @@ cJSON *awsjson_ddb_item(const lease_t *l)
     if (l->end_hash) aj_add_attr(item, "endingHashKey", "S", l->end_hash);
     if (l->stream) aj_add_attr(item, "streamName", "S", l->stream);
     if (l->shard) aj_add_attr(item, "shardId", "S", l->shard);
+    if (l->info) aj_add_attr(item, "shardrunInfo", "S", l->info);
     return item;
 }

@@ -51,7 +51,7 @@ awsjson_status_t awsjson_ddb_scan(const char *body, size_t len, lease_list_t *ac
 void awsjson_ddb_lease(const struct cJSON *item, lease_t *out);
 
 /* The item of a lease for PutItem, in the KCL's attribute names plus
- * streamName and shardId. Caller frees with cJSON_Delete. */
+ * streamName, shardId and shardrunInfo (when set). Caller frees with cJSON_Delete. */
 struct cJSON *awsjson_ddb_item(const lease_t *l);
 
 /* A DynamoDB string set {"SS": [...]} of ids[0..n) (n > 0). Caller frees. */

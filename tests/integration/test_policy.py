@@ -103,6 +103,7 @@ def test_bisect_isolates_two_poison_records(env):
     prepare(env, {"bisect": True, "final": "skip"}, poison=("r3", "r777"))
     w = run_drain(env)
     assert processed(env) == [f"r{i}" for i in range(1000) if i not in (3, 777)]
+    assert len(w.events("batch_failed")) > 2, "each bisection step is logged"
     skipped = sorted(e["first"] for e in w.events("records_skipped"))
     assert skipped == [last_seq(env, 3), last_seq(env, 777)]
 
@@ -159,6 +160,10 @@ def test_halt_stops_the_shard_without_checkpoint_and_status_says_halted(env):
     assert w.alive()
     ev = w.events("shard_halted")[0]
     assert "poison record r500" in ev["error"]
+    # status shows the shard halted with the error (written with the next renewal)
+    st = wait_for(lambda: [r for r in env.status() if r["state"] == "halted"], what="status halted")
+    assert "poison record r500" in st[0]["worker"]["error"]
+    assert st[0]["worker"]["batchesFailed"] >= 1
     w.stop()
 
 
