@@ -25,6 +25,7 @@ void lease_clear(lease_t *l)
     free(l->stream);
     free(l->shard);
     free(l->owner);
+    free(l->pending_owner);
     free(l->checkpoint);
     lease_free_strv(l->parents, l->nparents);
     lease_free_strv(l->children, l->nchildren);
@@ -41,6 +42,7 @@ void lease_copy(lease_t *dst, const lease_t *src)
     dst->stream = xstrdup(src->stream);
     dst->shard = xstrdup(src->shard);
     dst->owner = xstrdup(src->owner);
+    dst->pending_owner = xstrdup(src->pending_owner);
     dst->counter = src->counter;
     dst->checkpoint = xstrdup(src->checkpoint);
     dst->checkpoint_sub = src->checkpoint_sub;

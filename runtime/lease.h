@@ -22,6 +22,7 @@ typedef struct lease {
     char *stream;          /* stream name (shardrun attribute "streamName") */
     char *shard;           /* shard id */
     char *owner;           /* leaseOwner, NULL when unowned */
+    char *pending_owner;   /* pendingOwner: a worker asked for a graceful handoff (NULL: none) */
     int64_t counter;       /* leaseCounter */
     char *checkpoint;      /* sequence number or a sentinel (TRIM_HORIZON, SHARD_END, ...) */
     int64_t checkpoint_sub;
@@ -73,8 +74,14 @@ typedef struct lease_store_ops {
     /* checkpoint := (seq, sub), counter+1, ownerSwitches := 0, if owner and counter match. */
     void (*checkpoint)(lease_store_t *s, const lease_t *l, const char *seq, int64_t sub, lease_write_cb cb,
                        void *ud);
-    /* owner := NULL, counter+1, if owner and counter match. */
+    /* owner := NULL, pendingOwner := NULL, counter+1, if owner and counter match. */
     void (*release)(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud);
+    /* pendingOwner := requester if owner and counter match and no handoff is
+     * pending; the counter does not move (the owner's renewals go on). */
+    void (*request_handoff)(lease_store_t *s, const lease_t *l, const char *requester, lease_write_cb cb, void *ud);
+    /* owner := pendingOwner, pendingOwner := NULL, counter+1, ownerSwitches+1,
+     * if owner, counter and pendingOwner match (the owner finished its batch). */
+    void (*handoff)(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud);
     /* childShardIds := children, unconditional on owner (set at shard end). */
     void (*set_children)(lease_store_t *s, const lease_t *l, char **children, size_t n, lease_write_cb cb,
                          void *ud);

@@ -29,9 +29,19 @@ typedef struct owned {
     int64_t cp_sub;
     waiters_t cp_waiters;
     int want_release;
+    int handoff;                /* want_release means: hand over to lease.pending_owner */
+    int handoff_told;           /* the owner was told a handoff was requested */
     waiters_t rel_waiters;
     struct owned *next;
 } owned_t;
+
+/* A graceful handoff this worker asked for and waits on. */
+typedef struct request {
+    char *key;
+    char *owner;                /* the owner asked */
+    int64_t since_ms;
+    struct request *next;
+} request_t;
 
 /* What the coordinator remembers of every lease it has seen in the table. */
 typedef struct observed {
@@ -57,9 +67,10 @@ struct lease_coord {
     int taking;
     int64_t writes;
     size_t in_flight_writes;
+    request_t *requests;
 };
 
-typedef enum { WRITE_RENEW, WRITE_CHECKPOINT, WRITE_RELEASE, WRITE_TAKE } write_kind_t;
+typedef enum { WRITE_RENEW, WRITE_CHECKPOINT, WRITE_RELEASE, WRITE_TAKE, WRITE_HANDOFF } write_kind_t;
 
 /* One store write in flight; outlives the owned entry if the lease is lost. */
 typedef struct write_ctx {
@@ -148,7 +159,8 @@ static void coord_write_done(void *ud, lease_status_t st, const char *msg, const
             o->lease.checkpoint_sub = updated->checkpoint_sub;
         }
     }
-    if (st != LEASE_OK && o && w->kind != WRITE_RELEASE) {
+    int ends = w->kind == WRITE_RELEASE || w->kind == WRITE_HANDOFF;
+    if (st != LEASE_OK && o && !ends) {
         char q[512];
         if (st == LEASE_CONFLICT) {
             waiters_fire(&w->waiters, st);
@@ -174,7 +186,10 @@ static void coord_write_done(void *ud, lease_status_t st, const char *msg, const
             return;
         }
     }
-    if (w->kind == WRITE_RELEASE && o) {
+    if (ends && o) {
+        if (w->kind == WRITE_HANDOFF)
+            log_info("lease_handed_off", "lease=%s from=%s to=%s status=%s", o->lease.key, c->worker_id,
+                     o->lease.pending_owner ? o->lease.pending_owner : "-", lease_status_name(st));
         /* Released (or refused: then it was not ours anyway). Either way we are done with it. */
         waiters_fire(&w->waiters, st);
         coord_remove(c, o, st);
@@ -221,11 +236,12 @@ static void coord_issue(lease_coord_t *c, owned_t *o)
         return;
     }
     if (o->want_release) {
-        write_ctx_t *w = coord_write_ctx(c, o, WRITE_RELEASE);
+        write_ctx_t *w = coord_write_ctx(c, o, o->handoff ? WRITE_HANDOFF : WRITE_RELEASE);
         w->waiters = o->rel_waiters;
         memset(&o->rel_waiters, 0, sizeof o->rel_waiters);
         o->want_release = 0;
-        c->store->ops->release(c->store, &o->lease, coord_write_done, w);
+        if (o->handoff) c->store->ops->handoff(c->store, &o->lease, coord_write_done, w);
+        else c->store->ops->release(c->store, &o->lease, coord_write_done, w);
     }
 }
 
@@ -335,6 +351,105 @@ static void coord_take(lease_coord_t *c, const lease_t *l, int stolen)
     c->store->ops->take(c->store, &t->lease, c->worker_id, coord_take_done, t);
 }
 
+static request_t *coord_request_find(lease_coord_t *c, const char *key)
+{
+    for (request_t *r = c->requests; r; r = r->next)
+        if (!strcmp(r->key, key)) return r;
+    return NULL;
+}
+
+static void coord_request_drop(lease_coord_t *c, request_t *r)
+{
+    for (request_t **pp = &c->requests; *pp; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    }
+    free(r->key);
+    free(r->owner);
+    free(r);
+}
+
+static void coord_request_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
+{
+    lease_coord_t *c = ud;
+    c->in_flight_writes--;
+    if (st == LEASE_OK && updated) {
+        log_info("lease_handoff_requested", "lease=%s from=%s to=%s", updated->key, updated->owner ? updated->owner : "-",
+                 c->worker_id);
+        return;
+    }
+    /* refused (the lease moved meanwhile): forget the request, the next scan decides again */
+    request_t *r = updated ? coord_request_find(c, updated->key) : NULL;
+    if (r) coord_request_drop(c, r);
+}
+
+/* Rebalancing asks the owner to hand the lease over at its next batch
+ * boundary (checkpoint first), so a steal re-delivers nothing. */
+static void coord_request(lease_coord_t *c, const lease_t *l)
+{
+    request_t *r = xcalloc(1, sizeof *r); /* owned by c->requests until adopted, given up or refused */
+    r->key = xstrdup(l->key);
+    r->owner = xstrdup(l->owner);
+    r->since_ms = clock_mono_ms();
+    r->next = c->requests;
+    c->requests = r;
+    c->writes++;
+    c->in_flight_writes++;
+    c->store->ops->request_handoff(c->store, l, c->worker_id, coord_request_done, c);
+}
+
+static void coord_adopt(lease_coord_t *c, const lease_t *l)
+{
+    owned_t *o = xcalloc(1, sizeof *o); /* owned by the coordinator until lost/released/forgotten */
+    lease_copy(&o->lease, l);
+    o->renewed_ms = clock_mono_ms();
+    o->next = c->owned;
+    c->owned = o;
+    log_info("lease_taken", "lease=%s worker=%s counter=%lld checkpoint=%s previous_owner=handoff stolen=1 "
+             "graceful=1", l->key, c->worker_id, (long long)l->counter, l->checkpoint);
+    c->h.acquired(c->ud, &o->lease);
+}
+
+/* Scan-time bookkeeping of handoffs: adopt leases handed to us, tell our
+ * shards about requests for them, and fall back to a plain steal when an
+ * owner does not answer within lease_duration. */
+static void coord_handoffs(lease_coord_t *c, const lease_list_t *all, int64_t now)
+{
+    for (size_t i = 0; i < all->count; i++) {
+        const lease_t *l = &all->leases[i];
+        if (l->invalid) continue;
+        owned_t *o = coord_find(c, l->key);
+        if (o && l->pending_owner && strcmp(l->pending_owner, c->worker_id) && !o->handoff_told &&
+            l->owner && !strcmp(l->owner, c->worker_id)) {
+            o->handoff_told = 1;
+            free(o->lease.pending_owner);
+            o->lease.pending_owner = xstrdup(l->pending_owner);
+            if (c->h.handoff_requested) c->h.handoff_requested(c->ud, l->key, l->pending_owner);
+        }
+        request_t *r = coord_request_find(c, l->key);
+        if (!r) continue;
+        if (l->owner && !strcmp(l->owner, c->worker_id)) {
+            coord_request_drop(c, r);
+            if (!o && c->taking) coord_adopt(c, l);
+        } else if (!l->owner || strcmp(l->owner, r->owner) || !l->pending_owner ||
+                   strcmp(l->pending_owner, c->worker_id)) {
+            coord_request_drop(c, r); /* released, taken by someone else, or refused */
+        } else if (now - r->since_ms > c->opt.lease_duration_ms) {
+            log_warn("lease_handoff_timeout", "lease=%s owner=%s action=steal", l->key, l->owner);
+            coord_request_drop(c, r);
+            if (c->taking) coord_take(c, l, 1);
+        }
+    }
+    /* requests for rows that vanished */
+    request_t *next;
+    for (request_t *r = c->requests; r; r = next) {
+        next = r->next;
+        if (!lease_list_find((lease_list_t *)all, r->key)) coord_request_drop(c, r);
+    }
+}
+
 typedef struct worker_load {
     const char *owner;
     size_t count;
@@ -362,7 +477,7 @@ static void coord_balance(lease_coord_t *c, const lease_list_t *all)
         if (l->invalid || !strcmp(l->checkpoint, SEQNUM_SHARD_END) || !c->h.eligible(c->ud, l, all)) continue;
         usable[i] = 1;
         eligible++;
-        if (coord_find(c, l->key)) {
+        if (coord_find(c, l->key) || coord_request_find(c, l->key)) {
             mine++;
             continue;
         }
@@ -374,7 +489,7 @@ static void coord_balance(lease_coord_t *c, const lease_list_t *all)
     /* Expired or unowned first, in key order (parents before children). */
     for (size_t i = 0; i < n && want > 0; i++) {
         const lease_t *l = &all->leases[i];
-        if (!usable[i] || coord_find(c, l->key)) continue;
+        if (!usable[i] || coord_find(c, l->key) || coord_request_find(c, l->key)) continue;
         if (!l->owner || coord_expired(c, i, now)) {
             coord_take(c, l, 0);
             want--;
@@ -390,8 +505,9 @@ static void coord_balance(lease_coord_t *c, const lease_list_t *all)
             size_t steal = want < (size_t)c->opt.max_steal ? want : (size_t)c->opt.max_steal;
             for (size_t i = 0; i < n && steal > 0; i++) {
                 const lease_t *l = &all->leases[i];
-                if (usable[i] && l->owner && !strcmp(l->owner, most->owner) && !coord_expired(c, i, now)) {
-                    coord_take(c, l, 1);
+                if (usable[i] && l->owner && !strcmp(l->owner, most->owner) && !coord_expired(c, i, now) &&
+                    !l->pending_owner) {
+                    coord_request(c, l);
                     steal--;
                 }
             }
@@ -424,6 +540,7 @@ static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_
     }
     coord_observe(c, all, clock_mono_ms());
     coord_report_invalid(c, all);
+    coord_handoffs(c, all, clock_mono_ms());
     if (c->h.scanned) c->h.scanned(c->ud, all);
     if (c->taking && c->opt.take) coord_balance(c, all);
     lease_list_free(all);
@@ -480,6 +597,7 @@ void lease_coord_free(lease_coord_t *c)
     ev_timer_stop(c->loop, &c->renew_timer);
     ev_timer_stop(c->loop, &c->take_timer);
     while (c->owned) coord_remove(c, c->owned, LEASE_CONFLICT);
+    while (c->requests) coord_request_drop(c, c->requests);
     for (size_t j = 0; j < c->nseen; j++) free(c->seen[j].key);
     free(c->seen);
     free(c->worker_id);
@@ -499,6 +617,19 @@ void lease_coord_checkpoint(lease_coord_t *c, const char *key, const char *seq, 
     o->cp_sub = sub;
     o->want_checkpoint = 1;
     waiters_add(&o->cp_waiters, done, ud);
+    coord_issue(c, o);
+}
+
+void lease_coord_handoff(lease_coord_t *c, const char *key, lease_coord_done_cb done, void *ud)
+{
+    owned_t *o = coord_find(c, key);
+    if (!o) {
+        if (done) done(ud, LEASE_CONFLICT);
+        return;
+    }
+    o->handoff = o->lease.pending_owner != NULL;
+    o->want_release = 1;
+    waiters_add(&o->rel_waiters, done, ud);
     coord_issue(c, o);
 }
 

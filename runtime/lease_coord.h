@@ -40,6 +40,9 @@ typedef struct lease_coord_handler {
     /* Runtime facts about an owned lease, written with its renewals (JSON
      * text, caller-allocated; the coordinator frees it). May be NULL. */
     char *(*describe)(void *ud, const char *key);
+    /* Another worker asked for this owned lease (rebalancing): finish the
+     * batch in flight, checkpoint, then call lease_coord_handoff(). */
+    void (*handoff_requested)(void *ud, const char *key, const char *to);
 } lease_coord_handler_t;
 
 /* Caller owns the coordinator: lease_coord_free(). The store stays the caller's. */
@@ -62,6 +65,9 @@ void lease_coord_checkpoint(lease_coord_t *c, const char *key, const char *seq, 
                             lease_coord_done_cb done, void *ud);
 /* Clears ownership so a peer takes the lease at once; the lease is forgotten. */
 void lease_coord_release(lease_coord_t *c, const char *key, lease_coord_done_cb done, void *ud);
+/* Hands the lease to the worker that asked for it (after the last checkpoint);
+ * the lease is forgotten here. */
+void lease_coord_handoff(lease_coord_t *c, const char *key, lease_coord_done_cb done, void *ud);
 /* Records child shard ids on a finished lease. */
 void lease_coord_set_children(lease_coord_t *c, const char *key, char **children, size_t n);
 /* Forgets an owned lease without any write (e.g. a finished shard). */

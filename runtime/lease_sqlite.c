@@ -138,6 +138,7 @@ static void sqlite_read_row(sqlite3_stmt *st, lease_t *l)
     l->stream = sqlite_text(st, 10);
     l->shard = sqlite_text(st, 11);
     l->info = sqlite_text(st, 12);
+    if (sqlite3_column_type(st, 13) == SQLITE_TEXT) l->pending_owner = sqlite_text(st, 13);
     if (!l->key || !*l->key) snprintf(why, sizeof why, "leaseKey is empty");
     if (!l->shard && l->key) {
         const char *colon = strrchr(l->key, ':');
@@ -149,7 +150,7 @@ static void sqlite_read_row(sqlite3_stmt *st, lease_t *l)
 static const char *const sqlite_columns =
     "leaseKey, leaseOwner, leaseCounter, checkpoint, checkpointSubSequenceNumber,"
     " ownerSwitchesSinceCheckpoint, parentShardId, childShardIds, startingHashKey, endingHashKey,"
-    " streamName, shardId, shardrunInfo";
+    " streamName, shardId, shardrunInfo, pendingOwner";
 
 static void sqlite_list(lease_store_t *s, lease_list_cb cb, void *ud)
 {
@@ -236,12 +237,12 @@ static void sqlite_create(lease_store_t *s, const lease_t *l, lease_write_cb cb,
     char *parents = sqlite_ids_json(l->parents, l->nparents);
     char *children = sqlite_ids_json(l->children, l->nchildren);
     char sql[512];
-    snprintf(sql, sizeof sql, "INSERT INTO %s(%s) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)", ls->table, sqlite_columns);
+    snprintf(sql, sizeof sql, "INSERT INTO %s(%s) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", ls->table, sqlite_columns);
     sqlite_arg_t args[] = {ARG_T(l->key),        ARG_T(l->owner),          ARG_I(l->counter),
                            ARG_T(l->checkpoint), ARG_I(l->checkpoint_sub), ARG_I(l->owner_switches),
                            ARG_T(parents),       ARG_T(children),          ARG_T(l->start_hash),
                            ARG_T(l->end_hash),   ARG_T(l->stream),         ARG_T(l->shard),
-                           ARG_T(l->info)};
+                           ARG_T(l->info),       ARG_T(l->pending_owner)};
     lease_status_t st = sqlite_write(ls, r, sql, args, (int)(sizeof args / sizeof *args));
     free(parents);
     free(children);
@@ -313,7 +314,43 @@ static void sqlite_release(lease_store_t *s, const lease_t *l, lease_write_cb cb
     lease_copy(&r->row, l);
     free(r->row.owner);
     r->row.owner = NULL;
-    sqlite_update(ls, r, l, "leaseOwner=NULL", NULL, 0);
+    free(r->row.pending_owner);
+    r->row.pending_owner = NULL;
+    sqlite_update(ls, r, l, "leaseOwner=NULL, pendingOwner=NULL", NULL, 0);
+}
+
+static void sqlite_request_handoff(lease_store_t *s, const lease_t *l, const char *requester, lease_write_cb cb,
+                                   void *ud)
+{
+    lease_sqlite_t *ls = (lease_sqlite_t *)s;
+    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
+    lease_copy(&r->row, l);
+    free(r->row.pending_owner);
+    r->row.pending_owner = xstrdup(requester);
+    char sql[512];
+    snprintf(sql, sizeof sql, "UPDATE %s SET pendingOwner=? WHERE leaseKey=? AND leaseCounter=? AND leaseOwner IS ?"
+             " AND pendingOwner IS NULL", ls->table);
+    sqlite_arg_t args[] = {ARG_T(requester), ARG_T(l->key), ARG_I(l->counter), ARG_T(l->owner)};
+    sqlite_finish(ls, r, sqlite_write(ls, r, sql, args, 4));
+}
+
+static void sqlite_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
+{
+    lease_sqlite_t *ls = (lease_sqlite_t *)s;
+    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
+    lease_copy(&r->row, l);
+    free(r->row.owner);
+    r->row.owner = r->row.pending_owner;
+    r->row.pending_owner = NULL;
+    r->row.counter = l->counter + 1;
+    r->row.owner_switches = l->owner_switches + 1;
+    char sql[512];
+    snprintf(sql, sizeof sql, "UPDATE %s SET leaseOwner=pendingOwner, pendingOwner=NULL, leaseCounter=leaseCounter+1,"
+             " ownerSwitchesSinceCheckpoint=ownerSwitchesSinceCheckpoint+1 WHERE leaseKey=? AND leaseCounter=?"
+             " AND leaseOwner IS ? AND pendingOwner IS ?", ls->table);
+    sqlite_arg_t args[] = {ARG_T(l->key), ARG_I(l->counter), ARG_T(l->owner), ARG_T(l->pending_owner)};
+    lease_status_t st = l->pending_owner ? sqlite_write(ls, r, sql, args, 4) : LEASE_CONFLICT;
+    sqlite_finish(ls, r, st);
 }
 
 static void sqlite_set_children(lease_store_t *s, const lease_t *l, char **children, size_t n, lease_write_cb cb,
@@ -360,6 +397,8 @@ static const lease_store_ops_t lease_sqlite_ops = {
     .take = sqlite_take,
     .checkpoint = sqlite_checkpoint,
     .release = sqlite_release,
+    .request_handoff = sqlite_request_handoff,
+    .handoff = sqlite_handoff,
     .set_children = sqlite_set_children,
     .remove = sqlite_remove,
     .destroy = sqlite_destroy,
@@ -404,7 +443,8 @@ lease_store_t *lease_sqlite_new(struct ev_loop *loop, const char *path, const ch
              "CREATE TABLE IF NOT EXISTS %s(leaseKey TEXT PRIMARY KEY, leaseOwner TEXT, leaseCounter INTEGER,"
              " checkpoint TEXT, checkpointSubSequenceNumber INTEGER DEFAULT 0,"
              " ownerSwitchesSinceCheckpoint INTEGER DEFAULT 0, parentShardId TEXT, childShardIds TEXT,"
-             " startingHashKey TEXT, endingHashKey TEXT, streamName TEXT, shardId TEXT, shardrunInfo TEXT)",
+             " startingHashKey TEXT, endingHashKey TEXT, streamName TEXT, shardId TEXT, shardrunInfo TEXT,"
+             " pendingOwner TEXT)",
              ls->table);
     char *msg = NULL;
     if (sqlite3_exec(ls->db, sql, NULL, NULL, &msg) != SQLITE_OK) {

@@ -128,7 +128,9 @@ static int cmd_check(int argc, char **argv)
     int rc = 0;
     for (int i = first; i < argc; i++) {
         errbuf_t err;
-        proc_script_t *s = proc_script_load(argv[i], NULL, 0, &err);
+        /* the same validation as a hot reload: initialize runs on a sample shard */
+        proc_shard_info_t sample = {"check", "shardId-000000000000", "TRIM_HORIZON", "shardrun-check"};
+        proc_script_t *s = proc_script_load(argv[i], NULL, 0, &sample, &err);
         if (!s) {
             fprintf(stderr, "shardrun: %s\n", err.msg);
             rc = EXIT_RUNTIME;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "clock.h"
 #include "log.h"
 #include "xalloc.h"
@@ -152,7 +153,122 @@ static int proc_load_code(lua_State *L, const proc_script_t *s, int host_idx, er
     return 0;
 }
 
-proc_script_t *proc_script_load(const char *path, char *const *lua_path, size_t nlua_path, errbuf_t *err)
+/* Marks the modules loaded so far (the runtime's): pushes a set of names. */
+static void proc_push_loaded_names(lua_State *L)
+{
+    lua_newtable(L);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_pushboolean(L, 1);
+        lua_settable(L, -6);
+    }
+    lua_pop(L, 2);
+}
+
+static int proc_under(const char *file, const char *dir)
+{
+    size_t n = strlen(dir);
+    return n && !strncmp(file, dir, n) && file[n] == '/';
+}
+
+/* The files of modules the script required (not in the set at base_idx)
+ * that live in its own folder or a lua_path folder: a hot reload watches them. */
+static void proc_collect_deps(lua_State *L, proc_script_t *s, int base_idx, char *const *lua_path, size_t nlua_path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", s->path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    lua_getglobal(L, "package");
+    int pkg = lua_gettop(L);
+    lua_getfield(L, pkg, "loaded");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) continue;
+        lua_pushvalue(L, -1);
+        lua_rawget(L, base_idx);
+        int runtime = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (runtime) continue;
+        lua_getfield(L, pkg, "searchpath");
+        lua_pushvalue(L, -2);
+        lua_getfield(L, pkg, "path");
+        if (lua_pcall(L, 2, 1, 0) != 0 || !lua_isstring(L, -1)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        char real[PATH_MAX];
+        const char *file = realpath(lua_tostring(L, -1), real) ? real : lua_tostring(L, -1);
+        int mine = proc_under(file, dir);
+        for (size_t i = 0; i < nlua_path && !mine; i++) mine = proc_under(file, lua_path[i]);
+        if (mine) {
+            s->deps = xrealloc(s->deps, (s->ndeps + 1) * sizeof *s->deps); /* owned by the script */
+            s->deps[s->ndeps++] = xstrdup(file);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+}
+
+static void proc_push_shard_ctx(lua_State *L, const proc_shard_info_t *info)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, info->shard);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, info->stream);
+    lua_setfield(L, -2, "stream");
+    lua_pushstring(L, info->position);
+    lua_setfield(L, -2, "position");
+    lua_pushstring(L, info->worker);
+    lua_setfield(L, -2, "worker");
+    lua_newtable(L);
+    lua_setfield(L, -2, "state");
+}
+
+/* The version's identity covers the modules it required too: editing a
+ * module is a new version. */
+static void proc_hash_version(proc_script_t *s)
+{
+    if (!s->ndeps) return;
+    buf_t all = BUF_INIT;
+    buf_append(&all, s->code, s->len);
+    for (size_t i = 0; i < s->ndeps; i++) {
+        char *code = NULL;
+        size_t len = 0;
+        errbuf_t err;
+        buf_append_str(&all, s->deps[i]);
+        if (!proc_read_file(s->deps[i], &code, &len, &err)) buf_append(&all, code, len);
+        free(code);
+    }
+    proc_hash(all.data, all.len, s->hash);
+    buf_free(&all);
+}
+
+/* Runs P.initialize(shard) in the validation state (P on top). */
+static int proc_check_initialize(lua_State *L, int host_idx, const proc_shard_info_t *info, errbuf_t *err)
+{
+    lua_getfield(L, host_idx, "lifecycle");
+    lua_pushvalue(L, -2);
+    lua_pushstring(L, "initialize");
+    proc_push_shard_ctx(L, info);
+    if (lua_pcall(L, 3, 6, 0) != 0) {
+        errbuf_set(err, "initialize: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    int failed = lua_isstring(L, -6) && !strcmp(lua_tostring(L, -6), "error");
+    if (failed) errbuf_set(err, "initialize failed: %s", lua_tostring(L, -2) ? lua_tostring(L, -2) : "error");
+    lua_pop(L, 6);
+    return failed ? -1 : 0;
+}
+
+proc_script_t *proc_script_load(const char *path, char *const *lua_path, size_t nlua_path,
+                                const proc_shard_info_t *check_shard, errbuf_t *err)
 {
     proc_script_t *s = xcalloc(1, sizeof *s); /* owned by the caller: proc_script_unref */
     s->path = xstrdup(path);
@@ -169,8 +285,19 @@ proc_script_t *proc_script_load(const char *path, char *const *lua_path, size_t 
     luaL_openlibs(L);
     proc_set_path(L, path, lua_path, nlua_path);
     int rc = 0;
-    if (proc_push_host(L)) rc = errbuf_set(err, "cannot load the runtime's Lua side: %s", lua_tostring(L, -1));
-    else rc = proc_load_code(L, s, lua_gettop(L), err);
+    if (proc_push_host(L)) {
+        rc = errbuf_set(err, "cannot load the runtime's Lua side: %s", lua_tostring(L, -1));
+    } else {
+        int host = lua_gettop(L);
+        proc_push_loaded_names(L);
+        int base = lua_gettop(L);
+        rc = proc_load_code(L, s, host, err);
+        if (!rc) {
+            proc_collect_deps(L, s, base, lua_path, nlua_path);
+            proc_hash_version(s);
+        }
+        if (!rc && check_shard) rc = proc_check_initialize(L, host, check_shard, err);
+    }
     lua_close(L);
     if (rc) {
         proc_script_unref(s);
@@ -187,6 +314,8 @@ void proc_script_ref(proc_script_t *s)
 void proc_script_unref(proc_script_t *s)
 {
     if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
+    for (size_t i = 0; i < s->ndeps; i++) free(s->deps[i]);
+    free(s->deps);
     free(s->path);
     free(s->code);
     free(s);
@@ -354,17 +483,7 @@ static int proc_open(proc_state_t *ps, proc_job_t *job)
     ps->host_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     /* Modules loaded so far belong to the runtime; those loaded later are the
      * script's and are reloaded with it. */
-    lua_newtable(L);
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "loaded");
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_pop(L, 1);
-        lua_pushvalue(L, -1);
-        lua_pushboolean(L, 1);
-        lua_settable(L, -6);
-    }
-    lua_pop(L, 2);
+    proc_push_loaded_names(L);
     ps->baseline_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ps->host_ref);
     if (proc_load_code(L, ps->script, lua_gettop(L), &err)) {
@@ -374,17 +493,8 @@ static int proc_open(proc_state_t *ps, proc_job_t *job)
     }
     ps->p_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
-    lua_createtable(L, 0, 6);
-    lua_pushstring(L, ps->shard);
-    lua_setfield(L, -2, "id");
-    lua_pushstring(L, ps->stream);
-    lua_setfield(L, -2, "stream");
-    lua_pushstring(L, ps->position);
-    lua_setfield(L, -2, "position");
-    lua_pushstring(L, ps->worker);
-    lua_setfield(L, -2, "worker");
-    lua_newtable(L);
-    lua_setfield(L, -2, "state");
+    proc_shard_info_t info = {ps->stream, ps->shard, ps->position, ps->worker};
+    proc_push_shard_ctx(L, &info);
     ps->shard_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }

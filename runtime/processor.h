@@ -26,13 +26,19 @@ typedef struct proc_script {
     size_t len;
     char hash[17];            /* hex of the first 8 bytes of the SHA-256 of the code */
     int64_t loaded_ms;        /* wall clock, for status */
-    int refs;                 /* loop thread only */
+    char **deps;              /* files of the modules it required from its folder or lua_path */
+    size_t ndeps;
+    int refs;                 /* atomic */
 } proc_script_t;
 
-/* Reads and validates a script in a fresh state (syntax, returns a table with
- * processRecords; with `shard_ctx`, initialize runs without error). Caller
+struct proc_shard_info;
+
+/* Reads and validates a script in a fresh state: it compiles, returns a
+ * table with processRecords, and, when `check_shard` is given, its
+ * initialize runs without error on a copy of that shard's context. Caller
  * owns the result: proc_script_unref(). lua_path: extra require folders. */
-proc_script_t *proc_script_load(const char *path, char *const *lua_path, size_t nlua_path, errbuf_t *err);
+proc_script_t *proc_script_load(const char *path, char *const *lua_path, size_t nlua_path,
+                                const struct proc_shard_info *check_shard, errbuf_t *err);
 void proc_script_ref(proc_script_t *s);
 void proc_script_unref(proc_script_t *s);
 

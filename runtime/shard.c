@@ -40,6 +40,7 @@ struct shard {
     char *iterator;              /* NULL: none yet, or the shard has ended */
     int iterator_wanted;
     int fetch_busy;              /* a get_records or get_iterator is in flight */
+    int close_after_fetch;       /* closed, but the fetch in flight still holds s as its callback's ud */
     int fetch_ended;             /* no more records: the shard is closed and read to the end */
     int caught_up;               /* the last read found nothing more to read */
     int64_t next_fetch_ms;       /* monotonic: rate limit */
@@ -60,6 +61,9 @@ struct shard {
     char *final_error, *final_tb;
     ev_timer retry_timer;
     unsigned seed;
+    proc_script_t *script;       /* the version this shard should run */
+    proc_script_t *previous;     /* the one before a hot reload (rollback) */
+    int64_t fails_since_swap;    /* failed batches in a row since the swap */
     char *done_seq;              /* the last record processed (for shutdownRequested's checkpoint) */
     int64_t done_sub;
     char *checkpointed;          /* as last written */
@@ -69,6 +73,7 @@ struct shard {
     int64_t cp_sub;
     ev_timer cp_timer;
     int releasing;
+    int handoff;                 /* stopping to hand the lease to the worker that asked */
     ev_timer halt_timer;
     char *halt_error;
     shard_stats_t stats;
@@ -78,6 +83,7 @@ static void shard_dispatch(shard_t *s);
 static void shard_maybe_fetch(shard_t *s);
 static void shard_maybe_close(shard_t *s);
 static void shard_submit(shard_t *s, proc_job_kind_t kind);
+static void shard_maybe_rollback(shard_t *s);
 
 const char *shard_phase_name(shard_phase_t p)
 {
@@ -366,6 +372,7 @@ static void shard_batch_failed(shard_t *s, proc_job_t *job)
     const char *error = job->error ? job->error : "error";
     char q[2048];
     s->stats.batches_failed++;
+    shard_maybe_rollback(s);
     if (job->timed_out) s->stats.timeouts++;
     if (job->out_of_memory) s->stats.memory_cap_hits++;
     batch_t *failing = from ? batch_slice(b, from, b->count) : b;
@@ -449,6 +456,7 @@ static void shard_process_done(shard_t *s, proc_job_t *job)
     } else {
         s->stats.records += (int64_t)b->count;
         s->attempts = 0;
+        s->fails_since_swap = 0;
         shard_remember_done(s, b, b->count - 1);
         if (job->decision == DEC_ALL) shard_checkpoint(s, s->done_seq, s->done_sub);
         else if (job->decision == DEC_AT) shard_checkpoint(s, batch_seq(b, job->index), b->recs[job->index].sub_seq);
@@ -521,6 +529,11 @@ void shard_job_done(shard_t *s, proc_job_t *job)
     case JOB_SHUTDOWN: shard_shutdown_done(s, job); return;
     case JOB_LEASE_LOST: shard_submit(s, JOB_CLOSE); return;
     case JOB_CLOSE:
+        if (s->fetch_busy) {
+            /* a network source answers later: s must outlive that callback */
+            s->close_after_fetch = 1;
+            return;
+        }
         s->env->closed(s->env->ud, s);
         return;
     }
@@ -603,7 +616,8 @@ static void shard_on_records(void *ud, source_records_t *res)
     if (!shard_fetching(s)) {
         batch_free(res->batch);
         free(res->next_iterator);
-        shard_maybe_close(s);
+        if (s->close_after_fetch) s->env->closed(s->env->ud, s);
+        else shard_maybe_close(s);
         return;
     }
     if (res->error) {
@@ -654,7 +668,8 @@ static void shard_on_iterator(void *ud, source_err_t err, const char *msg, char 
     s->fetch_busy = 0;
     if (!shard_fetching(s)) {
         free(iterator);
-        shard_maybe_close(s);
+        if (s->close_after_fetch) s->env->closed(s->env->ud, s);
+        else shard_maybe_close(s);
         return;
     }
     if (err) {
@@ -747,6 +762,8 @@ shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *
     proc_shard_info_t info = {cfg->name, lease->shard, lease->checkpoint, env->worker_id};
     proc_limits_t limits = {cfg->process_timeout_ms, cfg->memory_limit_mb};
     s->ps = proc_state_new(script, &info, &limits, env->lua_path, env->nlua_path);
+    proc_script_ref(script);
+    s->script = script;
     ev_timer_init(&s->fetch_timer, shard_on_fetch_timer, 0.0, 0.0);
     ev_timer_init(&s->job_timer, shard_on_job_timer, 0.0, 0.0);
     ev_timer_init(&s->cp_timer, shard_on_cp_timer, 0.0, 0.0);
@@ -801,14 +818,51 @@ void shard_shutdown(shard_t *s)
     shard_submit(s, JOB_SHUTDOWN);
 }
 
+void shard_handoff(shard_t *s)
+{
+    if (s->phase == SHARD_LOST || s->phase == SHARD_CLOSING || s->phase == SHARD_STOPPING) return;
+    log_info("shard_handoff", "stream=%s shard=%s worker=%s action=\"finish batch, shutdownRequested, checkpoint, "
+             "hand over\"", s->stream, s->id, s->env->worker_id);
+    s->handoff = 1;
+    shard_shutdown(s);
+}
+
 /* A stopping shard closes once its checkpoints are written and its fetches
  * are back; then its lease is released. */
 static void shard_maybe_close(shard_t *s)
 {
     if (!s->releasing || s->phase == SHARD_CLOSING || s->job_busy || s->cp_busy || s->cp_seq) return;
     s->releasing = 0;
-    lease_coord_release(s->env->coord, s->key, NULL, NULL);
+    if (s->handoff) lease_coord_handoff(s->env->coord, s->key, NULL, NULL);
+    else lease_coord_release(s->env->coord, s->key, NULL, NULL);
     shard_submit(s, JOB_CLOSE);
+}
+
+void shard_set_script(shard_t *s, proc_script_t *script)
+{
+    if (script == s->script) return;
+    proc_script_ref(script);
+    proc_script_unref(s->previous);
+    s->previous = s->script;
+    s->script = script;
+    s->fails_since_swap = 0;
+    proc_state_set_script(s->ps, script);
+}
+
+/* reload.rollback_after_failures: a new version that fails N batches in a
+ * row on this shard gives way to the previous one, on this shard. */
+static void shard_maybe_rollback(shard_t *s)
+{
+    int64_t n = s->env->rollback_after_failures;
+    if (n <= 0 || !s->previous || ++s->fails_since_swap < n) return;
+    log_warn("reload_rolled_back", "stream=%s shard=%s from=%s to=%s failures=%lld", s->stream, s->id,
+             s->script->hash, s->previous->hash, (long long)s->fails_since_swap);
+    proc_script_t *bad = s->script;
+    s->script = s->previous;
+    s->previous = NULL;
+    s->fails_since_swap = 0;
+    proc_state_set_script(s->ps, s->script);
+    proc_script_unref(bad);
 }
 
 char *shard_describe(const shard_t *s)
@@ -852,6 +906,8 @@ void shard_free(shard_t *s)
     shard_release_batch(s, s->current);
     proc_job_reset(&s->job);
     proc_state_free(s->ps);
+    proc_script_unref(s->script);
+    proc_script_unref(s->previous);
     free(s->key);
     free(s->stream);
     free(s->id);

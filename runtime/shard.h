@@ -40,6 +40,7 @@ typedef struct shard_env {
     size_t max_buffered_bytes;
     int64_t min_poll_interval_ms; /* per-shard GetRecords rate limit of the source */
     const char *local_stream_path;/* the local source's file (dead_letter.stream), else NULL */
+    int64_t rollback_after_failures; /* reload.rollback_after_failures (0 = never) */
     void *ud;
     void (*closed)(void *ud, shard_t *s);        /* the shard can be freed now */
     void (*ended)(void *ud, shard_t *s);         /* SHARD_END checkpointed: sync children */
@@ -58,6 +59,7 @@ void shard_free(shard_t *s);
 void shard_start(shard_t *s);
 void shard_lost(shard_t *s);        /* the coordinator lost the lease */
 void shard_shutdown(shard_t *s);    /* graceful: ends with the lease released */
+void shard_handoff(shard_t *s);     /* graceful: ends with the lease handed to the worker that asked */
 void shard_job_done(shard_t *s, proc_job_t *job);   /* from the processor pool */
 
 const char *shard_key(const shard_t *s);
@@ -72,6 +74,8 @@ proc_state_t *shard_proc(shard_t *s);
  * Caller frees. */
 char *shard_describe(const shard_t *s);
 void shard_set_stream_cfg(shard_t *s, const config_stream_t *cfg);
+/* Hot reload: the shard runs `script` from its next batch on. */
+void shard_set_script(shard_t *s, proc_script_t *script);
 
 typedef struct shard_stats {
     int64_t records;          /* processed successfully */

@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include "backends.h"
+#include "buf.h"
 #include "clock.h"
 #include "lease_coord.h"
 #include "log.h"
 #include "processor.h"
+#include "reload.h"
 #include "seqnum.h"
 #include "shard.h"
 #include "shardsync.h"
@@ -20,7 +22,7 @@
 
 typedef struct worker {
     struct ev_loop *loop;
-    const config_t *cfg;
+    config_t *cfg;               /* SIGHUP applies live changes in place */
     worker_options_t opt;
     char *id;
     source_t *source;
@@ -28,7 +30,8 @@ typedef struct worker {
     lease_coord_t *coord;
     shardsync_t *sync;
     proc_pool_t *pool;
-    proc_script_t **scripts;     /* per configured stream */
+    proc_script_t **scripts;     /* per configured stream: the version new shards start with */
+    reload_t *reload;
     shard_env_t env;
     shard_t **shards;
     size_t nshards, cap;
@@ -111,6 +114,14 @@ static char *worker_describe(void *ud, const char *key)
 {
     shard_t *s = worker_find_shard(ud, key);
     return s ? shard_describe(s) : NULL;
+}
+
+static void worker_handoff_requested(void *ud, const char *key, const char *to)
+{
+    worker_t *w = ud;
+    shard_t *s = worker_find_shard(w, key);
+    if (s) shard_handoff(s);
+    else lease_coord_handoff(w->coord, key, NULL, NULL);
 }
 
 static void worker_scanned(void *ud, const lease_list_t *all)
@@ -222,9 +233,121 @@ static void worker_on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
     worker_stop(w, sig->signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
+/* ---- hot reload and SIGHUP ------------------------------------------------------ */
+
+static void worker_swap_script(void *ud, size_t idx, proc_script_t *script)
+{
+    worker_t *w = ud;
+    proc_script_unref(w->scripts[idx]);
+    w->scripts[idx] = script;
+    size_t n = 0;
+    for (size_t i = 0; i < w->nshards; i++) {
+        if (strcmp(shard_stream(w->shards[i]), w->cfg->streams[idx].name)) continue;
+        shard_set_script(w->shards[i], script);
+        n++;
+    }
+    log_info("reload_applied", "stream=%s version=%s shards=%zu swap=\"at each shard's next batch\"",
+             w->cfg->streams[idx].name, script->hash, n);
+}
+
+static int worker_sample_shard(void *ud, size_t idx, proc_shard_info_t *out)
+{
+    worker_t *w = ud;
+    for (size_t i = 0; i < w->nshards; i++) {
+        if (strcmp(shard_stream(w->shards[i]), w->cfg->streams[idx].name)) continue;
+        *out = (proc_shard_info_t){w->cfg->streams[idx].name, shard_id(w->shards[i]), "reload-check", w->id};
+        return 1;
+    }
+    return 0;
+}
+
+static int worker_str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b));
+}
+
+/* Names what a new config changes that cannot apply to a running worker. */
+static void worker_refused_changes(const config_t *old, const config_t *nu, buf_t *out)
+{
+#define REFUSE_IF(cond, name) do { if (cond) buf_printf(out, "%s%s", out->len ? "," : "", name); } while (0)
+    REFUSE_IF(strcmp(old->application, nu->application), "application");
+    REFUSE_IF(old->source.type != nu->source.type || worker_str_differs(old->source.path, nu->source.path) ||
+                  worker_str_differs(old->source.region, nu->source.region) ||
+                  worker_str_differs(old->source.endpoint, nu->source.endpoint) ||
+                  worker_str_differs(old->source.ca_file, nu->source.ca_file), "source");
+    REFUSE_IF(old->leases.type != nu->leases.type || worker_str_differs(old->leases.path, nu->leases.path) ||
+                  worker_str_differs(old->leases.table, nu->leases.table) ||
+                  worker_str_differs(old->leases.region, nu->leases.region) ||
+                  worker_str_differs(old->leases.endpoint, nu->leases.endpoint), "leases");
+    REFUSE_IF(worker_str_differs(old->worker_id, nu->worker_id), "worker_id");
+    REFUSE_IF(old->lease_duration_ms != nu->lease_duration_ms || old->renew_interval_ms != nu->renew_interval_ms ||
+                  old->taker_interval_ms != nu->taker_interval_ms || old->max_steal != nu->max_steal,
+              "lease timing");
+    REFUSE_IF(old->processor_threads != nu->processor_threads, "processor_threads");
+    REFUSE_IF(old->nlua_path != nu->nlua_path, "lua_path");
+    REFUSE_IF(old->metrics_port != nu->metrics_port, "metrics_port");
+    int same_streams = old->nstreams == nu->nstreams;
+    for (size_t i = 0; same_streams && i < old->nstreams; i++)
+        same_streams = !strcmp(old->streams[i].name, nu->streams[i].name);
+    REFUSE_IF(!same_streams, "streams (added, removed or reordered)");
+#undef REFUSE_IF
+}
+
+/* Applies a stream's live settings (policy, limits, fetch settings, processor). */
+static void worker_apply_stream(worker_t *w, size_t idx, config_stream_t *nu)
+{
+    config_stream_t *old = &w->cfg->streams[idx];
+    policy_config_t tmp = old->policy; /* swap: the new config's free releases the old strings */
+    old->policy = nu->policy;
+    nu->policy = tmp;
+    old->process_timeout_ms = nu->process_timeout_ms;
+    old->memory_limit_mb = nu->memory_limit_mb;
+    old->max_records = nu->max_records;
+    old->checkpoint_interval_ms = nu->checkpoint_interval_ms;
+    old->prefetch_batches = nu->prefetch_batches;
+    old->idle_time_between_reads_ms = nu->idle_time_between_reads_ms;
+    old->initial_position = nu->initial_position;
+    old->initial_timestamp_ms = nu->initial_timestamp_ms;
+    char *path = old->processor;
+    old->processor = nu->processor;
+    nu->processor = path;
+    proc_limits_t limits = {old->process_timeout_ms, old->memory_limit_mb};
+    for (size_t i = 0; i < w->nshards; i++)
+        if (!strcmp(shard_stream(w->shards[i]), old->name)) proc_state_set_limits(shard_proc(w->shards[i]), &limits);
+}
+
 static void worker_on_sighup(struct ev_loop *loop, ev_signal *sig, int revents)
 {
-    log_warn("sighup_ignored", "reason=\"configuration reload is not part of this build\"");
+    worker_t *w = sig->data;
+    errbuf_t err;
+    config_t *nu = config_load(w->cfg->path, &err);
+    if (!nu) {
+        char q[2048];
+        log_error("config_reload_failed", "config=%s error=%s action=kept_running_config", w->cfg->path,
+                  log_quote(err.msg, q, sizeof q));
+        return;
+    }
+    buf_t refused = BUF_INIT;
+    worker_refused_changes(w->cfg, nu, &refused);
+    if (refused.len) {
+        char q[512];
+        log_warn("config_reload_refused", "config=%s fields=%s action=\"kept the running values; restart to change "
+                 "them\"", w->cfg->path, log_quote(buf_str(&refused), q, sizeof q));
+    }
+    if (nu->nstreams == w->cfg->nstreams) {
+        for (size_t i = 0; i < nu->nstreams; i++)
+            if (!strcmp(nu->streams[i].name, w->cfg->streams[i].name)) worker_apply_stream(w, i, &nu->streams[i]);
+    }
+    w->cfg->max_buffered_mb = nu->max_buffered_mb;
+    w->env.max_buffered_bytes = (size_t)nu->max_buffered_mb * 1024 * 1024;
+    w->cfg->shutdown_grace_ms = nu->shutdown_grace_ms;
+    w->cfg->reload_rollback_after_failures = nu->reload_rollback_after_failures;
+    w->env.rollback_after_failures = nu->reload_rollback_after_failures;
+    w->cfg->shard_sync_interval_ms = nu->shard_sync_interval_ms;
+    log_info("config_reloaded", "config=%s refused=%s", w->cfg->path, refused.len ? buf_str(&refused) : "none");
+    buf_free(&refused);
+    config_free(nu);
+    for (size_t i = 0; i < w->cfg->nstreams; i++) reload_check(w->reload, i); /* scripts too */
 }
 
 static void worker_on_drain(struct ev_loop *loop, ev_timer *t, int revents)
@@ -252,7 +375,7 @@ static int worker_load_scripts(worker_t *w)
     for (size_t i = 0; i < w->cfg->nstreams; i++) {
         errbuf_t err;
         const config_stream_t *cs = &w->cfg->streams[i];
-        w->scripts[i] = proc_script_load(cs->processor, w->cfg->lua_path, w->cfg->nlua_path, &err);
+        w->scripts[i] = proc_script_load(cs->processor, w->cfg->lua_path, w->cfg->nlua_path, NULL, &err);
         if (!w->scripts[i]) {
             char q[2048];
             log_error("script_invalid", "stream=%s script=%s error=%s", cs->name, cs->processor,
@@ -260,7 +383,8 @@ static int worker_load_scripts(worker_t *w)
             fprintf(stderr, "shardrun: %s\n", err.msg);
             return -1;
         }
-        log_info("script_loaded", "stream=%s script=%s version=%s", cs->name, cs->processor, w->scripts[i]->hash);
+        log_info("script_loaded", "stream=%s script=%s version=%s modules=%zu", cs->name, cs->processor,
+                 w->scripts[i]->hash, w->scripts[i]->ndeps);
     }
     return 0;
 }
@@ -308,6 +432,7 @@ static void worker_close(worker_t *w)
     for (size_t i = 0; i < w->nshards; i++) shard_free(w->shards[i]);
     free(w->shards);
     proc_pool_free(w->pool);
+    reload_free(w->reload);
     shardsync_free(w->sync);
     lease_store_destroy(w->store);   /* delivers pending writes to the coordinator */
     lease_coord_free(w->coord);
@@ -317,7 +442,7 @@ static void worker_close(worker_t *w)
     free(w->id);
 }
 
-int worker_run(const config_t *cfg, const worker_options_t *opt)
+int worker_run(config_t *cfg, const worker_options_t *opt)
 {
     worker_t w = {0};
     w.cfg = cfg;
@@ -336,7 +461,8 @@ int worker_run(const config_t *cfg, const worker_options_t *opt)
     }
     lease_coord_options_t copt = {w.id, cfg->lease_duration_ms, cfg->renew_interval_ms, cfg->taker_interval_ms,
                                   cfg->max_steal, 1};
-    lease_coord_handler_t h = {worker_acquired, worker_lost, worker_eligible, worker_scanned, worker_describe};
+    lease_coord_handler_t h = {worker_acquired, worker_lost, worker_eligible, worker_scanned, worker_describe,
+                               worker_handoff_requested};
     w.coord = lease_coord_new(w.loop, w.store, &copt, &h, &w);
     w.sync = shardsync_new(w.source, w.store, cfg, worker_synced, &w);
     w.pool = proc_pool_new(w.loop, (int)cfg->processor_threads, worker_job_done, &w);
@@ -345,7 +471,10 @@ int worker_run(const config_t *cfg, const worker_options_t *opt)
                           .max_buffered_bytes = (size_t)cfg->max_buffered_mb * 1024 * 1024,
                           .min_poll_interval_ms = backend_min_poll_interval_ms(cfg),
                           .local_stream_path = cfg->source.type == BACKEND_LOCAL ? cfg->source.path : NULL, .ud = &w,
+                          .rollback_after_failures = cfg->reload_rollback_after_failures,
                           .closed = worker_shard_closed, .ended = worker_shard_ended, .halt_worker = worker_halt};
+    reload_handler_t rh = {worker_swap_script, worker_sample_shard};
+    w.reload = reload_new(w.loop, cfg, w.scripts, &rh, &w);
     worker_init_watchers(&w);
     log_info("worker_started", "worker=%s application=%s streams=%zu threads=%lld drain=%d", w.id,
              cfg->application, cfg->nstreams, (long long)cfg->processor_threads, opt->drain);

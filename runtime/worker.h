@@ -11,8 +11,10 @@ typedef struct worker_options {
 } worker_options_t;
 
 /* Runs until SIGTERM/SIGINT (or drained). Returns the process exit status:
- * 0 clean, 1 runtime failure, 2 bad config or script. */
-int worker_run(const config_t *cfg, const worker_options_t *opt);
+ * 0 clean, 1 runtime failure, 2 bad config or script. SIGHUP re-reads the
+ * config file and applies what can change live to *cfg (the caller still
+ * frees it). */
+int worker_run(config_t *cfg, const worker_options_t *opt);
 
 /* hostname:pid:random, the default worker id. Caller frees. */
 char *worker_default_id(void);

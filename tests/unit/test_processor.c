@@ -54,7 +54,7 @@ static proc_script_t *script(const char *name, const char *body, errbuf_t *err)
     assert_non_null(f);
     fputs(body, f);
     fclose(f);
-    return proc_script_load(path, NULL, 0, err);
+    return proc_script_load(path, NULL, 0, NULL, err);
 }
 
 static batch_t *make_batch(size_t n)
