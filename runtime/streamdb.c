@@ -12,13 +12,27 @@
 
 #define STREAMDB_BUSY_MS 5000
 
+/* An open shard's hash range, cached for the puts of one transaction. */
+typedef struct route {
+    char *stream;
+    int64_t sid;
+    char shard[32];
+    hashkey_t lo, hi;
+} route_t;
+
 struct streamdb {
     sqlite3 *db;
     char *path;
+    int in_txn;
+    int64_t next_seq;          /* within a transaction: the counter, written at commit */
+    route_t *routes;           /* within a transaction: open shards of the streams put to */
+    size_t nroutes;
     sqlite3_stmt *read_stmt;   /* cached: the hot path */
     sqlite3_stmt *put_stmt;
     sqlite3_stmt *shard_stmt;  /* stream, shard -> sid, end_seq */
 };
+
+static void streamdb_drop_routes(streamdb_t *db);
 
 static const char *const streamdb_schema =
     "PRAGMA journal_mode=WAL;"
@@ -93,6 +107,7 @@ int streamdb_open(const char *path, int create, streamdb_t **out, errbuf_t *err)
 void streamdb_close(streamdb_t *db)
 {
     if (!db) return;
+    streamdb_drop_routes(db);
     sqlite3_finalize(db->read_stmt);
     sqlite3_finalize(db->put_stmt);
     sqlite3_finalize(db->shard_stmt);
@@ -107,9 +122,46 @@ static int streamdb_exec(streamdb_t *db, const char *sql, errbuf_t *err)
     return 0;
 }
 
-int streamdb_begin(streamdb_t *db, errbuf_t *err) { return streamdb_exec(db, "BEGIN IMMEDIATE", err); }
-int streamdb_commit(streamdb_t *db, errbuf_t *err) { return streamdb_exec(db, "COMMIT", err); }
-void streamdb_rollback(streamdb_t *db) { sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL); }
+static void streamdb_drop_routes(streamdb_t *db)
+{
+    for (size_t i = 0; i < db->nroutes; i++) free(db->routes[i].stream);
+    free(db->routes);
+    db->routes = NULL;
+    db->nroutes = 0;
+}
+
+static int64_t streamdb_next_seq(streamdb_t *db);
+static int streamdb_set_next_seq(streamdb_t *db, int64_t v, errbuf_t *err);
+
+/* Puts inside a transaction read the counter and the routes once: the
+ * IMMEDIATE transaction holds the write lock, so nobody else changes them. */
+int streamdb_begin(streamdb_t *db, errbuf_t *err)
+{
+    if (streamdb_exec(db, "BEGIN IMMEDIATE", err)) return -1;
+    db->in_txn = 1;
+    db->next_seq = -1;
+    return 0;
+}
+
+int streamdb_commit(streamdb_t *db, errbuf_t *err)
+{
+    int rc = 0;
+    if (db->in_txn && db->next_seq >= 0) rc = streamdb_set_next_seq(db, db->next_seq, err);
+    db->in_txn = 0;
+    streamdb_drop_routes(db);
+    if (rc) {
+        streamdb_rollback(db);
+        return -1;
+    }
+    return streamdb_exec(db, "COMMIT", err);
+}
+
+void streamdb_rollback(streamdb_t *db)
+{
+    db->in_txn = 0;
+    streamdb_drop_routes(db);
+    sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+}
 
 /* Looks up the shard's row id; end_seq = -1 while the shard is open. */
 static int streamdb_shard(streamdb_t *db, const char *stream, const char *shard, int64_t *sid, int64_t *end_seq,
@@ -307,9 +359,8 @@ int streamdb_shards(streamdb_t *db, const char *stream, source_shard_list_t **ou
     return 0;
 }
 
-/* The open shard of `stream` whose range holds h. */
-static int streamdb_route(streamdb_t *db, const char *stream, hashkey_t h, int64_t *sid, char *shard_out,
-                          errbuf_t *err)
+/* Loads the open shards of `stream` into the route cache. */
+static int streamdb_load_routes(streamdb_t *db, const char *stream, errbuf_t *err)
 {
     sqlite3_stmt *st = NULL;
     if (streamdb_prepare(db, &st,
@@ -317,20 +368,44 @@ static int streamdb_route(streamdb_t *db, const char *stream, hashkey_t h, int64
                          err))
         return -1;
     sqlite3_bind_text(st, 1, stream, -1, SQLITE_STATIC);
-    int found = 0, rc;
-    while (!found && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        hashkey_t lo, hi;
-        if (hashkey_parse((const char *)sqlite3_column_text(st, 2), &lo) ||
-            hashkey_parse((const char *)sqlite3_column_text(st, 3), &hi))
+    int rc, n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        route_t r = {0};
+        if (hashkey_parse((const char *)sqlite3_column_text(st, 2), &r.lo) ||
+            hashkey_parse((const char *)sqlite3_column_text(st, 3), &r.hi))
             continue;
-        if (h >= lo && h <= hi) {
-            *sid = sqlite3_column_int64(st, 0);
-            snprintf(shard_out, 32, "%s", (const char *)sqlite3_column_text(st, 1));
-            found = 1;
-        }
+        r.stream = xstrdup(stream);
+        r.sid = sqlite3_column_int64(st, 0);
+        snprintf(r.shard, sizeof r.shard, "%s", (const char *)sqlite3_column_text(st, 1));
+        db->routes = xrealloc(db->routes, (db->nroutes + 1) * sizeof *db->routes); /* owned by db */
+        db->routes[db->nroutes++] = r;
+        n++;
     }
     sqlite3_finalize(st);
-    if (found) return 0;
+    if (rc != SQLITE_DONE) return streamdb_fail(db, err, "list shards");
+    return n;
+}
+
+/* The open shard of `stream` whose range holds h. */
+static int streamdb_route(streamdb_t *db, const char *stream, hashkey_t h, int64_t *sid, char *shard_out,
+                          errbuf_t *err)
+{
+    int loaded = 0;
+    for (;;) {
+        for (size_t i = 0; i < db->nroutes; i++) {
+            const route_t *r = &db->routes[i];
+            if (!strcmp(r->stream, stream) && h >= r->lo && h <= r->hi) {
+                *sid = r->sid;
+                memcpy(shard_out, r->shard, sizeof r->shard);
+                if (!db->in_txn) streamdb_drop_routes(db);
+                return 0;
+            }
+        }
+        if (loaded) break;
+        if (streamdb_load_routes(db, stream, err) < 0) return -1;
+        loaded = 1;
+    }
+    if (!db->in_txn) streamdb_drop_routes(db);
     int exists = streamdb_stream_exists(db, stream, NULL);
     if (exists == 0)
         return errbuf_set(err, "%s: no stream named %s (create it: shardrun stream create %s --shards N)", db->path,
@@ -347,7 +422,7 @@ int streamdb_put(streamdb_t *db, const char *stream, const void *pkey, size_t pk
         return errbuf_set(err, "stream %s: record of %zu bytes is over the 1 MiB limit", stream, data_len);
     int64_t sid = 0;
     if (streamdb_route(db, stream, hashkey_of(pkey, pkey_len), &sid, shard_out, err)) return -1;
-    int64_t seq = streamdb_next_seq(db);
+    int64_t seq = db->in_txn && db->next_seq >= 0 ? db->next_seq : streamdb_next_seq(db);
     if (seq < 0) return streamdb_fail(db, err, "read sequence counter");
     sqlite3_stmt *st = db->put_stmt;
     sqlite3_reset(st);
@@ -359,7 +434,8 @@ int streamdb_put(streamdb_t *db, const char *stream, const void *pkey, size_t pk
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) return streamdb_fail(db, err, "insert record");
-    if (streamdb_set_next_seq(db, seq + 1, err)) return -1;
+    if (db->in_txn) db->next_seq = seq + 1; /* written at commit */
+    else if (streamdb_set_next_seq(db, seq + 1, err)) return -1;
     streamdb_format_seq(seq, seq_out);
     return 0;
 }
