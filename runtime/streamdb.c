@@ -44,9 +44,10 @@ static const char *const streamdb_schema =
     "  shard_id TEXT NOT NULL, parent TEXT, adjacent_parent TEXT, start_hash TEXT NOT NULL,"
     "  end_hash TEXT NOT NULL, start_seq INTEGER NOT NULL, end_seq INTEGER,"
     "  UNIQUE(stream, shard_id));"
-    "CREATE TABLE IF NOT EXISTS records(seq INTEGER PRIMARY KEY, sid INTEGER NOT NULL,"
-    "  arrival_ms INTEGER NOT NULL, pkey BLOB NOT NULL, data BLOB NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS records_by_shard ON records(sid, seq);";
+    /* one B-tree keyed by (shard, seq): a shard's records are read in one walk */
+    "CREATE TABLE IF NOT EXISTS records(sid INTEGER NOT NULL, seq INTEGER NOT NULL,"
+    "  arrival_ms INTEGER NOT NULL, pkey BLOB NOT NULL, data BLOB NOT NULL,"
+    "  PRIMARY KEY(sid, seq)) WITHOUT ROWID;";
 
 static int64_t streamdb_now_ms(void)
 {
@@ -55,9 +56,15 @@ static int64_t streamdb_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Zero-padded decimal, by hand: this runs once per record read. */
 void streamdb_format_seq(int64_t seq, char *out)
 {
-    snprintf(out, 24, "%0*" PRId64, STREAMDB_SEQ_DIGITS, seq);
+    uint64_t v = seq < 0 ? 0 : (uint64_t)seq;
+    for (int i = STREAMDB_SEQ_DIGITS - 1; i >= 0; i--) {
+        out[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    out[STREAMDB_SEQ_DIGITS] = '\0';
 }
 
 static int streamdb_fail(streamdb_t *db, errbuf_t *err, const char *what)
@@ -526,7 +533,7 @@ int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t
         int pkey_len = sqlite3_column_bytes(st, 2);
         const void *data = sqlite3_column_blob(st, 3);
         int data_len = sqlite3_column_bytes(st, 3);
-        batch_add(&b, data, (size_t)data_len, pkey, (size_t)pkey_len, seq, strlen(seq), 0, last_arrival);
+        batch_add(&b, data, (size_t)data_len, pkey, (size_t)pkey_len, seq, STREAMDB_SEQ_DIGITS, 0, last_arrival);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
