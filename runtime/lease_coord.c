@@ -49,6 +49,7 @@ typedef struct observed {
     int64_t counter;
     int64_t since_ms;           /* when this worker first saw that counter */
     int reported;               /* an invalid row is logged once per version */
+    int moved;                  /* the counter changed while this worker watched: its owner is alive */
 } observed_t;
 
 struct lease_coord {
@@ -99,6 +100,15 @@ static void waiters_fire(waiters_t *w, lease_status_t st)
     memset(w, 0, sizeof *w);
     for (size_t i = 0; i < copy.n; i++) copy.v[i].done(copy.v[i].ud, st);
     free(copy.v);
+}
+
+int lease_coord_owner_alive(lease_coord_t *c, const char *key)
+{
+    int64_t now = clock_mono_ms();
+    for (size_t i = 0; i < c->nseen; i++)
+        if (!strcmp(c->seen[i].key, key))
+            return c->seen[i].moved && now - c->seen[i].since_ms < c->opt.lease_duration_ms;
+    return 0;
 }
 
 size_t lease_coord_target(size_t leases, size_t workers)
@@ -284,6 +294,9 @@ static void coord_observe(lease_coord_t *c, const lease_list_t *all, int64_t now
                 if (c->seen[j].counter == l->counter) {
                     seen[i].since_ms = c->seen[j].since_ms;
                     seen[i].reported = c->seen[j].reported;
+                    seen[i].moved = c->seen[j].moved;
+                } else {
+                    seen[i].moved = 1;
                 }
                 break;
             }

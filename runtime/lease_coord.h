@@ -80,6 +80,10 @@ size_t lease_coord_owned_count(lease_coord_t *c);
 size_t lease_coord_pending(lease_coord_t *c);
 int64_t lease_coord_writes(lease_coord_t *c);  /* store writes issued so far (bench) */
 
+/* 1 if the lease's counter moved within lease_duration while this worker
+ * watched it: its owner is alive (0: not known yet, or expired). */
+int lease_coord_owner_alive(lease_coord_t *c, const char *key);
+
 /* Pure balancing decision, exposed for unit tests: how many leases this
  * worker should hold given `leases` eligible leases and `workers` live workers. */
 size_t lease_coord_target(size_t leases, size_t workers);

@@ -450,8 +450,70 @@ static void ddb_release(lease_store_t *s, const lease_t *l, lease_write_cb cb, v
     ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
     free(r->row.owner);
     r->row.owner = NULL;
+    free(r->row.pending_owner);
+    r->row.pending_owner = NULL;
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
-    ddb_update(ds, r, l, "", "#o", q, names, values);
+    cJSON_AddStringToObject(names, "#po", "pendingOwner");
+    ddb_update(ds, r, l, "", "#o, #po", q, names, values);
+}
+
+/* The owner and counter condition of `l`, for writes that build their own expression. */
+static void ddb_owner_cond(cJSON *names, cJSON *values, const lease_t *l, char *out, size_t n, const char *more)
+{
+    cJSON_AddStringToObject(names, "#n", "leaseCounter");
+    cJSON_AddStringToObject(names, "#o", "leaseOwner");
+    ddb_val_n(values, ":c", l->counter);
+    if (l->owner) ddb_val(values, ":o", "S", l->owner);
+    snprintf(out, n, "#n = :c AND %s AND %s", l->owner ? "#o = :o" : "attribute_not_exists(#o)", more);
+}
+
+static void ddb_request_handoff(lease_store_t *s, const lease_t *l, const char *requester, lease_write_cb cb,
+                                void *ud)
+{
+    ddb_store_t *ds = (ddb_store_t *)s;
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
+    free(r->row.pending_owner);
+    r->row.pending_owner = xstrdup(requester);
+    cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
+    char cond[256];
+    cJSON_AddStringToObject(names, "#po", "pendingOwner");
+    ddb_val(values, ":req", "S", requester);
+    ddb_owner_cond(names, values, l, cond, sizeof cond, "attribute_not_exists(#po)");
+    /* the counter does not move: the owner's renewals must keep succeeding */
+    cJSON_AddStringToObject(q, "UpdateExpression", "SET #po = :req");
+    cJSON_AddStringToObject(q, "ConditionExpression", cond);
+    r->body = ddb_print(q);
+    ddb_send(r);
+}
+
+static void ddb_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
+{
+    ddb_store_t *ds = (ddb_store_t *)s;
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
+    if (!l->pending_owner) {
+        errbuf_set(&r->err, "lease %s: no handoff pending", l->key);
+        ddb_fail_later(r, LEASE_CONFLICT);
+        return;
+    }
+    free(r->row.owner);
+    r->row.owner = r->row.pending_owner;
+    r->row.pending_owner = NULL;
+    r->row.counter = l->counter + 1;
+    r->row.owner_switches = l->owner_switches + 1;
+    cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
+    char cond[256];
+    cJSON_AddStringToObject(names, "#po", "pendingOwner");
+    cJSON_AddStringToObject(names, "#sw", "ownerSwitchesSinceCheckpoint");
+    ddb_val(values, ":po", "S", l->pending_owner);
+    ddb_val_n(values, ":nc", l->counter + 1);
+    ddb_val_n(values, ":zero", 0);
+    ddb_val_n(values, ":one", 1);
+    ddb_owner_cond(names, values, l, cond, sizeof cond, "#po = :po");
+    cJSON_AddStringToObject(q, "UpdateExpression",
+                            "SET #o = :po, #n = :nc, #sw = if_not_exists(#sw, :zero) + :one REMOVE #po");
+    cJSON_AddStringToObject(q, "ConditionExpression", cond);
+    r->body = ddb_print(q);
+    ddb_send(r);
 }
 
 static void ddb_set_children(lease_store_t *s, const lease_t *l, char **children, size_t n, lease_write_cb cb,
@@ -500,6 +562,8 @@ static const lease_store_ops_t lease_dynamodb_ops = {
     .take = ddb_take,
     .checkpoint = ddb_checkpoint,
     .release = ddb_release,
+    .request_handoff = ddb_request_handoff,
+    .handoff = ddb_handoff,
     .set_children = ddb_set_children,
     .remove = ddb_remove,
     .destroy = ddb_destroy,

@@ -2,7 +2,8 @@
  * (hash key leaseKey S; leaseOwner S, leaseCounter N, checkpoint S,
  * checkpointSubSequenceNumber N, ownerSwitchesSinceCheckpoint N,
  * parentShardId SS, childShardIds SS, startingHashKey S, endingHashKey S),
- * plus shardrun's streamName S, shardId S and shardrunInfo S. A table a KCL 2.x/3.x
+ * plus shardrun's streamName S, shardId S, shardrunInfo S and pendingOwner S (graceful
+ * handoff). A table a KCL 2.x/3.x
  * application wrote is read and continued.
  *
  * The table is created on first use if missing (on-demand billing) and waited

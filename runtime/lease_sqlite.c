@@ -10,7 +10,9 @@
 #include "seqnum.h"
 #include "xalloc.h"
 
-#define LEASE_SQLITE_BUSY_MS 2000
+/* Short: writes run on the loop thread; a locked file answers LEASE_ERETRY and
+ * the write is tried again at the next renew tick, instead of blocking renewals. */
+#define LEASE_SQLITE_BUSY_MS 250
 
 typedef struct lease_sqlite {
     lease_store_t base;

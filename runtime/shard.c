@@ -40,7 +40,7 @@ struct shard {
     char *iterator;              /* NULL: none yet, or the shard has ended */
     int iterator_wanted;
     int fetch_busy;              /* a get_records or get_iterator is in flight */
-    int close_after_fetch;       /* closed, but the fetch in flight still holds s as its callback's ud */
+    int lua_closed;              /* JOB_CLOSE done: freed once no callback can still reach s */
     int fetch_ended;             /* no more records: the shard is closed and read to the end */
     int caught_up;               /* the last read found nothing more to read */
     int64_t next_fetch_ms;       /* monotonic: rate limit */
@@ -82,6 +82,7 @@ struct shard {
 static void shard_dispatch(shard_t *s);
 static void shard_maybe_fetch(shard_t *s);
 static void shard_maybe_close(shard_t *s);
+static void shard_maybe_free(shard_t *s);
 static void shard_submit(shard_t *s, proc_job_kind_t kind);
 static void shard_maybe_rollback(shard_t *s);
 
@@ -177,10 +178,23 @@ static void shard_drop_pending(shard_t *s)
 
 /* ---- checkpoints ----------------------------------------------------------- */
 
+/* The worker may free s only when nothing can call back into it: its Lua
+ * state is closed, and no fetch or checkpoint write is in flight (a network
+ * source or a busy lease store answers late). */
+static void shard_maybe_free(shard_t *s)
+{
+    if (s->phase == SHARD_CLOSING && s->lua_closed && !s->job_busy && !s->fetch_busy && !s->cp_busy)
+        s->env->closed(s->env->ud, s);
+}
+
 static void shard_cp_done(void *ud, lease_status_t st)
 {
     shard_t *s = ud;
     s->cp_busy--;
+    if (s->phase == SHARD_CLOSING) {
+        shard_maybe_free(s);
+        return;
+    }
     if (st == LEASE_OK) s->stats.checkpoints++;
     /* LEASE_CONFLICT: the coordinator has reported the loss (shard_lost). */
     if (s->phase == SHARD_ENDING && st == LEASE_OK && s->checkpointed &&
@@ -272,10 +286,18 @@ static void shard_on_job_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 static void shard_submit(shard_t *s, proc_job_kind_t kind)
 {
+    /* One job per shard: the job struct is embedded, so a second submit
+     * would corrupt the pool's queue. */
+    if (s->job_busy) {
+        log_error("internal_error", "stream=%s shard=%s what=\"second job submitted while one is running\" kind=%d",
+                  s->stream, s->id, (int)kind);
+        abort();
+    }
     s->job.kind = kind;
     s->job.ps = s->ps;
     s->job.ud = s;
     s->job.batch = kind == JOB_PROCESS ? s->current : NULL;
+    if (kind == JOB_PROCESS && !s->env->first_batch_us) s->env->first_batch_us = clock_mono_us();
     __atomic_store_n(&s->job.started_us, 0, __ATOMIC_RELEASE);
     s->job_busy = 1;
     s->interrupted_ms = 0;
@@ -455,6 +477,7 @@ static void shard_process_done(shard_t *s, proc_job_t *job)
         shard_batch_failed(s, job);
     } else {
         s->stats.records += (int64_t)b->count;
+        s->env->records += (int64_t)b->count;
         s->attempts = 0;
         s->fails_since_swap = 0;
         shard_remember_done(s, b, b->count - 1);
@@ -529,14 +552,11 @@ void shard_job_done(shard_t *s, proc_job_t *job)
     case JOB_SHUTDOWN: shard_shutdown_done(s, job); return;
     case JOB_LEASE_LOST: shard_submit(s, JOB_CLOSE); return;
     case JOB_CLOSE:
-        if (s->fetch_busy) {
-            /* a network source answers later: s must outlive that callback */
-            s->close_after_fetch = 1;
-            return;
-        }
-        s->env->closed(s->env->ud, s);
+        s->lua_closed = 1;
+        shard_maybe_free(s);
         return;
     }
+    if (s->job_busy) return; /* the step above already started the next job (e.g. leaseLost) */
     if (s->phase == SHARD_STOPPING && !s->releasing) {
         shard_submit(s, JOB_SHUTDOWN);
         return;
@@ -616,7 +636,7 @@ static void shard_on_records(void *ud, source_records_t *res)
     if (!shard_fetching(s)) {
         batch_free(res->batch);
         free(res->next_iterator);
-        if (s->close_after_fetch) s->env->closed(s->env->ud, s);
+        if (s->phase == SHARD_CLOSING) shard_maybe_free(s);
         else shard_maybe_close(s);
         return;
     }
@@ -668,7 +688,7 @@ static void shard_on_iterator(void *ud, source_err_t err, const char *msg, char 
     s->fetch_busy = 0;
     if (!shard_fetching(s)) {
         free(iterator);
-        if (s->close_after_fetch) s->env->closed(s->env->ud, s);
+        if (s->phase == SHARD_CLOSING) shard_maybe_free(s);
         else shard_maybe_close(s);
         return;
     }
@@ -891,7 +911,8 @@ int shard_caught_up(const shard_t *s)
 {
     if (s->phase == SHARD_HALTED) return 1;
     return s->phase == SHARD_RUNNING && !s->job_busy && !s->head && !s->fetch_busy && s->caught_up &&
-           !s->cp_busy && !s->cp_seq && !s->fetch_ended;
+           !s->cp_busy && !s->cp_seq && !s->fetch_ended && !s->retry && !s->final &&
+           !ev_is_active(&s->retry_timer);
 }
 
 void shard_free(shard_t *s)

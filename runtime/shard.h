@@ -37,6 +37,8 @@ typedef struct shard_env {
     char *const *lua_path;
     size_t nlua_path;
     size_t buffered_bytes;        /* all shards' prefetched batches */
+    int64_t records;              /* processed by all shards, ever (for the drained report) */
+    int64_t first_batch_us;       /* monotonic time the first batch was submitted (0: none yet) */
     size_t max_buffered_bytes;
     int64_t min_poll_interval_ms; /* per-shard GetRecords rate limit of the source */
     const char *local_stream_path;/* the local source's file (dead_letter.stream), else NULL */

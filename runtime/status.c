@@ -67,6 +67,11 @@ int status_print(const config_t *cfg, int json, FILE *out)
     while (!c.done) ev_run(loop, EVRUN_ONCE);
     source_t *src = backend_source_new(cfg, loop, &err);
     int rc = 0;
+    if (!src) {
+        /* the leases are still worth showing; the lag column cannot be */
+        fprintf(stderr, "shardrun: %s\n", err.msg);
+        rc = 1;
+    }
     if (c.st != LEASE_OK) {
         fprintf(stderr, "shardrun: cannot read leases: %s\n", c.err);
         rc = 1;

@@ -92,7 +92,11 @@ int streamdb_open(const char *path, int create, streamdb_t **out, errbuf_t *err)
     sqlite3_busy_timeout(db->db, STREAMDB_BUSY_MS);
     char *msg = NULL;
     if (sqlite3_exec(db->db, streamdb_schema, NULL, NULL, &msg) != SQLITE_OK) {
-        errbuf_set(err, "%s: not a usable stream file: %s", path, msg ? msg : "unknown error");
+        if (sqlite3_errcode(db->db) == SQLITE_BUSY)
+            errbuf_set(err, "%s: locked by another process for over %d s: %s", path, STREAMDB_BUSY_MS / 1000,
+                       msg ? msg : "database is locked");
+        else
+            errbuf_set(err, "%s: not a usable stream file: %s", path, msg ? msg : "unknown error");
         sqlite3_free(msg);
         streamdb_close(db);
         return -1;

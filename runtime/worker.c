@@ -39,7 +39,8 @@ typedef struct worker {
     ev_timer sync_timer, drain_timer, grace_timer;
     int stopping;
     int exit_code;
-    size_t unowned_eligible;     /* at the last scan: leases nobody holds that we could take */
+    size_t unowned_eligible;     /* at the last scan: leases nobody holds that we could take, or held
+                                    by a worker not seen alive (yet): a drain waits for them */
     int64_t scanned_after_sync;  /* shardsync_runs() seen complete at the last scan */
     int64_t started_ms;
 } worker_t;
@@ -106,8 +107,9 @@ static void worker_lost(void *ud, const char *key)
 static int worker_eligible(void *ud, const lease_t *lease, const lease_list_t *all)
 {
     worker_t *w = ud;
+    /* not while an earlier shard object of this lease is still closing */
     return !w->stopping && worker_stream_index(w, shardsync_lease_stream(w->cfg, lease)) >= 0 &&
-           shardsync_parents_done(w->cfg, lease, all);
+           shardsync_parents_done(w->cfg, lease, all) && !worker_find_shard(w, lease->key);
 }
 
 static char *worker_describe(void *ud, const char *key)
@@ -130,8 +132,11 @@ static void worker_scanned(void *ud, const lease_list_t *all)
     size_t unowned = 0;
     for (size_t i = 0; i < all->count; i++) {
         const lease_t *l = &all->leases[i];
-        if (!l->invalid && !l->owner && strcmp(l->checkpoint, SEQNUM_SHARD_END) && worker_eligible(w, l, all))
-            unowned++;
+        if (l->invalid || !strcmp(l->checkpoint, SEQNUM_SHARD_END) ||
+            worker_stream_index(w, shardsync_lease_stream(w->cfg, l)) < 0 || !shardsync_parents_done(w->cfg, l, all))
+            continue;
+        int mine = l->owner && !strcmp(l->owner, w->id);
+        if (!l->owner || (!mine && !lease_coord_owner_alive(w->coord, l->key))) unowned++;
     }
     w->unowned_eligible = unowned;
     if (!shardsync_busy(w->sync)) w->scanned_after_sync = shardsync_runs(w->sync);
@@ -360,10 +365,20 @@ static void worker_on_drain(struct ev_loop *loop, ev_timer *t, int revents)
     if (shardsync_busy(w->sync) || shardsync_runs(w->sync) == 0) return;
     if (w->scanned_after_sync != shardsync_runs(w->sync) || w->unowned_eligible > 0) return;
     if (lease_coord_pending(w->coord) > 0) return;
-    for (size_t i = 0; i < w->nshards; i++)
+    size_t halted = 0;
+    for (size_t i = 0; i < w->nshards; i++) {
         if (!shard_caught_up(w->shards[i])) return;
-    log_info("worker_drained", "worker=%s shards=%zu elapsed_ms=%lld", w->id, w->nshards,
-             (long long)(clock_mono_ms() - w->started_ms));
+        halted += shard_phase(w->shards[i]) == SHARD_HALTED;
+    }
+    if (halted) {
+        /* a batch job must not look successful with shards stopped on errors */
+        log_error("drain_incomplete", "worker=%s halted_shards=%zu exit=1", w->id, halted);
+        w->exit_code = 1;
+    }
+    int64_t busy_us = w->env.first_batch_us ? clock_mono_us() - w->env.first_batch_us : 0;
+    log_info("worker_drained", "worker=%s shards=%zu elapsed_ms=%lld records=%lld processing_ms=%lld", w->id,
+             w->nshards, (long long)(clock_mono_ms() - w->started_ms), (long long)w->env.records,
+             (long long)(busy_us / 1000));
     worker_stop(w, "drained");
 }
 

@@ -33,7 +33,7 @@ die() { echo "build-luajit: error: $*" >&2; exit 1; }
 say() { echo "build-luajit: $*"; }
 
 if [[ "${FORCE:-0}" != 1 && -f "$PREFIX/lib/libluajit-5.1.a" && -f "$STAMP" ]] &&
-   grep -q -- "xcflags=.*$CHECKHOOK_FLAG" "$STAMP"; then
+   grep -q -- "xcflags=.*$CHECKHOOK_FLAG" "$STAMP" && grep -q "itern_fix=1" "$STAMP"; then
     say "already built with LUAJIT_ENABLE_CHECKHOOK ($(grep '^source=' "$STAMP" | cut -d= -f2-)); FORCE=1 rebuilds"
     exit 0
 fi
@@ -143,6 +143,28 @@ TREE="$(find "$SRC" -mindepth 1 -maxdepth 1 -type d -name 'luajit-*' | head -n1)
 [[ -f "$TREE/debian/patches/series" ]] && say "Debian patches applied: $(grep -cv '^\s*#' "$TREE/debian/patches/series") (see $TREE/debian/patches/series)"
 SRCVER="$(basename "$DSC" .dsc | sed 's/^luajit_//')"
 
+# --- the project's one fix to LuaJIT ----------------------------------------
+# With LUAJIT_ENABLE_CHECKHOOK the recorder emits three IR instructions (the
+# hook check) at the start of every trace. rec_itern() detects its own loop
+# by asking whether anything was recorded since the trace started
+# (nins > REF_FIRST+1); the hook check makes that true at once, so a trace
+# that starts at a pairs()/next() loop (BC_ITERN) closes before recording
+# the iteration and spins forever. The fix moves rec_itern's baseline past
+# the hook check. tests/unit/test_luajit_hook.c has the regression test.
+ITERN_FIX="shardrun-itern-checkhook"
+REC="$TREE/src/lj_record.c"
+if ! grep -q "$ITERN_FIX" "$REC"; then
+    grep -q 'J->cur.nins > REF_FIRST+1 ||' "$REC" || die "lj_record.c: rec_itern's loop check not found; review the fix"
+    sed -i \
+        -e "s|(J->cur.nins > REF_FIRST+1 \|\||(J->cur.nins > REC_ITERN_BASE+1 \|\||" \
+        -e "s|(J->cur.nins == REF_FIRST+1 \&\& J->cur.ir\[REF_FIRST\].o != IR_PROF)|(J->cur.nins == REC_ITERN_BASE+1 \&\& J->cur.ir[REC_ITERN_BASE].o != IR_PROF)|" \
+        -e "s|^static LoopEvent rec_itern(jit_State \*J, BCReg ra, BCReg rb)$|/* $ITERN_FIX: the hook check emits 3 instructions first */\n#ifdef LUAJIT_ENABLE_CHECKHOOK\n#define REC_ITERN_BASE (REF_FIRST+3)\n#else\n#define REC_ITERN_BASE REF_FIRST\n#endif\n&|" \
+        "$REC"
+    grep -q "REC_ITERN_BASE+1 ||" "$REC" && grep -q "define REC_ITERN_BASE" "$REC" ||
+        die "could not apply the rec_itern fix to $REC"
+    say "applied $ITERN_FIX to lj_record.c"
+fi
+
 # --- build ----------------------------------------------------------------
 # PREFIX=/usr and Debian's multiarch MULTILIB are compiled into package.path
 # and package.cpath, so a program linked with this library finds the same Lua
@@ -187,6 +209,7 @@ cp "$SBIN" "$PREFIX/bin/luajit"
     echo "source=$SRCVER"
     echo "xcflags=$CHECKHOOK_FLAG"
     echo "buildmode=static"
+    echo "itern_fix=1"
     echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } >"$STAMP"
 say "installed LuaJIT $SRCVER with LUAJIT_ENABLE_CHECKHOOK into $PREFIX"

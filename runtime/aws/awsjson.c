@@ -354,6 +354,7 @@ void awsjson_ddb_lease(const cJSON *item, lease_t *l)
     if (!l->key) l->key = xstrdup("");
     l->owner = aj_attr_s(item, "leaseOwner", why, sizeof why);
     if (l->owner && !*l->owner) aj_why(why, sizeof why, "leaseOwner", "is empty");
+    l->pending_owner = aj_attr_s(item, "pendingOwner", why, sizeof why);
     l->counter = aj_attr_n(item, "leaseCounter", 1, why, sizeof why);
     l->checkpoint = aj_attr_s(item, "checkpoint", why, sizeof why);
     if (!l->checkpoint || (!seqnum_is_sentinel(l->checkpoint) && !seqnum_valid(l->checkpoint)))
@@ -435,6 +436,7 @@ cJSON *awsjson_ddb_item(const lease_t *l)
     aj_add_attr(item, "leaseKey", "S", l->key);
     aj_add_n(item, "leaseCounter", l->counter);
     if (l->owner) aj_add_attr(item, "leaseOwner", "S", l->owner);
+    if (l->pending_owner) aj_add_attr(item, "pendingOwner", "S", l->pending_owner);
     aj_add_attr(item, "checkpoint", "S", l->checkpoint ? l->checkpoint : SEQNUM_TRIM_HORIZON);
     aj_add_n(item, "checkpointSubSequenceNumber", l->checkpoint_sub);
     aj_add_n(item, "ownerSwitchesSinceCheckpoint", l->owner_switches);

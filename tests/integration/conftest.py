@@ -299,3 +299,241 @@ function P.shutdownRequested(shard) return "checkpoint" end
 function P.shardEnded(shard) return "checkpoint" end
 return P
 '''
+
+
+# ---- helpers for test_leases*.py / test_reshard*.py / test_chaos*.py -------------
+#
+# TIMED_PROCESSOR writes, per processor instance (one lease stint of one shard in
+# one worker), seen/<name>-<instance>-<shard>.log with lines
+#   S <worker_id> <shard> <position> <mono_us>     initialize (position: the checkpoint it resumed from)
+#   R <worker_id> <shard> <seq> <mono_us> <data>   one per record, flushed per batch
+#   E <worker_id> <shard> <callback> <mono_us>     shardEnded / shutdownRequested / leaseLost
+# mono_us is CLOCK_MONOTONIC in microseconds, the clock of Python's time.monotonic().
+# worker_id is the runtime's own id for the worker (shard.worker), as in the lease table.
+# Environment: SEEN_DIR, SLOW_MS (sleep per batch), END_GATE (a file: shardEnded
+# checkpoints only while it exists; without END_GATE it always checkpoints).
+TIMED_PROCESSOR = r'''
+local ffi = require "ffi"
+pcall(ffi.cdef, [[
+typedef struct { long tv_sec; long tv_nsec; } shardrun_test_timespec;
+int clock_gettime(int clk, shardrun_test_timespec *tp);
+int usleep(unsigned int usec);
+]])
+local ts = ffi.new("shardrun_test_timespec")
+local function now_us()
+  ffi.C.clock_gettime(1, ts)
+  return string.format("%d", tonumber(ts.tv_sec) * 1000000 + math.floor(tonumber(ts.tv_nsec) / 1000))
+end
+local P = {}
+local name = os.getenv("SHARDRUN_TEST_NAME") or "w"
+local dir = os.getenv("SEEN_DIR") or "seen"
+local slow = tonumber(os.getenv("SLOW_MS") or "0")
+local gate = os.getenv("END_GATE")
+local function line(shard, kind, rest)
+  local out = shard.state.out
+  if out then
+    out:write(kind, " ", shard.worker, " ", shard.id, " ", rest, "\n")
+    out:flush()
+  end
+end
+function P.initialize(shard)
+  os.execute("mkdir -p " .. dir)
+  local inst = now_us() .. tostring(shard.state):sub(8)
+  shard.state.out = assert(io.open(string.format("%s/%s-%s-%s.log", dir, name, inst, shard.id), "a"))
+  line(shard, "S", tostring(shard.position) .. " " .. now_us())
+end
+function P.processRecords(records, shard)
+  local parts, t = {}, now_us()
+  for i = 1, #records do
+    local r = records[i]
+    parts[#parts + 1] = "R " .. shard.worker .. " " .. shard.id .. " " .. r.sequenceNumber .. " " .. t .. " " .. r.data .. "\n"
+  end
+  shard.state.out:write(table.concat(parts))
+  shard.state.out:flush()
+  if slow > 0 then ffi.C.usleep(slow * 1000) end
+  return "checkpoint"
+end
+function P.shutdownRequested(shard)
+  line(shard, "E", "shutdownRequested " .. now_us())
+  return "checkpoint"
+end
+function P.leaseLost(shard)
+  line(shard, "E", "leaseLost " .. now_us())
+end
+function P.shardEnded(shard)
+  line(shard, "E", "shardEnded " .. now_us())
+  if gate then
+    local f = io.open(gate, "r")
+    if not f then return nil end
+    f:close()
+  end
+  return "checkpoint"
+end
+return P
+'''
+
+
+class Stint:
+    """One processor instance: one worker holding one shard's lease once."""
+
+    def __init__(self, name, worker, shard, position, start_us, path):
+        self.name, self.worker, self.shard, self.path = name, worker, shard, path
+        self.position = position                  # checkpoint it resumed from (string)
+        self.start = start_us / 1e6               # time.monotonic() scale
+        self.records = []                         # [(seq int, t float, data)]
+        self.ends = []                            # [(callback, t float)]
+
+    @property
+    def end(self):
+        ts = [t for _, t, _ in self.records] + [t for _, t in self.ends]
+        return max(ts) if ts else self.start
+
+    def __repr__(self):
+        return f"Stint({self.name} {self.worker} {self.shard} from {self.position}, {len(self.records)} records)"
+
+
+def read_stints(path):
+    """Every Stint found in a TIMED_PROCESSOR folder, in start order."""
+    out = []
+    for f in sorted(Path(path).glob("*.log")):
+        name = f.name.split("-", 1)[0]
+        cur = None
+        for line in f.read_text(errors="replace").splitlines():
+            if line.startswith("S "):
+                p = line.split(" ")
+                if len(p) == 5:
+                    cur = Stint(name, p[1], p[2], p[3], int(p[4]), f)
+                    out.append(cur)
+            elif line.startswith("R ") and cur is not None:
+                p = line.split(" ", 5)
+                if len(p) == 6:
+                    cur.records.append((int(p[3]), int(p[4]) / 1e6, p[5]))
+            elif line.startswith("E ") and cur is not None:
+                p = line.split(" ")
+                if len(p) == 5:
+                    cur.ends.append((p[3], int(p[4]) / 1e6))
+    out.sort(key=lambda s: s.start)
+    return out
+
+
+def seq_rank(cp):
+    """Orders checkpoints: TRIM_HORIZON/LATEST/AT_TIMESTAMP < sequence numbers < SHARD_END."""
+    if cp is None:
+        return -2
+    if cp.isdigit():
+        return int(cp)
+    if cp == "SHARD_END":
+        return 1 << 200
+    return -1
+
+
+class Producer:
+    """Puts records continuously with `shardrun put` (the real write path) from a thread.
+
+    keys=None: every line gets its own partition key (the MD5 of the line), so
+    records spread over the shards; data "p<n>". keys=[...]: each put call goes
+    to one key in turn, data "<key>:<n>" with n counting per key (put order)."""
+
+    def __init__(self, env, stream, keys=None, batch=10, interval=0.05, config="shardrun.lua"):
+        import threading
+        self.env, self.stream, self.keys, self.batch, self.interval, self.config = env, stream, keys, batch, interval, config
+        self.produced = []          # data strings, in put order (per call)
+        self.errors = []
+        self._n = 0
+        self._per_key = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def put_once(self):
+        if self.keys:
+            key = self.keys[self._n % len(self.keys)]
+            self._n += 1
+            first = self._per_key.get(key, 0)
+            lines = [f"{key}:{first + i}" for i in range(self.batch)]
+            r = self.env.run("put", "-c", self.config, self.stream, "--partition-key", key,
+                             input="".join(l + "\n" for l in lines).encode(), check=False)
+            if r.returncode == 0:
+                self._per_key[key] = first + self.batch
+        else:
+            lines = [f"p{self._n + i}" for i in range(self.batch)]
+            r = self.env.run("put", "-c", self.config, self.stream, input="".join(l + "\n" for l in lines).encode(),
+                             check=False)
+            if r.returncode == 0:
+                self._n += self.batch
+        if r.returncode == 0:
+            self.produced.extend(lines)
+        else:
+            self.errors.append(r.stderr.decode(errors="replace"))
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.put_once()
+            self._stop.wait(self.interval)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(30)
+        return self.produced
+
+
+class LeaseMonitor:
+    """Samples the lease table from a thread: [(monotonic, key, owner, counter, checkpoint)]."""
+
+    def __init__(self, env, table="test", interval=0.03):
+        import threading
+        self.env, self.table, self.interval = env, table, interval
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self):
+        path = self.env.dir / "leases.db"
+        while not self._stop.is_set():
+            try:
+                con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+                try:
+                    rows = con.execute(f'SELECT leaseKey, leaseOwner, leaseCounter, checkpoint FROM "{self.table}"').fetchall()
+                finally:
+                    con.close()
+                t = time.monotonic()
+                self.samples.extend((t, *r) for r in rows)
+            except sqlite3.Error:
+                pass
+            self._stop.wait(self.interval)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+        return self.samples
+
+    def checkpoint_regressions(self):
+        """[(key, before, after)] wherever a lease's checkpoint went backwards between samples."""
+        last, out = {}, []
+        for t, key, owner, counter, cp in self.samples:
+            if not isinstance(cp, str):
+                continue
+            prev = last.get(key)
+            if prev is not None and seq_rank(cp) < seq_rank(prev):
+                out.append((key, prev, cp))
+            last[key] = cp
+        return out
+
+
+def owners(env, table="test"):
+    """{owner: [lease keys]} from the lease table (unowned rows under None)."""
+    out = {}
+    try:
+        rows = env.leases(table)
+    except sqlite3.OperationalError:  # no table yet, or busy
+        return out
+    for k, row in rows.items():
+        out.setdefault(row["leaseOwner"], []).append(k)
+    return out

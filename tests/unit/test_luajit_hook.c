@@ -113,6 +113,51 @@ static void assert_interrupted(const char *code) {
     }
 }
 
+/* Forks, runs `code` without any hook, and fails unless it finishes within
+ * the watchdog time (a miscompiled loop spins forever). */
+static void assert_completes(const char *code) {
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        lua_State *L = luaL_newstate();
+        luaL_openlibs(L);
+        _exit(luaL_dostring(L, code) == 0 ? 0 : 3);
+    }
+    int status = 0;
+    double give_up = now_s() + WATCHDOG_MS / 1000.0;
+    while (waitpid(pid, &status, WNOHANG) != pid) {
+        if (now_s() >= give_up) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("the loop did not finish within %d ms (miscompiled under CHECKHOOK?)", WATCHDOG_MS);
+        }
+        usleep(10 * 1000);
+    }
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* Regression: with CHECKHOOK, traces starting at a pairs()/next() loop
+ * (BC_ITERN) closed before recording the iteration and spun forever; see
+ * the fix in scripts/build-luajit.sh. */
+static void test_compiled_pairs_loops_finish(void **state) {
+    (void)state;
+    assert_completes("local t = {} for i = 1, 35 do t[tostring(i)] = 1 end\n"
+                     "for round = 1, 200 do local n = 0 for _ in pairs(t) do n = n + 1 end assert(n == 35) end");
+    assert_completes("local t = {} for i = 1, 1000 do t['k' .. i] = i end\n"
+                     "local s = 0 for round = 1, 100 do for k, v in pairs(t) do s = s + v end end\n"
+                     "assert(s == 100 * 500500)\n"
+                     "local u = {} for i = 1, 50 do u[i] = {a = i} end\n"
+                     "for r = 1, 100 do for _, x in pairs(u) do for k, v in pairs(x) do s = s + v end end end\n"
+                     "local k, n = next(t), 0 while k do n = n + 1 k = next(t, k) end assert(n == 1000)");
+}
+
+static void test_hook_interrupts_endless_pairs_loop(void **state) {
+    (void)state;
+    assert_interrupted("local t = {} for i = 1, 40 do t[tostring(i)] = i end\n"
+                       "local n = 0 while true do for _, v in pairs(t) do n = n + v end end");
+}
+
 static void test_hook_interrupts_compiled_while_true_loop(void **state) {
     (void)state;
     assert_interrupted("local x = 0 while true do x = x + 1 end");
@@ -141,6 +186,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hook_interrupts_compiled_while_true_loop),
         cmocka_unit_test(test_hook_interrupts_compiled_numeric_for_loop),
+        cmocka_unit_test(test_compiled_pairs_loops_finish),
+        cmocka_unit_test(test_hook_interrupts_endless_pairs_loop),
         cmocka_unit_test(test_require_cjson_loads_c_module_into_static_luajit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,282 @@
+"""shardrun against kinesalite (Kinesis) and dynalite (DynamoDB): the
+foundation and lease scenarios again, with several worker processes, plus a
+lease row written as a KCL application writes it and HTTP faults.
+
+The emulators are started by scripts/emulators.sh when not running (and then
+stopped again at the end, by the PIDs the script saved); each test uses its
+own stream and lease table."""
+import collections
+import signal
+import subprocess
+import time
+
+import pytest
+
+from aws_helpers import (AWS_ENV, DYNALITE_PORT, KINESALITE_PORT, ROOT, FaultProxy, create_lease_table, dynamodb,
+                         emulators_running, kinesis, read_shard, scan_leases, unique)
+from conftest import RECORDING_PROCESSOR, read_seen, wait_for
+
+
+@pytest.fixture(scope="session")
+def emulators():
+    started = False
+    if not emulators_running():
+        r = subprocess.run([str(ROOT / "scripts/emulators.sh"), "start"], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"emulators unavailable: {r.stderr.strip()}")
+        started = True
+    yield
+    if started:
+        subprocess.run([str(ROOT / "scripts/emulators.sh"), "stop"], capture_output=True)
+
+
+class Aws:
+    """An Env configured for Kinesis + DynamoDB, with a unique stream and table."""
+
+    def __init__(self, env):
+        self.env = env
+        self.stream = unique("s")
+        self.app = unique("app")
+        env.extra_env.update(AWS_ENV)
+        self.kinesis_url = f"http://127.0.0.1:{KINESALITE_PORT}"
+        self.dynamodb_url = f"http://127.0.0.1:{DYNALITE_PORT}"
+
+    def config(self, name="shardrun.lua", kinesis_url=None, dynamodb_url=None, processor="p.lua", stream=None,
+               **top):
+        fields = {
+            "application": self.app,
+            "source": {"type": "kinesis", "region": "us-east-1", "endpoint": kinesis_url or self.kinesis_url},
+            "leases": {"type": "dynamodb", "region": "us-east-1", "endpoint": dynamodb_url or self.dynamodb_url},
+            "lease_duration_ms": 3000,
+            "shard_sync_interval_ms": 1000,
+        }
+        fields.update(top)
+        sc = {"name": self.stream, "processor": processor, "idle_time_between_reads_ms": 200}
+        sc.update(stream or {})
+        return self.env.config([sc], name=name, **fields)
+
+    def create(self, shards):
+        self.env.create_stream(self.stream, shards)
+
+    def put(self, lines, **kw):
+        self.env.put(self.stream, lines, **kw)
+
+    def leases(self):
+        try:
+            return scan_leases(self.app)
+        except RuntimeError:
+            return {}
+
+
+@pytest.fixture
+def aws(env, emulators):
+    return Aws(env)
+
+
+def datas(seen):
+    return [d for _, _, _, d in seen]
+
+
+def assert_exactly_once(seen, expected):
+    counts = collections.Counter(datas(seen))
+    dups = {d: n for d, n in counts.items() if n > 1}
+    missing = set(expected) - set(counts)
+    assert not missing, f"{len(missing)} records never processed, e.g. {sorted(missing)[:5]}"
+    assert not dups, f"{len(dups)} records processed more than once, e.g. {list(dups.items())[:5]}"
+    assert set(counts) == set(expected)
+
+
+def test_kinesis_drain_processes_every_record_exactly_once(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config()
+    aws.create(4)
+    lines = [f"rec {i}" for i in range(8000)]
+    aws.put(lines)
+    w = aws.env.worker("--drain")
+    assert w.wait(120) == 0, w.logs()[-3000:]
+    seen = read_seen(aws.env.dir / "seen")
+    assert_exactly_once(seen, lines)
+    leases = aws.leases()
+    assert len(leases) == 4
+    assert all("leaseOwner" not in l for l in leases.values()), "drained worker released its leases"
+    assert all(l["checkpoint"].isdigit() for l in leases.values())
+
+
+SLOW_PROCESSOR = RECORDING_PROCESSOR.replace('  out:flush()\n', '  out:flush()\n  os.execute("sleep 0.05")\n')
+
+
+def test_kinesis_kill9_restart_redelivers_only_after_the_checkpoint(aws):
+    aws.env.write("p.lua", SLOW_PROCESSOR)
+    aws.config(stream={"max_records": 50})
+    aws.create(2)
+    lines = [f"k {i}" for i in range(3000)]
+    aws.put(lines)
+    aws.env.extra_env["SEEN_DIR"] = "seen1"
+    w1 = aws.env.worker(name="w1")
+    wait_for(lambda: len(read_seen(aws.env.dir / "seen1")) > 300, 60, what="some records processed")
+    w1.kill()
+    at_kill = {l["shardId"]: l["checkpoint"] for l in aws.leases().values()}
+    first = read_seen(aws.env.dir / "seen1")
+    aws.env.extra_env["SEEN_DIR"] = "seen2"
+    # not --drain: the dead worker's leases only count as expired after lease_duration
+    w2 = aws.env.worker(name="w2")
+    left = set(lines) - set(datas(first))
+    assert left, "w1 was killed before it processed everything"
+    wait_for(lambda: left <= set(datas(read_seen(aws.env.dir / "seen2"))), 90, what="the rest processed")
+    assert w2.stop(30) == 0, w2.logs()[-3000:]
+    second = read_seen(aws.env.dir / "seen2")
+    assert set(datas(first)) | set(datas(second)) == set(lines), "no record lost"
+    assert len(second) == len(set(datas(second))), "the restarted worker processed each record once"
+    again = set(datas(first)) & set(datas(second))
+    for _, shard, seq, d in second:
+        if d in again:
+            cp = at_kill.get(shard, "TRIM_HORIZON")
+            assert not cp.isdigit() or int(seq) > int(cp), f"{d} (seq {seq}) re-delivered though checkpointed at {cp}"
+
+
+def test_kinesis_sigterm_hands_off_without_redelivery(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config()
+    aws.create(4)
+    first = [f"a {i}" for i in range(2000)]
+    aws.put(first)
+    w1 = aws.env.worker(name="w1")
+    wait_for(lambda: len(read_seen(aws.env.dir / "seen")) == len(first), 60, what="w1 processes the first batch")
+    w2 = aws.env.worker(name="w2")
+    time.sleep(1.0)
+    assert w1.stop(30) == 0, w1.logs()[-3000:]
+    wait_for(lambda: len(aws.leases()) == 4 and all(l.get("leaseOwner", "").startswith("") and "leaseOwner" in l
+                                                    for l in aws.leases().values()), 30, what="w2 owns all shards")
+    second = [f"b {i}" for i in range(2000)]
+    aws.put(second)
+    wait_for(lambda: len(read_seen(aws.env.dir / "seen")) >= len(first) + len(second), 60,
+             what="w2 processes the second batch")
+    time.sleep(0.5)
+    assert w2.stop(30) == 0
+    assert_exactly_once(read_seen(aws.env.dir / "seen"), first + second)
+
+
+def test_kinesis_three_workers_share_the_shards(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config()
+    aws.create(6)
+    ws = [aws.env.worker(name=f"w{i}") for i in range(3)]
+
+    def balanced():
+        owners = collections.Counter(l.get("leaseOwner") for l in aws.leases().values())
+        return len(aws.leases()) == 6 and None not in owners and sorted(owners.values()) == [2, 2, 2]
+
+    wait_for(balanced, 60, what="2 shards per worker")
+    # a victim of a steal learns it at its next renewal: let every worker see the final owners
+    time.sleep(3.5)
+    wait_for(balanced, 30, what="2 shards per worker, settled")
+    lines = [f"r {i}" for i in range(3000)]
+    aws.put(lines)
+    wait_for(lambda: len(read_seen(aws.env.dir / "seen")) >= len(lines), 60, what="all records processed")
+    for w in ws:
+        assert w.stop(30) == 0
+    seen = read_seen(aws.env.dir / "seen")
+    assert_exactly_once(seen, lines)
+    assert len({wk for wk, _, _, _ in seen}) >= 2, "the work was shared"
+
+
+# One file for every shard of the worker, a line per record, written in the
+# order batches were processed: per partition key, data must come in order.
+ORDER_PROCESSOR = r'''
+local P = {}
+function P.processRecords(records, shard)
+  local parts = {}
+  for i = 1, #records do parts[#parts + 1] = records[i].partitionKey .. " " .. records[i].data .. "\n" end
+  local f = assert(io.open("order.log", "a"))
+  f:write(table.concat(parts))
+  f:close()
+  return "checkpoint"
+end
+function P.shardEnded(shard) return "checkpoint" end
+function P.shutdownRequested(shard) return "checkpoint" end
+return P
+'''
+
+
+def test_kinesis_split_while_consuming_keeps_per_key_order(aws):
+    aws.env.write("p.lua", ORDER_PROCESSOR)
+    aws.config()
+    aws.create(2)
+    w = aws.env.worker()
+    n, keys = 0, [f"key{k}" for k in range(8)]
+
+    def put_round(count):
+        nonlocal n
+        for k in keys:
+            aws.put([f"{n + i}" for i in range(count)], partition_key=k)
+        n += count
+
+    put_round(150)
+    wait_for(lambda: (aws.env.dir / "order.log").exists(), 30, what="processing started")
+    aws.env.run("stream", "split", aws.stream, "shardId-000000000000")
+    put_round(150)
+    shards = kinesis("ListShards", {"StreamName": aws.stream})["Shards"]
+    assert len(shards) == 4
+    total = n * len(keys)
+    wait_for(lambda: len((aws.env.dir / "order.log").read_text().splitlines()) >= total, 90,
+             what="every record processed")
+    # the parent's lease is checkpointed at SHARD_END, then removed once its children started
+    wait_for(lambda: any(e.get("shard") == "shardId-000000000000" for e in w.events("shard_finished")), 30,
+             what="the parent finished")
+    assert aws.leases().get("shardId-000000000000", {}).get("checkpoint", "SHARD_END") == "SHARD_END"
+    assert w.stop(30) == 0, w.logs()[-3000:]
+    per_key = collections.defaultdict(list)
+    for line in (aws.env.dir / "order.log").read_text().splitlines():
+        k, d = line.split(" ")
+        per_key[k].append(int(d))
+    for k in keys:
+        assert per_key[k] == sorted(per_key[k]), f"{k}: records out of order across the split"
+        assert sorted(set(per_key[k])) == list(range(n)), f"{k}: records missing"
+
+
+def test_kinesis_honours_a_lease_row_written_by_the_kcl(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config()
+    aws.create(1)
+    lines = [f"x {i}" for i in range(100)]
+    aws.put(lines)
+    recs = read_shard(aws.stream, "shardId-000000000000")
+    assert len(recs) == 100
+    checkpoint = recs[49][0]
+    create_lease_table(aws.app)
+    # exactly the attributes a KCL 2.x worker writes (no streamName/shardId), released by its owner
+    dynamodb("PutItem", {"TableName": aws.app, "Item": {
+        "leaseKey": {"S": "shardId-000000000000"}, "leaseCounter": {"N": "57"},
+        "checkpoint": {"S": checkpoint}, "checkpointSubSequenceNumber": {"N": "0"},
+        "ownerSwitchesSinceCheckpoint": {"N": "0"},
+        "startingHashKey": {"S": "0"}, "endingHashKey": {"S": "340282366920938463463374607431768211455"},
+        "throughputKBps": {"N": "0.0"}}})
+    w = aws.env.worker("--drain")
+    assert w.wait(60) == 0, w.logs()[-3000:]
+    seen = read_seen(aws.env.dir / "seen")
+    assert datas(seen) == lines[50:], "resumed right after the KCL's checkpoint"
+    row = aws.leases()["shardId-000000000000"]
+    assert row["leaseCounter"] > 57
+    assert row["checkpoint"] == recs[99][0]
+
+
+def test_kinesis_survives_http_faults_without_losing_records(aws):
+    kp = FaultProxy(KINESALITE_PORT, "ProvisionedThroughputExceededException")
+    dp = FaultProxy(DYNALITE_PORT, "ThrottlingException")
+    try:
+        aws.env.write("p.lua", RECORDING_PROCESSOR)
+        aws.config(kinesis_url=kp.url, dynamodb_url=dp.url, lease_duration_ms=8000)
+        aws.create(3)
+        lines = [f"f {i}" for i in range(3000)]
+        aws.put(lines)
+        w = aws.env.worker("--drain")
+        assert w.wait(180) == 0, w.logs()[-3000:]
+        seen = read_seen(aws.env.dir / "seen")
+        assert set(datas(seen)) == set(lines), "every record processed despite the faults"
+        for p in (kp, dp):
+            assert p.faults["500"] and p.faults["throttle"] and p.faults["reset"], p.faults
+        logs = w.logs()
+        assert "Segmentation" not in logs and "ERROR: AddressSanitizer" not in logs
+    finally:
+        kp.close()
+        dp.close()

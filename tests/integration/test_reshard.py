@@ -1,0 +1,191 @@
+"""Resharding on the local source (issue 3, item 5): split and merge while
+producing and consuming, children wait for their parents to be checkpointed at
+SHARD_END, finished parent leases are deleted once the children started, and
+`shardrun status` shows waiting on parent / finished at the right time."""
+import threading
+import time
+
+from conftest import TIMED_PROCESSOR, Producer, read_stints, wait_for
+
+S0, S1, S2, S3, S4 = (f"shardId-{i:012d}" for i in range(5))
+
+
+def started(ws, shard):
+    return [e for w in ws for e in w.events("shard_started") if e["shard"] == shard]
+
+
+class StatusPoller:
+    """`shardrun status --json` in a loop from a thread: [(monotonic, {leaseKey: row})]."""
+
+    def __init__(self, env, interval=0.05):
+        self.env, self.interval, self.snaps = env, interval, []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                rows = self.env.status()
+                self.snaps.append((time.monotonic(), {r["leaseKey"]: r for r in rows}))
+            except Exception:
+                pass
+            self._stop.wait(self.interval)
+
+    def start(self):
+        self._t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._t.join(30)
+        return self.snaps
+
+    def states(self, key):
+        out = []
+        for _, snap in self.snaps:
+            if key in snap and (not out or out[-1] != snap[key]["state"]):
+                out.append(snap[key]["state"])
+        return out
+
+
+def check_key_order(stints, produced):
+    """For every partition key: the first processing of its records follows put order."""
+    first = {}
+    for s in stints:
+        for seq, t, data in s.records:
+            if data not in first or t < first[data][0]:
+                first[data] = (t, s.shard, seq)
+    missing = [d for d in produced if d not in first]
+    assert not missing, f"{len(missing)} records never processed, e.g. {missing[:5]}"
+    by_key = {}
+    for d in produced:
+        k, n = d.rsplit(":", 1)
+        by_key.setdefault(k, []).append((int(n), d))
+    bad = []
+    for k, items in by_key.items():
+        items.sort()
+        prev = None
+        for n, d in items:
+            cur = first[d]
+            if prev and cur[0] < prev[1][0]:
+                bad.append((k, prev[0], prev[1][1], n, cur[1]))
+            prev = (n, cur)
+    assert not bad, f"out of put order (key, n, shard, later n processed earlier, shard): {bad[:5]}"
+    return first
+
+
+def test_split_and_merge_while_producing_keep_per_key_order_and_clean_up_parents(env):
+    env.write("p.lua", TIMED_PROCESSOR)
+    env.config([{"name": "s", "processor": "p.lua", "max_records": 50}], shard_sync_interval_ms=1000)
+    env.create_stream("s", 2)
+    keys = [f"k{i}" for i in range(12)]
+    prod = Producer(env, "s", keys=keys, batch=5, interval=0.02).start()
+    ws = [env.worker(name="w1"), env.worker(name="w2")]
+    poll = StatusPoller(env).start()
+    wait_for(lambda: started(ws, S0) and started(ws, S1), timeout=15, what="both shards started")
+    time.sleep(1.0)
+    env.run("stream", "split", "s", S0)
+    wait_for(lambda: started(ws, S2) and started(ws, S3), timeout=15, what="the split's children started")
+    time.sleep(1.0)
+    env.run("stream", "merge", "s", S2, S3)
+    wait_for(lambda: started(ws, S4), timeout=15, what="the merge's child started")
+    time.sleep(1.0)
+    produced = prod.stop()
+    assert not prod.errors, prod.errors[:3]
+
+    def all_seen():
+        got = {d for s in read_stints(env.dir / "seen") for _, _, d in s.records}
+        return set(produced) <= got
+    wait_for(all_seen, timeout=30, interval=0.2, what="every produced record processed")
+    # the finished parents' leases go once their children started (next shard sync)
+    wait_for(lambda: set(env.leases()) == {S1, S4}, timeout=10, what=f"only {S1}, {S4} left (now {set(env.leases())})")
+    time.sleep(0.3)
+    poll.stop()
+    for w in ws:
+        assert w.stop() == 0, w.logs()[-3000:]
+
+    stints = read_stints(env.dir / "seen")
+    check_key_order(stints, produced)
+    # every parent ran shardEnded (and checkpointed: its children ran)
+    for parent in (S0, S2, S3):
+        assert any(e == "shardEnded" for s in stints if s.shard == parent for e, _ in s.ends), parent
+    # a child's records come after every record of its parents
+    last = {sh: max((t for s in stints if s.shard == sh for _, t, _ in s.records), default=0) for sh in (S0, S2, S3)}
+    first = {sh: min((t for s in stints if s.shard == sh for _, t, _ in s.records), default=1e18)
+             for sh in (S2, S3, S4)}
+    assert first[S2] > last[S0] and first[S3] > last[S0], (first, last)
+    assert first[S4] > last[S2] and first[S4] > last[S3], (first, last)
+    # deletions: after all the children started, each parent once
+    deleted = {}
+    for w in ws:
+        for e in w.events("lease_deleted"):
+            deleted.setdefault(e["lease"], []).append(e["ts"])
+    assert set(deleted) == {S0, S2, S3}, deleted
+    for parent, children in ((S0, (S2, S3)), (S2, (S4,)), (S3, (S4,))):
+        child_start = max(min(e["ts"] for e in started(ws, c)) for c in children)
+        assert min(deleted[parent]) > child_start, (parent, deleted[parent], child_start)
+    # status: a child never processing while a parent is unfinished; parents finish at SHARD_END
+    parents_of = {S2: [S0], S3: [S0], S4: [S2, S3]}
+    for t, snap in poll.snaps:
+        for child, ps in parents_of.items():
+            row = snap.get(child)
+            if not row:
+                continue
+            assert row["parents"] == ps, row
+            open_parents = [p for p in ps if p in snap and snap[p]["state"] != "finished"]
+            if open_parents:
+                assert row["state"] == "waiting on parent", (child, row["state"], {p: snap[p]["state"] for p in ps})
+            elif row["owner"]:
+                assert row["state"] == "processing", row
+        for p in (S0, S2, S3):
+            if p in snap and snap[p]["state"] == "finished":
+                assert snap[p]["checkpoint"] == "SHARD_END", snap[p]
+    for p in (S0, S2, S3):
+        assert "processing" in poll.states(p), (p, poll.states(p))
+    print(f"split+merge: produced {len(produced)}; states seen: "
+          + "; ".join(f"{k}={poll.states(k)}" for k in (S0, S2, S3, S4)))
+
+
+def test_children_wait_on_a_parent_whose_shard_ended_did_not_checkpoint_and_status_says_so(env):
+    env.write("p.lua", TIMED_PROCESSOR)
+    env.config([{"name": "s", "processor": "p.lua"}], shard_sync_interval_ms=1500)
+    env.create_stream("s", 1)
+    env.put("s", [f"a:{i}" for i in range(20)], partition_key="a")
+    env.put("s", [f"b:{i}" for i in range(20)], partition_key="b")
+    env.run("stream", "split", "s", S0)
+    env.put("s", [f"a:{i}" for i in range(20, 30)], partition_key="a")
+    env.put("s", [f"b:{i}" for i in range(20, 30)], partition_key="b")
+    env.extra_env["END_GATE"] = str(env.dir / "gate")   # absent: shardEnded does not checkpoint
+    w1 = env.worker(name="w1")
+    stuck = wait_for(lambda: w1.events("shard_stuck"), timeout=15, what="shard_stuck")
+    assert stuck[0]["shard"] == S0
+    st = {r["shard"]: r for r in env.status()}
+    assert set(st) == {S0, S1, S2}, st
+    assert st[S0]["state"] == "processing" and st[S0]["owner"] and st[S0]["recordsBehind"] == 0, st[S0]
+    assert st[S0]["checkpoint"] not in ("TRIM_HORIZON", "SHARD_END")
+    for c in (S1, S2):
+        assert st[c]["state"] == "waiting on parent" and st[c]["parents"] == [S0] and st[c]["owner"] is None, st[c]
+        assert st[c]["checkpoint"] == "TRIM_HORIZON"
+    assert st[S1]["recordsBehind"] + st[S2]["recordsBehind"] == 20, st
+    table = env.run("status").stdout.decode()
+    child_lines = [l for l in table.splitlines() if l.split()[1] in (S1, S2)]
+    assert len(child_lines) == 2 and all("waiting on parent" in l and S0 in l for l in child_lines), table
+    time.sleep(1.0)
+    assert not [s for s in read_stints(env.dir / "seen") if s.shard in (S1, S2) and s.records], \
+        "a child was processed before its parent checkpointed SHARD_END"
+    assert w1.stop() == 0, w1.logs()[-3000:]
+
+    # shardEnded checkpoints now: the parent finishes, the children run, the parent lease goes
+    (env.dir / "gate").write_text("")
+    poll = StatusPoller(env, interval=0.03).start()
+    w2 = env.worker(name="w2")
+    wait_for(lambda: set(env.leases()) == {S1, S2}, timeout=15, what="the parent lease is deleted")
+    wait_for(lambda: all(r.get("recordsBehind") == 0 for r in env.status()), timeout=15, what="children caught up")
+    poll.stop()
+    assert w2.stop() == 0
+    assert "finished" in poll.states(S0), poll.states(S0)
+    assert w2.events("shard_finished") and w2.events("shard_finished")[0]["shard"] == S0
+    for c in (S1, S2):
+        assert poll.states(c)[0] == "waiting on parent", poll.states(c)
+    stints = read_stints(env.dir / "seen")
+    check_key_order(stints, [f"{k}:{i}" for k in "ab" for i in range(30)])

@@ -1,0 +1,141 @@
+-- The decision rules of DESIGN.md section 4, as lua/shardrun/_host.lua and the
+-- C host apply them, exercised through shardrun.testing (which hands the
+-- batch to _host.lua itself).
+local testing = require "shardrun.testing"
+local record = require "shardrun.record"
+
+-- A processor returning what `decide(records)` gives.
+local function returning(decide)
+  return { processRecords = function(records) return decide(records) end }
+end
+
+local function decide(fn, items)
+  local recs = testing.records(items or { "a", "b", "c" })
+  return testing.process(returning(fn), recs), recs
+end
+
+describe("decisions", function()
+  it("nothing / nil: processed, no checkpoint", function()
+    assert.are.same({ kind = "none" }, (decide(function() end)))
+    assert.are.same({ kind = "none" }, (decide(function() return nil end)))
+  end)
+
+  it('"checkpoint": after the last record of the batch', function()
+    local d, recs = decide(function() return "checkpoint" end)
+    assert.are.equal("checkpoint", d.kind)
+    assert.are.equal(3, d.index)
+    assert.are.equal(recs[3], d.record)
+  end)
+
+  it('"checkpoint" on an empty batch names no record', function()
+    local d = decide(function() return "checkpoint" end, {})
+    assert.are.same({ kind = "checkpoint" }, d)
+  end)
+
+  it("{checkpoint = record}: at that record", function()
+    local d, recs = decide(function(r) return { checkpoint = r[2] } end)
+    assert.are.same({ kind = "at", index = 2, record = recs[2] }, d)
+  end)
+
+  it("a record of the batch itself: at that record", function()
+    local d, recs = decide(function(r) return r[1] end)
+    assert.are.same({ kind = "at", index = 1, record = recs[1] }, d)
+  end)
+
+  it("a sequence number string of the batch: at that record", function()
+    local d, recs = decide(function(r) return r[2].sequenceNumber end)
+    assert.are.same({ kind = "at", index = 2, record = recs[2] }, d)
+    d = decide(function(r) return { checkpoint = r[3].sequenceNumber } end)
+    assert.are.equal(3, d.index)
+  end)
+
+  it("a copy of a record (record.copy) matches by sequence and sub-sequence number", function()
+    local items = { { data = "a", sequenceNumber = "5", subSequenceNumber = 0 },
+      { data = "b", sequenceNumber = "5", subSequenceNumber = 1 },
+      { data = "c", sequenceNumber = "6", subSequenceNumber = 0 } }
+    local d = decide(function(r) return { checkpoint = record.copy(r[1]) } end, items)
+    assert.are.equal("at", d.kind)
+    assert.are.equal(1, d.index)
+    -- a bare sequence number shared by several (aggregated) records names the last of them
+    d = decide(function() return "5" end, items)
+    assert.are.equal(2, d.index)
+  end)
+
+  it("a sequence number not in the batch is an error naming it", function()
+    local d = decide(function() return "123456789" end)
+    assert.are.equal("error", d.kind)
+    assert.matches("invalid decision: sequence number 123456789 is not in this batch", d.error, 1, true)
+    d = decide(function() return { checkpoint = { sequenceNumber = "42" } } end)
+    assert.are.equal("error", d.kind)
+    assert.matches("sequence number 42 is not in this batch", d.error, 1, true)
+  end)
+
+  it("a sub-sequence number not in the batch is an error", function()
+    local d = decide(function(r)
+      local c = record.copy(r[1])
+      c.subSequenceNumber = 7
+      return { checkpoint = c }
+    end)
+    assert.are.equal("error", d.kind)
+  end)
+
+  it("a number instead of a sequence number string is an error", function()
+    local d = decide(function() return 5 end)
+    assert.are.equal("error", d.kind)
+    assert.matches("got a number 5", d.error, 1, true)
+    d = decide(function() return { checkpoint = 5 } end)
+    assert.are.equal("error", d.kind)
+    assert.matches("must be a sequence number string, not a number", d.error, 1, true)
+  end)
+
+  it("other types and malformed tables are errors", function()
+    local cases = {
+      { true, "invalid decision: expected nil" },
+      { function() end, "got a function" },
+      { { foo = 1 }, "invalid decision: a table needs checkpoint = record or failed = record" },
+      { { checkpoint = true }, "checkpoint must be a record or a sequence number string, got a boolean" },
+      { { failed = 3 }, "failed must be a sequence number string, not a number" },
+    }
+    for _, c in ipairs(cases) do
+      local d = decide(function() return c[1] end)
+      assert.are.equal("error", d.kind)
+      assert.matches(c[2], d.error, 1, true)
+    end
+  end)
+
+  it("{failed = record, error = why}: failed at that record, with the message", function()
+    local d, recs = decide(function(r) return { failed = r[2], error = "bad input" } end)
+    assert.are.same({ kind = "failed", index = 2, record = recs[2], error = "bad input" }, d)
+  end)
+
+  it("{failed = record} without error gets a default message", function()
+    local d = decide(function(r) return { failed = r[3] } end)
+    assert.are.equal("failed", d.kind)
+    assert.are.equal(3, d.index)
+    assert.are.equal("record reported as failed", d.error)
+  end)
+
+  it("{failed = sequence number not in the batch} is an error", function()
+    local d = decide(function() return { failed = "999" } end)
+    assert.are.equal("error", d.kind)
+  end)
+
+  it("an error raised by processRecords is an error with message and traceback", function()
+    local d = decide(function() error("poison record") end)
+    assert.are.equal("error", d.kind)
+    assert.matches("poison record", d.error, 1, true)
+    assert.is_string(d.traceback)
+    assert.matches("traceback", d.traceback)
+  end)
+
+  it("a record of an earlier batch is not a record of this one", function()
+    local old
+    local P = { processRecords = function(records)
+      if old then return { checkpoint = old } end
+      old = records[1]
+    end }
+    testing.process(P, { "a" })
+    local d = testing.process(P, testing.records({ "b" }, { start = 2 }))
+    assert.are.equal("error", d.kind) -- its fields were never read: the view is dead
+  end)
+end)
