@@ -98,17 +98,18 @@ demo: deps
 	@scripts/demo.sh
 
 bench-local: all
-	@scripts/bench.sh local
+	@/usr/bin/python3 scripts/bench.py local
 
 bench-leases: all
-	@scripts/bench.sh leases
+	@scripts/bench-leases.sh
 
 bench-kinesis: all
-	@scripts/bench.sh kinesis
+	@scripts/bench-kinesis.sh
 
+# One table; BENCH_QUICK=1 for a smaller run.
 bench: deps
 	@$(MAKE) --no-print-directory all
-	@scripts/bench.sh all
+	@/usr/bin/python3 scripts/bench.py all
 
 format:
 	clang-format -i runtime/*.[ch] runtime/aws/*.[ch] tests/unit/*.c
@@ -119,3 +120,27 @@ lint:
 
 clean:
 	rm -rf build build-asan shardrun
+
+# Coverage-guided fuzzing of the parsers that read outside input (libFuzzer).
+FUZZ_TIME ?= 30
+FUZZ_CC   ?= clang
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iruntime -Iruntime/aws \
+              $(shell pkg-config --cflags libcjson 2>/dev/null)
+FUZZ_KPL_SRC := tests/fuzz/fuzz_kpl.c runtime/kpl.c runtime/buf.c runtime/log.c runtime/xalloc.c
+FUZZ_AWS_SRC := tests/fuzz/fuzz_aws_json.c runtime/aws/awsjson.c runtime/base64.c runtime/batch.c runtime/kpl.c \
+                runtime/lease.c runtime/seqnum.c runtime/source.c runtime/buf.c runtime/errbuf.c runtime/log.c \
+                runtime/xalloc.c
+
+$(BUILD)/fuzz/fuzz_kpl: $(FUZZ_KPL_SRC) $(wildcard runtime/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_KPL_SRC) -lcrypto -lpthread -o $@
+
+$(BUILD)/fuzz/fuzz_aws_json: $(FUZZ_AWS_SRC) $(wildcard runtime/*.h runtime/aws/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_AWS_SRC) -lcjson -lcrypto -lpthread -o $@
+
+.PHONY: fuzz
+fuzz: $(BUILD)/fuzz/fuzz_kpl $(BUILD)/fuzz/fuzz_aws_json
+	@mkdir -p $(BUILD)/fuzz/kpl-corpus $(BUILD)/fuzz/aws-corpus
+	$(BUILD)/fuzz/fuzz_kpl -max_total_time=$(FUZZ_TIME) -dict=tests/fuzz/fuzz_kpl.dict $(BUILD)/fuzz/kpl-corpus
+	$(BUILD)/fuzz/fuzz_aws_json -max_total_time=$(FUZZ_TIME) -dict=tests/fuzz/fuzz_aws_json.dict $(BUILD)/fuzz/aws-corpus

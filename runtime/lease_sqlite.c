@@ -19,6 +19,7 @@ typedef struct lease_sqlite {
     sqlite3 *db;
     char *path;
     char *table;    /* quoted identifier */
+    char *name;     /* the table's name as configured */
     defer_queue_t *defer;
 } lease_sqlite_t;
 
@@ -388,6 +389,7 @@ static void sqlite_destroy(lease_store_t *s)
     sqlite3_close(ls->db);
     free(ls->path);
     free(ls->table);
+    free(ls->name);
     free(ls);
 }
 
@@ -422,6 +424,36 @@ static char *sqlite_quote_ident(const char *name)
     return q;
 }
 
+/* A table made by an older shardrun (or by hand, with the KCL's columns
+ * only) gets the columns added since, so it is used as it is. */
+static int sqlite_add_missing_columns(lease_sqlite_t *ls, errbuf_t *err)
+{
+    static const char *const added[][2] = {
+        {"streamName", "TEXT"}, {"shardId", "TEXT"}, {"shardrunInfo", "TEXT"}, {"pendingOwner", "TEXT"},
+        {"checkpointSubSequenceNumber", "INTEGER DEFAULT 0"}, {"ownerSwitchesSinceCheckpoint", "INTEGER DEFAULT 0"},
+        {"parentShardId", "TEXT"}, {"childShardIds", "TEXT"}, {"startingHashKey", "TEXT"}, {"endingHashKey", "TEXT"},
+    };
+    char sql[512];
+    for (size_t i = 0; i < sizeof added / sizeof *added; i++) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(ls->db, "SELECT 1 FROM pragma_table_info(?) WHERE name = ?", -1, &st, NULL) !=
+            SQLITE_OK) {
+            sqlite3_finalize(st);
+            return errbuf_set(err, "%s: lease table %s: %s", ls->path, ls->table, sqlite3_errmsg(ls->db));
+        }
+        sqlite3_bind_text(st, 1, ls->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, added[i][0], -1, SQLITE_STATIC);
+        int present = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+        if (present) continue;
+        snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s %s", ls->table, added[i][0], added[i][1]);
+        if (sqlite3_exec(ls->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+            return errbuf_set(err, "%s: lease table %s: cannot add column %s: %s", ls->path, ls->table, added[i][0],
+                              sqlite3_errmsg(ls->db));
+    }
+    return 0;
+}
+
 lease_store_t *lease_sqlite_new(struct ev_loop *loop, const char *path, const char *table, errbuf_t *err)
 {
     lease_sqlite_t *ls = xcalloc(1, sizeof *ls); /* owned by the caller: lease_store_destroy */
@@ -429,12 +461,14 @@ lease_store_t *lease_sqlite_new(struct ev_loop *loop, const char *path, const ch
     ls->base.loop = loop;
     ls->path = xstrdup(path);
     ls->table = sqlite_quote_ident(table);
+    ls->name = xstrdup(table);
     if (sqlite3_open_v2(path, &ls->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
         errbuf_set(err, "%s: cannot open lease file: %s", path, ls->db ? sqlite3_errmsg(ls->db) : "out of memory");
         sqlite3_close(ls->db);
         free(ls->path);
         free(ls->table);
+        free(ls->name);
         free(ls);
         return NULL;
     }
@@ -455,6 +489,15 @@ lease_store_t *lease_sqlite_new(struct ev_loop *loop, const char *path, const ch
         sqlite3_close(ls->db);
         free(ls->path);
         free(ls->table);
+        free(ls->name);
+        free(ls);
+        return NULL;
+    }
+    if (sqlite_add_missing_columns(ls, err)) {
+        sqlite3_close(ls->db);
+        free(ls->path);
+        free(ls->table);
+        free(ls->name);
         free(ls);
         return NULL;
     }

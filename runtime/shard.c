@@ -588,6 +588,7 @@ static void shard_dispatch(shard_t *s)
         shard_maybe_fetch(s);
         return;
     }
+    if (s->fetch_ended && s->cp_seq) shard_flush_checkpoint(s); /* coalesced: write it now, not at the timer */
     if (s->fetch_ended && !s->cp_busy && !s->cp_seq) {
         s->phase = SHARD_ENDING;
         log_info("shard_end_reached", "stream=%s shard=%s", s->stream, s->id);
@@ -885,14 +886,18 @@ static void shard_maybe_rollback(shard_t *s)
     proc_script_unref(bad);
 }
 
-char *shard_describe(const shard_t *s)
+char *shard_describe(const shard_t *s, const char *reload_error)
 {
     cJSON *o = cJSON_CreateObject();
     const shard_stats_t *st = &s->stats;
     proc_script_t *script = proc_state_script(s->ps);
     cJSON_AddStringToObject(o, "state", shard_phase_name(s->phase));
     if (s->halt_error) cJSON_AddStringToObject(o, "error", s->halt_error);
-    if (script) cJSON_AddStringToObject(o, "version", script->hash);
+    if (script) {
+        cJSON_AddStringToObject(o, "version", script->hash);
+        cJSON_AddNumberToObject(o, "loadedAtMs", (double)script->loaded_ms);
+    }
+    if (reload_error) cJSON_AddStringToObject(o, "reloadError", reload_error);
     cJSON_AddNumberToObject(o, "millisBehind", (double)st->millis_behind);
     cJSON_AddNumberToObject(o, "records", (double)st->records);
     cJSON_AddNumberToObject(o, "batchesFailed", (double)st->batches_failed);

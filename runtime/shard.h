@@ -72,9 +72,9 @@ const char *shard_phase_name(shard_phase_t p);
 /* Nothing left to read or process right now, and every checkpoint written. */
 int shard_caught_up(const shard_t *s);
 proc_state_t *shard_proc(shard_t *s);
-/* JSON facts for `status` (phase, halt error, counters, script version).
- * Caller frees. */
-char *shard_describe(const shard_t *s);
+/* JSON facts for `status` (phase, halt error, counters, script version and
+ * load time, the stream's last reload error). Caller frees. */
+char *shard_describe(const shard_t *s, const char *reload_error);
 void shard_set_stream_cfg(shard_t *s, const config_stream_t *cfg);
 /* Hot reload: the shard runs `script` from its next batch on. */
 void shard_set_script(shard_t *s, proc_script_t *script);

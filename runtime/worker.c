@@ -114,8 +114,11 @@ static int worker_eligible(void *ud, const lease_t *lease, const lease_list_t *a
 
 static char *worker_describe(void *ud, const char *key)
 {
-    shard_t *s = worker_find_shard(ud, key);
-    return s ? shard_describe(s) : NULL;
+    worker_t *w = ud;
+    shard_t *s = worker_find_shard(w, key);
+    if (!s) return NULL;
+    int idx = worker_stream_index(w, shard_stream(s));
+    return shard_describe(s, idx >= 0 && w->reload ? reload_error(w->reload, (size_t)idx) : NULL);
 }
 
 static void worker_handoff_requested(void *ud, const char *key, const char *to)

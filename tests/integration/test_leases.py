@@ -162,7 +162,8 @@ def test_three_workers_converge_to_3_3_2_and_a_fourth_gets_shards_by_stealing(en
 
 
 def test_kill_9_shards_resume_elsewhere_within_lease_duration_and_only_after_the_last_checkpoint(env):
-    prepare(env, 4)
+    # checkpoints coalesced per 500 ms: the dead worker leaves processed records past its last checkpoint
+    prepare(env, 4, stream={"checkpoint_interval_ms": 500})
     prod = Producer(env, "s", batch=8, interval=0.03).start()
     w1, w2 = env.worker(name="w1"), env.worker(name="w2")
     ids = worker_ids([w1, w2])
@@ -483,7 +484,7 @@ def test_a_lease_table_without_the_newer_columns_is_used_as_it_is(env):
     env.put("s", [f"r{i}" for i in range(40)])
     w = env.worker("--drain", name="w0")
     try:
-        w.wait(15)
+        w.wait(8)
     except Exception:
         pass
     assert not w.events("lease_scan_failed"), w.events("lease_scan_failed")[:1]
@@ -515,3 +516,58 @@ def test_a_worker_stopped_while_its_handoff_request_is_pending_leaves_no_lease_i
     prod.stop()
     stuck = {k: dict(v) for k, v in rows.items() if w2_id in (v["leaseOwner"], v.get("pendingOwner"))}
     assert not stuck, f"after w2 stopped ({time.monotonic() - t_exit:.1f}s ago) the table still names it: {stuck}"
+
+
+SLOW_SHUTDOWN_PROCESSOR = r'''
+local ffi = require "ffi"
+pcall(ffi.cdef, "int usleep(unsigned int usec);")
+local P = {}
+local function note(what, shard)
+  local f = assert(io.open("events.log", "a"))
+  f:write(what, " ", shard.worker, " ", shard.id, "\n")
+  f:close()
+end
+function P.processRecords(records, shard) return "checkpoint" end
+function P.shutdownRequested(shard)
+  note("shutdownRequested", shard)
+  for i = 1, 20 do ffi.C.usleep(100000) end
+  return "checkpoint"
+end
+function P.leaseLost(shard) note("leaseLost", shard) end
+return P
+'''
+
+
+def test_a_lease_lost_during_shutdown_requested_is_told_to_the_processor(env):
+    # SIGTERM: shutdownRequested runs (2 s); the worker is paused past its lease meanwhile
+    # and a peer takes the shard. The processor's "checkpoint" from shutdownRequested
+    # is refused (fencing), so it must hear leaseLost: otherwise it believes its
+    # records are checkpointed while the peer processes them again.
+    env.write("p.lua", SLOW_SHUTDOWN_PROCESSOR)
+    env.config([{"name": "s", "processor": "p.lua"}])
+    env.create_stream("s", 1)
+    env.put("s", [f"r{i}" for i in range(10)])
+    w1 = env.worker(name="w1")
+    ids = worker_ids([w1])
+    (key,) = wait_for(lambda: [k for k, v in env.leases().items() if v["leaseOwner"] in ids], timeout=10,
+                      what="w1 owns the lease")
+    w2 = env.worker(name="w2")
+    ids.update(worker_ids([w2]))
+    w2_id = next(k for k, v in ids.items() if v is w2)
+    time.sleep(0.5)
+    w1.signal(signal.SIGTERM)
+    log = env.dir / "events.log"
+    wait_for(lambda: log.exists() and "shutdownRequested" in log.read_text(), timeout=10, what="shutdownRequested")
+    w1.signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: env.leases()[key]["leaseOwner"] == w2_id, timeout=LEASE_S + TAKER_S + 5,
+                 what="w2 takes the expired lease")
+    finally:
+        w1.signal(signal.SIGCONT)
+    w1.wait(20)
+    assert w1.events("lease_lost"), w1.logs()[-2000:]
+    assert env.leases()[key]["leaseOwner"] == w2_id
+    lines = log.read_text().split("\n")
+    assert any(l.startswith("leaseLost") and l.split()[1] in ids and l.split()[1] != w2_id for l in lines), \
+        f"w1 lost the lease during shutdownRequested but its processor never got leaseLost: {lines}"
+    w2.stop()

@@ -131,6 +131,10 @@ def test_broken_versions_never_replace_a_working_one(env):
         env.put("s", [f"{kind}{k}" for k in range(10)])
         wait_for(lambda: sum(1 for r in seen_versions(env) if r[4].startswith(kind)) == 10, what="records")
         assert {r[0] for r in seen_versions(env) if r[4].startswith(kind)} == {"v0"}
+    # status shows the version each shard runs and the last reload error
+    st = wait_for(lambda: [r for r in env.status() if r.get("worker", {}).get("reloadError")], what="status")
+    assert "has no processRecords function" in st[0]["worker"]["reloadError"]
+    assert st[0]["worker"]["version"] and st[0]["worker"]["loadedAtMs"] > 0
     # `shardrun check` says the same
     r = env.run("check", "p.lua", check=False)
     assert r.returncode != 0 and b"has no processRecords function" in r.stderr

@@ -170,9 +170,16 @@ def test_children_wait_on_a_parent_whose_shard_ended_did_not_checkpoint_and_stat
     table = env.run("status").stdout.decode()
     child_lines = [l for l in table.splitlines() if l.split()[1] in (S1, S2)]
     assert len(child_lines) == 2 and all("waiting on parent" in l and S0 in l for l in child_lines), table
-    time.sleep(1.0)
+    # shardEnded is asked again (every 10 s) and the shard is reported stuck again
+    again = wait_for(lambda: len(w1.events("shard_stuck")) >= 2 and w1.events("shard_stuck"), timeout=20,
+                     what="shard_stuck repeated")
+    assert all(e["shard"] == S0 for e in again)
+    ended = [e for s in read_stints(env.dir / "seen") if s.shard == S0 for e, _ in s.ends]
+    assert ended.count("shardEnded") >= 2, ended
     assert not [s for s in read_stints(env.dir / "seen") if s.shard in (S1, S2) and s.records], \
         "a child was processed before its parent checkpointed SHARD_END"
+    assert {r["shard"]: r["state"] for r in env.status()} == {S0: "processing", S1: "waiting on parent",
+                                                               S2: "waiting on parent"}
     assert w1.stop() == 0, w1.logs()[-3000:]
 
     # shardEnded checkpoints now: the parent finishes, the children run, the parent lease goes

@@ -174,6 +174,40 @@ static void test_malformed_rows_are_reported_not_fatal(void **state)
     lease_list_free(lr.list);
 }
 
+static void test_an_older_table_gets_the_newer_columns(void **state)
+{
+    char old[64];
+    snprintf(old, sizeof old, "/tmp/shardrun-test-lease-old-XXXXXX");
+    int fd = mkstemp(old);
+    close(fd);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(old, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE app(leaseKey TEXT PRIMARY KEY, leaseOwner TEXT, leaseCounter INTEGER,"
+                                      " checkpoint TEXT); INSERT INTO app VALUES('shardId-1', NULL, 7, '42')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    struct ev_loop *l2 = ev_loop_new(EVFLAG_AUTO);
+    errbuf_t err;
+    struct ev_loop *saved = loop;
+    loop = l2;
+    lease_store_t *s2 = lease_sqlite_new(l2, old, "app", &err);
+    if (!s2) fail_msg("%s", err.msg);
+    result_t lr = {0};
+    s2->ops->list(s2, on_list, &lr);
+    wait_for(&lr);
+    assert_int_equal(lr.st, LEASE_OK);
+    assert_int_equal(lr.list->count, 1);
+    assert_null(lr.list->leases[0].invalid);
+    assert_int_equal(lr.list->leases[0].counter, 7);
+    assert_string_equal(lr.list->leases[0].checkpoint, "42");
+    lease_list_free(lr.list);
+    lease_store_destroy(s2);
+    loop = saved;
+    ev_loop_destroy(l2);
+    unlink(old);
+}
+
 static void test_balance_target_is_ceiling_of_leases_over_workers(void **state)
 {
     assert_int_equal(lease_coord_target(8, 3), 3);
@@ -204,6 +238,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_every_write_is_conditional_on_owner_and_counter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_rows_are_reported_not_fatal, setup, teardown),
+        cmocka_unit_test(test_an_older_table_gets_the_newer_columns),
         cmocka_unit_test(test_balance_target_is_ceiling_of_leases_over_workers),
         cmocka_unit_test(test_parent_ids_parse_strictly),
     };
