@@ -69,7 +69,8 @@ typedef struct lease_store_ops {
     void (*create)(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud);
     /* counter+1 (and shardrunInfo := l->info when non-NULL) if owner and counter match. */
     void (*renew)(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud);
-    /* owner := new_owner, counter+1, ownerSwitches+1, if owner and counter match. */
+    /* owner := new_owner, pendingOwner := NULL (a request was for the old owner),
+     * counter+1, ownerSwitches+1, if owner and counter match. */
     void (*take)(lease_store_t *s, const lease_t *l, const char *new_owner, lease_write_cb cb, void *ud);
     /* checkpoint := (seq, sub), counter+1, ownerSwitches := 0, if owner and counter match. */
     void (*checkpoint)(lease_store_t *s, const lease_t *l, const char *seq, int64_t sub, lease_write_cb cb,
@@ -82,6 +83,8 @@ typedef struct lease_store_ops {
     /* owner := pendingOwner, pendingOwner := NULL, counter+1, ownerSwitches+1,
      * if owner, counter and pendingOwner match (the owner finished its batch). */
     void (*handoff)(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud);
+    /* pendingOwner := NULL if it is still `requester` (a worker stopping withdraws its requests). */
+    void (*cancel_handoff)(lease_store_t *s, const lease_t *l, const char *requester, lease_write_cb cb, void *ud);
     /* childShardIds := children, unconditional on owner (set at shard end). */
     void (*set_children)(lease_store_t *s, const lease_t *l, char **children, size_t n, lease_write_cb cb,
                          void *ud);

@@ -413,15 +413,15 @@ static void coord_request(lease_coord_t *c, const lease_t *l)
     c->store->ops->request_handoff(c->store, l, c->worker_id, coord_request_done, c);
 }
 
-static void coord_adopt(lease_coord_t *c, const lease_t *l)
+static void coord_adopt(lease_coord_t *c, const lease_t *l, const char *previous)
 {
     owned_t *o = xcalloc(1, sizeof *o); /* owned by the coordinator until lost/released/forgotten */
     lease_copy(&o->lease, l);
     o->renewed_ms = clock_mono_ms();
     o->next = c->owned;
     c->owned = o;
-    log_info("lease_taken", "lease=%s worker=%s counter=%lld checkpoint=%s previous_owner=handoff stolen=1 "
-             "graceful=1", l->key, c->worker_id, (long long)l->counter, l->checkpoint);
+    log_info("lease_taken", "lease=%s worker=%s counter=%lld checkpoint=%s previous_owner=%s stolen=1 "
+             "graceful=1", l->key, c->worker_id, (long long)l->counter, l->checkpoint, previous);
     c->h.acquired(c->ud, &o->lease);
 }
 
@@ -444,8 +444,11 @@ static void coord_handoffs(lease_coord_t *c, const lease_list_t *all, int64_t no
         request_t *r = coord_request_find(c, l->key);
         if (!r) continue;
         if (l->owner && !strcmp(l->owner, c->worker_id)) {
+            char *previous = r->owner;
+            r->owner = NULL;
             coord_request_drop(c, r);
-            if (!o && c->taking) coord_adopt(c, l);
+            if (!o && c->taking) coord_adopt(c, l, previous);
+            free(previous);
         } else if (!l->owner || strcmp(l->owner, r->owner) || !l->pending_owner ||
                    strcmp(l->pending_owner, c->worker_id)) {
             coord_request_drop(c, r); /* released, taken by someone else, or refused */
@@ -592,9 +595,25 @@ void lease_coord_start(lease_coord_t *c)
     ev_timer_start(c->loop, &c->take_timer);
 }
 
+static void coord_cancel_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
+{
+    lease_coord_t *c = ud;
+    c->in_flight_writes--;
+}
+
 void lease_coord_stop_taking(lease_coord_t *c)
 {
     c->taking = 0;
+    /* withdraw our handoff requests, so no lease is handed to a worker that is leaving */
+    while (c->requests) {
+        lease_t l = {0};
+        l.key = c->requests->key;
+        l.owner = c->requests->owner;
+        c->writes++;
+        c->in_flight_writes++;
+        c->store->ops->cancel_handoff(c->store, &l, c->worker_id, coord_cancel_done, c);
+        coord_request_drop(c, c->requests);
+    }
 }
 
 void lease_coord_scan_now(lease_coord_t *c)

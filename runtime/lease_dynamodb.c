@@ -414,12 +414,16 @@ static void ddb_take(lease_store_t *s, const lease_t *l, const char *new_owner, 
     free(r->row.owner);
     r->row.owner = xstrdup(new_owner);
     r->row.owner_switches = l->owner_switches + 1;
+    free(r->row.pending_owner);
+    r->row.pending_owner = NULL;
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#sw", "ownerSwitchesSinceCheckpoint");
+    cJSON_AddStringToObject(names, "#po", "pendingOwner");
     ddb_val(values, ":new", "S", new_owner);
     ddb_val_n(values, ":zero", 0);
     ddb_val_n(values, ":one", 1);
-    ddb_update(ds, r, l, "#o = :new, #sw = if_not_exists(#sw, :zero) + :one", "", q, names, values);
+    /* a handoff request was for the previous owner */
+    ddb_update(ds, r, l, "#o = :new, #sw = if_not_exists(#sw, :zero) + :one", "#po", q, names, values);
 }
 
 static void ddb_checkpoint(lease_store_t *s, const lease_t *l, const char *seq, int64_t sub, lease_write_cb cb,
@@ -516,6 +520,22 @@ static void ddb_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb, v
     ddb_send(r);
 }
 
+static void ddb_cancel_handoff(lease_store_t *s, const lease_t *l, const char *requester, lease_write_cb cb,
+                               void *ud)
+{
+    ddb_store_t *ds = (ddb_store_t *)s;
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
+    free(r->row.pending_owner);
+    r->row.pending_owner = NULL;
+    cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
+    cJSON_AddStringToObject(names, "#po", "pendingOwner");
+    ddb_val(values, ":req", "S", requester);
+    cJSON_AddStringToObject(q, "UpdateExpression", "REMOVE #po");
+    cJSON_AddStringToObject(q, "ConditionExpression", "#po = :req");
+    r->body = ddb_print(q);
+    ddb_send(r);
+}
+
 static void ddb_set_children(lease_store_t *s, const lease_t *l, char **children, size_t n, lease_write_cb cb,
                              void *ud)
 {
@@ -560,6 +580,7 @@ static const lease_store_ops_t lease_dynamodb_ops = {
     .create = ddb_create,
     .renew = ddb_renew,
     .take = ddb_take,
+    .cancel_handoff = ddb_cancel_handoff,
     .checkpoint = ddb_checkpoint,
     .release = ddb_release,
     .request_handoff = ddb_request_handoff,

@@ -293,7 +293,10 @@ static void sqlite_take(lease_store_t *s, const lease_t *l, const char *new_owne
     r->row.owner = xstrdup(new_owner);
     r->row.owner_switches = l->owner_switches + 1;
     sqlite_arg_t args[] = {ARG_T(new_owner)};
-    sqlite_update(ls, r, l, "leaseOwner=?, ownerSwitchesSinceCheckpoint=ownerSwitchesSinceCheckpoint+1", args, 1);
+    free(r->row.pending_owner);
+    r->row.pending_owner = NULL;
+    sqlite_update(ls, r, l, "leaseOwner=?, pendingOwner=NULL, ownerSwitchesSinceCheckpoint=ownerSwitchesSinceCheckpoint+1",
+                  args, 1);
 }
 
 static void sqlite_checkpoint(lease_store_t *s, const lease_t *l, const char *seq, int64_t sub, lease_write_cb cb,
@@ -356,6 +359,20 @@ static void sqlite_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb
     sqlite_finish(ls, r, st);
 }
 
+static void sqlite_cancel_handoff(lease_store_t *s, const lease_t *l, const char *requester, lease_write_cb cb,
+                                  void *ud)
+{
+    lease_sqlite_t *ls = (lease_sqlite_t *)s;
+    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
+    lease_copy(&r->row, l);
+    free(r->row.pending_owner);
+    r->row.pending_owner = NULL;
+    char sql[256];
+    snprintf(sql, sizeof sql, "UPDATE %s SET pendingOwner=NULL WHERE leaseKey=? AND pendingOwner=?", ls->table);
+    sqlite_arg_t args[] = {ARG_T(l->key), ARG_T(requester)};
+    sqlite_finish(ls, r, sqlite_write(ls, r, sql, args, 2));
+}
+
 static void sqlite_set_children(lease_store_t *s, const lease_t *l, char **children, size_t n, lease_write_cb cb,
                                 void *ud)
 {
@@ -403,6 +420,7 @@ static const lease_store_ops_t lease_sqlite_ops = {
     .release = sqlite_release,
     .request_handoff = sqlite_request_handoff,
     .handoff = sqlite_handoff,
+    .cancel_handoff = sqlite_cancel_handoff,
     .set_children = sqlite_set_children,
     .remove = sqlite_remove,
     .destroy = sqlite_destroy,

@@ -549,7 +549,12 @@ void shard_job_done(shard_t *s, proc_job_t *job)
         break;
     case JOB_PROCESS: shard_process_done(s, job); break;
     case JOB_SHARD_ENDED: shard_ended_done(s, job); break;
-    case JOB_SHUTDOWN: shard_shutdown_done(s, job); return;
+    case JOB_SHUTDOWN:
+        if (s->phase != SHARD_LOST) {
+            shard_shutdown_done(s, job);
+            return;
+        }
+        break; /* lost while shutdownRequested ran: no checkpoint; leaseLost follows */
     case JOB_LEASE_LOST: shard_submit(s, JOB_CLOSE); return;
     case JOB_CLOSE:
         s->lua_closed = 1;
@@ -912,12 +917,14 @@ char *shard_describe(const shard_t *s, const char *reload_error)
     return json;
 }
 
-int shard_caught_up(const shard_t *s)
+int shard_caught_up(shard_t *s)
 {
     if (s->phase == SHARD_HALTED) return 1;
-    return s->phase == SHARD_RUNNING && !s->job_busy && !s->head && !s->fetch_busy && s->caught_up &&
-           !s->cp_busy && !s->cp_seq && !s->fetch_ended && !s->retry && !s->final &&
-           !ev_is_active(&s->retry_timer);
+    int idle = s->phase == SHARD_RUNNING && !s->job_busy && !s->head && !s->fetch_busy && s->caught_up &&
+               !s->fetch_ended && !s->retry && !s->final && !ev_is_active(&s->retry_timer);
+    /* caught up but for a coalesced checkpoint: write it now rather than at its timer */
+    if (idle && s->cp_seq) shard_flush_checkpoint(s);
+    return idle && !s->cp_busy && !s->cp_seq;
 }
 
 void shard_free(shard_t *s)

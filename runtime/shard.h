@@ -69,8 +69,9 @@ const char *shard_id(const shard_t *s);
 const char *shard_stream(const shard_t *s);
 shard_phase_t shard_phase(const shard_t *s);
 const char *shard_phase_name(shard_phase_t p);
-/* Nothing left to read or process right now, and every checkpoint written. */
-int shard_caught_up(const shard_t *s);
+/* Nothing left to read or process right now, and every checkpoint written.
+ * A coalesced checkpoint still waiting for its interval is written now. */
+int shard_caught_up(shard_t *s);
 proc_state_t *shard_proc(shard_t *s);
 /* JSON facts for `status` (phase, halt error, counters, script version and
  * load time, the stream's last reload error). Caller frees. */

@@ -107,9 +107,10 @@ static void worker_lost(void *ud, const char *key)
 static int worker_eligible(void *ud, const lease_t *lease, const lease_list_t *all)
 {
     worker_t *w = ud;
-    /* not while an earlier shard object of this lease is still closing */
+    /* a lease we run counts; one whose earlier shard object is still closing does not */
     return !w->stopping && worker_stream_index(w, shardsync_lease_stream(w->cfg, lease)) >= 0 &&
-           shardsync_parents_done(w->cfg, lease, all) && !worker_find_shard(w, lease->key);
+           shardsync_parents_done(w->cfg, lease, all) &&
+           (lease_coord_owned(w->coord, lease->key) || !worker_find_shard(w, lease->key));
 }
 
 static char *worker_describe(void *ud, const char *key)
