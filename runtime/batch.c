@@ -54,18 +54,10 @@ static uint64_t batch_put(batch_t **bp, const void *p, size_t n)
 int batch_add(batch_t **bp, const void *data, size_t data_len, const void *pkey, size_t pkey_len,
               const char *seq, size_t seq_len, int64_t sub_seq, int64_t arrival_ms)
 {
-    if ((*bp)->count >= (*bp)->cap) return -1;
-    batch_record_t r = {0};
-    r.data_off = batch_put(bp, data, data_len);
-    r.pkey_off = batch_put(bp, pkey, pkey_len);
-    r.seq_off = batch_put(bp, seq, seq_len);
-    r.data_len = (uint32_t)data_len;
-    r.pkey_len = (uint32_t)pkey_len;
-    r.seq_len = (uint32_t)seq_len;
-    r.sub_seq = sub_seq;
-    r.arrival_ms = arrival_ms;
-    batch_t *b = *bp;
-    b->recs[b->count++] = r;
+    char *dst = batch_add_begin(bp, data_len);
+    if (!dst) return -1;
+    if (data_len) memcpy(dst, data, data_len);
+    batch_add_end(bp, data_len, pkey, pkey_len, seq, seq_len, sub_seq, arrival_ms);
     return 0;
 }
 

@@ -1,4 +1,5 @@
 #include "shard.h"
+#include "shard_internal.h"
 
 #include <cjson/cJSON.h>
 #include <ev.h>
@@ -7,7 +8,6 @@
 #include <string.h>
 
 #include "clock.h"
-#include "deadletter.h"
 #include "log.h"
 #include "policy.h"
 #include "seqnum.h"
@@ -19,72 +19,10 @@
 #define SHARD_HALT_REPEAT_S 60.0     /* a halted shard says so every minute */
 #define SHARD_STUCK_GRACE_MS 5000    /* after an interrupt, before the worker gives up on the thread */
 
-typedef struct queued {
-    batch_t *batch;
-    int bisected;                /* a piece of a bisected batch: no retries of its own */
-    struct queued *next;
-} queued_t;
 
-struct shard {
-    shard_env_t *env;
-    const config_stream_t *cfg;
-    char *key, *stream, *id;
-    shard_phase_t phase;
-    proc_state_t *ps;
-    proc_job_t job;
-    int job_busy;
-    int initialized;
-    ev_timer job_timer;          /* process_timeout_ms */
-    int64_t interrupted_ms;      /* when the running job was interrupted (0: not) */
-    /* fetching */
-    char *iterator;              /* NULL: none yet, or the shard has ended */
-    int iterator_wanted;
-    int fetch_busy;              /* a get_records or get_iterator is in flight */
-    int lua_closed;              /* JOB_CLOSE done: freed once no callback can still reach s */
-    int fetch_ended;             /* no more records: the shard is closed and read to the end */
-    int caught_up;               /* the last read found nothing more to read */
-    int64_t next_fetch_ms;       /* monotonic: rate limit */
-    ev_timer fetch_timer;
-    queued_t *head, *tail;
-    size_t queued;
-    char *start_seq;             /* the checkpoint we resumed from: skip (seq, sub <= start_sub) */
-    int64_t start_sub;
-    char *last_fetched;          /* to get a new iterator after an expired one */
-    int64_t last_fetched_sub;
-    /* processing and checkpoints */
-    batch_t *current;
-    int current_bisected;
-    int64_t attempts;            /* retries made of `current` (error policy) */
-    batch_t *retry;              /* records waiting for retry_timer to run again */
-    int retry_bisected;
-    batch_t *final;              /* records whose dead-letter write must be retried */
-    char *final_error, *final_tb;
-    ev_timer retry_timer;
-    unsigned seed;
-    proc_script_t *script;       /* the version this shard should run */
-    proc_script_t *previous;     /* the one before a hot reload (rollback) */
-    int64_t fails_since_swap;    /* failed batches in a row since the swap */
-    char *done_seq;              /* the last record processed (for shutdownRequested's checkpoint) */
-    int64_t done_sub;
-    char *checkpointed;          /* as last written */
-    int cp_busy;                 /* checkpoint writes in flight */
-    int64_t cp_wanted_ms;        /* coalescing: when the interval allows the next write */
-    char *cp_seq;                /* coalesced checkpoint waiting for cp_timer */
-    int64_t cp_sub;
-    ev_timer cp_timer;
-    int releasing;
-    int handoff;                 /* stopping to hand the lease to the worker that asked */
-    ev_timer halt_timer;
-    char *halt_error;
-    shard_stats_t stats;
-};
-
-static void shard_dispatch(shard_t *s);
 static void shard_maybe_fetch(shard_t *s);
 static void shard_maybe_close(shard_t *s);
 static void shard_maybe_free(shard_t *s);
-static void shard_submit(shard_t *s, proc_job_kind_t kind);
-static void shard_maybe_rollback(shard_t *s);
 
 const char *shard_phase_name(shard_phase_t p)
 {
@@ -101,7 +39,7 @@ proc_state_t *shard_proc(shard_t *s) { return s->ps; }
 const shard_stats_t *shard_stats(const shard_t *s) { return &s->stats; }
 void shard_set_stream_cfg(shard_t *s, const config_stream_t *cfg) { s->cfg = cfg; }
 
-static void shard_set_str(char **dst, const char *v)
+void shard_set_str(char **dst, const char *v)
 {
     char *copy = xstrdup(v);
     free(*dst);
@@ -111,7 +49,7 @@ static void shard_set_str(char **dst, const char *v)
 /* ---- the prefetch queue ---------------------------------------------------- */
 
 /* Every batch a shard holds counts towards the worker's buffer bound. */
-static void shard_account(shard_t *s, batch_t *b)
+void shard_account(shard_t *s, batch_t *b)
 {
     s->env->buffered_bytes += b->bytes;
 }
@@ -128,7 +66,7 @@ static void shard_enqueue(shard_t *s, batch_t *b)
 }
 
 /* Bisected pieces go before everything fetched after them: order is kept. */
-static void shard_push_front(shard_t *s, batch_t *b, int bisected)
+void shard_push_front(shard_t *s, batch_t *b, int bisected)
 {
     queued_t *q = xcalloc(1, sizeof *q); /* freed when dequeued */
     q->batch = b;
@@ -153,7 +91,7 @@ static batch_t *shard_dequeue(shard_t *s, int *bisected)
     return b;
 }
 
-static void shard_release_batch(shard_t *s, batch_t *b)
+void shard_release_batch(shard_t *s, batch_t *b)
 {
     if (!b) return;
     s->env->buffered_bytes -= b->bytes;
@@ -237,7 +175,7 @@ static void shard_on_cp_timer(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 /* Checkpoint at (seq, sub): at once, or coalesced per checkpoint_interval_ms. */
-static void shard_checkpoint(shard_t *s, const char *seq, int64_t sub)
+void shard_checkpoint(shard_t *s, const char *seq, int64_t sub)
 {
     shard_set_str(&s->cp_seq, seq);
     s->cp_sub = sub;
@@ -284,7 +222,7 @@ static void shard_on_job_timer(struct ev_loop *loop, ev_timer *t, int revents)
     ev_timer_start(loop, t);
 }
 
-static void shard_submit(shard_t *s, proc_job_kind_t kind)
+void shard_submit(shard_t *s, proc_job_kind_t kind)
 {
     /* One job per shard: the job struct is embedded, so a second submit
      * would corrupt the pool's queue. */
@@ -309,7 +247,7 @@ static void shard_submit(shard_t *s, proc_job_kind_t kind)
     proc_pool_submit(s->env->pool, &s->job);
 }
 
-static void shard_halt(shard_t *s, const char *why)
+void shard_halt(shard_t *s, const char *why)
 {
     s->phase = SHARD_HALTED;
     shard_set_str(&s->halt_error, why);
@@ -331,132 +269,13 @@ static void shard_on_halt_timer(struct ev_loop *loop, ev_timer *t, int revents)
               log_quote(s->halt_error, q, sizeof q));
 }
 
-static void shard_remember_done(shard_t *s, const batch_t *b, size_t i);
 
-/* The records the policy gave up on: skip, dead-letter or halt. Returns 0
- * when the shard may go on past them (they are checkpointed). */
-static int shard_final(shard_t *s, batch_t *b, const char *error, const char *tb)
-{
-    const policy_config_t *p = &s->cfg->policy;
-    char q[2048];
-    if (p->final == FINAL_HALT || p->final == FINAL_RETRY) {
-        char why[4096];
-        snprintf(why, sizeof why, "%s%s%s (records %s..%s, %zu records, attempts %lld)", error, tb && *tb ? "\n" : "",
-                 tb ? tb : "", batch_seq(b, 0), batch_seq(b, b->count - 1), b->count, (long long)s->attempts + 1);
-        shard_halt(s, why);
-        return -1;
-    }
-    if (p->final == FINAL_DEAD_LETTER) {
-        errbuf_t err;
-        deadletter_info_t info = {s->stream, s->id, s->env->worker_id, error, tb, s->attempts + 1};
-        if (deadletter_write(p, s->env->local_stream_path, &info, b, 0, b->count, &err)) {
-            log_error("dead_letter_failed", "stream=%s shard=%s first=%s last=%s count=%zu error=%s action=\"retry "
-                      "the write; no checkpoint past these records\"", s->stream, s->id, batch_seq(b, 0),
-                      batch_seq(b, b->count - 1), b->count, log_quote(err.msg, q, sizeof q));
-            return 1;
-        }
-        s->stats.dead_lettered += (int64_t)b->count;
-        log_warn("records_dead_lettered", "stream=%s shard=%s first=%s last=%s count=%zu destination=%s error=%s",
-                 s->stream, s->id, batch_seq(b, 0), batch_seq(b, b->count - 1), b->count,
-                 p->dead_letter_file ? p->dead_letter_file : p->dead_letter_stream, log_quote(error, q, sizeof q));
-    } else {
-        s->stats.skipped += (int64_t)b->count;
-        log_warn("records_skipped", "stream=%s shard=%s first=%s last=%s count=%zu error=%s", s->stream, s->id,
-                 batch_seq(b, 0), batch_seq(b, b->count - 1), b->count, log_quote(error, q, sizeof q));
-    }
-    shard_remember_done(s, b, b->count - 1);
-    shard_checkpoint(s, s->done_seq, s->done_sub);
-    return 0;
-}
 
-static void shard_set_final(shard_t *s, batch_t *b, const char *error, const char *tb)
-{
-    s->final = b;
-    shard_set_str(&s->final_error, error);
-    shard_set_str(&s->final_tb, tb ? tb : "");
-}
 
-static void shard_retry_later(shard_t *s, int64_t delay_ms)
-{
-    ev_timer_stop(s->env->loop, &s->retry_timer);
-    ev_timer_set(&s->retry_timer, (double)delay_ms / 1000.0, 0.0);
-    ev_timer_start(s->env->loop, &s->retry_timer);
-}
 
-/* Records [from, n) of the current batch failed: the error policy decides
- * (DESIGN.md section 5). Nothing past them is checkpointed until they are
- * processed, skipped (logged, counted) or durably dead-lettered. */
-static void shard_batch_failed(shard_t *s, proc_job_t *job)
-{
-    batch_t *b = s->current;
-    size_t from = job->decision == DEC_FAILED ? job->index : 0;
-    const policy_config_t *p = &s->cfg->policy;
-    const char *error = job->error ? job->error : "error";
-    char q[2048];
-    s->stats.batches_failed++;
-    shard_maybe_rollback(s);
-    if (job->timed_out) s->stats.timeouts++;
-    if (job->out_of_memory) s->stats.memory_cap_hits++;
-    batch_t *failing = from ? batch_slice(b, from, b->count) : b;
-    if (from) shard_account(s, failing);
-    else s->current = NULL; /* ownership moves to the policy */
-    policy_step_t step = policy_next(p, s->attempts, failing->count, s->current_bisected,
-                                     failing->recs[0].arrival_ms, clock_wall_ms());
-    log_warn("batch_failed", "stream=%s shard=%s first=%s last=%s count=%zu attempt=%lld next=%s error=%s%s%s",
-             s->stream, s->id, batch_seq(failing, 0), batch_seq(failing, failing->count - 1), failing->count,
-             (long long)s->attempts + 1, policy_step_name(step), log_quote(error, q, sizeof q),
-             job->traceback ? " traceback=" : "", job->traceback ? log_quote(job->traceback, q, sizeof q) : "");
-    if (step == POLICY_RETRY) {
-        s->attempts++;
-        s->stats.retries++;
-        s->retry = failing;
-        s->retry_bisected = 0;
-        shard_retry_later(s, policy_backoff_ms(p, s->attempts, &s->seed));
-        return;
-    }
-    if (step == POLICY_BISECT) {
-        size_t half = failing->count / 2;
-        batch_t *second = batch_slice(failing, half, failing->count);
-        batch_t *first = batch_slice(failing, 0, half);
-        shard_release_batch(s, failing);
-        shard_push_front(s, second, 1);
-        shard_push_front(s, first, 1);
-        s->attempts = 0;
-        return;
-    }
-    int rc = shard_final(s, failing, error, job->traceback);
-    s->attempts = 0;
-    if (rc > 0) {
-        shard_set_final(s, failing, error, job->traceback);
-        shard_retry_later(s, policy_backoff_ms(p, 1, &s->seed));
-        return;
-    }
-    shard_release_batch(s, failing);
-}
 
-static void shard_on_retry_timer(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    shard_t *s = t->data;
-    if (s->final && s->phase == SHARD_RUNNING) {
-        /* the dead-letter write failed before: try it again */
-        batch_t *b = s->final;
-        s->final = NULL;
-        int rc = shard_final(s, b, s->final_error, s->final_tb);
-        if (rc > 0) {
-            s->final = b;
-            shard_retry_later(s, policy_backoff_ms(&s->cfg->policy, 2, &s->seed));
-            return;
-        }
-        shard_release_batch(s, b);
-    }
-    if (s->phase == SHARD_INIT && !s->job_busy) {
-        shard_submit(s, JOB_INIT);
-        return;
-    }
-    shard_dispatch(s);
-}
 
-static void shard_remember_done(shard_t *s, const batch_t *b, size_t i)
+void shard_remember_done(shard_t *s, const batch_t *b, size_t i)
 {
     shard_set_str(&s->done_seq, batch_seq(b, i));
     s->done_sub = b->recs[i].sub_seq;
@@ -575,7 +394,7 @@ void shard_job_done(shard_t *s, proc_job_t *job)
 }
 
 /* Starts the next job if the shard is free: a batch, or shardEnded at the end. */
-static void shard_dispatch(shard_t *s)
+void shard_dispatch(shard_t *s)
 {
     if (s->job_busy || s->phase != SHARD_RUNNING || ev_is_active(&s->retry_timer) || s->final) return;
     if (s->retry) {
@@ -864,32 +683,7 @@ static void shard_maybe_close(shard_t *s)
     shard_submit(s, JOB_CLOSE);
 }
 
-void shard_set_script(shard_t *s, proc_script_t *script)
-{
-    if (script == s->script) return;
-    proc_script_ref(script);
-    proc_script_unref(s->previous);
-    s->previous = s->script;
-    s->script = script;
-    s->fails_since_swap = 0;
-    proc_state_set_script(s->ps, script);
-}
 
-/* reload.rollback_after_failures: a new version that fails N batches in a
- * row on this shard gives way to the previous one, on this shard. */
-static void shard_maybe_rollback(shard_t *s)
-{
-    int64_t n = s->env->rollback_after_failures;
-    if (n <= 0 || !s->previous || ++s->fails_since_swap < n) return;
-    log_warn("reload_rolled_back", "stream=%s shard=%s from=%s to=%s failures=%lld", s->stream, s->id,
-             s->script->hash, s->previous->hash, (long long)s->fails_since_swap);
-    proc_script_t *bad = s->script;
-    s->script = s->previous;
-    s->previous = NULL;
-    s->fails_since_swap = 0;
-    proc_state_set_script(s->ps, s->script);
-    proc_script_unref(bad);
-}
 
 char *shard_describe(const shard_t *s, const char *reload_error)
 {

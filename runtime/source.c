@@ -37,19 +37,22 @@ const char *source_err_name(source_err_t e)
     return "unknown";
 }
 
+void source_shard_clear(source_shard_t *s)
+{
+    free(s->id);
+    free(s->parent);
+    free(s->adjacent_parent);
+    free(s->start_hash);
+    free(s->end_hash);
+    free(s->start_seq);
+    free(s->end_seq);
+    memset(s, 0, sizeof *s);
+}
+
 void source_shard_list_free(source_shard_list_t *l)
 {
     if (!l) return;
-    for (size_t i = 0; i < l->count; i++) {
-        source_shard_t *s = &l->shards[i];
-        free(s->id);
-        free(s->parent);
-        free(s->adjacent_parent);
-        free(s->start_hash);
-        free(s->end_hash);
-        free(s->start_seq);
-        free(s->end_seq);
-    }
+    for (size_t i = 0; i < l->count; i++) source_shard_clear(&l->shards[i]);
     free(l->shards);
     free(l);
 }

@@ -50,6 +50,7 @@ typedef struct source_shard_list {
     source_shard_t *shards;  /* owned by the list */
 } source_shard_list_t;
 
+void source_shard_clear(source_shard_t *s);   /* frees the fields, not s itself */
 void source_shard_list_free(source_shard_list_t *l);
 const source_shard_t *source_shard_find(const source_shard_list_t *l, const char *id);
 

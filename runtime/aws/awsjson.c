@@ -196,18 +196,6 @@ static char *aj_strdup_field(const cJSON *o, const char *name, int *bad)
     return v ? xstrdup(v->valuestring) : NULL;
 }
 
-static void aj_shard_clear(source_shard_t *s)
-{
-    free(s->id);
-    free(s->parent);
-    free(s->adjacent_parent);
-    free(s->start_hash);
-    free(s->end_hash);
-    free(s->start_seq);
-    free(s->end_seq);
-    memset(s, 0, sizeof *s);
-}
-
 static int aj_shard(const cJSON *o, source_shard_t *s)
 {
     int bad = 0;
@@ -253,7 +241,7 @@ awsjson_status_t awsjson_list_shards(const char *body, size_t len, source_shard_
         if (aj_shard(o, &add[i])) {
             errbuf_set(err, "ListShards response: Shards[%zu]: ShardId, HashKeyRange and SequenceNumberRange must "
                        "be present with string fields", i);
-            for (size_t k = 0; k <= i; k++) aj_shard_clear(&add[k]);
+            for (size_t k = 0; k <= i; k++) source_shard_clear(&add[k]);
             free(add);
             cJSON_Delete(j);
             return AWSJSON_ESHAPE;
