@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "streamdb.h"
 #include "xalloc.h"
 
 /* Replaces bytes that would make the JSON line invalid UTF-8 (errors and
@@ -93,7 +92,7 @@ static void deadletter_rotate(const char *path, int64_t max_bytes)
     if (rename(path, dst) != 0) return; /* keep appending: never lose a record over rotation */
 }
 
-static int deadletter_write_file(const char *path, int64_t max_bytes, const buf_t *lines, errbuf_t *err)
+static int deadletter_append(const char *path, int64_t max_bytes, const buf_t *lines, errbuf_t *err)
 {
     deadletter_rotate(path, max_bytes);
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -118,38 +117,12 @@ static int deadletter_write_file(const char *path, int64_t max_bytes, const buf_
     return close(fd) == 0 ? 0 : errbuf_set(err, "dead-letter file %s: close: %s", path, strerror(errno));
 }
 
-static int deadletter_write_stream(const char *stream_path, const char *stream, const batch_t *b, size_t from,
-                                   const buf_t *lines, errbuf_t *err)
-{
-    if (!stream_path) return errbuf_set(err, "dead_letter.stream needs the local source");
-    streamdb_t *db = NULL;
-    if (streamdb_open(stream_path, 0, &db, err)) return -1;
-    int rc = streamdb_begin(db, err);
-    const char *line = lines->data;
-    for (size_t i = from; !rc && line && *line; i++) {
-        const char *nl = strchr(line, '\n');
-        size_t len = nl ? (size_t)(nl - line) : strlen(line);
-        char shard[32], seq[24];
-        const batch_record_t *r = &b->recs[i];
-        const char *pkey = r->pkey_len ? batch_pkey(b, i) : "deadletter";
-        size_t pkey_len = r->pkey_len ? r->pkey_len : 10;
-        rc = streamdb_put(db, stream, pkey, pkey_len, line, len, clock_wall_ms(), shard, seq, err);
-        line = nl ? nl + 1 : NULL;
-    }
-    if (!rc) rc = streamdb_commit(db, err);
-    else streamdb_rollback(db);
-    streamdb_close(db);
-    return rc;
-}
-
-int deadletter_write(const policy_config_t *p, const char *local_stream_path, const deadletter_info_t *info,
-                     const batch_t *b, size_t from, size_t to, errbuf_t *err)
+int deadletter_write_file(const policy_config_t *p, const deadletter_info_t *info, const batch_t *b, size_t from,
+                          size_t to, errbuf_t *err)
 {
     buf_t lines = BUF_INIT;
     for (size_t i = from; i < to; i++) deadletter_format(&lines, info, b, i);
-    int rc = p->dead_letter_file ? deadletter_write_file(p->dead_letter_file, p->dead_letter_max_bytes, &lines, err)
-                                 : deadletter_write_stream(local_stream_path, p->dead_letter_stream, b, from, &lines,
-                                                           err);
+    int rc = deadletter_append(p->dead_letter_file, p->dead_letter_max_bytes, &lines, err);
     buf_free(&lines);
     return rc;
 }

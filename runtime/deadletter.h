@@ -3,8 +3,8 @@
  * Each failed record becomes one JSON line: stream, shard, sequenceNumber,
  * subSequenceNumber, partitionKey, data (base64), approximateArrivalTimestamp,
  * error, traceback, attempts, worker, time. Lines go to a JSONL file (flushed
- * and fsync'd before deadletter_write returns, so the checkpoint may move past
- * them; rotated by size) or, as record data, to a stream of the local source.
+ * and fsync'd before deadletter_write_file returns, so the checkpoint may move
+ * past them; rotated by size) or, as record data, to a stream of the source.
  * A write that fails returns -1: the shard must not checkpoint past them. */
 #ifndef SHARDRUN_DEADLETTER_H
 #define SHARDRUN_DEADLETTER_H
@@ -26,10 +26,11 @@ typedef struct deadletter_info {
 /* Appends the JSON line of record i of b to out (with a trailing newline). */
 void deadletter_format(buf_t *out, const deadletter_info_t *info, const batch_t *b, size_t i);
 
-/* Writes records [from, to) of b to the destination of policy p (file, or the
- * local stream file at local_stream_path). Returns 0 when all are durable. */
-int deadletter_write(const policy_config_t *p, const char *local_stream_path, const deadletter_info_t *info,
-                     const batch_t *b, size_t from, size_t to, errbuf_t *err);
+/* Writes records [from, to) of b to the dead-letter file of policy p.
+ * Returns 0 when all are on disk (fsync'd). A dead-letter *stream* is written
+ * by the shard through the source (asynchronous): see shard_policy.c. */
+int deadletter_write_file(const policy_config_t *p, const deadletter_info_t *info, const batch_t *b, size_t from,
+                          size_t to, errbuf_t *err);
 
 /* One parsed line of a dead-letter file (for `shardrun dlq replay`).
  * data/pkey are owned by the record: deadletter_record_clear(). */

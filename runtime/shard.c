@@ -22,7 +22,6 @@
 
 static void shard_maybe_fetch(shard_t *s);
 static void shard_maybe_close(shard_t *s);
-static void shard_maybe_free(shard_t *s);
 
 const char *shard_phase_name(shard_phase_t p)
 {
@@ -110,8 +109,11 @@ static void shard_drop_pending(shard_t *s)
 {
     shard_drop_queue(s);
     shard_release_batch(s, s->retry);
-    shard_release_batch(s, s->final);
-    s->retry = s->final = NULL;
+    s->retry = NULL;
+    if (!s->dl_busy) {   /* an in-flight dead-letter put still points into it */
+        shard_release_batch(s, s->final);
+        s->final = NULL;
+    }
 }
 
 /* ---- checkpoints ----------------------------------------------------------- */
@@ -119,9 +121,9 @@ static void shard_drop_pending(shard_t *s)
 /* The worker may free s only when nothing can call back into it: its Lua
  * state is closed, and no fetch or checkpoint write is in flight (a network
  * source or a busy lease store answers late). */
-static void shard_maybe_free(shard_t *s)
+void shard_maybe_free(shard_t *s)
 {
-    if (s->phase == SHARD_CLOSING && s->lua_closed && !s->job_busy && !s->fetch_busy && !s->cp_busy)
+    if (s->phase == SHARD_CLOSING && s->lua_closed && !s->job_busy && !s->fetch_busy && !s->cp_busy && !s->dl_busy)
         s->env->closed(s->env->ud, s);
 }
 
@@ -747,5 +749,7 @@ void shard_free(shard_t *s)
     free(s->halt_error);
     free(s->final_error);
     free(s->final_tb);
+    free(s->dl_lines);
+    free(s->dl_recs);
     free(s);
 }

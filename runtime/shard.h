@@ -41,7 +41,6 @@ typedef struct shard_env {
     int64_t first_batch_us;       /* monotonic time the first batch was submitted (0: none yet) */
     size_t max_buffered_bytes;
     int64_t min_poll_interval_ms; /* per-shard GetRecords rate limit of the source */
-    const char *local_stream_path;/* the local source's file (dead_letter.stream), else NULL */
     int64_t rollback_after_failures; /* reload.rollback_after_failures (0 = never) */
     void *ud;
     void (*closed)(void *ud, shard_t *s);        /* the shard can be freed now */

@@ -45,7 +45,10 @@ struct shard {
     int64_t attempts;            /* retries made of `current` (error policy) */
     batch_t *retry;              /* records waiting for retry_timer to run again */
     int retry_bisected;
-    batch_t *final;              /* records whose dead-letter write must be retried */
+    batch_t *final;              /* records whose dead-letter write is pending or must be retried */
+    int dl_busy;                 /* a dead-letter put to a stream is in flight */
+    char *dl_lines;              /* its JSON lines (the put's records point into them) */
+    source_put_record_t *dl_recs;
     char *final_error, *final_tb;
     ev_timer retry_timer;
     unsigned seed;
@@ -68,6 +71,7 @@ struct shard {
 };
 
 /* shard.c */
+void shard_maybe_free(shard_t *s);
 void shard_set_str(char **dst, const char *v);
 void shard_account(shard_t *s, batch_t *b);                 /* a batch the shard now holds */
 void shard_push_front(shard_t *s, batch_t *b, int bisected);

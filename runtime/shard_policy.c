@@ -13,8 +13,73 @@
 #include "shard_internal.h"
 #include "xalloc.h"
 
+static void shard_dead_lettered(shard_t *s, batch_t *b, const char *where, const char *error)
+{
+    char q[2048];
+    s->stats.dead_lettered += (int64_t)b->count;
+    log_warn("records_dead_lettered", "stream=%s shard=%s first=%s last=%s count=%zu destination=%s error=%s",
+             s->stream, s->id, batch_seq(b, 0), batch_seq(b, b->count - 1), b->count, where,
+             log_quote(error, q, sizeof q));
+    shard_remember_done(s, b, b->count - 1);
+    shard_checkpoint(s, s->done_seq, s->done_sub);
+}
+
+static void shard_dl_done(void *ud, source_err_t err, const char *msg)
+{
+    shard_t *s = ud;
+    s->dl_busy = 0;
+    free(s->dl_lines);
+    free(s->dl_recs);
+    s->dl_lines = NULL;
+    s->dl_recs = NULL;
+    if (s->phase == SHARD_CLOSING) {
+        shard_maybe_free(s);
+        return;
+    }
+    batch_t *b = s->final;
+    if (!b) return; /* dropped meanwhile (lease lost, shutdown): nothing was checkpointed */
+    if (err) {
+        char q[1024];
+        log_error("dead_letter_failed", "stream=%s shard=%s first=%s last=%s count=%zu destination=%s error=%s "
+                  "action=\"retry the write; no checkpoint past these records\"", s->stream, s->id, batch_seq(b, 0),
+                  batch_seq(b, b->count - 1), b->count, s->cfg->policy.dead_letter_stream, log_quote(msg, q, sizeof q));
+        shard_retry_later(s, policy_backoff_ms(&s->cfg->policy, 2, &s->seed));
+        return;
+    }
+    s->final = NULL;
+    if (s->phase == SHARD_RUNNING) shard_dead_lettered(s, b, s->cfg->policy.dead_letter_stream, s->final_error);
+    shard_release_batch(s, b);
+    shard_dispatch(s);
+}
+
+/* Puts the failed records, as dead-letter JSON lines, to the dead-letter
+ * stream through the source; the checkpoint waits for its answer. */
+static void shard_dead_letter_to_stream(shard_t *s, batch_t *b, const char *error, const char *tb)
+{
+    deadletter_info_t info = {s->stream, s->id, s->env->worker_id, error, tb, s->attempts + 1};
+    buf_t lines = BUF_INIT;
+    size_t *ends = xcalloc(b->count, sizeof *ends);
+    for (size_t i = 0; i < b->count; i++) {
+        deadletter_format(&lines, &info, b, i);
+        ends[i] = lines.len - 1; /* without the newline */
+    }
+    s->dl_lines = buf_detach(&lines);                        /* freed in shard_dl_done */
+    s->dl_recs = xcalloc(b->count, sizeof *s->dl_recs);       /* freed in shard_dl_done */
+    for (size_t i = 0, start = 0; i < b->count; i++) {
+        s->dl_recs[i].data = s->dl_lines + start;
+        s->dl_recs[i].data_len = ends[i] - start;
+        s->dl_recs[i].pkey = b->recs[i].pkey_len ? batch_pkey(b, i) : "deadletter";
+        start = ends[i] + 1;
+    }
+    free(ends);
+    s->dl_busy = 1;
+    s->env->source->ops->put(s->env->source, s->cfg->policy.dead_letter_stream, s->dl_recs, b->count, shard_dl_done,
+                             s);
+}
+
 /* The records the policy gave up on: skip, dead-letter or halt. Returns 0
- * when the shard may go on past them (they are checkpointed). */
+ * when the shard may go on past them (they are checkpointed), 1 when the
+ * dead-letter write failed (retry it), 2 when it is in flight. */
 static int shard_final(shard_t *s, batch_t *b, const char *error, const char *tb)
 {
     const policy_config_t *p = &s->cfg->policy;
@@ -26,19 +91,21 @@ static int shard_final(shard_t *s, batch_t *b, const char *error, const char *tb
         shard_halt(s, why);
         return -1;
     }
+    if (p->final == FINAL_DEAD_LETTER && p->dead_letter_stream) {
+        shard_dead_letter_to_stream(s, b, error, tb);
+        return 2;
+    }
     if (p->final == FINAL_DEAD_LETTER) {
         errbuf_t err;
         deadletter_info_t info = {s->stream, s->id, s->env->worker_id, error, tb, s->attempts + 1};
-        if (deadletter_write(p, s->env->local_stream_path, &info, b, 0, b->count, &err)) {
+        if (deadletter_write_file(p, &info, b, 0, b->count, &err)) {
             log_error("dead_letter_failed", "stream=%s shard=%s first=%s last=%s count=%zu error=%s action=\"retry "
                       "the write; no checkpoint past these records\"", s->stream, s->id, batch_seq(b, 0),
                       batch_seq(b, b->count - 1), b->count, log_quote(err.msg, q, sizeof q));
             return 1;
         }
-        s->stats.dead_lettered += (int64_t)b->count;
-        log_warn("records_dead_lettered", "stream=%s shard=%s first=%s last=%s count=%zu destination=%s error=%s",
-                 s->stream, s->id, batch_seq(b, 0), batch_seq(b, b->count - 1), b->count,
-                 p->dead_letter_file ? p->dead_letter_file : p->dead_letter_stream, log_quote(error, q, sizeof q));
+        shard_dead_lettered(s, b, p->dead_letter_file, error);
+        return 0;
     } else {
         s->stats.skipped += (int64_t)b->count;
         log_warn("records_skipped", "stream=%s shard=%s first=%s last=%s count=%zu error=%s", s->stream, s->id,
@@ -110,8 +177,8 @@ void shard_batch_failed(shard_t *s, proc_job_t *job)
     int rc = shard_final(s, failing, error, job->traceback);
     s->attempts = 0;
     if (rc > 0) {
-        shard_set_final(s, failing, error, job->traceback);
-        shard_retry_later(s, policy_backoff_ms(p, 1, &s->seed));
+        shard_set_final(s, failing, error, job->traceback); /* held until written */
+        if (rc == 1) shard_retry_later(s, policy_backoff_ms(p, 1, &s->seed));
         return;
     }
     shard_release_batch(s, failing);
@@ -121,14 +188,14 @@ void shard_batch_failed(shard_t *s, proc_job_t *job)
 void shard_on_retry_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     shard_t *s = t->data;
-    if (s->final && s->phase == SHARD_RUNNING) {
+    if (s->final && !s->dl_busy && s->phase == SHARD_RUNNING) {
         /* the dead-letter write failed before: try it again */
         batch_t *b = s->final;
-        s->final = NULL;
+        s->final = NULL; /* ours again: a halt meanwhile must not free it twice */
         int rc = shard_final(s, b, s->final_error, s->final_tb);
         if (rc > 0) {
             s->final = b;
-            shard_retry_later(s, policy_backoff_ms(&s->cfg->policy, 2, &s->seed));
+            if (rc == 1) shard_retry_later(s, policy_backoff_ms(&s->cfg->policy, 2, &s->seed));
             return;
         }
         shard_release_batch(s, b);

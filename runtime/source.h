@@ -69,6 +69,18 @@ typedef void (*source_iterator_cb)(void *ud, source_err_t err, const char *messa
                                    char *iterator /* callee owns */);
 typedef void (*source_records_cb)(void *ud, source_records_t *res);
 
+/* One record to put (dead-letter writes); the caller keeps the bytes alive
+ * until the callback. */
+typedef struct source_put_record {
+    const void *data;
+    size_t data_len;
+    const char *pkey;
+} source_put_record_t;
+
+/* All n records were written (SOURCE_OK), or an error: then some may have
+ * been written and a retry may write them again (at-least-once). */
+typedef void (*source_put_cb)(void *ud, source_err_t err, const char *message);
+
 typedef struct source source_t;
 
 typedef struct source_ops {
@@ -78,6 +90,9 @@ typedef struct source_ops {
                          const source_position_t *pos, source_iterator_cb cb, void *ud);
     void (*get_records)(source_t *s, const char *stream, const char *shard, const char *iterator,
                         size_t max_records, source_records_cb cb, void *ud);
+    /* Appends records to `stream` (routed by partition key as a producer would). */
+    void (*put)(source_t *s, const char *stream, const source_put_record_t *recs, size_t n, source_put_cb cb,
+                void *ud);
     /* Records behind `checkpoint` in the shard, or -1 if unknown (status). */
     int64_t (*records_behind)(source_t *s, const char *stream, const char *shard, const char *checkpoint);
     void (*destroy)(source_t *s);

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "awsjson.h"
+#include "base64.h"
+#include "buf.h"
 #include "client.h"
 #include "clock.h"
 #include "xalloc.h"
@@ -24,7 +26,7 @@ typedef struct kin_pace {
 
 typedef struct kin_source kin_source_t;
 
-typedef enum { KIN_SHARDS, KIN_ITERATOR, KIN_RECORDS } kin_kind_t;
+typedef enum { KIN_SHARDS, KIN_ITERATOR, KIN_RECORDS, KIN_PUT } kin_kind_t;
 
 /* One request from the interface until its callback. Owned by the source's
  * list; freed by kin_finish (after the callback) or by destroy (without). */
@@ -40,6 +42,8 @@ typedef struct kin_req {
     source_shard_list_t *shards;  /* ListShards pages so far */
     source_err_t error;
     errbuf_t err;
+    const source_put_record_t *put;  /* KIN_PUT: the caller's records, and how far we got */
+    size_t nput, put_done;
 } kin_req_t;
 
 struct kin_source {
@@ -95,6 +99,7 @@ static void kin_fail(kin_req_t *r)
         ((source_records_cb)r->cb)(r->ud, &res);
         break;
     }
+    case KIN_PUT: ((source_put_cb)r->cb)(r->ud, r->error, msg); break;
     }
     kin_req_free(r);
 }
@@ -233,6 +238,31 @@ static void kin_records_done(kin_req_t *r, const aws_http_response_t *resp)
     kin_req_free(r);
 }
 
+static void kin_put_next(kin_req_t *r);
+
+/* PutRecords answers 200 with FailedRecordCount > 0 when some entries were
+ * throttled: the caller retries them all later (at-least-once). */
+static void kin_put_done(kin_req_t *r, const aws_http_response_t *resp)
+{
+    cJSON *o = cJSON_ParseWithLength(resp->body, resp->body_len);
+    const cJSON *failed = cJSON_GetObjectItemCaseSensitive(o, "FailedRecordCount");
+    int bad = !cJSON_IsNumber(failed) || failed->valuedouble > 0;
+    cJSON_Delete(o);
+    if (bad) {
+        char where[256];
+        errbuf_set(&r->err, "%s: PutRecords: some records were not written (throttled)", kin_where(r, where, sizeof where));
+        r->error = SOURCE_ERETRY;
+        kin_fail(r);
+        return;
+    }
+    if (r->put_done < r->nput) {
+        kin_put_next(r);
+        return;
+    }
+    ((source_put_cb)r->cb)(r->ud, SOURCE_OK, NULL);
+    kin_req_free(r);
+}
+
 static void kin_http_done(void *ud, const aws_http_response_t *resp)
 {
     kin_req_t *r = ud;
@@ -241,7 +271,7 @@ static void kin_http_done(void *ud, const aws_http_response_t *resp)
         kin_req_free(r); /* destroy drops pending callbacks */
         return;
     }
-    static const char *const ops[] = {"ListShards", "GetShardIterator", "GetRecords"};
+    static const char *const ops[] = {"ListShards", "GetShardIterator", "GetRecords", "PutRecords"};
     if (resp->error != AWS_HTTP_OK) {
         kin_set_error(r, ops[r->kind], resp);
         kin_fail(r);
@@ -251,6 +281,7 @@ static void kin_http_done(void *ud, const aws_http_response_t *resp)
     case KIN_SHARDS: kin_shards_done(r, resp); break;
     case KIN_ITERATOR: kin_iterator_done(r, resp); break;
     case KIN_RECORDS: kin_records_done(r, resp); break;
+    case KIN_PUT: kin_put_done(r, resp); break;
     }
 }
 
@@ -338,6 +369,38 @@ static void kin_get_records(source_t *s, const char *stream, const char *shard, 
     free(body);
 }
 
+/* Sends the next PutRecords call (at most 500 records, as Kinesis allows). */
+static void kin_put_next(kin_req_t *r)
+{
+    cJSON *q = cJSON_CreateObject();
+    cJSON_AddStringToObject(q, "StreamName", r->stream);
+    cJSON *arr = cJSON_AddArrayToObject(q, "Records");
+    size_t end = r->put_done + 500 < r->nput ? r->put_done + 500 : r->nput;
+    buf_t b64 = BUF_INIT;
+    for (size_t i = r->put_done; i < end; i++) {
+        buf_reset(&b64);
+        base64_encode(&b64, r->put[i].data, r->put[i].data_len);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "Data", buf_str(&b64));
+        cJSON_AddStringToObject(e, "PartitionKey", r->put[i].pkey);
+        cJSON_AddItemToArray(arr, e);
+    }
+    buf_free(&b64);
+    r->put_done = end;
+    char *body = kin_body(q);
+    kin_send(r, "PutRecords", body);
+    free(body);
+}
+
+static void kin_put(source_t *s, const char *stream, const source_put_record_t *recs, size_t n, source_put_cb cb,
+                    void *ud)
+{
+    kin_req_t *r = kin_req_new((kin_source_t *)s, KIN_PUT, stream, NULL, (void *)cb, ud);
+    r->put = recs;
+    r->nput = n;
+    kin_put_next(r);
+}
+
 static int64_t kin_records_behind(source_t *s, const char *stream, const char *shard, const char *checkpoint)
 {
     return -1; /* Kinesis does not count records; MillisBehindLatest is the measure */
@@ -363,6 +426,7 @@ static const source_ops_t source_kinesis_ops = {
     .list_shards = kin_list_shards,
     .get_iterator = kin_get_iterator,
     .get_records = kin_get_records,
+    .put = kin_put,
     .records_behind = kin_records_behind,
     .destroy = kin_destroy,
 };

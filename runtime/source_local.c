@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "defer.h"
 #include "streamdb.h"
 #include "xalloc.h"
@@ -17,7 +18,7 @@ typedef struct source_local {
 
 /* One completed request waiting for its callback. */
 typedef struct local_reply {
-    enum { REPLY_SHARDS, REPLY_ITERATOR, REPLY_RECORDS } kind;
+    enum { REPLY_SHARDS, REPLY_ITERATOR, REPLY_RECORDS, REPLY_PUT } kind;
     void *cb;
     void *ud;
     source_err_t error;
@@ -39,6 +40,7 @@ static void local_deliver(void *arg)
         r->records.message = msg;
         ((source_records_cb)r->cb)(r->ud, &r->records);
         break;
+    case REPLY_PUT: ((source_put_cb)r->cb)(r->ud, r->error, msg); break;
     }
     free(r);
 }
@@ -119,6 +121,23 @@ static void local_get_records(source_t *s, const char *stream, const char *shard
     defer_call(ls->defer, local_deliver, r);
 }
 
+static void local_put(source_t *s, const char *stream, const source_put_record_t *recs, size_t n, source_put_cb cb,
+                      void *ud)
+{
+    source_local_t *ls = (source_local_t *)s;
+    local_reply_t *r = local_reply_new(REPLY_PUT, (void *)cb, ud);
+    int rc = streamdb_begin(ls->db, &r->err);
+    for (size_t i = 0; i < n && !rc; i++) {
+        char shard[32], seq[24];
+        rc = streamdb_put(ls->db, stream, recs[i].pkey, strlen(recs[i].pkey), recs[i].data, recs[i].data_len,
+                          clock_wall_ms(), shard, seq, &r->err);
+    }
+    if (!rc) rc = streamdb_commit(ls->db, &r->err);
+    else streamdb_rollback(ls->db);
+    if (rc) r->error = local_classify(&r->err);
+    defer_call(ls->defer, local_deliver, r);
+}
+
 static int64_t local_records_behind(source_t *s, const char *stream, const char *shard, const char *checkpoint)
 {
     return streamdb_records_behind(((source_local_t *)s)->db, stream, shard, checkpoint);
@@ -137,6 +156,7 @@ static const source_ops_t source_local_ops = {
     .list_shards = local_list_shards,
     .get_iterator = local_get_iterator,
     .get_records = local_get_records,
+    .put = local_put,
     .records_behind = local_records_behind,
     .destroy = local_destroy,
 };

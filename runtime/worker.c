@@ -489,7 +489,7 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
                           .worker_id = w.id, .lua_path = cfg->lua_path, .nlua_path = cfg->nlua_path,
                           .max_buffered_bytes = (size_t)cfg->max_buffered_mb * 1024 * 1024,
                           .min_poll_interval_ms = backend_min_poll_interval_ms(cfg),
-                          .local_stream_path = cfg->source.type == BACKEND_LOCAL ? cfg->source.path : NULL, .ud = &w,
+                          .ud = &w,
                           .rollback_after_failures = cfg->reload_rollback_after_failures,
                           .closed = worker_shard_closed, .ended = worker_shard_ended, .halt_worker = worker_halt};
     reload_handler_t rh = {worker_swap_script, worker_sample_shard};

@@ -280,3 +280,42 @@ def test_kinesis_survives_http_faults_without_losing_records(aws):
     finally:
         kp.close()
         dp.close()
+
+
+POISON_PROCESSOR = r'''
+local P = {}
+function P.processRecords(records)
+  for i = 1, #records do
+    if records[i].data == "poison" then error("poison record") end
+  end
+  local out = assert(io.open("processed.log", "a"))
+  for i = 1, #records do out:write(records[i].data, "\n") end
+  out:close()
+  return "checkpoint"
+end
+return P
+'''
+
+
+def test_kinesis_dead_letter_stream_gets_the_poison_record_before_the_checkpoint_passes_it(aws):
+    import json
+    aws.env.write("p.lua", POISON_PROCESSOR)
+    dlq = unique("dlq")
+    aws.config(stream={"max_records": 100, "on_error": {"bisect": True, "final": "dead_letter",
+                                                         "dead_letter": {"stream": dlq}}})
+    aws.create(1)
+    aws.env.create_stream(dlq, 1)
+    lines = [f"r{i}" for i in range(60)]
+    lines[37] = "poison"
+    aws.put(lines, partition_key="k")
+    w = aws.env.worker("--drain")
+    assert w.wait(120) == 0, w.logs()[-3000:]
+    processed = (aws.env.dir / "processed.log").read_text().split()
+    assert processed == [l for l in lines if l != "poison"]
+    (shard,) = [s["ShardId"] for s in kinesis("ListShards", {"StreamName": dlq})["Shards"]]
+    dead = [json.loads(data) for _, data, _ in read_shard(dlq, shard)]
+    assert len(dead) == 1 and dead[0]["error"].endswith("poison record")
+    assert dead[0]["stream"] == aws.stream and dead[0]["partitionKey"] == "k"
+    assert w.events("records_dead_lettered")[0]["destination"] == dlq
+    (lease,) = aws.leases().values()
+    assert lease["checkpoint"] != "TRIM_HORIZON"

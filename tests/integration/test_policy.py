@@ -247,3 +247,25 @@ return P
     w = run_drain(env)
     assert processed(env) == ["after"]
     assert "memory limit of 32 MB" in w.events("records_skipped")[0]["error"]
+
+
+def test_dead_letter_to_a_local_stream_then_replayed_nowhere_lost(env):
+    from conftest import stream_records
+    prepare(env, {"bisect": True, "final": "dead_letter", "dead_letter": {"stream": "errors"}})
+    env.run("stream", "create", "errors", "--shards", "1")
+    w = run_drain(env)
+    assert processed(env) == [f"r{i}" for i in range(1000) if i != 500]
+    rows = stream_records(env, "errors")
+    assert len(rows) == 1
+    d = json.loads(rows[0][2])
+    assert d["sequenceNumber"] == last_seq(env, 500) and "poison record r500" in d["error"]
+    assert w.events("records_dead_lettered")[0]["destination"] == "errors"
+    assert checkpoint(env) == last_seq(env, 999)
+
+
+def test_dead_letter_to_a_missing_stream_waits_and_checkpoints_nothing_past_it(env):
+    prepare(env, {"bisect": True, "final": "dead_letter", "dead_letter": {"stream": "nowhere"}})
+    w = env.worker()
+    wait_for(lambda: w.events("dead_letter_failed"), what="failed dead-letter put")
+    w.stop()
+    assert checkpoint(env) == last_seq(env, 499)
