@@ -320,7 +320,7 @@ static cJSON *ddb_keyed(ddb_store_t *ds, const char *key, cJSON **names, cJSON *
     cJSON *k = cJSON_AddObjectToObject(q, "Key"), *a = cJSON_AddObjectToObject(k, "leaseKey");
     cJSON_AddStringToObject(a, "S", key);
     *names = cJSON_AddObjectToObject(q, "ExpressionAttributeNames");
-    *values = values ? cJSON_AddObjectToObject(q, "ExpressionAttributeValues") : NULL;
+    if (values) *values = cJSON_AddObjectToObject(q, "ExpressionAttributeValues"); /* NULL: the call has none */
     return q;
 }
 

@@ -352,7 +352,13 @@ static void worker_on_sighup(struct ev_loop *loop, ev_signal *sig, int revents)
     w->cfg->shutdown_grace_ms = nu->shutdown_grace_ms;
     w->cfg->reload_rollback_after_failures = nu->reload_rollback_after_failures;
     w->env.rollback_after_failures = nu->reload_rollback_after_failures;
-    w->cfg->shard_sync_interval_ms = nu->shard_sync_interval_ms;
+    if (w->cfg->shard_sync_interval_ms != nu->shard_sync_interval_ms && !w->stopping) {
+        w->cfg->shard_sync_interval_ms = nu->shard_sync_interval_ms;
+        double every = (double)nu->shard_sync_interval_ms / 1000.0;
+        ev_timer_stop(w->loop, &w->sync_timer);
+        ev_timer_set(&w->sync_timer, every, every);
+        ev_timer_start(w->loop, &w->sync_timer);
+    }
     log_info("config_reloaded", "config=%s refused=%s", w->cfg->path, refused.len ? buf_str(&refused) : "none");
     buf_free(&refused);
     config_free(nu);
