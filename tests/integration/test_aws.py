@@ -6,6 +6,7 @@ The emulators are started by scripts/emulators.sh when not running (and then
 stopped again at the end, by the PIDs the script saved); each test uses its
 own stream and lease table."""
 import collections
+import os
 import signal
 import subprocess
 import time
@@ -23,6 +24,9 @@ def emulators():
     if not emulators_running():
         r = subprocess.run([str(ROOT / "scripts/emulators.sh"), "start"], capture_output=True, text=True)
         if r.returncode != 0:
+            # in CI the emulators are part of the suite: not starting them is a failure, never a skip
+            if os.environ.get("CI"):
+                pytest.fail(f"emulators did not start: {r.stderr.strip()}")
             pytest.skip(f"emulators unavailable: {r.stderr.strip()}")
         started = True
     yield
