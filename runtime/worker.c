@@ -224,7 +224,7 @@ static void worker_stop(worker_t *w, const char *why)
     /* shards remove themselves from the array as they close */
     size_t n = w->nshards;
     shard_t **copy = xmalloc((n ? n : 1) * sizeof *copy);
-    memcpy(copy, w->shards, n * sizeof *copy);
+    if (n) memcpy(copy, w->shards, n * sizeof *copy);
     for (size_t i = 0; i < n; i++) shard_shutdown(copy[i]);
     free(copy);
     worker_maybe_exit(w);

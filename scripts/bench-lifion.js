@@ -68,6 +68,7 @@ const kinesisEndpoint = loopbackUrl(process.env.KINESIS_ENDPOINT || 'http://127.
 const dynamoEndpoint = loopbackUrl(process.env.DYNAMODB_ENDPOINT || 'http://127.0.0.1:4568');
 const group = process.env.LIFION_GROUP || `bench-lifion-${streamName}`;
 const timeoutS = Number(process.env.BENCH_TIMEOUT_S || 600);
+const leaseIntervalMs = Number(process.env.LIFION_LEASE_INTERVAL_MS || 20000);
 const accessKeyId = process.env.AWS_ACCESS_KEY_ID;
 const secretAccessKey = process.env.AWS_SECRET_ACCESS_KEY;
 if (!accessKeyId || !secretAccessKey || process.env.AWS_EC2_METADATA_DISABLED !== 'true') {
@@ -93,7 +94,7 @@ const version = (() => {
 
 const errors = [];
 const logger = {
-  debug() {},
+  debug: process.env.LIFION_DEBUG ? (...a) => process.stderr.write(`${Date.now() % 100000} lifion debug: ${a.map(String).join(' ')}\n`) : () => {},
   warn: (...a) => process.stderr.write(`lifion warn: ${a.map(String).join(' ')}\n`),
   error: (...a) => {
     errors.push(a.map(String).join(' '));
@@ -115,6 +116,7 @@ const kinesis = new Kinesis({
   useAutoShardAssignment: true,
   limit: 10000,
   pollDelay: 0,
+  leaseAcquisitionInterval: leaseIntervalMs,
   statsInterval: 3600 * 1000,
   logger
 });
@@ -122,13 +124,14 @@ const kinesis = new Kinesis({
 let count = 0;
 let batches = 0;
 let firstAt = null;
-let cpuFirst = null;
+let tReady = null;
+let cpuReady = null;
 const perShard = {};
 
 function report(ok, why) {
   const now = process.hrtime.bigint();
   const cpu = process.cpuUsage(cpu0);
-  const drainCpu = cpuFirst ? process.cpuUsage(cpuFirst) : null;
+  const consumeCpu = cpuReady ? process.cpuUsage(cpuReady) : null;
   const ru = process.resourceUsage();
   const out = {
     ok,
@@ -138,11 +141,13 @@ function report(ok, why) {
     expected: N,
     batches,
     shards: perShard,
-    startup_ms: firstAt === null ? null : Number(firstAt - t0) / 1e6,
-    drain_ms: firstAt === null ? null : Number(now - firstAt) / 1e6,
+    table_ms: tReady === null ? null : Number(tReady - t0) / 1e6,
+    first_record_ms: firstAt === null ? null : Number(firstAt - t0) / 1e6,
     total_ms: Number(now - t0) / 1e6,
     cpu_us: cpu.user + cpu.system,
-    drain_cpu_us: drainCpu ? drainCpu.user + drainCpu.system : null,
+    // from just before startConsumer (modules loaded, state table ready) to the N-th record
+    consume_ms: tReady === null ? null : Number(now - tReady) / 1e6,
+    consume_cpu_us: consumeCpu ? consumeCpu.user + consumeCpu.system : null,
     maxrss_kb: ru.maxRSS,
     errors: errors.slice(0, 5)
   };
@@ -153,7 +158,6 @@ function report(ok, why) {
 kinesis.on('data', ({ records, shardId }) => {
   if (firstAt === null) {
     firstAt = process.hrtime.bigint();
-    cpuFirst = process.cpuUsage();
   }
   batches += 1;
   count += records.length;
@@ -168,7 +172,47 @@ setTimeout(() => report(false, `timed out after ${timeoutS} s with ${count} of $
 // keep the loop alive until the timeout even if lifion has nothing scheduled
 const keepAlive = setInterval(() => {}, 1 << 30);
 
-kinesis.startConsumer().catch((err) => {
+// lifion creates its state table itself when it is missing, but then waits with the AWS SDK's
+// `tableExists` waiter, which polls every 20 s: 20 s of idle startup that would say nothing about
+// the consumer. So the table (lifion's own schema, table.js) is created here first and polled
+// every 50 ms; lifion then finds it active.
+async function ensureStateTable() {
+  const { DynamoDB } = require(require.resolve('aws-sdk', { paths: [require.resolve('lifion-kinesis')] }));
+  const ddb = new DynamoDB({ ...awsCommon, endpoint: dynamoEndpoint });
+  const TableName = `lifion-state-${group}`;
+  try {
+    await ddb
+      .createTable({
+        TableName,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [
+          { AttributeName: 'consumerGroup', AttributeType: 'S' },
+          { AttributeName: 'streamName', AttributeType: 'S' }
+        ],
+        KeySchema: [
+          { AttributeName: 'consumerGroup', KeyType: 'HASH' },
+          { AttributeName: 'streamName', KeyType: 'RANGE' }
+        ]
+      })
+      .promise();
+  } catch (err) {
+    if (err.code !== 'ResourceInUseException') throw err;
+  }
+  for (let i = 0; i < 600; i += 1) {
+    const { Table } = await ddb.describeTable({ TableName }).promise();
+    if (Table.TableStatus === 'ACTIVE') return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`state table ${TableName} did not become active`);
+}
+
+ensureStateTable()
+  .then(() => {
+    tReady = process.hrtime.bigint();
+    cpuReady = process.cpuUsage();
+    return kinesis.startConsumer();
+  })
+  .catch((err) => {
   clearInterval(keepAlive);
   report(false, `startConsumer failed: ${err && err.message ? err.message : err}`);
 });

@@ -17,6 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARDRUN = os.environ.get("SHARDRUN", str(ROOT / "shardrun"))
+# `make asan-test` runs the suite with the AddressSanitizer build
+ASAN = "build-asan" in SHARDRUN
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
