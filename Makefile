@@ -127,7 +127,7 @@ FUZZ_CC   ?= clang
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iruntime -Iruntime/aws \
               $(shell pkg-config --cflags libcjson 2>/dev/null)
 FUZZ_KPL_SRC := tests/fuzz/fuzz_kpl.c runtime/kpl.c runtime/buf.c runtime/log.c runtime/xalloc.c
-FUZZ_AWS_SRC := tests/fuzz/fuzz_aws_json.c runtime/aws/awsjson.c runtime/base64.c runtime/batch.c runtime/kpl.c \
+FUZZ_AWS_SRC := tests/fuzz/fuzz_aws_json.c runtime/aws/awsjson.c runtime/aws/jscan.c runtime/base64.c runtime/batch.c runtime/kpl.c \
                 runtime/lease.c runtime/seqnum.c runtime/source.c runtime/buf.c runtime/errbuf.c runtime/log.c \
                 runtime/xalloc.c
 

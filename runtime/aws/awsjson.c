@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base64.h"
+#include "jscan.h"
 #include "batch.h"
 #include "buf.h"
 #include "kpl.h"
@@ -30,7 +31,6 @@ static const cJSON *aj_get(const cJSON *o, const char *name, int (*is)(const cJS
 }
 
 static int aj_is_string(const cJSON *v) { return cJSON_IsString(v) && v->valuestring; }
-static int aj_is_number(const cJSON *v) { return cJSON_IsNumber(v); }
 static int aj_is_array(const cJSON *v) { return cJSON_IsArray(v); }
 static int aj_is_object(const cJSON *v) { return cJSON_IsObject(v); }
 
@@ -56,61 +56,100 @@ typedef struct aj_rec {
     size_t agg_len;
 } aj_rec_t;
 
-static awsjson_status_t aj_records_pass1(const cJSON *recs, aj_rec_t *out, buf_t *aggs, size_t *nrecs,
-                                         size_t *arena, errbuf_t *err)
+static int aj_decimal(const char *p, size_t n)
 {
-    size_t i = 0;
-    const cJSON *r;
-    cJSON_ArrayForEach(r, recs) {
-        aj_rec_t *a = &out[i];
-        int bad = 0;
-        if (!cJSON_IsObject(r)) {
-            errbuf_set(err, "GetRecords response: Records[%zu] is not an object", i);
-            return AWSJSON_ESHAPE;
-        }
-        const cJSON *d = aj_get(r, "Data", aj_is_string, &bad);
-        const cJSON *k = aj_get(r, "PartitionKey", aj_is_string, &bad);
-        const cJSON *s = aj_get(r, "SequenceNumber", aj_is_string, &bad);
-        const cJSON *t = aj_get(r, "ApproximateArrivalTimestamp", aj_is_number, &bad);
-        if (bad || !d || !k || !s) {
-            errbuf_set(err, "GetRecords response: Records[%zu]: Data, PartitionKey and SequenceNumber must be "
-                       "strings%s", i, t || !bad ? "" : " and ApproximateArrivalTimestamp a number");
-            return AWSJSON_ESHAPE;
-        }
-        if (!seqnum_valid(s->valuestring)) {
-            errbuf_set(err, "GetRecords response: Records[%zu].SequenceNumber is not a decimal number", i);
-            return AWSJSON_ESHAPE;
-        }
-        a->data = d->valuestring;
-        a->data_len = strlen(a->data);
-        a->pkey = k->valuestring;
-        a->pkey_len = strlen(a->pkey);
-        a->seq = s->valuestring;
-        a->seq_len = strlen(a->seq);
-        /* seconds with a fraction, as the service sends it */
-        a->arrival_ms = t ? (int64_t)(t->valuedouble * 1000.0 + 0.5) : 0;
-        a->agg_off = -1;
-        size_t n = 1;
-        if (a->data_len >= 4 && !memcmp(a->data, KPL_MAGIC_B64, 4)) {
-            size_t at = aggs->len;
-            if (buf_reserve(aggs, base64_decoded_max(a->data_len))) xalloc_oom(a->data_len);
-            long dl = base64_decode(a->data, a->data_len, (uint8_t *)aggs->data + at);
-            if (dl < 0) {
-                errbuf_set(err, "GetRecords response: Records[%zu].Data (sequence number %s) is not valid base64", i,
-                           a->seq);
-                return AWSJSON_ESHAPE;
-            }
-            if (kpl_is_aggregate((const uint8_t *)aggs->data + at, (size_t)dl)) {
-                a->agg_off = (long)at;
-                a->agg_len = (size_t)dl;
-                aggs->len += (size_t)dl;
-                n = kpl_count((const uint8_t *)aggs->data + at, (size_t)dl);
-            }
-        }
-        *nrecs += n;
-        *arena += base64_decoded_max(a->data_len) + a->pkey_len + (n * (a->seq_len + 3));
-        i++;
+    if (n == 0 || n > SEQNUM_MAX_DIGITS) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < '0' || p[i] > '9') return 0;
+    return 1;
+}
+
+/* Reads a string field's value: 1 got it, 0 null (absent), -1 other type
+ * (*bad set; the value is skipped), -2 malformed JSON. */
+static int aj_scan_string(jscan_t *js, const char **out, size_t *len, int *bad)
+{
+    jscan_type_t t = jscan_peek(js);
+    if (t == JS_STRING) return jscan_string(js, out, len) ? -2 : 1;
+    if (jscan_skip(js)) return -2;
+    if (t == JS_NULL) return 0;
+    *bad = 1;
+    return -1;
+}
+
+static int aj_scan_number(jscan_t *js, double *out, int *bad)
+{
+    jscan_type_t t = jscan_peek(js);
+    if (t == JS_NUMBER) return jscan_number(js, out) ? -2 : 1;
+    if (jscan_skip(js)) return -2;
+    if (t == JS_NULL) return 0;
+    *bad = 1;
+    return -1;
+}
+
+#define aj_key_is(k, n, want) ((n) == sizeof(want) - 1 && !memcmp((k), (want), sizeof(want) - 1))
+
+/* First pass over one record object: spans of its fields, its size, and its
+ * KPL aggregate (decoded once into `aggs`) if it is one. */
+static awsjson_status_t aj_scan_record(jscan_t *js, size_t i, aj_rec_t *a, buf_t *aggs, size_t *nrecs,
+                                       size_t *arena, errbuf_t *err)
+{
+    if (jscan_peek(js) != JS_OBJECT) {
+        if (jscan_skip(js)) return AWSJSON_ESYNTAX;
+        errbuf_set(err, "GetRecords response: Records[%zu] is not an object", i);
+        return AWSJSON_ESHAPE;
     }
+    jscan_expect(js, '{');
+    int bad = 0, got_d = 0, got_k = 0, got_s = 0, got_t = 0, rc = 0;
+    double t = 0;
+    memset(a, 0, sizeof *a);
+    if (!jscan_accept(js, '}')) {
+        do {
+            const char *k;
+            size_t kn;
+            if (jscan_string(js, &k, &kn) || jscan_expect(js, ':')) return AWSJSON_ESYNTAX;
+            if (aj_key_is(k, kn, "Data")) rc = aj_scan_string(js, &a->data, &a->data_len, &bad), got_d |= rc == 1;
+            else if (aj_key_is(k, kn, "PartitionKey")) rc = aj_scan_string(js, &a->pkey, &a->pkey_len, &bad),
+                                                        got_k |= rc == 1;
+            else if (aj_key_is(k, kn, "SequenceNumber")) rc = aj_scan_string(js, &a->seq, &a->seq_len, &bad),
+                                                          got_s |= rc == 1;
+            else if (aj_key_is(k, kn, "ApproximateArrivalTimestamp")) rc = aj_scan_number(js, &t, &bad),
+                                                                       got_t |= rc == 1;
+            else rc = jscan_skip(js) ? -2 : 0;
+            if (rc == -2) return AWSJSON_ESYNTAX;
+        } while (jscan_accept(js, ','));
+        if (jscan_expect(js, '}')) return AWSJSON_ESYNTAX;
+    }
+    if (bad || !got_d || !got_k || !got_s) {
+        errbuf_set(err, "GetRecords response: Records[%zu]: Data, PartitionKey and SequenceNumber must be "
+                   "strings%s", i, got_t || !bad ? "" : " and ApproximateArrivalTimestamp a number");
+        return AWSJSON_ESHAPE;
+    }
+    if (!aj_decimal(a->seq, a->seq_len)) {
+        errbuf_set(err, "GetRecords response: Records[%zu].SequenceNumber is not a decimal number", i);
+        return AWSJSON_ESHAPE;
+    }
+    /* seconds with a fraction, as the service sends it */
+    a->arrival_ms = got_t ? (int64_t)(t * 1000.0 + 0.5) : 0;
+    a->agg_off = -1;
+    size_t n = 1;
+    if (a->data_len >= 4 && !memcmp(a->data, KPL_MAGIC_B64, 4)) {
+        size_t at = aggs->len;
+        if (buf_reserve(aggs, base64_decoded_max(a->data_len))) xalloc_oom(a->data_len);
+        long dl = base64_decode(a->data, a->data_len, (uint8_t *)aggs->data + at);
+        if (dl < 0) {
+            errbuf_set(err, "GetRecords response: Records[%zu].Data (sequence number %.*s) is not valid base64", i,
+                       (int)a->seq_len, a->seq);
+            return AWSJSON_ESHAPE;
+        }
+        if (kpl_is_aggregate((const uint8_t *)aggs->data + at, (size_t)dl)) {
+            a->agg_off = (long)at;
+            a->agg_len = (size_t)dl;
+            aggs->len += (size_t)dl;
+            n = kpl_count((const uint8_t *)aggs->data + at, (size_t)dl);
+        }
+    }
+    *nrecs += n;
+    *arena += base64_decoded_max(a->data_len) + a->pkey_len + (n * (a->seq_len + 3));
     return AWSJSON_OK;
 }
 
@@ -124,8 +163,8 @@ static awsjson_status_t aj_records_fill(batch_t **bp, const aj_rec_t *recs, size
             char *dst = batch_add_begin(bp, base64_decoded_max(a->data_len));
             long dl = dst ? base64_decode(a->data, a->data_len, (uint8_t *)dst) : -1;
             if (dl < 0) {
-                errbuf_set(err, "GetRecords response: Records[%zu].Data (sequence number %s) is not valid base64", i,
-                           a->seq);
+                errbuf_set(err, "GetRecords response: Records[%zu].Data (sequence number %.*s) is not valid base64", i,
+                           (int)a->seq_len, a->seq);
                 return AWSJSON_ESHAPE;
             }
             batch_add_end(bp, (size_t)dl, a->pkey, a->pkey_len, a->seq, a->seq_len, 0, a->arrival_ms);
@@ -149,42 +188,93 @@ static awsjson_status_t aj_records_fill(batch_t **bp, const aj_rec_t *recs, size
     return AWSJSON_OK;
 }
 
+/* The top level: {"Records": [...], "NextShardIterator": "...",
+ * "MillisBehindLatest": n, ...}; other members are skipped. */
+static awsjson_status_t aj_scan_top(jscan_t *js, aj_rec_t **recs, size_t *nrec, buf_t *aggs, size_t *nrecs,
+                                    size_t *arena, const char **next, size_t *next_len, double *behind,
+                                    int *have_behind, errbuf_t *err)
+{
+    static const char *const shape = "GetRecords response: expected an object with Records (array), "
+                                     "NextShardIterator (string) and MillisBehindLatest (number)";
+    if (jscan_peek(js) != JS_OBJECT) return jscan_skip(js) ? AWSJSON_ESYNTAX : (errbuf_set(err, "%s", shape), AWSJSON_ESHAPE);
+    jscan_expect(js, '{');
+    int bad = 0;
+    size_t cap = 0;
+    if (jscan_accept(js, '}')) return AWSJSON_OK;
+    do {
+        const char *k;
+        size_t kn;
+        if (jscan_string(js, &k, &kn) || jscan_expect(js, ':')) return AWSJSON_ESYNTAX;
+        int rc = 0;
+        if (aj_key_is(k, kn, "Records")) {
+            jscan_type_t t = jscan_peek(js);
+            if (t != JS_ARRAY) {
+                if (jscan_skip(js)) return AWSJSON_ESYNTAX;
+                if (t != JS_NULL) bad = 1;
+                continue;
+            }
+            jscan_expect(js, '[');
+            if (jscan_accept(js, ']')) continue;
+            do {
+                if (*nrec == cap) {
+                    /* a record takes some 150 bytes of JSON: size for the whole body at once */
+                    cap = cap ? cap * 2 : (size_t)(js->end - js->p) / 128 + 16;
+                    *recs = xrealloc(*recs, cap * sizeof **recs); /* freed by the caller */
+                }
+                awsjson_status_t st = aj_scan_record(js, *nrec, &(*recs)[*nrec], aggs, nrecs, arena, err);
+                if (st != AWSJSON_OK) return st;
+                (*nrec)++;
+            } while (jscan_accept(js, ','));
+            if (jscan_expect(js, ']')) return AWSJSON_ESYNTAX;
+        } else if (aj_key_is(k, kn, "NextShardIterator")) {
+            rc = aj_scan_string(js, next, next_len, &bad);
+        } else if (aj_key_is(k, kn, "MillisBehindLatest")) {
+            rc = aj_scan_number(js, behind, &bad);
+            *have_behind |= rc == 1;
+        } else {
+            rc = jscan_skip(js) ? -2 : 0;
+        }
+        if (rc == -2) return AWSJSON_ESYNTAX;
+    } while (jscan_accept(js, ','));
+    if (jscan_expect(js, '}')) return AWSJSON_ESYNTAX;
+    if (bad) {
+        errbuf_set(err, "%s", shape);
+        return AWSJSON_ESHAPE;
+    }
+    return AWSJSON_OK;
+}
+
 awsjson_status_t awsjson_get_records(const char *body, size_t len, source_records_t *out, errbuf_t *err)
 {
-    cJSON *j = cJSON_ParseWithLength(body, len);
-    if (!j) {
-        errbuf_set(err, "GetRecords response is not JSON (%zu bytes)", len);
-        return AWSJSON_ESYNTAX;
-    }
-    awsjson_status_t st = AWSJSON_ESHAPE;
-    int bad = 0;
+    jscan_t js;
+    jscan_init(&js, body ? body : "", body ? len : 0);
     aj_rec_t *recs = NULL;
+    size_t nrec = 0, nrecs = 0, arena = 0, bytes = 0, next_len = 0;
+    const char *next = NULL;
+    double behind = -1;
+    int have_behind = 0;
     buf_t aggs = BUF_INIT;
     batch_t *b = NULL;
-    const cJSON *arr = cJSON_IsObject(j) ? aj_get(j, "Records", aj_is_array, &bad) : NULL;
-    const cJSON *next = cJSON_IsObject(j) ? aj_get(j, "NextShardIterator", aj_is_string, &bad) : NULL;
-    const cJSON *behind = cJSON_IsObject(j) ? aj_get(j, "MillisBehindLatest", aj_is_number, &bad) : NULL;
-    if (!cJSON_IsObject(j) || bad) {
-        errbuf_set(err, "GetRecords response: expected an object with Records (array), NextShardIterator (string) "
-                   "and MillisBehindLatest (number)");
+    awsjson_status_t st = aj_scan_top(&js, &recs, &nrec, &aggs, &nrecs, &arena, &next, &next_len, &behind,
+                                      &have_behind, err);
+    if (st == AWSJSON_OK && !jscan_at_end(&js)) st = AWSJSON_ESYNTAX;
+    if (st == AWSJSON_ESYNTAX) {
+        errbuf_set(err, "GetRecords response is not JSON (%zu bytes)", len);
         goto done;
     }
-    size_t n = arr ? (size_t)cJSON_GetArraySize(arr) : 0, nrecs = 0, arena = 0, bytes = 0;
-    recs = xcalloc(n ? n : 1, sizeof *recs); /* freed below */
-    if (arr && (st = aj_records_pass1(arr, recs, &aggs, &nrecs, &arena, err)) != AWSJSON_OK) goto done;
+    if (st != AWSJSON_OK) goto done;
     b = batch_new(nrecs, arena); /* handed to `out` on success */
-    if ((st = aj_records_fill(&b, recs, n, &aggs, &bytes, err)) != AWSJSON_OK) goto done;
+    if ((st = aj_records_fill(&b, recs, nrec, &aggs, &bytes, err)) != AWSJSON_OK) goto done;
     out->batch = b;
     b = NULL;
-    out->next_iterator = next && *next->valuestring ? xstrdup(next->valuestring) : NULL;
-    out->millis_behind = behind ? (int64_t)behind->valuedouble : -1;
+    out->next_iterator = next && next_len ? xstrndup(next, next_len) : NULL;
+    out->millis_behind = have_behind ? (int64_t)behind : -1;
     out->bytes = bytes;
-    st = AWSJSON_OK;
 done:
     batch_free(b);
     buf_free(&aggs);
     free(recs);
-    cJSON_Delete(j);
+    free(js.scratch);
     return st;
 }
 

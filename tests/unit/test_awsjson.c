@@ -181,6 +181,45 @@ static void test_get_records_expands_kpl_aggregates(void **state)
     buf_free(&agg);
 }
 
+/* The single-pass reader: escapes in any string, unknown members of every
+ * type skipped, null fields treated as absent. */
+static void test_get_records_reads_escapes_and_skips_unknown_members(void **state)
+{
+    source_records_t out = {0};
+    errbuf_t err;
+    const char *body =
+        "{ \"Unknown\": {\"a\": [1, 2.5e3, true, false, null, {\"b\": \"\\\"\"}]},"
+        "  \"Records\": [ {\"EncryptionType\": \"NONE\", \"Data\": \"\\/w==\","
+        "    \"PartitionKey\": \"k\\u00e9\\ud83d\\ude00\\n\", \"SequenceNumber\": \"49590\","
+        "    \"ApproximateArrivalTimestamp\": 1.7000000005E9, \"Extra\": null } ],"
+        "  \"NextShardIterator\": \"it\\\"1\", \"MillisBehindLatest\": 0, \"ChildShards\": [] }";
+    awsjson_status_t st = awsjson_get_records(body, strlen(body), &out, &err);
+    if (st != AWSJSON_OK) fail_msg("%s", err.msg);
+    assert_int_equal(out.batch->count, 1);
+    assert_int_equal(out.batch->recs[0].data_len, 1); /* "\\/w==" is "/w==": the escaped slash became a slash */
+    assert_int_equal((unsigned char)batch_data(out.batch, 0)[0], 0xff);
+    assert_int_equal(out.batch->recs[0].pkey_len, strlen("k\xc3\xa9\xf0\x9f\x98\x80\n"));
+    assert_memory_equal(batch_pkey(out.batch, 0), "k\xc3\xa9\xf0\x9f\x98\x80\n", out.batch->recs[0].pkey_len);
+    assert_string_equal(out.next_iterator, "it\"1");
+    assert_int_equal(out.batch->recs[0].arrival_ms, 1700000000500LL);
+    assert_int_equal(out.millis_behind, 0);
+    batch_free(out.batch);
+    free(out.next_iterator);
+    static const char *const bad[] = {
+        "{\"Records\":[{\"Data\":\"\",\"PartitionKey\":\"\\ud800\",\"SequenceNumber\":\"1\"}]}",
+        "{\"Records\":[{\"Data\":\"\",\"PartitionKey\":\"\\x\",\"SequenceNumber\":\"1\"}]}",
+        "{\"Records\":[],\"NextShardIterator\":\"a\"} trailing",
+        "{\"Records\":[],\"X\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+        "{\"Records\":[],\"MillisBehindLatest\":-}",
+        "{\"Records\":[{\"Data\":\"\",\"PartitionKey\":\"k\",\"SequenceNumber\":\"1\"",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        memset(&out, 0, sizeof out);
+        st = awsjson_get_records(bad[i], strlen(bad[i]), &out, &err);
+        if (st != AWSJSON_ESYNTAX) fail_msg("case %zu: status %d, want a syntax error", i, (int)st);
+    }
+}
+
 static void test_get_records_rejects_malformed_bodies(void **state)
 {
     static const struct {
@@ -423,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_get_records_plain),
         cmocka_unit_test(test_get_records_shard_end_and_defaults),
         cmocka_unit_test(test_get_records_expands_kpl_aggregates),
+        cmocka_unit_test(test_get_records_reads_escapes_and_skips_unknown_members),
         cmocka_unit_test(test_get_records_rejects_malformed_bodies),
         cmocka_unit_test(test_list_shards_pages_accumulate),
         cmocka_unit_test(test_scan_reads_kcl_rows),
