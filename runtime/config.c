@@ -219,6 +219,26 @@ static int cfg_leases(cfg_t *c, config_t *conf)
     return rc;
 }
 
+/* aws = { profile, access_key_id, secret_access_key, session_token } */
+static int cfg_aws(cfg_t *c, config_t *conf)
+{
+    static const char *const keys[] = {"profile", "access_key_id", "secret_access_key", "session_token", NULL};
+    size_t saved;
+    int in = cfg_enter(c, -1, "aws", &saved);
+    if (in <= 0) return in;
+    int rc = cfg_check_keys(c, lua_gettop(c->L), keys);
+    if (!rc) rc = cfg_string(c, -1, "profile", 0, &conf->aws.profile);
+    if (!rc) rc = cfg_string(c, -1, "access_key_id", 0, &conf->aws.access_key_id);
+    if (!rc) rc = cfg_string(c, -1, "secret_access_key", 0, &conf->aws.secret_access_key);
+    if (!rc) rc = cfg_string(c, -1, "session_token", 0, &conf->aws.session_token);
+    if (!rc && !conf->aws.access_key_id != !conf->aws.secret_access_key)
+        rc = cfg_fail(c, NULL, "access_key_id and secret_access_key go together");
+    if (!rc && conf->aws.session_token && !conf->aws.access_key_id)
+        rc = cfg_fail(c, "session_token", "needs access_key_id and secret_access_key");
+    cfg_leave(c, saved);
+    return rc;
+}
+
 static const char *const policy_final_names[] = {"skip", "dead_letter", "halt", "retry", NULL};
 
 const char *policy_final_name(policy_final_t f)
@@ -419,7 +439,7 @@ static int cfg_top(cfg_t *c, config_t *conf)
     static const char *const keys[] = {
         "application", "worker_id", "source", "leases", "streams", "processor_threads", "lease_duration_ms",
         "renew_interval_ms", "taker_interval_ms", "max_steal", "shard_sync_interval_ms", "max_buffered_mb",
-        "shutdown_grace_ms", "lua_path", "reload", "metrics_port", NULL};
+        "shutdown_grace_ms", "lua_path", "reload", "metrics_port", "aws", NULL};
     static const char *const reload_keys[] = {"rollback_after_failures", NULL};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     conf->processor_threads = cores > 0 ? cores : 2;
@@ -446,6 +466,7 @@ static int cfg_top(cfg_t *c, config_t *conf)
     if (!rc) rc = cfg_int(c, -1, "shutdown_grace_ms", 0, 3600000, &conf->shutdown_grace_ms);
     if (!rc) rc = cfg_int(c, -1, "metrics_port", 0, 65535, &conf->metrics_port);
     if (!rc) rc = cfg_lua_path(c, conf);
+    if (!rc) rc = cfg_aws(c, conf);
     size_t saved;
     if (!rc) {
         int in = cfg_enter(c, -1, "reload", &saved);
@@ -550,6 +571,10 @@ void config_free(config_t *c)
     free(c->source.region);
     free(c->source.endpoint);
     free(c->source.ca_file);
+    free(c->aws.profile);
+    free(c->aws.access_key_id);
+    free(c->aws.secret_access_key);
+    free(c->aws.session_token);
     free(c->leases.path);
     free(c->leases.table);
     free(c->leases.region);

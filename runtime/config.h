@@ -53,6 +53,10 @@ typedef struct config {
         char *region, *endpoint, *ca_file;   /* kinesis */
     } source;
     struct {
+        char *profile;        /* overrides AWS_PROFILE */
+        char *access_key_id, *secret_access_key, *session_token;   /* explicit: first in the chain */
+    } aws;
+    struct {
         backend_t type;
         char *path;           /* local */
         char *table;          /* default: application */

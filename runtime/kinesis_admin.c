@@ -1,5 +1,7 @@
 #include "kinesis_admin.h"
 
+#include "backends.h"
+
 #include <cjson/cJSON.h>
 #include <ev.h>
 #include <stdio.h>
@@ -88,8 +90,9 @@ kinesis_admin_t *kinesis_admin_open(const config_t *cfg, errbuf_t *err)
         errbuf_set(err, "cannot create an event loop");
         return NULL;
     }
+    aws_cred_options_t cred = backend_aws_credentials(cfg);
     if (aws_client_init(&ka->aws, ka->loop, "kinesis", "source", cfg->source.region, cfg->source.endpoint,
-                        cfg->source.ca_file, err)) {
+                        cfg->source.ca_file, &cred, err)) {
         kinesis_admin_close(ka);
         return NULL;
     }

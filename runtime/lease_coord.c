@@ -65,6 +65,7 @@ struct lease_coord {
     ev_timer renew_timer;
     ev_timer take_timer;
     int scanning;
+    int scanned_once;
     int taking;
     int64_t writes;
     size_t in_flight_writes;
@@ -552,8 +553,10 @@ static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_
     if (st != LEASE_OK) {
         char q[512];
         log_warn("lease_scan_failed", "status=%s error=%s", lease_status_name(st), log_quote(msg, q, sizeof q));
+        if (st == LEASE_EFATAL && !c->scanned_once && c->h.store_unusable) c->h.store_unusable(c->ud, msg);
         return;
     }
+    c->scanned_once = 1;
     coord_observe(c, all, clock_mono_ms());
     coord_report_invalid(c, all);
     coord_handoffs(c, all, clock_mono_ms());

@@ -43,6 +43,9 @@ typedef struct lease_coord_handler {
     /* Another worker asked for this owned lease (rebalancing): finish the
      * batch in flight, checkpoint, then call lease_coord_handoff(). */
     void (*handoff_requested)(void *ud, const char *key, const char *to);
+    /* The store answered LEASE_EFATAL before any scan succeeded: it cannot be
+     * used as configured (credentials, table, file). May be NULL. */
+    void (*store_unusable)(void *ud, const char *msg);
 } lease_coord_handler_t;
 
 /* Caller owns the coordinator: lease_coord_free(). The store stays the caller's. */

@@ -602,7 +602,8 @@ lease_store_t *lease_dynamodb_new(struct ev_loop *loop, const lease_dynamodb_opt
     ds->table = xstrdup(opt->table);
     ev_timer_init(&ds->table_timer, ddb_on_table_timer, 0.0, 0.0);
     ds->table_timer.data = ds;
-    if (aws_client_init(&ds->aws, loop, "dynamodb", "leases", opt->region, opt->endpoint, opt->ca_file, err)) {
+    if (aws_client_init(&ds->aws, loop, "dynamodb", "leases", opt->region, opt->endpoint, opt->ca_file, opt->cred,
+                        err)) {
         aws_client_free(&ds->aws);
         free(ds->table);
         free(ds);

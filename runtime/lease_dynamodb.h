@@ -15,6 +15,8 @@
 #ifndef SHARDRUN_LEASE_DYNAMODB_H
 #define SHARDRUN_LEASE_DYNAMODB_H
 
+#include "credentials.h"
+
 #include "errbuf.h"
 #include "lease.h"
 
@@ -25,6 +27,7 @@ typedef struct lease_dynamodb_options {
     const char *region;     /* NULL: AWS_REGION, AWS_DEFAULT_REGION, profile */
     const char *endpoint;   /* NULL: https://dynamodb.<region>.amazonaws.com/ */
     const char *ca_file;    /* extra CA bundle, or NULL */
+    const aws_cred_options_t *cred;  /* config's credentials/profile, or NULL */
 } lease_dynamodb_options_t;
 
 /* Caller owns the store: lease_store_destroy(). NULL with err set when the

@@ -12,6 +12,7 @@ struct shardsync {
     lease_store_t *store;
     const config_t *cfg;
     void (*synced)(void *ud);
+    void (*failed)(void *ud, const char *msg);
     void *ud;
     source_shard_list_t **lists;   /* per configured stream, from this run */
     size_t pending;                /* list requests in flight */
@@ -49,13 +50,14 @@ int shardsync_parents_done(const config_t *cfg, const lease_t *l, const lease_li
 }
 
 shardsync_t *shardsync_new(source_t *source, lease_store_t *store, const config_t *cfg,
-                           void (*synced)(void *ud), void *ud)
+                           void (*synced)(void *ud), void (*failed)(void *ud, const char *msg), void *ud)
 {
     shardsync_t *ss = xcalloc(1, sizeof *ss); /* owned by the caller: shardsync_free */
     ss->source = source;
     ss->store = store;
     ss->cfg = cfg;
     ss->synced = synced;
+    ss->failed = failed;
     ss->ud = ud;
     ss->lists = xcalloc(cfg->nstreams, sizeof *ss->lists);
     return ss;
@@ -242,6 +244,10 @@ static void shardsync_on_shards(void *ud, source_err_t err, const char *msg, sou
         char q[512];
         log_error("shard_sync_failed", "stream=%s step=list_shards status=%s error=%s", ss->cfg->streams[idx].name,
                   source_err_name(err), log_quote(msg, q, sizeof q));
+        if ((err == SOURCE_EFATAL || err == SOURCE_ENOTFOUND) && ss->runs == 0 && ss->failed) {
+            ss->failed(ss->ud, msg ? msg : source_err_name(err));
+            return; /* the worker stops: no run to finish */
+        }
     } else {
         ss->lists[idx] = shards;
     }

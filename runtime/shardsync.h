@@ -22,8 +22,11 @@
 typedef struct shardsync shardsync_t;
 
 /* Caller owns it: shardsync_free(). source, store and cfg stay the caller's. */
+/* synced: after each run. failed (may be NULL): a stream could not be
+ * listed with a fatal error (no credentials, no such stream) before any run
+ * succeeded, so the worker cannot start. */
 shardsync_t *shardsync_new(source_t *source, lease_store_t *store, const config_t *cfg,
-                           void (*synced)(void *ud), void *ud);
+                           void (*synced)(void *ud), void (*failed)(void *ud, const char *msg), void *ud);
 void shardsync_free(shardsync_t *ss);
 void shardsync_run(shardsync_t *ss);      /* no-op while a run is in progress (it re-runs after) */
 int shardsync_busy(const shardsync_t *ss);

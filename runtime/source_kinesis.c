@@ -436,7 +436,7 @@ source_t *source_kinesis_new(struct ev_loop *loop, const source_kinesis_options_
     kin_source_t *ks = xcalloc(1, sizeof *ks); /* owned by the caller: source_destroy */
     ks->base.ops = &source_kinesis_ops;
     ks->base.loop = loop;
-    if (aws_client_init(&ks->aws, loop, "kinesis", "source", opt->region, opt->endpoint, opt->ca_file, err)) {
+    if (aws_client_init(&ks->aws, loop, "kinesis", "source", opt->region, opt->endpoint, opt->ca_file, opt->cred, err)) {
         aws_client_free(&ks->aws);
         free(ks);
         return NULL;

@@ -9,6 +9,8 @@
 #ifndef SHARDRUN_SOURCE_KINESIS_H
 #define SHARDRUN_SOURCE_KINESIS_H
 
+#include "credentials.h"
+
 #include "errbuf.h"
 #include "source.h"
 
@@ -18,6 +20,7 @@ typedef struct source_kinesis_options {
     const char *region;     /* NULL: AWS_REGION, AWS_DEFAULT_REGION, profile */
     const char *endpoint;   /* NULL: https://kinesis.<region>.amazonaws.com/ */
     const char *ca_file;    /* extra CA bundle, or NULL */
+    const aws_cred_options_t *cred;  /* config's credentials/profile, or NULL */
 } source_kinesis_options_t;
 
 /* Caller owns the result (source_destroy, which drops pending callbacks).

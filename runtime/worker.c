@@ -182,6 +182,20 @@ static void worker_job_done(void *ud, proc_job_t *job)
     shard_job_done(job->ud, job);
 }
 
+/* A backend that fails fatally before it ever worked will not start working
+ * by itself (no credentials, no such stream or table): exit 1, clearly,
+ * instead of retrying forever. */
+static void worker_cannot_start(void *ud, const char *msg)
+{
+    worker_t *w = ud;
+    if (w->exit_code) return;
+    char q[1024];
+    log_error("worker_cannot_start", "worker=%s error=%s exit=1", w->id, log_quote(msg, q, sizeof q));
+    fprintf(stderr, "shardrun: cannot start: %s\n", msg ? msg : "backend unusable");
+    w->exit_code = 1;
+    ev_break(w->loop, EVBREAK_ALL);
+}
+
 static void worker_synced(void *ud)
 {
     worker_t *w = ud;
@@ -289,6 +303,10 @@ static void worker_refused_changes(const config_t *old, const config_t *nu, buf_
                   worker_str_differs(old->leases.region, nu->leases.region) ||
                   worker_str_differs(old->leases.endpoint, nu->leases.endpoint), "leases");
     REFUSE_IF(worker_str_differs(old->worker_id, nu->worker_id), "worker_id");
+    REFUSE_IF(worker_str_differs(old->aws.profile, nu->aws.profile) ||
+                  worker_str_differs(old->aws.access_key_id, nu->aws.access_key_id) ||
+                  worker_str_differs(old->aws.secret_access_key, nu->aws.secret_access_key) ||
+                  worker_str_differs(old->aws.session_token, nu->aws.session_token), "aws");
     REFUSE_IF(old->lease_duration_ms != nu->lease_duration_ms || old->renew_interval_ms != nu->renew_interval_ms ||
                   old->taker_interval_ms != nu->taker_interval_ms || old->max_steal != nu->max_steal,
               "lease timing");
@@ -487,9 +505,9 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
     lease_coord_options_t copt = {w.id, cfg->lease_duration_ms, cfg->renew_interval_ms, cfg->taker_interval_ms,
                                   cfg->max_steal, 1};
     lease_coord_handler_t h = {worker_acquired, worker_lost, worker_eligible, worker_scanned, worker_describe,
-                               worker_handoff_requested};
+                               worker_handoff_requested, worker_cannot_start};
     w.coord = lease_coord_new(w.loop, w.store, &copt, &h, &w);
-    w.sync = shardsync_new(w.source, w.store, cfg, worker_synced, &w);
+    w.sync = shardsync_new(w.source, w.store, cfg, worker_synced, worker_cannot_start, &w);
     w.pool = proc_pool_new(w.loop, (int)cfg->processor_threads, worker_job_done, &w);
     w.env = (shard_env_t){.loop = w.loop, .source = w.source, .coord = w.coord, .pool = w.pool,
                           .worker_id = w.id, .lua_path = cfg->lua_path, .nlua_path = cfg->nlua_path,

@@ -7,10 +7,11 @@
 #include "xalloc.h"
 
 int aws_client_init(aws_client_t *c, struct ev_loop *loop, const char *service, const char *what,
-                    const char *region, const char *endpoint, const char *ca_file, errbuf_t *err)
+                    const char *region, const char *endpoint, const char *ca_file, const aws_cred_options_t *cred,
+                    errbuf_t *err)
 {
     memset(c, 0, sizeof *c);
-    c->region = aws_cred_region_resolve(region, NULL);
+    c->region = aws_cred_region_resolve(region, cred ? cred->profile : NULL);
     if (!c->region)
         return errbuf_set(err, "%s.region is not set, and neither AWS_REGION, AWS_DEFAULT_REGION nor the profile "
                           "names one: add region = \"us-east-1\" (or yours) to %s", what, what);
@@ -24,7 +25,8 @@ int aws_client_init(aws_client_t *c, struct ev_loop *loop, const char *service, 
     aws_http_options_t hopt = {.ca_file = ca_file};
     c->http = aws_http_new(loop, &hopt);
     if (!c->http) return errbuf_set(err, "%s: cannot initialise the HTTP client (libcurl)", what);
-    aws_cred_options_t copt = {.region = c->region};
+    aws_cred_options_t copt = cred ? *cred : (aws_cred_options_t){0};
+    copt.region = c->region;
     c->cred = aws_cred_new(loop, c->http, &copt);
     if (!c->cred) return errbuf_set(err, "%s: cannot set up the AWS credentials chain", what);
     c->ep = (aws_endpoint_t){.region = c->region, .service = service, .url = c->url};

@@ -23,10 +23,12 @@ typedef struct aws_client {
 
 /* Sets up `c` for `service` ("kinesis", "dynamodb"). region/endpoint/ca_file
  * come from config and may be NULL (region then comes from the environment or
- * profile). Returns 0, or -1 with `err` naming `what` (e.g. "source"). The
- * caller frees with aws_client_free (also after a failure). */
+ * profile); `cred` carries the config's explicit credentials and profile (the
+ * first step of the chain), or NULL. Returns 0, or -1 with `err` naming `what`
+ * (e.g. "source"). The caller frees with aws_client_free (also after a failure). */
 int aws_client_init(aws_client_t *c, struct ev_loop *loop, const char *service, const char *what,
-                    const char *region, const char *endpoint, const char *ca_file, errbuf_t *err);
+                    const char *region, const char *endpoint, const char *ca_file, const aws_cred_options_t *cred,
+                    errbuf_t *err);
 
 /* Cancels every request in flight (their callbacks run with
  * AWS_HTTP_ECANCELLED) and frees everything. Not from inside a callback. */

@@ -323,3 +323,82 @@ def test_kinesis_dead_letter_stream_gets_the_poison_record_before_the_checkpoint
     assert w.events("records_dead_lettered")[0]["destination"] == dlq
     (lease,) = aws.leases().values()
     assert lease["checkpoint"] != "TRIM_HORIZON"
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(num, wire, payload):
+    key = _varint((num << 3) | wire)
+    return key + (_varint(len(payload)) + payload if wire == 2 else _varint(payload))
+
+
+def kpl_aggregate(user_records):
+    """A KPL aggregated record: magic, protobuf AggregatedRecord, MD5 trailer."""
+    import hashlib
+    keys = sorted({k for k, _ in user_records})
+    msg = b"".join(_field(1, 2, k.encode()) for k in keys)
+    for k, data in user_records:
+        rec = _field(1, 0, keys.index(k)) + _field(3, 2, data.encode())
+        msg += _field(3, 2, rec)
+    return b"\xf3\x89\x9a\xc2" + msg + hashlib.md5(msg).digest()
+
+
+CHECKPOINT_AT_THIRD = r'''
+local P = {}
+function P.processRecords(records, shard)
+  local out = assert(io.open("seen-" .. (os.getenv("SHARDRUN_TEST_NAME") or "w") .. ".log", "a"))
+  for i = 1, #records do out:write(records[i].data, " ", records[i].subSequenceNumber, "\n") end
+  out:close()
+  if os.getenv("STOP_AT_THIRD") then return { checkpoint = records[3] } end
+  return "checkpoint"
+end
+return P
+'''
+
+
+def test_kinesis_checkpoint_inside_a_kpl_aggregate_resumes_at_the_next_sub_record(aws):
+    import base64
+    aws.env.write("p.lua", CHECKPOINT_AT_THIRD)
+    aws.config()
+    aws.create(1)
+    users = [("k", f"user{i}") for i in range(5)]
+    kinesis("PutRecord", {"StreamName": aws.stream, "PartitionKey": "k",
+                          "Data": base64.b64encode(kpl_aggregate(users)).decode()})
+    aws.env.extra_env["STOP_AT_THIRD"] = "1"
+    w1 = aws.env.worker("--drain", name="first")
+    assert w1.wait(60) == 0, w1.logs()[-3000:]
+    first = (aws.env.dir / "seen-first.log").read_text().split("\n")
+    assert first[:5] == [f"user{i} {i}" for i in range(5)], "the aggregate is expanded with sub-sequence numbers"
+    (lease,) = aws.leases().values()
+    assert lease["checkpointSubSequenceNumber"] == 2
+    del aws.env.extra_env["STOP_AT_THIRD"]
+    w2 = aws.env.worker("--drain", name="second")
+    assert w2.wait(60) == 0, w2.logs()[-3000:]
+    second = (aws.env.dir / "seen-second.log").read_text().split()
+    assert second == ["user3", "3", "user4", "4"], "a restart resumes at the sub-record after the checkpoint"
+
+
+def test_kinesis_credentials_from_the_config_come_first_in_the_chain(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config(aws={"access_key_id": "AKIDCONFIG", "secret_access_key": "from-config"})
+    aws.create(1)
+    aws.put(["a", "b", "c"])
+    # no credentials in the environment, and no metadata service to fall back on
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        aws.env.extra_env[k] = ""
+    aws.env.extra_env["HOME"] = str(aws.env.dir)          # no ~/.aws files either
+    aws.config(name="nocreds.lua")
+    w0 = aws.env.worker("--drain", config="nocreds.lua", name="nocreds")
+    assert w0.wait(60) != 0, "without credentials the worker must fail, not run unsigned"
+    w = aws.env.worker("--drain")
+    assert w.wait(60) == 0, w.logs()[-3000:]
+    assert sorted(d for *_, d in read_seen(aws.env.dir / "seen")) == ["a", "b", "c"]
+    assert "from-config" not in w.logs(), "a secret never reaches the logs"

@@ -120,6 +120,21 @@ static void test_missing_processor_and_syntax_errors(void **state)
     assert_non_null(strstr(err.msg, "/nonexistent/shardrun.lua: cannot read config file"));
 }
 
+static void test_aws_credentials_table(void **state)
+{
+    errbuf_t err;
+    config_t *c = load(BASE "aws = { profile = 'prod', access_key_id = 'AKID', secret_access_key = 's3cr3t' }\n"
+                            "streams = { { name = 'a', processor = 'p.lua' } }\n", &err);
+    if (!c) fail_msg("%s", err.msg);
+    assert_string_equal(c->aws.profile, "prod");
+    assert_string_equal(c->aws.access_key_id, "AKID");
+    config_free(c);
+    expect_error(BASE "aws = { access_key_id = 'AKID' }\nstreams = { { name = 'a', processor = 'p.lua' } }\n",
+                 "c.lua: aws: access_key_id and secret_access_key go together");
+    expect_error(BASE "aws = { region = 'x' }\nstreams = { { name = 'a', processor = 'p.lua' } }\n",
+                 "c.lua: aws.region: unknown field");
+}
+
 static void test_policy_table(void **state)
 {
     errbuf_t err;
@@ -152,6 +167,7 @@ int main(void)
         cmocka_unit_test(test_wrong_types_and_ranges),
         cmocka_unit_test(test_missing_processor_and_syntax_errors),
         cmocka_unit_test(test_policy_table),
+        cmocka_unit_test(test_aws_credentials_table),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
