@@ -1,46 +1,51 @@
 #include "base64.h"
 
+#include <pthread.h>
+#include <string.h>
+
 static const char base64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* 0..63 for a letter, 64 for '=', 255 for anything else. */
-static const uint8_t base64_values[256] = {
-    ['A'] = 0,  ['B'] = 1,  ['C'] = 2,  ['D'] = 3,  ['E'] = 4,  ['F'] = 5,  ['G'] = 6,  ['H'] = 7,
-    ['I'] = 8,  ['J'] = 9,  ['K'] = 10, ['L'] = 11, ['M'] = 12, ['N'] = 13, ['O'] = 14, ['P'] = 15,
-    ['Q'] = 16, ['R'] = 17, ['S'] = 18, ['T'] = 19, ['U'] = 20, ['V'] = 21, ['W'] = 22, ['X'] = 23,
-    ['Y'] = 24, ['Z'] = 25, ['a'] = 26, ['b'] = 27, ['c'] = 28, ['d'] = 29, ['e'] = 30, ['f'] = 31,
-    ['g'] = 32, ['h'] = 33, ['i'] = 34, ['j'] = 35, ['k'] = 36, ['l'] = 37, ['m'] = 38, ['n'] = 39,
-    ['o'] = 40, ['p'] = 41, ['q'] = 42, ['r'] = 43, ['s'] = 44, ['t'] = 45, ['u'] = 46, ['v'] = 47,
-    ['w'] = 48, ['x'] = 49, ['y'] = 50, ['z'] = 51, ['0'] = 52, ['1'] = 53, ['2'] = 54, ['3'] = 55,
-    ['4'] = 56, ['5'] = 57, ['6'] = 58, ['7'] = 59, ['8'] = 60, ['9'] = 61, ['+'] = 62, ['/'] = 63,
-    ['='] = 64,
-};
+/* Decoding table: 0..63 for a letter, 0x80 for anything else, so one OR
+ * over a group's four entries tells whether all are letters. */
+static uint8_t base64_dec[256];
+static pthread_once_t base64_dec_once = PTHREAD_ONCE_INIT;
 
-/* The table above marks invalid bytes with 0 like 'A'; this tells them apart. */
-static int base64_is_letter(unsigned char c)
+static void base64_dec_init(void)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+    memset(base64_dec, 0x80, sizeof base64_dec);
+    for (int i = 0; i < 64; i++) base64_dec[(unsigned char)base64_alphabet[i]] = (uint8_t)i;
 }
 
 long base64_decode(const char *in, size_t len, uint8_t *out)
 {
     if (len % 4) return -1;
+    if (len == 0) return 0;
+    pthread_once(&base64_dec_once, base64_dec_init);
+    const unsigned char *g = (const unsigned char *)in;
     size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        const unsigned char *g = (const unsigned char *)in + i;
-        int last = i + 4 == len;
-        int pad = 0;
-        if (last && g[3] == '=') pad = g[2] == '=' ? 2 : 1;
-        for (int k = 0; k < 4 - pad; k++)
-            if (!base64_is_letter(g[k])) return -1;
-        uint32_t v = (uint32_t)base64_values[g[0]] << 18 | (uint32_t)base64_values[g[1]] << 12;
-        if (pad < 2) v |= (uint32_t)base64_values[g[2]] << 6;
-        if (pad < 1) v |= base64_values[g[3]];
-        /* canonical: the bits a padded group drops must be zero */
-        if ((pad == 1 && (v & 0xff)) || (pad == 2 && (v & 0xffff))) return -1;
-        out[o++] = (uint8_t)(v >> 16);
-        if (pad < 2) out[o++] = (uint8_t)(v >> 8);
-        if (pad < 1) out[o++] = (uint8_t)v;
+    /* every group but the last: four letters, three bytes (the hot loop) */
+    for (size_t i = 0; i + 4 < len; i += 4, g += 4) {
+        uint32_t a = base64_dec[g[0]], b = base64_dec[g[1]], c = base64_dec[g[2]], d = base64_dec[g[3]];
+        if ((a | b | c | d) & 0x80) return -1;
+        uint32_t v = a << 18 | b << 12 | c << 6 | d;
+        out[o] = (uint8_t)(v >> 16);
+        out[o + 1] = (uint8_t)(v >> 8);
+        out[o + 2] = (uint8_t)v;
+        o += 3;
     }
+    /* the last group may end with padding */
+    int pad = g[3] == '=' ? (g[2] == '=' ? 2 : 1) : 0;
+    uint32_t v = 0, bad = 0;
+    for (int k = 0; k < 4 - pad; k++) {
+        bad |= base64_dec[g[k]];
+        v |= (uint32_t)(base64_dec[g[k]] & 0x3f) << (18 - 6 * k);
+    }
+    if (bad & 0x80) return -1;
+    /* canonical: the bits a padded group drops must be zero */
+    if ((pad == 1 && (v & 0xff)) || (pad == 2 && (v & 0xffff))) return -1;
+    out[o++] = (uint8_t)(v >> 16);
+    if (pad < 2) out[o++] = (uint8_t)(v >> 8);
+    if (pad < 1) out[o++] = (uint8_t)v;
     return (long)o;
 }
 

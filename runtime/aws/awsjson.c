@@ -2,6 +2,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,44 @@ static int aj_scan_number(jscan_t *js, double *out, int *bad)
 
 #define aj_key_is(k, n, want) ((n) == sizeof(want) - 1 && !memcmp((k), (want), sizeof(want) - 1))
 
+/* Seconds with a fraction ("1700000000.123", "1.700000000123E9") to whole
+ * milliseconds, exactly and without strtod: once per record. -1 for a form
+ * it does not take (the caller then falls back to strtod). */
+static int aj_seconds_to_ms(const char *p, size_t n, int64_t *ms)
+{
+    int64_t mant = 0;
+    int digits = 0, frac = 0, seen_dot = 0, exp = 0, i = 0;
+    if (n == 0 || n > 40) return -1;
+    for (; i < (int)n && ((p[i] >= '0' && p[i] <= '9') || p[i] == '.'); i++) {
+        if (p[i] == '.') {
+            if (seen_dot++) return -1;
+            continue;
+        }
+        if (++digits > 18) return -1;
+        mant = mant * 10 + (p[i] - '0');
+        frac += seen_dot;
+    }
+    if (!digits) return -1;
+    if (i < (int)n) {
+        if (p[i] != 'e' && p[i] != 'E') return -1;
+        int sign = 1, e = 0, ed = 0;
+        if (++i < (int)n && (p[i] == '+' || p[i] == '-')) sign = p[i++] == '-' ? -1 : 1;
+        for (; i < (int)n && p[i] >= '0' && p[i] <= '9' && ed < 4; i++, ed++) e = e * 10 + (p[i] - '0');
+        if (!ed || i != (int)n) return -1;
+        exp = sign * e;
+    }
+    int shift = exp + 3 - frac; /* ms = mant * 10^shift */
+    if (shift < -18 || shift > 18) return -1;
+    for (; shift > 0; shift--) {
+        if (mant > INT64_MAX / 10) return -1;
+        mant *= 10;
+    }
+    int64_t div = 1;
+    for (; shift < 0; shift++) div *= 10;
+    *ms = (mant + div / 2) / div;
+    return 0;
+}
+
 /* First pass over one record object: spans of its fields, its size, and its
  * KPL aggregate (decoded once into `aggs`) if it is one. */
 static awsjson_status_t aj_scan_record(jscan_t *js, size_t i, aj_rec_t *a, buf_t *aggs, size_t *nrecs,
@@ -102,6 +141,7 @@ static awsjson_status_t aj_scan_record(jscan_t *js, size_t i, aj_rec_t *a, buf_t
     int bad = 0, got_d = 0, got_k = 0, got_s = 0, got_t = 0, rc = 0;
     double t = 0;
     memset(a, 0, sizeof *a);
+    /* got_t: 1 parsed with strtod into t, 2 exact into a->arrival_ms */
     if (!jscan_accept(js, '}')) {
         do {
             const char *k;
@@ -112,8 +152,24 @@ static awsjson_status_t aj_scan_record(jscan_t *js, size_t i, aj_rec_t *a, buf_t
                                                         got_k |= rc == 1;
             else if (aj_key_is(k, kn, "SequenceNumber")) rc = aj_scan_string(js, &a->seq, &a->seq_len, &bad),
                                                           got_s |= rc == 1;
-            else if (aj_key_is(k, kn, "ApproximateArrivalTimestamp")) rc = aj_scan_number(js, &t, &bad),
-                                                                       got_t |= rc == 1;
+            else if (aj_key_is(k, kn, "ApproximateArrivalTimestamp")) {
+                const char *num;
+                size_t nl;
+                int64_t ms;
+                if (jscan_peek(js) != JS_NUMBER) {
+                    rc = aj_scan_number(js, &t, &bad); /* null, or the wrong type */
+                } else if (jscan_number_span(js, &num, &nl)) {
+                    rc = -2;
+                } else if (!aj_seconds_to_ms(num, nl, &ms)) {
+                    a->arrival_ms = ms, got_t = 2, rc = 1; /* exact, the common case */
+                } else {
+                    char tmp[64], *end = NULL;          /* an unusual form: strtod */
+                    snprintf(tmp, sizeof tmp, "%.*s", (int)(nl < 63 ? nl : 63), num);
+                    t = strtod(tmp, &end);
+                    if (!end || *end || nl >= 63) return AWSJSON_ESYNTAX;
+                    got_t = 1, rc = 1;
+                }
+            }
             else rc = jscan_skip(js) ? -2 : 0;
             if (rc == -2) return AWSJSON_ESYNTAX;
         } while (jscan_accept(js, ','));
@@ -129,7 +185,7 @@ static awsjson_status_t aj_scan_record(jscan_t *js, size_t i, aj_rec_t *a, buf_t
         return AWSJSON_ESHAPE;
     }
     /* seconds with a fraction, as the service sends it */
-    a->arrival_ms = got_t ? (int64_t)(t * 1000.0 + 0.5) : 0;
+    if (got_t != 2) a->arrival_ms = got_t ? (int64_t)(t * 1000.0 + 0.5) : 0;
     a->agg_off = -1;
     size_t n = 1;
     if (a->data_len >= 4 && !memcmp(a->data, KPL_MAGIC_B64, 4)) {

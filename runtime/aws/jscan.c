@@ -143,16 +143,30 @@ static int jscan_unescape(jscan_t *s, const char *start, const char **out, size_
 int jscan_string(jscan_t *s, const char **out, size_t *len)
 {
     if (jscan_peek(s) != JS_STRING) return -1;
-    const char *start = ++s->p, *p = start;
-    /* the fast path: no escapes, a span of the input */
-    while (p < s->end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
-    if (p < s->end && *p == '"') {
+    const char *start = ++s->p;
+    /* the fast path: no escapes, a span of the input (memchr is vectorised;
+     * raw control characters, which strict JSON forbids, are let through) */
+    const char *quote = memchr(start, '"', (size_t)(s->end - start));
+    if (!quote) return -1;
+    if (!memchr(start, '\\', (size_t)(quote - start))) {
         *out = start;
-        *len = (size_t)(p - start);
-        s->p = p + 1;
+        *len = (size_t)(quote - start);
+        s->p = quote + 1;
         return 0;
     }
     return jscan_unescape(s, start, out, len);
+}
+
+int jscan_number_span(jscan_t *s, const char **out, size_t *len)
+{
+    if (jscan_peek(s) != JS_NUMBER) return -1;
+    const char *p = s->p;
+    while (p < s->end && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' || *p == 'e' || *p == 'E'))
+        p++;
+    *out = s->p;
+    *len = (size_t)(p - s->p);
+    s->p = p;
+    return 0;
 }
 
 int jscan_number(jscan_t *s, double *out)

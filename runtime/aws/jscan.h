@@ -35,6 +35,8 @@ int jscan_expect(jscan_t *s, char c);
 int jscan_accept(jscan_t *s, char c);
 /* A string value: *out points into the input or the scratch area; 0 or -1. */
 int jscan_string(jscan_t *s, const char **out, size_t *len);
+/* A number value's text, unparsed (the caller converts it); 0 or -1. */
+int jscan_number_span(jscan_t *s, const char **out, size_t *len);
 /* A number value as a double; 0 or -1. */
 int jscan_number(jscan_t *s, double *out);
 /* Skips any one value (nested up to 64 levels); 0 or -1. */

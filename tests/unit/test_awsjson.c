@@ -220,6 +220,27 @@ static void test_get_records_reads_escapes_and_skips_unknown_members(void **stat
     }
 }
 
+/* Arrival timestamps are converted to whole milliseconds exactly. */
+static void test_get_records_arrival_timestamps_in_every_form(void **state)
+{
+    static const struct { const char *ts; long long ms; } cases[] = {
+        {"1700000000.123", 1700000000123LL}, {"1700000000", 1700000000000LL}, {"1.700000000123E9", 1700000000123LL},
+        {"1.7e9", 1700000000000LL},          {"1700000000.1236", 1700000000124LL}, {"17000000001e-1", 1700000000100LL},
+        {"0.0005", 1LL},                     {"1.7E+9", 1700000000000LL},          {"12345678901234567890.5e-10", 1234567890123LL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char body[256];
+        snprintf(body, sizeof body, "{\"Records\":[{\"Data\":\"\",\"PartitionKey\":\"k\",\"SequenceNumber\":\"1\","
+                 "\"ApproximateArrivalTimestamp\":%s}]}", cases[i].ts);
+        source_records_t r;
+        errbuf_t err;
+        if (records(body, &r, &err) != AWSJSON_OK) fail_msg("%s: %s", cases[i].ts, err.msg);
+        if (r.batch->recs[0].arrival_ms != cases[i].ms)
+            fail_msg("%s: %lld ms, want %lld", cases[i].ts, (long long)r.batch->recs[0].arrival_ms, cases[i].ms);
+        records_free(&r);
+    }
+}
+
 static void test_get_records_rejects_malformed_bodies(void **state)
 {
     static const struct {
@@ -463,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_get_records_shard_end_and_defaults),
         cmocka_unit_test(test_get_records_expands_kpl_aggregates),
         cmocka_unit_test(test_get_records_reads_escapes_and_skips_unknown_members),
+        cmocka_unit_test(test_get_records_arrival_timestamps_in_every_form),
         cmocka_unit_test(test_get_records_rejects_malformed_bodies),
         cmocka_unit_test(test_list_shards_pages_accumulate),
         cmocka_unit_test(test_scan_reads_kcl_rows),
