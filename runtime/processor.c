@@ -465,7 +465,9 @@ static int proc_open(proc_state_t *ps, proc_job_t *job)
     pthread_mutex_unlock(&ps->mu);
     ps->mem_hit = 0;
     ps->mem_used = 0;
-    lua_State *L = lua_newstate(proc_alloc, ps);
+    /* The counting allocator only where a cap is set: LuaJIT's own allocator
+     * is much faster for Lua's many small objects than malloc. */
+    lua_State *L = ps->mem_limit ? lua_newstate(proc_alloc, ps) : luaL_newstate();
     if (!L) {
         /* A LuaJIT without custom allocators (non-GC64): no memory cap then. */
         L = luaL_newstate();
