@@ -241,11 +241,6 @@ static int cfg_aws(cfg_t *c, config_t *conf)
 
 static const char *const policy_final_names[] = {"skip", "dead_letter", "halt", "retry", NULL};
 
-const char *policy_final_name(policy_final_t f)
-{
-    return policy_final_names[f];
-}
-
 static void policy_defaults(policy_config_t *p)
 {
     memset(p, 0, sizeof *p);
@@ -580,11 +575,4 @@ void config_free(config_t *c)
     free(c->leases.region);
     free(c->leases.endpoint);
     free(c);
-}
-
-const config_stream_t *config_find_stream(const config_t *c, const char *name)
-{
-    for (size_t i = 0; i < c->nstreams; i++)
-        if (!strcmp(c->streams[i].name, name)) return &c->streams[i];
-    return NULL;
 }

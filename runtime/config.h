@@ -82,7 +82,5 @@ typedef struct config {
  * result: config_free(). */
 config_t *config_load(const char *path, errbuf_t *err);
 void config_free(config_t *c);
-const config_stream_t *config_find_stream(const config_t *c, const char *name);
-const char *policy_final_name(policy_final_t f);
 
 #endif

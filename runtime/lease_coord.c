@@ -67,7 +67,6 @@ struct lease_coord {
     int scanning;
     int scanned_once;
     int taking;
-    int64_t writes;
     size_t in_flight_writes;
     request_t *requests;
 };
@@ -220,7 +219,6 @@ static write_ctx_t *coord_write_ctx(lease_coord_t *c, owned_t *o, write_kind_t k
     w->kind = kind;
     w->key = xstrdup(o->lease.key);
     o->in_flight = 1;
-    c->writes++;
     c->in_flight_writes++;
     return w;
 }
@@ -360,7 +358,6 @@ static void coord_take(lease_coord_t *c, const lease_t *l, int stolen)
     t->c = c;
     t->stolen = stolen;
     lease_copy(&t->lease, l);
-    c->writes++;
     c->in_flight_writes++;
     c->store->ops->take(c->store, &t->lease, c->worker_id, coord_take_done, t);
 }
@@ -409,7 +406,6 @@ static void coord_request(lease_coord_t *c, const lease_t *l)
     r->since_ms = clock_mono_ms();
     r->next = c->requests;
     c->requests = r;
-    c->writes++;
     c->in_flight_writes++;
     c->store->ops->request_handoff(c->store, l, c->worker_id, coord_request_done, c);
 }
@@ -612,7 +608,6 @@ void lease_coord_stop_taking(lease_coord_t *c)
         lease_t l = {0};
         l.key = c->requests->key;
         l.owner = c->requests->owner;
-        c->writes++;
         c->in_flight_writes++;
         c->store->ops->cancel_handoff(c->store, &l, c->worker_id, coord_cancel_done, c);
         coord_request_drop(c, c->requests);
@@ -680,25 +675,6 @@ void lease_coord_release(lease_coord_t *c, const char *key, lease_coord_done_cb 
     coord_issue(c, o);
 }
 
-static void coord_children_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
-{
-    lease_coord_t *c = ud;
-    c->in_flight_writes--;
-    if (st != LEASE_OK) {
-        char q[512];
-        log_warn("lease_children_failed", "status=%s error=%s", lease_status_name(st), log_quote(msg, q, sizeof q));
-    }
-}
-
-void lease_coord_set_children(lease_coord_t *c, const char *key, char **children, size_t n)
-{
-    owned_t *o = coord_find(c, key);
-    if (!o) return;
-    c->writes++;
-    c->in_flight_writes++;
-    c->store->ops->set_children(c->store, &o->lease, children, n, coord_children_done, c);
-}
-
 void lease_coord_forget(lease_coord_t *c, const char *key)
 {
     owned_t *o = coord_find(c, key);
@@ -711,13 +687,6 @@ const lease_t *lease_coord_owned(lease_coord_t *c, const char *key)
     return o ? &o->lease : NULL;
 }
 
-size_t lease_coord_owned_count(lease_coord_t *c)
-{
-    size_t n = 0;
-    for (owned_t *o = c->owned; o; o = o->next) n++;
-    return n;
-}
-
 size_t lease_coord_pending(lease_coord_t *c)
 {
     size_t n = c->in_flight_writes;
@@ -725,7 +694,3 @@ size_t lease_coord_pending(lease_coord_t *c)
     return n;
 }
 
-int64_t lease_coord_writes(lease_coord_t *c)
-{
-    return c->writes;
-}

@@ -71,17 +71,13 @@ void lease_coord_release(lease_coord_t *c, const char *key, lease_coord_done_cb 
 /* Hands the lease to the worker that asked for it (after the last checkpoint);
  * the lease is forgotten here. */
 void lease_coord_handoff(lease_coord_t *c, const char *key, lease_coord_done_cb done, void *ud);
-/* Records child shard ids on a finished lease. */
-void lease_coord_set_children(lease_coord_t *c, const char *key, char **children, size_t n);
 /* Forgets an owned lease without any write (e.g. a finished shard). */
 void lease_coord_forget(lease_coord_t *c, const char *key);
 
 /* The owned lease, or NULL. Valid until the next loop turn. */
 const lease_t *lease_coord_owned(lease_coord_t *c, const char *key);
-size_t lease_coord_owned_count(lease_coord_t *c);
 /* Writes in flight or queued, over all owned leases (shutdown waits for 0). */
 size_t lease_coord_pending(lease_coord_t *c);
-int64_t lease_coord_writes(lease_coord_t *c);  /* store writes issued so far (bench) */
 
 /* 1 if the lease's counter moved within lease_duration while this worker
  * watched it: its owner is alive (0: not known yet, or expired). */

@@ -324,19 +324,6 @@ static cJSON *ddb_keyed(ddb_store_t *ds, const char *key, cJSON **names, cJSON *
     return q;
 }
 
-static void ddb_val(cJSON *values, const char *name, const char *type, const char *v)
-{
-    cJSON *a = cJSON_AddObjectToObject(values, name);
-    if (!a || !cJSON_AddStringToObject(a, type, v)) xalloc_oom(0);
-}
-
-static void ddb_val_n(cJSON *values, const char *name, int64_t v)
-{
-    char num[24];
-    snprintf(num, sizeof num, "%lld", (long long)v);
-    ddb_val(values, name, "N", num);
-}
-
 static char *ddb_print(cJSON *q)
 {
     char *s = cJSON_PrintUnformatted(q); /* owned by the request */
@@ -359,9 +346,9 @@ static void ddb_update(ddb_store_t *ds, ddb_req_t *r, const lease_t *l, const ch
                             l->owner ? "#n = :c AND #o = :o" : "#n = :c AND attribute_not_exists(#o)");
     cJSON_AddStringToObject(names, "#n", "leaseCounter");
     cJSON_AddStringToObject(names, "#o", "leaseOwner");
-    ddb_val_n(values, ":nc", l->counter + 1);
-    ddb_val_n(values, ":c", l->counter);
-    if (l->owner) ddb_val(values, ":o", "S", l->owner);
+    awsjson_ddb_attr_n(values, ":nc", l->counter + 1);
+    awsjson_ddb_attr_n(values, ":c", l->counter);
+    if (l->owner) awsjson_ddb_attr(values, ":o", "S", l->owner);
     r->body = ddb_print(q);
     r->row.counter = l->counter + 1;
     ddb_send(r);
@@ -402,7 +389,7 @@ static void ddb_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, voi
     if (l->info) {
         /* the owner's runtime facts ride along with the renewal (status reads them) */
         cJSON_AddStringToObject(names, "#in", "shardrunInfo");
-        ddb_val(values, ":in", "S", l->info);
+        awsjson_ddb_attr(values, ":in", "S", l->info);
     }
     ddb_update(ds, r, l, l->info ? "#in = :in" : "", "", q, names, values);
 }
@@ -419,9 +406,9 @@ static void ddb_take(lease_store_t *s, const lease_t *l, const char *new_owner, 
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#sw", "ownerSwitchesSinceCheckpoint");
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
-    ddb_val(values, ":new", "S", new_owner);
-    ddb_val_n(values, ":zero", 0);
-    ddb_val_n(values, ":one", 1);
+    awsjson_ddb_attr(values, ":new", "S", new_owner);
+    awsjson_ddb_attr_n(values, ":zero", 0);
+    awsjson_ddb_attr_n(values, ":one", 1);
     /* a handoff request was for the previous owner */
     ddb_update(ds, r, l, "#o = :new, #sw = if_not_exists(#sw, :zero) + :one", "#po", q, names, values);
 }
@@ -441,9 +428,9 @@ static void ddb_checkpoint(lease_store_t *s, const lease_t *l, const char *seq, 
     cJSON_AddStringToObject(names, "#sw", "ownerSwitchesSinceCheckpoint");
     cJSON_AddStringToObject(names, "#pc", "pendingCheckpoint");
     cJSON_AddStringToObject(names, "#ps", "pendingCheckpointSubSequenceNumber");
-    ddb_val(values, ":seq", "S", seq);
-    ddb_val_n(values, ":sub", sub);
-    ddb_val_n(values, ":zero", 0);
+    awsjson_ddb_attr(values, ":seq", "S", seq);
+    awsjson_ddb_attr_n(values, ":sub", sub);
+    awsjson_ddb_attr_n(values, ":zero", 0);
     /* a KCL's pending checkpoint (two-phase) is void once we checkpoint */
     ddb_update(ds, r, l, "#cp = :seq, #cs = :sub, #sw = :zero", "#pc, #ps", q, names, values);
 }
@@ -466,8 +453,8 @@ static void ddb_owner_cond(cJSON *names, cJSON *values, const lease_t *l, char *
 {
     cJSON_AddStringToObject(names, "#n", "leaseCounter");
     cJSON_AddStringToObject(names, "#o", "leaseOwner");
-    ddb_val_n(values, ":c", l->counter);
-    if (l->owner) ddb_val(values, ":o", "S", l->owner);
+    awsjson_ddb_attr_n(values, ":c", l->counter);
+    if (l->owner) awsjson_ddb_attr(values, ":o", "S", l->owner);
     snprintf(out, n, "#n = :c AND %s AND %s", l->owner ? "#o = :o" : "attribute_not_exists(#o)", more);
 }
 
@@ -481,7 +468,7 @@ static void ddb_request_handoff(lease_store_t *s, const lease_t *l, const char *
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     char cond[256];
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
-    ddb_val(values, ":req", "S", requester);
+    awsjson_ddb_attr(values, ":req", "S", requester);
     ddb_owner_cond(names, values, l, cond, sizeof cond, "attribute_not_exists(#po)");
     /* the counter does not move: the owner's renewals must keep succeeding */
     cJSON_AddStringToObject(q, "UpdateExpression", "SET #po = :req");
@@ -508,10 +495,10 @@ static void ddb_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb, v
     char cond[256];
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
     cJSON_AddStringToObject(names, "#sw", "ownerSwitchesSinceCheckpoint");
-    ddb_val(values, ":po", "S", l->pending_owner);
-    ddb_val_n(values, ":nc", l->counter + 1);
-    ddb_val_n(values, ":zero", 0);
-    ddb_val_n(values, ":one", 1);
+    awsjson_ddb_attr(values, ":po", "S", l->pending_owner);
+    awsjson_ddb_attr_n(values, ":nc", l->counter + 1);
+    awsjson_ddb_attr_n(values, ":zero", 0);
+    awsjson_ddb_attr_n(values, ":one", 1);
     ddb_owner_cond(names, values, l, cond, sizeof cond, "#po = :po");
     cJSON_AddStringToObject(q, "UpdateExpression",
                             "SET #o = :po, #n = :nc, #sw = if_not_exists(#sw, :zero) + :one REMOVE #po");
@@ -529,7 +516,7 @@ static void ddb_cancel_handoff(lease_store_t *s, const lease_t *l, const char *r
     r->row.pending_owner = NULL;
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
-    ddb_val(values, ":req", "S", requester);
+    awsjson_ddb_attr(values, ":req", "S", requester);
     cJSON_AddStringToObject(q, "UpdateExpression", "REMOVE #po");
     cJSON_AddStringToObject(q, "ConditionExpression", "#po = :req");
     r->body = ddb_print(q);
@@ -557,7 +544,7 @@ static void ddb_remove(lease_store_t *s, const lease_t *l, lease_write_cb cb, vo
     ddb_req_t *r = ddb_req_new(ds, 0, "DeleteItem", (void *)cb, ud, l);
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#n", "leaseCounter");
-    ddb_val_n(values, ":c", l->counter);
+    awsjson_ddb_attr_n(values, ":c", l->counter);
     cJSON_AddStringToObject(q, "ConditionExpression", "#n = :c");
     r->body = ddb_print(q);
     ddb_send(r);

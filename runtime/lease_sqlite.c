@@ -60,6 +60,14 @@ static sqlite_reply_t *sqlite_reply_new(int is_list, void *cb, void *ud)
     return r;
 }
 
+/* A write's reply, starting from the row as the caller sees it. */
+static sqlite_reply_t *sqlite_write_reply(const lease_t *l, lease_write_cb cb, void *ud)
+{
+    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
+    lease_copy(&r->row, l);
+    return r;
+}
+
 static lease_status_t sqlite_fail(lease_sqlite_t *ls, sqlite_reply_t *r, const char *what)
 {
     int code = sqlite3_errcode(ls->db);
@@ -235,8 +243,7 @@ static void sqlite_finish(lease_sqlite_t *ls, sqlite_reply_t *r, lease_status_t 
 static void sqlite_create(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
-    lease_copy(&r->row, l);
+    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
     char *parents = sqlite_ids_json(l->parents, l->nparents);
     char *children = sqlite_ids_json(l->children, l->nchildren);
     char sql[512];
@@ -274,8 +281,7 @@ static void sqlite_update(lease_sqlite_t *ls, sqlite_reply_t *r, const lease_t *
 static void sqlite_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
-    lease_copy(&r->row, l);
+    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
     if (l->info) {
         sqlite_arg_t args[] = {ARG_T(l->info)};
         sqlite_update(ls, r, l, "shardrunInfo=?", args, 1);
@@ -287,8 +293,7 @@ static void sqlite_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, 
 static void sqlite_take(lease_store_t *s, const lease_t *l, const char *new_owner, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
-    lease_copy(&r->row, l);
+    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
     free(r->row.owner);
     r->row.owner = xstrdup(new_owner);
     r->row.owner_switches = l->owner_switches + 1;
@@ -303,8 +308,7 @@ static void sqlite_checkpoint(lease_store_t *s, const lease_t *l, const char *se
                               void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
-    lease_copy(&r->row, l);
+    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
     free(r->row.checkpoint);
     r->row.checkpoint = xstrdup(seq);
     r->row.checkpoint_sub = sub;
@@ -316,8 +320,7 @@ static void sqlite_checkpoint(lease_store_t *s, const lease_t *l, const char *se
 static void sqlite_release(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
-    lease_copy(&r->row, l);
+    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
     free(r->row.owner);
     r->row.owner = NULL;
     free(r->row.pending_owner);
@@ -329,8 +332,7 @@ static void sqlite_request_handoff(lease_store_t *s, const lease_t *l, const cha
                                    void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
-    lease_copy(&r->row, l);
+    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
     free(r->row.pending_owner);
     r->row.pending_owner = xstrdup(requester);
     char sql[512];
@@ -343,8 +345,7 @@ static void sqlite_request_handoff(lease_store_t *s, const lease_t *l, const cha
 static void sqlite_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
-    lease_copy(&r->row, l);
+    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
     free(r->row.owner);
     r->row.owner = r->row.pending_owner;
     r->row.pending_owner = NULL;
@@ -363,8 +364,7 @@ static void sqlite_cancel_handoff(lease_store_t *s, const lease_t *l, const char
                                   void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
-    lease_copy(&r->row, l);
+    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
     free(r->row.pending_owner);
     r->row.pending_owner = NULL;
     char sql[256];
@@ -377,8 +377,7 @@ static void sqlite_set_children(lease_store_t *s, const lease_t *l, char **child
                                 void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
-    lease_copy(&r->row, l);
+    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
     char *json = sqlite_ids_json(children, n);
     char sql[256];
     snprintf(sql, sizeof sql, "UPDATE %s SET childShardIds=? WHERE leaseKey=?", ls->table);
@@ -391,8 +390,7 @@ static void sqlite_set_children(lease_store_t *s, const lease_t *l, char **child
 static void sqlite_remove(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
-    lease_copy(&r->row, l);
+    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
     char sql[256];
     snprintf(sql, sizeof sql, "DELETE FROM %s WHERE leaseKey=? AND leaseCounter=?", ls->table);
     sqlite_arg_t args[] = {ARG_T(l->key), ARG_I(l->counter)};

@@ -12,7 +12,6 @@ static int log_fd = 2;
 static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
 
 void log_set_level(log_level_t level) { log_min_level = level; }
-log_level_t log_get_level(void) { return log_min_level; }
 void log_set_fd(int fd) { log_fd = fd; }
 
 const char *log_quote(const char *s, char *out, size_t outsz)

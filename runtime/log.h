@@ -15,7 +15,6 @@ typedef enum { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } log_level_t;
 
 /* Sets the lowest level written (default LOG_INFO) and the output fd (default 2). */
 void log_set_level(log_level_t level);
-log_level_t log_get_level(void);
 void log_set_fd(int fd);
 
 /* Writes one event line. `fmt` formats the key=value tail (may be NULL); use

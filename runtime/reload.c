@@ -147,8 +147,3 @@ const char *reload_error(const reload_t *r, size_t idx)
 {
     return r->streams[idx].error;
 }
-
-int64_t reload_failures(const reload_t *r, size_t idx)
-{
-    return r->streams[idx].failures;
-}

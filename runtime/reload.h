@@ -39,7 +39,6 @@ void reload_free(reload_t *r);
 void reload_check(reload_t *r, size_t idx);
 /* The last reload error of stream idx (NULL when the last attempt worked). */
 const char *reload_error(const reload_t *r, size_t idx);
-int64_t reload_failures(const reload_t *r, size_t idx);
 
 #define RELOAD_DEBOUNCE_S 0.1
 #define RELOAD_POLL_S 0.5

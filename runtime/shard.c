@@ -35,8 +35,6 @@ const char *shard_id(const shard_t *s) { return s->id; }
 const char *shard_stream(const shard_t *s) { return s->stream; }
 shard_phase_t shard_phase(const shard_t *s) { return s->phase; }
 proc_state_t *shard_proc(shard_t *s) { return s->ps; }
-const shard_stats_t *shard_stats(const shard_t *s) { return &s->stats; }
-void shard_set_stream_cfg(shard_t *s, const config_stream_t *cfg) { s->cfg = cfg; }
 
 void shard_set_str(char **dst, const char *v)
 {

@@ -75,7 +75,6 @@ proc_state_t *shard_proc(shard_t *s);
 /* JSON facts for `status` (phase, halt error, counters, script version and
  * load time, the stream's last reload error). Caller frees. */
 char *shard_describe(const shard_t *s, const char *reload_error);
-void shard_set_stream_cfg(shard_t *s, const config_stream_t *cfg);
 /* Hot reload: the shard runs `script` from its next batch on. */
 void shard_set_script(shard_t *s, proc_script_t *script);
 
@@ -92,6 +91,5 @@ typedef struct shard_stats {
     int64_t timeouts;
     int64_t memory_cap_hits;
 } shard_stats_t;
-const shard_stats_t *shard_stats(const shard_t *s);
 
 #endif

@@ -14,17 +14,6 @@ const char *source_pos_name(source_pos_kind_t k)
     return source_pos_names[k];
 }
 
-int source_pos_parse(const char *name, source_pos_kind_t *out)
-{
-    for (size_t i = 0; i < sizeof source_pos_names / sizeof *source_pos_names; i++) {
-        if (!strcmp(name, source_pos_names[i])) {
-            *out = (source_pos_kind_t)i;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 const char *source_err_name(source_err_t e)
 {
     switch (e) {

@@ -123,8 +123,6 @@ static inline void source_destroy(source_t *s)
 }
 
 const char *source_pos_name(source_pos_kind_t k);
-/* Parses "TRIM_HORIZON" | "LATEST" | "AT_TIMESTAMP" (...); -1 when unknown. */
-int source_pos_parse(const char *name, source_pos_kind_t *out);
 const char *source_err_name(source_err_t e);
 
 #endif

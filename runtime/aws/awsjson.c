@@ -542,17 +542,17 @@ awsjson_status_t awsjson_ddb_scan(const char *body, size_t len, lease_list_t *ac
     return AWSJSON_OK;
 }
 
-static void aj_add_attr(cJSON *item, const char *name, const char *type, const char *value)
+void awsjson_ddb_attr(cJSON *item, const char *name, const char *type, const char *value)
 {
     cJSON *a = cJSON_AddObjectToObject(item, name);
     if (!a || !cJSON_AddStringToObject(a, type, value)) xalloc_oom(0);
 }
 
-static void aj_add_n(cJSON *item, const char *name, int64_t v)
+void awsjson_ddb_attr_n(cJSON *item, const char *name, int64_t v)
 {
     char num[24];
     snprintf(num, sizeof num, "%lld", (long long)v);
-    aj_add_attr(item, name, "N", num);
+    awsjson_ddb_attr(item, name, "N", num);
 }
 
 cJSON *awsjson_ddb_ss(char *const *ids, size_t n)
@@ -567,19 +567,19 @@ cJSON *awsjson_ddb_item(const lease_t *l)
 {
     cJSON *item = cJSON_CreateObject(); /* the caller's: cJSON_Delete */
     if (!item) xalloc_oom(0);
-    aj_add_attr(item, "leaseKey", "S", l->key);
-    aj_add_n(item, "leaseCounter", l->counter);
-    if (l->owner) aj_add_attr(item, "leaseOwner", "S", l->owner);
-    if (l->pending_owner) aj_add_attr(item, "pendingOwner", "S", l->pending_owner);
-    aj_add_attr(item, "checkpoint", "S", l->checkpoint ? l->checkpoint : SEQNUM_TRIM_HORIZON);
-    aj_add_n(item, "checkpointSubSequenceNumber", l->checkpoint_sub);
-    aj_add_n(item, "ownerSwitchesSinceCheckpoint", l->owner_switches);
+    awsjson_ddb_attr(item, "leaseKey", "S", l->key);
+    awsjson_ddb_attr_n(item, "leaseCounter", l->counter);
+    if (l->owner) awsjson_ddb_attr(item, "leaseOwner", "S", l->owner);
+    if (l->pending_owner) awsjson_ddb_attr(item, "pendingOwner", "S", l->pending_owner);
+    awsjson_ddb_attr(item, "checkpoint", "S", l->checkpoint ? l->checkpoint : SEQNUM_TRIM_HORIZON);
+    awsjson_ddb_attr_n(item, "checkpointSubSequenceNumber", l->checkpoint_sub);
+    awsjson_ddb_attr_n(item, "ownerSwitchesSinceCheckpoint", l->owner_switches);
     if (l->nparents) cJSON_AddItemToObject(item, "parentShardId", awsjson_ddb_ss(l->parents, l->nparents));
     if (l->nchildren) cJSON_AddItemToObject(item, "childShardIds", awsjson_ddb_ss(l->children, l->nchildren));
-    if (l->start_hash) aj_add_attr(item, "startingHashKey", "S", l->start_hash);
-    if (l->end_hash) aj_add_attr(item, "endingHashKey", "S", l->end_hash);
-    if (l->stream) aj_add_attr(item, "streamName", "S", l->stream);
-    if (l->shard) aj_add_attr(item, "shardId", "S", l->shard);
-    if (l->info) aj_add_attr(item, "shardrunInfo", "S", l->info);
+    if (l->start_hash) awsjson_ddb_attr(item, "startingHashKey", "S", l->start_hash);
+    if (l->end_hash) awsjson_ddb_attr(item, "endingHashKey", "S", l->end_hash);
+    if (l->stream) awsjson_ddb_attr(item, "streamName", "S", l->stream);
+    if (l->shard) awsjson_ddb_attr(item, "shardId", "S", l->shard);
+    if (l->info) awsjson_ddb_attr(item, "shardrunInfo", "S", l->info);
     return item;
 }

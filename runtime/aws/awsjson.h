@@ -56,6 +56,9 @@ struct cJSON *awsjson_ddb_item(const lease_t *l);
 
 /* A DynamoDB string set {"SS": [...]} of ids[0..n) (n > 0). Caller frees. */
 struct cJSON *awsjson_ddb_ss(char *const *ids, size_t n);
+/* Adds {"name": {"type": "value"}} (a DynamoDB attribute value) to item. */
+void awsjson_ddb_attr(struct cJSON *item, const char *name, const char *type, const char *value);
+void awsjson_ddb_attr_n(struct cJSON *item, const char *name, int64_t v);   /* type "N" */
 
 /* Parses a DynamoDB number attribute's text as an int64: 0 or -1. */
 int awsjson_parse_i64(const char *s, int64_t *out);
