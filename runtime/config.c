@@ -434,7 +434,7 @@ static int cfg_top(cfg_t *c, config_t *conf)
     static const char *const keys[] = {
         "application", "worker_id", "source", "leases", "streams", "processor_threads", "lease_duration_ms",
         "renew_interval_ms", "taker_interval_ms", "max_steal", "shard_sync_interval_ms", "max_buffered_mb",
-        "shutdown_grace_ms", "lua_path", "reload", "metrics_port", "aws", NULL};
+        "shutdown_grace_ms", "lua_path", "reload", "aws", NULL};
     static const char *const reload_keys[] = {"rollback_after_failures", NULL};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     conf->processor_threads = cores > 0 ? cores : 2;
@@ -459,7 +459,6 @@ static int cfg_top(cfg_t *c, config_t *conf)
     if (!rc) rc = cfg_int(c, -1, "shard_sync_interval_ms", 100, 86400000, &conf->shard_sync_interval_ms);
     if (!rc) rc = cfg_int(c, -1, "max_buffered_mb", 1, 1 << 20, &conf->max_buffered_mb);
     if (!rc) rc = cfg_int(c, -1, "shutdown_grace_ms", 0, 3600000, &conf->shutdown_grace_ms);
-    if (!rc) rc = cfg_int(c, -1, "metrics_port", 0, 65535, &conf->metrics_port);
     if (!rc) rc = cfg_lua_path(c, conf);
     if (!rc) rc = cfg_aws(c, conf);
     size_t saved;

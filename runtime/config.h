@@ -75,7 +75,6 @@ typedef struct config {
     char **lua_path;             /* extra folders for require */
     size_t nlua_path;
     int64_t reload_rollback_after_failures;  /* 0 = never */
-    int64_t metrics_port;        /* 0 = off */
 } config_t;
 
 /* Loads and validates; on error returns NULL with err set. Caller owns the

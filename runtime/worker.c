@@ -313,7 +313,6 @@ static void worker_refused_changes(const config_t *old, const config_t *nu, buf_
               "lease timing");
     REFUSE_IF(old->processor_threads != nu->processor_threads, "processor_threads");
     REFUSE_IF(old->nlua_path != nu->nlua_path, "lua_path");
-    REFUSE_IF(old->metrics_port != nu->metrics_port, "metrics_port");
     int same_streams = old->nstreams == nu->nstreams;
     for (size_t i = 0; same_streams && i < old->nstreams; i++)
         same_streams = !strcmp(old->streams[i].name, nu->streams[i].name);
