@@ -516,7 +516,11 @@ static void test_refresh_before_expiry_keeps_old_credentials_meanwhile(void **st
     unsetenv("AWS_EC2_METADATA_DISABLED");
     setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.base, 1);
     imds_refresh_delay_ms = 400;
-    aws_cred_options_t o = {.refresh_before_s = 3599}; /* expiry in 3600 s: refresh after ~1 s */
+    /* Expiry comes in whole seconds 3600 s ahead, so 3599 or 3600 s remain when
+     * the answer is read: refreshing 3598 s early lands 1-2 s from now. (3599
+     * could leave 0 s, which the provider rightly treats as "lifetime shorter
+     * than refresh_before" and refreshes halfway, 30 minutes later.) */
+    aws_cred_options_t o = {.refresh_before_s = 3598};
     aws_cred_t *c = aws_cred_new(loop, http, &o);
     assert_int_equal(resolve(c), 1);
     expect_creds(c, "AKIDIMDS1", "imds/secret1", "sess-token-imds1");
