@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "tpool.h"
 #include "xalloc.h"
 
 /* Replaces bytes that would make the JSON line invalid UTF-8 (errors and
@@ -92,6 +93,12 @@ static void deadletter_rotate(const char *path, int64_t max_bytes)
     if (rename(path, dst) != 0) return; /* keep appending: never lose a record over rotation */
 }
 
+static int deadletter_is_regular(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 static int deadletter_append(const char *path, int64_t max_bytes, const buf_t *lines, errbuf_t *err)
 {
     deadletter_rotate(path, max_bytes);
@@ -108,8 +115,9 @@ static int deadletter_append(const char *path, int64_t max_bytes, const buf_t *l
         }
         off += (size_t)n;
     }
-    /* durable before the checkpoint moves past these records */
-    if (fdatasync(fd) != 0) {
+    /* durable before the checkpoint moves past these records; a pipe or a
+     * terminal (dead_letter.file = "/dev/stdout") has nothing to sync */
+    if (fdatasync(fd) != 0 && !(errno == EINVAL && !deadletter_is_regular(fd))) {
         int e = errno;
         close(fd);
         return errbuf_set(err, "dead-letter file %s: sync: %s", path, strerror(e));
@@ -117,15 +125,74 @@ static int deadletter_append(const char *path, int64_t max_bytes, const buf_t *l
     return close(fd) == 0 ? 0 : errbuf_set(err, "dead-letter file %s: close: %s", path, strerror(errno));
 }
 
-int deadletter_write_file(const policy_config_t *p, const deadletter_info_t *info, const batch_t *b, size_t from,
-                          size_t to, errbuf_t *err)
+/* ---- the writer thread ------------------------------------------------------ */
+
+struct deadletter_writer {
+    tpool_t *thread;
+};
+
+typedef struct deadletter_write {
+    tpool_job_t job;             /* first: the pool's handle */
+    char *path;                  /* owned */
+    int64_t max_bytes;
+    buf_t lines;                 /* owned */
+    deadletter_done_cb done;
+    void *ud;
+    int rc;
+    errbuf_t err;
+} deadletter_write_t;
+
+static void deadletter_write_run(tpool_job_t *job)
 {
-    buf_t lines = BUF_INIT;
-    for (size_t i = from; i < to; i++) deadletter_format(&lines, info, b, i);
-    int rc = deadletter_append(p->dead_letter_file, p->dead_letter_max_bytes, &lines, err);
-    buf_free(&lines);
-    return rc;
+    deadletter_write_t *wr = (deadletter_write_t *)job;
+    wr->rc = deadletter_append(wr->path, wr->max_bytes, &wr->lines, &wr->err);
 }
+
+static void deadletter_write_done(tpool_job_t *job)
+{
+    deadletter_write_t *wr = (deadletter_write_t *)job;
+    wr->done(wr->ud, wr->rc, wr->rc ? wr->err.msg : NULL);
+    free(wr->path);
+    buf_free(&wr->lines);
+    free(wr);
+}
+
+deadletter_writer_t *deadletter_writer_new(struct ev_loop *loop)
+{
+    tpool_t *thread = tpool_new(loop, 1, "dead_letter");
+    if (!thread) return NULL;
+    deadletter_writer_t *w = xcalloc(1, sizeof *w); /* owned by the caller: deadletter_writer_free */
+    w->thread = thread;
+    return w;
+}
+
+void deadletter_writer_free(deadletter_writer_t *w)
+{
+    if (!w) return;
+    tpool_free(w->thread);
+    free(w);
+}
+
+size_t deadletter_writer_busy(const deadletter_writer_t *w)
+{
+    return tpool_busy(w->thread);
+}
+
+void deadletter_writer_append(deadletter_writer_t *w, const policy_config_t *p, buf_t *lines,
+                              deadletter_done_cb done, void *ud)
+{
+    deadletter_write_t *wr = xcalloc(1, sizeof *wr); /* freed after done runs */
+    wr->job = (tpool_job_t){.run = deadletter_write_run, .done = deadletter_write_done};
+    wr->path = xstrdup(p->dead_letter_file);
+    wr->max_bytes = p->dead_letter_max_bytes;
+    wr->lines = *lines; /* moved: owned by wr */
+    *lines = (buf_t)BUF_INIT;
+    wr->done = done;
+    wr->ud = ud;
+    tpool_submit(w->thread, &wr->job);
+}
+
+/* ---- dlq replay ------------------------------------------------------------- */
 
 int deadletter_parse_line(const char *line, deadletter_record_t *out, errbuf_t *err)
 {

@@ -15,6 +15,7 @@
 
 #include "batch.h"
 #include "errbuf.h"
+#include "tpool.h"
 
 struct ev_loop;
 
@@ -88,6 +89,7 @@ proc_script_t *proc_state_script(proc_state_t *ps);   /* the version running now
 void proc_state_set_limits(proc_state_t *ps, const proc_limits_t *limits);
 
 typedef struct proc_job {
+    tpool_job_t tp;           /* first: the pool's handle on the job */
     proc_job_kind_t kind;
     proc_state_t *ps;
     const batch_t *batch;     /* JOB_PROCESS: borrowed until the job returns */
@@ -101,7 +103,7 @@ typedef struct proc_job {
     int out_of_memory;
     int64_t started_us;       /* monotonic, set when a thread picks the job */
     int64_t elapsed_us;
-    struct proc_job *next;
+    struct proc_pool *pool;   /* the pool it was submitted to */
 } proc_job_t;
 
 void proc_job_reset(proc_job_t *job);   /* frees results, keeps kind/ps/ud */

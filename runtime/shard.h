@@ -25,6 +25,7 @@
 #include "source.h"
 
 struct ev_loop;
+struct deadletter_writer;
 typedef struct shard shard_t;
 
 /* What a shard needs from its worker. Owned by the worker, outlives shards. */
@@ -33,6 +34,7 @@ typedef struct shard_env {
     source_t *source;
     lease_coord_t *coord;
     proc_pool_t *pool;
+    struct deadletter_writer *dead_letters;   /* the dead-letter file writer */
     const char *worker_id;
     char *const *lua_path;
     size_t nlua_path;

@@ -46,7 +46,7 @@ struct shard {
     batch_t *retry;              /* records waiting for retry_timer to run again */
     int retry_bisected;
     batch_t *final;              /* records whose dead-letter write is pending or must be retried */
-    int dl_busy;                 /* a dead-letter put to a stream is in flight */
+    int dl_busy;                 /* a dead-letter write (file or stream) is in flight */
     char *dl_lines;              /* its JSON lines (the put's records point into them) */
     source_put_record_t *dl_recs;
     char *final_error, *final_tb;

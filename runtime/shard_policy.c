@@ -24,9 +24,10 @@ static void shard_dead_lettered(shard_t *s, batch_t *b, const char *where, const
     shard_checkpoint(s, s->done_seq, s->done_sub);
 }
 
-static void shard_dl_done(void *ud, source_err_t err, const char *msg)
+/* A dead-letter write (file or stream) answered: on success the checkpoint
+ * moves past the records; on failure the write is tried again later. */
+static void shard_dl_finish(shard_t *s, const char *failure, const char *destination)
 {
-    shard_t *s = ud;
     s->dl_busy = 0;
     free(s->dl_lines);
     free(s->dl_recs);
@@ -38,18 +39,30 @@ static void shard_dl_done(void *ud, source_err_t err, const char *msg)
     }
     batch_t *b = s->final;
     if (!b) return; /* dropped meanwhile (lease lost, shutdown): nothing was checkpointed */
-    if (err) {
+    if (failure) {
         char q[1024];
         log_error("dead_letter_failed", "stream=%s shard=%s first=%s last=%s count=%zu destination=%s error=%s "
                   "action=\"retry the write; no checkpoint past these records\"", s->stream, s->id, batch_seq(b, 0),
-                  batch_seq(b, b->count - 1), b->count, s->cfg->policy.dead_letter_stream, log_quote(msg, q, sizeof q));
+                  batch_seq(b, b->count - 1), b->count, destination, log_quote(failure, q, sizeof q));
         shard_retry_later(s, policy_backoff_ms(&s->cfg->policy, 2, &s->seed));
         return;
     }
     s->final = NULL;
-    if (s->phase == SHARD_RUNNING) shard_dead_lettered(s, b, s->cfg->policy.dead_letter_stream, s->final_error);
+    if (s->phase == SHARD_RUNNING) shard_dead_lettered(s, b, destination, s->final_error);
     shard_release_batch(s, b);
     shard_dispatch(s);
+}
+
+static void shard_dl_stream_done(void *ud, source_err_t err, const char *msg)
+{
+    shard_t *s = ud;
+    shard_dl_finish(s, err ? (msg ? msg : "put failed") : NULL, s->cfg->policy.dead_letter_stream);
+}
+
+static void shard_dl_file_done(void *ud, int rc, const char *msg)
+{
+    shard_t *s = ud;
+    shard_dl_finish(s, rc ? (msg ? msg : "write failed") : NULL, s->cfg->policy.dead_letter_file);
 }
 
 /* Puts the failed records, as dead-letter JSON lines, to the dead-letter
@@ -73,13 +86,25 @@ static void shard_dead_letter_to_stream(shard_t *s, batch_t *b, const char *erro
     }
     free(ends);
     s->dl_busy = 1;
-    s->env->source->ops->put(s->env->source, s->cfg->policy.dead_letter_stream, s->dl_recs, b->count, shard_dl_done,
-                             s);
+    s->env->source->ops->put(s->env->source, s->cfg->policy.dead_letter_stream, s->dl_recs, b->count,
+                             shard_dl_stream_done, s);
+}
+
+/* Writes the failed records, as dead-letter JSON lines, to the dead-letter
+ * file on the writer's thread; the checkpoint waits for its answer. */
+static void shard_dead_letter_to_file(shard_t *s, batch_t *b, const char *error, const char *tb)
+{
+    deadletter_info_t info = {s->stream, s->id, s->env->worker_id, error, tb, s->attempts + 1};
+    buf_t lines = BUF_INIT;
+    for (size_t i = 0; i < b->count; i++) deadletter_format(&lines, &info, b, i);
+    s->dl_busy = 1;
+    deadletter_writer_append(s->env->dead_letters, &s->cfg->policy, &lines, shard_dl_file_done, s);
 }
 
 /* The records the policy gave up on: skip, dead-letter or halt. Returns 0
- * when the shard may go on past them (they are checkpointed), 1 when the
- * dead-letter write failed (retry it), 2 when it is in flight. */
+ * when the shard may go on past them (they are checkpointed), 1 when a
+ * dead-letter write is in flight (the batch is held until it answers), -1
+ * when the shard halted. */
 static int shard_final(shard_t *s, batch_t *b, const char *error, const char *tb)
 {
     const policy_config_t *p = &s->cfg->policy;
@@ -91,26 +116,14 @@ static int shard_final(shard_t *s, batch_t *b, const char *error, const char *tb
         shard_halt(s, why);
         return -1;
     }
-    if (p->final == FINAL_DEAD_LETTER && p->dead_letter_stream) {
-        shard_dead_letter_to_stream(s, b, error, tb);
-        return 2;
-    }
     if (p->final == FINAL_DEAD_LETTER) {
-        errbuf_t err;
-        deadletter_info_t info = {s->stream, s->id, s->env->worker_id, error, tb, s->attempts + 1};
-        if (deadletter_write_file(p, &info, b, 0, b->count, &err)) {
-            log_error("dead_letter_failed", "stream=%s shard=%s first=%s last=%s count=%zu error=%s action=\"retry "
-                      "the write; no checkpoint past these records\"", s->stream, s->id, batch_seq(b, 0),
-                      batch_seq(b, b->count - 1), b->count, log_quote(err.msg, q, sizeof q));
-            return 1;
-        }
-        shard_dead_lettered(s, b, p->dead_letter_file, error);
-        return 0;
-    } else {
-        s->stats.skipped += (int64_t)b->count;
-        log_warn("records_skipped", "stream=%s shard=%s first=%s last=%s count=%zu error=%s", s->stream, s->id,
-                 batch_seq(b, 0), batch_seq(b, b->count - 1), b->count, log_quote(error, q, sizeof q));
+        if (p->dead_letter_stream) shard_dead_letter_to_stream(s, b, error, tb);
+        else shard_dead_letter_to_file(s, b, error, tb);
+        return 1;
     }
+    s->stats.skipped += (int64_t)b->count;
+    log_warn("records_skipped", "stream=%s shard=%s first=%s last=%s count=%zu error=%s", s->stream, s->id,
+             batch_seq(b, 0), batch_seq(b, b->count - 1), b->count, log_quote(error, q, sizeof q));
     shard_remember_done(s, b, b->count - 1);
     shard_checkpoint(s, s->done_seq, s->done_sub);
     return 0;
@@ -178,7 +191,6 @@ void shard_batch_failed(shard_t *s, proc_job_t *job)
     s->attempts = 0;
     if (rc > 0) {
         shard_set_final(s, failing, error, job->traceback); /* held until written */
-        if (rc == 1) shard_retry_later(s, policy_backoff_ms(p, 1, &s->seed));
         return;
     }
     shard_release_batch(s, failing);
@@ -195,7 +207,6 @@ void shard_on_retry_timer(struct ev_loop *loop, ev_timer *t, int revents)
         int rc = shard_final(s, b, s->final_error, s->final_tb);
         if (rc > 0) {
             s->final = b;
-            if (rc == 1) shard_retry_later(s, policy_backoff_ms(&s->cfg->policy, 2, &s->seed));
             return;
         }
         shard_release_batch(s, b);

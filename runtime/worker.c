@@ -10,6 +10,7 @@
 #include "backends.h"
 #include "buf.h"
 #include "clock.h"
+#include "deadletter.h"
 #include "lease_coord.h"
 #include "log.h"
 #include "processor.h"
@@ -31,6 +32,7 @@ typedef struct worker {
     lease_coord_t *coord;
     shardsync_t *sync;
     proc_pool_t *pool;
+    deadletter_writer_t *dead_letters;
     proc_script_t **scripts;     /* per configured stream: the version new shards start with */
     reload_t *reload;
     shard_env_t env;
@@ -466,15 +468,18 @@ static void worker_init_watchers(worker_t *w)
 
 static void worker_close(worker_t *w)
 {
-    if (w->exit_code != 0 && w->pool && proc_pool_busy(w->pool) > 0) {
-        /* A script may be stuck in a processor thread: joining it could hang. */
-        log_error("worker_exit", "worker=%s status=%d jobs_running=%zu", w->id, w->exit_code,
-                  proc_pool_busy(w->pool));
+    size_t running = (w->pool ? proc_pool_busy(w->pool) : 0) +
+                     (w->dead_letters ? deadletter_writer_busy(w->dead_letters) : 0);
+    if (w->exit_code != 0 && running > 0) {
+        /* A script may be stuck in a processor thread, a dead-letter write on
+         * a hung disk: joining them could hang. */
+        log_error("worker_exit", "worker=%s status=%d jobs_running=%zu", w->id, w->exit_code, running);
         _exit(w->exit_code);
     }
     for (size_t i = 0; i < w->nshards; i++) shard_free(w->shards[i]);
     free(w->shards);
     proc_pool_free(w->pool);
+    deadletter_writer_free(w->dead_letters);
     reload_free(w->reload);
     shardsync_free(w->sync);
     lease_store_destroy(w->store);   /* delivers pending writes to the coordinator */
@@ -514,7 +519,15 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
     w.coord = lease_coord_new(w.loop, w.store, &copt, &h, &w);
     w.sync = shardsync_new(w.source, w.store, cfg, worker_synced, worker_cannot_start, &w);
     w.pool = proc_pool_new(w.loop, (int)cfg->processor_threads, worker_job_done, &w);
+    w.dead_letters = deadletter_writer_new(w.loop);
+    if (!w.pool || !w.dead_letters) {
+        log_error("worker_exit", "worker=%s status=1 error=\"cannot start threads\"", w.id);
+        fprintf(stderr, "shardrun: cannot start the worker's threads\n");
+        worker_close(&w);
+        return 1;
+    }
     w.env = (shard_env_t){.loop = w.loop, .source = w.source, .coord = w.coord, .pool = w.pool,
+                          .dead_letters = w.dead_letters,
                           .worker_id = w.id, .lua_path = cfg->lua_path, .nlua_path = cfg->nlua_path,
                           .max_buffered_bytes = (size_t)cfg->max_buffered_mb * 1024 * 1024,
                           .min_poll_interval_ms = backend_min_poll_interval_ms(cfg),

@@ -35,6 +35,8 @@ import threading
 import time
 from pathlib import Path
 
+from luavalue import lua_value  # scripts/ is on sys.path: this file lives there
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARDRUN = os.environ.get("SHARDRUN", str(ROOT / "shardrun"))
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -77,8 +79,8 @@ class Dir:
         fields = {"application": "bench", "source": {"type": "local", "path": "streams.db"},
                   "leases": {"type": "local", "path": "leases.db"}, "taker_interval_ms": 200}
         fields.update(top)
-        text = "".join(f"{k} = {lua(v)}\n" for k, v in fields.items())
-        text += "streams = { " + ", ".join(lua(s) for s in streams) + " }\n"
+        text = "".join(f"{k} = {lua_value(v)}\n" for k, v in fields.items())
+        text += "streams = { " + ", ".join(lua_value(s) for s in streams) + " }\n"
         (self.path / "shardrun.lua").write_text(text)
 
     def write(self, name, text):
@@ -104,18 +106,6 @@ class Dir:
 
     def cleanup(self):
         shutil.rmtree(self.path, ignore_errors=True)
-
-
-def lua(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {lua(x)}" for k, x in v.items()) + " }"
-    return "{ " + ", ".join(lua(x) for x in v) + " }"
 
 
 def lines_file(n, make):

@@ -10,6 +10,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,21 +23,8 @@ ASAN = "build-asan" in SHARDRUN
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
-
-def lua_value(v):
-    """Python value -> Lua source text (for writing configs)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {lua_value(x)}" for k, x in v.items()) + " }"
-    if isinstance(v, (list, tuple)):
-        return "{ " + ", ".join(lua_value(x) for x in v) + " }"
-    raise TypeError(type(v))
-
+sys.path.insert(0, str(ROOT / "scripts"))
+from luavalue import lua_value  # noqa: E402  (shared with scripts/bench.py)
 
 class Worker:
     """One `shardrun run` process; its log goes to a file."""

@@ -5,7 +5,9 @@ processor writes the records of a batch only when the whole batch succeeded,
 and every call ("call first last count") to calls.log, so each test knows
 exactly which records were processed, how often each batch ran, and where the
 checkpoint ends."""
+import hashlib
 import json
+import os
 import time
 
 from conftest import wait_for
@@ -269,3 +271,41 @@ def test_dead_letter_to_a_missing_stream_waits_and_checkpoints_nothing_past_it(e
     wait_for(lambda: w.events("dead_letter_failed"), what="failed dead-letter put")
     w.stop()
     assert checkpoint(env) == last_seq(env, 499)
+
+
+def shard_of(key, shards=2):
+    """The shard a partition key lands on (MD5 over even hash ranges, as Kinesis)."""
+    return int.from_bytes(hashlib.md5(key.encode()).digest(), "big") * shards >> 128
+
+
+def key_on(shard):
+    return next(k for k in (f"key{i}" for i in range(1000)) if shard_of(k) == shard)
+
+
+def test_a_dead_letter_write_that_blocks_stalls_only_its_shard(env):
+    # The dead-letter file is a FIFO nobody reads yet, so the write blocks
+    # (in open). The worker must keep renewing leases and processing the other
+    # shard meanwhile, and checkpoint nothing past the record until it lands.
+    os.mkfifo(env.dir / "dlq.fifo")
+    env.write("p.lua", PROCESSOR)
+    env.config([{"name": "s", "processor": "p.lua",
+                 "on_error": {"final": "dead_letter", "dead_letter": {"file": "dlq.fifo"}}}])
+    env.create_stream("s", 2)
+    env.extra_env.update({"POISON": "p0", "MODE": "raise"})
+    env.put("s", ["p0"], partition_key=key_on(0))
+    w = env.worker()
+    wait_for(lambda: w.events("batch_failed"), what="the poison batch to fail")
+    stuck, other = "shardId-000000000000", "shardId-000000000001"
+    counter = env.leases()[stuck]["leaseCounter"]
+    env.put("s", [f"g{i}" for i in range(100)], partition_key=key_on(1))
+    wait_for(lambda: env.leases()[other]["checkpoint"] != "TRIM_HORIZON", what="the other shard to go on")
+    assert processed(env) == [f"g{i}" for i in range(100)]
+    # lease_duration 2 s: renewals every ~0.7 s go on while the write waits
+    wait_for(lambda: env.leases()[stuck]["leaseCounter"] >= counter + 3, what="renewals of the stuck shard")
+    assert env.leases()[stuck]["checkpoint"] == "TRIM_HORIZON" and not w.events("records_dead_lettered")
+    with open(env.dir / "dlq.fifo", "rb") as f:  # a reader: the write goes through
+        line = json.loads(f.readline())
+    assert line["data"] == "cDA=" and line["shard"] == stuck  # base64 of p0
+    wait_for(lambda: env.leases()[stuck]["checkpoint"] != "TRIM_HORIZON", what="the checkpoint past p0")
+    assert w.events("records_dead_lettered")[0]["destination"].endswith("/dlq.fifo")
+    assert not w.events("lease_lost") and w.stop() == 0
