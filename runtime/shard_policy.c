@@ -155,7 +155,7 @@ void shard_batch_failed(shard_t *s, proc_job_t *job)
     size_t from = job->decision == DEC_FAILED ? job->index : 0;
     const policy_config_t *p = &s->cfg->policy;
     const char *error = job->error ? job->error : "error";
-    char q[2048];
+    char q[2048], tq[2048]; /* one buffer per quoted field: both are read when the line is written */
     s->stats.batches_failed++;
     shard_maybe_rollback(s);
     if (job->timed_out) s->stats.timeouts++;
@@ -168,7 +168,7 @@ void shard_batch_failed(shard_t *s, proc_job_t *job)
     log_warn("batch_failed", "stream=%s shard=%s first=%s last=%s count=%zu attempt=%lld next=%s error=%s%s%s",
              s->stream, s->id, batch_seq(failing, 0), batch_seq(failing, failing->count - 1), failing->count,
              (long long)s->attempts + 1, policy_step_name(step), log_quote(error, q, sizeof q),
-             job->traceback ? " traceback=" : "", job->traceback ? log_quote(job->traceback, q, sizeof q) : "");
+             job->traceback ? " traceback=" : "", job->traceback ? log_quote(job->traceback, tq, sizeof tq) : "");
     if (step == POLICY_RETRY) {
         s->attempts++;
         s->stats.retries++;

@@ -181,7 +181,11 @@ def test_retry_runs_the_batch_again_then_goes_to_final(env):
     prepare(env, {"retry": {"attempts": 2, "backoff_ms": 10, "max_backoff_ms": 20}, "final": "skip"})
     w = run_drain(env)
     assert calls(env) == [["r0", "r999", "1000"]] * 3
-    assert len(w.events("batch_failed")) == 3
+    failures = w.events("batch_failed")
+    assert len(failures) == 3
+    # each attempt's line names the error and, in a field of its own, the traceback
+    assert all("poison record r500" in f["error"] and "stack traceback" not in f["error"] for f in failures)
+    assert all("stack traceback" in f["traceback"] and "poison record" not in f["traceback"] for f in failures)
     assert w.events("records_skipped")[0]["count"] == "1000"
 
 
