@@ -65,7 +65,7 @@ void lease_list_free(lease_list_t *l)
     free(l);
 }
 
-lease_t *lease_list_find(lease_list_t *l, const char *key)
+const lease_t *lease_list_find(const lease_list_t *l, const char *key)
 {
     for (size_t i = 0; l && i < l->count; i++)
         if (l->leases[i].key && !strcmp(l->leases[i].key, key)) return &l->leases[i];

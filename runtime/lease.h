@@ -45,7 +45,7 @@ typedef struct lease_list {
 void lease_clear(lease_t *l);               /* frees the fields, not l itself */
 void lease_copy(lease_t *dst, const lease_t *src);   /* deep copy; dst is overwritten */
 void lease_list_free(lease_list_t *l);
-lease_t *lease_list_find(lease_list_t *l, const char *key);
+const lease_t *lease_list_find(const lease_list_t *l, const char *key);
 
 typedef enum {
     LEASE_OK = 0,

@@ -459,7 +459,7 @@ static void coord_handoffs(lease_coord_t *c, const lease_list_t *all, int64_t no
     request_t *next;
     for (request_t *r = c->requests; r; r = next) {
         next = r->next;
-        if (!lease_list_find((lease_list_t *)all, r->key)) coord_request_drop(c, r);
+        if (!lease_list_find(all, r->key)) coord_request_drop(c, r);
     }
 }
 
@@ -650,29 +650,29 @@ void lease_coord_checkpoint(lease_coord_t *c, const char *key, const char *seq, 
     coord_issue(c, o);
 }
 
-void lease_coord_handoff(lease_coord_t *c, const char *key, lease_coord_done_cb done, void *ud)
+/* The last write of an owned lease: a release, or a handoff to the worker
+ * that asked (when nobody asked any more, a handoff is a release). */
+static void coord_give_up(lease_coord_t *c, const char *key, int handoff, lease_coord_done_cb done, void *ud)
 {
     owned_t *o = coord_find(c, key);
     if (!o) {
         if (done) done(ud, LEASE_CONFLICT);
         return;
     }
-    o->handoff = o->lease.pending_owner != NULL;
+    if (handoff) o->handoff = o->lease.pending_owner != NULL;
     o->want_release = 1;
     waiters_add(&o->rel_waiters, done, ud);
     coord_issue(c, o);
 }
 
+void lease_coord_handoff(lease_coord_t *c, const char *key, lease_coord_done_cb done, void *ud)
+{
+    coord_give_up(c, key, 1, done, ud);
+}
+
 void lease_coord_release(lease_coord_t *c, const char *key, lease_coord_done_cb done, void *ud)
 {
-    owned_t *o = coord_find(c, key);
-    if (!o) {
-        if (done) done(ud, LEASE_CONFLICT);
-        return;
-    }
-    o->want_release = 1;
-    waiters_add(&o->rel_waiters, done, ud);
-    coord_issue(c, o);
+    coord_give_up(c, key, 0, done, ud);
 }
 
 void lease_coord_forget(lease_coord_t *c, const char *key)

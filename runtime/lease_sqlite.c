@@ -481,11 +481,7 @@ lease_store_t *lease_sqlite_new(struct ev_loop *loop, const char *path, const ch
     if (sqlite3_open_v2(path, &ls->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
         errbuf_set(err, "%s: cannot open lease file: %s", path, ls->db ? sqlite3_errmsg(ls->db) : "out of memory");
-        sqlite3_close(ls->db);
-        free(ls->path);
-        free(ls->table);
-        free(ls->name);
-        free(ls);
+        sqlite_destroy(&ls->base);
         return NULL;
     }
     sqlite3_busy_timeout(ls->db, LEASE_SQLITE_BUSY_MS);
@@ -502,19 +498,11 @@ lease_store_t *lease_sqlite_new(struct ev_loop *loop, const char *path, const ch
     if (sqlite3_exec(ls->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         errbuf_set(err, "%s: not a usable lease file: %s", path, msg ? msg : "unknown error");
         sqlite3_free(msg);
-        sqlite3_close(ls->db);
-        free(ls->path);
-        free(ls->table);
-        free(ls->name);
-        free(ls);
+        sqlite_destroy(&ls->base);
         return NULL;
     }
     if (sqlite_add_missing_columns(ls, err)) {
-        sqlite3_close(ls->db);
-        free(ls->path);
-        free(ls->table);
-        free(ls->name);
-        free(ls);
+        sqlite_destroy(&ls->base);
         return NULL;
     }
     ls->defer = defer_queue_new(loop);

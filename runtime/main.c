@@ -11,8 +11,8 @@
 
 #include "clock.h"
 #include "config.h"
-#include "kinesis_admin.h"
 #include "deadletter.h"
+#include "kinesis_admin.h"
 #include "log.h"
 #include "processor.h"
 #include "status.h"

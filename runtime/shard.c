@@ -19,7 +19,6 @@
 #define SHARD_HALT_REPEAT_S 60.0     /* a halted shard says so every minute */
 #define SHARD_STUCK_GRACE_MS 5000    /* after an interrupt, before the worker gives up on the thread */
 
-
 static void shard_maybe_fetch(shard_t *s);
 static void shard_maybe_close(shard_t *s);
 
@@ -108,7 +107,7 @@ static void shard_drop_pending(shard_t *s)
     shard_drop_queue(s);
     shard_release_batch(s, s->retry);
     s->retry = NULL;
-    if (!s->dl_busy) {   /* an in-flight dead-letter put still points into it */
+    if (!s->dl_busy) {   /* a dead-letter write in flight releases it when it answers */
         shard_release_batch(s, s->final);
         s->final = NULL;
     }
@@ -133,7 +132,6 @@ static void shard_cp_done(void *ud, lease_status_t st)
         shard_maybe_free(s);
         return;
     }
-    if (st == LEASE_OK) s->stats.checkpoints++;
     /* LEASE_CONFLICT: the coordinator has reported the loss (shard_lost). */
     if (s->phase == SHARD_ENDING && st == LEASE_OK && s->checkpointed &&
         !strcmp(s->checkpointed, SEQNUM_SHARD_END) && !s->cp_busy) {
@@ -269,12 +267,6 @@ static void shard_on_halt_timer(struct ev_loop *loop, ev_timer *t, int revents)
               log_quote(s->halt_error, q, sizeof q));
 }
 
-
-
-
-
-
-
 void shard_remember_done(shard_t *s, const batch_t *b, size_t i)
 {
     shard_set_str(&s->done_seq, batch_seq(b, i));
@@ -284,7 +276,6 @@ void shard_remember_done(shard_t *s, const batch_t *b, size_t i)
 static void shard_process_done(shard_t *s, proc_job_t *job)
 {
     batch_t *b = s->current;
-    s->stats.batches++;
     if (s->phase == SHARD_LOST || s->phase == SHARD_CLOSING) {
         /* lease lost meanwhile: whatever it decided, no checkpoint */
     } else if (job->decision == DEC_ERROR || job->decision == DEC_FAILED) {
@@ -318,7 +309,6 @@ static void shard_ended_done(shard_t *s, proc_job_t *job)
     log_error("shard_stuck", "stream=%s shard=%s worker=%s error=%s action=\"children wait; shardEnded is called "
               "again in %d s\"", s->stream, s->id, s->env->worker_id, log_quote(why, q, sizeof q),
               SHARD_STUCK_RETRY_MS / 1000);
-    s->stats.errors++;
     ev_timer_stop(s->env->loop, &s->fetch_timer);
     ev_timer_set(&s->fetch_timer, SHARD_STUCK_RETRY_MS / 1000.0, 0.0);
     ev_timer_start(s->env->loop, &s->fetch_timer);
@@ -682,8 +672,6 @@ static void shard_maybe_close(shard_t *s)
     else lease_coord_release(s->env->coord, s->key, NULL, NULL);
     shard_submit(s, JOB_CLOSE);
 }
-
-
 
 char *shard_describe(const shard_t *s, const char *reload_error)
 {

@@ -82,10 +82,7 @@ void shard_set_script(shard_t *s, proc_script_t *script);
 
 typedef struct shard_stats {
     int64_t records;          /* processed successfully */
-    int64_t batches;
-    int64_t errors;
     int64_t millis_behind;
-    int64_t checkpoints;
     int64_t batches_failed;   /* error policy counters */
     int64_t retries;
     int64_t skipped;

@@ -65,19 +65,27 @@ static void shard_dl_file_done(void *ud, int rc, const char *msg)
     shard_dl_finish(s, rc ? (msg ? msg : "write failed") : NULL, s->cfg->policy.dead_letter_file);
 }
 
+/* Appends one dead-letter JSON line per record of b to `lines`; `ends`
+ * (NULL, or b->count entries) gets where each line ends, newline excluded. */
+static void shard_dead_letter_lines(const shard_t *s, const batch_t *b, const char *error, const char *tb,
+                                    buf_t *lines, size_t *ends)
+{
+    deadletter_info_t info = {s->stream, s->id, s->env->worker_id, error, tb, s->attempts + 1};
+    for (size_t i = 0; i < b->count; i++) {
+        deadletter_format(lines, &info, b, i);
+        if (ends) ends[i] = lines->len - 1;
+    }
+}
+
 /* Puts the failed records, as dead-letter JSON lines, to the dead-letter
  * stream through the source; the checkpoint waits for its answer. */
 static void shard_dead_letter_to_stream(shard_t *s, batch_t *b, const char *error, const char *tb)
 {
-    deadletter_info_t info = {s->stream, s->id, s->env->worker_id, error, tb, s->attempts + 1};
     buf_t lines = BUF_INIT;
     size_t *ends = xcalloc(b->count, sizeof *ends);
-    for (size_t i = 0; i < b->count; i++) {
-        deadletter_format(&lines, &info, b, i);
-        ends[i] = lines.len - 1; /* without the newline */
-    }
-    s->dl_lines = buf_detach(&lines);                        /* freed in shard_dl_done */
-    s->dl_recs = xcalloc(b->count, sizeof *s->dl_recs);       /* freed in shard_dl_done */
+    shard_dead_letter_lines(s, b, error, tb, &lines, ends);
+    s->dl_lines = buf_detach(&lines);                        /* freed in shard_dl_finish */
+    s->dl_recs = xcalloc(b->count, sizeof *s->dl_recs);       /* freed in shard_dl_finish */
     for (size_t i = 0, start = 0; i < b->count; i++) {
         s->dl_recs[i].data = s->dl_lines + start;
         s->dl_recs[i].data_len = ends[i] - start;
@@ -94,9 +102,8 @@ static void shard_dead_letter_to_stream(shard_t *s, batch_t *b, const char *erro
  * file on the writer's thread; the checkpoint waits for its answer. */
 static void shard_dead_letter_to_file(shard_t *s, batch_t *b, const char *error, const char *tb)
 {
-    deadletter_info_t info = {s->stream, s->id, s->env->worker_id, error, tb, s->attempts + 1};
     buf_t lines = BUF_INIT;
-    for (size_t i = 0; i < b->count; i++) deadletter_format(&lines, &info, b, i);
+    shard_dead_letter_lines(s, b, error, tb, &lines, NULL);
     s->dl_busy = 1;
     deadletter_writer_append(s->env->dead_letters, &s->cfg->policy, &lines, shard_dl_file_done, s);
 }
@@ -129,7 +136,6 @@ static int shard_final(shard_t *s, batch_t *b, const char *error, const char *tb
     return 0;
 }
 
-
 static void shard_set_final(shard_t *s, batch_t *b, const char *error, const char *tb)
 {
     s->final = b;
@@ -137,14 +143,12 @@ static void shard_set_final(shard_t *s, batch_t *b, const char *error, const cha
     shard_set_str(&s->final_tb, tb ? tb : "");
 }
 
-
 void shard_retry_later(shard_t *s, int64_t delay_ms)
 {
     ev_timer_stop(s->env->loop, &s->retry_timer);
     ev_timer_set(&s->retry_timer, (double)delay_ms / 1000.0, 0.0);
     ev_timer_start(s->env->loop, &s->retry_timer);
 }
-
 
 /* Records [from, n) of the current batch failed: the error policy decides
  * (DESIGN.md section 5). Nothing past them is checkpointed until they are
@@ -196,7 +200,6 @@ void shard_batch_failed(shard_t *s, proc_job_t *job)
     shard_release_batch(s, failing);
 }
 
-
 void shard_on_retry_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     shard_t *s = t->data;
@@ -218,7 +221,6 @@ void shard_on_retry_timer(struct ev_loop *loop, ev_timer *t, int revents)
     shard_dispatch(s);
 }
 
-
 void shard_set_script(shard_t *s, proc_script_t *script)
 {
     if (script == s->script) return;
@@ -229,7 +231,6 @@ void shard_set_script(shard_t *s, proc_script_t *script)
     s->fails_since_swap = 0;
     proc_state_set_script(s->ps, script);
 }
-
 
 /* reload.rollback_after_failures: a new version that fails N batches in a
  * row on this shard gives way to the previous one, on this shard. */

@@ -42,7 +42,7 @@ int shardsync_parents_done(const config_t *cfg, const lease_t *l, const lease_li
     const char *stream = shardsync_lease_stream(cfg, l);
     for (size_t i = 0; i < l->nparents && stream; i++) {
         char *key = shardsync_lease_key(cfg, stream, l->parents[i]);
-        const lease_t *p = lease_list_find((lease_list_t *)all, key);
+        const lease_t *p = lease_list_find(all, key);
         free(key);
         if (p && (!p->checkpoint || strcmp(p->checkpoint, SEQNUM_SHARD_END))) return 0;
     }
@@ -116,7 +116,7 @@ static int shardsync_descendant_leased(shardsync_t *ss, const config_stream_t *c
         if (!(c->parent && !strcmp(c->parent, id)) && !(c->adjacent_parent && !strcmp(c->adjacent_parent, id)))
             continue;
         char *key = shardsync_lease_key(ss->cfg, cs->name, c->id);
-        int leased = lease_list_find((lease_list_t *)all, key) != NULL;
+        int leased = lease_list_find(all, key) != NULL;
         free(key);
         if (leased || shardsync_descendant_leased(ss, cs, l, c->id, all, depth + 1)) return 1;
     }
@@ -170,7 +170,7 @@ static void shardsync_cleanup(shardsync_t *ss, const config_stream_t *cs, const 
                 continue;
             children++;
             char *key = shardsync_lease_key(ss->cfg, cs->name, c->id);
-            const lease_t *cl = lease_list_find((lease_list_t *)all, key);
+            const lease_t *cl = lease_list_find(all, key);
             free(key);
             if (cl && !cl->invalid && (cl->owner || !seqnum_is_sentinel(cl->checkpoint) ||
                                        !strcmp(cl->checkpoint, SEQNUM_SHARD_END)))
@@ -196,7 +196,7 @@ static void shardsync_reconcile_stream(shardsync_t *ss, const config_stream_t *c
     for (size_t i = 0; i < l->count; i++) {
         const source_shard_t *sh = &l->shards[i];
         char *key = shardsync_lease_key(ss->cfg, cs->name, sh->id);
-        int exists = lease_list_find((lease_list_t *)all, key) != NULL;
+        int exists = lease_list_find(all, key) != NULL;
         free(key);
         if (exists) continue;
         int closed = sh->end_seq != NULL;

@@ -397,26 +397,30 @@ static int streamdb_load_routes(streamdb_t *db, const char *stream, errbuf_t *er
     return n;
 }
 
+static const route_t *streamdb_find_route(const streamdb_t *db, const char *stream, hashkey_t h)
+{
+    for (size_t i = 0; i < db->nroutes; i++) {
+        const route_t *r = &db->routes[i];
+        if (!strcmp(r->stream, stream) && h >= r->lo && h <= r->hi) return r;
+    }
+    return NULL;
+}
+
 /* The open shard of `stream` whose range holds h. */
 static int streamdb_route(streamdb_t *db, const char *stream, hashkey_t h, int64_t *sid, char *shard_out,
                           errbuf_t *err)
 {
-    int loaded = 0;
-    for (;;) {
-        for (size_t i = 0; i < db->nroutes; i++) {
-            const route_t *r = &db->routes[i];
-            if (!strcmp(r->stream, stream) && h >= r->lo && h <= r->hi) {
-                *sid = r->sid;
-                memcpy(shard_out, r->shard, sizeof r->shard);
-                if (!db->in_txn) streamdb_drop_routes(db);
-                return 0;
-            }
-        }
-        if (loaded) break;
+    const route_t *r = streamdb_find_route(db, stream, h);
+    if (!r) {
         if (streamdb_load_routes(db, stream, err) < 0) return -1;
-        loaded = 1;
+        r = streamdb_find_route(db, stream, h);
     }
-    if (!db->in_txn) streamdb_drop_routes(db);
+    if (r) {
+        *sid = r->sid;
+        memcpy(shard_out, r->shard, sizeof r->shard);
+    }
+    if (!db->in_txn) streamdb_drop_routes(db); /* outside a transaction the shards may change */
+    if (r) return 0;
     int exists = streamdb_stream_exists(db, stream, NULL);
     if (exists == 0)
         return errbuf_set(err, "%s: no stream named %s (create it: shardrun stream create %s --shards N)", db->path,

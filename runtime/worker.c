@@ -107,12 +107,18 @@ static void worker_lost(void *ud, const char *key)
     if (s) shard_lost(s);
 }
 
+/* The lease is of a stream this worker runs, and its parents are finished. */
+static int worker_runnable(worker_t *w, const lease_t *lease, const lease_list_t *all)
+{
+    return worker_stream_index(w, shardsync_lease_stream(w->cfg, lease)) >= 0 &&
+           shardsync_parents_done(w->cfg, lease, all);
+}
+
 static int worker_eligible(void *ud, const lease_t *lease, const lease_list_t *all)
 {
     worker_t *w = ud;
     /* a lease we run counts; one whose earlier shard object is still closing does not */
-    return !w->stopping && worker_stream_index(w, shardsync_lease_stream(w->cfg, lease)) >= 0 &&
-           shardsync_parents_done(w->cfg, lease, all) &&
+    return !w->stopping && worker_runnable(w, lease, all) &&
            (lease_coord_owned(w->coord, lease->key) || !worker_find_shard(w, lease->key));
 }
 
@@ -139,9 +145,7 @@ static void worker_scanned(void *ud, const lease_list_t *all)
     size_t unowned = 0;
     for (size_t i = 0; i < all->count; i++) {
         const lease_t *l = &all->leases[i];
-        if (l->invalid || !strcmp(l->checkpoint, SEQNUM_SHARD_END) ||
-            worker_stream_index(w, shardsync_lease_stream(w->cfg, l)) < 0 || !shardsync_parents_done(w->cfg, l, all))
-            continue;
+        if (l->invalid || !strcmp(l->checkpoint, SEQNUM_SHARD_END) || !worker_runnable(w, l, all)) continue;
         int mine = l->owner && !strcmp(l->owner, w->id);
         if (!l->owner || (!mine && !lease_coord_owner_alive(w->coord, l->key))) unowned++;
     }

@@ -166,7 +166,7 @@ static void test_malformed_rows_are_reported_not_fatal(void **state)
     const char *want[][2] = {{"bad-checkpoint", "checkpoint"}, {"bad-counter", "leaseCounter"},
                              {"bad-owner", "leaseOwner"}, {"bad-parents", "parentShardId"}};
     for (int i = 0; i < 4; i++) {
-        lease_t *l = lease_list_find(lr.list, want[i][0]);
+        const lease_t *l = lease_list_find(lr.list, want[i][0]);
         assert_non_null(l);
         assert_non_null(l->invalid);
         if (!strstr(l->invalid, want[i][1])) fail_msg("%s: %s", want[i][0], l->invalid);
