@@ -10,10 +10,9 @@
 #include <time.h>
 
 #include "awsjson.h"
-#include "base64.h"
-#include "buf.h"
 #include "client.h"
 #include "seqnum.h"
+#include "source_kinesis.h"
 #include "xalloc.h"
 
 struct kinesis_admin {
@@ -249,25 +248,13 @@ int kinesis_admin_merge(kinesis_admin_t *ka, const char *stream, const char *sha
 
 /* ---- put ---------------------------------------------------------------------- */
 
-/* One PutRecords call for recs[idx[0..n)]; on return idx[0..*left) are the
- * entries to send again. -1 when the whole call failed for good. */
-static int ka_put_once(kinesis_admin_t *ka, const char *stream, const kinesis_admin_record_t *recs, size_t *idx,
-                       size_t n, size_t *left, errbuf_t *err)
+/* One PutRecords call for recs[0..n); on return recs[0..*left) are the
+ * entries to send again (compacted in place). -1 when the call failed for good. */
+static int ka_put_once(kinesis_admin_t *ka, const char *stream, source_put_record_t *recs, size_t n, size_t *left,
+                       errbuf_t *err)
 {
-    cJSON *q = ka_stream_req(stream), *arr = cJSON_AddArrayToObject(q, "Records");
-    buf_t b64 = BUF_INIT;
-    for (size_t i = 0; i < n; i++) {
-        const kinesis_admin_record_t *r = &recs[idx[i]];
-        buf_reset(&b64);
-        if (base64_encode(&b64, r->data, r->len)) xalloc_oom(r->len);
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "Data", buf_str(&b64));
-        cJSON_AddStringToObject(e, "PartitionKey", r->pkey);
-        cJSON_AddItemToArray(arr, e);
-    }
-    buf_free(&b64);
     ka_result_t res;
-    if (ka_call(ka, "PutRecords", q, &res, err)) {
+    if (ka_call(ka, "PutRecords", kinesis_put_request(stream, recs, n), &res, err)) {
         int transient = res.transient;
         ka_result_clear(&res);
         if (!transient) return -1;
@@ -282,7 +269,7 @@ static int ka_put_once(kinesis_admin_t *ka, const char *stream, const kinesis_ad
     size_t k = 0, i = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, out) {
-        if (cJSON_GetObjectItemCaseSensitive(e, "ErrorCode")) idx[k++] = idx[i];
+        if (cJSON_GetObjectItemCaseSensitive(e, "ErrorCode")) recs[k++] = recs[i];
         i++;
     }
     ka_result_clear(&res);
@@ -290,24 +277,20 @@ static int ka_put_once(kinesis_admin_t *ka, const char *stream, const kinesis_ad
     return 0;
 }
 
-int kinesis_admin_put(kinesis_admin_t *ka, const char *stream, const kinesis_admin_record_t *recs, size_t n,
+int kinesis_admin_put(kinesis_admin_t *ka, const char *stream, const source_put_record_t *recs, size_t n,
                       errbuf_t *err)
 {
-    size_t *idx = xmalloc((KINESIS_ADMIN_PUT_MAX_RECORDS + 1) * sizeof *idx); /* freed below */
+    source_put_record_t pending[KINESIS_PUT_MAX_RECORDS];
     size_t next = 0;
     int rc = 0;
     while (next < n && !rc) {
-        size_t m = 0, bytes = 0;
-        while (next < n && m < KINESIS_ADMIN_PUT_MAX_RECORDS) {
-            size_t sz = recs[next].len + strlen(recs[next].pkey);
-            if (m && bytes + sz > KINESIS_ADMIN_PUT_MAX_BYTES) break;
-            bytes += sz;
-            idx[m++] = next++;
-        }
+        size_t m = kinesis_put_fit(recs + next, n - next);
+        memcpy(pending, recs + next, m * sizeof *pending);
+        next += m;
         long backoff = 100;
         for (int attempt = 1; m > 0; attempt++) {
             size_t left = 0;
-            if (ka_put_once(ka, stream, recs, idx, m, &left, err)) {
+            if (ka_put_once(ka, stream, pending, m, &left, err)) {
                 rc = -1;
                 break;
             }
@@ -322,6 +305,5 @@ int kinesis_admin_put(kinesis_admin_t *ka, const char *stream, const kinesis_adm
             if (backoff < 5000) backoff *= 2;
         }
     }
-    free(idx);
     return rc;
 }

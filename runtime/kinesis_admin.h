@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "errbuf.h"
+#include "source.h"
 
 typedef struct kinesis_admin kinesis_admin_t;
 
@@ -31,20 +32,12 @@ int kinesis_admin_split(kinesis_admin_t *ka, const char *stream, const char *sha
 int kinesis_admin_merge(kinesis_admin_t *ka, const char *stream, const char *shard, const char *adjacent,
                         errbuf_t *err);
 
-typedef struct kinesis_admin_record {
-    const void *data;
-    size_t len;
-    const char *pkey;
-} kinesis_admin_record_t;
-
 /* PutRecords in calls of at most 500 records / 5 MiB, retrying only the
  * entries a call reports as failed (throttled), with backoff. Returns 0 once
  * every record is stored, -1 with err set otherwise. */
-int kinesis_admin_put(kinesis_admin_t *ka, const char *stream, const kinesis_admin_record_t *recs, size_t n,
+int kinesis_admin_put(kinesis_admin_t *ka, const char *stream, const source_put_record_t *recs, size_t n,
                       errbuf_t *err);
 
-#define KINESIS_ADMIN_PUT_MAX_RECORDS 500
-#define KINESIS_ADMIN_PUT_MAX_BYTES (5 * 1024 * 1024)
 #define KINESIS_ADMIN_PUT_ATTEMPTS 20
 #define KINESIS_ADMIN_WAIT_ACTIVE_S 120
 

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "deadletter.h"
 #include "kinesis_admin.h"
+#include "source_kinesis.h"
 #include "log.h"
 #include "processor.h"
 #include "status.h"
@@ -266,8 +267,8 @@ static int cli_put_kinesis(const config_t *cfg, const char *stream, const char *
         fprintf(stderr, "shardrun: %s\n", err.msg);
         return EXIT_RUNTIME;
     }
-    enum { CHUNK = KINESIS_ADMIN_PUT_MAX_RECORDS };
-    kinesis_admin_record_t recs[CHUNK];
+    enum { CHUNK = KINESIS_PUT_MAX_RECORDS };
+    source_put_record_t recs[CHUNK];
     char *lines[CHUNK], keys[CHUNK][33];
     size_t n = 0, count = 0;
     char *line = NULL;
@@ -280,7 +281,7 @@ static int cli_put_kinesis(const config_t *cfg, const char *stream, const char *
             if (len > 0 && line[len - 1] == '\n') len--;
             lines[n] = xstrndup(line, (size_t)len); /* freed after the chunk is sent */
             if (!pkey) cli_line_key(line, (size_t)len, keys[n]);
-            recs[n] = (kinesis_admin_record_t){lines[n], (size_t)len, pkey ? pkey : keys[n]};
+            recs[n] = (source_put_record_t){lines[n], (size_t)len, pkey ? pkey : keys[n]};
             n++;
         }
         if (n == CHUNK || (eof && n)) {

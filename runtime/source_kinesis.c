@@ -369,24 +369,43 @@ static void kin_get_records(source_t *s, const char *stream, const char *shard, 
     free(body);
 }
 
-/* Sends the next PutRecords call (at most 500 records, as Kinesis allows). */
-static void kin_put_next(kin_req_t *r)
+size_t kinesis_put_fit(const source_put_record_t *recs, size_t n)
+{
+    size_t m = 0, bytes = 0;
+    while (m < n && m < KINESIS_PUT_MAX_RECORDS) {
+        size_t sz = recs[m].data_len + strlen(recs[m].pkey);
+        if (m && bytes + sz > KINESIS_PUT_MAX_BYTES) break;
+        bytes += sz;
+        m++;
+    }
+    return m;
+}
+
+cJSON *kinesis_put_request(const char *stream, const source_put_record_t *recs, size_t n)
 {
     cJSON *q = cJSON_CreateObject();
-    cJSON_AddStringToObject(q, "StreamName", r->stream);
+    if (!q) xalloc_oom(0);
+    cJSON_AddStringToObject(q, "StreamName", stream);
     cJSON *arr = cJSON_AddArrayToObject(q, "Records");
-    size_t end = r->put_done + 500 < r->nput ? r->put_done + 500 : r->nput;
     buf_t b64 = BUF_INIT;
-    for (size_t i = r->put_done; i < end; i++) {
+    for (size_t i = 0; i < n; i++) {
         buf_reset(&b64);
-        base64_encode(&b64, r->put[i].data, r->put[i].data_len);
+        if (base64_encode(&b64, recs[i].data, recs[i].data_len)) xalloc_oom(recs[i].data_len);
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "Data", buf_str(&b64));
-        cJSON_AddStringToObject(e, "PartitionKey", r->put[i].pkey);
+        cJSON_AddStringToObject(e, "PartitionKey", recs[i].pkey);
         cJSON_AddItemToArray(arr, e);
     }
     buf_free(&b64);
-    r->put_done = end;
+    return q;
+}
+
+/* Sends the next PutRecords call (as many records as one call takes). */
+static void kin_put_next(kin_req_t *r)
+{
+    size_t m = kinesis_put_fit(r->put + r->put_done, r->nput - r->put_done);
+    cJSON *q = kinesis_put_request(r->stream, r->put + r->put_done, m);
+    r->put_done += m;
     char *body = kin_body(q);
     kin_send(r, "PutRecords", body);
     free(body);

@@ -27,6 +27,16 @@ typedef struct source_kinesis_options {
  * NULL with err set when the region cannot be resolved or curl fails. */
 source_t *source_kinesis_new(struct ev_loop *loop, const source_kinesis_options_t *opt, errbuf_t *err);
 
+/* PutRecords, shared by the worker (dead-letter puts) and the CLI: one call
+ * takes at most 500 records and 5 MiB of data and partition keys. */
+#define KINESIS_PUT_MAX_RECORDS 500
+#define KINESIS_PUT_MAX_BYTES (5 * 1024 * 1024)
+/* How many of recs[0..n) the next PutRecords call takes (1 when n > 0, even
+ * if that record alone is over the byte limit: Kinesis then names the error). */
+size_t kinesis_put_fit(const source_put_record_t *recs, size_t n);
+/* The PutRecords request for recs[0..n) (data base64-encoded). Caller owns it. */
+struct cJSON *kinesis_put_request(const char *stream, const source_put_record_t *recs, size_t n);
+
 /* Per shard read budget (bytes per second) and the request timeouts. */
 #define SOURCE_KINESIS_BYTES_PER_S (2 * 1024 * 1024)
 #define SOURCE_KINESIS_READ_TIMEOUT_MS 10000
