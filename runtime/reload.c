@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "tpool.h"
 #include "xalloc.h"
 
 typedef struct watched {
@@ -12,9 +13,23 @@ typedef struct watched {
     struct reload_stream *owner;
 } watched_t;
 
+/* One validation, run on the checker thread. Everything it reads is its
+ * own copy: shards and the config's strings may change meanwhile. */
+typedef struct check_job {
+    tpool_job_t job;       /* first: the pool's handle */
+    struct reload_stream *rs;
+    char *path;
+    char *stream, *shard, *position, *worker;
+    proc_script_t *result; /* NULL: invalid, see err */
+    errbuf_t err;
+} check_job_t;
+
 typedef struct reload_stream {
     struct reload *r;
     size_t idx;
+    check_job_t check;
+    int checking;          /* check is on the checker thread */
+    int again;             /* another change came meanwhile: check again after */
     char hash[17];         /* of the version running */
     watched_t *files;      /* the script, then its modules */
     size_t nfiles;
@@ -25,6 +40,7 @@ typedef struct reload_stream {
 
 struct reload {
     struct ev_loop *loop;
+    tpool_t *checker;      /* validations: a script's initialize may block or loop */
     const config_t *cfg;
     reload_handler_t h;
     void *ud;
@@ -74,33 +90,83 @@ static void reload_set_error(reload_stream_t *rs, const char *msg)
     rs->error = msg ? xstrdup(msg) : NULL;
 }
 
-void reload_check(reload_t *r, size_t idx)
+static void check_job_clear(check_job_t *j)
 {
-    reload_stream_t *rs = &r->streams[idx];
-    const config_stream_t *cs = &r->cfg->streams[idx];
-    proc_shard_info_t sample = {cs->name, "shardId-000000000000", "TRIM_HORIZON", "reload-check"};
-    proc_shard_info_t real;
-    const proc_shard_info_t *check = r->h.sample_shard(r->ud, idx, &real) ? &real : &sample;
-    errbuf_t err;
-    proc_script_t *s = proc_script_load(cs->processor, r->cfg->lua_path, r->cfg->nlua_path, check, &err);
+    free(j->path);
+    free(j->stream);
+    free(j->shard);
+    free(j->position);
+    free(j->worker);
+    proc_script_unref(j->result);
+    memset(j, 0, sizeof *j);
+}
+
+static void reload_check_run(tpool_job_t *job)
+{
+    check_job_t *j = (check_job_t *)job;
+    const config_t *cfg = j->rs->r->cfg;
+    proc_shard_info_t check = {j->stream, j->shard, j->position, j->worker};
+    j->result = proc_script_load(j->path, cfg->lua_path, cfg->nlua_path, &check, &j->err);
+}
+
+static void reload_check_done(tpool_job_t *job)
+{
+    check_job_t *j = (check_job_t *)job;
+    reload_stream_t *rs = j->rs;
+    const char *stream = rs->r->cfg->streams[rs->idx].name;
+    proc_script_t *s = j->result;
+    j->result = NULL;
+    rs->checking = 0;
     if (!s) {
         char q[2048];
         rs->failures++;
-        reload_set_error(rs, err.msg);
-        log_error("reload_failed", "stream=%s script=%s failures=%lld error=%s action=kept_previous", cs->name,
-                  cs->processor, (long long)rs->failures, log_quote(err.msg, q, sizeof q));
-        return;
-    }
-    reload_set_error(rs, NULL);
-    if (!strcmp(s->hash, rs->hash)) {
+        reload_set_error(rs, j->err.msg);
+        log_error("reload_failed", "stream=%s script=%s failures=%lld error=%s action=kept_previous", stream, j->path,
+                  (long long)rs->failures, log_quote(j->err.msg, q, sizeof q));
+    } else if (!strcmp(s->hash, rs->hash)) {
+        reload_set_error(rs, NULL);
         proc_script_unref(s); /* touched, not changed */
+    } else {
+        reload_set_error(rs, NULL);
+        log_info("reload_validated", "stream=%s script=%s version=%s previous=%s modules=%zu", stream, j->path,
+                 s->hash, rs->hash, s->ndeps);
+        snprintf(rs->hash, sizeof rs->hash, "%s", s->hash);
+        reload_watch(rs, s);
+        rs->r->h.swap(rs->r->ud, rs->idx, s);
+    }
+    check_job_clear(j);
+    if (rs->again) {
+        rs->again = 0;
+        reload_check(rs->r, rs->idx);
+    }
+}
+
+void reload_check(reload_t *r, size_t idx)
+{
+    reload_stream_t *rs = &r->streams[idx];
+    if (rs->checking) {
+        rs->again = 1;
         return;
     }
-    log_info("reload_validated", "stream=%s script=%s version=%s previous=%s modules=%zu", cs->name, cs->processor,
-             s->hash, rs->hash, s->ndeps);
-    snprintf(rs->hash, sizeof rs->hash, "%s", s->hash);
-    reload_watch(rs, s);
-    r->h.swap(r->ud, idx, s);
+    const config_stream_t *cs = &r->cfg->streams[idx];
+    proc_shard_info_t sample = {cs->name, "shardId-000000000000", "TRIM_HORIZON", "reload-check"};
+    proc_shard_info_t real;
+    const proc_shard_info_t *info = r->h.sample_shard(r->ud, idx, &real) ? &real : &sample;
+    check_job_t *j = &rs->check;
+    j->rs = rs;
+    j->path = xstrdup(cs->processor); /* the job's copies: freed by check_job_clear */
+    j->stream = xstrdup(info->stream);
+    j->shard = xstrdup(info->shard);
+    j->position = xstrdup(info->position);
+    j->worker = xstrdup(info->worker);
+    j->job = (tpool_job_t){.run = reload_check_run, .done = reload_check_done};
+    rs->checking = 1;
+    tpool_submit(r->checker, &j->job);
+}
+
+size_t reload_busy(const reload_t *r)
+{
+    return tpool_busy(r->checker);
 }
 
 static void reload_on_debounce(struct ev_loop *loop, ev_timer *t, int revents)
@@ -118,6 +184,12 @@ reload_t *reload_new(struct ev_loop *loop, const config_t *cfg, proc_script_t *c
     r->h = *h;
     r->ud = ud;
     r->streams = xcalloc(cfg->nstreams, sizeof *r->streams);
+    r->checker = tpool_new(loop, 1, "reload");
+    if (!r->checker) {
+        free(r->streams);
+        free(r);
+        return NULL;
+    }
     for (size_t i = 0; i < cfg->nstreams; i++) {
         reload_stream_t *rs = &r->streams[i];
         rs->r = r;
@@ -133,10 +205,12 @@ reload_t *reload_new(struct ev_loop *loop, const config_t *cfg, proc_script_t *c
 void reload_free(reload_t *r)
 {
     if (!r) return;
+    tpool_free(r->checker); /* a check still queued or running finishes first; its answer is dropped */
     for (size_t i = 0; i < r->cfg->nstreams; i++) {
         reload_stream_t *rs = &r->streams[i];
         reload_unwatch(rs);
         ev_timer_stop(r->loop, &rs->debounce);
+        check_job_clear(&rs->check);
         free(rs->error);
     }
     free(r->streams);

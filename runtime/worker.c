@@ -480,6 +480,13 @@ static void worker_close(worker_t *w)
         log_error("worker_exit", "worker=%s status=%d jobs_running=%zu", w->id, w->exit_code, running);
         _exit(w->exit_code);
     }
+    if (w->reload && reload_busy(w->reload) > 0) {
+        /* Every lease is released by now; a script check still running (its
+         * initialize may never return) must not hold the exit. */
+        log_warn("worker_exit", "worker=%s status=%d reload_checks_running=%zu", w->id, w->exit_code,
+                 reload_busy(w->reload));
+        _exit(w->exit_code);
+    }
     for (size_t i = 0; i < w->nshards; i++) shard_free(w->shards[i]);
     free(w->shards);
     proc_pool_free(w->pool);
@@ -524,7 +531,9 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
     w.sync = shardsync_new(w.source, w.store, cfg, worker_synced, worker_cannot_start, &w);
     w.pool = proc_pool_new(w.loop, (int)cfg->processor_threads, worker_job_done, &w);
     w.dead_letters = deadletter_writer_new(w.loop);
-    if (!w.pool || !w.dead_letters) {
+    reload_handler_t rh = {worker_swap_script, worker_sample_shard};
+    w.reload = reload_new(w.loop, cfg, w.scripts, &rh, &w);
+    if (!w.pool || !w.dead_letters || !w.reload) {
         log_error("worker_exit", "worker=%s status=1 error=\"cannot start threads\"", w.id);
         fprintf(stderr, "shardrun: cannot start the worker's threads\n");
         worker_close(&w);
@@ -538,8 +547,6 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
                           .ud = &w,
                           .rollback_after_failures = cfg->reload_rollback_after_failures,
                           .closed = worker_shard_closed, .ended = worker_shard_ended, .halt_worker = worker_halt};
-    reload_handler_t rh = {worker_swap_script, worker_sample_shard};
-    w.reload = reload_new(w.loop, cfg, w.scripts, &rh, &w);
     worker_init_watchers(&w);
     log_info("worker_started", "worker=%s application=%s streams=%zu threads=%lld drain=%d", w.id,
              cfg->application, cfg->nstreams, (long long)cfg->processor_threads, opt->drain);

@@ -206,3 +206,21 @@ def test_sighup_applies_a_policy_change_and_refuses_a_source_change(env):
     wait_for(lambda: any(r[4] == "good" for r in seen_versions(env)), what="good record")
     assert not w.events("shard_halted")
     w.stop()
+
+
+def test_a_slow_check_of_a_new_version_does_not_hold_up_the_running_one(env):
+    # The new version's initialize takes 4 s, but only in the reload check
+    # (the check's shard context says position "reload-check"). Meanwhile
+    # the old version goes on processing and leases are renewed: the check
+    # runs on a thread of its own, not on the loop.
+    (w,) = start(env)
+    slow = version("v1").replace("function P.initialize(shard)", """function P.initialize(shard)
+  if shard.position == "reload-check" then local t = os.clock() while os.clock() - t < 4 do end end""")
+    replace(env, "p.lua", slow, rename=True)
+    time.sleep(0.5)  # the debounce is over: the check has started
+    env.put("s", [f"during{i}" for i in range(20)])
+    wait_for(lambda: len(seen_versions(env)) == 20, timeout=3, what="records processed while the check runs")
+    assert {r[0] for r in seen_versions(env)} == {"v0"} and not w.events("reload_applied")
+    wait_for(lambda: w.events("reload_applied"), what="the slow version, once checked")
+    assert not w.events("lease_lost")
+    assert w.stop() == 0
