@@ -120,8 +120,10 @@ class Env:
         self.extra_env = {}
 
     def proc_env(self):
-        e = dict(os.environ)
-        e["AWS_EC2_METADATA_DISABLED"] = "true"
+        """The caller's environment without its AWS settings and proxies, so
+        nothing a test starts can reach past 127.0.0.1; then the test's own."""
+        e = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.lower().endswith("_proxy")}
+        e.update(AWS_EC2_METADATA_DISABLED="true", NO_PROXY="127.0.0.1,localhost")
         e.update(self.extra_env)
         return e
 
@@ -415,6 +417,16 @@ def seq_rank(cp):
     if cp == "SHARD_END":
         return 1 << 200
     return -1
+
+
+def wait_all_processed(env, produced, timeout=40):
+    """Waits until every produced record is in some worker's seen/ stints (TIMED_PROCESSOR)."""
+    want = set(produced)
+
+    def done():
+        got = {d for s in read_stints(env.dir / "seen") for _, _, d in s.records}
+        return want <= got
+    wait_for(done, timeout=timeout, interval=0.2, what=f"all {len(want)} produced records processed")
 
 
 class Producer:

@@ -8,8 +8,6 @@ record data is binary-safe up to 1 MiB.
 import os
 import pathlib
 import shutil
-import signal
-import sqlite3
 import subprocess
 import sys
 import time

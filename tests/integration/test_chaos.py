@@ -6,10 +6,9 @@ every duplicate lies after a checkpoint its first processor did not reach.
 CHAOS_SEED makes a run repeatable (the seed is printed)."""
 import os
 import random
-import signal
 import time
 
-from conftest import TIMED_PROCESSOR, LeaseMonitor, Producer, read_stints, seq_rank, wait_for
+from conftest import TIMED_PROCESSOR, LeaseMonitor, Producer, read_stints, seq_rank, wait_all_processed
 
 CHAOS_SECONDS = float(os.environ.get("CHAOS_SECONDS", "60"))
 
@@ -48,11 +47,8 @@ def test_chaos_kill_and_term_workers_at_random_while_producing(env):
     produced = prod.stop()
     assert not prod.errors, prod.errors[:3]
     want = set(produced)
-
-    def all_seen():
-        return want <= {d for s in read_stints(env.dir / "seen") for _, _, d in s.records}
     try:
-        wait_for(all_seen, timeout=60, interval=0.3, what="every produced record processed")
+        wait_all_processed(env, produced, timeout=60)
     finally:
         mon.stop()
         for w in slots.values():
@@ -69,7 +65,7 @@ def test_chaos_kill_and_term_workers_at_random_while_producing(env):
             deliveries.setdefault(d, []).append((t, q, s))
     missing = want - set(deliveries)
     assert not missing, f"{len(missing)} records never processed, e.g. {sorted(missing)[:5]}"
-    regressions = LeaseMonitor.checkpoint_regressions(mon)
+    regressions = mon.checkpoint_regressions()
     assert not regressions, f"a checkpoint went backwards: {regressions[:5]}"
     # a stint starts at (or after) every checkpoint the table held before it began
     by_key = {}

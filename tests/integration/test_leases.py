@@ -7,16 +7,15 @@ and checks the lease table, the workers' log events and the processing logs.
 Config: lease_duration_ms = 2000, taker_interval_ms = 200 (conftest defaults),
 so renewals every ~667 ms."""
 import json
-import os
 import re
 import signal
 import socket
 import sqlite3
 import time
 
-import pytest
 
-from conftest import (TIMED_PROCESSOR, LeaseMonitor, Producer, owners, read_stints, seq_rank, wait_for)
+from conftest import (TIMED_PROCESSOR, LeaseMonitor, Producer, owners, read_stints, seq_rank, wait_all_processed,
+                      wait_for)
 
 LEASE_S = 2.0
 TAKER_S = 0.2
@@ -55,15 +54,6 @@ def processed(stints):
         for seq, t, data in s.records:
             out.setdefault(data, []).append((t, s, seq))
     return out
-
-
-def wait_all_processed(env, produced, timeout=40):
-    want = set(produced)
-
-    def done():
-        got = {d for s in read_stints(env.dir / "seen") for _, _, d in s.records}
-        return want <= got
-    wait_for(done, timeout=timeout, interval=0.2, what=f"all {len(want)} produced records processed")
 
 
 def first_takeover(stints, shard, victim_id, after):
@@ -189,7 +179,7 @@ def test_kill_9_shards_resume_elsewhere_within_lease_duration_and_only_after_the
 
     stints = read_stints(env.dir / "seen")
     delays = {sh: first_takeover(stints, sh, victim_id, t_kill) - t_kill for sh in shards}
-    print(f"kill -9 takeover (kill -> first record by the survivor): " +
+    print("kill -9 takeover (kill -> first record by the survivor): " +
           ", ".join(f"{k}={v:.2f}s" for k, v in delays.items()))
     bound = LEASE_S + TAKER_S + 1.0
     assert max(delays.values()) <= bound, f"takeover took {delays} (bound {bound}s)"
@@ -507,8 +497,7 @@ def test_a_worker_stopped_while_its_handoff_request_is_pending_leaves_no_lease_i
     w2 = env.worker(name="w2")
     ids.update(worker_ids([w2]))
     w2_id = next(k for k, v in ids.items() if v is w2)
-    req = wait_for(lambda: w2.events("lease_handoff_requested"), timeout=10, what="w2 asks for a lease")
-    key = req[0]["lease"]
+    wait_for(lambda: w2.events("lease_handoff_requested"), timeout=10, what="w2 asks for a lease")
     assert w2.stop() == 0
     t_exit = time.monotonic()
     time.sleep(1.5 + 0.5)  # w1's batch in flight ends: the handoff (if still asked for) happens now

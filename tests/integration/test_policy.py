@@ -46,7 +46,9 @@ return P
 
 def prepare(env, on_error, poison=("r500",), mode="raise", n=1000, extra=None):
     env.write("p.lua", PROCESSOR)
-    stream = {"name": "s", "processor": "p.lua", "max_records": n, "on_error": on_error}
+    stream = {"name": "s", "processor": "p.lua", "max_records": n}
+    if on_error is not None:  # None: the default policy
+        stream["on_error"] = on_error
     stream.update(extra or {})
     env.config([stream])
     env.create_stream("s", 1)
@@ -190,8 +192,7 @@ def test_retry_runs_the_batch_again_then_goes_to_final(env):
 
 
 def test_default_policy_retries_forever_and_skips_nothing(env):
-    prepare(env, "retry", extra={})
-    env.write("shardrun.lua", (env.dir / "shardrun.lua").read_text())
+    prepare(env, None)
     w = env.worker()
     wait_for(lambda: len(calls(env)) >= 2, timeout=20, what="a retry")
     w.stop()

@@ -1,10 +1,9 @@
 """Hot reload: change a processor script while the worker runs, lose nothing."""
 import os
 import signal
-import threading
 import time
 
-from conftest import read_seen, wait_for
+from conftest import Producer, read_seen, wait_for
 
 # VERSION is replaced per version; every batch gets an id so the test can
 # check that one batch was processed wholly by one version.
@@ -79,25 +78,12 @@ def test_a_changed_script_runs_from_the_next_batch_with_position_kept(env):
 
 def test_twenty_replacements_under_load_process_every_record_exactly_once(env):
     ws = start(env, shards=4, workers=2, max_records=20)
-    stop = threading.Event()
-    produced = []
-
-    def producer():
-        i = 0
-        while not stop.is_set():
-            batch = [f"r{i + k}" for k in range(50)]
-            env.put("s", batch)
-            produced.extend(batch)
-            i += 50
-            time.sleep(0.05)
-
-    t = threading.Thread(target=producer)
-    t.start()
+    prod = Producer(env, "s", batch=50, interval=0.05).start()
     for n in range(1, 21):
         replace(env, "p.lua", version(f"v{n}"), rename=(n % 2 == 0))
         time.sleep(0.3)
-    stop.set()
-    t.join()
+    produced = prod.stop()
+    assert not prod.errors
     wait_for(lambda: len(seen_versions(env)) >= len(produced), timeout=60, what="all records")
     time.sleep(1.0)
     rows = seen_versions(env)

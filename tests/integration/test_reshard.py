@@ -5,7 +5,7 @@ SHARD_END, finished parent leases are deleted once the children started, and
 import threading
 import time
 
-from conftest import TIMED_PROCESSOR, Producer, read_stints, wait_for
+from conftest import TIMED_PROCESSOR, Producer, read_stints, wait_all_processed, wait_for
 
 S0, S1, S2, S3, S4 = (f"shardId-{i:012d}" for i in range(5))
 
@@ -97,10 +97,7 @@ def test_split_and_merge_while_producing_keep_per_key_order_and_clean_up_parents
     produced = prod.stop()
     assert not prod.errors, prod.errors[:3]
 
-    def all_seen():
-        got = {d for s in read_stints(env.dir / "seen") for _, _, d in s.records}
-        return set(produced) <= got
-    wait_for(all_seen, timeout=30, interval=0.2, what="every produced record processed")
+    wait_all_processed(env, produced, timeout=30)
     # the finished parents' leases go once their children started (next shard sync)
     wait_for(lambda: set(env.leases()) == {S1, S4}, timeout=10, what=f"only {S1}, {S4} left (now {set(env.leases())})")
     time.sleep(0.3)

@@ -1,7 +1,5 @@
 """The fast paths keep the guarantees: coalesced checkpoints, bounded
 prefetch memory, lazy records that never dangle."""
-import os
-import signal
 import time
 
 import pytest
