@@ -45,7 +45,7 @@ BIN      := $(if $(filter build,$(BUILD)),shardrun,$(BUILD)/shardrun)
 export AWS_EC2_METADATA_DISABLED := true
 
 .PHONY: all deps demo test test-only unit spec integration asan-test bench bench-local \
-        bench-leases bench-kinesis format lint clean emulators-start emulators-stop
+        bench-leases bench-kinesis bench-reload format lint clean
 all: $(BIN)
 
 # V=1 shows the full commands.
@@ -104,7 +104,10 @@ bench-leases: all
 	@scripts/bench-leases.sh
 
 bench-kinesis: all
-	@scripts/bench-kinesis.sh
+	@/usr/bin/python3 scripts/bench.py kinesis
+
+bench-reload: all
+	@/usr/bin/python3 scripts/bench.py reload
 
 # One table; BENCH_QUICK=1 for a smaller run.
 bench: deps

@@ -166,20 +166,12 @@ static int cmd_status(int argc, char **argv)
 static const char *const usage_stream =
     "shardrun stream [-c FILE] create NAME --shards N | list | split NAME SHARD [--hash-key K] | merge NAME SHARD1 SHARD2";
 
-static streamdb_t *cli_streamdb(int create)
+/* The local stream file of a local-source config. */
+static streamdb_t *cli_streamdb(const config_t *cfg, int create)
 {
-    config_t *cfg = cli_config();
-    if (!cfg) return NULL;
-    if (cfg->source.type != BACKEND_LOCAL) {
-        fprintf(stderr, "shardrun: %s: source.type = \"kinesis\": manage Kinesis streams with the AWS tools\n",
-                cfg->path);
-        config_free(cfg);
-        return NULL;
-    }
     errbuf_t err;
     streamdb_t *db = NULL;
     if (streamdb_open(cfg->source.path, create, &db, &err)) fprintf(stderr, "shardrun: %s\n", err.msg);
-    config_free(cfg);
     return db;
 }
 
@@ -230,8 +222,8 @@ static int cmd_stream(int argc, char **argv)
         else if (strcmp(sub, "list")) printf("ok %s %s\n", sub, args[0]);
         return rc ? EXIT_RUNTIME : 0;
     }
+    streamdb_t *db = cli_streamdb(cfg, !strcmp(sub, "create"));
     config_free(cfg);
-    streamdb_t *db = cli_streamdb(!strcmp(sub, "create"));
     if (!db) return EXIT_RUNTIME;
     if (!strcmp(sub, "create")) rc = streamdb_create_stream(db, args[0], (int)shards, &err);
     else if (!strcmp(sub, "list")) rc = streamdb_list_streams(db, cli_print_stream, NULL, &err);
@@ -258,47 +250,110 @@ static void cli_line_key(const char *line, size_t len, char out[33])
     for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-/* put against Kinesis: lines go out in PutRecords calls of up to 500. */
-static int cli_put_kinesis(const config_t *cfg, const char *stream, const char *pkey, FILE *in)
+/* `put` and `dlq replay` read records one at a time: 1 with *rec filled
+ * (valid until the next call), 0 at the end, -1 with err set. */
+typedef int (*cli_next_fn)(void *ud, source_put_record_t *rec, errbuf_t *err);
+
+/* Into the local stream, in transactions of PUT_TXN_RECORDS. */
+static int cli_put_local(const config_t *cfg, const char *stream, cli_next_fn next, void *ud, size_t *stored,
+                         errbuf_t *err)
 {
-    errbuf_t err;
-    kinesis_admin_t *ka = kinesis_admin_open(cfg, &err);
-    if (!ka) {
-        fprintf(stderr, "shardrun: %s\n", err.msg);
-        return EXIT_RUNTIME;
+    streamdb_t *db = NULL;
+    if (streamdb_open(cfg->source.path, 0, &db, err)) return -1;
+    size_t count = 0;
+    source_put_record_t rec;
+    int got = 0, rc = streamdb_begin(db, err);
+    while (!rc && (got = next(ud, &rec, err)) == 1) {
+        char shard[32], seq[24];
+        rc = streamdb_put(db, stream, rec.pkey, strlen(rec.pkey), rec.data, rec.data_len, clock_wall_ms(), shard,
+                          seq, err);
+        if (!rc && ++count % PUT_TXN_RECORDS == 0) {
+            rc = streamdb_commit(db, err);
+            if (!rc) {
+                *stored = count;
+                rc = streamdb_begin(db, err);
+            }
+        }
     }
+    if (!rc && got < 0) rc = -1;
+    if (!rc) rc = streamdb_commit(db, err);
+    else streamdb_rollback(db);
+    if (!rc) *stored = count;
+    streamdb_close(db);
+    return rc;
+}
+
+/* Into Kinesis, in PutRecords calls of as many records as one call takes. */
+static int cli_put_kinesis(const config_t *cfg, const char *stream, cli_next_fn next, void *ud, size_t *stored,
+                           errbuf_t *err)
+{
+    kinesis_admin_t *ka = kinesis_admin_open(cfg, err);
+    if (!ka) return -1;
     enum { CHUNK = KINESIS_PUT_MAX_RECORDS };
     source_put_record_t recs[CHUNK];
-    char *lines[CHUNK], keys[CHUNK][33];
-    size_t n = 0, count = 0;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int rc = 0, eof = 0;
-    while (!rc && !eof) {
-        eof = (len = getline(&line, &cap, in)) < 0;
-        if (!eof) {
-            if (len > 0 && line[len - 1] == '\n') len--;
-            lines[n] = xstrndup(line, (size_t)len); /* freed after the chunk is sent */
-            if (!pkey) cli_line_key(line, (size_t)len, keys[n]);
-            recs[n] = (source_put_record_t){lines[n], (size_t)len, pkey ? pkey : keys[n]};
+    char *copies[CHUNK][2]; /* data and key of each record until its chunk is sent */
+    size_t n = 0;
+    int rc = 0, got = 1;
+    while (!rc && got == 1) {
+        source_put_record_t rec;
+        got = next(ud, &rec, err);
+        if (got == 1) {
+            copies[n][0] = xstrndup(rec.data, rec.data_len); /* n bytes, binary-safe */
+            copies[n][1] = xstrdup(rec.pkey);
+            recs[n] = (source_put_record_t){copies[n][0], rec.data_len, copies[n][1]};
             n++;
         }
-        if (n == CHUNK || (eof && n)) {
-            rc = kinesis_admin_put(ka, stream, recs, n, &err);
-            if (!rc) count += n;
-            for (size_t i = 0; i < n; i++) free(lines[i]);
+        if (n && (n == CHUNK || got != 1)) {
+            rc = kinesis_admin_put(ka, stream, recs, n, err);
+            if (!rc) *stored += n;
+            for (size_t i = 0; i < n; i++) {
+                free(copies[i][0]);
+                free(copies[i][1]);
+            }
             n = 0;
         }
     }
-    free(line);
     kinesis_admin_close(ka);
+    return rc || got < 0 ? -1 : 0;
+}
+
+/* Writes every record `next` gives to `stream` of the config's source;
+ * says how many (`verb` "put", "replayed") or why it stopped. Exit status. */
+static int cli_put_all(const char *stream, cli_next_fn next, void *ud, const char *verb)
+{
+    config_t *cfg = cli_config();
+    if (!cfg) return EXIT_USAGE;
+    errbuf_t err;
+    size_t stored = 0;
+    int rc = cfg->source.type == BACKEND_AWS ? cli_put_kinesis(cfg, stream, next, ud, &stored, &err)
+                                             : cli_put_local(cfg, stream, next, ud, &stored, &err);
+    config_free(cfg);
     if (rc) {
-        fprintf(stderr, "shardrun: stream %s: %s (%zu records were stored before)\n", stream, err.msg, count);
+        fprintf(stderr, "shardrun: %s (%zu records were stored before it)\n", err.msg, stored);
         return EXIT_RUNTIME;
     }
-    fprintf(stderr, "put %zu records to %s\n", count, stream);
+    fprintf(stderr, "%s %zu records to %s\n", verb, stored, stream);
     return 0;
+}
+
+/* `put`: one record per line; the key is --partition-key, else the line's MD5. */
+typedef struct line_reader {
+    FILE *in;
+    const char *pkey;
+    char *line;
+    size_t cap;
+    char key[33];
+} line_reader_t;
+
+static int cli_next_line(void *ud, source_put_record_t *rec, errbuf_t *err)
+{
+    line_reader_t *lr = ud;
+    ssize_t len = getline(&lr->line, &lr->cap, lr->in);
+    if (len < 0) return ferror(lr->in) ? errbuf_set(err, "read error: %s", strerror(errno)) : 0;
+    if (len > 0 && lr->line[len - 1] == '\n') len--;
+    if (!lr->pkey) cli_line_key(lr->line, (size_t)len, lr->key);
+    *rec = (source_put_record_t){lr->line, (size_t)len, lr->pkey ? lr->pkey : lr->key};
+    return 1;
 }
 
 static int cmd_put(int argc, char **argv)
@@ -308,65 +363,47 @@ static int cmd_put(int argc, char **argv)
     CLI_PARSE(argc, argv, usage_put, flags, 1);
     if (first >= argc || argc - first > 2) return cli_usage_error(usage_put, "%s", "expected STREAM [FILE]");
     const char *stream = argv[first], *file = argc - first == 2 ? argv[first + 1] : NULL;
-    FILE *in = file ? fopen(file, "rb") : stdin;
-    if (!in) {
+    line_reader_t lr = {.in = file ? fopen(file, "rb") : stdin, .pkey = pkey};
+    if (!lr.in) {
         fprintf(stderr, "shardrun: %s: %s\n", file, strerror(errno));
         return EXIT_RUNTIME;
     }
-    config_t *cfg = cli_config();
-    if (!cfg) {
-        if (file) fclose(in);
-        return EXIT_USAGE;
-    }
-    if (cfg->source.type == BACKEND_AWS) {
-        int krc = cli_put_kinesis(cfg, stream, pkey, in);
-        config_free(cfg);
-        if (file) fclose(in);
-        return krc;
-    }
-    config_free(cfg);
-    streamdb_t *db = cli_streamdb(0);
-    if (!db) {
-        if (file) fclose(in);
-        return EXIT_RUNTIME;
-    }
-    errbuf_t err;
-    char *line = NULL;
-    size_t cap = 0, count = 0;
-    ssize_t len;
-    int rc = streamdb_begin(db, &err);
-    while (!rc && (len = getline(&line, &cap, in)) >= 0) {
-        if (len > 0 && line[len - 1] == '\n') len--;
-        char key[33], shard[32], seq[24];
-        const char *k = pkey;
-        if (!k) {
-            cli_line_key(line, (size_t)len, key);
-            k = key;
-        }
-        rc = streamdb_put(db, stream, k, strlen(k), line, (size_t)len, clock_wall_ms(), shard, seq, &err);
-        if (!rc && ++count % PUT_TXN_RECORDS == 0) {
-            rc = streamdb_commit(db, &err);
-            if (!rc) rc = streamdb_begin(db, &err);
-        }
-    }
-    if (!rc) rc = streamdb_commit(db, &err);
-    else streamdb_rollback(db);
-    free(line);
-    if (file) fclose(in);
-    streamdb_close(db);
-    if (rc) {
-        fprintf(stderr, "shardrun: %s (records before the failing line's batch of %d were kept: %zu)\n", err.msg,
-                PUT_TXN_RECORDS, count - count % PUT_TXN_RECORDS);
-        return EXIT_RUNTIME;
-    }
-    fprintf(stderr, "put %zu records to %s\n", count, stream);
-    return 0;
+    int rc = cli_put_all(stream, cli_next_line, &lr, "put");
+    free(lr.line);
+    if (file) fclose(lr.in);
+    return rc;
 }
 
 /* ---- dlq ------------------------------------------------------------------ */
 
 static const char *const usage_dlq = "shardrun dlq [-c FILE] replay DEADLETTER.jsonl --to STREAM\n"
                                      "  put dead-lettered records back (original data and partition key)";
+
+/* `dlq replay`: one record per dead-letter line (blank lines skipped). */
+typedef struct dlq_reader {
+    FILE *in;
+    const char *file;
+    char *line;
+    size_t cap, lineno;
+    deadletter_record_t rec;
+} dlq_reader_t;
+
+static int cli_next_dead_letter(void *ud, source_put_record_t *rec, errbuf_t *err)
+{
+    dlq_reader_t *dr = ud;
+    deadletter_record_clear(&dr->rec);
+    for (;;) {
+        if (getline(&dr->line, &dr->cap, dr->in) < 0)
+            return ferror(dr->in) ? errbuf_set(err, "%s: read error: %s", dr->file, strerror(errno)) : 0;
+        dr->lineno++;
+        if (dr->line[0] != '\n' && dr->line[0] != '\0') break;
+    }
+    errbuf_t why;
+    if (deadletter_parse_line(dr->line, &dr->rec, &why))
+        return errbuf_set(err, "%s:%zu: %s", dr->file, dr->lineno, why.msg);
+    *rec = (source_put_record_t){dr->rec.data, dr->rec.data_len, dr->rec.pkey};
+    return 1;
+}
 
 static int cmd_dlq(int argc, char **argv)
 {
@@ -375,48 +412,17 @@ static int cmd_dlq(int argc, char **argv)
     CLI_PARSE(argc, argv, usage_dlq, flags, 1);
     if (argc - first != 2 || strcmp(argv[first], "replay") || !to)
         return cli_usage_error(usage_dlq, "%s", "expected: replay FILE --to STREAM");
-    const char *file = argv[first + 1];
-    FILE *in = fopen(file, "rb");
-    if (!in) {
-        fprintf(stderr, "shardrun: %s: %s\n", file, strerror(errno));
+    dlq_reader_t dr = {.file = argv[first + 1]};
+    dr.in = fopen(dr.file, "rb");
+    if (!dr.in) {
+        fprintf(stderr, "shardrun: %s: %s\n", dr.file, strerror(errno));
         return EXIT_RUNTIME;
     }
-    streamdb_t *db = cli_streamdb(0);
-    if (!db) {
-        fclose(in);
-        return EXIT_RUNTIME;
-    }
-    errbuf_t err;
-    char *line = NULL;
-    size_t cap = 0, count = 0, lineno = 0;
-    int rc = streamdb_begin(db, &err);
-    while (!rc && getline(&line, &cap, in) >= 0) {
-        lineno++;
-        if (line[0] == '\n' || line[0] == '\0') continue;
-        deadletter_record_t r;
-        if (deadletter_parse_line(line, &r, &err)) {
-            char why[sizeof err.msg];
-            snprintf(why, sizeof why, "%s", err.msg);
-            errbuf_set(&err, "%s:%zu: %s", file, lineno, why);
-            rc = -1;
-            break;
-        }
-        char shard[32], seq[24];
-        rc = streamdb_put(db, to, r.pkey, strlen(r.pkey), r.data, r.data_len, clock_wall_ms(), shard, seq, &err);
-        deadletter_record_clear(&r);
-        count++;
-    }
-    if (!rc) rc = streamdb_commit(db, &err);
-    else streamdb_rollback(db);
-    free(line);
-    fclose(in);
-    streamdb_close(db);
-    if (rc) {
-        fprintf(stderr, "shardrun: %s (nothing was replayed)\n", err.msg);
-        return EXIT_RUNTIME;
-    }
-    fprintf(stderr, "replayed %zu records to %s\n", count, to);
-    return 0;
+    int rc = cli_put_all(to, cli_next_dead_letter, &dr, "replayed");
+    deadletter_record_clear(&dr.rec);
+    free(dr.line);
+    fclose(dr.in);
+    return rc;
 }
 
 /* ---- version / help --------------------------------------------------------- */

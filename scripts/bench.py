@@ -40,6 +40,7 @@ from luavalue import lua_value  # scripts/ is on sys.path: this file lives there
 ROOT = Path(__file__).resolve().parents[1]
 SHARDRUN = os.environ.get("SHARDRUN", str(ROOT / "shardrun"))
 QUICK = os.environ.get("BENCH_QUICK") == "1"
+DRAIN_TIMEOUT_S = 600  # a drain that hangs is killed (by PID), not waited on forever
 ENV = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and not k.startswith("AWS_")}
 ENV.update(AWS_EC2_METADATA_DISABLED="true", AWS_ACCESS_KEY_ID="AKIDSHARDRUNBENCH",
            AWS_SECRET_ACCESS_KEY="shardrun-bench-secret", AWS_REGION="us-east-1",
@@ -95,14 +96,11 @@ class Dir:
     def drain(self):
         """Runs a draining worker; returns (records, processing_s, cpu_s, maxrss_kb)."""
         log = self.path / "worker.log"
-        with open(log, "wb") as out:
-            p = subprocess.Popen([SHARDRUN, "run", "--drain"], cwd=self.path, stdout=out, stderr=subprocess.STDOUT,
-                                 env=ENV)
-            _, status, ru = os.wait4(p.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"worker failed:\n{log.read_text()[-3000:]}")
+        code, cpu_s, maxrss, _ = wait4_run([SHARDRUN, "run", "--drain"], self.path, log, ENV, DRAIN_TIMEOUT_S)
+        if code != 0:
+            raise SystemExit(f"worker failed (exit {code}):\n{log.read_text()[-3000:]}")
         m = re.search(r"event=worker_drained .*records=(\d+) processing_ms=(\d+)", log.read_text())
-        return int(m.group(1)), int(m.group(2)) / 1000.0, ru.ru_utime + ru.ru_stime, ru.ru_maxrss
+        return int(m.group(1)), int(m.group(2)) / 1000.0, cpu_s, maxrss
 
     def cleanup(self):
         shutil.rmtree(self.path, ignore_errors=True)
@@ -194,8 +192,13 @@ def bench_reload():
     worker = subprocess.Popen([SHARDRUN, "run"], cwd=d.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env=ENV)
     # one `put` per record: each commits at once, so records keep arriving
-    producer = subprocess.Popen(["bash", "-c", f"while true; do echo x | {SHARDRUN} put b; sleep 0.005; done"],
-                                cwd=d.path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stop = threading.Event()
+
+    def produce():
+        while not stop.wait(0.005):
+            subprocess.run([SHARDRUN, "put", "b"], cwd=d.path, env=ENV, input=b"x\n", capture_output=True)
+    producer = threading.Thread(target=produce)
+    producer.start()
     samples = []
     try:
         time.sleep(1.5)
@@ -214,10 +217,14 @@ def bench_reload():
                 time.sleep(0.002)
             time.sleep(0.3)
     finally:
-        producer.kill()
+        stop.set()
+        producer.join()  # its last `put` has finished: nothing of it is left running
         worker.terminate()
-        worker.wait(30)
-        producer.wait()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
         d.cleanup()
     if samples:
         med = statistics.median(samples) * 1000
@@ -273,8 +280,7 @@ def bench_kinesis():
     fail = None
     started = False
     if emulators("status", check=False).returncode != 0:
-        r = emulators("install", check=False)
-        r = r if r.returncode else emulators("start", check=False)
+        r = emulators("start", check=False)  # installs them first if needed
         if r.returncode:
             fail = f"emulators: {(r.stderr or r.stdout).strip()[-200:]}"
         else:
@@ -303,7 +309,7 @@ return P
         pad = "0" * 90
         with open(work / "records.txt", "w") as f:
             for i in range(n):
-                f.write(f"{i:09d} {pad}\n")     # 100 bytes with the newline, as bench-kinesis.sh
+                f.write(f"{i:09d} {pad}\n")     # 100 bytes with the newline
         t0 = time.monotonic()
         r = subprocess.run([SHARDRUN, "put", stream, "records.txt"], cwd=work, env=ENV, capture_output=True, timeout=600)
         if r.returncode:

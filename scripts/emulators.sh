@@ -80,7 +80,7 @@ probe() { # name port
     kinesalite) target="Kinesis_20131202.ListStreams" ctype="application/x-amz-json-1.1" svc=kinesis ;;
     dynalite) target="DynamoDB_20120810.ListTables" ctype="application/x-amz-json-1.0" svc=dynamodb ;;
     esac
-    curl -sf -m 2 -X POST "http://127.0.0.1:$2/" \
+    curl -sf --noproxy '*' -m 2 -X POST "http://127.0.0.1:$2/" \
         -H "Content-Type: $ctype" -H "X-Amz-Target: $target" \
         -H "X-Amz-Date: 20240101T000000Z" \
         -H "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/$svc/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0000" \

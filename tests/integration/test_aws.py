@@ -327,6 +327,23 @@ def test_kinesis_dead_letter_stream_gets_the_poison_record_before_the_checkpoint
     assert lease["checkpoint"] != "TRIM_HORIZON"
 
 
+def test_kinesis_dlq_replay_puts_binary_records_back_with_their_keys(aws):
+    import base64
+    import json
+    aws.env.write("p.lua", RECORDING_PROCESSOR)  # the config names one, even for the CLI
+    aws.config()
+    again = unique("again")
+    aws.env.create_stream(again, 1)
+    # 600 records: more than one PutRecords call; data with NUL, newline and 0xff bytes
+    recs = [(bytes([i % 256, 0, 255, 10]) + b"x" * (i % 50), f"key{i}") for i in range(600)]
+    lines = [json.dumps({"data": base64.b64encode(d).decode(), "partitionKey": k}) for d, k in recs]
+    aws.env.write("dlq.jsonl", "\n".join(lines) + "\n\n")
+    r = aws.env.run("dlq", "replay", "dlq.jsonl", "--to", again)
+    assert "replayed 600 records to " + again in r.stderr.decode()
+    (shard,) = [s["ShardId"] for s in kinesis("ListShards", {"StreamName": again})["Shards"]]
+    assert [(d, k) for _, d, k in read_shard(again, shard)] == recs
+
+
 def _varint(n):
     out = bytearray()
     while True:
