@@ -44,7 +44,7 @@ end
 local function read_counts(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local st = { counts = {}, records = 0, words = 0 }
+  local st = { counts = {} }
   local header = f:read("*l") or ""
   st.records = tonumber(header:match(" records=(%d+)")) or 0
   st.words = tonumber(header:match(" words=(%d+)")) or 0
@@ -82,9 +82,9 @@ end
 
 function P.initialize(shard)
   os.execute("mkdir -p '" .. P.settings.out_dir:gsub("'", "'\\''") .. "'")
-  local saved = read_counts(counts_path(shard))
   local st = shard.state
-  if st.counts == nil then -- a fresh state (not a hot reload)
+  if st.counts == nil then -- a fresh state (not a hot reload): resume from the counts file
+    local saved = read_counts(counts_path(shard))
     st.counts = saved and saved.counts or {}
     st.records = saved and saved.records or 0
     st.words = saved and saved.words or 0

@@ -19,9 +19,6 @@ local find, sub = string.find, string.sub
 
 local record = {}
 
-local FIELDS = { "data", "partitionKey", "sequenceNumber", "subSequenceNumber", "approximateArrivalTimestamp" }
-record.FIELDS = FIELDS
-
 -- Returns a plain table holding the five fields of r (which may be a batch
 -- record or any table with those fields).
 function record.copy(r)

@@ -7,12 +7,7 @@
  * inside the arena, NUL-terminated fields); every lease of a Scan has a key.
  *
  *   make fuzz                    (FUZZ_TIME=60 for longer; default 30 s per harness)
- * which runs
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iruntime -Iruntime/aws ... \
- *       tests/fuzz/fuzz_aws_json.c runtime/aws/awsjson.c runtime/base64.c runtime/batch.c \
- *       runtime/kpl.c runtime/lease.c runtime/seqnum.c runtime/source.c runtime/buf.c \
- *       runtime/errbuf.c runtime/log.c runtime/xalloc.c -lcjson -lcrypto -lpthread
- *   build/fuzz_aws_json -max_total_time=30 -dict=tests/fuzz/fuzz_aws_json.dict build/fuzz-aws-corpus */
+ * The sources it links are FUZZ_AWS_SRC in the Makefile. */
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdlib.h>
