@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "clock.h"
 #include "defer.h"
 #include "seqnum.h"
 #include "xalloc.h"
@@ -13,6 +15,9 @@
 /* Short: writes run on the loop thread; a locked file answers LEASE_ERETRY and
  * the write is tried again at the next renew tick, instead of blocking renewals. */
 #define LEASE_SQLITE_BUSY_MS 250
+/* How long a new store keeps trying to set its file up while other workers,
+ * started at the same moment, set up the same file (it runs before the loop). */
+#define LEASE_SQLITE_SETUP_MS 10000
 
 typedef struct lease_sqlite {
     lease_store_t base;
@@ -442,7 +447,7 @@ static char *sqlite_quote_ident(const char *name)
 
 /* A table made by an older shardrun (or by hand, with the KCL's columns
  * only) gets the columns added since, so it is used as it is. */
-static int sqlite_add_missing_columns(lease_sqlite_t *ls, errbuf_t *err)
+static int sqlite_add_missing_columns(lease_sqlite_t *ls, errbuf_t *err)  /* an SQLite result code */
 {
     static const char *const added[][2] = {
         {"streamName", "TEXT"}, {"shardId", "TEXT"}, {"shardrunInfo", "TEXT"}, {"pendingOwner", "TEXT"},
@@ -455,7 +460,8 @@ static int sqlite_add_missing_columns(lease_sqlite_t *ls, errbuf_t *err)
         if (sqlite3_prepare_v2(ls->db, "SELECT 1 FROM pragma_table_info(?) WHERE name = ?", -1, &st, NULL) !=
             SQLITE_OK) {
             sqlite3_finalize(st);
-            return errbuf_set(err, "%s: lease table %s: %s", ls->path, ls->table, sqlite3_errmsg(ls->db));
+            errbuf_set(err, "%s: lease table %s: %s", ls->path, ls->table, sqlite3_errmsg(ls->db));
+            return sqlite3_errcode(ls->db);
         }
         sqlite3_bind_text(st, 1, ls->name, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, added[i][0], -1, SQLITE_STATIC);
@@ -463,11 +469,36 @@ static int sqlite_add_missing_columns(lease_sqlite_t *ls, errbuf_t *err)
         sqlite3_finalize(st);
         if (present) continue;
         snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s %s", ls->table, added[i][0], added[i][1]);
-        if (sqlite3_exec(ls->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-            return errbuf_set(err, "%s: lease table %s: cannot add column %s: %s", ls->path, ls->table, added[i][0],
-                              sqlite3_errmsg(ls->db));
+        int rc = sqlite3_exec(ls->db, sql, NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            errbuf_set(err, "%s: lease table %s: cannot add column %s: %s", ls->path, ls->table, added[i][0],
+                       sqlite3_errmsg(ls->db));
+            return rc;
+        }
     }
-    return 0;
+    return SQLITE_OK;
+}
+
+/* WAL mode, the table, the columns added since. An SQLite result code. */
+static int sqlite_setup(lease_sqlite_t *ls, errbuf_t *err)
+{
+    char sql[1280];
+    snprintf(sql, sizeof sql,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+             "CREATE TABLE IF NOT EXISTS %s(leaseKey TEXT PRIMARY KEY, leaseOwner TEXT, leaseCounter INTEGER,"
+             " checkpoint TEXT, checkpointSubSequenceNumber INTEGER DEFAULT 0,"
+             " ownerSwitchesSinceCheckpoint INTEGER DEFAULT 0, parentShardId TEXT, childShardIds TEXT,"
+             " startingHashKey TEXT, endingHashKey TEXT, streamName TEXT, shardId TEXT, shardrunInfo TEXT,"
+             " pendingOwner TEXT)",
+             ls->table);
+    char *msg = NULL;
+    int rc = sqlite3_exec(ls->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        errbuf_set(err, "%s: not a usable lease file: %s", ls->path, msg ? msg : "unknown error");
+        sqlite3_free(msg);
+        return rc;
+    }
+    return sqlite_add_missing_columns(ls, err);
 }
 
 lease_store_t *lease_sqlite_new(struct ev_loop *loop, const char *path, const char *table, errbuf_t *err)
@@ -485,23 +516,13 @@ lease_store_t *lease_sqlite_new(struct ev_loop *loop, const char *path, const ch
         return NULL;
     }
     sqlite3_busy_timeout(ls->db, LEASE_SQLITE_BUSY_MS);
-    char sql[1280];
-    snprintf(sql, sizeof sql,
-             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-             "CREATE TABLE IF NOT EXISTS %s(leaseKey TEXT PRIMARY KEY, leaseOwner TEXT, leaseCounter INTEGER,"
-             " checkpoint TEXT, checkpointSubSequenceNumber INTEGER DEFAULT 0,"
-             " ownerSwitchesSinceCheckpoint INTEGER DEFAULT 0, parentShardId TEXT, childShardIds TEXT,"
-             " startingHashKey TEXT, endingHashKey TEXT, streamName TEXT, shardId TEXT, shardrunInfo TEXT,"
-             " pendingOwner TEXT)",
-             ls->table);
-    char *msg = NULL;
-    if (sqlite3_exec(ls->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        errbuf_set(err, "%s: not a usable lease file: %s", path, msg ? msg : "unknown error");
-        sqlite3_free(msg);
-        sqlite_destroy(&ls->base);
-        return NULL;
-    }
-    if (sqlite_add_missing_columns(ls, err)) {
+    /* Workers started together set up the same new file at once, and SQLite
+     * answers some of those collisions BUSY without waiting (a wait could
+     * deadlock): the whole setup, which is idempotent, is tried again. */
+    int64_t give_up = clock_mono_ms() + LEASE_SQLITE_SETUP_MS;
+    int rc;
+    while ((rc = sqlite_setup(ls, err)) == SQLITE_BUSY && clock_mono_ms() < give_up) usleep(20 * 1000);
+    if (rc != SQLITE_OK) {
         sqlite_destroy(&ls->base);
         return NULL;
     }

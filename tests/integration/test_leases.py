@@ -81,6 +81,25 @@ def max_overlap(stints):
 # ---- balance and stealing ------------------------------------------------------------------------
 
 
+def test_a_worker_waits_for_a_lease_file_another_process_is_setting_up(env):
+    # Workers started together set the same new file up at once; the one that
+    # finds it locked must wait and start, not give up. Here the lock is held
+    # on purpose for 1.5 s, far past SQLite's per-call busy wait.
+    env.write("p.lua", "return { processRecords = function() return 'checkpoint' end }\n")
+    env.config([{"name": "s", "processor": "p.lua"}])
+    env.create_stream("s", 2)
+    holder = sqlite3.connect(env.dir / "leases.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    w = env.worker()
+    time.sleep(1.5)
+    assert w.alive() and not w.events("worker_started"), w.logs()[-2000:]
+    holder.execute("ROLLBACK")
+    holder.close()
+    wait_for(lambda: w.events("shard_started"), what="the worker, once the file is free")
+    assert not w.events("backend_open_failed")
+    assert w.stop() == 0
+
+
 def test_three_workers_converge_to_3_3_2_and_a_fourth_gets_shards_by_stealing(env):
     prepare(env, 8)
     prod = Producer(env, "s", batch=16, interval=0.05).start()
