@@ -24,7 +24,7 @@ endif
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iruntime -Iruntime/aws \
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iruntime \
               $(LUAJIT_CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS     := $(LUAJIT_LIBS) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lpthread -lm
 
@@ -36,7 +36,7 @@ endif
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 ALL_CFLAGS += -DSHARDRUN_VERSION='"$(VERSION)"'
 
-LIB_SRC  := $(filter-out runtime/main.c,$(wildcard runtime/*.c runtime/aws/*.c))
+LIB_SRC  := $(filter-out runtime/cli/main.c,$(wildcard runtime/*/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -59,7 +59,7 @@ $(BUILD)/%.o: %.c
 $(BUILD)/libshardrun.a: $(LIB_OBJ)
 	$(Q)ar rcs $@ $^
 
-$(BIN): $(BUILD)/runtime/main.o $(BUILD)/libshardrun.a
+$(BIN): $(BUILD)/runtime/cli/main.o $(BUILD)/libshardrun.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDSAN) -o $@ $^ $(LIBS)
 
@@ -68,7 +68,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libshardrun.a
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDSAN) -MMD -MP -o $@ $< $(BUILD)/libshardrun.a $(LIBS) -lcmocka
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/runtime/main.d $(UNIT_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(BUILD)/runtime/cli/main.d $(UNIT_BIN:=.d)
 
 deps:
 	@scripts/install-deps.sh
@@ -115,11 +115,12 @@ bench: deps
 	@/usr/bin/python3 scripts/bench.py all
 
 format:
-	clang-format -i runtime/*.[ch] runtime/aws/*.[ch] tests/unit/*.c
+	clang-format -i runtime/*/*.[ch] tests/unit/*.c
 
 lint:
+	/usr/bin/python3 scripts/check-layers.py
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 \
-	    --suppress=missingIncludeSystem -Iruntime -Iruntime/aws runtime
+	    --suppress=missingIncludeSystem -Iruntime runtime
 
 clean:
 	rm -rf build build-asan shardrun
@@ -127,18 +128,18 @@ clean:
 # Coverage-guided fuzzing of the parsers that read outside input (libFuzzer).
 FUZZ_TIME ?= 30
 FUZZ_CC   ?= clang
-FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iruntime -Iruntime/aws \
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iruntime \
               $(shell pkg-config --cflags libcjson 2>/dev/null)
-FUZZ_KPL_SRC := tests/fuzz/fuzz_kpl.c runtime/kpl.c runtime/buf.c runtime/log.c runtime/xalloc.c
-FUZZ_AWS_SRC := tests/fuzz/fuzz_aws_json.c runtime/aws/awsjson.c runtime/aws/jscan.c runtime/base64.c runtime/batch.c runtime/kpl.c \
-                runtime/lease.c runtime/seqnum.c runtime/source.c runtime/buf.c runtime/errbuf.c runtime/log.c \
-                runtime/xalloc.c
+FUZZ_KPL_SRC := tests/fuzz/fuzz_kpl.c runtime/record/kpl.c runtime/base/buf.c runtime/base/log.c runtime/base/xalloc.c
+FUZZ_AWS_SRC := tests/fuzz/fuzz_aws_json.c runtime/aws/awsjson.c runtime/aws/jscan.c runtime/base/base64.c \
+                runtime/record/batch.c runtime/record/kpl.c runtime/lease/lease.c runtime/record/seqnum.c \
+                runtime/source/source.c runtime/base/buf.c runtime/base/errbuf.c runtime/base/log.c runtime/base/xalloc.c
 
-$(BUILD)/fuzz/fuzz_kpl: $(FUZZ_KPL_SRC) $(wildcard runtime/*.h)
+$(BUILD)/fuzz/fuzz_kpl: $(FUZZ_KPL_SRC) $(wildcard runtime/*/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_KPL_SRC) -lcrypto -lpthread -o $@
 
-$(BUILD)/fuzz/fuzz_aws_json: $(FUZZ_AWS_SRC) $(wildcard runtime/*.h runtime/aws/*.h)
+$(BUILD)/fuzz/fuzz_aws_json: $(FUZZ_AWS_SRC) $(wildcard runtime/*/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_AWS_SRC) -lcjson -lcrypto -lpthread -o $@
 

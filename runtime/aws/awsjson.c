@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base64.h"
+#include "base/base64.h"
 #include "jscan.h"
-#include "batch.h"
-#include "buf.h"
-#include "kpl.h"
-#include "seqnum.h"
-#include "xalloc.h"
+#include "record/batch.h"
+#include "base/buf.h"
+#include "record/kpl.h"
+#include "record/seqnum.h"
+#include "base/xalloc.h"
 
 /* Base64 of the KPL magic's first three bytes: only data starting so can be an aggregate. */
 #define KPL_MAGIC_B64 "84ma"

@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "errbuf.h"
-#include "lease.h"
-#include "source.h"
+#include "base/errbuf.h"
+#include "lease/lease.h"
+#include "source/source.h"
 
 struct cJSON;
 

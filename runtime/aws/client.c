@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xalloc.h"
+#include "base/xalloc.h"
 
 int aws_client_init(aws_client_t *c, struct ev_loop *loop, const char *service, const char *what,
                     const char *region, const char *endpoint, const char *ca_file, const aws_cred_options_t *cred,

@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 #include "credentials.h"
-#include "errbuf.h"
+#include "base/errbuf.h"
 #include "http.h"
 
 struct ev_loop;

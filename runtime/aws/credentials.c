@@ -16,9 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "log.h"
-#include "xalloc.h"
+#include "base/buf.h"
+#include "base/log.h"
+#include "base/xalloc.h"
 
 #define CRED_FILE_MAX (1 << 20) /* credentials, config and token files */
 

@@ -20,11 +20,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
+#include "base/buf.h"
 #include "credentials.h"
-#include "log.h"
+#include "base/log.h"
 #include "sigv4.h"
-#include "xalloc.h"
+#include "base/xalloc.h"
 
 typedef struct http_sock {
     ev_io io; /* io.data = this */

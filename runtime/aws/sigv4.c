@@ -11,8 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "buf.h"
-#include "xalloc.h"
+#include "base/buf.h"
+#include "base/xalloc.h"
 
 #define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
 

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "awsjson.h"
-#include "base64.h"
-#include "batch.h"
+#include "aws/awsjson.h"
+#include "base/base64.h"
+#include "record/batch.h"
 
 static void check_batch(const batch_t *b)
 {

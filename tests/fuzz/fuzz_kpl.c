@@ -7,7 +7,7 @@
  * count up from 0, and the iterator yields exactly kpl_iter_count() records.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iruntime tests/fuzz/fuzz_kpl.c \
- *       runtime/kpl.c runtime/buf.c runtime/log.c runtime/xalloc.c -lcrypto -lpthread \
+ *       runtime/record/kpl.c runtime/base/buf.c runtime/base/log.c runtime/base/xalloc.c -lcrypto -lpthread \
  *       -o build/fuzz_kpl
  *   mkdir -p build/fuzz-corpus
  *   build/fuzz_kpl -max_total_time=30 -dict=tests/fuzz/fuzz_kpl.dict build/fuzz-corpus
@@ -19,7 +19,7 @@
 
 #include <openssl/evp.h>
 
-#include "kpl.h"
+#include "record/kpl.h"
 
 static int inside(const uint8_t *p, size_t n, const uint8_t *base, size_t len)
 {

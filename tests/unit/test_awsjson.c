@@ -15,11 +15,11 @@
 #include <cjson/cJSON.h>
 #include <cmocka.h>
 
-#include "awsjson.h"
-#include "base64.h"
-#include "batch.h"
-#include "buf.h"
-#include "kpl.h"
+#include "aws/awsjson.h"
+#include "base/base64.h"
+#include "record/batch.h"
+#include "base/buf.h"
+#include "record/kpl.h"
 
 /* ---- base64 ---------------------------------------------------------------- */
 

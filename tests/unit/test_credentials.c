@@ -18,9 +18,9 @@
 #include <unistd.h>
 
 #include "aws_test_server.h"
-#include "credentials.h"
-#include "http.h"
-#include "log.h"
+#include "aws/credentials.h"
+#include "aws/http.h"
+#include "base/log.h"
 
 static ts_server_t srv;
 static struct ev_loop *loop;

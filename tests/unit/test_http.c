@@ -15,10 +15,10 @@
 #include <unistd.h>
 
 #include "aws_test_server.h"
-#include "credentials.h"
-#include "http.h"
-#include "log.h"
-#include "sigv4.h"
+#include "aws/credentials.h"
+#include "aws/http.h"
+#include "base/log.h"
+#include "aws/sigv4.h"
 
 /* ---- fixture ----------------------------------------------------------------- */
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "source_kinesis.h"
+#include "source/source_kinesis.h"
 
 static source_put_record_t recs[1200];
 

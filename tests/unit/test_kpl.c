@@ -14,8 +14,8 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "buf.h"
-#include "kpl.h"
+#include "base/buf.h"
+#include "record/kpl.h"
 
 /* ---- the test's protobuf writer ---------------------------------------- */
 

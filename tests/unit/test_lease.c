@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lease_coord.h"
-#include "lease_sqlite.h"
+#include "lease/lease_coord.h"
+#include "lease/lease_sqlite.h"
 
 typedef struct result {
     int done;

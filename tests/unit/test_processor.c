@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "processor.h"
+#include "proc/processor.h"
 
 static struct ev_loop *loop;
 static proc_pool_t *pool;

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "batch.h"
-#include "seqnum.h"
-#include "streamdb.h"
+#include "record/batch.h"
+#include "record/seqnum.h"
+#include "source/streamdb.h"
 
 static void test_sequence_numbers_compare_as_numbers(void **state)
 {

@@ -18,9 +18,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "buf.h"
-#include "sigv4.h"
-#include "xalloc.h"
+#include "base/buf.h"
+#include "aws/sigv4.h"
+#include "base/xalloc.h"
 
 /* ---- AWS suite ---------------------------------------------------------- */
 

@@ -10,7 +10,7 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
-#include "tpool.h"
+#include "base/tpool.h"
 
 typedef struct test_job {
     tpool_job_t job;          /* first: the pool's handle */

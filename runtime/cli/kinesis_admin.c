@@ -1,0 +1,309 @@
+#include "kinesis_admin.h"
+
+#include "worker/backends.h"
+
+#include <cjson/cJSON.h>
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "aws/awsjson.h"
+#include "aws/client.h"
+#include "record/seqnum.h"
+#include "source/source_kinesis.h"
+#include "base/xalloc.h"
+
+struct kinesis_admin {
+    struct ev_loop *loop;   /* private: only these calls run on it */
+    aws_client_t aws;
+};
+
+/* The outcome of one call, copied out of the response callback. */
+typedef struct ka_result {
+    int done;
+    int ok;
+    int transient;
+    char *type;             /* AWS error type, or NULL */
+    char what[768];
+    cJSON *json;            /* the parsed body on success */
+} ka_result_t;
+
+static void ka_done(void *ud, const aws_http_response_t *resp)
+{
+    ka_result_t *res = ud;
+    res->done = 1;
+    res->ok = resp->error == AWS_HTTP_OK;
+    res->transient = aws_client_transient(resp);
+    res->type = resp->aws_error_type ? xstrdup(resp->aws_error_type) : NULL;
+    if (res->ok) {
+        /* some calls (CreateStream, SplitShard) answer with an empty body */
+        res->json = resp->body_len ? cJSON_ParseWithLength(resp->body, resp->body_len) : cJSON_CreateObject();
+        if (!res->json) {
+            res->ok = 0;
+            snprintf(res->what, sizeof res->what, "response is not JSON (%zu bytes)", resp->body_len);
+        }
+    } else {
+        aws_client_describe(resp, res->what, sizeof res->what);
+    }
+}
+
+static void ka_result_clear(ka_result_t *res)
+{
+    free(res->type);
+    cJSON_Delete(res->json);
+    memset(res, 0, sizeof *res);
+}
+
+/* Runs one call to the end; `q` is consumed. On failure err says "op: why". */
+static int ka_call(kinesis_admin_t *ka, const char *op, cJSON *q, ka_result_t *res, errbuf_t *err)
+{
+    char target[64];
+    snprintf(target, sizeof target, "Kinesis_20131202.%s", op);
+    char *body = cJSON_PrintUnformatted(q);
+    cJSON_Delete(q);
+    if (!body) xalloc_oom(0);
+    memset(res, 0, sizeof *res);
+    aws_http_req_t *r = aws_client_call(&ka->aws, target, "1.1", body, 30000, ka_done, res);
+    free(body);
+    if (!r) return errbuf_set(err, "%s: invalid request (endpoint %s)", op, ka->aws.url);
+    while (!res->done) ev_run(ka->loop, EVRUN_ONCE);
+    if (!res->ok) return errbuf_set(err, "%s: %s", op, res->what);
+    return 0;
+}
+
+static void ka_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+kinesis_admin_t *kinesis_admin_open(const config_t *cfg, errbuf_t *err)
+{
+    kinesis_admin_t *ka = xcalloc(1, sizeof *ka); /* owned by the caller: kinesis_admin_close */
+    ka->loop = ev_loop_new(EVFLAG_AUTO);
+    if (!ka->loop) {
+        free(ka);
+        errbuf_set(err, "cannot create an event loop");
+        return NULL;
+    }
+    aws_cred_options_t cred = backend_aws_credentials(cfg);
+    if (aws_client_init(&ka->aws, ka->loop, "kinesis", "source", cfg->source.region, cfg->source.endpoint,
+                        cfg->source.ca_file, &cred, err)) {
+        kinesis_admin_close(ka);
+        return NULL;
+    }
+    return ka;
+}
+
+void kinesis_admin_close(kinesis_admin_t *ka)
+{
+    if (!ka) return;
+    aws_client_free(&ka->aws);
+    ev_loop_destroy(ka->loop);
+    free(ka);
+}
+
+static cJSON *ka_stream_req(const char *stream)
+{
+    cJSON *q = cJSON_CreateObject();
+    if (!q) xalloc_oom(0);
+    cJSON_AddStringToObject(q, "StreamName", stream);
+    return q;
+}
+
+static int ka_wait_active(kinesis_admin_t *ka, const char *stream, errbuf_t *err)
+{
+    for (int i = 0; i < KINESIS_ADMIN_WAIT_ACTIVE_S * 10; i++) {
+        ka_result_t res;
+        if (ka_call(ka, "DescribeStreamSummary", ka_stream_req(stream), &res, err)) {
+            ka_result_clear(&res);
+            return -1;
+        }
+        const cJSON *sum = cJSON_GetObjectItemCaseSensitive(res.json, "StreamDescriptionSummary");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(sum, "StreamStatus");
+        int active = cJSON_IsString(st) && !strcmp(st->valuestring, "ACTIVE");
+        ka_result_clear(&res);
+        if (active) return 0;
+        ka_sleep_ms(100);
+    }
+    return errbuf_set(err, "stream %s is not ACTIVE after %d s", stream, KINESIS_ADMIN_WAIT_ACTIVE_S);
+}
+
+int kinesis_admin_create(kinesis_admin_t *ka, const char *stream, int shards, errbuf_t *err)
+{
+    cJSON *q = ka_stream_req(stream);
+    cJSON_AddNumberToObject(q, "ShardCount", shards);
+    ka_result_t res;
+    int rc = ka_call(ka, "CreateStream", q, &res, err);
+    ka_result_clear(&res);
+    return rc ? rc : ka_wait_active(ka, stream, err);
+}
+
+/* Every shard of the stream (ListShards, all pages). Caller frees the list. */
+static source_shard_list_t *ka_shards(kinesis_admin_t *ka, const char *stream, errbuf_t *err)
+{
+    source_shard_list_t *l = xcalloc(1, sizeof *l); /* the caller's */
+    cJSON *q = ka_stream_req(stream);
+    for (;;) {
+        ka_result_t res;
+        char *token = NULL;
+        if (ka_call(ka, "ListShards", q, &res, err)) {
+            ka_result_clear(&res);
+            source_shard_list_free(l);
+            return NULL;
+        }
+        char *body = cJSON_PrintUnformatted(res.json);
+        ka_result_clear(&res);
+        if (!body) xalloc_oom(0);
+        awsjson_status_t st = awsjson_list_shards(body, strlen(body), l, &token, err);
+        free(body);
+        if (st != AWSJSON_OK) {
+            source_shard_list_free(l);
+            return NULL;
+        }
+        if (!token) return l;
+        q = cJSON_CreateObject();
+        cJSON_AddStringToObject(q, "NextToken", token);
+        free(token);
+    }
+}
+
+int kinesis_admin_list(kinesis_admin_t *ka, kinesis_admin_list_fn fn, void *ud, errbuf_t *err)
+{
+    char *after = NULL;
+    for (;;) {
+        cJSON *q = cJSON_CreateObject();
+        if (after) cJSON_AddStringToObject(q, "ExclusiveStartStreamName", after);
+        free(after);
+        after = NULL;
+        ka_result_t res;
+        if (ka_call(ka, "ListStreams", q, &res, err)) {
+            ka_result_clear(&res);
+            return -1;
+        }
+        const cJSON *names = cJSON_GetObjectItemCaseSensitive(res.json, "StreamNames"), *n;
+        int more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res.json, "HasMoreStreams"));
+        cJSON_ArrayForEach(n, names) {
+            if (!cJSON_IsString(n)) continue;
+            source_shard_list_t *l = ka_shards(ka, n->valuestring, err);
+            if (!l) {
+                ka_result_clear(&res);
+                return -1;
+            }
+            int open = 0;
+            for (size_t i = 0; i < l->count; i++) open += l->shards[i].end_seq == NULL;
+            fn(ud, n->valuestring, open, (int)l->count);
+            source_shard_list_free(l);
+            free(after);
+            after = xstrdup(n->valuestring);
+        }
+        ka_result_clear(&res);
+        if (!more || !after) break;
+    }
+    free(after);
+    return 0;
+}
+
+int kinesis_admin_split(kinesis_admin_t *ka, const char *stream, const char *shard, const char *hash_key,
+                        errbuf_t *err)
+{
+    char mid[48];
+    if (!hash_key) {
+        source_shard_list_t *l = ka_shards(ka, stream, err);
+        if (!l) return -1;
+        const source_shard_t *s = source_shard_find(l, shard);
+        hashkey_t lo, hi;
+        int bad = !s || hashkey_parse(s->start_hash, &lo) || hashkey_parse(s->end_hash, &hi) || hi <= lo;
+        int closed = s && s->end_seq;
+        source_shard_list_free(l);
+        if (bad) return errbuf_set(err, "stream %s has no open shard %s with a range to split", stream, shard);
+        if (closed) return errbuf_set(err, "stream %s shard %s is closed already", stream, shard);
+        /* the upper child starts here: the middle of [lo, hi], never lo itself */
+        hashkey_format(lo + (hi - lo) / 2 + 1, mid);
+        hash_key = mid;
+    }
+    cJSON *q = ka_stream_req(stream);
+    cJSON_AddStringToObject(q, "ShardToSplit", shard);
+    cJSON_AddStringToObject(q, "NewStartingHashKey", hash_key);
+    ka_result_t res;
+    int rc = ka_call(ka, "SplitShard", q, &res, err);
+    ka_result_clear(&res);
+    return rc ? rc : ka_wait_active(ka, stream, err);
+}
+
+int kinesis_admin_merge(kinesis_admin_t *ka, const char *stream, const char *shard, const char *adjacent,
+                        errbuf_t *err)
+{
+    cJSON *q = ka_stream_req(stream);
+    cJSON_AddStringToObject(q, "ShardToMerge", shard);
+    cJSON_AddStringToObject(q, "AdjacentShardToMerge", adjacent);
+    ka_result_t res;
+    int rc = ka_call(ka, "MergeShards", q, &res, err);
+    ka_result_clear(&res);
+    return rc ? rc : ka_wait_active(ka, stream, err);
+}
+
+/* ---- put ---------------------------------------------------------------------- */
+
+/* One PutRecords call for recs[0..n); on return recs[0..*left) are the
+ * entries to send again (compacted in place). -1 when the call failed for good. */
+static int ka_put_once(kinesis_admin_t *ka, const char *stream, source_put_record_t *recs, size_t n, size_t *left,
+                       errbuf_t *err)
+{
+    ka_result_t res;
+    if (ka_call(ka, "PutRecords", kinesis_put_request(stream, recs, n), &res, err)) {
+        int transient = res.transient;
+        ka_result_clear(&res);
+        if (!transient) return -1;
+        *left = n; /* all of them again */
+        return 0;
+    }
+    const cJSON *out = cJSON_GetObjectItemCaseSensitive(res.json, "Records");
+    if (!cJSON_IsArray(out) || (size_t)cJSON_GetArraySize(out) != n) {
+        ka_result_clear(&res);
+        return errbuf_set(err, "PutRecords: response has no Records array of %zu entries", n);
+    }
+    size_t k = 0, i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, out) {
+        if (cJSON_GetObjectItemCaseSensitive(e, "ErrorCode")) recs[k++] = recs[i];
+        i++;
+    }
+    ka_result_clear(&res);
+    *left = k;
+    return 0;
+}
+
+int kinesis_admin_put(kinesis_admin_t *ka, const char *stream, const source_put_record_t *recs, size_t n,
+                      errbuf_t *err)
+{
+    source_put_record_t pending[KINESIS_PUT_MAX_RECORDS];
+    size_t next = 0;
+    int rc = 0;
+    while (next < n && !rc) {
+        size_t m = kinesis_put_fit(recs + next, n - next);
+        memcpy(pending, recs + next, m * sizeof *pending);
+        next += m;
+        long backoff = 100;
+        for (int attempt = 1; m > 0; attempt++) {
+            size_t left = 0;
+            if (ka_put_once(ka, stream, pending, m, &left, err)) {
+                rc = -1;
+                break;
+            }
+            m = left;
+            if (!m) break;
+            if (attempt == KINESIS_ADMIN_PUT_ATTEMPTS) {
+                rc = errbuf_set(err, "PutRecords: %zu records still refused after %d attempts (throttled?)", m,
+                                attempt);
+                break;
+            }
+            ka_sleep_ms(backoff / 2 + rand() % (backoff / 2 + 1));
+            if (backoff < 5000) backoff *= 2;
+        }
+    }
+    return rc;
+}

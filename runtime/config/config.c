@@ -1,0 +1,577 @@
+#include "config.h"
+
+#include <lauxlib.h>
+#include <limits.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/xalloc.h"
+
+/* Validation context: the file for messages, and the path of the field
+ * being read ("streams[1].on_error.retry"). */
+typedef struct cfg {
+    lua_State *L;
+    const char *file;
+    errbuf_t *err;
+    char field[256];
+} cfg_t;
+
+static int cfg_fail(cfg_t *c, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int cfg_fail(cfg_t *c, const char *key, const char *fmt, ...)
+{
+    char what[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return errbuf_set(c->err, "%s: %s%s%s: %s", c->file, c->field, *c->field && key ? "." : "", key ? key : "",
+                      what);
+}
+
+/* Describes the value at idx for "got ..." in messages. */
+static const char *cfg_got(cfg_t *c, int idx, char *out, size_t outsz)
+{
+    if (lua_type(c->L, idx) == LUA_TSTRING) snprintf(out, outsz, "\"%s\"", lua_tostring(c->L, idx));
+    else if (lua_type(c->L, idx) == LUA_TNUMBER) snprintf(out, outsz, "%g", lua_tonumber(c->L, idx));
+    else snprintf(out, outsz, "a %s", luaL_typename(c->L, idx));
+    return out;
+}
+
+/* Rejects keys of the table at idx that are not in `allowed` (NULL-ended). */
+static int cfg_check_keys(cfg_t *c, int idx, const char *const *allowed)
+{
+    lua_pushnil(c->L);
+    while (lua_next(c->L, idx)) {
+        lua_pop(c->L, 1);
+        if (lua_type(c->L, -1) != LUA_TSTRING) {
+            lua_pop(c->L, 1);
+            return cfg_fail(c, NULL, "unexpected non-name key in table");
+        }
+        const char *k = lua_tostring(c->L, -1);
+        int ok = 0;
+        for (const char *const *a = allowed; *a && !ok; a++) ok = !strcmp(*a, k);
+        if (!ok) {
+            char key[128];
+            snprintf(key, sizeof key, "%s", k);
+            lua_pop(c->L, 1);
+            return cfg_fail(c, key, "unknown field");
+        }
+    }
+    return 0;
+}
+
+/* Pushes t[key]; returns its type. */
+static int cfg_get(cfg_t *c, int idx, const char *key)
+{
+    lua_getfield(c->L, idx, key);
+    return lua_type(c->L, -1);
+}
+
+static int cfg_string(cfg_t *c, int idx, const char *key, int required, char **out)
+{
+    char got[128];
+    int t = cfg_get(c, idx, key);
+    int rc = 0;
+    if (t == LUA_TNIL) {
+        if (required) rc = cfg_fail(c, key, "required, expected a string");
+    } else if (t != LUA_TSTRING || lua_objlen(c->L, -1) == 0) {
+        rc = cfg_fail(c, key, "expected a non-empty string, got %s", cfg_got(c, -1, got, sizeof got));
+    } else {
+        free(*out);
+        *out = xstrdup(lua_tostring(c->L, -1));
+    }
+    lua_pop(c->L, 1);
+    return rc;
+}
+
+static int cfg_int(cfg_t *c, int idx, const char *key, int64_t min, int64_t max, int64_t *out)
+{
+    char got[128];
+    int t = cfg_get(c, idx, key);
+    int rc = 0;
+    if (t != LUA_TNIL) {
+        double d = lua_tonumber(c->L, -1);
+        if (t != LUA_TNUMBER || d != (double)(int64_t)d)
+            rc = cfg_fail(c, key, "expected a whole number, got %s", cfg_got(c, -1, got, sizeof got));
+        else if ((int64_t)d < min || (int64_t)d > max)
+            rc = cfg_fail(c, key, "expected a number from %lld to %lld, got %lld", (long long)min, (long long)max,
+                          (long long)d);
+        else *out = (int64_t)d;
+    }
+    lua_pop(c->L, 1);
+    return rc;
+}
+
+static int cfg_bool(cfg_t *c, int idx, const char *key, int *out)
+{
+    char got[128];
+    int t = cfg_get(c, idx, key);
+    int rc = 0;
+    if (t == LUA_TBOOLEAN) *out = lua_toboolean(c->L, -1);
+    else if (t != LUA_TNIL) rc = cfg_fail(c, key, "expected true or false, got %s", cfg_got(c, -1, got, sizeof got));
+    lua_pop(c->L, 1);
+    return rc;
+}
+
+/* Picks one of `names` (NULL-ended); *out = its index. */
+static int cfg_enum(cfg_t *c, int idx, const char *key, const char *const *names, const char *expected, int *out)
+{
+    char got[128];
+    int t = cfg_get(c, idx, key);
+    int rc = 0;
+    if (t != LUA_TNIL) {
+        int found = -1;
+        if (t == LUA_TSTRING)
+            for (int i = 0; names[i] && found < 0; i++)
+                if (!strcmp(names[i], lua_tostring(c->L, -1))) found = i;
+        if (found < 0) rc = cfg_fail(c, key, "expected %s, got %s", expected, cfg_got(c, -1, got, sizeof got));
+        else *out = found;
+    }
+    lua_pop(c->L, 1);
+    return rc;
+}
+
+/* Enters sub-table t[key] (pushed) and extends the field path; returns 1 if
+ * present, 0 if nil (nothing pushed), -1 on error. */
+static int cfg_enter(cfg_t *c, int idx, const char *key, size_t *saved)
+{
+    char got[128];
+    int t = cfg_get(c, idx, key);
+    if (t == LUA_TNIL) {
+        lua_pop(c->L, 1);
+        return 0;
+    }
+    if (t != LUA_TTABLE) {
+        cfg_fail(c, key, "expected a table, got %s", cfg_got(c, -1, got, sizeof got));
+        lua_pop(c->L, 1);
+        return -1;
+    }
+    *saved = strlen(c->field);
+    snprintf(c->field + *saved, sizeof c->field - *saved, "%s%s", *saved ? "." : "", key);
+    return 1;
+}
+
+static void cfg_leave(cfg_t *c, size_t saved)
+{
+    c->field[saved] = '\0';
+    lua_pop(c->L, 1);
+}
+
+/* Resolves a path relative to the config file's folder. Caller owns it. */
+static char *cfg_resolve(const config_t *conf, const char *p)
+{
+    if (p[0] == '/') return xstrdup(p);
+    size_t n = strlen(conf->dir) + strlen(p) + 2;
+    char *out = xmalloc(n); /* owned by the config */
+    snprintf(out, n, "%s/%s", conf->dir, p);
+    return out;
+}
+
+static const char *const backend_source_names[] = {"local", "kinesis", NULL};
+static const char *const backend_lease_names[] = {"local", "dynamodb", NULL};
+
+static int cfg_source(cfg_t *c, config_t *conf)
+{
+    static const char *const keys[] = {"type", "path", "region", "endpoint", "ca_file", NULL};
+    size_t saved;
+    int in = cfg_enter(c, -1, "source", &saved);
+    if (in <= 0) return in < 0 ? -1 : cfg_fail(c, "source", "required, expected a table");
+    int type = 0, rc = cfg_check_keys(c, lua_gettop(c->L), keys);
+    if (!rc) rc = cfg_enum(c, -1, "type", backend_source_names, "\"local\" or \"kinesis\"", &type);
+    conf->source.type = (backend_t)type;
+    if (!rc) rc = cfg_string(c, -1, "path", type == BACKEND_LOCAL, &conf->source.path);
+    if (!rc) rc = cfg_string(c, -1, "region", 0, &conf->source.region);
+    if (!rc) rc = cfg_string(c, -1, "endpoint", 0, &conf->source.endpoint);
+    if (!rc) rc = cfg_string(c, -1, "ca_file", 0, &conf->source.ca_file);
+    cfg_leave(c, saved);
+    if (!rc && conf->source.path) {
+        char *abs = cfg_resolve(conf, conf->source.path);
+        free(conf->source.path);
+        conf->source.path = abs;
+    }
+    return rc;
+}
+
+static int cfg_leases(cfg_t *c, config_t *conf)
+{
+    static const char *const keys[] = {"type", "path", "table", "region", "endpoint", NULL};
+    size_t saved;
+    int in = cfg_enter(c, -1, "leases", &saved);
+    if (in <= 0) return in < 0 ? -1 : cfg_fail(c, "leases", "required, expected a table");
+    int type = 0, rc = cfg_check_keys(c, lua_gettop(c->L), keys);
+    if (!rc) rc = cfg_enum(c, -1, "type", backend_lease_names, "\"local\" or \"dynamodb\"", &type);
+    conf->leases.type = (backend_t)type;
+    if (!rc) rc = cfg_string(c, -1, "path", type == BACKEND_LOCAL, &conf->leases.path);
+    if (!rc) rc = cfg_string(c, -1, "table", 0, &conf->leases.table);
+    if (!rc) rc = cfg_string(c, -1, "region", 0, &conf->leases.region);
+    if (!rc) rc = cfg_string(c, -1, "endpoint", 0, &conf->leases.endpoint);
+    cfg_leave(c, saved);
+    if (!rc && conf->leases.path) {
+        char *abs = cfg_resolve(conf, conf->leases.path);
+        free(conf->leases.path);
+        conf->leases.path = abs;
+    }
+    return rc;
+}
+
+/* aws = { profile, access_key_id, secret_access_key, session_token } */
+static int cfg_aws(cfg_t *c, config_t *conf)
+{
+    static const char *const keys[] = {"profile", "access_key_id", "secret_access_key", "session_token", NULL};
+    size_t saved;
+    int in = cfg_enter(c, -1, "aws", &saved);
+    if (in <= 0) return in;
+    int rc = cfg_check_keys(c, lua_gettop(c->L), keys);
+    if (!rc) rc = cfg_string(c, -1, "profile", 0, &conf->aws.profile);
+    if (!rc) rc = cfg_string(c, -1, "access_key_id", 0, &conf->aws.access_key_id);
+    if (!rc) rc = cfg_string(c, -1, "secret_access_key", 0, &conf->aws.secret_access_key);
+    if (!rc) rc = cfg_string(c, -1, "session_token", 0, &conf->aws.session_token);
+    if (!rc && !conf->aws.access_key_id != !conf->aws.secret_access_key)
+        rc = cfg_fail(c, NULL, "access_key_id and secret_access_key go together");
+    if (!rc && conf->aws.session_token && !conf->aws.access_key_id)
+        rc = cfg_fail(c, "session_token", "needs access_key_id and secret_access_key");
+    cfg_leave(c, saved);
+    return rc;
+}
+
+static const char *const policy_final_names[] = {"skip", "dead_letter", "halt", "retry", NULL};
+
+static void policy_defaults(policy_config_t *p)
+{
+    memset(p, 0, sizeof *p);
+    p->attempts = -1; /* default: retry forever, nothing skipped */
+    p->backoff_ms = 1000;
+    p->max_backoff_ms = 30000;
+    p->final = FINAL_RETRY;
+    p->dead_letter_max_bytes = 64 * 1024 * 1024;
+}
+
+static int cfg_dead_letter(cfg_t *c, config_t *conf, policy_config_t *p)
+{
+    static const char *const keys[] = {"file", "stream", "max_bytes", NULL};
+    size_t saved;
+    int in = cfg_enter(c, -1, "dead_letter", &saved);
+    if (in <= 0) return in;
+    int rc = cfg_check_keys(c, lua_gettop(c->L), keys);
+    if (!rc) rc = cfg_string(c, -1, "file", 0, &p->dead_letter_file);
+    if (!rc) rc = cfg_string(c, -1, "stream", 0, &p->dead_letter_stream);
+    if (!rc) rc = cfg_int(c, -1, "max_bytes", 1024, INT64_MAX, &p->dead_letter_max_bytes);
+    if (!rc && !!p->dead_letter_file == !!p->dead_letter_stream)
+        rc = cfg_fail(c, NULL, "expected exactly one of file or stream");
+    cfg_leave(c, saved);
+    if (!rc && p->dead_letter_file) {
+        char *abs = cfg_resolve(conf, p->dead_letter_file);
+        free(p->dead_letter_file);
+        p->dead_letter_file = abs;
+    }
+    return rc;
+}
+
+/* on_error = "retry" | "skip" | "dead_letter" | "halt" | { ... } */
+static int cfg_policy(cfg_t *c, config_t *conf, const char *stream, policy_config_t *p)
+{
+    static const char *const keys[] = {"retry", "bisect", "max_record_age_s", "final", "dead_letter",
+                                       "halt_worker", NULL};
+    static const char *const rkeys[] = {"attempts", "backoff_ms", "max_backoff_ms", NULL};
+    static const char *const shorthand[] = {"retry", "skip", "dead_letter", "halt", NULL};
+    char got[128];
+    policy_defaults(p);
+    int t = cfg_get(c, -1, "on_error");
+    if (t == LUA_TNIL || t == LUA_TSTRING) {
+        lua_pop(c->L, 1);
+        int which = 0;
+        if (cfg_enum(c, -1, "on_error", shorthand, "\"retry\", \"skip\", \"dead_letter\", \"halt\" or a table",
+                     &which))
+            return -1;
+        static const policy_final_t finals[] = {FINAL_RETRY, FINAL_SKIP, FINAL_DEAD_LETTER, FINAL_HALT};
+        p->final = finals[which];
+        if (which != 0) p->attempts = 0;
+        if (p->final == FINAL_DEAD_LETTER) {
+            size_t n = strlen(conf->dir) + strlen(stream) + 32;
+            p->dead_letter_file = xmalloc(n); /* owned by the config */
+            snprintf(p->dead_letter_file, n, "%s/%s.deadletter.jsonl", conf->dir, stream);
+        }
+        return 0;
+    }
+    if (t != LUA_TTABLE) {
+        int rc = cfg_fail(c, "on_error", "expected a string or a table, got %s", cfg_got(c, -1, got, sizeof got));
+        lua_pop(c->L, 1);
+        return rc;
+    }
+    lua_pop(c->L, 1);
+    size_t saved, rsaved;
+    cfg_enter(c, -1, "on_error", &saved);
+    int final = FINAL_RETRY;
+    int rc = cfg_check_keys(c, lua_gettop(c->L), keys);
+    if (!rc) {
+        int in = cfg_enter(c, -1, "retry", &rsaved);
+        if (in < 0) rc = -1;
+        if (in > 0) {
+            rc = cfg_check_keys(c, lua_gettop(c->L), rkeys);
+            if (!rc) rc = cfg_int(c, -1, "attempts", -1, INT32_MAX, &p->attempts);
+            if (!rc) rc = cfg_int(c, -1, "backoff_ms", 0, 86400000, &p->backoff_ms);
+            if (!rc) rc = cfg_int(c, -1, "max_backoff_ms", 0, 86400000, &p->max_backoff_ms);
+            cfg_leave(c, rsaved);
+        } else {
+            p->attempts = 0;
+        }
+    }
+    if (!rc) rc = cfg_bool(c, -1, "bisect", &p->bisect);
+    if (!rc) rc = cfg_int(c, -1, "max_record_age_s", 0, INT32_MAX, &p->max_record_age_s);
+    if (!rc) rc = cfg_enum(c, -1, "final", policy_final_names, "\"skip\", \"dead_letter\" or \"halt\"", &final);
+    if (!rc) rc = cfg_bool(c, -1, "halt_worker", &p->halt_worker);
+    if (!rc) rc = cfg_dead_letter(c, conf, p);
+    if (!rc && final == FINAL_RETRY && p->attempts >= 0) final = FINAL_HALT; /* after N retries: stop, never skip */
+    p->final = (policy_final_t)final;
+    if (!rc && p->final == FINAL_DEAD_LETTER && !p->dead_letter_file && !p->dead_letter_stream)
+        rc = cfg_fail(c, "dead_letter", "required when final = \"dead_letter\"");
+    cfg_leave(c, saved);
+    return rc;
+}
+
+static int cfg_stream(cfg_t *c, config_t *conf, config_stream_t *s)
+{
+    static const char *const keys[] = {"name", "processor", "initial_position", "initial_timestamp_ms", "on_error",
+                                       "process_timeout_ms", "memory_limit_mb", "max_records",
+                                       "checkpoint_interval_ms", "prefetch_batches", "idle_time_between_reads_ms",
+                                       NULL};
+    static const char *const positions[] = {"TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", NULL};
+    int pos = 0;
+    s->max_records = 10000;
+    s->prefetch_batches = 2;
+    s->idle_time_between_reads_ms = 1000;
+    int rc = cfg_check_keys(c, lua_gettop(c->L), keys);
+    if (!rc) rc = cfg_string(c, -1, "name", 1, &s->name);
+    if (!rc) rc = cfg_string(c, -1, "processor", 1, &s->processor);
+    if (!rc) rc = cfg_enum(c, -1, "initial_position", positions, "TRIM_HORIZON, LATEST or AT_TIMESTAMP", &pos);
+    s->initial_position = pos == 0 ? POS_TRIM_HORIZON : pos == 1 ? POS_LATEST : POS_AT_TIMESTAMP;
+    if (!rc) rc = cfg_int(c, -1, "initial_timestamp_ms", 0, INT64_MAX, &s->initial_timestamp_ms);
+    if (!rc && pos == 2 && !s->initial_timestamp_ms)
+        rc = cfg_fail(c, "initial_timestamp_ms", "required with initial_position = \"AT_TIMESTAMP\"");
+    if (!rc) rc = cfg_policy(c, conf, s->name, &s->policy);
+    if (!rc) rc = cfg_int(c, -1, "process_timeout_ms", 0, 86400000, &s->process_timeout_ms);
+    if (!rc) rc = cfg_int(c, -1, "memory_limit_mb", 0, 1 << 20, &s->memory_limit_mb);
+    if (!rc) rc = cfg_int(c, -1, "max_records", 1, 10000, &s->max_records);
+    if (!rc) rc = cfg_int(c, -1, "checkpoint_interval_ms", 0, 86400000, &s->checkpoint_interval_ms);
+    if (!rc) rc = cfg_int(c, -1, "prefetch_batches", 1, 64, &s->prefetch_batches);
+    if (!rc) rc = cfg_int(c, -1, "idle_time_between_reads_ms", 0, 3600000, &s->idle_time_between_reads_ms);
+    if (!rc) {
+        char *abs = cfg_resolve(conf, s->processor);
+        free(s->processor);
+        s->processor = abs;
+        if (access(abs, R_OK) != 0) rc = cfg_fail(c, "processor", "cannot read %s", abs);
+    }
+    return rc;
+}
+
+static int cfg_streams(cfg_t *c, config_t *conf)
+{
+    char got[128];
+    int t = cfg_get(c, -1, "streams");
+    if (t != LUA_TTABLE || lua_objlen(c->L, -1) == 0) {
+        int rc = cfg_fail(c, "streams", "required, expected a list of stream tables, got %s",
+                          cfg_got(c, -1, got, sizeof got));
+        lua_pop(c->L, 1);
+        return rc;
+    }
+    size_t n = lua_objlen(c->L, -1);
+    conf->streams = xcalloc(n, sizeof *conf->streams); /* owned by the config */
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        lua_rawgeti(c->L, -1, (int)i + 1);
+        snprintf(c->field, sizeof c->field, "streams[%zu]", i + 1);
+        conf->nstreams = i + 1;
+        if (lua_type(c->L, -1) != LUA_TTABLE) rc = cfg_fail(c, NULL, "expected a table, got %s",
+                                                          cfg_got(c, -1, got, sizeof got));
+        else rc = cfg_stream(c, conf, &conf->streams[i]);
+        for (size_t j = 0; j < i && !rc; j++)
+            if (!strcmp(conf->streams[j].name, conf->streams[i].name))
+                rc = cfg_fail(c, "name", "stream %s is listed twice", conf->streams[i].name);
+        lua_pop(c->L, 1);
+    }
+    c->field[0] = '\0';
+    lua_pop(c->L, 1);
+    return rc;
+}
+
+static int cfg_lua_path(cfg_t *c, config_t *conf)
+{
+    char got[128];
+    int t = cfg_get(c, -1, "lua_path");
+    int rc = 0;
+    if (t == LUA_TSTRING) {
+        conf->lua_path = xcalloc(1, sizeof *conf->lua_path);
+        conf->lua_path[0] = cfg_resolve(conf, lua_tostring(c->L, -1));
+        conf->nlua_path = 1;
+    } else if (t == LUA_TTABLE) {
+        size_t n = lua_objlen(c->L, -1);
+        conf->lua_path = xcalloc(n ? n : 1, sizeof *conf->lua_path); /* owned by the config */
+        for (size_t i = 0; i < n && !rc; i++) {
+            lua_rawgeti(c->L, -1, (int)i + 1);
+            if (lua_type(c->L, -1) != LUA_TSTRING) {
+                snprintf(c->field, sizeof c->field, "lua_path[%zu]", i + 1);
+                rc = cfg_fail(c, NULL, "expected a folder name, got %s", cfg_got(c, -1, got, sizeof got));
+                c->field[0] = '\0';
+            } else {
+                conf->lua_path[conf->nlua_path++] = cfg_resolve(conf, lua_tostring(c->L, -1));
+            }
+            lua_pop(c->L, 1);
+        }
+    } else if (t != LUA_TNIL) {
+        rc = cfg_fail(c, "lua_path", "expected a folder or a list of folders, got %s", cfg_got(c, -1, got, sizeof got));
+    }
+    lua_pop(c->L, 1);
+    return rc;
+}
+
+static int cfg_top(cfg_t *c, config_t *conf)
+{
+    static const char *const keys[] = {
+        "application", "worker_id", "source", "leases", "streams", "processor_threads", "lease_duration_ms",
+        "renew_interval_ms", "taker_interval_ms", "max_steal", "shard_sync_interval_ms", "max_buffered_mb",
+        "shutdown_grace_ms", "lua_path", "reload", "aws", NULL};
+    static const char *const reload_keys[] = {"rollback_after_failures", NULL};
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    conf->processor_threads = cores > 0 ? cores : 2;
+    conf->lease_duration_ms = 10000;
+    conf->renew_interval_ms = 0;
+    conf->taker_interval_ms = 2000;
+    conf->max_steal = 1;
+    conf->shard_sync_interval_ms = 60000;
+    conf->max_buffered_mb = 256;
+    conf->shutdown_grace_ms = 30000;
+    int rc = cfg_check_keys(c, lua_gettop(c->L), keys);
+    if (!rc) rc = cfg_string(c, -1, "application", 1, &conf->application);
+    if (!rc) rc = cfg_string(c, -1, "worker_id", 0, &conf->worker_id);
+    if (!rc) rc = cfg_source(c, conf);
+    if (!rc) rc = cfg_leases(c, conf);
+    if (!rc) rc = cfg_streams(c, conf);
+    if (!rc) rc = cfg_int(c, -1, "processor_threads", 1, 256, &conf->processor_threads);
+    if (!rc) rc = cfg_int(c, -1, "lease_duration_ms", 100, 3600000, &conf->lease_duration_ms);
+    if (!rc) rc = cfg_int(c, -1, "renew_interval_ms", 10, 3600000, &conf->renew_interval_ms);
+    if (!rc) rc = cfg_int(c, -1, "taker_interval_ms", 10, 3600000, &conf->taker_interval_ms);
+    if (!rc) rc = cfg_int(c, -1, "max_steal", 0, 1000, &conf->max_steal);
+    if (!rc) rc = cfg_int(c, -1, "shard_sync_interval_ms", 100, 86400000, &conf->shard_sync_interval_ms);
+    if (!rc) rc = cfg_int(c, -1, "max_buffered_mb", 1, 1 << 20, &conf->max_buffered_mb);
+    if (!rc) rc = cfg_int(c, -1, "shutdown_grace_ms", 0, 3600000, &conf->shutdown_grace_ms);
+    if (!rc) rc = cfg_lua_path(c, conf);
+    if (!rc) rc = cfg_aws(c, conf);
+    size_t saved;
+    if (!rc) {
+        int in = cfg_enter(c, -1, "reload", &saved);
+        if (in < 0) rc = -1;
+        if (in > 0) {
+            rc = cfg_check_keys(c, lua_gettop(c->L), reload_keys);
+            if (!rc) rc = cfg_int(c, -1, "rollback_after_failures", 0, 1000000, &conf->reload_rollback_after_failures);
+            cfg_leave(c, saved);
+        }
+    }
+    if (!rc && !conf->renew_interval_ms) conf->renew_interval_ms = conf->lease_duration_ms / 3;
+    if (!rc && conf->renew_interval_ms >= conf->lease_duration_ms)
+        rc = cfg_fail(c, "renew_interval_ms", "must be shorter than lease_duration_ms (%lld)",
+                      (long long)conf->lease_duration_ms);
+    if (!rc && !conf->leases.table) conf->leases.table = xstrdup(conf->application);
+    return rc;
+}
+
+static char *cfg_dirname(const char *path)
+{
+    char *copy = xstrdup(path);
+    char *slash = strrchr(copy, '/');
+    if (!slash) {
+        free(copy);
+        char cwd[PATH_MAX];
+        return xstrdup(getcwd(cwd, sizeof cwd) ? cwd : ".");
+    }
+    if (slash == copy) slash[1] = '\0';
+    else *slash = '\0';
+    if (copy[0] != '/') {
+        char cwd[PATH_MAX];
+        if (getcwd(cwd, sizeof cwd)) {
+            size_t n = strlen(cwd) + strlen(copy) + 2;
+            char *abs = xmalloc(n);
+            snprintf(abs, n, "%s/%s", cwd, copy);
+            free(copy);
+            return abs;
+        }
+    }
+    return copy;
+}
+
+config_t *config_load(const char *path, errbuf_t *err)
+{
+    if (access(path, R_OK) != 0) {
+        errbuf_set(err, "%s: cannot read config file (use -c FILE; the default is ./shardrun.lua)", path);
+        return NULL;
+    }
+    config_t *conf = xcalloc(1, sizeof *conf); /* owned by the caller: config_free */
+    conf->path = xstrdup(path);
+    conf->dir = cfg_dirname(path);
+    lua_State *L = luaL_newstate();
+    if (!L) xalloc_oom(0);
+    luaL_openlibs(L);
+    cfg_t c = {.L = L, .file = path, .err = err};
+    int rc = 0;
+    /* The file runs with a fresh table as its globals: what it sets is the config. */
+    if (luaL_loadfile(L, path) != 0) {
+        rc = errbuf_set(err, "%s", lua_tostring(L, -1));
+    } else {
+        lua_newtable(L);
+        lua_newtable(L);           /* reads fall back to the globals (os.getenv, ...) */
+        lua_pushvalue(L, LUA_GLOBALSINDEX);
+        lua_setfield(L, -2, "__index");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_setfenv(L, -3);        /* chunk's env = new table; stack: chunk, env */
+        lua_insert(L, -2);         /* env, chunk */
+        if (lua_pcall(L, 0, 0, 0) != 0) rc = errbuf_set(err, "%s", lua_tostring(L, -1));
+        else rc = cfg_top(&c, conf);
+    }
+    lua_close(L);
+    if (rc) {
+        config_free(conf);
+        return NULL;
+    }
+    return conf;
+}
+
+static void policy_free(policy_config_t *p)
+{
+    free(p->dead_letter_file);
+    free(p->dead_letter_stream);
+}
+
+void config_free(config_t *c)
+{
+    if (!c) return;
+    for (size_t i = 0; i < c->nstreams; i++) {
+        free(c->streams[i].name);
+        free(c->streams[i].processor);
+        policy_free(&c->streams[i].policy);
+    }
+    free(c->streams);
+    for (size_t i = 0; i < c->nlua_path; i++) free(c->lua_path[i]);
+    free(c->lua_path);
+    free(c->path);
+    free(c->dir);
+    free(c->application);
+    free(c->worker_id);
+    free(c->source.path);
+    free(c->source.region);
+    free(c->source.endpoint);
+    free(c->source.ca_file);
+    free(c->aws.profile);
+    free(c->aws.access_key_id);
+    free(c->aws.secret_access_key);
+    free(c->aws.session_token);
+    free(c->leases.path);
+    free(c->leases.table);
+    free(c->leases.region);
+    free(c->leases.endpoint);
+    free(c);
+}

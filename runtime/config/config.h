@@ -1,0 +1,85 @@
+/* config: loads a config file (Lua) in a throwaway state and validates every
+ * field. Errors name the file and the field:
+ *   shardrun.lua: streams[1].initial_position: expected TRIM_HORIZON, LATEST or AT_TIMESTAMP, got "OLDEST"
+ * Unknown fields are rejected, so a typo never silently becomes a default. */
+#ifndef SHARDRUN_CONFIG_H
+#define SHARDRUN_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/errbuf.h"
+#include "source/source.h"
+
+typedef enum { BACKEND_LOCAL, BACKEND_AWS } backend_t;
+
+typedef enum { FINAL_SKIP, FINAL_DEAD_LETTER, FINAL_HALT, FINAL_RETRY } policy_final_t;
+
+typedef struct policy_config {
+    int64_t attempts;         /* retries before `final`; -1 = forever */
+    int64_t backoff_ms;       /* first retry delay */
+    int64_t max_backoff_ms;
+    int bisect;               /* isolate poison records by halving the batch */
+    int64_t max_record_age_s; /* 0 = none; older failing records go straight to `final` */
+    policy_final_t final;     /* what happens when retries are exhausted */
+    char *dead_letter_file;   /* JSONL path (final = dead_letter) */
+    int64_t dead_letter_max_bytes;  /* rotate the file past this size */
+    char *dead_letter_stream; /* or a stream of the same source */
+    int halt_worker;          /* halt exits the worker non-zero instead of stopping one shard */
+} policy_config_t;
+
+typedef struct config_stream {
+    char *name;
+    char *processor;          /* absolute path of the script */
+    source_pos_kind_t initial_position;
+    int64_t initial_timestamp_ms;   /* AT_TIMESTAMP */
+    policy_config_t policy;
+    int64_t process_timeout_ms;     /* 0 = none */
+    int64_t memory_limit_mb;        /* 0 = none */
+    int64_t max_records;            /* per GetRecords, default 10000 */
+    int64_t checkpoint_interval_ms; /* 0 = write every decision */
+    int64_t prefetch_batches;       /* default 2 */
+    int64_t idle_time_between_reads_ms; /* default 1000 */
+} config_stream_t;
+
+typedef struct config {
+    char *path;               /* as given */
+    char *dir;                /* its directory: relative paths resolve here */
+    char *application;
+    char *worker_id;          /* NULL = hostname:pid:random */
+    struct {
+        backend_t type;
+        char *path;           /* local */
+        char *region, *endpoint, *ca_file;   /* kinesis */
+    } source;
+    struct {
+        char *profile;        /* overrides AWS_PROFILE */
+        char *access_key_id, *secret_access_key, *session_token;   /* explicit: first in the chain */
+    } aws;
+    struct {
+        backend_t type;
+        char *path;           /* local */
+        char *table;          /* default: application */
+        char *region, *endpoint;   /* dynamodb */
+    } leases;
+    config_stream_t *streams;
+    size_t nstreams;
+    int64_t processor_threads;   /* default: number of cores */
+    int64_t lease_duration_ms;   /* default 10000 */
+    int64_t renew_interval_ms;   /* default lease_duration / 3 */
+    int64_t taker_interval_ms;   /* default 2000 */
+    int64_t max_steal;           /* default 1 */
+    int64_t shard_sync_interval_ms;  /* default 60000 */
+    int64_t max_buffered_mb;     /* default 256 */
+    int64_t shutdown_grace_ms;   /* default 30000 */
+    char **lua_path;             /* extra folders for require */
+    size_t nlua_path;
+    int64_t reload_rollback_after_failures;  /* 0 = never */
+} config_t;
+
+/* Loads and validates; on error returns NULL with err set. Caller owns the
+ * result: config_free(). */
+config_t *config_load(const char *path, errbuf_t *err);
+void config_free(config_t *c);
+
+#endif

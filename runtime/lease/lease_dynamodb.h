@@ -1,0 +1,40 @@
+/* lease_dynamodb: the lease store in a DynamoDB table, in the KCL's schema
+ * (hash key leaseKey S; leaseOwner S, leaseCounter N, checkpoint S,
+ * checkpointSubSequenceNumber N, ownerSwitchesSinceCheckpoint N,
+ * parentShardId SS, childShardIds SS, startingHashKey S, endingHashKey S),
+ * plus shardrun's streamName S, shardId S, shardrunInfo S and pendingOwner S (graceful
+ * handoff). A table a KCL 2.x/3.x
+ * application wrote is read and continued.
+ *
+ * The table is created on first use if missing (on-demand billing) and waited
+ * for until ACTIVE; requests made meanwhile are queued. Every write is one
+ * conditional PutItem/UpdateItem/DeleteItem (ConditionalCheckFailed ->
+ * LEASE_CONFLICT); list is a consistent, paginated Scan. Same semantics as
+ * lease_sqlite: which fields each operation changes, and the row handed to
+ * the callback. Destroy drops pending callbacks, as lease_sqlite does. */
+#ifndef SHARDRUN_LEASE_DYNAMODB_H
+#define SHARDRUN_LEASE_DYNAMODB_H
+
+#include "aws/credentials.h"
+
+#include "base/errbuf.h"
+#include "lease.h"
+
+struct ev_loop;
+
+typedef struct lease_dynamodb_options {
+    const char *table;      /* lease table name */
+    const char *region;     /* NULL: AWS_REGION, AWS_DEFAULT_REGION, profile */
+    const char *endpoint;   /* NULL: https://dynamodb.<region>.amazonaws.com/ */
+    const char *ca_file;    /* extra CA bundle, or NULL */
+    const aws_cred_options_t *cred;  /* config's credentials/profile, or NULL */
+} lease_dynamodb_options_t;
+
+/* Caller owns the store: lease_store_destroy(). NULL with err set when the
+ * region cannot be resolved or curl fails. Nothing is sent until first use. */
+lease_store_t *lease_dynamodb_new(struct ev_loop *loop, const lease_dynamodb_options_t *opt, errbuf_t *err);
+
+#define LEASE_DYNAMODB_TIMEOUT_MS 5000
+#define LEASE_DYNAMODB_TABLE_POLL_MS 250
+
+#endif

@@ -1,0 +1,466 @@
+#include "processor.h"
+#include "processor_internal.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/xalloc.h"
+
+/* ---- per-shard states ------------------------------------------------------ */
+
+struct proc_state {
+    lua_State *L;              /* processor thread (one job at a time) */
+    proc_script_t *script;     /* version loaded in L */
+    proc_script_t *next_script;/* set by the loop thread; swapped at the next job */
+    pthread_mutex_t mu;        /* guards next_script, limits, running, interrupted */
+    int running;
+    int interrupted;
+    proc_limits_t limits;
+    size_t mem_used;           /* processor thread: the allocator */
+    size_t mem_limit;
+    int mem_hit;
+    int host_ref, p_ref, shard_ref, baseline_ref;
+    char *stream, *shard, *position, *worker;
+    char **lua_path;
+    size_t nlua_path;
+};
+
+static void *proc_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    proc_state_t *ps = ud;
+    if (nsize == 0) {
+        free(ptr);
+        ps->mem_used -= osize;
+        return NULL;
+    }
+    if (ps->mem_limit && nsize > osize && ps->mem_used - osize + nsize > ps->mem_limit) {
+        ps->mem_hit = 1;
+        return NULL; /* Lua raises "not enough memory" */
+    }
+    void *p = realloc(ptr, nsize);
+    if (p) ps->mem_used = ps->mem_used - osize + nsize;
+    return p;
+}
+
+proc_state_t *proc_state_new(proc_script_t *script, const proc_shard_info_t *info, const proc_limits_t *limits,
+                             char *const *lua_path, size_t nlua_path)
+{
+    proc_state_t *ps = xcalloc(1, sizeof *ps); /* owned by the loop thread: proc_state_free */
+    pthread_mutex_init(&ps->mu, NULL);
+    proc_script_ref(script);
+    ps->next_script = script;
+    ps->limits = *limits;
+    ps->stream = xstrdup(info->stream);
+    ps->shard = xstrdup(info->shard);
+    ps->position = xstrdup(info->position);
+    ps->worker = xstrdup(info->worker);
+    ps->lua_path = nlua_path ? xcalloc(nlua_path, sizeof *ps->lua_path) : NULL;
+    for (size_t i = 0; i < nlua_path; i++) ps->lua_path[i] = xstrdup(lua_path[i]);
+    ps->nlua_path = nlua_path;
+    return ps;
+}
+
+static void proc_close_lua(proc_state_t *ps)
+{
+    if (ps->L) lua_close(ps->L);
+    ps->L = NULL;
+    ps->mem_used = 0;
+}
+
+void proc_state_free(proc_state_t *ps)
+{
+    if (!ps) return;
+    proc_close_lua(ps);
+    proc_script_unref(ps->script);
+    proc_script_unref(ps->next_script);
+    pthread_mutex_destroy(&ps->mu);
+    free(ps->stream);
+    free(ps->shard);
+    free(ps->position);
+    free(ps->worker);
+    for (size_t i = 0; i < ps->nlua_path; i++) free(ps->lua_path[i]);
+    free(ps->lua_path);
+    free(ps);
+}
+
+void proc_state_set_script(proc_state_t *ps, proc_script_t *script)
+{
+    proc_script_ref(script);
+    pthread_mutex_lock(&ps->mu);
+    proc_script_t *old = ps->next_script;
+    ps->next_script = script;
+    pthread_mutex_unlock(&ps->mu);
+    proc_script_unref(old);
+}
+
+proc_script_t *proc_state_script(proc_state_t *ps)
+{
+    pthread_mutex_lock(&ps->mu);
+    proc_script_t *s = ps->next_script ? ps->next_script : ps->script;
+    pthread_mutex_unlock(&ps->mu);
+    return s;
+}
+
+void proc_state_set_limits(proc_state_t *ps, const proc_limits_t *limits)
+{
+    pthread_mutex_lock(&ps->mu);
+    ps->limits = *limits;
+    pthread_mutex_unlock(&ps->mu);
+}
+
+/* The hook is installed only to interrupt: every time it fires it raises, so
+ * a pcall inside the script catches one error and meets the next at once. */
+static void proc_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    luaL_error(L, "processing timed out (process_timeout_ms)");
+}
+
+void proc_interrupt(proc_state_t *ps)
+{
+    pthread_mutex_lock(&ps->mu);
+    if (ps->running && ps->L && !ps->interrupted) {
+        ps->interrupted = 1;
+        lua_sethook(ps->L, proc_hook, LUA_MASKCOUNT | LUA_MASKCALL | LUA_MASKRET, 1);
+    }
+    pthread_mutex_unlock(&ps->mu);
+}
+
+static void proc_job_set_error(proc_job_t *job, const char *msg, const char *tb)
+{
+    job->decision = DEC_ERROR;
+    free(job->error);
+    free(job->traceback);
+    job->error = xstrdup(msg ? msg : "unknown error");
+    job->traceback = tb && *tb ? xstrdup(tb) : NULL;
+}
+
+/* Creates the Lua state with the script loaded and the shard context made.
+ * Does not call initialize. */
+static int proc_open(proc_state_t *ps, proc_job_t *job)
+{
+    errbuf_t err;
+    pthread_mutex_lock(&ps->mu);
+    if (ps->next_script) {
+        proc_script_unref(ps->script);
+        ps->script = ps->next_script;
+        ps->next_script = NULL;
+    }
+    ps->mem_limit = (size_t)ps->limits.memory_limit_mb * 1024 * 1024;
+    pthread_mutex_unlock(&ps->mu);
+    ps->mem_hit = 0;
+    ps->mem_used = 0;
+    /* The counting allocator only where a cap is set: LuaJIT's own allocator
+     * is much faster for Lua's many small objects than malloc. */
+    lua_State *L = ps->mem_limit ? lua_newstate(proc_alloc, ps) : luaL_newstate();
+    if (!L) {
+        /* A LuaJIT without custom allocators (non-GC64): no memory cap then. */
+        L = luaL_newstate();
+        if (!L) xalloc_oom(0);
+        if (ps->mem_limit) log_warn("memory_limit_unavailable", "stream=%s shard=%s", ps->stream, ps->shard);
+    }
+    ps->L = L;
+    luaL_openlibs(L);
+    proc_set_path(L, ps->script->path, ps->lua_path, ps->nlua_path);
+    if (proc_push_host(L)) {
+        proc_job_set_error(job, lua_tostring(L, -1), NULL);
+        proc_close_lua(ps);
+        return -1;
+    }
+    ps->host_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    /* Modules loaded so far belong to the runtime; those loaded later are the
+     * script's and are reloaded with it. */
+    proc_push_loaded_names(L);
+    ps->baseline_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ps->host_ref);
+    if (proc_load_code(L, ps->script, lua_gettop(L), &err)) {
+        proc_job_set_error(job, err.msg, NULL);
+        proc_close_lua(ps);
+        return -1;
+    }
+    ps->p_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+    proc_shard_info_t info = {ps->stream, ps->shard, ps->position, ps->worker};
+    proc_push_shard_ctx(L, &info);
+    ps->shard_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* Hot reload inside the running state: unload the script's own modules, run
+ * the new code, keep shard.state (through P.migrate if the new code has it). */
+static void proc_swap(proc_state_t *ps, proc_script_t *next)
+{
+    lua_State *L = ps->L;
+    int top = lua_gettop(L);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    int loaded = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ps->baseline_ref);
+    int base = lua_gettop(L);
+    lua_newtable(L); /* keys to drop: cannot clear while iterating */
+    int drop = lua_gettop(L);
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, loaded)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, base);
+        int keep = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (!keep) {
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, drop, ++n);
+        }
+    }
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, drop, i);
+        lua_pushnil(L);
+        lua_rawset(L, loaded);
+    }
+    errbuf_t err;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ps->host_ref);
+    if (proc_load_code(L, next, lua_gettop(L), &err)) {
+        char q[1024];
+        log_error("reload_failed", "stream=%s shard=%s script=%s error=%s action=kept_previous", ps->stream,
+                  ps->shard, next->path, log_quote(err.msg, q, sizeof q));
+        proc_script_unref(next);
+        lua_settop(L, top);
+        return;
+    }
+    /* new P on top: migrate(old_state) may replace shard.state */
+    lua_getfield(L, -1, "migrate");
+    if (lua_isfunction(L, -1)) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ps->shard_ref);
+        lua_getfield(L, -1, "state");
+        lua_remove(L, -2);
+        if (lua_pcall(L, 1, 1, 0) != 0) {
+            char q[1024];
+            log_error("migrate_failed", "stream=%s shard=%s error=%s action=state_kept", ps->stream, ps->shard,
+                      log_quote(lua_tostring(L, -1), q, sizeof q));
+        } else if (lua_istable(L, -1)) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, ps->shard_ref);
+            lua_pushvalue(L, -2);
+            lua_setfield(L, -2, "state");
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, ps->p_ref);
+    ps->p_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    proc_script_unref(ps->script);
+    ps->script = next;
+    lua_settop(L, top);
+    log_info("script_swapped", "stream=%s shard=%s script=%s version=%s", ps->stream, ps->shard, next->path,
+             next->hash);
+}
+
+/* Reads (kind, index, seq, sub, message, traceback) left by the host. */
+static void proc_read_decision(lua_State *L, int base, proc_job_t *job)
+{
+    const char *kind = lua_tostring(L, base);
+    if (!kind) kind = "error";
+    if (!strcmp(kind, "error")) {
+        proc_job_set_error(job, lua_tostring(L, base + 4), lua_tostring(L, base + 5));
+        return;
+    }
+    if (!strcmp(kind, "none")) job->decision = DEC_NONE;
+    else if (!strcmp(kind, "all")) job->decision = DEC_ALL;
+    else job->decision = !strcmp(kind, "failed") ? DEC_FAILED : DEC_AT;
+    if (job->decision != DEC_AT && job->decision != DEC_FAILED) return;
+    if (job->decision == DEC_FAILED) {
+        free(job->error);
+        job->error = xstrdup(lua_tostring(L, base + 4) ? lua_tostring(L, base + 4) : "record failed");
+    }
+    if (lua_isnumber(L, base + 1)) {
+        job->index = (size_t)lua_tointeger(L, base + 1) - 1;
+        return;
+    }
+    /* a sequence number: find it in the batch (the last record with it, or
+     * the one with the given sub-sequence number) */
+    const batch_t *b = job->batch;
+    size_t slen = 0;
+    const char *seq = lua_tolstring(L, base + 2, &slen);
+    int has_sub = lua_isnumber(L, base + 3);
+    int64_t sub = has_sub ? (int64_t)lua_tonumber(L, base + 3) : 0;
+    for (size_t i = b ? b->count : 0; i-- > 0;) {
+        if (b->recs[i].seq_len == slen && !memcmp(batch_seq(b, i), seq, slen) &&
+            (!has_sub || b->recs[i].sub_seq == sub)) {
+            job->index = i;
+            return;
+        }
+    }
+    char msg[512];
+    snprintf(msg, sizeof msg, "invalid decision: sequence number %.200s is not in this batch (%s %.100s..%.100s)",
+             seq ? seq : "?", b && b->count ? "records" : "empty batch", b && b->count ? batch_seq(b, 0) : "",
+             b && b->count ? batch_seq(b, b->count - 1) : "");
+    proc_job_set_error(job, msg, NULL);
+}
+
+/* Calls host.<fn>(P, ...) with nargs extra arguments already pushed after
+ * the function slot; leaves the 6 results at base. */
+static void proc_call_host(proc_state_t *ps, proc_job_t *job, const char *fn, int nextra)
+{
+    lua_State *L = ps->L;
+    int base = lua_gettop(L) - nextra;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ps->host_ref);
+    lua_getfield(L, -1, fn);
+    lua_remove(L, -2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ps->p_ref);
+    lua_insert(L, base + 1);
+    lua_insert(L, base + 1);   /* fn, P, extra... */
+    pthread_mutex_lock(&ps->mu);
+    ps->running = 1;
+    ps->interrupted = 0;
+    pthread_mutex_unlock(&ps->mu);
+    int rc = lua_pcall(L, nextra + 1, 6, 0);
+    pthread_mutex_lock(&ps->mu);
+    ps->running = 0;
+    if (ps->interrupted) {
+        lua_sethook(L, NULL, 0, 0);
+        job->timed_out = 1;
+    }
+    pthread_mutex_unlock(&ps->mu);
+    if (rc != 0) {
+        proc_job_set_error(job, lua_tostring(L, -1), NULL);
+        lua_settop(L, base);
+    } else {
+        proc_read_decision(L, base + 1, job);
+        lua_settop(L, base);
+    }
+    if (job->timed_out) proc_job_set_error(job, "processing timed out (process_timeout_ms)", job->traceback);
+    if (ps->mem_hit) {
+        job->out_of_memory = 1;
+        char msg[160];
+        snprintf(msg, sizeof msg, "memory limit of %lld MB reached (memory_limit_mb)",
+                 (long long)ps->limits.memory_limit_mb);
+        proc_job_set_error(job, msg, NULL);
+    }
+}
+
+static void proc_lifecycle(proc_state_t *ps, proc_job_t *job, const char *name)
+{
+    lua_pushstring(ps->L, name);
+    lua_rawgeti(ps->L, LUA_REGISTRYINDEX, ps->shard_ref);
+    proc_call_host(ps, job, "lifecycle", 2);
+}
+
+static void proc_run(proc_job_t *job)
+{
+    proc_state_t *ps = job->ps;
+    job->decision = DEC_NONE;
+    if (job->kind == JOB_CLOSE) {
+        proc_close_lua(ps);
+        return;
+    }
+    if (job->kind == JOB_LEASE_LOST && !ps->L) return;
+    if (!ps->L) {
+        if (proc_open(ps, job)) return;
+        if (job->kind != JOB_INIT) {
+            /* recreated after a memory-cap hit: initialize again first */
+            proc_lifecycle(ps, job, "initialize");
+            if (job->decision == DEC_ERROR) return;
+        }
+    }
+    pthread_mutex_lock(&ps->mu);
+    proc_script_t *next = ps->next_script;
+    ps->next_script = NULL;
+    pthread_mutex_unlock(&ps->mu);
+    if (next) proc_swap(ps, next);
+    switch (job->kind) {
+    case JOB_INIT: proc_lifecycle(ps, job, "initialize"); break;
+    case JOB_SHARD_ENDED: proc_lifecycle(ps, job, "shardEnded"); break;
+    case JOB_SHUTDOWN: proc_lifecycle(ps, job, "shutdownRequested"); break;
+    case JOB_LEASE_LOST: proc_lifecycle(ps, job, "leaseLost"); break;
+    case JOB_PROCESS: {
+        const batch_t *b = job->batch;
+        lua_pushlightuserdata(ps->L, (void *)b->recs);
+        lua_pushlightuserdata(ps->L, (void *)batch_arena(b));
+        lua_pushinteger(ps->L, (lua_Integer)b->count);
+        lua_rawgeti(ps->L, LUA_REGISTRYINDEX, ps->shard_ref);
+        proc_call_host(ps, job, "process", 4);
+        if (job->decision == DEC_AT || job->decision == DEC_FAILED) {
+            if (job->index >= b->count) {
+                char msg[128];
+                snprintf(msg, sizeof msg, "invalid decision: record index %zu is outside the batch", job->index + 1);
+                proc_job_set_error(job, msg, NULL);
+            }
+        }
+        break;
+    }
+    case JOB_CLOSE: break;
+    }
+    if (job->out_of_memory) proc_close_lua(ps); /* recreated before the retry */
+    else lua_gc(ps->L, LUA_GCSTEP, 0);
+}
+
+void proc_job_reset(proc_job_t *job)
+{
+    free(job->error);
+    free(job->traceback);
+    job->error = job->traceback = NULL;
+    job->decision = DEC_NONE;
+    job->index = 0;
+    job->timed_out = job->out_of_memory = 0;
+    job->elapsed_us = 0;
+}
+
+/* ---- the pool ------------------------------------------------------------- */
+
+struct proc_pool {
+    tpool_t *threads;
+    proc_done_cb done;
+    void *ud;
+};
+
+static void proc_job_run(tpool_job_t *tp)
+{
+    proc_job_t *job = (proc_job_t *)tp; /* tp is the job's first member */
+    job->started_us = clock_mono_us();
+    proc_run(job);
+    job->elapsed_us = clock_mono_us() - job->started_us;
+}
+
+static void proc_job_done(tpool_job_t *tp)
+{
+    proc_job_t *job = (proc_job_t *)tp;
+    job->pool->done(job->pool->ud, job);
+}
+
+proc_pool_t *proc_pool_new(struct ev_loop *loop, int nthreads, proc_done_cb done, void *ud)
+{
+    tpool_t *threads = tpool_new(loop, nthreads, "processor");
+    if (!threads) return NULL;
+    proc_pool_t *p = xcalloc(1, sizeof *p); /* owned by the caller: proc_pool_free */
+    p->threads = threads;
+    p->done = done;
+    p->ud = ud;
+    return p;
+}
+
+void proc_pool_free(proc_pool_t *p)
+{
+    if (!p) return;
+    tpool_free(p->threads);
+    free(p);
+}
+
+void proc_pool_submit(proc_pool_t *p, proc_job_t *job)
+{
+    proc_job_reset(job);
+    job->tp = (tpool_job_t){.run = proc_job_run, .done = proc_job_done};
+    job->pool = p;
+    tpool_submit(p->threads, &job->tp);
+}
+
+size_t proc_pool_busy(proc_pool_t *p)
+{
+    return tpool_busy(p->threads);
+}

@@ -1,0 +1,125 @@
+/* processor: the Lua side of shardrun. One lua_State per shard, run by a pool
+ * of processor threads; the loop thread submits jobs and gets them back
+ * through one queue + ev_async.
+ *
+ * Threads: a proc_state_t is touched by at most one job at a time (the shard
+ * state machine never submits a second job before the first came back), so a
+ * Lua state needs no lock. The loop thread only reads a job after it is
+ * returned. The one exception is the timeout interrupt (proc_interrupt),
+ * which uses lua_sethook, the one Lua call that may come from another thread. */
+#ifndef SHARDRUN_PROCESSOR_H
+#define SHARDRUN_PROCESSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "record/batch.h"
+#include "base/errbuf.h"
+#include "base/tpool.h"
+
+struct ev_loop;
+
+/* One version of a processor script: its code as read from disk, so every
+ * shard that swaps to it runs the same bytes even if the file changes again. */
+typedef struct proc_script {
+    char *path;
+    char *code;
+    size_t len;
+    char hash[17];            /* hex of the first 8 bytes of the SHA-256 of the code */
+    int64_t loaded_ms;        /* wall clock, for status */
+    char **deps;              /* files of the modules it required from its folder or lua_path */
+    size_t ndeps;
+    int refs;                 /* atomic */
+} proc_script_t;
+
+struct proc_shard_info;
+
+/* Reads and validates a script in a fresh state: it compiles, returns a
+ * table with processRecords, and, when `check_shard` is given, its
+ * initialize runs without error on a copy of that shard's context. Caller
+ * owns the result: proc_script_unref(). lua_path: extra require folders. */
+proc_script_t *proc_script_load(const char *path, char *const *lua_path, size_t nlua_path,
+                                const struct proc_shard_info *check_shard, errbuf_t *err);
+void proc_script_ref(proc_script_t *s);
+void proc_script_unref(proc_script_t *s);
+
+/* Where lua/shardrun lives (SHARDRUN_LUA_DIR, or next to the executable). */
+const char *proc_lua_dir(void);
+
+typedef enum {
+    JOB_INIT,            /* create the state, load the script, call initialize */
+    JOB_PROCESS,         /* processRecords on a batch */
+    JOB_SHARD_ENDED,     /* shardEnded: must return "checkpoint" */
+    JOB_SHUTDOWN,        /* shutdownRequested */
+    JOB_LEASE_LOST,      /* leaseLost: no checkpoint possible */
+    JOB_CLOSE,           /* lua_close */
+} proc_job_kind_t;
+
+typedef enum {
+    DEC_NONE,            /* nil: processed, no checkpoint yet */
+    DEC_ALL,             /* "checkpoint": after the last record */
+    DEC_AT,              /* checkpoint at record `index` */
+    DEC_FAILED,          /* records before `index` done, the rest failed */
+    DEC_ERROR,           /* error raised, invalid decision, timeout, memory cap */
+} proc_decision_t;
+
+typedef struct proc_state proc_state_t;
+
+typedef struct proc_limits {
+    int64_t timeout_ms;       /* 0 = none */
+    int64_t memory_limit_mb;  /* 0 = none */
+} proc_limits_t;
+
+/* Shard context given to the script as `shard` (id, stream, position, worker). */
+typedef struct proc_shard_info {
+    const char *stream;
+    const char *shard;
+    const char *position;
+    const char *worker;
+} proc_shard_info_t;
+
+/* Caller (loop thread) owns the state; it is freed by a JOB_CLOSE job
+ * followed by proc_state_free() on the loop thread. */
+proc_state_t *proc_state_new(proc_script_t *script, const proc_shard_info_t *info, const proc_limits_t *limits,
+                             char *const *lua_path, size_t nlua_path);
+void proc_state_free(proc_state_t *ps);
+/* Swaps to `script` at the next job (hot reload); shard.state carries over. */
+void proc_state_set_script(proc_state_t *ps, proc_script_t *script);
+proc_script_t *proc_state_script(proc_state_t *ps);   /* the version running now */
+void proc_state_set_limits(proc_state_t *ps, const proc_limits_t *limits);
+
+typedef struct proc_job {
+    tpool_job_t tp;           /* first: the pool's handle on the job */
+    proc_job_kind_t kind;
+    proc_state_t *ps;
+    const batch_t *batch;     /* JOB_PROCESS: borrowed until the job returns */
+    void *ud;                 /* the submitter's */
+    /* results, written by the processor thread */
+    proc_decision_t decision;
+    size_t index;
+    char *error;              /* owned by the job; proc_job_reset frees it */
+    char *traceback;
+    int timed_out;
+    int out_of_memory;
+    int64_t started_us;       /* monotonic, set when a thread picks the job */
+    int64_t elapsed_us;
+    struct proc_pool *pool;   /* the pool it was submitted to */
+} proc_job_t;
+
+void proc_job_reset(proc_job_t *job);   /* frees results, keeps kind/ps/ud */
+
+typedef struct proc_pool proc_pool_t;
+typedef void (*proc_done_cb)(void *ud, proc_job_t *job);
+
+/* Starts n threads. done runs on the loop thread for each finished job.
+ * Caller owns the pool: proc_pool_free() joins the threads. */
+proc_pool_t *proc_pool_new(struct ev_loop *loop, int nthreads, proc_done_cb done, void *ud);
+void proc_pool_free(proc_pool_t *p);
+void proc_pool_submit(proc_pool_t *p, proc_job_t *job);
+size_t proc_pool_busy(proc_pool_t *p);   /* jobs submitted and not yet returned */
+
+/* Interrupts the job running on ps (timeout): the script gets an error it
+ * cannot catch with pcall. Safe to call from the loop thread at any time. */
+void proc_interrupt(proc_state_t *ps);
+
+#endif

@@ -1,0 +1,105 @@
+#include "batch.h"
+
+#include <string.h>
+
+#include "base/xalloc.h"
+
+static size_t batch_header_size(size_t cap)
+{
+    return sizeof(batch_t) + cap * sizeof(batch_record_t);
+}
+
+batch_t *batch_new(size_t cap, size_t arena_hint)
+{
+    if (arena_hint < 256) arena_hint = 256;
+    size_t total = batch_header_size(cap) + arena_hint;
+    batch_t *b = xmalloc(total); /* owned by the caller, freed by batch_free */
+    memset(b, 0, sizeof *b);
+    b->cap = cap;
+    b->arena_cap = arena_hint;
+    b->bytes = total;
+    return b;
+}
+
+void batch_free(batch_t *b)
+{
+    free(b);
+}
+
+static void batch_grow_arena(batch_t **bp, size_t need)
+{
+    batch_t *b = *bp;
+    size_t cap = b->arena_cap;
+    while (cap - b->arena_len < need) cap *= 2;
+    size_t total = batch_header_size(b->cap) + cap;
+    b = xrealloc(b, total);
+    b->arena_cap = cap;
+    b->bytes = total;
+    *bp = b;
+}
+
+/* Copies n bytes plus a NUL into the arena; returns their offset. */
+static uint64_t batch_put(batch_t **bp, const void *p, size_t n)
+{
+    if ((*bp)->arena_cap - (*bp)->arena_len < n + 1) batch_grow_arena(bp, n + 1);
+    batch_t *b = *bp;
+    char *dst = (char *)batch_arena(b) + b->arena_len;
+    if (n) memcpy(dst, p, n);
+    dst[n] = '\0'; /* sequence numbers and keys are usable as C strings */
+    uint64_t off = b->arena_len;
+    b->arena_len += n + 1;
+    return off;
+}
+
+int batch_add(batch_t **bp, const void *data, size_t data_len, const void *pkey, size_t pkey_len,
+              const char *seq, size_t seq_len, int64_t sub_seq, int64_t arrival_ms)
+{
+    char *dst = batch_add_begin(bp, data_len);
+    if (!dst) return -1;
+    if (data_len) memcpy(dst, data, data_len);
+    batch_add_end(bp, data_len, pkey, pkey_len, seq, seq_len, sub_seq, arrival_ms);
+    return 0;
+}
+
+char *batch_add_begin(batch_t **bp, size_t data_max)
+{
+    if ((*bp)->count >= (*bp)->cap) return NULL;
+    if ((*bp)->arena_cap - (*bp)->arena_len < data_max + 1) batch_grow_arena(bp, data_max + 1);
+    return (char *)batch_arena(*bp) + (*bp)->arena_len;
+}
+
+void batch_add_end(batch_t **bp, size_t data_len, const void *pkey, size_t pkey_len, const char *seq,
+                   size_t seq_len, int64_t sub_seq, int64_t arrival_ms)
+{
+    batch_t *b = *bp;
+    batch_record_t r = {0};
+    r.data_off = b->arena_len;
+    ((char *)batch_arena(b))[b->arena_len + data_len] = '\0';
+    b->arena_len += data_len + 1;
+    r.pkey_off = batch_put(bp, pkey, pkey_len);
+    r.seq_off = batch_put(bp, seq, seq_len);
+    r.data_len = (uint32_t)data_len;
+    r.pkey_len = (uint32_t)pkey_len;
+    r.seq_len = (uint32_t)seq_len;
+    r.sub_seq = sub_seq;
+    r.arrival_ms = arrival_ms;
+    b = *bp;
+    b->recs[b->count++] = r;
+}
+
+batch_t *batch_slice(const batch_t *b, size_t from, size_t to)
+{
+    if (to > b->count) to = b->count;
+    if (from > to) from = to;
+    size_t arena = 0;
+    for (size_t i = from; i < to; i++)
+        arena += b->recs[i].data_len + b->recs[i].pkey_len + b->recs[i].seq_len + 3;
+    batch_t *s = batch_new(to - from, arena); /* owned by the caller */
+    for (size_t i = from; i < to; i++) {
+        const batch_record_t *r = &b->recs[i];
+        batch_add(&s, batch_data(b, i), r->data_len, batch_pkey(b, i), r->pkey_len, batch_seq(b, i),
+                  r->seq_len, r->sub_seq, r->arrival_ms);
+    }
+    s->aggregated = b->aggregated;
+    return s;
+}

@@ -1,0 +1,128 @@
+/* source: the stream source interface (local SQLite file, Kinesis).
+ *
+ * Reads are asynchronous: a call starts the request and its callback runs
+ * later on the loop thread (never inside the call itself), because the
+ * Kinesis implementation is a network call. Administrative calls used by the
+ * CLI (create, put, split, merge, list) are synchronous. */
+#ifndef SHARDRUN_SOURCE_H
+#define SHARDRUN_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "record/batch.h"
+
+struct ev_loop;
+
+typedef enum {
+    SOURCE_OK = 0,
+    SOURCE_ERETRY,     /* transient (throttled, busy, network): try again later */
+    SOURCE_EEXPIRED,   /* iterator expired: get a new one after the last record */
+    SOURCE_ENOTFOUND,  /* stream or shard does not exist */
+    SOURCE_EFATAL,     /* anything else: reported, shard stops */
+} source_err_t;
+
+typedef enum {
+    POS_TRIM_HORIZON,
+    POS_LATEST,
+    POS_AT_TIMESTAMP,
+    POS_AT_SEQUENCE,
+    POS_AFTER_SEQUENCE,
+} source_pos_kind_t;
+
+typedef struct source_position {
+    source_pos_kind_t kind;
+    const char *seq;         /* AT_/AFTER_SEQUENCE */
+    int64_t sub_seq;         /* with AFTER_SEQUENCE: skip KPL sub-records up to this one */
+    int64_t timestamp_ms;    /* AT_TIMESTAMP */
+} source_position_t;
+
+typedef struct source_shard {
+    char *id;
+    char *parent;            /* NULL when none */
+    char *adjacent_parent;   /* second parent of a merge, NULL when none */
+    char *start_hash, *end_hash;   /* decimal, inclusive */
+    char *start_seq, *end_seq;     /* end_seq NULL while the shard is open */
+} source_shard_t;
+
+typedef struct source_shard_list {
+    size_t count;
+    source_shard_t *shards;  /* owned by the list */
+} source_shard_list_t;
+
+void source_shard_clear(source_shard_t *s);   /* frees the fields, not s itself */
+void source_shard_list_free(source_shard_list_t *l);
+const source_shard_t *source_shard_find(const source_shard_list_t *l, const char *id);
+
+typedef struct source_records {
+    source_err_t error;
+    const char *message;     /* with an error; valid during the callback */
+    batch_t *batch;          /* records (possibly empty); the callee takes ownership */
+    char *next_iterator;     /* NULL at shard end; the callee takes ownership */
+    int64_t millis_behind;   /* -1 when unknown */
+    size_t bytes;            /* payload bytes read, for the 2 MB/s limit */
+} source_records_t;
+
+typedef void (*source_shards_cb)(void *ud, source_err_t err, const char *message,
+                                 source_shard_list_t *shards /* callee owns */);
+typedef void (*source_iterator_cb)(void *ud, source_err_t err, const char *message,
+                                   char *iterator /* callee owns */);
+typedef void (*source_records_cb)(void *ud, source_records_t *res);
+
+/* One record to put (dead-letter writes); the caller keeps the bytes alive
+ * until the callback. */
+typedef struct source_put_record {
+    const void *data;
+    size_t data_len;
+    const char *pkey;
+} source_put_record_t;
+
+/* All n records were written (SOURCE_OK), or an error: then some may have
+ * been written and a retry may write them again (at-least-once). */
+typedef void (*source_put_cb)(void *ud, source_err_t err, const char *message);
+
+typedef struct source source_t;
+
+typedef struct source_ops {
+    const char *name;
+    void (*list_shards)(source_t *s, const char *stream, source_shards_cb cb, void *ud);
+    void (*get_iterator)(source_t *s, const char *stream, const char *shard,
+                         const source_position_t *pos, source_iterator_cb cb, void *ud);
+    void (*get_records)(source_t *s, const char *stream, const char *shard, const char *iterator,
+                        size_t max_records, source_records_cb cb, void *ud);
+    /* Appends records to `stream` (routed by partition key as a producer would). */
+    void (*put)(source_t *s, const char *stream, const source_put_record_t *recs, size_t n, source_put_cb cb,
+                void *ud);
+    /* Records behind `checkpoint` in the shard, or -1 if unknown (status). */
+    int64_t (*records_behind)(source_t *s, const char *stream, const char *shard, const char *checkpoint);
+    void (*destroy)(source_t *s);
+} source_ops_t;
+
+struct source {
+    const source_ops_t *ops;
+    struct ev_loop *loop;
+};
+
+static inline void source_list_shards(source_t *s, const char *stream, source_shards_cb cb, void *ud)
+{
+    s->ops->list_shards(s, stream, cb, ud);
+}
+static inline void source_get_iterator(source_t *s, const char *stream, const char *shard,
+                                       const source_position_t *pos, source_iterator_cb cb, void *ud)
+{
+    s->ops->get_iterator(s, stream, shard, pos, cb, ud);
+}
+static inline void source_get_records(source_t *s, const char *stream, const char *shard, const char *it,
+                                      size_t max, source_records_cb cb, void *ud)
+{
+    s->ops->get_records(s, stream, shard, it, max, cb, ud);
+}
+static inline void source_destroy(source_t *s)
+{
+    if (s) s->ops->destroy(s);
+}
+
+const char *source_pos_name(source_pos_kind_t k);
+const char *source_err_name(source_err_t e);
+
+#endif

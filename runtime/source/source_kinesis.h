@@ -1,0 +1,45 @@
+/* source_kinesis: the stream source over the Kinesis Data Streams JSON API
+ * (ListShards, GetShardIterator, GetRecords), on the loop via aws_http.
+ *
+ * Limits: 5 GetRecords calls/s per shard are kept by the shard itself
+ * (backend_min_poll_interval_ms); 2 MB/s per shard is kept here: after a
+ * response of B bytes the shard's next GetRecords is held back B / 2 MB s.
+ * Transient failures are retried by aws_http, then reported as SOURCE_ERETRY
+ * so the shard backs off. Sequence numbers stay strings. */
+#ifndef SHARDRUN_SOURCE_KINESIS_H
+#define SHARDRUN_SOURCE_KINESIS_H
+
+#include "aws/credentials.h"
+
+#include "base/errbuf.h"
+#include "source.h"
+
+struct ev_loop;
+
+typedef struct source_kinesis_options {
+    const char *region;     /* NULL: AWS_REGION, AWS_DEFAULT_REGION, profile */
+    const char *endpoint;   /* NULL: https://kinesis.<region>.amazonaws.com/ */
+    const char *ca_file;    /* extra CA bundle, or NULL */
+    const aws_cred_options_t *cred;  /* config's credentials/profile, or NULL */
+} source_kinesis_options_t;
+
+/* Caller owns the result (source_destroy, which drops pending callbacks).
+ * NULL with err set when the region cannot be resolved or curl fails. */
+source_t *source_kinesis_new(struct ev_loop *loop, const source_kinesis_options_t *opt, errbuf_t *err);
+
+/* PutRecords, shared by the worker (dead-letter puts) and the CLI: one call
+ * takes at most 500 records and 5 MiB of data and partition keys. */
+#define KINESIS_PUT_MAX_RECORDS 500
+#define KINESIS_PUT_MAX_BYTES (5 * 1024 * 1024)
+/* How many of recs[0..n) the next PutRecords call takes (1 when n > 0, even
+ * if that record alone is over the byte limit: Kinesis then names the error). */
+size_t kinesis_put_fit(const source_put_record_t *recs, size_t n);
+/* The PutRecords request for recs[0..n) (data base64-encoded). Caller owns it. */
+struct cJSON *kinesis_put_request(const char *stream, const source_put_record_t *recs, size_t n);
+
+/* Per shard read budget (bytes per second) and the request timeouts. */
+#define SOURCE_KINESIS_BYTES_PER_S (2 * 1024 * 1024)
+#define SOURCE_KINESIS_READ_TIMEOUT_MS 10000
+#define SOURCE_KINESIS_CALL_TIMEOUT_MS 5000
+
+#endif

@@ -1,0 +1,560 @@
+#include "worker.h"
+
+#include <ev.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backends.h"
+#include "base/buf.h"
+#include "base/clock.h"
+#include "shard/deadletter.h"
+#include "lease/lease_coord.h"
+#include "base/log.h"
+#include "proc/processor.h"
+#include "reload.h"
+#include "record/seqnum.h"
+#include "shard/shard.h"
+#include "shardsync.h"
+#include "base/xalloc.h"
+
+#define WORKER_DRAIN_CHECK_S 0.1
+
+typedef struct worker {
+    struct ev_loop *loop;
+    config_t *cfg;               /* SIGHUP applies live changes in place */
+    worker_options_t opt;
+    char *id;
+    source_t *source;
+    lease_store_t *store;
+    lease_coord_t *coord;
+    shardsync_t *sync;
+    proc_pool_t *pool;
+    deadletter_writer_t *dead_letters;
+    proc_script_t **scripts;     /* per configured stream: the version new shards start with */
+    reload_t *reload;
+    shard_env_t env;
+    shard_t **shards;
+    size_t nshards, cap;
+    ev_signal sigterm, sigint, sighup;
+    ev_timer sync_timer, drain_timer, grace_timer;
+    int stopping;
+    int exit_code;
+    size_t unowned_eligible;     /* at the last scan: leases nobody holds that we could take, or held
+                                    by a worker not seen alive (yet): a drain waits for them */
+    int64_t scanned_after_sync;  /* shardsync_runs() seen complete at the last scan */
+    int64_t started_ms;
+} worker_t;
+
+char *worker_default_id(void)
+{
+    char host[256] = "localhost", id[512];
+    if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "localhost");
+    unsigned r = (unsigned)clock_mono_us() ^ ((unsigned)getpid() << 16);
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f) {
+        if (fread(&r, sizeof r, 1, f) != 1) r ^= (unsigned)time(NULL);
+        fclose(f);
+    }
+    snprintf(id, sizeof id, "%s:%d:%08x", host, (int)getpid(), r);
+    return xstrdup(id);
+}
+
+static shard_t *worker_find_shard(worker_t *w, const char *key)
+{
+    for (size_t i = 0; i < w->nshards; i++)
+        if (!strcmp(shard_key(w->shards[i]), key)) return w->shards[i];
+    return NULL;
+}
+
+static int worker_stream_index(worker_t *w, const char *stream)
+{
+    for (size_t i = 0; stream && i < w->cfg->nstreams; i++)
+        if (!strcmp(w->cfg->streams[i].name, stream)) return (int)i;
+    return -1;
+}
+
+static void worker_maybe_exit(worker_t *w)
+{
+    if (w->stopping && w->nshards == 0 && lease_coord_pending(w->coord) == 0) ev_break(w->loop, EVBREAK_ALL);
+}
+
+/* ---- coordinator events ---------------------------------------------------- */
+
+static void worker_acquired(void *ud, const lease_t *lease)
+{
+    worker_t *w = ud;
+    int idx = worker_stream_index(w, shardsync_lease_stream(w->cfg, lease));
+    if (idx < 0 || w->stopping) {
+        lease_coord_release(w->coord, lease->key, NULL, NULL);
+        return;
+    }
+    if (w->nshards == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 16;
+        w->shards = xrealloc(w->shards, w->cap * sizeof *w->shards);
+    }
+    shard_t *s = shard_new(&w->env, &w->cfg->streams[idx], w->scripts[idx], lease);
+    w->shards[w->nshards++] = s;
+    shard_start(s);
+}
+
+static void worker_lost(void *ud, const char *key)
+{
+    worker_t *w = ud;
+    shard_t *s = worker_find_shard(w, key);
+    if (s) shard_lost(s);
+}
+
+/* The lease is of a stream this worker runs, and its parents are finished. */
+static int worker_runnable(worker_t *w, const lease_t *lease, const lease_list_t *all)
+{
+    return worker_stream_index(w, shardsync_lease_stream(w->cfg, lease)) >= 0 &&
+           shardsync_parents_done(w->cfg, lease, all);
+}
+
+static int worker_eligible(void *ud, const lease_t *lease, const lease_list_t *all)
+{
+    worker_t *w = ud;
+    /* a lease we run counts; one whose earlier shard object is still closing does not */
+    return !w->stopping && worker_runnable(w, lease, all) &&
+           (lease_coord_owned(w->coord, lease->key) || !worker_find_shard(w, lease->key));
+}
+
+static char *worker_describe(void *ud, const char *key)
+{
+    worker_t *w = ud;
+    shard_t *s = worker_find_shard(w, key);
+    if (!s) return NULL;
+    int idx = worker_stream_index(w, shard_stream(s));
+    return shard_describe(s, idx >= 0 && w->reload ? reload_error(w->reload, (size_t)idx) : NULL);
+}
+
+static void worker_handoff_requested(void *ud, const char *key, const char *to)
+{
+    worker_t *w = ud;
+    shard_t *s = worker_find_shard(w, key);
+    if (s) shard_handoff(s);
+    else lease_coord_handoff(w->coord, key, NULL, NULL);
+}
+
+static void worker_scanned(void *ud, const lease_list_t *all)
+{
+    worker_t *w = ud;
+    size_t unowned = 0;
+    for (size_t i = 0; i < all->count; i++) {
+        const lease_t *l = &all->leases[i];
+        if (l->invalid || !strcmp(l->checkpoint, SEQNUM_SHARD_END) || !worker_runnable(w, l, all)) continue;
+        int mine = l->owner && !strcmp(l->owner, w->id);
+        if (!l->owner || (!mine && !lease_coord_owner_alive(w->coord, l->key))) unowned++;
+    }
+    w->unowned_eligible = unowned;
+    if (!shardsync_busy(w->sync)) w->scanned_after_sync = shardsync_runs(w->sync);
+}
+
+/* ---- shard events ------------------------------------------------------------ */
+
+static void worker_shard_closed(void *ud, shard_t *s)
+{
+    worker_t *w = ud;
+    for (size_t i = 0; i < w->nshards; i++) {
+        if (w->shards[i] == s) {
+            w->shards[i] = w->shards[--w->nshards];
+            break;
+        }
+    }
+    lease_coord_forget(w->coord, shard_key(s));
+    shard_free(s);
+    worker_maybe_exit(w);
+}
+
+static void worker_shard_ended(void *ud, shard_t *s)
+{
+    worker_t *w = ud;
+    shardsync_run(w->sync); /* the children need leases now */
+}
+
+static void worker_halt(void *ud, shard_t *s)
+{
+    worker_t *w = ud;
+    log_error("worker_halted", "stream=%s shard=%s reason=\"halt_worker = true\" exit=1", shard_stream(s),
+              shard_id(s));
+    w->exit_code = 1;
+    ev_break(w->loop, EVBREAK_ALL);
+}
+
+static void worker_job_done(void *ud, proc_job_t *job)
+{
+    shard_job_done(job->ud, job);
+}
+
+/* A backend that fails fatally before it ever worked will not start working
+ * by itself (no credentials, no such stream or table): exit 1, clearly,
+ * instead of retrying forever. */
+static void worker_cannot_start(void *ud, const char *msg)
+{
+    worker_t *w = ud;
+    if (w->exit_code) return;
+    char q[1024];
+    log_error("worker_cannot_start", "worker=%s error=%s exit=1", w->id, log_quote(msg, q, sizeof q));
+    fprintf(stderr, "shardrun: cannot start: %s\n", msg ? msg : "backend unusable");
+    w->exit_code = 1;
+    ev_break(w->loop, EVBREAK_ALL);
+}
+
+static void worker_synced(void *ud)
+{
+    worker_t *w = ud;
+    if (!w->stopping) lease_coord_scan_now(w->coord);
+}
+
+/* ---- timers and signals ------------------------------------------------------ */
+
+static void worker_on_sync(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    shardsync_run(((worker_t *)t->data)->sync);
+}
+
+static void worker_on_grace(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    worker_t *w = t->data;
+    log_error("shutdown_timeout", "shards_left=%zu grace_ms=%lld action=\"exit without release; leases expire\"",
+              w->nshards, (long long)w->cfg->shutdown_grace_ms);
+    w->exit_code = 1;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void worker_stop(worker_t *w, const char *why)
+{
+    if (w->stopping) return;
+    w->stopping = 1;
+    log_info("worker_stopping", "worker=%s reason=%s shards=%zu", w->id, why, w->nshards);
+    lease_coord_stop_taking(w->coord);
+    ev_timer_stop(w->loop, &w->sync_timer);
+    /* The drain timer now polls for the exit: a release written by an
+     * asynchronous store (DynamoDB) may complete after the last shard closed,
+     * and nothing else would look again. */
+    ev_timer_stop(w->loop, &w->drain_timer);
+    ev_timer_set(&w->drain_timer, WORKER_DRAIN_CHECK_S, WORKER_DRAIN_CHECK_S);
+    ev_timer_start(w->loop, &w->drain_timer);
+    if (w->cfg->shutdown_grace_ms > 0) {
+        ev_timer_set(&w->grace_timer, (double)w->cfg->shutdown_grace_ms / 1000.0, 0.0);
+        ev_timer_start(w->loop, &w->grace_timer);
+    }
+    /* shards remove themselves from the array as they close */
+    size_t n = w->nshards;
+    shard_t **copy = xmalloc((n ? n : 1) * sizeof *copy);
+    if (n) memcpy(copy, w->shards, n * sizeof *copy);
+    for (size_t i = 0; i < n; i++) shard_shutdown(copy[i]);
+    free(copy);
+    worker_maybe_exit(w);
+}
+
+static void worker_on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+    worker_t *w = sig->data;
+    if (w->stopping) {
+        log_warn("worker_killed", "signal=%d action=\"exit now; leases expire\"", sig->signum);
+        w->exit_code = 1;
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    worker_stop(w, sig->signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+/* ---- hot reload and SIGHUP ------------------------------------------------------ */
+
+static void worker_swap_script(void *ud, size_t idx, proc_script_t *script)
+{
+    worker_t *w = ud;
+    proc_script_unref(w->scripts[idx]);
+    w->scripts[idx] = script;
+    size_t n = 0;
+    for (size_t i = 0; i < w->nshards; i++) {
+        if (strcmp(shard_stream(w->shards[i]), w->cfg->streams[idx].name)) continue;
+        shard_set_script(w->shards[i], script);
+        n++;
+    }
+    log_info("reload_applied", "stream=%s version=%s shards=%zu swap=\"at each shard's next batch\"",
+             w->cfg->streams[idx].name, script->hash, n);
+}
+
+static int worker_sample_shard(void *ud, size_t idx, proc_shard_info_t *out)
+{
+    worker_t *w = ud;
+    for (size_t i = 0; i < w->nshards; i++) {
+        if (strcmp(shard_stream(w->shards[i]), w->cfg->streams[idx].name)) continue;
+        *out = (proc_shard_info_t){w->cfg->streams[idx].name, shard_id(w->shards[i]), "reload-check", w->id};
+        return 1;
+    }
+    return 0;
+}
+
+static int worker_str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b));
+}
+
+/* Names what a new config changes that cannot apply to a running worker. */
+static void worker_refused_changes(const config_t *old, const config_t *nu, buf_t *out)
+{
+#define REFUSE_IF(cond, name) do { if (cond) buf_printf(out, "%s%s", out->len ? "," : "", name); } while (0)
+    REFUSE_IF(strcmp(old->application, nu->application), "application");
+    REFUSE_IF(old->source.type != nu->source.type || worker_str_differs(old->source.path, nu->source.path) ||
+                  worker_str_differs(old->source.region, nu->source.region) ||
+                  worker_str_differs(old->source.endpoint, nu->source.endpoint) ||
+                  worker_str_differs(old->source.ca_file, nu->source.ca_file), "source");
+    REFUSE_IF(old->leases.type != nu->leases.type || worker_str_differs(old->leases.path, nu->leases.path) ||
+                  worker_str_differs(old->leases.table, nu->leases.table) ||
+                  worker_str_differs(old->leases.region, nu->leases.region) ||
+                  worker_str_differs(old->leases.endpoint, nu->leases.endpoint), "leases");
+    REFUSE_IF(worker_str_differs(old->worker_id, nu->worker_id), "worker_id");
+    REFUSE_IF(worker_str_differs(old->aws.profile, nu->aws.profile) ||
+                  worker_str_differs(old->aws.access_key_id, nu->aws.access_key_id) ||
+                  worker_str_differs(old->aws.secret_access_key, nu->aws.secret_access_key) ||
+                  worker_str_differs(old->aws.session_token, nu->aws.session_token), "aws");
+    REFUSE_IF(old->lease_duration_ms != nu->lease_duration_ms || old->renew_interval_ms != nu->renew_interval_ms ||
+                  old->taker_interval_ms != nu->taker_interval_ms || old->max_steal != nu->max_steal,
+              "lease timing");
+    REFUSE_IF(old->processor_threads != nu->processor_threads, "processor_threads");
+    REFUSE_IF(old->nlua_path != nu->nlua_path, "lua_path");
+    int same_streams = old->nstreams == nu->nstreams;
+    for (size_t i = 0; same_streams && i < old->nstreams; i++)
+        same_streams = !strcmp(old->streams[i].name, nu->streams[i].name);
+    REFUSE_IF(!same_streams, "streams (added, removed or reordered)");
+#undef REFUSE_IF
+}
+
+/* Applies a stream's live settings (policy, limits, fetch settings, processor). */
+static void worker_apply_stream(worker_t *w, size_t idx, config_stream_t *nu)
+{
+    config_stream_t *old = &w->cfg->streams[idx];
+    policy_config_t tmp = old->policy; /* swap: the new config's free releases the old strings */
+    old->policy = nu->policy;
+    nu->policy = tmp;
+    old->process_timeout_ms = nu->process_timeout_ms;
+    old->memory_limit_mb = nu->memory_limit_mb;
+    old->max_records = nu->max_records;
+    old->checkpoint_interval_ms = nu->checkpoint_interval_ms;
+    old->prefetch_batches = nu->prefetch_batches;
+    old->idle_time_between_reads_ms = nu->idle_time_between_reads_ms;
+    old->initial_position = nu->initial_position;
+    old->initial_timestamp_ms = nu->initial_timestamp_ms;
+    char *path = old->processor;
+    old->processor = nu->processor;
+    nu->processor = path;
+    proc_limits_t limits = {old->process_timeout_ms, old->memory_limit_mb};
+    for (size_t i = 0; i < w->nshards; i++)
+        if (!strcmp(shard_stream(w->shards[i]), old->name)) proc_state_set_limits(shard_proc(w->shards[i]), &limits);
+}
+
+static void worker_on_sighup(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+    worker_t *w = sig->data;
+    errbuf_t err;
+    config_t *nu = config_load(w->cfg->path, &err);
+    if (!nu) {
+        char q[2048];
+        log_error("config_reload_failed", "config=%s error=%s action=kept_running_config", w->cfg->path,
+                  log_quote(err.msg, q, sizeof q));
+        return;
+    }
+    buf_t refused = BUF_INIT;
+    worker_refused_changes(w->cfg, nu, &refused);
+    if (refused.len) {
+        char q[512];
+        log_warn("config_reload_refused", "config=%s fields=%s action=\"kept the running values; restart to change "
+                 "them\"", w->cfg->path, log_quote(buf_str(&refused), q, sizeof q));
+    }
+    if (nu->nstreams == w->cfg->nstreams) {
+        for (size_t i = 0; i < nu->nstreams; i++)
+            if (!strcmp(nu->streams[i].name, w->cfg->streams[i].name)) worker_apply_stream(w, i, &nu->streams[i]);
+    }
+    w->cfg->max_buffered_mb = nu->max_buffered_mb;
+    w->env.max_buffered_bytes = (size_t)nu->max_buffered_mb * 1024 * 1024;
+    w->cfg->shutdown_grace_ms = nu->shutdown_grace_ms;
+    w->cfg->reload_rollback_after_failures = nu->reload_rollback_after_failures;
+    w->env.rollback_after_failures = nu->reload_rollback_after_failures;
+    if (w->cfg->shard_sync_interval_ms != nu->shard_sync_interval_ms && !w->stopping) {
+        w->cfg->shard_sync_interval_ms = nu->shard_sync_interval_ms;
+        double every = (double)nu->shard_sync_interval_ms / 1000.0;
+        ev_timer_stop(w->loop, &w->sync_timer);
+        ev_timer_set(&w->sync_timer, every, every);
+        ev_timer_start(w->loop, &w->sync_timer);
+    }
+    log_info("config_reloaded", "config=%s refused=%s", w->cfg->path, refused.len ? buf_str(&refused) : "none");
+    buf_free(&refused);
+    config_free(nu);
+    for (size_t i = 0; i < w->cfg->nstreams; i++) reload_check(w->reload, i); /* scripts too */
+}
+
+static void worker_on_drain(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    worker_t *w = t->data;
+    if (w->stopping) {
+        worker_maybe_exit(w);
+        return;
+    }
+    if (shardsync_busy(w->sync) || shardsync_runs(w->sync) == 0) return;
+    if (w->scanned_after_sync != shardsync_runs(w->sync) || w->unowned_eligible > 0) return;
+    if (lease_coord_pending(w->coord) > 0) return;
+    size_t halted = 0;
+    for (size_t i = 0; i < w->nshards; i++) {
+        if (!shard_caught_up(w->shards[i])) return;
+        halted += shard_phase(w->shards[i]) == SHARD_HALTED;
+    }
+    if (halted) {
+        /* a batch job must not look successful with shards stopped on errors */
+        log_error("drain_incomplete", "worker=%s halted_shards=%zu exit=1", w->id, halted);
+        w->exit_code = 1;
+    }
+    int64_t busy_us = w->env.first_batch_us ? clock_mono_us() - w->env.first_batch_us : 0;
+    log_info("worker_drained", "worker=%s shards=%zu elapsed_ms=%lld records=%lld processing_ms=%lld", w->id,
+             w->nshards, (long long)(clock_mono_ms() - w->started_ms), (long long)w->env.records,
+             (long long)(busy_us / 1000));
+    worker_stop(w, "drained");
+}
+
+/* ---- set-up and tear-down ----------------------------------------------------- */
+
+static int worker_load_scripts(worker_t *w)
+{
+    w->scripts = xcalloc(w->cfg->nstreams, sizeof *w->scripts);
+    for (size_t i = 0; i < w->cfg->nstreams; i++) {
+        errbuf_t err;
+        const config_stream_t *cs = &w->cfg->streams[i];
+        w->scripts[i] = proc_script_load(cs->processor, w->cfg->lua_path, w->cfg->nlua_path, NULL, &err);
+        if (!w->scripts[i]) {
+            char q[2048];
+            log_error("script_invalid", "stream=%s script=%s error=%s", cs->name, cs->processor,
+                      log_quote(err.msg, q, sizeof q));
+            fprintf(stderr, "shardrun: %s\n", err.msg);
+            return -1;
+        }
+        log_info("script_loaded", "stream=%s script=%s version=%s modules=%zu", cs->name, cs->processor,
+                 w->scripts[i]->hash, w->scripts[i]->ndeps);
+    }
+    return 0;
+}
+
+static int worker_open(worker_t *w)
+{
+    errbuf_t err;
+    w->source = backend_source_new(w->cfg, w->loop, &err);
+    if (!w->source) goto fail;
+    w->store = backend_lease_store_new(w->cfg, w->loop, &err);
+    if (!w->store) goto fail;
+    return 0;
+fail:
+    log_error("backend_open_failed", "error=%s", err.msg);
+    fprintf(stderr, "shardrun: %s\n", err.msg);
+    return -1;
+}
+
+static void worker_init_watchers(worker_t *w)
+{
+    ev_signal_init(&w->sigterm, worker_on_signal, SIGTERM);
+    ev_signal_init(&w->sigint, worker_on_signal, SIGINT);
+    ev_signal_init(&w->sighup, worker_on_sighup, SIGHUP);
+    w->sigterm.data = w->sigint.data = w->sighup.data = w;
+    ev_signal_start(w->loop, &w->sigterm);
+    ev_signal_start(w->loop, &w->sigint);
+    ev_signal_start(w->loop, &w->sighup);
+    double sync = (double)w->cfg->shard_sync_interval_ms / 1000.0;
+    ev_timer_init(&w->sync_timer, worker_on_sync, sync, sync);
+    ev_timer_init(&w->drain_timer, worker_on_drain, WORKER_DRAIN_CHECK_S, WORKER_DRAIN_CHECK_S);
+    ev_timer_init(&w->grace_timer, worker_on_grace, 0.0, 0.0);
+    w->sync_timer.data = w->drain_timer.data = w->grace_timer.data = w;
+    ev_timer_start(w->loop, &w->sync_timer);
+    if (w->opt.drain) ev_timer_start(w->loop, &w->drain_timer);
+}
+
+static void worker_close(worker_t *w)
+{
+    size_t running = (w->pool ? proc_pool_busy(w->pool) : 0) +
+                     (w->dead_letters ? deadletter_writer_busy(w->dead_letters) : 0);
+    if (w->exit_code != 0 && running > 0) {
+        /* A script may be stuck in a processor thread, a dead-letter write on
+         * a hung disk: joining them could hang. */
+        log_error("worker_exit", "worker=%s status=%d jobs_running=%zu", w->id, w->exit_code, running);
+        _exit(w->exit_code);
+    }
+    if (w->reload && reload_busy(w->reload) > 0) {
+        /* Every lease is released by now; a script check still running (its
+         * initialize may never return) must not hold the exit. */
+        log_warn("worker_exit", "worker=%s status=%d reload_checks_running=%zu", w->id, w->exit_code,
+                 reload_busy(w->reload));
+        _exit(w->exit_code);
+    }
+    for (size_t i = 0; i < w->nshards; i++) shard_free(w->shards[i]);
+    free(w->shards);
+    proc_pool_free(w->pool);
+    deadletter_writer_free(w->dead_letters);
+    reload_free(w->reload);
+    shardsync_free(w->sync);
+    lease_store_destroy(w->store);   /* delivers pending writes to the coordinator */
+    lease_coord_free(w->coord);
+    source_destroy(w->source);
+    for (size_t i = 0; w->scripts && i < w->cfg->nstreams; i++) proc_script_unref(w->scripts[i]);
+    free(w->scripts);
+    free(w->id);
+}
+
+int worker_run(config_t *cfg, const worker_options_t *opt)
+{
+    worker_t w = {0};
+    w.cfg = cfg;
+    w.opt = *opt;
+    w.started_ms = clock_mono_ms();
+    w.loop = ev_default_loop(EVFLAG_AUTO);
+    w.id = cfg->worker_id ? xstrdup(cfg->worker_id) : worker_default_id();
+    signal(SIGPIPE, SIG_IGN);
+    /* Reads arrive in blocks of megabytes (response bodies, batches). Above
+     * glibc's default threshold each would be mmap'd, faulted in and zeroed
+     * afresh: a third of the Kinesis path's CPU. Keep them in the heap, reused. */
+    mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+    if (worker_load_scripts(&w)) {
+        worker_close(&w);
+        return 2;
+    }
+    if (worker_open(&w)) {
+        worker_close(&w);
+        return 1;
+    }
+    lease_coord_options_t copt = {w.id, cfg->lease_duration_ms, cfg->renew_interval_ms, cfg->taker_interval_ms,
+                                  cfg->max_steal, 1};
+    lease_coord_handler_t h = {worker_acquired, worker_lost, worker_eligible, worker_scanned, worker_describe,
+                               worker_handoff_requested, worker_cannot_start};
+    w.coord = lease_coord_new(w.loop, w.store, &copt, &h, &w);
+    w.sync = shardsync_new(w.source, w.store, cfg, worker_synced, worker_cannot_start, &w);
+    w.pool = proc_pool_new(w.loop, (int)cfg->processor_threads, worker_job_done, &w);
+    w.dead_letters = deadletter_writer_new(w.loop);
+    reload_handler_t rh = {worker_swap_script, worker_sample_shard};
+    w.reload = reload_new(w.loop, cfg, w.scripts, &rh, &w);
+    if (!w.pool || !w.dead_letters || !w.reload) {
+        log_error("worker_exit", "worker=%s status=1 error=\"cannot start threads\"", w.id);
+        fprintf(stderr, "shardrun: cannot start the worker's threads\n");
+        worker_close(&w);
+        return 1;
+    }
+    w.env = (shard_env_t){.loop = w.loop, .source = w.source, .coord = w.coord, .pool = w.pool,
+                          .dead_letters = w.dead_letters,
+                          .worker_id = w.id, .lua_path = cfg->lua_path, .nlua_path = cfg->nlua_path,
+                          .max_buffered_bytes = (size_t)cfg->max_buffered_mb * 1024 * 1024,
+                          .min_poll_interval_ms = backend_min_poll_interval_ms(cfg),
+                          .ud = &w,
+                          .rollback_after_failures = cfg->reload_rollback_after_failures,
+                          .closed = worker_shard_closed, .ended = worker_shard_ended, .halt_worker = worker_halt};
+    worker_init_watchers(&w);
+    log_info("worker_started", "worker=%s application=%s streams=%zu threads=%lld drain=%d", w.id,
+             cfg->application, cfg->nstreams, (long long)cfg->processor_threads, opt->drain);
+    shardsync_run(w.sync);
+    lease_coord_start(w.coord);
+    ev_run(w.loop, 0);
+    log_info("worker_stopped", "worker=%s status=%d", w.id, w.exit_code);
+    int code = w.exit_code;
+    worker_close(&w);
+    return code;
+}
