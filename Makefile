@@ -131,7 +131,8 @@ FUZZ_CC   ?= clang
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iruntime \
               $(shell pkg-config --cflags libcjson 2>/dev/null)
 FUZZ_KPL_SRC := tests/fuzz/fuzz_kpl.c runtime/record/kpl.c runtime/base/buf.c runtime/base/log.c runtime/base/xalloc.c
-FUZZ_AWS_SRC := tests/fuzz/fuzz_aws_json.c runtime/aws/awsjson.c runtime/aws/jscan.c runtime/base/base64.c \
+FUZZ_AWS_SRC := tests/fuzz/fuzz_aws_json.c runtime/source/kinesis_json.c runtime/lease/lease_ddb.c \
+                runtime/aws/awsjson.c runtime/aws/jscan.c runtime/base/base64.c \
                 runtime/record/batch.c runtime/record/kpl.c runtime/lease/lease.c runtime/record/seqnum.c \
                 runtime/source/source.c runtime/base/buf.c runtime/base/errbuf.c runtime/base/log.c runtime/base/xalloc.c
 

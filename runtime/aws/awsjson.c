@@ -2,27 +2,17 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/base64.h"
-#include "jscan.h"
-#include "record/batch.h"
-#include "base/buf.h"
-#include "record/kpl.h"
-#include "record/seqnum.h"
 #include "base/xalloc.h"
 
-/* Base64 of the KPL magic's first three bytes: only data starting so can be an aggregate. */
-#define KPL_MAGIC_B64 "84ma"
-
-/* A field of object `o`: the member if it has the wanted type, NULL when it is
- * absent or JSON null, and `bad` set when it exists with another type. */
+/* A member of object `o`: the node if it has the wanted type, NULL when it
+ * is absent or JSON null, and *bad set when it exists with another type. */
 static const cJSON *aj_get(const cJSON *o, const char *name, int (*is)(const cJSON *), int *bad)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    const cJSON *v = cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, name) : NULL;
     if (!v || cJSON_IsNull(v)) return NULL;
     if (!is(v)) {
         *bad = 1;
@@ -34,40 +24,38 @@ static const cJSON *aj_get(const cJSON *o, const char *name, int (*is)(const cJS
 static int aj_is_string(const cJSON *v) { return cJSON_IsString(v) && v->valuestring; }
 static int aj_is_array(const cJSON *v) { return cJSON_IsArray(v); }
 static int aj_is_object(const cJSON *v) { return cJSON_IsObject(v); }
+static int aj_is_number(const cJSON *v) { return cJSON_IsNumber(v); }
 
-int awsjson_parse_i64(const char *s, int64_t *out)
+const char *awsjson_str(const cJSON *o, const char *name, int *bad)
 {
-    if (!s || !*s) return -1;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || !end || *end) return -1;
-    *out = (int64_t)v;
-    return 0;
+    const cJSON *v = aj_get(o, name, aj_is_string, bad);
+    return v ? v->valuestring : NULL;
 }
 
-/* ---- GetRecords ------------------------------------------------------------ */
-
-/* What the first pass learns about one record, so the second needs no checks. */
-typedef struct aj_rec {
-    const char *data, *pkey, *seq;
-    size_t data_len, pkey_len, seq_len;
-    int64_t arrival_ms;
-    long agg_off;   /* offset of its decoded aggregate in the scratch buffer, -1 if plain */
-    size_t agg_len;
-} aj_rec_t;
-
-static int aj_decimal(const char *p, size_t n)
+const cJSON *awsjson_array(const cJSON *o, const char *name, int *bad)
 {
-    if (n == 0 || n > SEQNUM_MAX_DIGITS) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (p[i] < '0' || p[i] > '9') return 0;
-    return 1;
+    return aj_get(o, name, aj_is_array, bad);
 }
 
-/* Reads a string field's value: 1 got it, 0 null (absent), -1 other type
- * (*bad set; the value is skipped), -2 malformed JSON. */
-static int aj_scan_string(jscan_t *js, const char **out, size_t *len, int *bad)
+const cJSON *awsjson_object(const cJSON *o, const char *name, int *bad)
+{
+    return aj_get(o, name, aj_is_object, bad);
+}
+
+int awsjson_number(const cJSON *o, const char *name, double *out, int *bad)
+{
+    const cJSON *v = aj_get(o, name, aj_is_number, bad);
+    if (v) *out = v->valuedouble;
+    return v != NULL;
+}
+
+char *awsjson_strdup(const cJSON *o, const char *name, int *bad)
+{
+    const char *s = awsjson_str(o, name, bad);
+    return s ? xstrdup(s) : NULL; /* the caller's */
+}
+
+int awsjson_scan_string(jscan_t *js, const char **out, size_t *len, int *bad)
 {
     jscan_type_t t = jscan_peek(js);
     if (t == JS_STRING) return jscan_string(js, out, len) ? -2 : 1;
@@ -77,7 +65,7 @@ static int aj_scan_string(jscan_t *js, const char **out, size_t *len, int *bad)
     return -1;
 }
 
-static int aj_scan_number(jscan_t *js, double *out, int *bad)
+int awsjson_scan_number(jscan_t *js, double *out, int *bad)
 {
     jscan_type_t t = jscan_peek(js);
     if (t == JS_NUMBER) return jscan_number(js, out) ? -2 : 1;
@@ -87,330 +75,10 @@ static int aj_scan_number(jscan_t *js, double *out, int *bad)
     return -1;
 }
 
-#define aj_key_is(k, n, want) ((n) == sizeof(want) - 1 && !memcmp((k), (want), sizeof(want) - 1))
-
-/* Seconds with a fraction ("1700000000.123", "1.700000000123E9") to whole
- * milliseconds, exactly and without strtod: once per record. -1 for a form
- * it does not take (the caller then falls back to strtod). */
-static int aj_seconds_to_ms(const char *p, size_t n, int64_t *ms)
+const cJSON *awsjson_ddb_get(const cJSON *item, const char *name, const char *type, int *bad)
 {
-    int64_t mant = 0;
-    int digits = 0, frac = 0, seen_dot = 0, exp = 0, i = 0;
-    if (n == 0 || n > 40) return -1;
-    for (; i < (int)n && ((p[i] >= '0' && p[i] <= '9') || p[i] == '.'); i++) {
-        if (p[i] == '.') {
-            if (seen_dot++) return -1;
-            continue;
-        }
-        if (++digits > 18) return -1;
-        mant = mant * 10 + (p[i] - '0');
-        frac += seen_dot;
-    }
-    if (!digits) return -1;
-    if (i < (int)n) {
-        if (p[i] != 'e' && p[i] != 'E') return -1;
-        int sign = 1, e = 0, ed = 0;
-        if (++i < (int)n && (p[i] == '+' || p[i] == '-')) sign = p[i++] == '-' ? -1 : 1;
-        for (; i < (int)n && p[i] >= '0' && p[i] <= '9' && ed < 4; i++, ed++) e = e * 10 + (p[i] - '0');
-        if (!ed || i != (int)n) return -1;
-        exp = sign * e;
-    }
-    int shift = exp + 3 - frac; /* ms = mant * 10^shift */
-    if (shift < -18 || shift > 18) return -1;
-    for (; shift > 0; shift--) {
-        if (mant > INT64_MAX / 10) return -1;
-        mant *= 10;
-    }
-    int64_t div = 1;
-    for (; shift < 0; shift++) div *= 10;
-    *ms = (mant + div / 2) / div;
-    return 0;
-}
-
-/* First pass over one record object: spans of its fields, its size, and its
- * KPL aggregate (decoded once into `aggs`) if it is one. */
-static awsjson_status_t aj_scan_record(jscan_t *js, size_t i, aj_rec_t *a, buf_t *aggs, size_t *nrecs,
-                                       size_t *arena, errbuf_t *err)
-{
-    if (jscan_peek(js) != JS_OBJECT) {
-        if (jscan_skip(js)) return AWSJSON_ESYNTAX;
-        errbuf_set(err, "GetRecords response: Records[%zu] is not an object", i);
-        return AWSJSON_ESHAPE;
-    }
-    jscan_expect(js, '{');
-    int bad = 0, got_d = 0, got_k = 0, got_s = 0, got_t = 0, rc = 0;
-    double t = 0;
-    memset(a, 0, sizeof *a);
-    /* got_t: 1 parsed with strtod into t, 2 exact into a->arrival_ms */
-    if (!jscan_accept(js, '}')) {
-        do {
-            const char *k;
-            size_t kn;
-            if (jscan_string(js, &k, &kn) || jscan_expect(js, ':')) return AWSJSON_ESYNTAX;
-            if (aj_key_is(k, kn, "Data")) rc = aj_scan_string(js, &a->data, &a->data_len, &bad), got_d |= rc == 1;
-            else if (aj_key_is(k, kn, "PartitionKey")) rc = aj_scan_string(js, &a->pkey, &a->pkey_len, &bad),
-                                                        got_k |= rc == 1;
-            else if (aj_key_is(k, kn, "SequenceNumber")) rc = aj_scan_string(js, &a->seq, &a->seq_len, &bad),
-                                                          got_s |= rc == 1;
-            else if (aj_key_is(k, kn, "ApproximateArrivalTimestamp")) {
-                const char *num;
-                size_t nl;
-                int64_t ms;
-                if (jscan_peek(js) != JS_NUMBER) {
-                    rc = aj_scan_number(js, &t, &bad); /* null, or the wrong type */
-                } else if (jscan_number_span(js, &num, &nl)) {
-                    rc = -2;
-                } else if (!aj_seconds_to_ms(num, nl, &ms)) {
-                    a->arrival_ms = ms, got_t = 2, rc = 1; /* exact, the common case */
-                } else {
-                    char tmp[64], *end = NULL;          /* an unusual form: strtod */
-                    snprintf(tmp, sizeof tmp, "%.*s", (int)(nl < 63 ? nl : 63), num);
-                    t = strtod(tmp, &end);
-                    if (!end || *end || nl >= 63) return AWSJSON_ESYNTAX;
-                    got_t = 1, rc = 1;
-                }
-            }
-            else rc = jscan_skip(js) ? -2 : 0;
-            if (rc == -2) return AWSJSON_ESYNTAX;
-        } while (jscan_accept(js, ','));
-        if (jscan_expect(js, '}')) return AWSJSON_ESYNTAX;
-    }
-    if (bad || !got_d || !got_k || !got_s) {
-        errbuf_set(err, "GetRecords response: Records[%zu]: Data, PartitionKey and SequenceNumber must be "
-                   "strings%s", i, got_t || !bad ? "" : " and ApproximateArrivalTimestamp a number");
-        return AWSJSON_ESHAPE;
-    }
-    if (!aj_decimal(a->seq, a->seq_len)) {
-        errbuf_set(err, "GetRecords response: Records[%zu].SequenceNumber is not a decimal number", i);
-        return AWSJSON_ESHAPE;
-    }
-    /* seconds with a fraction, as the service sends it */
-    if (got_t != 2) a->arrival_ms = got_t ? (int64_t)(t * 1000.0 + 0.5) : 0;
-    a->agg_off = -1;
-    size_t n = 1;
-    if (a->data_len >= 4 && !memcmp(a->data, KPL_MAGIC_B64, 4)) {
-        size_t at = aggs->len;
-        if (buf_reserve(aggs, base64_decoded_max(a->data_len))) xalloc_oom(a->data_len);
-        long dl = base64_decode(a->data, a->data_len, (uint8_t *)aggs->data + at);
-        if (dl < 0) {
-            errbuf_set(err, "GetRecords response: Records[%zu].Data (sequence number %.*s) is not valid base64", i,
-                       (int)a->seq_len, a->seq);
-            return AWSJSON_ESHAPE;
-        }
-        if (kpl_is_aggregate((const uint8_t *)aggs->data + at, (size_t)dl)) {
-            a->agg_off = (long)at;
-            a->agg_len = (size_t)dl;
-            aggs->len += (size_t)dl;
-            n = kpl_count((const uint8_t *)aggs->data + at, (size_t)dl);
-        }
-    }
-    *nrecs += n;
-    *arena += base64_decoded_max(a->data_len) + a->pkey_len + (n * (a->seq_len + 3));
-    return AWSJSON_OK;
-}
-
-/* Fills the batch from the first pass; base64 is decoded in place in the arena. */
-static awsjson_status_t aj_records_fill(batch_t **bp, const aj_rec_t *recs, size_t n, const buf_t *aggs,
-                                       size_t *bytes, errbuf_t *err)
-{
-    for (size_t i = 0; i < n; i++) {
-        const aj_rec_t *a = &recs[i];
-        if (a->agg_off < 0) {
-            char *dst = batch_add_begin(bp, base64_decoded_max(a->data_len));
-            long dl = dst ? base64_decode(a->data, a->data_len, (uint8_t *)dst) : -1;
-            if (dl < 0) {
-                errbuf_set(err, "GetRecords response: Records[%zu].Data (sequence number %.*s) is not valid base64", i,
-                           (int)a->seq_len, a->seq);
-                return AWSJSON_ESHAPE;
-            }
-            batch_add_end(bp, (size_t)dl, a->pkey, a->pkey_len, a->seq, a->seq_len, 0, a->arrival_ms);
-            *bytes += (size_t)dl;
-            continue;
-        }
-        kpl_iter_t it;
-        kpl_user_record_t u;
-        const uint8_t *agg = (const uint8_t *)aggs->data + a->agg_off;
-        if (kpl_iter_init(&it, agg, a->agg_len) != 1) continue; /* cannot happen: checked in pass 1 */
-        (*bp)->aggregated = 1;
-        while (kpl_iter_next(&it, &u) == 1) {
-            if (batch_add(bp, u.data, u.data_len, u.pkey, u.pkey_len, a->seq, a->seq_len, (int64_t)u.index,
-                          a->arrival_ms)) {
-                errbuf_set(err, "GetRecords response: more user records than counted");
-                return AWSJSON_ESHAPE;
-            }
-        }
-        *bytes += a->agg_len;
-    }
-    return AWSJSON_OK;
-}
-
-/* The top level: {"Records": [...], "NextShardIterator": "...",
- * "MillisBehindLatest": n, ...}; other members are skipped. */
-static awsjson_status_t aj_scan_top(jscan_t *js, aj_rec_t **recs, size_t *nrec, buf_t *aggs, size_t *nrecs,
-                                    size_t *arena, const char **next, size_t *next_len, double *behind,
-                                    int *have_behind, errbuf_t *err)
-{
-    static const char *const shape = "GetRecords response: expected an object with Records (array), "
-                                     "NextShardIterator (string) and MillisBehindLatest (number)";
-    if (jscan_peek(js) != JS_OBJECT) return jscan_skip(js) ? AWSJSON_ESYNTAX : (errbuf_set(err, "%s", shape), AWSJSON_ESHAPE);
-    jscan_expect(js, '{');
-    int bad = 0;
-    size_t cap = 0;
-    if (jscan_accept(js, '}')) return AWSJSON_OK;
-    do {
-        const char *k;
-        size_t kn;
-        if (jscan_string(js, &k, &kn) || jscan_expect(js, ':')) return AWSJSON_ESYNTAX;
-        int rc = 0;
-        if (aj_key_is(k, kn, "Records")) {
-            jscan_type_t t = jscan_peek(js);
-            if (t != JS_ARRAY) {
-                if (jscan_skip(js)) return AWSJSON_ESYNTAX;
-                if (t != JS_NULL) bad = 1;
-                continue;
-            }
-            jscan_expect(js, '[');
-            if (jscan_accept(js, ']')) continue;
-            do {
-                if (*nrec == cap) {
-                    /* a record takes some 150 bytes of JSON: size for the whole body at once */
-                    cap = cap ? cap * 2 : (size_t)(js->end - js->p) / 128 + 16;
-                    *recs = xrealloc(*recs, cap * sizeof **recs); /* freed by the caller */
-                }
-                awsjson_status_t st = aj_scan_record(js, *nrec, &(*recs)[*nrec], aggs, nrecs, arena, err);
-                if (st != AWSJSON_OK) return st;
-                (*nrec)++;
-            } while (jscan_accept(js, ','));
-            if (jscan_expect(js, ']')) return AWSJSON_ESYNTAX;
-        } else if (aj_key_is(k, kn, "NextShardIterator")) {
-            rc = aj_scan_string(js, next, next_len, &bad);
-        } else if (aj_key_is(k, kn, "MillisBehindLatest")) {
-            rc = aj_scan_number(js, behind, &bad);
-            *have_behind |= rc == 1;
-        } else {
-            rc = jscan_skip(js) ? -2 : 0;
-        }
-        if (rc == -2) return AWSJSON_ESYNTAX;
-    } while (jscan_accept(js, ','));
-    if (jscan_expect(js, '}')) return AWSJSON_ESYNTAX;
-    if (bad) {
-        errbuf_set(err, "%s", shape);
-        return AWSJSON_ESHAPE;
-    }
-    return AWSJSON_OK;
-}
-
-awsjson_status_t awsjson_get_records(const char *body, size_t len, source_records_t *out, errbuf_t *err)
-{
-    jscan_t js;
-    jscan_init(&js, body ? body : "", body ? len : 0);
-    aj_rec_t *recs = NULL;
-    size_t nrec = 0, nrecs = 0, arena = 0, bytes = 0, next_len = 0;
-    const char *next = NULL;
-    double behind = -1;
-    int have_behind = 0;
-    buf_t aggs = BUF_INIT;
-    batch_t *b = NULL;
-    awsjson_status_t st = aj_scan_top(&js, &recs, &nrec, &aggs, &nrecs, &arena, &next, &next_len, &behind,
-                                      &have_behind, err);
-    if (st == AWSJSON_OK && !jscan_at_end(&js)) st = AWSJSON_ESYNTAX;
-    if (st == AWSJSON_ESYNTAX) {
-        errbuf_set(err, "GetRecords response is not JSON (%zu bytes)", len);
-        goto done;
-    }
-    if (st != AWSJSON_OK) goto done;
-    b = batch_new(nrecs, arena); /* handed to `out` on success */
-    if ((st = aj_records_fill(&b, recs, nrec, &aggs, &bytes, err)) != AWSJSON_OK) goto done;
-    out->batch = b;
-    b = NULL;
-    out->next_iterator = next && next_len ? xstrndup(next, next_len) : NULL;
-    out->millis_behind = have_behind ? (int64_t)behind : -1;
-    out->bytes = bytes;
-done:
-    batch_free(b);
-    buf_free(&aggs);
-    free(recs);
-    free(js.scratch);
-    return st;
-}
-
-/* ---- ListShards ------------------------------------------------------------ */
-
-static char *aj_strdup_field(const cJSON *o, const char *name, int *bad)
-{
-    const cJSON *v = aj_get(o, name, aj_is_string, bad);
-    return v ? xstrdup(v->valuestring) : NULL;
-}
-
-static int aj_shard(const cJSON *o, source_shard_t *s)
-{
-    int bad = 0;
-    if (!cJSON_IsObject(o)) return -1;
-    s->id = aj_strdup_field(o, "ShardId", &bad);
-    s->parent = aj_strdup_field(o, "ParentShardId", &bad);
-    s->adjacent_parent = aj_strdup_field(o, "AdjacentParentShardId", &bad);
-    const cJSON *h = aj_get(o, "HashKeyRange", aj_is_object, &bad);
-    const cJSON *r = aj_get(o, "SequenceNumberRange", aj_is_object, &bad);
-    if (h) {
-        s->start_hash = aj_strdup_field(h, "StartingHashKey", &bad);
-        s->end_hash = aj_strdup_field(h, "EndingHashKey", &bad);
-    }
-    if (r) {
-        s->start_seq = aj_strdup_field(r, "StartingSequenceNumber", &bad);
-        s->end_seq = aj_strdup_field(r, "EndingSequenceNumber", &bad);
-    }
-    if (bad || !s->id || !*s->id || !s->start_hash || !s->end_hash || !s->start_seq) return -1;
-    return 0;
-}
-
-awsjson_status_t awsjson_list_shards(const char *body, size_t len, source_shard_list_t *acc, char **next_token,
-                                     errbuf_t *err)
-{
-    *next_token = NULL;
-    cJSON *j = cJSON_ParseWithLength(body, len);
-    if (!j) {
-        errbuf_set(err, "ListShards response is not JSON (%zu bytes)", len);
-        return AWSJSON_ESYNTAX;
-    }
-    int bad = 0;
-    const cJSON *arr = cJSON_IsObject(j) ? aj_get(j, "Shards", aj_is_array, &bad) : NULL;
-    const cJSON *tok = cJSON_IsObject(j) ? aj_get(j, "NextToken", aj_is_string, &bad) : NULL;
-    if (!cJSON_IsObject(j) || bad || !arr) {
-        errbuf_set(err, "ListShards response: expected an object with Shards (array) and NextToken (string)");
-        cJSON_Delete(j);
-        return AWSJSON_ESHAPE;
-    }
-    size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
-    source_shard_t *add = xcalloc(n ? n : 1, sizeof *add); /* moved into acc below */
-    const cJSON *o;
-    cJSON_ArrayForEach(o, arr) {
-        if (aj_shard(o, &add[i])) {
-            errbuf_set(err, "ListShards response: Shards[%zu]: ShardId, HashKeyRange and SequenceNumberRange must "
-                       "be present with string fields", i);
-            for (size_t k = 0; k <= i; k++) source_shard_clear(&add[k]);
-            free(add);
-            cJSON_Delete(j);
-            return AWSJSON_ESHAPE;
-        }
-        i++;
-    }
-    acc->shards = xrealloc(acc->shards, (acc->count + n + 1) * sizeof *acc->shards);
-    memcpy(acc->shards + acc->count, add, n * sizeof *add);
-    acc->count += n;
-    free(add);
-    *next_token = tok && *tok->valuestring ? xstrdup(tok->valuestring) : NULL;
-    cJSON_Delete(j);
-    return AWSJSON_OK;
-}
-
-/* ---- DynamoDB items ---------------------------------------------------------- */
-
-/* An attribute of type `type` ("S", "N", "SS"): its value node, NULL when the
- * attribute is absent or {"NULL": true}; *bad set when it has another type. */
-static const cJSON *aj_attr(const cJSON *item, const char *name, const char *type, int *bad)
-{
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(item, name);
-    if (!a) return NULL;
+    const cJSON *a = cJSON_IsObject(item) ? cJSON_GetObjectItemCaseSensitive(item, name) : NULL;
+    if (!a || cJSON_IsNull(a)) return NULL;
     if (!cJSON_IsObject(a)) {
         *bad = 1;
         return NULL;
@@ -423,123 +91,6 @@ static const cJSON *aj_attr(const cJSON *item, const char *name, const char *typ
         return NULL;
     }
     return v;
-}
-
-static void aj_why(char *why, size_t n, const char *name, const char *what)
-{
-    if (!*why) snprintf(why, n, "%s %s", name, what);
-}
-
-static char *aj_attr_s(const cJSON *item, const char *name, char *why, size_t n)
-{
-    int bad = 0;
-    const cJSON *v = aj_attr(item, name, "S", &bad);
-    if (bad) aj_why(why, n, name, "is not a string (S)");
-    return v ? xstrdup(v->valuestring) : NULL;
-}
-
-static int64_t aj_attr_n(const cJSON *item, const char *name, int required, char *why, size_t n)
-{
-    int bad = 0;
-    int64_t out = 0;
-    const cJSON *v = aj_attr(item, name, "N", &bad);
-    if (bad || (v && awsjson_parse_i64(v->valuestring, &out))) aj_why(why, n, name, "is not an integer (N)");
-    else if (!v && required) aj_why(why, n, name, "is missing");
-    return out;
-}
-
-static void aj_attr_ss(const cJSON *item, const char *name, char ***out, size_t *count, char *why, size_t n)
-{
-    int bad = 0;
-    const cJSON *v = aj_attr(item, name, "SS", &bad);
-    *out = NULL;
-    *count = 0;
-    if (bad) aj_why(why, n, name, "is not a string set (SS)");
-    if (!v) return;
-    size_t c = (size_t)cJSON_GetArraySize(v), i = 0;
-    if (!c) return;
-    char **ids = xcalloc(c, sizeof *ids); /* owned by the lease */
-    const cJSON *e;
-    cJSON_ArrayForEach(e, v) {
-        if (!aj_is_string(e) || !*e->valuestring) {
-            aj_why(why, n, name, "holds something other than shard ids");
-            continue;
-        }
-        ids[i++] = xstrdup(e->valuestring);
-    }
-    if (!i) {
-        free(ids);
-        return;
-    }
-    *out = ids;
-    *count = i;
-}
-
-void awsjson_ddb_lease(const cJSON *item, lease_t *l)
-{
-    char why[256] = "";
-    if (!cJSON_IsObject(item)) {
-        l->key = xstrdup("");
-        l->invalid = xstrdup("item is not an attribute map");
-        return;
-    }
-    l->key = aj_attr_s(item, "leaseKey", why, sizeof why);
-    if (!l->key || !*l->key) aj_why(why, sizeof why, "leaseKey", "is missing or empty");
-    if (!l->key) l->key = xstrdup("");
-    l->owner = aj_attr_s(item, "leaseOwner", why, sizeof why);
-    if (l->owner && !*l->owner) aj_why(why, sizeof why, "leaseOwner", "is empty");
-    l->pending_owner = aj_attr_s(item, "pendingOwner", why, sizeof why);
-    l->counter = aj_attr_n(item, "leaseCounter", 1, why, sizeof why);
-    l->checkpoint = aj_attr_s(item, "checkpoint", why, sizeof why);
-    if (!l->checkpoint || (!seqnum_is_sentinel(l->checkpoint) && !seqnum_valid(l->checkpoint)))
-        aj_why(why, sizeof why, "checkpoint", "is missing or not a sequence number");
-    l->checkpoint_sub = aj_attr_n(item, "checkpointSubSequenceNumber", 0, why, sizeof why);
-    l->owner_switches = aj_attr_n(item, "ownerSwitchesSinceCheckpoint", 0, why, sizeof why);
-    aj_attr_ss(item, "parentShardId", &l->parents, &l->nparents, why, sizeof why);
-    aj_attr_ss(item, "childShardIds", &l->children, &l->nchildren, why, sizeof why);
-    l->start_hash = aj_attr_s(item, "startingHashKey", why, sizeof why);
-    l->end_hash = aj_attr_s(item, "endingHashKey", why, sizeof why);
-    l->stream = aj_attr_s(item, "streamName", why, sizeof why);
-    l->shard = aj_attr_s(item, "shardId", why, sizeof why);
-    l->info = aj_attr_s(item, "shardrunInfo", why, sizeof why);
-    if (!l->shard) {
-        /* a KCL row: leaseKey is the shard id (or account:stream:epoch:shardId in multi-stream mode) */
-        const char *colon = strrchr(l->key, ':');
-        l->shard = xstrdup(colon ? colon + 1 : l->key);
-    }
-    if (*why) l->invalid = xstrdup(why);
-}
-
-awsjson_status_t awsjson_ddb_scan(const char *body, size_t len, lease_list_t *acc, char **last_key, errbuf_t *err)
-{
-    *last_key = NULL;
-    cJSON *j = cJSON_ParseWithLength(body, len);
-    if (!j) {
-        errbuf_set(err, "Scan response is not JSON (%zu bytes)", len);
-        return AWSJSON_ESYNTAX;
-    }
-    int bad = 0;
-    const cJSON *items = cJSON_IsObject(j) ? aj_get(j, "Items", aj_is_array, &bad) : NULL;
-    const cJSON *lek = cJSON_IsObject(j) ? aj_get(j, "LastEvaluatedKey", aj_is_object, &bad) : NULL;
-    if (!cJSON_IsObject(j) || bad || !items) {
-        errbuf_set(err, "Scan response: expected an object with Items (array) and LastEvaluatedKey (object)");
-        cJSON_Delete(j);
-        return AWSJSON_ESHAPE;
-    }
-    size_t n = (size_t)cJSON_GetArraySize(items);
-    acc->leases = xrealloc(acc->leases, (acc->count + n + 1) * sizeof *acc->leases);
-    const cJSON *it;
-    cJSON_ArrayForEach(it, items) {
-        lease_t *l = &acc->leases[acc->count++];
-        memset(l, 0, sizeof *l);
-        awsjson_ddb_lease(it, l);
-    }
-    if (lek && cJSON_GetArraySize(lek) > 0) {
-        *last_key = cJSON_PrintUnformatted(lek); /* the caller's, free() */
-        if (!*last_key) xalloc_oom(0);
-    }
-    cJSON_Delete(j);
-    return AWSJSON_OK;
 }
 
 void awsjson_ddb_attr(cJSON *item, const char *name, const char *type, const char *value)
@@ -563,23 +114,13 @@ cJSON *awsjson_ddb_ss(char *const *ids, size_t n)
     return a;
 }
 
-cJSON *awsjson_ddb_item(const lease_t *l)
+int awsjson_parse_i64(const char *s, int64_t *out)
 {
-    cJSON *item = cJSON_CreateObject(); /* the caller's: cJSON_Delete */
-    if (!item) xalloc_oom(0);
-    awsjson_ddb_attr(item, "leaseKey", "S", l->key);
-    awsjson_ddb_attr_n(item, "leaseCounter", l->counter);
-    if (l->owner) awsjson_ddb_attr(item, "leaseOwner", "S", l->owner);
-    if (l->pending_owner) awsjson_ddb_attr(item, "pendingOwner", "S", l->pending_owner);
-    awsjson_ddb_attr(item, "checkpoint", "S", l->checkpoint ? l->checkpoint : SEQNUM_TRIM_HORIZON);
-    awsjson_ddb_attr_n(item, "checkpointSubSequenceNumber", l->checkpoint_sub);
-    awsjson_ddb_attr_n(item, "ownerSwitchesSinceCheckpoint", l->owner_switches);
-    if (l->nparents) cJSON_AddItemToObject(item, "parentShardId", awsjson_ddb_ss(l->parents, l->nparents));
-    if (l->nchildren) cJSON_AddItemToObject(item, "childShardIds", awsjson_ddb_ss(l->children, l->nchildren));
-    if (l->start_hash) awsjson_ddb_attr(item, "startingHashKey", "S", l->start_hash);
-    if (l->end_hash) awsjson_ddb_attr(item, "endingHashKey", "S", l->end_hash);
-    if (l->stream) awsjson_ddb_attr(item, "streamName", "S", l->stream);
-    if (l->shard) awsjson_ddb_attr(item, "shardId", "S", l->shard);
-    if (l->info) awsjson_ddb_attr(item, "shardrunInfo", "S", l->info);
-    return item;
+    if (!s || !*s) return -1;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || !end || *end) return -1;
+    *out = (int64_t)v;
+    return 0;
 }

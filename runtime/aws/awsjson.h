@@ -1,19 +1,22 @@
-/* awsjson: the JSON shapes of the Kinesis and DynamoDB responses shardrun
- * reads, and the DynamoDB item of a lease.
+/* awsjson: generic readers and builders for the JSON of AWS APIs.
  *
- * Pure functions (no I/O, no loop), so they are unit-tested and fuzzed on
- * their own. Every parser takes any bytes: malformed JSON or a field of the
- * wrong type gives an error value and a message naming the field, never a
- * crash and never a partial result the caller must free. */
+ * Protocol only: what a field of a Kinesis response or a DynamoDB item
+ * *means* is parsed beside its user (source/kinesis_json, lease/lease_ddb).
+ * Here are the rules every such parser shares:
+ *   - a member that is absent and a member that is JSON null are the same
+ *     thing (AWS SDKs and emulators send `"ErrorCode": null` for "none");
+ *   - a member of the wrong type is never silently skipped: *bad is set, so
+ *     the caller can name the field;
+ *   - DynamoDB attribute values ({"S": ...}, {"N": ...}, {"SS": [...]},
+ *     {"NULL": true}) are read and written in one place.
+ * Pure functions (no I/O), unit-tested and fuzzed through their users. */
 #ifndef SHARDRUN_AWS_AWSJSON_H
 #define SHARDRUN_AWS_AWSJSON_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/errbuf.h"
-#include "lease/lease.h"
-#include "source/source.h"
+#include "jscan.h"
 
 struct cJSON;
 
@@ -23,42 +26,36 @@ typedef enum {
     AWSJSON_ESHAPE = -2,   /* JSON, but a field is missing or of the wrong type */
 } awsjson_status_t;
 
-/* GetRecords: fills out->batch (a new batch the caller owns), out->next_iterator
- * (malloc'd, NULL at shard end: NextShardIterator absent or null),
- * out->millis_behind (-1 when absent) and out->bytes (decoded data bytes).
- * Base64 data is decoded straight into the batch arena; KPL aggregates are
- * expanded into their user records (sub_seq = index, batch->aggregated = 1);
- * a record that is not a valid aggregate passes through unchanged. On error
- * nothing is allocated in `out`. */
-awsjson_status_t awsjson_get_records(const char *body, size_t len, source_records_t *out, errbuf_t *err);
+/* ---- members of a cJSON object -------------------------------------------
+ * Each returns NULL (or 0) when `o` is not an object, the member is absent or
+ * null; sets *bad when the member exists with another type. */
+const char *awsjson_str(const struct cJSON *o, const char *name, int *bad);
+const struct cJSON *awsjson_array(const struct cJSON *o, const char *name, int *bad);
+const struct cJSON *awsjson_object(const struct cJSON *o, const char *name, int *bad);
+/* 1 with *out set, 0 when absent or null. */
+int awsjson_number(const struct cJSON *o, const char *name, double *out, int *bad);
+/* awsjson_str copied (malloc'd, the caller frees), or NULL. */
+char *awsjson_strdup(const struct cJSON *o, const char *name, int *bad);
 
-/* ListShards: appends the page's shards to `acc` (which owns them) and sets
- * *next_token (malloc'd) or NULL on the last page. On error `acc` is left as
- * it was. */
-awsjson_status_t awsjson_list_shards(const char *body, size_t len, source_shard_list_t *acc, char **next_token,
-                                     errbuf_t *err);
+/* ---- values in a one-pass scan (jscan) -----------------------------------
+ * Each reads the next value: 1 got it, 0 null (absent), -1 another type
+ * (*bad set; the value is skipped), -2 malformed JSON. */
+int awsjson_scan_string(jscan_t *js, const char **out, size_t *len, int *bad);
+int awsjson_scan_number(jscan_t *js, double *out, int *bad);
+/* 1 when the member name k[0..n) is `want` (a string literal). */
+#define AWSJSON_KEY_IS(k, n, want) ((n) == sizeof(want) - 1 && !memcmp((k), (want), sizeof(want) - 1))
 
-/* DynamoDB Scan: appends the page's items to `acc` as leases. A malformed
- * item is appended with lease_t.invalid set (the reason), never dropped.
- * *last_key is LastEvaluatedKey as JSON text (malloc'd) to send back as
- * ExclusiveStartKey, or NULL on the last page. */
-awsjson_status_t awsjson_ddb_scan(const char *body, size_t len, lease_list_t *acc, char **last_key, errbuf_t *err);
+/* ---- DynamoDB attribute values --------------------------------------------- */
 
-/* One DynamoDB item (attribute map) into `out` (zeroed by the caller; the
- * caller frees with lease_clear). Reads rows a KCL 2.x/3.x application wrote:
- * no streamName/shardId attributes (the shard id is then the part of
- * leaseKey after its last ':'), sentinel checkpoints, extra attributes. */
-void awsjson_ddb_lease(const struct cJSON *item, lease_t *out);
-
-/* The item of a lease for PutItem, in the KCL's attribute names plus
- * streamName, shardId and shardrunInfo (when set). Caller frees with cJSON_Delete. */
-struct cJSON *awsjson_ddb_item(const lease_t *l);
-
-/* A DynamoDB string set {"SS": [...]} of ids[0..n) (n > 0). Caller frees. */
-struct cJSON *awsjson_ddb_ss(char *const *ids, size_t n);
+/* The value of attribute `name` of an item if it has `type` ("S", "N": a
+ * string node; "SS": an array node); NULL when absent or {"NULL": true};
+ * *bad set when the attribute has another type. */
+const struct cJSON *awsjson_ddb_get(const struct cJSON *item, const char *name, const char *type, int *bad);
 /* Adds {"name": {"type": "value"}} (a DynamoDB attribute value) to item. */
 void awsjson_ddb_attr(struct cJSON *item, const char *name, const char *type, const char *value);
 void awsjson_ddb_attr_n(struct cJSON *item, const char *name, int64_t v);   /* type "N" */
+/* A DynamoDB string set {"SS": [...]} of ids[0..n) (n > 0). Caller frees. */
+struct cJSON *awsjson_ddb_ss(char *const *ids, size_t n);
 
 /* Parses a DynamoDB number attribute's text as an int64: 0 or -1. */
 int awsjson_parse_i64(const char *s, int64_t *out);

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "aws/awsjson.h"
 #include "aws/client.h"
 #include "record/seqnum.h"
+#include "source/kinesis_json.h"
 #include "source/source_kinesis.h"
 #include "base/xalloc.h"
 
@@ -158,7 +158,7 @@ static source_shard_list_t *ka_shards(kinesis_admin_t *ka, const char *stream, e
         char *body = cJSON_PrintUnformatted(res.json);
         ka_result_clear(&res);
         if (!body) xalloc_oom(0);
-        awsjson_status_t st = awsjson_list_shards(body, strlen(body), l, &token, err);
+        awsjson_status_t st = kinesis_json_list_shards(body, strlen(body), l, &token, err);
         free(body);
         if (st != AWSJSON_OK) {
             source_shard_list_free(l);

@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "record/seqnum.h"
 #include "base/xalloc.h"
+#include "lease_ddb.h"
 
 #define DDB_TARGET "DynamoDB_20120810."
 #define DDB_JSON "1.0"
@@ -121,7 +122,7 @@ static void ddb_scan_page(ddb_req_t *r, const aws_http_response_t *resp)
 {
     char *last = NULL;
     if (!r->list) r->list = xcalloc(1, sizeof *r->list);
-    awsjson_status_t st = awsjson_ddb_scan(resp->body, resp->body_len, r->list, &last, &r->err);
+    awsjson_status_t st = lease_ddb_scan(resp->body, resp->body_len, r->list, &last, &r->err);
     if (st != AWSJSON_OK) {
         r->st = st == AWSJSON_ESYNTAX ? LEASE_ERETRY : LEASE_EFATAL;
         ddb_deliver(r);
@@ -374,7 +375,7 @@ static void ddb_create(lease_store_t *s, const lease_t *l, lease_write_cb cb, vo
     r->conflict_is_exists = 1;
     cJSON *q = cJSON_CreateObject();
     cJSON_AddStringToObject(q, "TableName", ds->table);
-    cJSON_AddItemToObject(q, "Item", awsjson_ddb_item(l));
+    cJSON_AddItemToObject(q, "Item", lease_ddb_item(l));
     cJSON_AddStringToObject(q, "ConditionExpression", "attribute_not_exists(#k)");
     cJSON_AddStringToObject(cJSON_AddObjectToObject(q, "ExpressionAttributeNames"), "#k", "leaseKey");
     r->body = ddb_print(q);

@@ -24,8 +24,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/buf.h"
-
 #define KPL_MAGIC "\xF3\x89\x9A\xC2"
 #define KPL_MAGIC_LEN 4
 #define KPL_DIGEST_LEN 16
@@ -83,12 +81,5 @@ size_t kpl_iter_count(const kpl_iter_t *it);
 /* How many records `data` expands to: its user records if it is a valid
  * aggregate (possibly 0), otherwise 1 (itself, passed through). */
 size_t kpl_count(const uint8_t *data, size_t len);
-
-/* Appends one aggregate holding recs[0..n) to `out` (magic, protobuf, MD5).
- * Partition keys and explicit hash keys are de-duplicated into the tables;
- * a record with ehk == NULL gets no explicit hash key. Costs
- * O(n * distinct keys). Returns 0, or -1 if `out`'s bound was hit or the
- * digest could not be computed (out is then left as it was). */
-int kpl_encode(buf_t *out, const kpl_user_record_t *recs, size_t n);
 
 #endif

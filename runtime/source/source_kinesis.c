@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aws/awsjson.h"
 #include "base/base64.h"
 #include "base/buf.h"
 #include "aws/client.h"
 #include "base/clock.h"
 #include "base/xalloc.h"
+#include "kinesis_json.h"
 
 #define KIN_TARGET "Kinesis_20131202."
 #define KIN_JSON "1.1"
@@ -171,7 +171,7 @@ static void kin_shards_done(kin_req_t *r, const aws_http_response_t *resp)
 {
     char *token = NULL;
     if (!r->shards) r->shards = xcalloc(1, sizeof *r->shards);
-    awsjson_status_t st = awsjson_list_shards(resp->body, resp->body_len, r->shards, &token, &r->err);
+    awsjson_status_t st = kinesis_json_list_shards(resp->body, resp->body_len, r->shards, &token, &r->err);
     if (st != AWSJSON_OK) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", r->err.msg);
@@ -220,7 +220,7 @@ static void kin_iterator_done(kin_req_t *r, const aws_http_response_t *resp)
 static void kin_records_done(kin_req_t *r, const aws_http_response_t *resp)
 {
     source_records_t res = {0};
-    awsjson_status_t st = awsjson_get_records(resp->body, resp->body_len, &res, &r->err);
+    awsjson_status_t st = kinesis_json_get_records(resp->body, resp->body_len, &res, &r->err);
     if (st != AWSJSON_OK) {
         char where[256], msg[1024];
         snprintf(msg, sizeof msg, "%s", r->err.msg);

@@ -1,5 +1,6 @@
-/* fuzz_aws_json: libFuzzer harness for the Kinesis and DynamoDB response
- * parsers (awsjson) and base64.
+/* fuzz_aws_json: libFuzzer harness for the parsers of AWS responses: Kinesis
+ * (source/kinesis_json), DynamoDB lease rows (lease/lease_ddb), on the generic
+ * rules of aws/awsjson, and base64.
  *
  * The first byte picks the parser, the rest is the body. Checks, beyond
  * ASan/UBSan and LeakSanitizer: a failed parse leaves nothing allocated in
@@ -13,9 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aws/awsjson.h"
 #include "base/base64.h"
+#include "lease/lease_ddb.h"
 #include "record/batch.h"
+#include "source/kinesis_json.h"
 
 static void check_batch(const batch_t *b)
 {
@@ -38,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     switch (data[0] % 4) {
     case 0: {
         source_records_t r = {0};
-        if (awsjson_get_records(body, len, &r, &err) == AWSJSON_OK) {
+        if (kinesis_json_get_records(body, len, &r, &err) == AWSJSON_OK) {
             check_batch(r.batch);
         } else if (r.batch || r.next_iterator) {
             abort();
@@ -50,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 1: {
         source_shard_list_t *l = calloc(1, sizeof *l);
         char *tok = NULL;
-        if (awsjson_list_shards(body, len, l, &tok, &err) != AWSJSON_OK && (tok || l->count)) abort();
+        if (kinesis_json_list_shards(body, len, l, &tok, &err) != AWSJSON_OK && (tok || l->count)) abort();
         for (size_t i = 0; i < l->count; i++)
             if (!l->shards[i].id || !l->shards[i].start_hash) abort();
         free(tok);
@@ -60,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2: {
         lease_list_t *l = calloc(1, sizeof *l);
         char *last = NULL;
-        if (awsjson_ddb_scan(body, len, l, &last, &err) == AWSJSON_OK) {
+        if (lease_ddb_scan(body, len, l, &last, &err) == AWSJSON_OK) {
             for (size_t i = 0; i < l->count; i++)
                 if (!l->leases[i].key || !l->leases[i].shard) abort();
             if (last) {

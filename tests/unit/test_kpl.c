@@ -1,7 +1,8 @@
 /* test_kpl: de-aggregation of KPL records, as the KCL does it.
  *
  * Aggregates are built here with a tiny protobuf writer of the test's own
- * (independent of kpl_encode), so malformed and unusual-but-valid encodings
+ * (independent of kpl_encode.h, the tests' aggregate writer, which is
+ * checked here against the reader), so malformed and unusual-but-valid encodings
  * can be made on purpose. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 
 #include "base/buf.h"
 #include "record/kpl.h"
+#include "kpl_encode.h"
 
 /* ---- the test's protobuf writer ---------------------------------------- */
 
