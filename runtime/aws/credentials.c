@@ -253,7 +253,7 @@ static void cred_key_tail(const char *ak, char out[16])
 /* Takes over *v on success (v == NULL: failure, `why` says so). */
 static void cred_result(aws_cred_t *c, cred_src_t src, cred_value_t *v, const char *why)
 {
-    char q[600], tail[16];
+    char q[600];
     if (v) {
         int first = c->state != CRED_READY;
         cred_value_free(&c->cur);
@@ -262,9 +262,9 @@ static void cred_result(aws_cred_t *c, cred_src_t src, cred_value_t *v, const ch
         c->source = src;
         c->state = CRED_READY;
         c->err[0] = '\0';
-        cred_key_tail(c->cur.ak, tail);
-        log_info(first ? "aws_credentials_resolved" : "aws_credentials_refreshed",
-                 "source=%s key=%s expires_in_s=%.0f", cred_src_names[src], tail,
+        char what[400];
+        log_info(first ? "aws_credentials_resolved" : "aws_credentials_refreshed", "%s expires_in_s=%.0f",
+                 aws_cred_describe(c, what, sizeof what),
                  c->cur.expiration ? difftime(c->cur.expiration, time(NULL)) : -1.0);
         if (c->cur.expiration) cred_schedule_refresh(c, cred_refresh_delay(c, c->cur.expiration));
     } else if (c->state == CRED_READY) {
@@ -680,20 +680,15 @@ void aws_cred_unwait(aws_cred_t *c, aws_cred_waiter_t *w)
     w->next = w->prev = NULL;
 }
 
-const char *aws_cred_source(const aws_cred_t *c)
-{
-    return c->state == CRED_READY ? cred_src_names[c->source] : NULL;
-}
-
 const char *aws_cred_error(const aws_cred_t *c) { return c->err[0] ? c->err : NULL; }
 
 const char *aws_cred_describe(aws_cred_t *c, char *out, size_t n)
 {
-    char tail[16], when[32] = "never";
+    char tail[16], when[32] = "never", q[600];
     if (c->state != CRED_READY) {
-        snprintf(out, n, "none state=%s%s%s",
+        snprintf(out, n, "source=none state=%s%s%s",
                  c->state == CRED_RESOLVING ? "resolving" : c->state == CRED_FAILED ? "failed" : "unresolved",
-                 c->err[0] ? " error=" : "", c->err);
+                 c->err[0] ? " error=" : "", c->err[0] ? log_quote(c->err, q, sizeof q) : "");
         return out;
     }
     cred_key_tail(c->cur.ak, tail);
@@ -702,7 +697,7 @@ const char *aws_cred_describe(aws_cred_t *c, char *out, size_t n)
         gmtime_r(&c->cur.expiration, &tm);
         strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
-    snprintf(out, n, "%s%s%s key=%s expires=%s", cred_src_names[c->source], c->cur.detail ? " " : "",
+    snprintf(out, n, "source=%s%s%s key=%s expires=%s", cred_src_names[c->source], c->cur.detail ? " " : "",
              c->cur.detail ? c->cur.detail : "", tail, when);
     return out;
 }

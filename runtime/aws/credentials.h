@@ -1,5 +1,9 @@
 /* aws_cred: the AWS credentials chain and region resolution.
  *
+ * Above aws_http (the providers that ask a service fetch over it), below
+ * aws_client (which signs calls with what the chain holds): one chain per
+ * process loop, shared by every AWS service the process calls.
+ *
  * Providers, in the AWS SDKs' order; the first one that is *configured* is
  * used (its failure is reported, not skipped over):
  *   1. explicit   access key + secret (+ token) from shardrun's config
@@ -74,14 +78,12 @@ int aws_cred_current(aws_cred_t *c, aws_sigv4_credentials_t *out);
 int aws_cred_wait(aws_cred_t *c, aws_cred_waiter_t *w);
 void aws_cred_unwait(aws_cred_t *c, aws_cred_waiter_t *w); /* no-op if not registered */
 
-/* Which provider supplied the credentials, for `shardrun status` and logs:
- * "imds role=web-role key=****WXYZ expires=2024-01-01T00:00:00Z". Never the
- * secret or token. Returns `out`. */
+/* Which provider supplied the credentials, as key=value fields for the
+ * aws_credentials_resolved log line: "source=imds role=web-role key=****WXYZ
+ * expires=2024-01-01T00:00:00Z" (source: explicit, env, web-identity,
+ * profile, ecs, imds; "source=none state=..." before). Never the secret or
+ * token. Returns `out`. */
 const char *aws_cred_describe(aws_cred_t *c, char *out, size_t n);
-
-/* Name of the provider in use ("explicit", "env", "web-identity", "profile",
- * "ecs", "imds") or NULL when none resolved yet. */
-const char *aws_cred_source(const aws_cred_t *c);
 
 /* Why the last resolution failed (no secrets), or NULL. Valid until the next one. */
 const char *aws_cred_error(const aws_cred_t *c);

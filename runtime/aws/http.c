@@ -21,9 +21,7 @@
 #include <unistd.h>
 
 #include "base/buf.h"
-#include "credentials.h"
 #include "base/log.h"
-#include "sigv4.h"
 #include "base/xalloc.h"
 
 typedef struct http_sock {
@@ -68,11 +66,9 @@ struct aws_http_req {
     char *error_type_hdr, *request_id;
     int too_large;
     char errbuf[CURL_ERROR_SIZE];
-    /* aws_http_send_json only */
-    aws_cred_t *cred;
-    aws_cred_waiter_t waiter;
-    int waiting;
-    char *region, *service, *host, *path, *query, *content_type, *target;
+    int (*prepare)(void *, aws_http_req_t *, const char **);
+    void *prepare_ud;
+    int held;       /* the prepare hook asked to wait: aws_http_resume ends it */
 };
 
 static const char *const http_throttle_types[] = {
@@ -276,7 +272,6 @@ aws_http_t *aws_http_new(struct ev_loop *loop, const aws_http_options_t *opt)
 static void http_req_free(aws_http_req_t *r)
 {
     aws_http_t *h = r->h;
-    if (r->waiting) aws_cred_unwait(r->cred, &r->waiter);
     if (r->in_multi) (void)curl_multi_remove_handle(h->multi, r->easy);
     ev_timer_stop(h->loop, &r->wake);
     if (r->prev) r->prev->next = r->next;
@@ -292,13 +287,6 @@ static void http_req_free(aws_http_req_t *r)
     buf_free(&r->resp);
     free(r->error_type_hdr);
     free(r->request_id);
-    free(r->region);
-    free(r->service);
-    free(r->host);
-    free(r->path);
-    free(r->query);
-    free(r->content_type);
-    free(r->target);
     free(r);
 }
 
@@ -322,13 +310,8 @@ void aws_http_free(aws_http_t *h)
     if (!h) return;
     assert(!h->dispatching && "aws_http_free called from inside an aws_http callback");
     h->closing = 1;
-    /* first detach waiters, so that cancelling a credentials request (whose
-     * callback fails its waiters) cannot complete a request of this list */
-    for (aws_http_req_t *r = h->reqs; r; r = r->next)
-        if (r->waiting) {
-            aws_cred_unwait(r->cred, &r->waiter);
-            r->waiting = 0;
-        }
+    /* a callback may end other requests of the list (a cancelled credentials
+     * request resumes the requests held for it): take the head each time */
     while (h->reqs) http_finish(h->reqs, AWS_HTTP_ECANCELLED, NULL, "client shut down");
     if (h->multi) curl_multi_cleanup(h->multi); /* may report CURL_POLL_REMOVE for cached sockets */
     while (h->socks) http_sock_free(h, h->socks);
@@ -426,35 +409,6 @@ static struct curl_slist *http_slist_add(struct curl_slist *l, const char *line)
     return n;
 }
 
-/* Adds the SigV4 headers for this attempt. 0 = signed, 1 = waiting for
- * credentials (the waiter resumes the attempt), -1 = no credentials. */
-static int http_sign(aws_http_req_t *r)
-{
-    aws_sigv4_credentials_t cr;
-    if (aws_cred_current(r->cred, &cr) != 0) {
-        int w = aws_cred_wait(r->cred, &r->waiter);
-        if (w == 0) {
-            r->waiting = 1;
-            return 1;
-        }
-        if (w < 0 || aws_cred_current(r->cred, &cr) != 0) return -1;
-    }
-    char date[AWS_SIGV4_AMZ_DATE_LEN + 1];
-    aws_sigv4_amz_date(time(NULL), date);
-    aws_sigv4_header_t sh[] = {
-        {"Host", r->host}, {"Content-Type", r->content_type}, {"X-Amz-Target", r->target}};
-    aws_sigv4_request_t sreq = {.method = r->method, .path = r->path, .query = r->query,
-                                .headers = sh, .nheaders = 3, .body = r->body,
-                                .body_len = r->body_len, .region = r->region,
-                                .service = r->service, .amz_date = date, .creds = &cr,
-                                .normalize_path = 1};
-    aws_sigv4_result_t res;
-    if (aws_sigv4_sign(&sreq, &res) != 0) return -1;
-    for (size_t i = 0; i < res.nadd_headers; i++) r->slist = http_slist_add(r->slist, res.add_headers[i]);
-    aws_sigv4_result_free(&res);
-    return 0;
-}
-
 static void http_attempt(aws_http_req_t *r)
 {
     curl_slist_free_all(r->slist);
@@ -469,12 +423,15 @@ static void http_attempt(aws_http_req_t *r)
     for (char **p = r->headers; p && *p; p++) r->slist = http_slist_add(r->slist, *p);
     /* no "Expect: 100-continue" round trip before large bodies */
     r->slist = http_slist_add(r->slist, "Expect:");
-    if (r->cred) {
-        int s = http_sign(r);
-        if (s == 1) return;
-        if (s < 0) {
-            const char *why = aws_cred_error(r->cred);
-            http_finish(r, AWS_HTTP_ECREDENTIALS, NULL, why ? why : "no AWS credentials available");
+    if (r->prepare) {
+        const char *why = NULL;
+        int p = r->prepare(r->prepare_ud, r, &why);
+        if (p == AWS_HTTP_HOLD) {
+            r->held = 1;
+            return;
+        }
+        if (p != 0) {
+            http_finish(r, p, NULL, why ? why : aws_http_strerror(p));
             return;
         }
     }
@@ -494,16 +451,24 @@ static void http_wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
     http_attempt(w->data);
 }
 
-static void http_cred_ready(aws_cred_waiter_t *w, int status)
+void aws_http_attempt_header(aws_http_req_t *r, const char *line)
 {
-    aws_http_req_t *r = w->data;
-    r->waiting = 0;
-    if (status != 0) {
-        const char *why = aws_cred_error(r->cred);
-        http_finish(r, AWS_HTTP_ECREDENTIALS, NULL, why ? why : "no AWS credentials available");
-        return;
-    }
-    http_attempt(r);
+    r->slist = http_slist_add(r->slist, line);
+}
+
+const char *aws_http_body(const aws_http_req_t *r, size_t *len)
+{
+    *len = r->body_len;
+    return r->body ? r->body : "";
+}
+
+void aws_http_resume(aws_http_req_t *r, int error, const char *why)
+{
+    assert(r->held && "aws_http_resume on a request that is not held");
+    r->held = 0;
+    if (r->h->closing) http_finish(r, AWS_HTTP_ECANCELLED, NULL, "client shut down");
+    else if (error) http_finish(r, error, NULL, why ? why : aws_http_strerror(error));
+    else http_attempt(r);
 }
 
 /* ---- outcome ------------------------------------------------------------- */
@@ -661,8 +626,8 @@ static aws_http_req_t *http_req_new(aws_http_t *h, const aws_http_request_t *q, 
     buf_init(&r->resp, h->max_response);
     ev_init(&r->wake, http_wake_cb);
     r->wake.data = r;
-    r->waiter.cb = http_cred_ready;
-    r->waiter.data = r;
+    r->prepare = q->prepare;
+    r->prepare_ud = q->prepare_ud;
     r->next = h->reqs;
     if (h->reqs) h->reqs->prev = r;
     h->reqs = r;
@@ -698,65 +663,4 @@ aws_http_req_t *aws_http_send(aws_http_t *h, const aws_http_request_t *req, aws_
 void aws_http_cancel(aws_http_t *h, aws_http_req_t *r)
 {
     if (h && r) http_req_free(r);
-}
-
-/* Splits the URL for signing: host (with a non-default port), path, query. */
-static int http_split_url(aws_http_req_t *r)
-{
-    CURLU *u = curl_url();
-    char *host = NULL, *port = NULL, *path = NULL, *query = NULL;
-    int ok = u && curl_url_set(u, CURLUPART_URL, r->url, 0) == CURLUE_OK &&
-             curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-             curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK;
-    if (ok) {
-        (void)curl_url_get(u, CURLUPART_PORT, &port, 0); /* absent = default port */
-        (void)curl_url_get(u, CURLUPART_QUERY, &query, 0);
-        buf_t b = BUF_INIT;
-        (void)buf_printf(&b, "%s%s%s", host, port ? ":" : "", port ? port : "");
-        r->host = buf_detach(&b);
-        r->path = xstrdup(path);
-        r->query = query ? xstrdup(query) : NULL;
-    }
-    curl_free(host);
-    curl_free(port);
-    curl_free(path);
-    curl_free(query);
-    curl_url_cleanup(u);
-    return ok ? 0 : -1;
-}
-
-aws_http_req_t *aws_http_send_json(aws_http_t *h, const aws_endpoint_t *ep, aws_cred_t *creds,
-                                   const char *target, const char *json_version, const char *body,
-                                   size_t body_len, long timeout_ms, int retry,
-                                   aws_http_done_cb cb, void *ud)
-{
-    if (!h || h->closing || !ep || !ep->region || !ep->service || !http_url_ok(ep->url) || !creds ||
-        !target || !json_version || !cb)
-        return NULL;
-    aws_http_request_t q = {.method = "POST", .url = ep->url, .body = body ? body : "",
-                            .body_len = body ? body_len : 0, .timeout_ms = timeout_ms,
-                            .retry = retry};
-    aws_http_req_t *r = http_req_new(h, &q, cb, ud);
-    r->cred = creds;
-    r->region = xstrdup(ep->region);
-    r->service = xstrdup(ep->service);
-    r->target = xstrdup(target);
-    buf_t ct = BUF_INIT;
-    (void)buf_printf(&ct, "application/x-amz-json-%s", json_version);
-    r->content_type = buf_detach(&ct);
-    if (http_split_url(r) != 0) {
-        http_req_free(r);
-        return NULL;
-    }
-    /* the signed Host, Content-Type and X-Amz-Target go out exactly as signed */
-    free(r->headers);
-    r->headers = xcalloc(4, sizeof *r->headers);
-    buf_t line = BUF_INIT;
-    (void)buf_printf(&line, "Host: %s", r->host);
-    r->headers[0] = buf_detach(&line);
-    (void)buf_printf(&line, "Content-Type: %s", r->content_type);
-    r->headers[1] = buf_detach(&line);
-    (void)buf_printf(&line, "X-Amz-Target: %s", r->target);
-    r->headers[2] = buf_detach(&line);
-    return http_start(r);
 }

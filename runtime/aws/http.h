@@ -1,23 +1,26 @@
-/* aws_http: asynchronous HTTP client on a libev loop (curl multi, socket API).
+/* aws_http: asynchronous HTTP client on a libev loop (curl multi, socket API):
+ * transport and retries only.
  *
  * One aws_http_t per loop: one curl multi handle, so connections are kept
  * alive and reused across requests. Everything runs on the loop thread; no
  * function here blocks. TLS peer and host verification are always on
  * (opt.ca_file only adds a CA bundle); proxies come from the usual environment
- * variables (curl's default). Credentials and Authorization headers are never
- * logged.
+ * variables (curl's default). Header values are never logged.
  *
  * Retries (request.retry): 5xx, HTTP 429, the throttling error types
  * (ThrottlingException, ProvisionedThroughputExceededException, ...),
  * connection failures and timeouts are retried up to opt.max_retries times,
- * with jittered exponential backoff. Other errors reach the caller at once. */
+ * with jittered exponential backoff. Other errors reach the caller at once.
+ * What must change from one attempt to the next (a SigV4 signature over the
+ * current time and credentials) is added by the request's `prepare` hook,
+ * which the layer above (aws_client) provides: this module knows neither
+ * credentials nor signing. */
 #ifndef SHARDRUN_AWS_HTTP_H
 #define SHARDRUN_AWS_HTTP_H
 
 #include <stddef.h>
 
 struct ev_loop;
-struct aws_cred;
 
 typedef struct aws_http aws_http_t;
 typedef struct aws_http_req aws_http_req_t;
@@ -31,7 +34,7 @@ enum {
     AWS_HTTP_ETLS,         /* TLS handshake or certificate verification failed */
     AWS_HTTP_ECANCELLED,   /* aws_http_free() while in flight */
     AWS_HTTP_EHTTP,        /* the server answered with a non-2xx status */
-    AWS_HTTP_ECREDENTIALS, /* aws_http_send_json: no credentials could be obtained */
+    AWS_HTTP_ECREDENTIALS, /* no credentials could be obtained (a prepare hook's verdict) */
     AWS_HTTP_ETOOLARGE,    /* response body above opt.max_response_bytes */
     AWS_HTTP_EINTERNAL     /* any other curl failure */
 };
@@ -54,7 +57,16 @@ typedef struct aws_http_request {
     long timeout_ms;             /* per attempt; 0 = 30000 */
     int retry;                   /* 1 = retry transient failures (see top) */
     int max_retries;             /* 0 = the client's option, < 0 = none */
+    /* Runs before each attempt, the first and every retry (NULL: none), on the
+     * loop: adds that attempt's headers with aws_http_attempt_header. Returns 0
+     * to send, AWS_HTTP_HOLD to wait (whoever holds it then calls
+     * aws_http_resume exactly once), or an AWS_HTTP_E* error to end the
+     * request with *why (valid until the hook returns) as its message. */
+    int (*prepare)(void *prepare_ud, aws_http_req_t *r, const char **why);
+    void *prepare_ud;
 } aws_http_request_t;
+
+#define AWS_HTTP_HOLD (-1)
 
 /* Valid only during the callback: copy what you keep. */
 typedef struct aws_http_response {
@@ -75,10 +87,10 @@ typedef void (*aws_http_done_cb)(void *ud, const aws_http_response_t *resp);
  * it with aws_http_free(). Returns NULL if curl cannot be initialised. */
 aws_http_t *aws_http_new(struct ev_loop *loop, const aws_http_options_t *opt);
 
-/* Cancels every request in flight or waiting (each callback runs once with
- * AWS_HTTP_ECANCELLED) and frees the client. Must not be called from inside
- * one of its callbacks. When credentials providers use this client, free it
- * first, then the providers (aws_cred_free). */
+/* Cancels every request in flight, held or waiting (each callback runs once
+ * with AWS_HTTP_ECANCELLED) and frees the client. Must not be called from
+ * inside one of its callbacks. When credentials providers use this client,
+ * free it first, then the providers (aws_cred_free). */
 void aws_http_free(aws_http_t *h);
 
 /* Starts a request; everything in `req` is copied. `cb` runs exactly once, on
@@ -91,22 +103,17 @@ aws_http_req_t *aws_http_send(aws_http_t *h, const aws_http_request_t *req, aws_
 /* Abandons a request: its callback will not be called. */
 void aws_http_cancel(aws_http_t *h, aws_http_req_t *r);
 
-/* Where and what an AWS JSON API call goes to. */
-typedef struct aws_endpoint {
-    const char *region;  /* "us-east-1" */
-    const char *service; /* signing name: "kinesis", "dynamodb" */
-    const char *url;     /* "https://kinesis.us-east-1.amazonaws.com/" or an emulator's */
-} aws_endpoint_t;
+/* For a prepare hook: adds a "Name: value" header line to the attempt
+ * being prepared (copied; dropped again before the next attempt). */
+void aws_http_attempt_header(aws_http_req_t *r, const char *line);
 
-/* POSTs `body` to an AWS JSON API (X-Amz-Target: target, Content-Type:
- * application/x-amz-json-<json_version>), signed with SigV4. Each attempt is
- * signed again with the provider's current credentials and the current time;
- * when the provider has none yet, the request waits for its first resolution.
- * retry = 1 applies the retry rules above. Same contract as aws_http_send. */
-aws_http_req_t *aws_http_send_json(aws_http_t *h, const aws_endpoint_t *ep, struct aws_cred *creds,
-                                   const char *target, const char *json_version, const char *body,
-                                   size_t body_len, long timeout_ms, int retry,
-                                   aws_http_done_cb cb, void *ud);
+/* The request's body (as sent by every attempt) and its length. */
+const char *aws_http_body(const aws_http_req_t *r, size_t *len);
+
+/* Ends an AWS_HTTP_HOLD: error 0 runs the attempt (the prepare hook is asked
+ * again), else the request ends with `error` and `why`. Never from inside the
+ * prepare hook itself. During aws_http_free the request ends cancelled. */
+void aws_http_resume(aws_http_req_t *r, int error, const char *why);
 
 /* The backoff before retry number `retry` (1-based), jitter included:
  * uniformly in [d/2, d] with d = min(retry_max_ms, retry_base_ms * 2^(retry-1)). */

@@ -17,7 +17,8 @@
 
 struct kinesis_admin {
     struct ev_loop *loop;   /* private: only these calls run on it */
-    aws_client_t aws;
+    aws_client_t *aws;
+    aws_endpoint_t ep;
 };
 
 /* The outcome of one call, copied out of the response callback. */
@@ -65,9 +66,9 @@ static int ka_call(kinesis_admin_t *ka, const char *op, cJSON *q, ka_result_t *r
     cJSON_Delete(q);
     if (!body) xalloc_oom(0);
     memset(res, 0, sizeof *res);
-    aws_http_req_t *r = aws_client_call(&ka->aws, target, "1.1", body, 30000, ka_done, res);
+    aws_client_req_t *r = aws_client_call(ka->aws, &ka->ep, target, "1.1", body, 30000, ka_done, res);
     free(body);
-    if (!r) return errbuf_set(err, "%s: invalid request (endpoint %s)", op, ka->aws.url);
+    if (!r) return errbuf_set(err, "%s: invalid request (endpoint %s)", op, ka->ep.url);
     while (!res->done) ev_run(ka->loop, EVRUN_ONCE);
     if (!res->ok) return errbuf_set(err, "%s: %s", op, res->what);
     return 0;
@@ -89,9 +90,8 @@ kinesis_admin_t *kinesis_admin_open(const config_t *cfg, errbuf_t *err)
         errbuf_set(err, "cannot create an event loop");
         return NULL;
     }
-    aws_cred_options_t cred = backend_aws_credentials(cfg);
-    if (aws_client_init(&ka->aws, ka->loop, "kinesis", "source", cfg->source.region, cfg->source.endpoint,
-                        cfg->source.ca_file, &cred, err)) {
+    if (backend_aws_new(cfg, ka->loop, &ka->aws, err) ||
+        aws_client_endpoint(ka->aws, &ka->ep, "kinesis", "source", cfg->source.region, cfg->source.endpoint, err)) {
         kinesis_admin_close(ka);
         return NULL;
     }
@@ -101,7 +101,8 @@ kinesis_admin_t *kinesis_admin_open(const config_t *cfg, errbuf_t *err)
 void kinesis_admin_close(kinesis_admin_t *ka)
 {
     if (!ka) return;
-    aws_client_free(&ka->aws);
+    aws_client_endpoint_clear(&ka->ep);
+    aws_client_free(ka->aws);
     ev_loop_destroy(ka->loop);
     free(ka);
 }

@@ -56,16 +56,18 @@ int status_print(const config_t *cfg, int json, FILE *out)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     errbuf_t err;
-    lease_store_t *store = backend_lease_store_new(cfg, loop, &err);
-    if (!store) {
+    aws_client_t *aws = NULL;
+    lease_store_t *store = NULL;
+    if (backend_aws_new(cfg, loop, &aws, &err) || !(store = backend_lease_store_new(cfg, loop, aws, &err))) {
         fprintf(stderr, "shardrun: %s\n", err.msg);
+        aws_client_free(aws);
         ev_loop_destroy(loop);
         return 1;
     }
     status_ctx_t c = {0};
     store->ops->list(store, status_on_list, &c);
     while (!c.done) ev_run(loop, EVRUN_ONCE);
-    source_t *src = backend_source_new(cfg, loop, &err);
+    source_t *src = backend_source_new(cfg, loop, aws, &err);
     int rc = 0;
     if (!src) {
         /* the leases are still worth showing; the lag column cannot be */
@@ -133,6 +135,7 @@ int status_print(const config_t *cfg, int json, FILE *out)
     lease_list_free(c.leases);
     source_destroy(src);
     lease_store_destroy(store);
+    aws_client_free(aws);
     ev_loop_destroy(loop);
     return rc;
 }

@@ -33,7 +33,7 @@ typedef struct ddb_req {
     int conflict_is_exists;     /* create: the failed condition means "exists already" */
     lease_t row;                /* the row as written, for the callback */
     lease_list_t *list;         /* Scan pages so far */
-    aws_http_req_t *http;
+    aws_client_req_t *http;
     int queued;                 /* waiting for the table */
     ev_timer timer;             /* delivers an early failure on a later turn */
     lease_status_t st;
@@ -42,14 +42,14 @@ typedef struct ddb_req {
 
 struct ddb_store {
     lease_store_t base;
-    aws_client_t aws;
+    aws_client_t *aws;          /* shared, not owned */
+    aws_endpoint_t ep;
     char *table;
     ddb_table_state_t table_state;
     ddb_table_op_t table_op;
-    aws_http_req_t *table_http;
+    aws_client_req_t *table_http;
     ev_timer table_timer;       /* DescribeTable again while the table is being created */
     ddb_req_t *reqs;
-    int destroying;
 };
 
 static void ddb_send(ddb_req_t *r);
@@ -76,6 +76,7 @@ static void ddb_req_free(ddb_req_t *r)
 {
     ddb_store_t *ds = r->ds;
     ev_timer_stop(ds->base.loop, &r->timer);
+    if (r->http) aws_client_cancel(ds->aws, r->http);
     if (r->prev) r->prev->next = r->next;
     else ds->reqs = r->next;
     if (r->next) r->next->prev = r->prev;
@@ -151,10 +152,6 @@ static void ddb_http_done(void *ud, const aws_http_response_t *resp)
 {
     ddb_req_t *r = ud;
     r->http = NULL;
-    if (r->ds->destroying) {
-        ddb_req_free(r);
-        return;
-    }
     if (resp->error != AWS_HTTP_OK) {
         char what[768];
         r->st = ddb_classify(resp);
@@ -185,9 +182,9 @@ static void ddb_send(ddb_req_t *r)
     }
     char target[64];
     snprintf(target, sizeof target, DDB_TARGET "%s", r->op);
-    r->http = aws_client_call(&ds->aws, target, DDB_JSON, r->body, LEASE_DYNAMODB_TIMEOUT_MS, ddb_http_done, r);
+    r->http = aws_client_call(ds->aws, &ds->ep, target, DDB_JSON, r->body, LEASE_DYNAMODB_TIMEOUT_MS, ddb_http_done, r);
     if (!r->http) {
-        errbuf_set(&r->err, "lease table %s: %s: invalid request (endpoint %s)", ds->table, r->op, ds->aws.url);
+        errbuf_set(&r->err, "lease table %s: %s: invalid request (endpoint %s)", ds->table, r->op, ds->ep.url);
         ddb_fail_later(r, LEASE_EFATAL);
     }
 }
@@ -245,7 +242,6 @@ static void ddb_table_done(void *ud, const aws_http_response_t *resp)
 {
     ddb_store_t *ds = ud;
     ds->table_http = NULL;
-    if (ds->destroying) return;
     char what[768], why[1024];
     if (ds->table_op == TOP_DESCRIBE && resp->error == AWS_HTTP_OK) {
         cJSON *j = cJSON_ParseWithLength(resp->body, resp->body_len);
@@ -283,13 +279,13 @@ static void ddb_table_send(ddb_store_t *ds, ddb_table_op_t op, cJSON *q)
     cJSON_Delete(q);
     if (!body) xalloc_oom(0);
     ds->table_op = op;
-    ds->table_http = aws_client_call(&ds->aws, op == TOP_DESCRIBE ? DDB_TARGET "DescribeTable" : DDB_TARGET
+    ds->table_http = aws_client_call(ds->aws, &ds->ep, op == TOP_DESCRIBE ? DDB_TARGET "DescribeTable" : DDB_TARGET
                                      "CreateTable", DDB_JSON, body, LEASE_DYNAMODB_TIMEOUT_MS, ddb_table_done, ds);
     free(body);
     if (!ds->table_http) {
         char why[512];
         ds->table_state = TABLE_UNKNOWN;
-        snprintf(why, sizeof why, "lease table %s: invalid request (endpoint %s)", ds->table, ds->aws.url);
+        snprintf(why, sizeof why, "lease table %s: invalid request (endpoint %s)", ds->table, ds->ep.url);
         ddb_release_queue(ds, LEASE_EFATAL, why); /* never inside the interface call: see ddb_table_check */
     }
 }
@@ -554,10 +550,10 @@ static void ddb_remove(lease_store_t *s, const lease_t *l, lease_write_cb cb, vo
 static void ddb_destroy(lease_store_t *s)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ds->destroying = 1;
     ev_timer_stop(ds->base.loop, &ds->table_timer);
-    aws_client_free(&ds->aws); /* in-flight requests come back cancelled and are freed */
-    while (ds->reqs) ddb_req_free(ds->reqs);
+    if (ds->table_http) aws_client_cancel(ds->aws, ds->table_http);
+    while (ds->reqs) ddb_req_free(ds->reqs); /* cancels its call: no callback runs */
+    aws_client_endpoint_clear(&ds->ep);
     free(ds->table);
     free(ds);
 }
@@ -590,9 +586,9 @@ lease_store_t *lease_dynamodb_new(struct ev_loop *loop, const lease_dynamodb_opt
     ds->table = xstrdup(opt->table);
     ev_timer_init(&ds->table_timer, ddb_on_table_timer, 0.0, 0.0);
     ds->table_timer.data = ds;
-    if (aws_client_init(&ds->aws, loop, "dynamodb", "leases", opt->region, opt->endpoint, opt->ca_file, opt->cred,
-                        err)) {
-        aws_client_free(&ds->aws);
+    ds->aws = opt->aws;
+    if (aws_client_endpoint(ds->aws, &ds->ep, "dynamodb", "leases", opt->region, opt->endpoint, err)) {
+        aws_client_endpoint_clear(&ds->ep);
         free(ds->table);
         free(ds);
         return NULL;

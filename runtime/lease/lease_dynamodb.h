@@ -15,23 +15,22 @@
 #ifndef SHARDRUN_LEASE_DYNAMODB_H
 #define SHARDRUN_LEASE_DYNAMODB_H
 
-#include "aws/credentials.h"
-
+#include "aws/client.h"
 #include "base/errbuf.h"
 #include "lease.h"
 
 struct ev_loop;
 
 typedef struct lease_dynamodb_options {
+    aws_client_t *aws;      /* the process's AWS client (shared; outlives the store) */
     const char *table;      /* lease table name */
     const char *region;     /* NULL: AWS_REGION, AWS_DEFAULT_REGION, profile */
     const char *endpoint;   /* NULL: https://dynamodb.<region>.amazonaws.com/ */
-    const char *ca_file;    /* extra CA bundle, or NULL */
-    const aws_cred_options_t *cred;  /* config's credentials/profile, or NULL */
 } lease_dynamodb_options_t;
 
-/* Caller owns the store: lease_store_destroy(). NULL with err set when the
- * region cannot be resolved or curl fails. Nothing is sent until first use. */
+/* Caller owns the store: lease_store_destroy() (cancels its calls; before
+ * opt->aws is freed). NULL with err set when the region cannot be resolved.
+ * Nothing is sent until first use. */
 lease_store_t *lease_dynamodb_new(struct ev_loop *loop, const lease_dynamodb_options_t *opt, errbuf_t *err);
 
 #define LEASE_DYNAMODB_TIMEOUT_MS 5000

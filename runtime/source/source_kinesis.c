@@ -37,7 +37,7 @@ typedef struct kin_req {
     void *cb, *ud;
     char *stream, *shard;
     char *body;                   /* for a request held back by pacing */
-    aws_http_req_t *http;         /* in flight, or NULL */
+    aws_client_req_t *http;       /* in flight, or NULL */
     ev_timer timer;               /* pacing, or delivering an early failure */
     source_shard_list_t *shards;  /* ListShards pages so far */
     source_err_t error;
@@ -48,10 +48,10 @@ typedef struct kin_req {
 
 struct kin_source {
     source_t base;
-    aws_client_t aws;
+    aws_client_t *aws;            /* shared, not owned */
+    aws_endpoint_t ep;
     kin_req_t *reqs;
     kin_pace_t *pace;
-    int destroying;
 };
 
 static void kin_send(kin_req_t *r, const char *op, const char *body);
@@ -76,6 +76,7 @@ static void kin_req_free(kin_req_t *r)
 {
     kin_source_t *ks = r->ks;
     ev_timer_stop(ks->base.loop, &r->timer);
+    if (r->http) aws_client_cancel(ks->aws, r->http);
     if (r->prev) r->prev->next = r->next;
     else ks->reqs = r->next;
     if (r->next) r->next->prev = r->prev;
@@ -267,10 +268,6 @@ static void kin_http_done(void *ud, const aws_http_response_t *resp)
 {
     kin_req_t *r = ud;
     r->http = NULL;
-    if (r->ks->destroying) {
-        kin_req_free(r); /* destroy drops pending callbacks */
-        return;
-    }
     static const char *const ops[] = {"ListShards", "GetShardIterator", "GetRecords", "PutRecords"};
     if (resp->error != AWS_HTTP_OK) {
         kin_set_error(r, ops[r->kind], resp);
@@ -290,11 +287,11 @@ static void kin_send(kin_req_t *r, const char *op, const char *body)
     char target[64];
     snprintf(target, sizeof target, KIN_TARGET "%s", op);
     long timeout = r->kind == KIN_RECORDS ? SOURCE_KINESIS_READ_TIMEOUT_MS : SOURCE_KINESIS_CALL_TIMEOUT_MS;
-    r->http = aws_client_call(&r->ks->aws, target, KIN_JSON, body, timeout, kin_http_done, r);
+    r->http = aws_client_call(r->ks->aws, &r->ks->ep, target, KIN_JSON, body, timeout, kin_http_done, r);
     if (!r->http) {
         char where[256];
         errbuf_set(&r->err, "%s: %s: invalid request (endpoint %s)", kin_where(r, where, sizeof where), op,
-                   r->ks->aws.url);
+                   r->ks->ep.url);
         kin_fail_later(r, SOURCE_EFATAL);
     }
 }
@@ -428,9 +425,8 @@ static int64_t kin_records_behind(source_t *s, const char *stream, const char *s
 static void kin_destroy(source_t *s)
 {
     kin_source_t *ks = (kin_source_t *)s;
-    ks->destroying = 1;
-    aws_client_free(&ks->aws); /* in-flight requests come back cancelled and are freed */
-    while (ks->reqs) kin_req_free(ks->reqs);
+    while (ks->reqs) kin_req_free(ks->reqs); /* cancels its call: no callback runs */
+    aws_client_endpoint_clear(&ks->ep);
     while (ks->pace) {
         kin_pace_t *p = ks->pace;
         ks->pace = p->next;
@@ -455,8 +451,9 @@ source_t *source_kinesis_new(struct ev_loop *loop, const source_kinesis_options_
     kin_source_t *ks = xcalloc(1, sizeof *ks); /* owned by the caller: source_destroy */
     ks->base.ops = &source_kinesis_ops;
     ks->base.loop = loop;
-    if (aws_client_init(&ks->aws, loop, "kinesis", "source", opt->region, opt->endpoint, opt->ca_file, opt->cred, err)) {
-        aws_client_free(&ks->aws);
+    ks->aws = opt->aws;
+    if (aws_client_endpoint(ks->aws, &ks->ep, "kinesis", "source", opt->region, opt->endpoint, err)) {
+        aws_client_endpoint_clear(&ks->ep);
         free(ks);
         return NULL;
     }

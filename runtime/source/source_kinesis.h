@@ -9,22 +9,21 @@
 #ifndef SHARDRUN_SOURCE_KINESIS_H
 #define SHARDRUN_SOURCE_KINESIS_H
 
-#include "aws/credentials.h"
-
+#include "aws/client.h"
 #include "base/errbuf.h"
 #include "source.h"
 
 struct ev_loop;
 
 typedef struct source_kinesis_options {
+    aws_client_t *aws;      /* the process's AWS client (shared; outlives the source) */
     const char *region;     /* NULL: AWS_REGION, AWS_DEFAULT_REGION, profile */
     const char *endpoint;   /* NULL: https://kinesis.<region>.amazonaws.com/ */
-    const char *ca_file;    /* extra CA bundle, or NULL */
-    const aws_cred_options_t *cred;  /* config's credentials/profile, or NULL */
 } source_kinesis_options_t;
 
-/* Caller owns the result (source_destroy, which drops pending callbacks).
- * NULL with err set when the region cannot be resolved or curl fails. */
+/* Caller owns the result (source_destroy, which cancels its calls and drops
+ * pending callbacks; destroy it before opt->aws). NULL with err set when the
+ * region cannot be resolved. */
 source_t *source_kinesis_new(struct ev_loop *loop, const source_kinesis_options_t *opt, errbuf_t *err);
 
 /* PutRecords, shared by the worker (dead-letter puts) and the CLI: one call

@@ -5,21 +5,31 @@
 #include "source/source_kinesis.h"
 #include "source/source_local.h"
 
-source_t *backend_source_new(const config_t *cfg, struct ev_loop *loop, errbuf_t *err)
+int backend_aws_new(const config_t *cfg, struct ev_loop *loop, aws_client_t **out, errbuf_t *err)
+{
+    *out = NULL;
+    int kinesis = cfg->source.type == BACKEND_AWS, dynamodb = cfg->leases.type == BACKEND_AWS;
+    if (!kinesis && !dynamodb) return 0;
+    /* the source's CA bundle serves DynamoDB too (one trust setting per
+     * deployment); STS is asked in the source's region, else the table's */
+    aws_http_options_t hopt = {.ca_file = kinesis ? cfg->source.ca_file : NULL};
+    aws_cred_options_t cred = backend_aws_credentials(cfg);
+    cred.region = kinesis && cfg->source.region ? cfg->source.region : dynamodb ? cfg->leases.region : NULL;
+    *out = aws_client_new(loop, &hopt, &cred, err);
+    return *out ? 0 : -1;
+}
+
+source_t *backend_source_new(const config_t *cfg, struct ev_loop *loop, aws_client_t *aws, errbuf_t *err)
 {
     if (cfg->source.type == BACKEND_LOCAL) return source_local_new(loop, cfg->source.path, err);
-    aws_cred_options_t cred = backend_aws_credentials(cfg);
-    source_kinesis_options_t opt = {cfg->source.region, cfg->source.endpoint, cfg->source.ca_file, &cred};
+    source_kinesis_options_t opt = {aws, cfg->source.region, cfg->source.endpoint};
     return source_kinesis_new(loop, &opt, err);
 }
 
-lease_store_t *backend_lease_store_new(const config_t *cfg, struct ev_loop *loop, errbuf_t *err)
+lease_store_t *backend_lease_store_new(const config_t *cfg, struct ev_loop *loop, aws_client_t *aws, errbuf_t *err)
 {
     if (cfg->leases.type == BACKEND_LOCAL) return lease_sqlite_new(loop, cfg->leases.path, cfg->leases.table, err);
-    /* the source's CA bundle serves DynamoDB too (one trust setting per deployment) */
-    aws_cred_options_t cred = backend_aws_credentials(cfg);
-    lease_dynamodb_options_t opt = {cfg->leases.table, cfg->leases.region, cfg->leases.endpoint,
-                                    cfg->source.type == BACKEND_AWS ? cfg->source.ca_file : NULL, &cred};
+    lease_dynamodb_options_t opt = {aws, cfg->leases.table, cfg->leases.region, cfg->leases.endpoint};
     return lease_dynamodb_new(loop, &opt, err);
 }
 

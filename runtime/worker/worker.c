@@ -27,6 +27,7 @@ typedef struct worker {
     config_t *cfg;               /* SIGHUP applies live changes in place */
     worker_options_t opt;
     char *id;
+    aws_client_t *aws;           /* shared by source and store when either is AWS; freed after both */
     source_t *source;
     lease_store_t *store;
     lease_coord_t *coord;
@@ -441,9 +442,10 @@ static int worker_load_scripts(worker_t *w)
 static int worker_open(worker_t *w)
 {
     errbuf_t err;
-    w->source = backend_source_new(w->cfg, w->loop, &err);
+    if (backend_aws_new(w->cfg, w->loop, &w->aws, &err)) goto fail;
+    w->source = backend_source_new(w->cfg, w->loop, w->aws, &err);
     if (!w->source) goto fail;
-    w->store = backend_lease_store_new(w->cfg, w->loop, &err);
+    w->store = backend_lease_store_new(w->cfg, w->loop, w->aws, &err);
     if (!w->store) goto fail;
     return 0;
 fail:
@@ -493,9 +495,10 @@ static void worker_close(worker_t *w)
     deadletter_writer_free(w->dead_letters);
     reload_free(w->reload);
     shardsync_free(w->sync);
-    lease_store_destroy(w->store);   /* delivers pending writes to the coordinator */
+    lease_store_destroy(w->store);   /* drops pending writes: their callbacks never run */
     lease_coord_free(w->coord);
     source_destroy(w->source);
+    aws_client_free(w->aws);         /* after both backends: they cancelled their calls */
     for (size_t i = 0; w->scripts && i < w->cfg->nstreams; i++) proc_script_unref(w->scripts[i]);
     free(w->scripts);
     free(w->id);

@@ -69,7 +69,7 @@ static void ts_lock(ts_server_t *s) { pthread_mutex_lock(&s->mu); }
 static void ts_unlock(ts_server_t *s) { pthread_mutex_unlock(&s->mu); }
 
 /* Value of header `name` in `req` into out (""), returns 1 when present. */
-static int ts_header(const ts_request_t *req, const char *name, char *out, size_t n)
+static inline int ts_header(const ts_request_t *req, const char *name, char *out, size_t n)
 {
     size_t nl = strlen(name);
     out[0] = '\0';
@@ -252,7 +252,7 @@ static void ts_stop(ts_server_t *s)
 }
 
 /* Number of requests seen so far (locked read). */
-static int ts_count(ts_server_t *s)
+static inline int ts_count(ts_server_t *s)
 {
     ts_lock(s);
     int n = s->nreqs;

@@ -1,5 +1,6 @@
 /* aws_http against a scripted local server (127.0.0.1 only): retries, typed
- * errors, timeouts, resets, keep-alive, cancellation and SigV4-signed JSON. */
+ * errors, timeouts, resets, keep-alive, cancellation and the per-attempt
+ * prepare hook (signing itself is aws_client's: test_client). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,10 +16,8 @@
 #include <unistd.h>
 
 #include "aws_test_server.h"
-#include "aws/credentials.h"
 #include "aws/http.h"
 #include "base/log.h"
-#include "aws/sigv4.h"
 
 /* ---- fixture ----------------------------------------------------------------- */
 
@@ -458,69 +457,118 @@ static void test_throttle_types(void **state)
     assert_false(aws_http_is_throttle(NULL));
 }
 
-/* The request as received must verify: recompute the signature from what
- * arrived on the wire (host with port, date, target) with the same secret. */
-static void verify_signed(const ts_request_t *req, const char *token)
+/* ---- the prepare hook: per-attempt headers, hold and resume -------------------- */
+
+typedef struct prep {
+    int calls, hold_first, fail_with;
+    aws_http_req_t *held;
+} prep_t;
+
+static int prepare(void *ud, aws_http_req_t *r, const char **why)
 {
-    char host[128], ctype[128], target[128], date[32], auth[512], tok[256];
-    assert_true(ts_header(req, "Host", host, sizeof host));
-    assert_true(ts_header(req, "Content-Type", ctype, sizeof ctype));
-    assert_true(ts_header(req, "X-Amz-Target", target, sizeof target));
-    assert_true(ts_header(req, "X-Amz-Date", date, sizeof date));
-    assert_true(ts_header(req, "Authorization", auth, sizeof auth));
-    assert_true(ts_header(req, "X-Amz-Security-Token", tok, sizeof tok));
-    assert_string_equal(tok, token);
-    assert_string_equal(ctype, "application/x-amz-json-1.1");
-    assert_string_equal(target, "Kinesis_20131202.GetRecords");
-    char want_host[64];
-    snprintf(want_host, sizeof want_host, "127.0.0.1:%d", srv.port);
-    assert_string_equal(host, want_host);
-    aws_sigv4_credentials_t cr = {"AKIDHTTPTEST", "http/test+secret", token};
-    aws_sigv4_header_t h[] = {{"Host", host}, {"Content-Type", ctype}, {"X-Amz-Target", target}};
-    aws_sigv4_request_t sr = {.method = "POST", .path = "/", .headers = h, .nheaders = 3,
-                              .body = req->body, .body_len = req->body_len, .region = "us-east-1",
-                              .service = "kinesis", .amz_date = date, .creds = &cr,
-                              .normalize_path = 1};
-    aws_sigv4_result_t res;
-    assert_int_equal(aws_sigv4_sign(&sr, &res), 0);
-    assert_string_equal(auth, res.authorization);
-    assert_non_null(strstr(auth, "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target"));
-    aws_sigv4_result_free(&res);
+    prep_t *p = ud;
+    char line[64];
+    p->calls++;
+    if (p->fail_with) {
+        *why = "no way to prepare";
+        return p->fail_with;
+    }
+    if (p->hold_first && p->calls == 1) {
+        p->held = r;
+        return AWS_HTTP_HOLD;
+    }
+    snprintf(line, sizeof line, "X-Attempt: %d", p->calls);
+    aws_http_attempt_header(r, line);
+    return 0;
 }
 
-static void test_send_json_signs_every_attempt(void **state)
+static aws_http_req_t *send_prepared(prep_t *p, result_t *res)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s/p", srv.base);
+    static const char *const fixed[] = {"X-Fixed: yes", NULL};
+    aws_http_request_t q = {.method = "POST", .url = url, .headers = fixed, .body = "b", .body_len = 1,
+                            .retry = 1, .prepare = prepare, .prepare_ud = p};
+    return aws_http_send(http, &q, on_done, res);
+}
+
+static void test_prepare_hook_runs_before_every_attempt_with_fresh_headers(void **state)
 {
     (void)state;
-    aws_cred_options_t co = {.access_key_id = "AKIDHTTPTEST", .secret_access_key = "http/test+secret",
-                             .session_token = "tok/en+1=="};
-    aws_cred_t *cred = aws_cred_new(loop, http, &co);
-    say(0, 503, NULL, "{\"__type\":\"ServiceUnavailable\"}");
-    say(1, 200, NULL, "{\"Records\":[]}");
-    char url[128];
-    snprintf(url, sizeof url, "%s/", srv.base);
-    aws_endpoint_t ep = {"us-east-1", "kinesis", url};
-    const char *body = "{\"ShardIterator\":\"it\",\"Limit\":10}";
+    say(0, 503, NULL, "{}");
+    say(1, 200, NULL, "done");
+    prep_t p = {0};
     result_t res = {0};
-    assert_non_null(aws_http_send_json(http, &ep, cred, "Kinesis_20131202.GetRecords", "1.1", body,
-                                       strlen(body), 5000, 1, on_done, &res));
+    assert_non_null(send_prepared(&p, &res));
     run_until(&res.done, 10);
     assert_int_equal(res.error, AWS_HTTP_OK);
-    assert_string_equal(res.body, "{\"Records\":[]}");
-    assert_int_equal(res.attempts, 2);
+    assert_int_equal(p.calls, 2);
+    char v[64];
     ts_lock(&srv);
     assert_int_equal(srv.nreqs, 2);
-    verify_signed(&srv.reqs[0], "tok/en+1==");
-    verify_signed(&srv.reqs[1], "tok/en+1==");
-    assert_memory_equal(srv.reqs[1].body, body, strlen(body));
+    for (int i = 0; i < 2; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "%d", i + 1);
+        assert_true(ts_header(&srv.reqs[i], "X-Attempt", v, sizeof v));
+        assert_string_equal(v, want); /* the header of that attempt only, not both */
+        assert_true(ts_header(&srv.reqs[i], "X-Fixed", v, sizeof v));
+    }
     ts_unlock(&srv);
-    const char *log = read_log();
-    assert_non_null(strstr(log, "aws_http_retry"));
-    assert_null(strstr(log, "http/test+secret"));
-    assert_null(strstr(log, "tok/en+1=="));
-    assert_null(strstr(log, "Signature="));
-    aws_http_free(http); /* order: the client first, then its credentials */
+}
+
+static void test_held_request_waits_then_resumes_or_fails(void **state)
+{
+    (void)state;
+    prep_t p = {.hold_first = 1};
+    result_t res = {0};
+    assert_non_null(send_prepared(&p, &res));
+    int never = 0;
+    run_until(&never, 0.2);
+    assert_non_null(p.held);
+    assert_int_equal(res.done, 0);
+    assert_int_equal(ts_count(&srv), 0); /* nothing sent while held */
+    aws_http_resume(p.held, 0, NULL);
+    run_until(&res.done, 10);
+    assert_int_equal(res.error, AWS_HTTP_OK);
+    assert_int_equal(p.calls, 2); /* asked again on resume */
+
+    prep_t q = {.hold_first = 1};
+    result_t res2 = {0};
+    assert_non_null(send_prepared(&q, &res2));
+    run_until(&never, 0.2);
+    aws_http_resume(q.held, AWS_HTTP_ECREDENTIALS, "none to be had");
+    assert_int_equal(res2.done, 1);
+    assert_int_equal(res2.error, AWS_HTTP_ECREDENTIALS);
+    assert_string_equal(res2.msg, "none to be had");
+    assert_int_equal(ts_count(&srv), 1);
+}
+
+static void test_prepare_failure_ends_the_request_unsent(void **state)
+{
+    (void)state;
+    prep_t p = {.fail_with = AWS_HTTP_ECREDENTIALS};
+    result_t res = {0};
+    assert_non_null(send_prepared(&p, &res));
+    run_until(&res.done, 10);
+    assert_int_equal(res.error, AWS_HTTP_ECREDENTIALS);
+    assert_string_equal(res.msg, "no way to prepare");
+    assert_int_equal(res.attempts, 0);
+    assert_int_equal(ts_count(&srv), 0);
+}
+
+static void test_free_cancels_a_held_request(void **state)
+{
+    (void)state;
+    prep_t p = {.hold_first = 1};
+    result_t res = {0};
+    assert_non_null(send_prepared(&p, &res));
+    int never = 0;
+    run_until(&never, 0.1);
+    assert_non_null(p.held);
+    aws_http_free(http);
     http = NULL;
-    aws_cred_free(cred);
+    assert_int_equal(res.done, 1);
+    assert_int_equal(res.error, AWS_HTTP_ECANCELLED);
 }
 
 int main(void)
@@ -546,7 +594,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_arguments_are_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backoff_is_jittered_exponential_and_capped, setup, teardown),
         cmocka_unit_test(test_throttle_types),
-        cmocka_unit_test_setup_teardown(test_send_json_signs_every_attempt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prepare_hook_runs_before_every_attempt_with_fresh_headers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_held_request_waits_then_resumes_or_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prepare_failure_ends_the_request_unsent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_cancels_a_held_request, setup, teardown),
     };
     /* no test may reach a real metadata service or a proxy */
     setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
