@@ -85,9 +85,6 @@ typedef struct lease_store_ops {
     void (*handoff)(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud);
     /* pendingOwner := NULL if it is still `requester` (a worker stopping withdraws its requests). */
     void (*cancel_handoff)(lease_store_t *s, const lease_t *l, const char *requester, lease_write_cb cb, void *ud);
-    /* childShardIds := children, unconditional on owner (set at shard end). */
-    void (*set_children)(lease_store_t *s, const lease_t *l, char **children, size_t n, lease_write_cb cb,
-                         void *ud);
     /* Deletes the row if its counter matches. */
     void (*remove)(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud);
     void (*destroy)(lease_store_t *s);

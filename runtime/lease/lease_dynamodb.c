@@ -520,21 +520,6 @@ static void ddb_cancel_handoff(lease_store_t *s, const lease_t *l, const char *r
     ddb_send(r);
 }
 
-static void ddb_set_children(lease_store_t *s, const lease_t *l, char **children, size_t n, lease_write_cb cb,
-                             void *ud)
-{
-    ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
-    cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, n ? &values : NULL);
-    cJSON_AddStringToObject(names, "#ch", "childShardIds");
-    cJSON_AddStringToObject(names, "#k", "leaseKey");
-    if (n) cJSON_AddItemToObject(values, ":ch", awsjson_ddb_ss(children, n));
-    cJSON_AddStringToObject(q, "UpdateExpression", n ? "SET #ch = :ch" : "REMOVE #ch");
-    cJSON_AddStringToObject(q, "ConditionExpression", "attribute_exists(#k)");
-    r->body = ddb_print(q);
-    ddb_send(r);
-}
-
 static void ddb_remove(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
@@ -569,7 +554,6 @@ static const lease_store_ops_t lease_dynamodb_ops = {
     .release = ddb_release,
     .request_handoff = ddb_request_handoff,
     .handoff = ddb_handoff,
-    .set_children = ddb_set_children,
     .remove = ddb_remove,
     .destroy = ddb_destroy,
 };

@@ -378,20 +378,6 @@ static void sqlite_cancel_handoff(lease_store_t *s, const lease_t *l, const char
     sqlite_finish(ls, r, sqlite_write(ls, r, sql, args, 2));
 }
 
-static void sqlite_set_children(lease_store_t *s, const lease_t *l, char **children, size_t n, lease_write_cb cb,
-                                void *ud)
-{
-    lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    char *json = sqlite_ids_json(children, n);
-    char sql[256];
-    snprintf(sql, sizeof sql, "UPDATE %s SET childShardIds=? WHERE leaseKey=?", ls->table);
-    sqlite_arg_t args[] = {ARG_T(json), ARG_T(l->key)};
-    lease_status_t st = sqlite_write(ls, r, sql, args, 2);
-    free(json);
-    sqlite_finish(ls, r, st);
-}
-
 static void sqlite_remove(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
@@ -424,7 +410,6 @@ static const lease_store_ops_t lease_sqlite_ops = {
     .request_handoff = sqlite_request_handoff,
     .handoff = sqlite_handoff,
     .cancel_handoff = sqlite_cancel_handoff,
-    .set_children = sqlite_set_children,
     .remove = sqlite_remove,
     .destroy = sqlite_destroy,
 };
