@@ -98,7 +98,7 @@ static void local_get_iterator(source_t *s, const char *stream, const char *shar
 }
 
 static void local_get_records(source_t *s, const char *stream, const char *shard, const char *iterator,
-                              size_t max, source_records_cb cb, void *ud)
+                              size_t max, size_t max_bytes, source_records_cb cb, void *ud)
 {
     source_local_t *ls = (source_local_t *)s;
     local_reply_t *r = local_reply_new(REPLY_RECORDS, (void *)cb, ud);
@@ -109,7 +109,7 @@ static void local_get_records(source_t *s, const char *stream, const char *shard
     if (!end || *end || from < 0) {
         r->error = SOURCE_EEXPIRED; /* not one of ours: ask for a new one */
         errbuf_set(&r->err, "stream %s shard %s: invalid iterator", stream, shard);
-    } else if (streamdb_read(ls->db, stream, shard, from, max, &r->records.batch, &next, &ended, &behind, &r->err)) {
+    } else if (streamdb_read(ls->db, stream, shard, from, max, max_bytes, &r->records.batch, &next, &ended, &behind, &r->err)) {
         r->error = local_classify(&r->err);
     } else {
         char it[32];

@@ -512,7 +512,7 @@ int streamdb_iterator(streamdb_t *db, const char *stream, const char *shard, con
     return errbuf_set(err, "unknown position");
 }
 
-int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t from, size_t max,
+int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t from, size_t max, size_t max_bytes,
                   batch_t **out, int64_t *next, int *ended, int64_t *millis_behind, errbuf_t *err)
 {
     int64_t sid = 0, end_seq = -1;
@@ -531,16 +531,22 @@ int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t
     sqlite3_bind_int64(st, 5, (sqlite3_int64)max);
     batch_t *b = batch_new(max, max * 128); /* handed to the caller */
     int64_t last = from - 1, last_arrival = 0;
-    int rc;
+    int rc, full = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         char seq[24];
-        last = sqlite3_column_int64(st, 0);
-        last_arrival = sqlite3_column_int64(st, 1);
-        streamdb_format_seq(last, seq);
         const void *pkey = sqlite3_column_blob(st, 2);
         int pkey_len = sqlite3_column_bytes(st, 2);
         const void *data = sqlite3_column_blob(st, 3);
         int data_len = sqlite3_column_bytes(st, 3);
+        size_t rec_bytes = sizeof(batch_record_t) + (size_t)data_len + (size_t)pkey_len + STREAMDB_SEQ_DIGITS + 3;
+        size_t held = sizeof *b + b->count * sizeof(batch_record_t) + b->arena_len;
+        if (max_bytes && b->count > 0 && held + rec_bytes > max_bytes) {
+            full = 1; /* the rest is read next time */
+            break;
+        }
+        last = sqlite3_column_int64(st, 0);
+        last_arrival = sqlite3_column_int64(st, 1);
+        streamdb_format_seq(last, seq);
         batch_add(&b, data, (size_t)data_len, pkey, (size_t)pkey_len, seq, STREAMDB_SEQ_DIGITS, 0, last_arrival);
     }
     sqlite3_reset(st);
@@ -550,8 +556,9 @@ int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t
     }
     *next = last + 1;
     /* A closed shard holds all its records already: a short read reached its end. */
-    *ended = end_seq >= 0 && (b->count < max || last >= end_seq);
-    *millis_behind = b->count < max ? 0 : streamdb_now_ms() - last_arrival;
+    batch_compact(&b); /* counted by what it holds, not by what a full read would need */
+    *ended = end_seq >= 0 && ((b->count < max && !full) || last >= end_seq);
+    *millis_behind = b->count < max && !full ? 0 : streamdb_now_ms() - last_arrival;
     if (*millis_behind < 0) *millis_behind = 0;
     *out = b;
     return 0;

@@ -270,10 +270,15 @@ def test_dead_letter_to_a_local_stream_then_replayed_nowhere_lost(env):
     assert checkpoint(env) == last_seq(env, 999)
 
 
-def test_dead_letter_to_a_missing_stream_waits_and_checkpoints_nothing_past_it(env):
+def test_dead_letter_to_a_missing_stream_halts_the_shard_and_checkpoints_nothing_past_it(env):
+    # a destination that cannot take the records is not retried silently:
+    # the shard halts, naming the dead-letter stream
     prepare(env, {"bisect": True, "final": "dead_letter", "dead_letter": {"stream": "nowhere"}})
     w = env.worker()
-    wait_for(lambda: w.events("dead_letter_failed"), what="failed dead-letter put")
+    wait_for(lambda: w.events("shard_halted"), what="the shard to halt")
+    failed = w.events("dead_letter_failed")
+    assert failed and failed[0]["destination"] == "nowhere" and failed[0]["action"].startswith("halt")
+    assert "dead-letter stream nowhere" in w.events("shard_halted")[0]["error"]
     w.stop()
     assert checkpoint(env) == last_seq(env, 499)
 
