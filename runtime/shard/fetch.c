@@ -8,8 +8,8 @@
 #include "base/xalloc.h"
 #include "record/seqnum.h"
 
-#define FETCH_MIN_RESERVE ((size_t)1 << 20)
-#define FETCH_MAX_RESERVE ((size_t)10 << 20)   /* the largest GetRecords answer */
+#define FETCH_MAX_READ ((size_t)10 << 20)   /* bytes asked for per read (the largest GetRecords answer) */
+#define FETCH_FIRST_RECORDS 10              /* a shard's first read, before its record size is known */
 
 void fetch_budget_hold(fetch_budget_t *b, size_t bytes)
 {
@@ -112,6 +112,19 @@ static batch_t *fetch_skip_done(fetcher_t *f, batch_t *b)
     return rest;
 }
 
+/* How many records the source sent: the sub-records of one KPL aggregate
+ * share its sequence number. */
+static size_t fetch_source_records(const batch_t *b)
+{
+    if (!b->aggregated) return b->count;
+    size_t n = 1;
+    for (size_t i = 1; i < b->count; i++)
+        if (b->recs[i].seq_len != b->recs[i - 1].seq_len ||
+            memcmp(batch_seq(b, i), batch_seq(b, i - 1), b->recs[i].seq_len))
+            n++;
+    return n;
+}
+
 /* An answer that must be dropped (stopped or restarted meanwhile): 1 if so. */
 static int fetch_stale(fetcher_t *f, fetch_state_t expected)
 {
@@ -162,11 +175,11 @@ static void fetch_on_records(void *ud, source_records_t *res)
     free(f->iterator);
     f->iterator = res->next_iterator;
     f->millis_behind = res->millis_behind;
-    f->caught_up = res->millis_behind == 0 && n < f->opt.max_records;
+    f->caught_up = res->millis_behind == 0 && fetch_source_records(b) < f->asked;
     if (n) {
         fetch_set(&f->from, batch_seq(b, n - 1)); /* a new iterator starts here, after this record */
         f->from_sub = b->recs[n - 1].sub_seq;
-        f->last_bytes = b->bytes;
+        f->bytes_per_record = (double)b->bytes / (double)fetch_source_records(b);
         fetch_budget_hold(f->budget, b->bytes);
         f->h.records(f->ud, b);
     } else {
@@ -235,12 +248,6 @@ static void fetch_request_iterator(fetcher_t *f)
     source_get_iterator(f->source, f->stream, f->shard, &pos, fetch_on_iterator, f);
 }
 
-static size_t fetch_estimate(const fetcher_t *f)
-{
-    size_t est = f->last_bytes * 2;
-    if (est < FETCH_MIN_RESERVE) est = FETCH_MIN_RESERVE;
-    return est > FETCH_MAX_RESERVE ? FETCH_MAX_RESERVE : est;
-}
 
 void fetch_poke(fetcher_t *f)
 {
@@ -250,9 +257,23 @@ void fetch_poke(fetcher_t *f)
         return;
     }
     if (!f->h.room(f->ud)) return; /* the owner pokes again when it has consumed a batch */
-    size_t est = fetch_estimate(f);
+    /* how many records, and how many bytes they may take in memory */
     fetch_budget_t *b = f->budget;
-    if (b->max && b->held + b->reserved + est > b->max) {
+    size_t used = b->held + b->reserved, room = FETCH_MAX_READ, limit = f->opt.max_records, est;
+    if (b->max) room = used < b->max ? b->max - used : 0;
+    if (room > FETCH_MAX_READ) room = FETCH_MAX_READ;
+    if (f->source->ops->keeps_max_bytes) {
+        est = room; /* the source stops there itself */
+    } else if (f->bytes_per_record > 0) {
+        double fit = (double)room / f->bytes_per_record;
+        if (fit < (double)limit) limit = (size_t)fit;
+        if (limit == 0 && used == 0) limit = 1; /* a record larger than the bound: one at a time */
+        est = (size_t)(f->bytes_per_record * (double)limit);
+    } else {
+        if (limit > FETCH_FIRST_RECORDS) limit = FETCH_FIRST_RECORDS;
+        est = room;
+    }
+    if (limit == 0 || room == 0) {
         /* over the bound: wait for batches to be released (checked on a timer,
          * since the release may happen in any shard) */
         fetch_later(f, 50);
@@ -265,10 +286,11 @@ void fetch_poke(fetcher_t *f)
     }
     f->next_read_ms = now + f->opt.min_interval_ms;
     f->reservation = est;
+    f->asked = limit;
     b->reserved += est;
     f->state = FETCH_READING;
     f->in_flight = 1;
-    source_get_records(f->source, f->stream, f->shard, f->iterator, f->opt.max_records, est, fetch_on_records, f);
+    source_get_records(f->source, f->stream, f->shard, f->iterator, limit, est, fetch_on_records, f);
 }
 
 static void fetch_on_timer(sched_timer_t *t)

@@ -8,13 +8,17 @@
  * KPL aggregate can continue at its next sub-record). What it reads goes to
  * its owner; it reads again when the owner says there is room.
  *
- * Memory: all fetchers of a worker share one budget (max_buffered_mb). A read
- * starts only when the bytes held by every shard, plus what the reads in
- * flight may bring, stay within it; each read reserves an estimate (its
- * shard's recent batch size, doubled, at least 1 MiB, at most 10 MiB: the
- * largest GetRecords answer) and, where the source can, is told not to
- * return more (the local source). A batch is counted as held in memory,
- * de-aggregated, until its owner releases it.
+ * Memory: all fetchers of a worker share one budget (max_buffered_mb),
+ * counted in batch bytes as they sit in memory, KPL aggregates expanded. A
+ * read starts only when the bytes held by every shard, plus what the reads in
+ * flight may bring, stay within it. A read asks for no more records than the
+ * room left allows at the shard's recent bytes per source record (an
+ * aggregate counts as the records it expands into), at most 10 MiB worth,
+ * and the source is told the byte limit where it can keep it (the local
+ * source). So the bound holds unless a read's records are larger than that
+ * shard's earlier ones; then no read starts until the bytes are back under.
+ * A shard's first read from a source that cannot keep a byte limit, with no
+ * history yet, asks for at most 10 records.
  *
  * Loop thread only; timers from the shard's scheduler. */
 #ifndef SHARDRUN_FETCH_H
@@ -85,7 +89,8 @@ typedef struct fetcher {
     int64_t skip_sub;
     int64_t next_read_ms;     /* rate limit */
     size_t reservation;       /* on the budget while a read is in flight */
-    size_t last_bytes;        /* of the shard's last batch: the next reservation's estimate */
+    size_t asked;             /* records the read in flight asked for */
+    double bytes_per_record;  /* per source record (an aggregate whole) in the last read; 0: unknown */
     int caught_up;            /* the last read found nothing more to read now */
     int64_t millis_behind;    /* as the source reported it last (-1: unknown) */
     sched_timer_t timer;

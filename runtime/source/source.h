@@ -85,6 +85,7 @@ typedef struct source source_t;
 
 typedef struct source_ops {
     const char *name;
+    int keeps_max_bytes;     /* 1: get_records never returns more than max_bytes (but one record) */
     void (*list_shards)(source_t *s, const char *stream, source_shards_cb cb, void *ud);
     void (*get_iterator)(source_t *s, const char *stream, const char *shard,
                          const source_position_t *pos, source_iterator_cb cb, void *ud);

@@ -153,6 +153,7 @@ static void local_destroy(source_t *s)
 
 static const source_ops_t source_local_ops = {
     .name = "local",
+    .keeps_max_bytes = 1,
     .list_shards = local_list_shards,
     .get_iterator = local_get_iterator,
     .get_records = local_get_records,

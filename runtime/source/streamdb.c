@@ -550,13 +550,13 @@ int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t
         batch_add(&b, data, (size_t)data_len, pkey, (size_t)pkey_len, seq, STREAMDB_SEQ_DIGITS, 0, last_arrival);
     }
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
+    if (rc != SQLITE_DONE && !full) {
         batch_free(b);
         return streamdb_fail(db, err, "read records");
     }
     *next = last + 1;
-    /* A closed shard holds all its records already: a short read reached its end. */
     batch_compact(&b); /* counted by what it holds, not by what a full read would need */
+    /* A closed shard holds all its records already: a short read reached its end. */
     *ended = end_seq >= 0 && ((b->count < max && !full) || last >= end_seq);
     *millis_behind = b->count < max && !full ? 0 : streamdb_now_ms() - last_arrival;
     if (*millis_behind < 0) *millis_behind = 0;
