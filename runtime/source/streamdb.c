@@ -433,8 +433,10 @@ int streamdb_put(streamdb_t *db, const char *stream, const void *pkey, size_t pk
 {
     if (pkey_len == 0 || pkey_len > 256)
         return errbuf_set(err, "stream %s: partition key must be 1..256 bytes, got %zu", stream, pkey_len);
-    if (data_len > 1024 * 1024)
-        return errbuf_set(err, "stream %s: record of %zu bytes is over the 1 MiB limit", stream, data_len);
+    if (data_len > 1024 * 1024) {
+        errbuf_set(err, "stream %s: record of %zu bytes is over the 1 MiB limit", stream, data_len);
+        return STREAMDB_EINVAL;
+    }
     int64_t sid = 0;
     if (streamdb_route(db, stream, hashkey_of(pkey, pkey_len), &sid, shard_out, err)) return -1;
     int64_t seq = db->in_txn && db->next_seq >= 0 ? db->next_seq : streamdb_next_seq(db);

@@ -34,7 +34,10 @@ int streamdb_begin(streamdb_t *db, errbuf_t *err);
 int streamdb_commit(streamdb_t *db, errbuf_t *err);
 void streamdb_rollback(streamdb_t *db);
 /* Appends one record to the open shard whose hash range holds MD5(pkey).
- * Writes the shard id (>= 32 bytes) and sequence number (>= 24 bytes). */
+ * Writes the shard id (>= 32 bytes) and sequence number (>= 24 bytes).
+ * Returns 0, -1 (the file: busy, I/O, no such stream), or STREAMDB_EINVAL
+ * when the record itself can never be stored (over 1 MiB). */
+#define STREAMDB_EINVAL (-2)
 int streamdb_put(streamdb_t *db, const char *stream, const void *pkey, size_t pkey_len, const void *data,
                  size_t data_len, int64_t arrival_ms, char *shard_out, char *seq_out, errbuf_t *err);
 

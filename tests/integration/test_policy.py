@@ -389,3 +389,47 @@ return P
     w.stop()
     assert not w.events("records_skipped")
     assert processed(env) == [f"r{i}" for i in range(64)]
+
+
+def test_a_dead_letter_put_to_a_local_stream_held_up_by_a_writer_stalls_only_its_shard(env):
+    # Another process holds the stream file's write lock, so the dead-letter
+    # put waits for it (SQLite's busy timeout). The put must wait off the loop
+    # thread: leases are renewed meanwhile and nothing is lost.
+    import sqlite3
+    env.write("p.lua", r'''
+local P = {}
+function P.processRecords(records)
+  for i = 1, #records do
+    if records[i].data == "p0" then
+      while not io.open("locked") do os.execute("sleep 0.05") end  -- the test holds the lock now
+      error("poison record p0")
+    end
+  end
+  return "checkpoint"
+end
+return P
+''')
+    env.config([{"name": "s", "processor": "p.lua",
+                 "on_error": {"final": "dead_letter", "dead_letter": {"stream": "errors"}}}],
+               lease_duration_ms=1500)
+    env.create_stream("s", 2)
+    env.run("stream", "create", "errors", "--shards", "1")
+    env.put("s", ["p0"], partition_key=key_on(0))
+    w = env.worker()
+    wait_for(lambda: len(w.events("shard_started")) == 2, what="both shards to start")
+    holder = sqlite3.connect(env.dir / "streams.db", timeout=10, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, held
+    stuck = "shardId-000000000000"
+    try:
+        (env.dir / "locked").write_text("")
+        wait_for(lambda: w.events("batch_failed"), what="the poison batch to fail")
+        counter = env.leases()[stuck]["leaseCounter"]
+        time.sleep(3)  # renewals every 0.5 s go on while the put waits
+        assert env.leases()[stuck]["leaseCounter"] >= counter + 3
+        assert not w.events("lease_lost") and not w.events("records_dead_lettered")
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    wait_for(lambda: w.events("records_dead_lettered"), what="the dead-letter put after the lock is gone")
+    wait_for(lambda: env.leases()[stuck]["checkpoint"] != "TRIM_HORIZON", what="the checkpoint past p0")
+    assert not w.events("lease_lost") and w.stop() == 0
