@@ -22,6 +22,18 @@ local tostring, type, error = tostring, type, error
 
 local host = {}
 
+-- Which batch is live in this state: C memory (an int32 the C host sets to
+-- the batch's generation before calling processRecords and to 0 after,
+-- however the call ends: return, error, timeout, memory cap). A record
+-- checks it before reading the batch, so a record kept past its batch can
+-- never read freed memory. Liveness is C's: no Lua line has to run for it.
+local live = ffi.new("int32_t[1]") -- until host.bind gives the C host's cell
+
+-- cell: lightuserdata (the C host's int32) or an int32_t[1] cdata (tests).
+function host.bind(cell)
+  live = ffi.cast("int32_t *", cell)
+end
+
 -- A record is a small table {_h = batch handle, _i = index}; its fields are
 -- read from the batch only when the script asks for them, then cached.
 local getters = {
@@ -37,7 +49,7 @@ record_mt.__index = function(t, k)
   local get = getters[k]
   if not get then return nil end
   local h = rawget(t, "_h")
-  if not h.live then
+  if h.gen ~= live[0] then
     error("record " .. tostring(rawget(t, "_i")) .. " of an earlier batch was used after that batch ended;"
       .. " copy the fields you need (e.g. local d = r.data) inside processRecords", 2)
   end
@@ -50,9 +62,10 @@ record_mt.__tostring = function(t)
 end
 host.record_mt = record_mt
 
--- Builds the records table of a batch. recs/arena are lightuserdata from C.
-function host.records(recs, arena, n)
-  local h = { recs = ffi.cast(rec_ptr_t, recs), arena = ffi.cast(char_ptr_t, arena), live = true }
+-- Builds the records table of a batch. recs/arena are lightuserdata (or
+-- cdata) from C; gen is the generation the C host made live for it.
+function host.records(recs, arena, n, gen)
+  local h = { recs = ffi.cast(rec_ptr_t, recs), arena = ffi.cast(char_ptr_t, arena), gen = gen }
   local records = table_new(n, 0)
   for i = 1, n do
     records[i] = setmetatable({ _h = h, _i = i }, record_mt)
@@ -60,47 +73,63 @@ function host.records(recs, arena, n)
   return records, h
 end
 
--- Reduces a reference to a record (one of this batch's records, a record-like
--- table, or a sequence number string) to (index) or (nil, seq, sub).
-local function ref(v, h, what)
+-- The index in `records` of the record a decision names, or nil and why.
+-- A record of this batch names itself. A sequence number string names
+-- sub-record 0 of that sequence number, as the KCL's checkpoint(String):
+-- with KPL aggregates, a checkpoint at "seq" never covers the sub-records
+-- after the first. A record-like table (e.g. record.copy(r)) names its
+-- sequence and sub-sequence number.
+local function resolve(v, h, records, what)
+  local seq, sub
   if type(v) == "table" then
     local i = rawget(v, "_i")
     if i and rawget(v, "_h") == h then return i end
-    local seq = v.sequenceNumber
-    if type(seq) == "string" then return nil, seq, tonumber(v.subSequenceNumber) or 0 end
-    error(what .. " must be a record of this batch or a sequence number string", 0)
+    seq = v.sequenceNumber
+    if type(seq) ~= "string" then
+      error(what .. " must be a record of this batch or a sequence number string", 0)
+    end
+    sub = tonumber(v.subSequenceNumber) or 0
   elseif type(v) == "string" then
-    return nil, v, nil
+    seq, sub = v, 0
   elseif type(v) == "number" then
     error(what .. " must be a sequence number string, not a number (sequence numbers exceed a double's"
       .. " precision): got " .. tostring(v), 0)
+  else
+    error(what .. " must be a record or a sequence number string, got a " .. type(v), 0)
   end
-  error(what .. " must be a record or a sequence number string, got a " .. type(v), 0)
+  local n, named = #records, false
+  for i = 1, n do
+    local r = records[i]
+    if r.sequenceNumber == seq then
+      if r.subSequenceNumber == sub then return i end
+      named = true
+    end
+  end
+  if named and type(v) == "string" then
+    error("invalid decision: sequence number " .. seq .. " names sub-record 0 of a KPL aggregate, which is not in"
+      .. " this batch; return the record itself ({checkpoint = r}) to name one of its sub-records", 0)
+  end
+  error("invalid decision: sequence number " .. seq .. (sub ~= 0 and ("/" .. sub) or "") .. " is not in this batch ("
+    .. (n > 0 and ("records " .. records[1].sequenceNumber .. ".." .. records[n].sequenceNumber) or "empty batch")
+    .. ")", 0)
 end
 
--- Returns kind, index, seq, sub, message.
--- kind: "none" | "all" | "at" | "failed" | "error"
-local function classify(ret, h)
+-- Reduces what processRecords returned to kind, index, message.
+-- kind: "none" | "all" | "at" | "failed"; raises on an invalid decision.
+local function classify(ret, h, records)
   local t = type(ret)
   if ret == nil then return "none" end
   if t == "string" then
     if ret == "checkpoint" then return "all" end
-    return "at", nil, ret, nil
+    return "at", resolve(ret, h, records, "checkpoint")
   end
   if t == "table" then
     if ret.failed ~= nil then
-      local i, seq, sub = ref(ret.failed, h, "failed")
       local msg = ret.error ~= nil and tostring(ret.error) or "record reported as failed"
-      return "failed", i, seq, sub, msg
+      return "failed", resolve(ret.failed, h, records, "failed"), msg
     end
-    if ret.checkpoint ~= nil then
-      local i, seq, sub = ref(ret.checkpoint, h, "checkpoint")
-      return "at", i, seq, sub
-    end
-    if rawget(ret, "_i") then
-      local i, seq, sub = ref(ret, h, "checkpoint")
-      return "at", i, seq, sub
-    end
+    if ret.checkpoint ~= nil then return "at", resolve(ret.checkpoint, h, records, "checkpoint") end
+    if rawget(ret, "_i") then return "at", resolve(ret, h, records, "checkpoint") end
     error("invalid decision: a table needs checkpoint = record or failed = record", 0)
   end
   error("invalid decision: expected nil, \"checkpoint\", a sequence number, {checkpoint = record} or"
@@ -119,19 +148,19 @@ local function handler(e)
 end
 
 local function fail(e)
-  if type(e) == "table" and e.msg then return "error", nil, nil, nil, e.msg, e.tb end
-  return "error", nil, nil, nil, tostring(e), ""
+  if type(e) == "table" and e.msg then return "error", nil, e.msg, e.tb end
+  return "error", nil, tostring(e), ""
 end
 
--- Calls processRecords; returns kind, index, seq, sub, message, traceback.
-function host.process(P, recs, arena, n, shard)
-  local records, h = host.records(recs, arena, n)
+-- Calls processRecords on a batch the C host made live as generation `gen`;
+-- returns kind, index, message, traceback (kind "error": raised or invalid).
+function host.process(P, recs, arena, n, shard, gen)
+  local records, h = host.records(recs, arena, n, gen)
   local ok, ret = xpcall(P.processRecords, handler, records, shard)
-  h.live = false
   if not ok then return fail(ret) end
-  local ok2, kind, i, seq, sub, msg = pcall(classify, ret, h)
-  if not ok2 then return "error", nil, nil, nil, tostring(kind), "" end
-  return kind, i, seq, sub, msg
+  local ok2, kind, i, msg = pcall(classify, ret, h, records)
+  if not ok2 then return "error", nil, tostring(kind), "" end
+  return kind, i, msg
 end
 
 -- Calls a lifecycle function if the script has it; returns kind ("none" or
@@ -143,7 +172,7 @@ function host.lifecycle(P, name, shard)
   if not ok then return fail(ret) end
   if ret == "checkpoint" then return "all" end
   if ret == nil then return "none" end
-  return "error", nil, nil, nil, name .. " must return \"checkpoint\" or nothing, got " .. tostring(ret), ""
+  return "error", nil, name .. " must return \"checkpoint\" or nothing, got " .. tostring(ret), ""
 end
 
 -- Validates what a script returned when loaded.

@@ -35,7 +35,9 @@
 --   are built in a C-layout batch and handed to the runtime's own Lua side
 --   (shardrun._host), so they are lazy views that stop working after the
 --   call, and decisions follow the same rules (a sequence number not in the
---   batch, a number instead of a string, a malformed table are errors).
+--   batch, a number instead of a string, a malformed table are errors; a
+--   bare sequence number names sub-record 0 of it): the decision is resolved
+--   by the same code as under the runtime.
 --   record in the result is the item of `records` (the fake record given).
 -- testing.lifecycle(P, name [, shard]) -> { kind = "none" | "checkpoint" | "error", error = ... }
 --   for initialize, shardEnded, leaseLost, shutdownRequested.
@@ -166,18 +168,13 @@ local function build_batch(records)
   return recs, arena
 end
 
--- As the C host does after host.process: a decision given as a sequence
--- number names the last record with it (and with the sub-sequence number,
--- when the decision was a record-like table).
-local function find_seq(records, seq, sub)
-  for i = #records, 1, -1 do
-    local r = records[i]
-    if r.sequenceNumber == seq and (sub == nil or r.subSequenceNumber == sub) then return i end
-  end
-  return nil
-end
-
 local pinned = {} -- keeps the batch's C memory alive during the call
+
+-- The liveness cell the C host keeps per Lua state (see _host.lua): set to
+-- the batch's generation during the call, 0 after it, as the C host does.
+local live = ffi.new("int32_t[1]")
+local generation = 0
+host.bind(live)
 
 -- Calls P.processRecords as the runtime does (see the top of this file).
 function testing.process(P, records, shard)
@@ -193,34 +190,23 @@ function testing.process(P, records, shard)
   local recs, arena = build_batch(records)
   local slot = #pinned + 1
   pinned[slot] = { recs, arena }
-  local kind, i, seq, sub, msg, tb = host.process(P, recs, arena, n, shard)
+  generation = generation + 1
+  live[0] = generation
+  local kind, i, msg, tb = host.process(P, recs, arena, n, shard, generation)
+  live[0] = 0
   pinned[slot] = nil
   if kind == "error" then return { kind = "error", error = msg, traceback = tb } end
   if kind == "none" then return { kind = "none" } end
   if kind == "all" then return { kind = "checkpoint", index = n > 0 and n or nil, record = records[n] } end
-  if i == nil then
-    i = find_seq(records, seq, sub)
-    if not i then
-      return {
-        kind = "error",
-        error = format("invalid decision: sequence number %s is not in this batch (%s %s..%s)", tostring(seq),
-          n > 0 and "records" or "empty batch", n > 0 and records[1].sequenceNumber or "",
-          n > 0 and records[n].sequenceNumber or ""),
-      }
-    end
-  end
-  if i < 1 or i > n then
-    return { kind = "error", error = format("invalid decision: record index %d is outside the batch", i) }
-  end
   local d = { kind = kind, index = i, record = records[i] }
-  if kind == "failed" then d.error = msg or "record failed" end
+  if kind == "failed" then d.error = msg end
   return d
 end
 
 -- Calls a lifecycle function (initialize, shardEnded, leaseLost,
 -- shutdownRequested) as the runtime does; a missing one is "none".
 function testing.lifecycle(P, name, shard)
-  local kind, _, _, _, msg, tb = host.lifecycle(P, name, shard or testing.shard())
+  local kind, _, msg, tb = host.lifecycle(P, name, shard or testing.shard())
   if kind == "all" then return { kind = "checkpoint" } end
   if kind == "error" then return { kind = "error", error = msg, traceback = tb } end
   return { kind = kind }

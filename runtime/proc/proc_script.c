@@ -1,6 +1,8 @@
 /* proc_script: a processor script's versions, and the Lua environment every
  * state that runs one gets (package.path, the runtime's _host module, the
  * shard context). The per-shard states and the pool are in processor.c. */
+#include "proc_script.h"
+
 #include <lauxlib.h>
 #include <limits.h>
 #include <lua.h>
@@ -14,8 +16,6 @@
 
 #include "base/buf.h"
 #include "base/clock.h"
-#include "processor.h"
-#include "processor_internal.h"
 #include "base/xalloc.h"
 
 /* ---- where the Lua side lives ------------------------------------------ */
@@ -95,7 +95,7 @@ static void proc_hash(const char *code, size_t len, char out[17])
 }
 
 /* package.path: the script's folder, the config's lua_path, lua/, then the default. */
-void proc_set_path(lua_State *L, const char *script, char *const *lua_path, size_t n)
+void proc_script_set_path(lua_State *L, const char *script, char *const *lua_path, size_t n)
 {
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -126,7 +126,7 @@ void proc_set_path(lua_State *L, const char *script, char *const *lua_path, size
 }
 
 /* Pushes require("shardrun._host"), or returns -1 with the error pushed. */
-int proc_push_host(lua_State *L)
+int proc_script_push_host(lua_State *L)
 {
     lua_getglobal(L, "require");
     lua_pushstring(L, "shardrun._host");
@@ -134,7 +134,7 @@ int proc_push_host(lua_State *L)
 }
 
 /* Runs the script's code; on success pushes P (checked). */
-int proc_load_code(lua_State *L, const proc_script_t *s, int host_idx, errbuf_t *err)
+int proc_script_run_code(lua_State *L, const proc_script_t *s, int host_idx, errbuf_t *err)
 {
     char chunk[PATH_MAX + 2];
     snprintf(chunk, sizeof chunk, "@%s", s->path);
@@ -155,7 +155,7 @@ int proc_load_code(lua_State *L, const proc_script_t *s, int host_idx, errbuf_t 
 }
 
 /* Marks the modules loaded so far (the runtime's): pushes a set of names. */
-void proc_push_loaded_names(lua_State *L)
+void proc_script_push_loaded_names(lua_State *L)
 {
     lua_newtable(L);
     lua_getglobal(L, "package");
@@ -216,7 +216,7 @@ static void proc_collect_deps(lua_State *L, proc_script_t *s, int base_idx, char
     lua_pop(L, 2);
 }
 
-void proc_push_shard_ctx(lua_State *L, const proc_shard_info_t *info)
+void proc_script_push_shard_ctx(lua_State *L, const proc_shard_info_t *info)
 {
     lua_createtable(L, 0, 6);
     lua_pushstring(L, info->shard);
@@ -256,15 +256,16 @@ static int proc_check_initialize(lua_State *L, int host_idx, const proc_shard_in
     lua_getfield(L, host_idx, "lifecycle");
     lua_pushvalue(L, -2);
     lua_pushstring(L, "initialize");
-    proc_push_shard_ctx(L, info);
-    if (lua_pcall(L, 3, 6, 0) != 0) {
+    proc_script_push_shard_ctx(L, info);
+    if (lua_pcall(L, 3, 4, 0) != 0) {
         errbuf_set(err, "initialize: %s", lua_tostring(L, -1));
         lua_pop(L, 1);
         return -1;
     }
-    int failed = lua_isstring(L, -6) && !strcmp(lua_tostring(L, -6), "error");
+    /* results: kind, index, message, traceback */
+    int failed = lua_isstring(L, -4) && !strcmp(lua_tostring(L, -4), "error");
     if (failed) errbuf_set(err, "initialize failed: %s", lua_tostring(L, -2) ? lua_tostring(L, -2) : "error");
-    lua_pop(L, 6);
+    lua_pop(L, 4);
     return failed ? -1 : 0;
 }
 
@@ -284,15 +285,15 @@ proc_script_t *proc_script_load(const char *path, char *const *lua_path, size_t 
     lua_State *L = luaL_newstate();
     if (!L) xalloc_oom(0);
     luaL_openlibs(L);
-    proc_set_path(L, path, lua_path, nlua_path);
+    proc_script_set_path(L, path, lua_path, nlua_path);
     int rc = 0;
-    if (proc_push_host(L)) {
+    if (proc_script_push_host(L)) {
         rc = errbuf_set(err, "cannot load the runtime's Lua side: %s", lua_tostring(L, -1));
     } else {
         int host = lua_gettop(L);
-        proc_push_loaded_names(L);
+        proc_script_push_loaded_names(L);
         int base = lua_gettop(L);
-        rc = proc_load_code(L, s, host, err);
+        rc = proc_script_run_code(L, s, host, err);
         if (!rc) {
             proc_collect_deps(L, s, base, lua_path, nlua_path);
             proc_hash_version(s);

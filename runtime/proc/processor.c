@@ -1,5 +1,4 @@
 #include "processor.h"
-#include "processor_internal.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -28,6 +27,12 @@ struct proc_state {
     size_t mem_limit;
     int mem_hit;
     int host_ref, p_ref, shard_ref, baseline_ref;
+    /* The generation of the batch processRecords is running on, 0 between
+     * calls. Records check it before every read (see _host.lua): it is set
+     * here, on the processor thread, around the call, so no Lua line needs
+     * to run for a batch to end, whatever way the call ends. */
+    int32_t live_gen;
+    int32_t last_gen;
     char *stream, *shard, *position, *worker;
     char **lua_path;
     size_t nlua_path;
@@ -169,19 +174,22 @@ static int proc_open(proc_state_t *ps, proc_job_t *job)
     }
     ps->L = L;
     luaL_openlibs(L);
-    proc_set_path(L, ps->script->path, ps->lua_path, ps->nlua_path);
-    if (proc_push_host(L)) {
+    proc_script_set_path(L, ps->script->path, ps->lua_path, ps->nlua_path);
+    if (proc_script_push_host(L)) {
         proc_job_set_error(job, lua_tostring(L, -1), NULL);
         proc_close_lua(ps);
         return -1;
     }
+    lua_getfield(L, -1, "bind");
+    lua_pushlightuserdata(L, &ps->live_gen);
+    lua_call(L, 1, 0);
     ps->host_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     /* Modules loaded so far belong to the runtime; those loaded later are the
      * script's and are reloaded with it. */
-    proc_push_loaded_names(L);
+    proc_script_push_loaded_names(L);
     ps->baseline_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ps->host_ref);
-    if (proc_load_code(L, ps->script, lua_gettop(L), &err)) {
+    if (proc_script_run_code(L, ps->script, lua_gettop(L), &err)) {
         proc_job_set_error(job, err.msg, NULL);
         proc_close_lua(ps);
         return -1;
@@ -189,7 +197,7 @@ static int proc_open(proc_state_t *ps, proc_job_t *job)
     ps->p_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
     proc_shard_info_t info = {ps->stream, ps->shard, ps->position, ps->worker};
-    proc_push_shard_ctx(L, &info);
+    proc_script_push_shard_ctx(L, &info);
     ps->shard_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
@@ -227,7 +235,7 @@ static void proc_swap(proc_state_t *ps, proc_script_t *next)
     }
     errbuf_t err;
     lua_rawgeti(L, LUA_REGISTRYINDEX, ps->host_ref);
-    if (proc_load_code(L, next, lua_gettop(L), &err)) {
+    if (proc_script_run_code(L, next, lua_gettop(L), &err)) {
         char q[1024];
         log_error("reload_failed", "stream=%s shard=%s script=%s error=%s action=kept_previous", ps->stream,
                   ps->shard, next->path, log_quote(err.msg, q, sizeof q));
@@ -262,13 +270,14 @@ static void proc_swap(proc_state_t *ps, proc_script_t *next)
              next->hash);
 }
 
-/* Reads (kind, index, seq, sub, message, traceback) left by the host. */
+/* Reads (kind, index, message, traceback) left by the host: _host.lua has
+ * already resolved a decision to the index of a record of the batch. */
 static void proc_read_decision(lua_State *L, int base, proc_job_t *job)
 {
     const char *kind = lua_tostring(L, base);
     if (!kind) kind = "error";
     if (!strcmp(kind, "error")) {
-        proc_job_set_error(job, lua_tostring(L, base + 4), lua_tostring(L, base + 5));
+        proc_job_set_error(job, lua_tostring(L, base + 2), lua_tostring(L, base + 3));
         return;
     }
     if (!strcmp(kind, "none")) job->decision = DEC_NONE;
@@ -277,35 +286,21 @@ static void proc_read_decision(lua_State *L, int base, proc_job_t *job)
     if (job->decision != DEC_AT && job->decision != DEC_FAILED) return;
     if (job->decision == DEC_FAILED) {
         free(job->error);
-        job->error = xstrdup(lua_tostring(L, base + 4) ? lua_tostring(L, base + 4) : "record failed");
+        job->error = xstrdup(lua_tostring(L, base + 2) ? lua_tostring(L, base + 2) : "record failed");
     }
-    if (lua_isnumber(L, base + 1)) {
-        job->index = (size_t)lua_tointeger(L, base + 1) - 1;
+    lua_Integer i = lua_isnumber(L, base + 1) ? lua_tointeger(L, base + 1) : 0;
+    const batch_t *b = job->batch;
+    if (!b || i < 1 || (size_t)i > b->count) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "invalid decision: record index %lld is outside the batch", (long long)i);
+        proc_job_set_error(job, msg, NULL);
         return;
     }
-    /* a sequence number: find it in the batch (the last record with it, or
-     * the one with the given sub-sequence number) */
-    const batch_t *b = job->batch;
-    size_t slen = 0;
-    const char *seq = lua_tolstring(L, base + 2, &slen);
-    int has_sub = lua_isnumber(L, base + 3);
-    int64_t sub = has_sub ? (int64_t)lua_tonumber(L, base + 3) : 0;
-    for (size_t i = b ? b->count : 0; i-- > 0;) {
-        if (b->recs[i].seq_len == slen && !memcmp(batch_seq(b, i), seq, slen) &&
-            (!has_sub || b->recs[i].sub_seq == sub)) {
-            job->index = i;
-            return;
-        }
-    }
-    char msg[512];
-    snprintf(msg, sizeof msg, "invalid decision: sequence number %.200s is not in this batch (%s %.100s..%.100s)",
-             seq ? seq : "?", b && b->count ? "records" : "empty batch", b && b->count ? batch_seq(b, 0) : "",
-             b && b->count ? batch_seq(b, b->count - 1) : "");
-    proc_job_set_error(job, msg, NULL);
+    job->index = (size_t)i - 1;
 }
 
 /* Calls host.<fn>(P, ...) with nargs extra arguments already pushed after
- * the function slot; leaves the 6 results at base. */
+ * the function slot and reads its 4 results into the job. */
 static void proc_call_host(proc_state_t *ps, proc_job_t *job, const char *fn, int nextra)
 {
     lua_State *L = ps->L;
@@ -320,7 +315,8 @@ static void proc_call_host(proc_state_t *ps, proc_job_t *job, const char *fn, in
     ps->running = 1;
     ps->interrupted = 0;
     pthread_mutex_unlock(&ps->mu);
-    int rc = lua_pcall(L, nextra + 1, 6, 0);
+    int rc = lua_pcall(L, nextra + 1, 4, 0);
+    ps->live_gen = 0; /* the batch has ended, however the call did */
     pthread_mutex_lock(&ps->mu);
     ps->running = 0;
     if (ps->interrupted) {
@@ -381,18 +377,14 @@ static void proc_run(proc_job_t *job)
     case JOB_LEASE_LOST: proc_lifecycle(ps, job, "leaseLost"); break;
     case JOB_PROCESS: {
         const batch_t *b = job->batch;
+        if (++ps->last_gen <= 0) ps->last_gen = 1; /* 0 means "no batch" */
         lua_pushlightuserdata(ps->L, (void *)b->recs);
         lua_pushlightuserdata(ps->L, (void *)batch_arena(b));
         lua_pushinteger(ps->L, (lua_Integer)b->count);
         lua_rawgeti(ps->L, LUA_REGISTRYINDEX, ps->shard_ref);
-        proc_call_host(ps, job, "process", 4);
-        if (job->decision == DEC_AT || job->decision == DEC_FAILED) {
-            if (job->index >= b->count) {
-                char msg[128];
-                snprintf(msg, sizeof msg, "invalid decision: record index %zu is outside the batch", job->index + 1);
-                proc_job_set_error(job, msg, NULL);
-            }
-        }
+        lua_pushinteger(ps->L, ps->last_gen);
+        ps->live_gen = ps->last_gen;
+        proc_call_host(ps, job, "process", 5);
         break;
     }
     case JOB_CLOSE: break;

@@ -16,35 +16,9 @@
 #include "record/batch.h"
 #include "base/errbuf.h"
 #include "base/tpool.h"
+#include "proc_script.h"
 
 struct ev_loop;
-
-/* One version of a processor script: its code as read from disk, so every
- * shard that swaps to it runs the same bytes even if the file changes again. */
-typedef struct proc_script {
-    char *path;
-    char *code;
-    size_t len;
-    char hash[17];            /* hex of the first 8 bytes of the SHA-256 of the code */
-    int64_t loaded_ms;        /* wall clock, for status */
-    char **deps;              /* files of the modules it required from its folder or lua_path */
-    size_t ndeps;
-    int refs;                 /* atomic */
-} proc_script_t;
-
-struct proc_shard_info;
-
-/* Reads and validates a script in a fresh state: it compiles, returns a
- * table with processRecords, and, when `check_shard` is given, its
- * initialize runs without error on a copy of that shard's context. Caller
- * owns the result: proc_script_unref(). lua_path: extra require folders. */
-proc_script_t *proc_script_load(const char *path, char *const *lua_path, size_t nlua_path,
-                                const struct proc_shard_info *check_shard, errbuf_t *err);
-void proc_script_ref(proc_script_t *s);
-void proc_script_unref(proc_script_t *s);
-
-/* Where lua/shardrun lives (SHARDRUN_LUA_DIR, or next to the executable). */
-const char *proc_lua_dir(void);
 
 typedef enum {
     JOB_INIT,            /* create the state, load the script, call initialize */
@@ -69,14 +43,6 @@ typedef struct proc_limits {
     int64_t timeout_ms;       /* 0 = none */
     int64_t memory_limit_mb;  /* 0 = none */
 } proc_limits_t;
-
-/* Shard context given to the script as `shard` (id, stream, position, worker). */
-typedef struct proc_shard_info {
-    const char *stream;
-    const char *shard;
-    const char *position;
-    const char *worker;
-} proc_shard_info_t;
 
 /* Caller (loop thread) owns the state; it is freed by a JOB_CLOSE job
  * followed by proc_state_free() on the loop thread. */

@@ -103,3 +103,17 @@ batch_t *batch_slice(const batch_t *b, size_t from, size_t to)
     s->aggregated = b->aggregated;
     return s;
 }
+
+void batch_compact(batch_t **bp)
+{
+    batch_t *b = *bp;
+    size_t used = batch_header_size(b->count) + b->arena_len;
+    if (b->bytes <= 2 * used + 65536) return; /* not worth a copy */
+    size_t arena_cap = b->arena_len ? b->arena_len : 1;
+    /* the arena follows the descriptors: slide it down to the last one used */
+    memmove(b->recs + b->count, batch_arena(b), b->arena_len);
+    b->cap = b->count;
+    b->arena_cap = arena_cap;
+    b->bytes = batch_header_size(b->cap) + arena_cap;
+    *bp = xrealloc(b, b->bytes);
+}

@@ -64,6 +64,11 @@ static inline const char *batch_data(const batch_t *b, size_t i) { return batch_
 static inline const char *batch_seq(const batch_t *b, size_t i) { return batch_arena(b) + b->recs[i].seq_off; }
 static inline const char *batch_pkey(const batch_t *b, size_t i) { return batch_arena(b) + b->recs[i].pkey_off; }
 
+/* Gives back what a batch reserved and did not fill (descriptor slots, arena),
+ * when that is much more than it holds, so its `bytes` (what memory
+ * accounting counts) is what it uses. May move the batch. */
+void batch_compact(batch_t **bp);
+
 /* A new batch holding records [from, to) of b (for retries of a part).
  * Caller owns the result. */
 batch_t *batch_slice(const batch_t *b, size_t from, size_t to);

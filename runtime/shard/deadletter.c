@@ -45,15 +45,18 @@ static char *deadletter_base64(const char *p, size_t n)
     return out;
 }
 
-void deadletter_format(buf_t *out, const deadletter_info_t *info, const batch_t *b, size_t i)
+/* The fields every line has; data is added by the caller (or left out). */
+static cJSON *deadletter_object(const deadletter_info_t *info, const batch_t *b, size_t i, size_t text_max)
 {
     const batch_record_t *r = &b->recs[i];
     cJSON *o = cJSON_CreateObject();
+    if (!o) xalloc_oom(0);
+    size_t elen = info->error ? strlen(info->error) : 0, tlen = info->traceback ? strlen(info->traceback) : 0;
+    if (text_max && elen > text_max) elen = text_max;
+    if (text_max && tlen > text_max) tlen = text_max;
     char *pkey = deadletter_clean_text(batch_pkey(b, i), r->pkey_len);
-    char *data = deadletter_base64(batch_data(b, i), r->data_len);
-    char *error = deadletter_clean_text(info->error ? info->error : "", info->error ? strlen(info->error) : 0);
-    char *tb = deadletter_clean_text(info->traceback ? info->traceback : "",
-                                     info->traceback ? strlen(info->traceback) : 0);
+    char *error = deadletter_clean_text(info->error ? info->error : "", elen);
+    char *tb = deadletter_clean_text(info->traceback ? info->traceback : "", tlen);
     char now[40];
     time_t t = time(NULL);
     struct tm tm;
@@ -64,23 +67,53 @@ void deadletter_format(buf_t *out, const deadletter_info_t *info, const batch_t 
     cJSON_AddStringToObject(o, "sequenceNumber", batch_seq(b, i));
     cJSON_AddNumberToObject(o, "subSequenceNumber", (double)r->sub_seq);
     cJSON_AddStringToObject(o, "partitionKey", pkey);
-    cJSON_AddStringToObject(o, "data", data);
     cJSON_AddNumberToObject(o, "approximateArrivalTimestamp", (double)r->arrival_ms);
     cJSON_AddStringToObject(o, "error", error);
     cJSON_AddStringToObject(o, "traceback", tb);
     cJSON_AddNumberToObject(o, "attempts", (double)info->attempts);
     cJSON_AddStringToObject(o, "worker", info->worker ? info->worker : "");
     cJSON_AddStringToObject(o, "time", now);
+    free(pkey);
+    free(error);
+    free(tb);
+    return o;
+}
+
+static void deadletter_emit(buf_t *out, cJSON *o)
+{
     char *line = cJSON_PrintUnformatted(o);
     if (!line) xalloc_oom(0);
     buf_append_str(out, line);
     buf_append_char(out, '\n');
     free(line);
     cJSON_Delete(o);
-    free(pkey);
+}
+
+/* Error and traceback in a metadata-only line: enough to act on, never the
+ * reason it does not fit. */
+#define DEADLETTER_TEXT_MAX 8192
+
+int deadletter_format(buf_t *out, const deadletter_info_t *info, const batch_t *b, size_t i, size_t max_line)
+{
+    const batch_record_t *r = &b->recs[i];
+    size_t b64 = 4 * ((r->data_len + 2) / 3);
+    /* base64 data plus the rest of the line (escaping can grow the text
+     * fields up to six times; the pkey is at most 256 bytes in Kinesis) */
+    size_t others = 512 + 6 * ((info->error ? strlen(info->error) : 0) + (info->traceback ? strlen(info->traceback) : 0) +
+                               r->pkey_len + r->seq_len);
+    if (max_line && b64 + others > max_line) {
+        cJSON *o = deadletter_object(info, b, i, DEADLETTER_TEXT_MAX);
+        cJSON_AddBoolToObject(o, "dataOmitted", 1);
+        cJSON_AddNumberToObject(o, "size", (double)r->data_len);
+        deadletter_emit(out, o);
+        return 1;
+    }
+    cJSON *o = deadletter_object(info, b, i, 0);
+    char *data = deadletter_base64(batch_data(b, i), r->data_len);
+    cJSON_AddStringToObject(o, "data", data);
     free(data);
-    free(error);
-    free(tb);
+    deadletter_emit(out, o);
+    return 0;
 }
 
 /* Moves a full file aside (path.<unix time>) so the next write starts a new one. */
@@ -125,71 +158,131 @@ static int deadletter_append(const char *path, int64_t max_bytes, const buf_t *l
     return close(fd) == 0 ? 0 : errbuf_set(err, "dead-letter file %s: close: %s", path, strerror(errno));
 }
 
-/* ---- the writer thread ------------------------------------------------------ */
+/* ---- sending ---------------------------------------------------------------- */
 
-struct deadletter_writer {
-    tpool_t *thread;
+struct deadletter {
+    tpool_t *file_thread;    /* one thread for every file keeps each file's appends and rotation in order */
+    source_t *source;        /* dead-letter streams are the source's */
+    size_t busy;
 };
 
-typedef struct deadletter_write {
-    tpool_job_t job;             /* first: the pool's handle */
-    char *path;                  /* owned */
-    int64_t max_bytes;
-    buf_t lines;                 /* owned */
+/* One send in flight, freed after its callback. */
+typedef struct deadletter_job {
+    tpool_job_t job;         /* first: the file thread's handle */
+    deadletter_t *dl;
     deadletter_done_cb done;
     void *ud;
+    char *destination;
+    buf_t lines;             /* JSON lines; stream records point into them */
+    source_put_record_t *recs;
+    size_t omitted;
+    char *path;              /* file */
+    int64_t max_bytes;
     int rc;
     errbuf_t err;
-} deadletter_write_t;
+} deadletter_job_t;
 
-static void deadletter_write_run(tpool_job_t *job)
-{
-    deadletter_write_t *wr = (deadletter_write_t *)job;
-    wr->rc = deadletter_append(wr->path, wr->max_bytes, &wr->lines, &wr->err);
-}
-
-static void deadletter_write_done(tpool_job_t *job)
-{
-    deadletter_write_t *wr = (deadletter_write_t *)job;
-    wr->done(wr->ud, wr->rc, wr->rc ? wr->err.msg : NULL);
-    free(wr->path);
-    buf_free(&wr->lines);
-    free(wr);
-}
-
-deadletter_writer_t *deadletter_writer_new(struct ev_loop *loop)
+deadletter_t *deadletter_new(struct ev_loop *loop, source_t *source)
 {
     tpool_t *thread = tpool_new(loop, 1, "dead_letter");
     if (!thread) return NULL;
-    deadletter_writer_t *w = xcalloc(1, sizeof *w); /* owned by the caller: deadletter_writer_free */
-    w->thread = thread;
-    return w;
+    deadletter_t *dl = xcalloc(1, sizeof *dl); /* owned by the caller: deadletter_free */
+    dl->file_thread = thread;
+    dl->source = source;
+    return dl;
 }
 
-void deadletter_writer_free(deadletter_writer_t *w)
+void deadletter_free(deadletter_t *dl)
 {
-    if (!w) return;
-    tpool_free(w->thread);
-    free(w);
+    if (!dl) return;
+    tpool_free(dl->file_thread);
+    free(dl);
 }
 
-size_t deadletter_writer_busy(const deadletter_writer_t *w)
+size_t deadletter_busy(const deadletter_t *dl)
 {
-    return tpool_busy(w->thread);
+    return dl->busy;
 }
 
-void deadletter_writer_append(deadletter_writer_t *w, const policy_config_t *p, buf_t *lines,
-                              deadletter_done_cb done, void *ud)
+const char *deadletter_status_name(deadletter_status_t s)
 {
-    deadletter_write_t *wr = xcalloc(1, sizeof *wr); /* freed after done runs */
-    wr->job = (tpool_job_t){.run = deadletter_write_run, .done = deadletter_write_done};
-    wr->path = xstrdup(p->dead_letter_file);
-    wr->max_bytes = p->dead_letter_max_bytes;
-    wr->lines = *lines; /* moved: owned by wr */
-    *lines = (buf_t)BUF_INIT;
-    wr->done = done;
-    wr->ud = ud;
-    tpool_submit(w->thread, &wr->job);
+    switch (s) {
+    case DEADLETTER_SENT: return "sent";
+    case DEADLETTER_ERETRY: return "retry";
+    case DEADLETTER_EFATAL: return "fatal";
+    }
+    return "unknown";
+}
+
+static void deadletter_finish(deadletter_job_t *j, deadletter_status_t st, const char *msg)
+{
+    j->dl->busy--;
+    deadletter_result_t r = {st, st ? (msg ? msg : "failed") : NULL, j->destination, j->omitted};
+    j->done(j->ud, &r);
+    buf_free(&j->lines);
+    free(j->recs);
+    free(j->destination);
+    free(j->path);
+    free(j);
+}
+
+static void deadletter_file_run(tpool_job_t *job)
+{
+    deadletter_job_t *j = (deadletter_job_t *)job;
+    j->rc = deadletter_append(j->path, j->max_bytes, &j->lines, &j->err);
+}
+
+static void deadletter_file_done(tpool_job_t *job)
+{
+    deadletter_job_t *j = (deadletter_job_t *)job;
+    /* disk full, a missing folder, a hung mount: all may pass; the shard waits */
+    deadletter_finish(j, j->rc ? DEADLETTER_ERETRY : DEADLETTER_SENT, j->rc ? j->err.msg : NULL);
+}
+
+static void deadletter_stream_done(void *ud, source_err_t err, const char *msg)
+{
+    deadletter_job_t *j = ud;
+    deadletter_status_t st = err == SOURCE_OK ? DEADLETTER_SENT : err == SOURCE_ERETRY ? DEADLETTER_ERETRY
+                                                                                       : DEADLETTER_EFATAL;
+    char why[1200];
+    if (st) snprintf(why, sizeof why, "dead-letter stream %s: %s (%s)", j->destination, msg ? msg : "put failed",
+                     source_err_name(err));
+    deadletter_finish(j, st, st ? why : NULL);
+}
+
+void deadletter_send(deadletter_t *dl, const policy_config_t *p, const deadletter_info_t *info, const batch_t *b,
+                     deadletter_done_cb done, void *ud)
+{
+    deadletter_job_t *j = xcalloc(1, sizeof *j); /* freed after done runs */
+    j->dl = dl;
+    j->done = done;
+    j->ud = ud;
+    j->lines = (buf_t)BUF_INIT;
+    dl->busy++;
+    if (p->dead_letter_stream) {
+        j->destination = xstrdup(p->dead_letter_stream);
+        size_t *ends = xcalloc(b->count ? b->count : 1, sizeof *ends);
+        for (size_t i = 0; i < b->count; i++) {
+            j->omitted += (size_t)deadletter_format(&j->lines, info, b, i, DEADLETTER_MAX_RECORD);
+            ends[i] = j->lines.len - 1; /* the newline is not part of the record */
+        }
+        j->recs = xcalloc(b->count ? b->count : 1, sizeof *j->recs); /* owned by j; point into j->lines */
+        for (size_t i = 0, start = 0; i < b->count; i++) {
+            j->recs[i].data = j->lines.data + start;
+            j->recs[i].data_len = ends[i] - start;
+            j->recs[i].pkey = b->recs[i].pkey_len ? batch_pkey(b, i) : "deadletter";
+            start = ends[i] + 1;
+        }
+        free(ends);
+        dl->source->ops->put(dl->source, p->dead_letter_stream, j->recs, b->count, deadletter_stream_done, j);
+        return;
+    }
+    j->destination = xstrdup(p->dead_letter_file);
+    for (size_t i = 0; i < b->count; i++) deadletter_format(&j->lines, info, b, i, 0);
+    j->path = xstrdup(p->dead_letter_file);
+    j->max_bytes = p->dead_letter_max_bytes;
+    j->job = (tpool_job_t){.run = deadletter_file_run, .done = deadletter_file_done};
+    tpool_submit(dl->file_thread, &j->job);
 }
 
 /* ---- dlq replay ------------------------------------------------------------- */

@@ -1,195 +1,234 @@
 #include "shard.h"
-#include "shard_internal.h"
 
 #include <cjson/cJSON.h>
-#include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/xalloc.h"
+#include "checkpoint.h"
 #include "policy.h"
 #include "record/seqnum.h"
-#include "base/xalloc.h"
 
-#define SHARD_RETRY_MS 1000          /* after a transient source error */
-#define SHARD_BUFFER_WAIT_MS 50      /* when the worker's buffer is full */
+#define SHARD_RETRY_MS 1000          /* after a transient read error */
 #define SHARD_STUCK_RETRY_MS 10000   /* shardEnded did not checkpoint */
-#define SHARD_HALT_REPEAT_S 60.0     /* a halted shard says so every minute */
+#define SHARD_HALT_REPEAT_MS 60000   /* a halted shard says so every minute */
 #define SHARD_STUCK_GRACE_MS 5000    /* after an interrupt, before the worker gives up on the thread */
 
-static void shard_maybe_fetch(shard_t *s);
-static void shard_maybe_close(shard_t *s);
+/* Records waiting to be processed, in order: pieces of fetched batches. */
+typedef struct piece {
+    batch_t *batch;
+    int64_t failures;            /* failed calls of exactly these records */
+    struct piece *next;
+} piece_t;
 
-const char *shard_phase_name(shard_phase_t p)
+struct shard {
+    shard_env_t *env;
+    const config_stream_t *cfg;
+    char *key, *stream, *id;
+    shard_state_t state;
+    proc_state_t *ps;
+    proc_script_t *script;       /* the version this shard should run */
+    proc_script_t *previous;     /* the one before a hot reload (rollback) */
+    int64_t fails_since_swap;    /* failed batches in a row since the swap */
+    unsigned seed;
+
+    /* facts the state machine reads */
+    int initialized;             /* initialize() succeeded in the current Lua state */
+    int called_shutdown;         /* STOPPING: shutdownRequested() has run (or is not due) */
+    int called_lease_lost;       /* LOST: leaseLost() has run (or is not due) */
+    int ended_ok;                /* ENDING: shardEnded() returned "checkpoint" */
+    int handoff;                 /* RELEASING ends with a handoff, not a release */
+    int lua_closed;              /* CLOSING: the Lua state is closed */
+    int stepping, step_again;    /* shard_step re-entrancy */
+
+    /* operations out: each answer calls shard_step */
+    proc_job_t job;              /* at most one; job_busy while it is out */
+    int job_busy;
+    int dl_busy;                 /* a dead-letter send for `final` */
+    fetcher_t fetch;
+    checkpoint_t cp;
+
+    /* records */
+    piece_t *head, *tail;        /* fetched, waiting */
+    size_t queued;
+    piece_t *current;            /* in processRecords */
+    piece_t *final;              /* given up on: being dead-lettered (or waiting to be again) */
+    char *final_error, *final_tb;
+    int64_t final_sends;
+    char *done_seq;              /* the last record finished (processed, skipped or dead-lettered) */
+    int64_t done_sub;
+    int held;                    /* records up to done_seq were processed without a checkpoint asked for */
+
+    /* timers */
+    sched_timer_t wait_timer;    /* the next step waits until it fires: retry backoff, shardEnded again */
+    sched_timer_t job_timer;     /* process_timeout_ms */
+    sched_timer_t halt_timer;
+    int64_t interrupted_ms;      /* when the running job was interrupted (0: not) */
+    int64_t wait_until_ms;       /* when wait_timer fires (for status) */
+
+    char *halt_error;
+    char *last_error;            /* of the last failed call, for status while retrying */
+    shard_stats_t stats;
+};
+
+static void shard_step(shard_t *s);
+
+const char *shard_state_name(shard_state_t st)
 {
-    static const char *const names[] = {"initializing", "processing", "ending", "stopping", "lost", "halted",
-                                        "closing"};
-    return names[p];
+    static const char *const names[] = {"initializing", "processing", "halted", "ending",
+                                        "stopping", "releasing", "lost", "closing"};
+    return names[st];
 }
 
 const char *shard_key(const shard_t *s) { return s->key; }
 const char *shard_id(const shard_t *s) { return s->id; }
 const char *shard_stream(const shard_t *s) { return s->stream; }
-shard_phase_t shard_phase(const shard_t *s) { return s->phase; }
+shard_state_t shard_state(const shard_t *s) { return s->state; }
 proc_state_t *shard_proc(shard_t *s) { return s->ps; }
+const shard_stats_t *shard_stats(const shard_t *s) { return &s->stats; }
 
-void shard_set_str(char **dst, const char *v)
+static void shard_set_str(char **dst, const char *v)
 {
-    char *copy = xstrdup(v);
+    char *copy = v ? xstrdup(v) : NULL; /* owned by the shard */
     free(*dst);
     *dst = copy;
 }
 
-/* ---- the prefetch queue ---------------------------------------------------- */
+/* ---- the one place states change ------------------------------------------- */
 
-/* Every batch a shard holds counts towards the worker's buffer bound. */
-void shard_account(shard_t *s, batch_t *b)
+static int shard_transition_allowed(shard_state_t from, shard_state_t to)
 {
-    s->env->buffered_bytes += b->bytes;
+    switch (from) {
+    case SHARD_STARTING: return to == SHARD_RUNNING || to == SHARD_HALTED || to == SHARD_STOPPING || to == SHARD_LOST;
+    case SHARD_RUNNING: return to == SHARD_HALTED || to == SHARD_ENDING || to == SHARD_STOPPING || to == SHARD_LOST;
+    case SHARD_HALTED:
+        return to == SHARD_RUNNING || to == SHARD_STARTING || to == SHARD_STOPPING || to == SHARD_LOST;
+    case SHARD_ENDING: return to == SHARD_RELEASING || to == SHARD_STOPPING || to == SHARD_LOST;
+    case SHARD_STOPPING: return to == SHARD_RELEASING || to == SHARD_LOST;
+    case SHARD_RELEASING: return to == SHARD_CLOSING || to == SHARD_LOST;
+    case SHARD_LOST: return to == SHARD_CLOSING;
+    case SHARD_CLOSING: return 0;
+    }
+    return 0;
 }
 
-static void shard_enqueue(shard_t *s, batch_t *b)
+static void shard_transition(shard_t *s, shard_state_t to)
 {
-    queued_t *q = xcalloc(1, sizeof *q); /* freed when dequeued */
-    q->batch = b;
-    if (s->tail) s->tail->next = q;
-    else s->head = q;
-    s->tail = q;
+    if (!shard_transition_allowed(s->state, to)) {
+        log_error("internal_error", "stream=%s shard=%s what=\"illegal shard state transition\" from=%s to=%s",
+                  s->stream, s->id, shard_state_name(s->state), shard_state_name(to));
+        abort();
+    }
+    log_debug("shard_state", "stream=%s shard=%s from=%s to=%s", s->stream, s->id, shard_state_name(s->state),
+              shard_state_name(to));
+    s->state = to;
+}
+
+/* ---- pieces ---------------------------------------------------------------- */
+
+static piece_t *piece_new(batch_t *b, int64_t failures)
+{
+    piece_t *p = xcalloc(1, sizeof *p); /* owned by the shard until piece_free */
+    p->batch = b;
+    p->failures = failures;
+    return p;
+}
+
+/* Frees a piece and gives its bytes back to the worker's budget. */
+static void piece_free(shard_t *s, piece_t *p)
+{
+    if (!p) return;
+    fetch_budget_release(s->env->budget, p->batch->bytes);
+    batch_free(p->batch);
+    free(p);
+}
+
+/* A piece holding records [from, to) of p's batch; its bytes are held. */
+static piece_t *piece_slice(shard_t *s, const piece_t *p, size_t from, size_t to, int64_t failures)
+{
+    batch_t *b = batch_slice(p->batch, from, to);
+    fetch_budget_hold(s->env->budget, b->bytes);
+    return piece_new(b, failures);
+}
+
+static void shard_push_back(shard_t *s, piece_t *p)
+{
+    p->next = NULL;
+    if (s->tail) s->tail->next = p;
+    else s->head = p;
+    s->tail = p;
     s->queued++;
-    shard_account(s, b);
 }
 
-/* Bisected pieces go before everything fetched after them: order is kept. */
-void shard_push_front(shard_t *s, batch_t *b, int bisected)
+/* Pieces that come back (retries, halves) go first: order is kept. */
+static void shard_push_front(shard_t *s, piece_t *p)
 {
-    queued_t *q = xcalloc(1, sizeof *q); /* freed when dequeued */
-    q->batch = b;
-    q->bisected = bisected;
-    q->next = s->head;
-    s->head = q;
-    if (!s->tail) s->tail = q;
+    p->next = s->head;
+    s->head = p;
+    if (!s->tail) s->tail = p;
     s->queued++;
-    shard_account(s, b);
 }
 
-static batch_t *shard_dequeue(shard_t *s, int *bisected)
+static piece_t *shard_pop(shard_t *s)
 {
-    queued_t *q = s->head;
-    if (!q) return NULL;
-    s->head = q->next;
+    piece_t *p = s->head;
+    if (!p) return NULL;
+    s->head = p->next;
     if (!s->head) s->tail = NULL;
     s->queued--;
-    batch_t *b = q->batch;
-    if (bisected) *bisected = q->bisected;
-    free(q);
-    return b;
+    p->next = NULL;
+    return p;
 }
 
-void shard_release_batch(shard_t *s, batch_t *b)
-{
-    if (!b) return;
-    s->env->buffered_bytes -= b->bytes;
-    batch_free(b);
-}
-
+/* Drops every piece not being processed or dead-lettered: they are after the
+ * last checkpoint, so the next owner (or a resume) reads them again. */
 static void shard_drop_queue(shard_t *s)
 {
-    batch_t *b;
-    while ((b = shard_dequeue(s, NULL))) shard_release_batch(s, b);
+    piece_t *p;
+    while ((p = shard_pop(s))) piece_free(s, p);
 }
 
-/* Drops every batch not yet processed: the queue and any waiting retry.
- * They are after the last checkpoint, so the next owner reads them again. */
-static void shard_drop_pending(shard_t *s)
-{
-    shard_drop_queue(s);
-    shard_release_batch(s, s->retry);
-    s->retry = NULL;
-    if (!s->dl_busy) {   /* a dead-letter write in flight releases it when it answers */
-        shard_release_batch(s, s->final);
-        s->final = NULL;
-    }
-}
+static const char *piece_first(const piece_t *p) { return batch_seq(p->batch, 0); }
+static const char *piece_last(const piece_t *p) { return batch_seq(p->batch, p->batch->count - 1); }
 
 /* ---- checkpoints ----------------------------------------------------------- */
 
-/* The worker may free s only when nothing can call back into it: its Lua
- * state is closed, and no fetch or checkpoint write is in flight (a network
- * source or a busy lease store answers late). */
-void shard_maybe_free(shard_t *s)
-{
-    if (s->phase == SHARD_CLOSING && s->lua_closed && !s->job_busy && !s->fetch_busy && !s->cp_busy && !s->dl_busy)
-        s->env->closed(s->env->ud, s);
-}
-
-static void shard_cp_done(void *ud, lease_status_t st)
+static void shard_cp_answered(void *ud, lease_status_t st)
 {
     shard_t *s = ud;
-    s->cp_busy--;
-    if (s->phase == SHARD_CLOSING) {
-        shard_maybe_free(s);
-        return;
-    }
-    /* LEASE_CONFLICT: the coordinator has reported the loss (shard_lost). */
-    if (s->phase == SHARD_ENDING && st == LEASE_OK && s->checkpointed &&
-        !strcmp(s->checkpointed, SEQNUM_SHARD_END) && !s->cp_busy) {
-        log_info("shard_finished", "stream=%s shard=%s worker=%s", s->stream, s->id, s->env->worker_id);
-        s->env->ended(s->env->ud, s);
-        s->releasing = 1;
-        s->phase = SHARD_STOPPING;
-        lease_coord_release(s->env->coord, s->key, NULL, NULL);
-        shard_submit(s, JOB_CLOSE);
-        return;
-    }
-    shard_maybe_close(s);
-    shard_dispatch(s);
+    /* LEASE_CONFLICT: the coordinator reports the loss itself (shard_lost). */
+    checkpoint_answered(&s->cp, st == LEASE_OK);
+    shard_step(s);
 }
 
-static void shard_write_checkpoint(shard_t *s, const char *seq, int64_t sub)
+static void shard_cp_write(void *ud, const char *seq, int64_t sub)
 {
-    if (s->phase == SHARD_LOST || s->phase == SHARD_CLOSING) return;
-    if (s->checkpointed && !strcmp(s->checkpointed, seq) && !s->cp_seq) return;
-    shard_set_str(&s->checkpointed, seq);
-    s->cp_busy++;
+    shard_t *s = ud;
     log_debug("checkpoint", "stream=%s shard=%s seq=%s sub=%lld", s->stream, s->id, seq, (long long)sub);
-    lease_coord_checkpoint(s->env->coord, s->key, seq, sub, shard_cp_done, s);
+    lease_coord_checkpoint(s->env->coord, s->key, seq, sub, shard_cp_answered, s);
 }
 
-static void shard_flush_checkpoint(shard_t *s)
+/* Records up to (and including) record i of b are finished. */
+static void shard_finished(shard_t *s, const batch_t *b, size_t i)
 {
-    ev_timer_stop(s->env->loop, &s->cp_timer);
-    if (!s->cp_seq) return;
-    char *seq = s->cp_seq;
-    s->cp_seq = NULL;
-    shard_write_checkpoint(s, seq, s->cp_sub);
-    free(seq);
+    shard_set_str(&s->done_seq, batch_seq(b, i));
+    s->done_sub = b->recs[i].sub_seq;
 }
 
-static void shard_on_cp_timer(struct ev_loop *loop, ev_timer *t, int revents)
+/* Checkpoints the last finished record, unless the script holds records it
+ * processed without asking for a checkpoint (a buffering processor): the
+ * policy's skips and dead letters then wait for the script's own checkpoint. */
+static void shard_checkpoint_done(shard_t *s)
 {
-    shard_flush_checkpoint(t->data);
-}
-
-/* Checkpoint at (seq, sub): at once, or coalesced per checkpoint_interval_ms. */
-void shard_checkpoint(shard_t *s, const char *seq, int64_t sub)
-{
-    shard_set_str(&s->cp_seq, seq);
-    s->cp_sub = sub;
-    if (s->cfg->checkpoint_interval_ms <= 0) {
-        shard_flush_checkpoint(s);
-        return;
-    }
-    if (!ev_is_active(&s->cp_timer)) {
-        ev_timer_set(&s->cp_timer, (double)s->cfg->checkpoint_interval_ms / 1000.0, 0.0);
-        ev_timer_start(s->env->loop, &s->cp_timer);
-    }
+    if (s->done_seq && !s->held) checkpoint_request(&s->cp, s->done_seq, s->done_sub);
 }
 
 /* ---- jobs ------------------------------------------------------------------ */
 
-static void shard_on_job_timer(struct ev_loop *loop, ev_timer *t, int revents)
+static void shard_on_job_timer(sched_timer_t *t)
 {
     shard_t *s = t->data;
     if (!s->job_busy) return;
@@ -201,8 +240,8 @@ static void shard_on_job_timer(struct ev_loop *loop, ev_timer *t, int revents)
          * called through FFI, a blocking call). The thread cannot be killed;
          * stop renewing this shard's lease by exiting non-zero, so a peer
          * takes it over and a supervisor restarts this worker. */
-        log_error("processor_stuck", "stream=%s shard=%s seconds=%lld action=\"exit 1: lease expires, a peer takes over\"",
-                  s->stream, s->id, (long long)(clock_mono_ms() - s->interrupted_ms) / 1000);
+        log_error("processor_stuck", "stream=%s shard=%s seconds=%lld action=\"exit 1: lease expires, a peer takes "
+                  "over\"", s->stream, s->id, (long long)(clock_mono_ms() - s->interrupted_ms) / 1000);
         s->env->halt_worker(s->env->ud, s);
         return;
     }
@@ -211,16 +250,14 @@ static void shard_on_job_timer(struct ev_loop *loop, ev_timer *t, int revents)
                  (long long)s->cfg->process_timeout_ms);
         proc_interrupt(s->ps);
         s->interrupted_ms = clock_mono_ms();
-        ev_timer_set(t, SHARD_STUCK_GRACE_MS / 1000.0, 0.0);
-        ev_timer_start(loop, t);
+        sched_timer_start(s->env->sched, t, SHARD_STUCK_GRACE_MS);
         return;
     }
     /* still queued behind other shards, or started late: check again when it is due */
-    ev_timer_set(t, (double)(limit - ran) / 1e6 + 0.001, 0.0);
-    ev_timer_start(loop, t);
+    sched_timer_start(s->env->sched, t, (limit - ran) / 1000 + 1);
 }
 
-void shard_submit(shard_t *s, proc_job_kind_t kind)
+static void shard_submit(shard_t *s, proc_job_kind_t kind, piece_t *p)
 {
     /* One job per shard: the job struct is embedded, so a second submit
      * would corrupt the pool's queue. */
@@ -232,76 +269,291 @@ void shard_submit(shard_t *s, proc_job_kind_t kind)
     s->job.kind = kind;
     s->job.ps = s->ps;
     s->job.ud = s;
-    s->job.batch = kind == JOB_PROCESS ? s->current : NULL;
+    s->job.batch = p ? p->batch : NULL;
+    s->current = p;
     if (kind == JOB_PROCESS && !s->env->first_batch_us) s->env->first_batch_us = clock_mono_us();
     __atomic_store_n(&s->job.started_us, 0, __ATOMIC_RELEASE);
     s->job_busy = 1;
     s->interrupted_ms = 0;
-    if (kind == JOB_CLOSE) s->phase = SHARD_CLOSING;
-    if (s->cfg->process_timeout_ms > 0 && kind != JOB_CLOSE) {
-        ev_timer_set(&s->job_timer, (double)s->cfg->process_timeout_ms / 1000.0, 0.0);
-        ev_timer_start(s->env->loop, &s->job_timer);
-    }
-    proc_pool_submit(s->env->pool, &s->job);
+    if (s->cfg->process_timeout_ms > 0 && kind != JOB_CLOSE)
+        sched_timer_start(s->env->sched, &s->job_timer, s->cfg->process_timeout_ms);
+    s->env->submit(s->env->ud, &s->job);
 }
 
-void shard_halt(shard_t *s, const char *why)
+/* The next step waits until delay_ms from now (a retry's backoff, ...). */
+static void shard_wait(shard_t *s, int64_t delay_ms)
 {
-    s->phase = SHARD_HALTED;
-    shard_set_str(&s->halt_error, why);
-    shard_drop_pending(s);
-    char q[2048];
-    log_error("shard_halted", "stream=%s shard=%s worker=%s checkpoint=%s error=%s action=\"lease kept, nothing "
-              "processed until restart\"", s->stream, s->id, s->env->worker_id,
-              s->checkpointed ? s->checkpointed : "-", log_quote(why, q, sizeof q));
-    ev_timer_set(&s->halt_timer, SHARD_HALT_REPEAT_S, SHARD_HALT_REPEAT_S);
-    ev_timer_start(s->env->loop, &s->halt_timer);
-    if (s->cfg->policy.halt_worker) s->env->halt_worker(s->env->ud, s);
+    s->wait_until_ms = clock_wall_ms() + delay_ms;
+    sched_timer_start(s->env->sched, &s->wait_timer, delay_ms);
 }
 
-static void shard_on_halt_timer(struct ev_loop *loop, ev_timer *t, int revents)
+static void shard_on_wait_timer(sched_timer_t *t)
+{
+    shard_step(t->data);
+}
+
+/* ---- halting --------------------------------------------------------------- */
+
+static void shard_on_halt_timer(sched_timer_t *t)
 {
     shard_t *s = t->data;
     char q[2048];
     log_error("shard_still_halted", "stream=%s shard=%s error=%s", s->stream, s->id,
               log_quote(s->halt_error, q, sizeof q));
+    sched_timer_start(s->env->sched, t, SHARD_HALT_REPEAT_MS);
 }
 
-void shard_remember_done(shard_t *s, const batch_t *b, size_t i)
+static void shard_halt(shard_t *s, const char *why)
 {
-    shard_set_str(&s->done_seq, batch_seq(b, i));
-    s->done_sub = b->recs[i].sub_seq;
+    if (s->state != SHARD_STARTING && s->state != SHARD_RUNNING) return;
+    shard_transition(s, SHARD_HALTED);
+    shard_set_str(&s->halt_error, why);
+    fetch_stop(&s->fetch);
+    shard_drop_queue(s);
+    sched_timer_stop(s->env->sched, &s->wait_timer);
+    char q[2048];
+    int64_t sub;
+    const char *cp = checkpoint_written(&s->cp, &sub);
+    log_error("shard_halted", "stream=%s shard=%s worker=%s checkpoint=%s error=%s action=\"lease kept, nothing "
+              "processed until the script changes or `shardrun resume`\"", s->stream, s->id, s->env->worker_id, cp,
+              log_quote(why, q, sizeof q));
+    sched_timer_start(s->env->sched, &s->halt_timer, SHARD_HALT_REPEAT_MS);
+    if (s->cfg->policy.halt_worker) s->env->halt_worker(s->env->ud, s);
 }
+
+/* ---- the error policy's steps ------------------------------------------------ */
+
+/* reload.rollback_after_failures: a new version that fails N batches in a
+ * row on this shard gives way to the previous one, on this shard. */
+static void shard_maybe_rollback(shard_t *s)
+{
+    int64_t n = s->env->rollback_after_failures;
+    if (n <= 0 || !s->previous || ++s->fails_since_swap < n) return;
+    log_warn("reload_rolled_back", "stream=%s shard=%s from=%s to=%s failures=%lld", s->stream, s->id,
+             s->script->hash, s->previous->hash, (long long)s->fails_since_swap);
+    proc_script_t *bad = s->script;
+    s->script = s->previous;
+    s->previous = NULL;
+    s->fails_since_swap = 0;
+    proc_state_set_script(s->ps, s->script);
+    proc_script_unref(bad);
+}
+
+/* A piece is finished with by the policy (skipped or dead-lettered). */
+static void shard_piece_given_up(shard_t *s, piece_t *p)
+{
+    shard_finished(s, p->batch, p->batch->count - 1);
+    shard_checkpoint_done(s);
+    piece_free(s, p);
+}
+
+static void shard_dead_letter_done(void *ud, const deadletter_result_t *r);
+
+static void shard_dead_letter_send(shard_t *s)
+{
+    piece_t *p = s->final;
+    deadletter_info_t info = {s->stream, s->id, s->env->worker_id, s->final_error, s->final_tb, p->failures};
+    s->dl_busy = 1;
+    s->final_sends++;
+    deadletter_send(s->env->dead_letters, &s->cfg->policy, &info, p->batch, shard_dead_letter_done, s);
+}
+
+static void shard_dead_letter_done(void *ud, const deadletter_result_t *r)
+{
+    shard_t *s = ud;
+    piece_t *p = s->final;
+    char q[1024];
+    s->dl_busy = 0;
+    if (s->state == SHARD_LOST || s->state == SHARD_CLOSING || s->state == SHARD_HALTED) {
+        s->final = NULL; /* nothing checkpointed past them: the next owner reads them again */
+        piece_free(s, p);
+    } else if (r->status == DEADLETTER_SENT) {
+        s->final = NULL;
+        s->stats.dead_lettered += (int64_t)p->batch->count;
+        s->stats.dead_letter_data_omitted += (int64_t)r->data_omitted;
+        log_warn("records_dead_lettered", "stream=%s shard=%s first=%s last=%s count=%zu destination=%s "
+                 "data_omitted=%zu error=%s", s->stream, s->id, piece_first(p), piece_last(p), p->batch->count,
+                 r->destination, r->data_omitted, log_quote(s->final_error, q, sizeof q));
+        shard_piece_given_up(s, p);
+    } else if (r->status == DEADLETTER_ERETRY && s->state == SHARD_RUNNING) {
+        int64_t delay = policy_backoff_ms(&s->cfg->policy, s->final_sends, &s->seed);
+        log_error("dead_letter_failed", "stream=%s shard=%s first=%s last=%s count=%zu destination=%s attempt=%lld "
+                  "retry_in_ms=%lld error=%s action=\"no checkpoint past these records\"", s->stream, s->id,
+                  piece_first(p), piece_last(p), p->batch->count, r->destination, (long long)s->final_sends,
+                  (long long)delay, log_quote(r->message, q, sizeof q));
+        shard_wait(s, delay); /* shard_step sends again when it fires */
+    } else {
+        char why[2048];
+        snprintf(why, sizeof why, "dead-lettering records %s..%s failed: %s", piece_first(p), piece_last(p),
+                 r->message ? r->message : "failed");
+        log_error("dead_letter_failed", "stream=%s shard=%s first=%s last=%s count=%zu destination=%s attempt=%lld "
+                  "error=%s action=\"%s; no checkpoint past these records\"", s->stream, s->id, piece_first(p),
+                  piece_last(p), p->batch->count, r->destination, (long long)s->final_sends,
+                  log_quote(r->message, q, sizeof q), s->state == SHARD_RUNNING ? "halt" : "stop");
+        s->final = NULL;
+        piece_free(s, p);
+        shard_halt(s, why);
+    }
+    shard_step(s);
+}
+
+/* The records of p that the policy gave up on: skip, dead-letter or halt. */
+static void shard_final(shard_t *s, piece_t *p, const char *error, const char *tb)
+{
+    const policy_config_t *pol = &s->cfg->policy;
+    char q[2048];
+    if (pol->final == FINAL_HALT || pol->final == FINAL_RETRY) {
+        char why[4096];
+        snprintf(why, sizeof why, "%s%s%s (records %s..%s, %zu records, attempts %lld)", error,
+                 tb && *tb ? "\n" : "", tb ? tb : "", piece_first(p), piece_last(p), p->batch->count,
+                 (long long)p->failures);
+        piece_free(s, p);
+        shard_halt(s, why);
+        return;
+    }
+    if (pol->final == FINAL_DEAD_LETTER) {
+        s->final = p;
+        s->final_sends = 0;
+        shard_set_str(&s->final_error, error);
+        shard_set_str(&s->final_tb, tb ? tb : "");
+        shard_dead_letter_send(s);
+        return;
+    }
+    s->stats.skipped += (int64_t)p->batch->count;
+    log_warn("records_skipped", "stream=%s shard=%s first=%s last=%s count=%zu attempts=%lld error=%s", s->stream,
+             s->id, piece_first(p), piece_last(p), p->batch->count, (long long)p->failures,
+             log_quote(error, q, sizeof q));
+    shard_piece_given_up(s, p);
+}
+
+/* A call on piece p failed (p->failures counts it): retry, split or final. */
+static void shard_piece_failed(shard_t *s, piece_t *p, const char *error, const char *tb)
+{
+    const policy_config_t *pol = &s->cfg->policy;
+    policy_failure_t f = {p->batch->count, p->failures, p->batch->recs[0].arrival_ms, clock_wall_ms()};
+    policy_step_t step = policy_next(pol, &f);
+    char q[2048], tq[2048]; /* one buffer per quoted field: both are read when the line is written */
+    shard_set_str(&s->last_error, error);
+    log_warn("batch_failed", "stream=%s shard=%s first=%s last=%s count=%zu attempt=%lld next=%s error=%s%s%s",
+             s->stream, s->id, piece_first(p), piece_last(p), p->batch->count, (long long)p->failures,
+             policy_step_name(step), log_quote(error, q, sizeof q), tb && *tb ? " traceback=" : "",
+             tb && *tb ? log_quote(tb, tq, sizeof tq) : "");
+    if (step == POLICY_RETRY) {
+        s->stats.retries++;
+        shard_push_front(s, p);
+        shard_wait(s, policy_backoff_ms(pol, p->failures, &s->seed));
+        return;
+    }
+    if (step == POLICY_SPLIT) {
+        size_t n = p->batch->count, half = n / 2;
+        piece_t *second = piece_slice(s, p, half, n, policy_split_failures(pol, n - half));
+        piece_t *first = piece_slice(s, p, 0, half, policy_split_failures(pol, half));
+        piece_free(s, p);
+        shard_push_front(s, second);
+        shard_push_front(s, first);
+        return;
+    }
+    shard_final(s, p, error, tb);
+}
+
+/* ---- results of jobs ---------------------------------------------------------- */
 
 static void shard_process_done(shard_t *s, proc_job_t *job)
 {
-    batch_t *b = s->current;
-    if (s->phase == SHARD_LOST || s->phase == SHARD_CLOSING) {
-        /* lease lost meanwhile: whatever it decided, no checkpoint */
-    } else if (job->decision == DEC_ERROR || job->decision == DEC_FAILED) {
-        if (job->decision == DEC_FAILED && job->index > 0) {
-            s->stats.records += (int64_t)job->index;
-            shard_remember_done(s, b, job->index - 1);
-            shard_checkpoint(s, s->done_seq, s->done_sub);
-        }
-        shard_batch_failed(s, job);
-    } else {
-        s->stats.records += (int64_t)b->count;
-        s->env->records += (int64_t)b->count;
-        s->attempts = 0;
-        s->fails_since_swap = 0;
-        shard_remember_done(s, b, b->count - 1);
-        if (job->decision == DEC_ALL) shard_checkpoint(s, s->done_seq, s->done_sub);
-        else if (job->decision == DEC_AT) shard_checkpoint(s, batch_seq(b, job->index), b->recs[job->index].sub_seq);
-    }
-    shard_release_batch(s, s->current);
+    piece_t *p = s->current;
     s->current = NULL;
+    const batch_t *b = p->batch;
+    size_t n = b->count;
+    if (job->timed_out) s->stats.timeouts++;
+    if (job->out_of_memory) s->stats.memory_cap_hits++;
+    if (s->state == SHARD_LOST) {
+        piece_free(s, p); /* whatever it decided: no checkpoint */
+        return;
+    }
+    if (job->decision != DEC_ERROR && job->decision != DEC_FAILED) {
+        s->stats.records += (int64_t)n;
+        s->env->records += (int64_t)n;
+        s->fails_since_swap = 0;
+        shard_finished(s, b, n - 1);
+        if (job->decision == DEC_ALL) {
+            s->held = 0;
+            checkpoint_request(&s->cp, s->done_seq, s->done_sub);
+        } else if (job->decision == DEC_AT) {
+            s->held = job->index < n - 1;
+            checkpoint_request(&s->cp, batch_seq(b, job->index), b->recs[job->index].sub_seq);
+        } else {
+            s->held = 1;
+        }
+        piece_free(s, p);
+        return;
+    }
+    s->stats.batches_failed++;
+    shard_maybe_rollback(s);
+    const char *error = job->error ? job->error : "error";
+    if (s->state != SHARD_RUNNING) { /* stopping, or halted meanwhile: no retries */
+        char q[2048];
+        log_warn("batch_failed", "stream=%s shard=%s first=%s last=%s count=%zu next=stop error=%s action=\"no "
+                 "checkpoint past these records\"", s->stream, s->id, piece_first(p), piece_last(p), n,
+                 log_quote(error, q, sizeof q));
+        piece_free(s, p);
+        return;
+    }
+    size_t from = job->decision == DEC_FAILED ? job->index : 0;
+    if (from > 0) {
+        /* the records before the failed one are done, as the script said */
+        s->stats.records += (int64_t)from;
+        s->env->records += (int64_t)from;
+        shard_finished(s, b, from - 1);
+        s->held = 0;
+        checkpoint_request(&s->cp, s->done_seq, s->done_sub);
+    }
+    piece_t *failing = p;
+    if (from > 0 || (job->decision == DEC_FAILED && s->cfg->policy.bisect && n - from > 1)) {
+        /* With isolation, {failed = r} names the failing record: it alone goes
+         * to the policy, the records after it are a new piece, never tried. */
+        size_t to = s->cfg->policy.bisect && job->decision == DEC_FAILED ? from + 1 : n;
+        int64_t failures = from > 0 || to < n ? 1 : p->failures + 1;
+        if (to < n) shard_push_front(s, piece_slice(s, p, to, n, 0));
+        failing = piece_slice(s, p, from, to, failures);
+        piece_free(s, p);
+    } else {
+        failing->failures++;
+    }
+    shard_piece_failed(s, failing, error, job->traceback);
+}
+
+static void shard_init_done(shard_t *s, proc_job_t *job)
+{
+    if (job->decision != DEC_ERROR) {
+        s->initialized = 1;
+        if (s->state == SHARD_STARTING) shard_transition(s, SHARD_RUNNING);
+        return;
+    }
+    if (s->state != SHARD_STARTING) return;
+    const policy_config_t *p = &s->cfg->policy;
+    char why[4096], q[4096];
+    snprintf(why, sizeof why, "initialize failed: %s%s%s", job->error, job->traceback ? "\n" : "",
+             job->traceback ? job->traceback : "");
+    s->stats.batches_failed++;
+    s->fails_since_swap++;
+    shard_set_str(&s->last_error, why);
+    if (p->attempts < 0 || s->fails_since_swap <= p->attempts) {
+        s->stats.retries++;
+        int64_t delay = policy_backoff_ms(p, s->fails_since_swap, &s->seed);
+        log_warn("initialize_failed", "stream=%s shard=%s attempt=%lld retry_in_ms=%lld error=%s", s->stream, s->id,
+                 (long long)s->fails_since_swap, (long long)delay, log_quote(why, q, sizeof q));
+        shard_wait(s, delay);
+        return;
+    }
+    shard_halt(s, why); /* initialize cannot be skipped */
 }
 
 static void shard_ended_done(shard_t *s, proc_job_t *job)
 {
+    if (s->state != SHARD_ENDING) return;
     if (job->decision == DEC_ALL) {
-        shard_write_checkpoint(s, SEQNUM_SHARD_END, 0);
+        s->ended_ok = 1;
+        checkpoint_request(&s->cp, SEQNUM_SHARD_END, 0);
         return;
     }
     const char *why = job->decision == DEC_ERROR ? job->error : "shardEnded did not return \"checkpoint\"";
@@ -309,279 +561,191 @@ static void shard_ended_done(shard_t *s, proc_job_t *job)
     log_error("shard_stuck", "stream=%s shard=%s worker=%s error=%s action=\"children wait; shardEnded is called "
               "again in %d s\"", s->stream, s->id, s->env->worker_id, log_quote(why, q, sizeof q),
               SHARD_STUCK_RETRY_MS / 1000);
-    ev_timer_stop(s->env->loop, &s->fetch_timer);
-    ev_timer_set(&s->fetch_timer, SHARD_STUCK_RETRY_MS / 1000.0, 0.0);
-    ev_timer_start(s->env->loop, &s->fetch_timer);
+    shard_wait(s, SHARD_STUCK_RETRY_MS);
 }
 
 static void shard_shutdown_done(shard_t *s, proc_job_t *job)
 {
+    s->called_shutdown = 1;
+    if (s->state != SHARD_STOPPING) return; /* lost meanwhile: no checkpoint; leaseLost follows */
     if (job->decision == DEC_ERROR) {
         char q[2048];
         log_error("shutdown_requested_failed", "stream=%s shard=%s error=%s action=\"no checkpoint\"", s->stream,
                   s->id, log_quote(job->error, q, sizeof q));
     } else if (job->decision == DEC_ALL && s->done_seq) {
-        shard_checkpoint(s, s->done_seq, s->done_sub);
+        s->held = 0;
+        checkpoint_request(&s->cp, s->done_seq, s->done_sub);
     }
-    shard_flush_checkpoint(s);
-    s->releasing = 1;
-    shard_maybe_close(s);
 }
 
 void shard_job_done(shard_t *s, proc_job_t *job)
 {
     s->job_busy = 0;
-    ev_timer_stop(s->env->loop, &s->job_timer);
+    sched_timer_stop(s->env->sched, &s->job_timer);
     switch (job->kind) {
-    case JOB_INIT:
-        if (job->decision == DEC_ERROR && s->phase == SHARD_INIT) {
-            const policy_config_t *p = &s->cfg->policy;
-            char why[4096], q[4096];
-            snprintf(why, sizeof why, "initialize failed: %s%s%s", job->error, job->traceback ? "\n" : "",
-                     job->traceback ? job->traceback : "");
-            s->stats.batches_failed++;
-            if (p->attempts < 0 || s->attempts < p->attempts) {
-                s->attempts++;
-                s->stats.retries++;
-                int64_t delay = policy_backoff_ms(p, s->attempts, &s->seed);
-                log_warn("initialize_failed", "stream=%s shard=%s attempt=%lld retry_in_ms=%lld error=%s", s->stream,
-                         s->id, (long long)s->attempts, (long long)delay, log_quote(why, q, sizeof q));
-                shard_retry_later(s, delay);
-                return;
-            }
-            shard_halt(s, why); /* initialize cannot be skipped */
-        } else if (s->phase == SHARD_INIT) {
-            s->attempts = 0;
-            s->initialized = 1;
-            s->phase = SHARD_RUNNING;
-        }
-        break;
+    case JOB_INIT: shard_init_done(s, job); break;
     case JOB_PROCESS: shard_process_done(s, job); break;
     case JOB_SHARD_ENDED: shard_ended_done(s, job); break;
-    case JOB_SHUTDOWN:
-        if (s->phase != SHARD_LOST) {
-            shard_shutdown_done(s, job);
+    case JOB_SHUTDOWN: shard_shutdown_done(s, job); break;
+    case JOB_LEASE_LOST: s->called_lease_lost = 1; break;
+    case JOB_CLOSE: s->lua_closed = 1; break;
+    }
+    shard_step(s);
+}
+
+/* ---- fetching ---------------------------------------------------------------- */
+
+static void shard_on_records(void *ud, batch_t *b)
+{
+    shard_t *s = ud;
+    shard_push_back(s, piece_new(b, 0));
+    shard_step(s);
+}
+
+static void shard_on_fetch_ended(void *ud)
+{
+    shard_step(ud);
+}
+
+static void shard_on_fetch_failed(void *ud, const char *why)
+{
+    shard_t *s = ud;
+    shard_halt(s, why);
+    shard_step(s);
+}
+
+static int shard_fetch_room(void *ud)
+{
+    shard_t *s = ud;
+    return s->queued < (size_t)s->cfg->prefetch_batches;
+}
+
+static fetch_options_t shard_fetch_options(const shard_t *s)
+{
+    return (fetch_options_t){(size_t)s->cfg->max_records, s->cfg->idle_time_between_reads_ms,
+                             s->env->min_poll_interval_ms, SHARD_RETRY_MS, s->cfg->initial_position,
+                             s->cfg->initial_timestamp_ms};
+}
+
+/* ---- the step: the next action, decided from the state ------------------------ */
+
+static int shard_waiting(const shard_t *s)
+{
+    return sched_timer_active(&s->wait_timer);
+}
+
+static void shard_dispatch(shard_t *s)
+{
+    if (!s->env->may_dispatch(s->env->ud, s->key)) {
+        /* the lease may have expired by this worker's clock: the coordinator
+         * declares it lost, or a renewal confirms it; look again meanwhile */
+        shard_wait(s, 100);
+        return;
+    }
+    piece_t *p = shard_pop(s);
+    if (p->failures > 0)
+        log_info("batch_retry", "stream=%s shard=%s first=%s count=%zu attempt=%lld", s->stream, s->id,
+                 piece_first(p), p->batch->count, (long long)p->failures + 1);
+    shard_submit(s, JOB_PROCESS, p);
+    fetch_poke(&s->fetch); /* room for the next read */
+}
+
+static void shard_advance(shard_t *s)
+{
+    switch (s->state) {
+    case SHARD_STARTING:
+        fetch_poke(&s->fetch); /* the first records come while initialize runs */
+        if (!s->job_busy && !shard_waiting(s)) shard_submit(s, JOB_INIT, NULL);
+        return;
+    case SHARD_RUNNING:
+        fetch_poke(&s->fetch);
+        if (s->job_busy || s->dl_busy || shard_waiting(s)) return;
+        if (s->final) {
+            shard_dead_letter_send(s); /* the last send failed: again, after its backoff */
             return;
         }
-        break; /* lost while shutdownRequested ran: no checkpoint; leaseLost follows */
-    case JOB_LEASE_LOST: shard_submit(s, JOB_CLOSE); return;
-    case JOB_CLOSE:
-        s->lua_closed = 1;
-        shard_maybe_free(s);
-        return;
-    }
-    if (s->job_busy) return; /* the step above already started the next job (e.g. leaseLost) */
-    if (s->phase == SHARD_STOPPING && !s->releasing) {
-        shard_submit(s, JOB_SHUTDOWN);
-        return;
-    }
-    if (s->phase == SHARD_LOST) {
-        shard_submit(s, JOB_LEASE_LOST);
-        return;
-    }
-    shard_dispatch(s);
-    shard_maybe_fetch(s);
-}
-
-/* Starts the next job if the shard is free: a batch, or shardEnded at the end. */
-void shard_dispatch(shard_t *s)
-{
-    if (s->job_busy || s->phase != SHARD_RUNNING || ev_is_active(&s->retry_timer) || s->final) return;
-    if (s->retry) {
-        s->current = s->retry;
-        s->current_bisected = s->retry_bisected;
-        s->retry = NULL;
-        log_info("batch_retry", "stream=%s shard=%s first=%s count=%zu attempt=%lld", s->stream, s->id,
-                 batch_seq(s->current, 0), s->current->count, (long long)s->attempts + 1);
-        shard_submit(s, JOB_PROCESS);
-        return;
-    }
-    if (s->head) {
-        s->current = shard_dequeue(s, &s->current_bisected);
-        shard_submit(s, JOB_PROCESS);
-        shard_maybe_fetch(s);
-        return;
-    }
-    if (s->fetch_ended && s->cp_seq) shard_flush_checkpoint(s); /* coalesced: write it now, not at the timer */
-    if (s->fetch_ended && !s->cp_busy && !s->cp_seq) {
-        s->phase = SHARD_ENDING;
-        log_info("shard_end_reached", "stream=%s shard=%s", s->stream, s->id);
-        shard_submit(s, JOB_SHARD_ENDED);
-    }
-}
-
-/* ---- fetching -------------------------------------------------------------- */
-
-static int shard_fetching(const shard_t *s)
-{
-    return s->phase == SHARD_INIT || s->phase == SHARD_RUNNING;
-}
-
-static void shard_fetch_later(shard_t *s, int64_t delay_ms)
-{
-    ev_timer_stop(s->env->loop, &s->fetch_timer);
-    ev_timer_set(&s->fetch_timer, (double)delay_ms / 1000.0, 0.0);
-    ev_timer_start(s->env->loop, &s->fetch_timer);
-}
-
-/* Drops records at or before the checkpoint we resumed from (a resume reads
- * AT the checkpoint's sequence number so a KPL aggregate can continue at the
- * next sub-record). */
-static batch_t *shard_skip_done(shard_t *s, batch_t *b)
-{
-    if (!s->start_seq) return b;
-    size_t skip = 0;
-    while (skip < b->count &&
-           seqnum_cmp_sub(batch_seq(b, skip), b->recs[skip].sub_seq, s->start_seq, s->start_sub) <= 0)
-        skip++;
-    if (skip < b->count || b->count == 0) {
-        free(s->start_seq);
-        s->start_seq = NULL;   /* past it: no more skipping */
-    }
-    if (!skip) return b;
-    batch_t *rest = batch_slice(b, skip, b->count);
-    batch_free(b);
-    return rest;
-}
-
-static void shard_on_records(void *ud, source_records_t *res)
-{
-    shard_t *s = ud;
-    s->fetch_busy = 0;
-    if (!shard_fetching(s)) {
-        batch_free(res->batch);
-        free(res->next_iterator);
-        if (s->phase == SHARD_CLOSING) shard_maybe_free(s);
-        else shard_maybe_close(s);
-        return;
-    }
-    if (res->error) {
-        char q[1024];
-        batch_free(res->batch);
-        free(res->next_iterator);
-        if (res->error == SOURCE_EEXPIRED) {
-            log_info("iterator_expired", "stream=%s shard=%s", s->stream, s->id);
-            free(s->iterator);
-            s->iterator = NULL;
-            s->iterator_wanted = 1;
-            shard_maybe_fetch(s);
-        } else if (res->error == SOURCE_ERETRY) {
-            log_warn("fetch_retry", "stream=%s shard=%s error=%s", s->stream, s->id,
-                     log_quote(res->message, q, sizeof q));
-            shard_fetch_later(s, SHARD_RETRY_MS);
-        } else {
-            char why[1200];
-            snprintf(why, sizeof why, "reading the shard failed (%s): %s", source_err_name(res->error),
-                     res->message ? res->message : "");
-            shard_halt(s, why);
+        if (s->head) {
+            shard_dispatch(s);
+            return;
+        }
+        if (fetch_ended(&s->fetch)) {
+            checkpoint_flush(&s->cp); /* a coalesced checkpoint first: the end waits for it */
+            if (checkpoint_idle(&s->cp)) {
+                log_info("shard_end_reached", "stream=%s shard=%s", s->stream, s->id);
+                shard_transition(s, SHARD_ENDING);
+                s->step_again = 1;
+            }
         }
         return;
-    }
-    batch_t *b = shard_skip_done(s, res->batch);
-    size_t n = b->count;
-    if (n) {
-        shard_set_str(&s->last_fetched, batch_seq(b, n - 1));
-        s->last_fetched_sub = b->recs[n - 1].sub_seq;
-        shard_enqueue(s, b);
-    } else {
-        batch_free(b);
-    }
-    free(s->iterator);
-    s->iterator = res->next_iterator;
-    s->stats.millis_behind = res->millis_behind;
-    if (!s->iterator) s->fetch_ended = 1;
-    s->caught_up = res->millis_behind == 0 && n < (size_t)s->cfg->max_records;
-    /* Poll again at once while behind; idle between reads when caught up. */
-    if (!s->fetch_ended && s->caught_up) shard_fetch_later(s, s->cfg->idle_time_between_reads_ms);
-    shard_dispatch(s);
-    shard_maybe_fetch(s);
-}
-
-static void shard_on_iterator(void *ud, source_err_t err, const char *msg, char *iterator)
-{
-    shard_t *s = ud;
-    s->fetch_busy = 0;
-    if (!shard_fetching(s)) {
-        free(iterator);
-        if (s->phase == SHARD_CLOSING) shard_maybe_free(s);
-        else shard_maybe_close(s);
-        return;
-    }
-    if (err) {
-        char q[1024];
-        if (err == SOURCE_ERETRY) {
-            log_warn("iterator_retry", "stream=%s shard=%s error=%s", s->stream, s->id, log_quote(msg, q, sizeof q));
-            shard_fetch_later(s, SHARD_RETRY_MS);
-        } else {
-            char why[1200];
-            snprintf(why, sizeof why, "cannot get a shard iterator (%s): %s", source_err_name(err), msg ? msg : "");
-            shard_halt(s, why);
+    case SHARD_HALTED: return;
+    case SHARD_ENDING:
+        if (s->job_busy || shard_waiting(s) || !checkpoint_idle(&s->cp)) return;
+        if (!s->ended_ok) {
+            shard_submit(s, JOB_SHARD_ENDED, NULL);
+            return;
+        }
+        if (checkpoint_cmp(checkpoint_written(&s->cp, NULL), 0, SEQNUM_SHARD_END, 0) == 0) {
+            log_info("shard_finished", "stream=%s shard=%s worker=%s", s->stream, s->id, s->env->worker_id);
+            s->env->ended(s->env->ud, s);
+            shard_transition(s, SHARD_RELEASING);
+            s->step_again = 1;
         }
         return;
+    case SHARD_STOPPING:
+        if (s->job_busy || s->dl_busy) return; /* the call in flight first: its checkpoint counts */
+        if (!s->called_shutdown && s->initialized) {
+            shard_submit(s, JOB_SHUTDOWN, NULL);
+            return;
+        }
+        shard_transition(s, SHARD_RELEASING);
+        s->step_again = 1;
+        return;
+    case SHARD_RELEASING:
+        checkpoint_flush(&s->cp);
+        if (s->job_busy || !checkpoint_idle(&s->cp)) return;
+        if (s->handoff) lease_coord_handoff(s->env->coord, s->key, NULL, NULL);
+        else lease_coord_release(s->env->coord, s->key, NULL, NULL);
+        shard_transition(s, SHARD_CLOSING);
+        s->step_again = 1;
+        return;
+    case SHARD_LOST:
+        if (s->job_busy) return;
+        if (!s->called_lease_lost && s->initialized) {
+            shard_submit(s, JOB_LEASE_LOST, NULL);
+            return;
+        }
+        shard_transition(s, SHARD_CLOSING);
+        s->step_again = 1;
+        return;
+    case SHARD_CLOSING:
+        if (!s->job_busy && !s->lua_closed) shard_submit(s, JOB_CLOSE, NULL);
+        return;
     }
-    s->iterator_wanted = 0;
-    s->iterator = iterator;
-    shard_maybe_fetch(s);
 }
 
-/* Where to read from: after the last record fetched, else the checkpoint,
- * else the stream's initial position. */
-static void shard_request_iterator(shard_t *s)
+/* Nothing can call back into s any more. */
+static int shard_freeable(const shard_t *s)
 {
-    source_position_t pos = {0};
-    const char *from = s->last_fetched ? s->last_fetched : s->checkpointed;
-    int64_t sub = s->last_fetched ? s->last_fetched_sub : s->start_sub;
-    if (from && seqnum_valid(from)) {
-        pos.kind = POS_AT_SEQUENCE;
-        pos.seq = from;
-        shard_set_str(&s->start_seq, from);
-        s->start_sub = sub;
-    } else if (from && !strcmp(from, SEQNUM_LATEST)) {
-        pos.kind = POS_LATEST;
-    } else if (from && !strcmp(from, SEQNUM_AT_TIMESTAMP)) {
-        pos.kind = POS_AT_TIMESTAMP;
-        pos.timestamp_ms = s->cfg->initial_timestamp_ms;
-    } else {
-        pos.kind = POS_TRIM_HORIZON;
-    }
-    s->fetch_busy = 1;
-    source_get_iterator(s->env->source, s->stream, s->id, &pos, shard_on_iterator, s);
+    return s->state == SHARD_CLOSING && s->lua_closed && !s->job_busy && !s->dl_busy && !fetch_busy(&s->fetch) &&
+           !checkpoint_in_flight(&s->cp);
 }
 
-static void shard_maybe_fetch(shard_t *s)
+static void shard_step(shard_t *s)
 {
-    if (!shard_fetching(s) || s->fetch_busy || s->fetch_ended || ev_is_active(&s->fetch_timer)) return;
-    if (!s->iterator) {
-        if (s->iterator_wanted) shard_request_iterator(s);
+    if (s->stepping) {
+        s->step_again = 1; /* an answer arrived inside a step: look again when it ends */
         return;
     }
-    if (s->queued >= (size_t)s->cfg->prefetch_batches) return;
-    if (s->env->buffered_bytes >= s->env->max_buffered_bytes && s->queued > 0) {
-        shard_fetch_later(s, SHARD_BUFFER_WAIT_MS);
-        return;
-    }
-    int64_t now = clock_mono_ms();
-    if (now < s->next_fetch_ms) {
-        shard_fetch_later(s, s->next_fetch_ms - now);
-        return;
-    }
-    s->next_fetch_ms = now + s->env->min_poll_interval_ms;
-    s->fetch_busy = 1;
-    source_get_records(s->env->source, s->stream, s->id, s->iterator, (size_t)s->cfg->max_records,
-                       shard_on_records, s);
+    s->stepping = 1;
+    do {
+        s->step_again = 0;
+        shard_advance(s);
+    } while (s->step_again);
+    s->stepping = 0;
+    if (shard_freeable(s)) s->env->closed(s->env->ud, s); /* last: the worker frees s */
 }
 
-static void shard_on_fetch_timer(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    shard_t *s = t->data;
-    if (s->phase == SHARD_ENDING && !s->job_busy) {
-        shard_submit(s, JOB_SHARD_ENDED); /* shardEnded again after it did not checkpoint */
-        return;
-    }
-    shard_maybe_fetch(s);
-}
-
-/* ---- life ------------------------------------------------------------------ */
+/* ---- life -------------------------------------------------------------------- */
 
 shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *script, const lease_t *lease)
 {
@@ -591,101 +755,150 @@ shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *
     s->key = xstrdup(lease->key);
     s->stream = xstrdup(cfg->name);
     s->id = xstrdup(lease->shard);
-    s->checkpointed = xstrdup(lease->checkpoint);
-    s->start_sub = lease->checkpoint_sub;
-    s->iterator_wanted = 1;
+    s->state = SHARD_STARTING;
     proc_shard_info_t info = {cfg->name, lease->shard, lease->checkpoint, env->worker_id};
     proc_limits_t limits = {cfg->process_timeout_ms, cfg->memory_limit_mb};
     s->ps = proc_state_new(script, &info, &limits, env->lua_path, env->nlua_path);
     proc_script_ref(script);
     s->script = script;
-    ev_timer_init(&s->fetch_timer, shard_on_fetch_timer, 0.0, 0.0);
-    ev_timer_init(&s->job_timer, shard_on_job_timer, 0.0, 0.0);
-    ev_timer_init(&s->cp_timer, shard_on_cp_timer, 0.0, 0.0);
-    ev_timer_init(&s->halt_timer, shard_on_halt_timer, 0.0, 0.0);
-    ev_timer_init(&s->retry_timer, shard_on_retry_timer, 0.0, 0.0);
-    s->fetch_timer.data = s->job_timer.data = s->cp_timer.data = s->halt_timer.data = s->retry_timer.data = s;
+    checkpoint_init(&s->cp, env->sched, cfg->checkpoint_interval_ms, lease->checkpoint, lease->checkpoint_sub,
+                    shard_cp_write, s);
+    fetch_handler_t fh = {shard_on_records, shard_on_fetch_ended, shard_on_fetch_failed, shard_fetch_room};
+    fetch_options_t fo = shard_fetch_options(s);
+    fetch_init(&s->fetch, env->sched, env->source, env->budget, cfg->name, lease->shard, lease->checkpoint,
+               lease->checkpoint_sub, &fo, &fh, s);
+    sched_timer_init(&s->wait_timer, shard_on_wait_timer, s);
+    sched_timer_init(&s->job_timer, shard_on_job_timer, s);
+    sched_timer_init(&s->halt_timer, shard_on_halt_timer, s);
     s->seed = (unsigned)clock_mono_us() ^ (unsigned)(uintptr_t)s;
     return s;
 }
 
 void shard_start(shard_t *s)
 {
-    log_info("shard_started", "stream=%s shard=%s worker=%s checkpoint=%s", s->stream, s->id, s->env->worker_id,
-             s->checkpointed ? s->checkpointed : "-");
-    shard_submit(s, JOB_INIT);
-    shard_maybe_fetch(s); /* the first iterator and batch come while initialize runs */
+    int64_t sub;
+    const char *cp = checkpoint_written(&s->cp, &sub);
+    log_info("shard_started", "stream=%s shard=%s worker=%s checkpoint=%s sub=%lld", s->stream, s->id,
+             s->env->worker_id, cp, (long long)sub);
+    shard_step(s);
+}
+
+/* Stops reading and drops the records not yet being processed. */
+static void shard_stop_work(shard_t *s)
+{
+    fetch_stop(&s->fetch);
+    shard_drop_queue(s);
+    sched_timer_stop(s->env->sched, &s->wait_timer);
+    sched_timer_stop(s->env->sched, &s->halt_timer);
 }
 
 void shard_lost(shard_t *s)
 {
-    if (s->phase == SHARD_LOST || s->phase == SHARD_CLOSING) return;
+    if (s->state == SHARD_LOST || s->state == SHARD_CLOSING) return;
     log_warn("shard_lease_lost", "stream=%s shard=%s worker=%s action=\"leaseLost, no further checkpoint\"",
              s->stream, s->id, s->env->worker_id);
-    s->phase = SHARD_LOST;
-    ev_timer_stop(s->env->loop, &s->fetch_timer);
-    ev_timer_stop(s->env->loop, &s->cp_timer);
-    ev_timer_stop(s->env->loop, &s->halt_timer);
-    ev_timer_stop(s->env->loop, &s->retry_timer);
-    free(s->cp_seq);
-    s->cp_seq = NULL;
-    shard_drop_pending(s);
-    if (!s->job_busy) shard_submit(s, JOB_LEASE_LOST);
+    shard_transition(s, SHARD_LOST);
+    shard_stop_work(s);
+    checkpoint_drop(&s->cp);
+    shard_step(s);
+}
+
+static void shard_stop(shard_t *s, int handoff)
+{
+    if (s->state == SHARD_LOST || s->state == SHARD_CLOSING || s->state == SHARD_STOPPING ||
+        s->state == SHARD_RELEASING)
+        return;
+    /* no shutdownRequested for a shard that never ran or stopped on an error */
+    if (s->state == SHARD_HALTED || s->state == SHARD_ENDING) s->called_shutdown = 1;
+    s->handoff = handoff;
+    shard_transition(s, SHARD_STOPPING);
+    shard_stop_work(s);
+    shard_step(s);
 }
 
 void shard_shutdown(shard_t *s)
 {
-    if (s->phase == SHARD_LOST || s->phase == SHARD_CLOSING || s->phase == SHARD_STOPPING) return;
-    shard_phase_t was = s->phase;
-    s->phase = SHARD_STOPPING;
-    ev_timer_stop(s->env->loop, &s->fetch_timer);
-    ev_timer_stop(s->env->loop, &s->halt_timer);
-    ev_timer_stop(s->env->loop, &s->retry_timer);
-    shard_drop_pending(s);
-    if (s->job_busy) return; /* the in-flight job finishes first, then shutdownRequested */
-    if (was == SHARD_HALTED || !s->initialized) {
-        /* no shutdownRequested for a shard that never ran or stopped on an error */
-        shard_flush_checkpoint(s);
-        s->releasing = 1;
-        shard_maybe_close(s);
-        return;
-    }
-    shard_submit(s, JOB_SHUTDOWN);
+    shard_stop(s, 0);
 }
 
 void shard_handoff(shard_t *s)
 {
-    if (s->phase == SHARD_LOST || s->phase == SHARD_CLOSING || s->phase == SHARD_STOPPING) return;
+    if (s->state == SHARD_LOST || s->state == SHARD_CLOSING) return;
     log_info("shard_handoff", "stream=%s shard=%s worker=%s action=\"finish batch, shutdownRequested, checkpoint, "
              "hand over\"", s->stream, s->id, s->env->worker_id);
-    s->handoff = 1;
-    shard_shutdown(s);
+    if (s->state == SHARD_STOPPING || s->state == SHARD_RELEASING) {
+        s->handoff = 1; /* already stopping: hand over instead of releasing */
+        return;
+    }
+    shard_stop(s, 1);
 }
 
-/* A stopping shard closes once its checkpoints are written and its fetches
- * are back; then its lease is released. */
-static void shard_maybe_close(shard_t *s)
+int shard_resume(shard_t *s, const char *why)
 {
-    if (!s->releasing || s->phase == SHARD_CLOSING || s->job_busy || s->cp_busy || s->cp_seq) return;
-    s->releasing = 0;
-    if (s->handoff) lease_coord_handoff(s->env->coord, s->key, NULL, NULL);
-    else lease_coord_release(s->env->coord, s->key, NULL, NULL);
-    shard_submit(s, JOB_CLOSE);
+    if (s->state != SHARD_HALTED) return 0;
+    char q[1024];
+    log_info("shard_resumed", "stream=%s shard=%s worker=%s reason=%s from=%s", s->stream, s->id, s->env->worker_id,
+             log_quote(why, q, sizeof q), s->done_seq ? s->done_seq : checkpoint_written(&s->cp, NULL));
+    sched_timer_stop(s->env->sched, &s->halt_timer);
+    shard_set_str(&s->halt_error, NULL);
+    /* read again after the last record finished (or the checkpoint) */
+    int64_t sub = s->done_sub;
+    const char *from = s->done_seq ? s->done_seq : checkpoint_written(&s->cp, &sub);
+    fetch_restart(&s->fetch, from, sub);
+    shard_transition(s, s->initialized ? SHARD_RUNNING : SHARD_STARTING);
+    shard_step(s);
+    return 1;
+}
+
+void shard_settings_changed(shard_t *s)
+{
+    proc_limits_t limits = {s->cfg->process_timeout_ms, s->cfg->memory_limit_mb};
+    proc_state_set_limits(s->ps, &limits);
+    fetch_options_t fo = shard_fetch_options(s);
+    fetch_set_options(&s->fetch, &fo);
+    checkpoint_set_interval(&s->cp, s->cfg->checkpoint_interval_ms);
+}
+
+void shard_set_script(shard_t *s, proc_script_t *script)
+{
+    if (script == s->script) return;
+    proc_script_ref(script);
+    proc_script_unref(s->previous);
+    s->previous = s->script;
+    s->script = script;
+    s->fails_since_swap = 0;
+    proc_state_set_script(s->ps, script);
+}
+
+/* What status shows: the state, and within it what the shard is doing. */
+static const char *shard_activity(const shard_t *s)
+{
+    if (s->state != SHARD_RUNNING) return shard_state_name(s->state);
+    if (s->final) return "dead_lettering";
+    if (shard_waiting(s) && s->head && s->head->failures > 0) return "retrying";
+    if (!s->job_busy && !s->head && fetch_caught_up(&s->fetch)) return "idle";
+    return "processing";
 }
 
 char *shard_describe(const shard_t *s, const char *reload_error)
 {
     cJSON *o = cJSON_CreateObject();
+    if (!o) xalloc_oom(0);
     const shard_stats_t *st = &s->stats;
     proc_script_t *script = proc_state_script(s->ps);
-    cJSON_AddStringToObject(o, "state", shard_phase_name(s->phase));
+    cJSON_AddStringToObject(o, "state", shard_activity(s));
     if (s->halt_error) cJSON_AddStringToObject(o, "error", s->halt_error);
+    if (s->state == SHARD_RUNNING && shard_waiting(s) && s->head && s->head->failures > 0) {
+        cJSON_AddNumberToObject(o, "attempt", (double)s->head->failures + 1);
+        cJSON_AddNumberToObject(o, "nextTryAtMs", (double)s->wait_until_ms);
+        if (s->last_error) cJSON_AddStringToObject(o, "lastError", s->last_error);
+    }
     if (script) {
         cJSON_AddStringToObject(o, "version", script->hash);
         cJSON_AddNumberToObject(o, "loadedAtMs", (double)script->loaded_ms);
     }
     if (reload_error) cJSON_AddStringToObject(o, "reloadError", reload_error);
-    cJSON_AddNumberToObject(o, "millisBehind", (double)st->millis_behind);
+    cJSON_AddNumberToObject(o, "millisBehind", (double)fetch_millis_behind(&s->fetch));
     cJSON_AddNumberToObject(o, "records", (double)st->records);
     cJSON_AddNumberToObject(o, "batchesFailed", (double)st->batches_failed);
     cJSON_AddNumberToObject(o, "retries", (double)st->retries);
@@ -701,24 +914,25 @@ char *shard_describe(const shard_t *s, const char *reload_error)
 
 int shard_caught_up(shard_t *s)
 {
-    if (s->phase == SHARD_HALTED) return 1;
-    int idle = s->phase == SHARD_RUNNING && !s->job_busy && !s->head && !s->fetch_busy && s->caught_up &&
-               !s->fetch_ended && !s->retry && !s->final && !ev_is_active(&s->retry_timer);
+    if (s->state == SHARD_HALTED) return 1;
+    int idle = s->state == SHARD_RUNNING && !s->job_busy && !s->head && !s->final && !fetch_busy(&s->fetch) &&
+               fetch_caught_up(&s->fetch) && !fetch_ended(&s->fetch) && !shard_waiting(s);
     /* caught up but for a coalesced checkpoint: write it now rather than at its timer */
-    if (idle && s->cp_seq) shard_flush_checkpoint(s);
-    return idle && !s->cp_busy && !s->cp_seq;
+    if (idle) checkpoint_flush(&s->cp);
+    return idle && checkpoint_idle(&s->cp);
 }
 
 void shard_free(shard_t *s)
 {
     if (!s) return;
-    ev_timer_stop(s->env->loop, &s->fetch_timer);
-    ev_timer_stop(s->env->loop, &s->job_timer);
-    ev_timer_stop(s->env->loop, &s->cp_timer);
-    ev_timer_stop(s->env->loop, &s->halt_timer);
-    ev_timer_stop(s->env->loop, &s->retry_timer);
-    shard_drop_pending(s);
-    shard_release_batch(s, s->current);
+    sched_timer_stop(s->env->sched, &s->wait_timer);
+    sched_timer_stop(s->env->sched, &s->job_timer);
+    sched_timer_stop(s->env->sched, &s->halt_timer);
+    shard_drop_queue(s);
+    if (s->current) piece_free(s, s->current);
+    if (s->final) piece_free(s, s->final);
+    fetch_clear(&s->fetch);
+    checkpoint_clear(&s->cp);
     proc_job_reset(&s->job);
     proc_state_free(s->ps);
     proc_script_unref(s->script);
@@ -726,16 +940,10 @@ void shard_free(shard_t *s)
     free(s->key);
     free(s->stream);
     free(s->id);
-    free(s->iterator);
-    free(s->start_seq);
-    free(s->last_fetched);
     free(s->done_seq);
-    free(s->checkpointed);
-    free(s->cp_seq);
     free(s->halt_error);
+    free(s->last_error);
     free(s->final_error);
     free(s->final_tb);
-    free(s->dl_lines);
-    free(s->dl_recs);
     free(s);
 }

@@ -1,58 +1,88 @@
 /* shard: the life of one owned shard on the loop thread.
  *
- *   INIT      initialize() runs while the first iterator is fetched
- *   RUNNING   fetch (prefetch bounded) -> processRecords -> checkpoint, in order
- *   ENDING    the shard is closed and drained: shardEnded() must checkpoint
- *   STOPPING  graceful shutdown: in-flight batch, shutdownRequested(), checkpoint, release
- *   LOST      the lease is gone: leaseLost(), never another checkpoint
- *   HALTED    an error stopped it (policy halt): lease kept, nothing processed
- *   CLOSING   the Lua state is being closed; then the worker frees the shard
+ * One state, with the transitions in one place (shard.c, shard_transition):
  *
- * A shard has at most one job in a processor thread at a time, so its
- * records are processed in order. Every decision is checked against the
- * batch before a checkpoint is written, and a checkpoint never moves past a
- * record the processor did not finish. */
+ *   STARTING   initialize() runs (or waits for its retry); the first records are fetched meanwhile
+ *   RUNNING    pieces of records in order: processRecords, then a checkpoint as the script decided
+ *   HALTED     stopped on an error (policy halt): lease kept, nothing processed until resumed
+ *   ENDING     read to the end of a closed shard and all processed: shardEnded() must checkpoint
+ *   STOPPING   graceful: the call in flight finishes, then shutdownRequested()
+ *   RELEASING  the last checkpoints are written, then the lease is released or handed over
+ *   LOST       the lease is gone: leaseLost(), never another checkpoint
+ *   CLOSING    the Lua state closes; the worker frees the shard once nothing can call back
+ *
+ *   STARTING -> RUNNING | HALTED | STOPPING | LOST
+ *   RUNNING  -> HALTED | ENDING | STOPPING | LOST
+ *   HALTED   -> RUNNING (resume) | STOPPING | LOST
+ *   ENDING   -> RELEASING | STOPPING | LOST
+ *   STOPPING -> RELEASING | LOST
+ *   RELEASING -> CLOSING | LOST
+ *   LOST     -> CLOSING
+ *
+ * Beside the state, a shard has operations out: at most one job in a
+ * processor thread (so its records are processed in order), one fetch, one
+ * checkpoint write, one dead-letter send. Every event (a job, a fetch, a
+ * write, a send or a timer answering) records its result and calls one
+ * function, shard_step, which decides the next action from the state: there
+ * is no other place that starts work. The shard is freed only in CLOSING
+ * with nothing out, so no callback can reach freed memory.
+ *
+ * Safety: a checkpoint never moves past a record the processor did not
+ * finish (nor past records it processed without asking for a checkpoint),
+ * and never backwards; a lost lease writes no checkpoint; no batch is
+ * dispatched once the lease may have expired by this worker's clock. */
 #ifndef SHARDRUN_SHARD_H
 #define SHARDRUN_SHARD_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/sched.h"
 #include "config/config.h"
+#include "deadletter.h"
+#include "fetch.h"
 #include "lease/lease.h"
 #include "lease/lease_coord.h"
 #include "proc/processor.h"
 #include "source/source.h"
 
-struct ev_loop;
-struct deadletter_writer;
 typedef struct shard shard_t;
 
 /* What a shard needs from its worker. Owned by the worker, outlives shards. */
 typedef struct shard_env {
-    struct ev_loop *loop;
+    sched_t *sched;
     source_t *source;
     lease_coord_t *coord;
-    proc_pool_t *pool;
-    struct deadletter_writer *dead_letters;   /* the dead-letter file writer */
+    deadletter_t *dead_letters;
+    fetch_budget_t *budget;      /* all shards' prefetched records (max_buffered_mb) */
     const char *worker_id;
     char *const *lua_path;
     size_t nlua_path;
-    size_t buffered_bytes;        /* all shards' prefetched batches */
-    int64_t records;              /* processed by all shards, ever (for the drained report) */
-    int64_t first_batch_us;       /* monotonic time the first batch was submitted (0: none yet) */
-    size_t max_buffered_bytes;
-    int64_t min_poll_interval_ms; /* per-shard GetRecords rate limit of the source */
+    int64_t records;             /* processed by all shards, ever (for the drained report) */
+    int64_t first_batch_us;      /* monotonic time the first batch was submitted (0: none yet) */
+    int64_t min_poll_interval_ms;    /* per-shard read rate limit of the source */
     int64_t rollback_after_failures; /* reload.rollback_after_failures (0 = never) */
     void *ud;
-    void (*closed)(void *ud, shard_t *s);        /* the shard can be freed now */
+    /* Runs a job in a processor thread; shard_job_done gets it back on the loop. */
+    void (*submit)(void *ud, proc_job_t *job);
+    /* May the shard start another batch? 0 once the lease may have expired by
+     * this worker's clock (the coordinator's judgement). */
+    int (*may_dispatch)(void *ud, const char *key);
+    void (*closed)(void *ud, shard_t *s);        /* nothing can call back into s: free it now */
     void (*ended)(void *ud, shard_t *s);         /* SHARD_END checkpointed: sync children */
-    void (*halt_worker)(void *ud, shard_t *s);   /* policy halt_worker: exit non-zero */
+    void (*halt_worker)(void *ud, shard_t *s);   /* policy halt_worker, or a stuck processor thread */
 } shard_env_t;
 
 typedef enum {
-    SHARD_INIT, SHARD_RUNNING, SHARD_ENDING, SHARD_STOPPING, SHARD_LOST, SHARD_HALTED, SHARD_CLOSING,
-} shard_phase_t;
+    SHARD_STARTING,
+    SHARD_RUNNING,
+    SHARD_HALTED,
+    SHARD_ENDING,
+    SHARD_STOPPING,
+    SHARD_RELEASING,
+    SHARD_LOST,
+    SHARD_CLOSING,
+} shard_state_t;
 
 /* Caller (the worker) owns the shard; it frees it with shard_free() after
  * the closed callback. stream_cfg and script must outlive the shard. */
@@ -64,31 +94,38 @@ void shard_lost(shard_t *s);        /* the coordinator lost the lease */
 void shard_shutdown(shard_t *s);    /* graceful: ends with the lease released */
 void shard_handoff(shard_t *s);     /* graceful: ends with the lease handed to the worker that asked */
 void shard_job_done(shard_t *s, proc_job_t *job);   /* from the processor pool */
+/* A halted shard goes on from its last finished record (a new script version
+ * loaded, or `shardrun resume`). Returns 1 if it was halted. */
+int shard_resume(shard_t *s, const char *why);
+/* The stream's settings changed (SIGHUP): limits, fetch and checkpoint settings apply now. */
+void shard_settings_changed(shard_t *s);
 
 const char *shard_key(const shard_t *s);
 const char *shard_id(const shard_t *s);
 const char *shard_stream(const shard_t *s);
-shard_phase_t shard_phase(const shard_t *s);
-const char *shard_phase_name(shard_phase_t p);
+shard_state_t shard_state(const shard_t *s);
+const char *shard_state_name(shard_state_t st);
 /* Nothing left to read or process right now, and every checkpoint written.
  * A coalesced checkpoint still waiting for its interval is written now. */
 int shard_caught_up(shard_t *s);
 proc_state_t *shard_proc(shard_t *s);
-/* JSON facts for `status` (phase, halt error, counters, script version and
- * load time, the stream's last reload error). Caller frees. */
+/* JSON facts for `status` (state, halt error, retry, counters, script version
+ * and load time, the stream's last reload error). Caller frees. */
 char *shard_describe(const shard_t *s, const char *reload_error);
 /* Hot reload: the shard runs `script` from its next batch on. */
 void shard_set_script(shard_t *s, proc_script_t *script);
 
 typedef struct shard_stats {
     int64_t records;          /* processed successfully */
-    int64_t millis_behind;
     int64_t batches_failed;   /* error policy counters */
     int64_t retries;
     int64_t skipped;
     int64_t dead_lettered;
+    int64_t dead_letter_data_omitted;
     int64_t timeouts;
     int64_t memory_cap_hits;
 } shard_stats_t;
+
+const shard_stats_t *shard_stats(const shard_t *s);
 
 #endif

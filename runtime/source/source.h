@@ -85,11 +85,14 @@ typedef struct source source_t;
 
 typedef struct source_ops {
     const char *name;
+    int keeps_max_bytes;     /* 1: get_records never returns more than max_bytes (but one record) */
     void (*list_shards)(source_t *s, const char *stream, source_shards_cb cb, void *ud);
     void (*get_iterator)(source_t *s, const char *stream, const char *shard,
                          const source_position_t *pos, source_iterator_cb cb, void *ud);
+    /* max_bytes: a hint the source keeps where it can (local: stops before
+     * passing it, but returns at least one record); Kinesis cannot. */
     void (*get_records)(source_t *s, const char *stream, const char *shard, const char *iterator,
-                        size_t max_records, source_records_cb cb, void *ud);
+                        size_t max_records, size_t max_bytes, source_records_cb cb, void *ud);
     /* Appends records to `stream` (routed by partition key as a producer would). */
     void (*put)(source_t *s, const char *stream, const source_put_record_t *recs, size_t n, source_put_cb cb,
                 void *ud);
@@ -113,9 +116,9 @@ static inline void source_get_iterator(source_t *s, const char *stream, const ch
     s->ops->get_iterator(s, stream, shard, pos, cb, ud);
 }
 static inline void source_get_records(source_t *s, const char *stream, const char *shard, const char *it,
-                                      size_t max, source_records_cb cb, void *ud)
+                                      size_t max, size_t max_bytes, source_records_cb cb, void *ud)
 {
-    s->ops->get_records(s, stream, shard, it, max, cb, ud);
+    s->ops->get_records(s, stream, shard, it, max, max_bytes, cb, ud);
 }
 static inline void source_destroy(source_t *s)
 {

@@ -345,6 +345,7 @@ static void kin_get_iterator(source_t *s, const char *stream, const char *shard,
 }
 
 static void kin_get_records(source_t *s, const char *stream, const char *shard, const char *iterator, size_t max,
+                            size_t max_bytes,
                             source_records_cb cb, void *ud)
 {
     kin_source_t *ks = (kin_source_t *)s;

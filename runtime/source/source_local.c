@@ -7,13 +7,22 @@
 
 #include "base/clock.h"
 #include "base/defer.h"
-#include "streamdb.h"
+#include "base/log.h"
+#include "base/tpool.h"
 #include "base/xalloc.h"
+#include "streamdb.h"
 
+/* Reads are short and never wait for a writer (WAL): they run on the loop.
+ * Puts take the file's write lock, which another process may hold for
+ * seconds (busy timeout): they run on a thread of their own, with a
+ * connection of their own, opened there at the first put. */
 typedef struct source_local {
     source_t base;
-    streamdb_t *db;
+    char *path;
+    streamdb_t *db;              /* loop thread */
     defer_queue_t *defer;
+    tpool_t *put_thread;         /* NULL until the first put */
+    streamdb_t *put_db;          /* put thread only */
 } source_local_t;
 
 /* One completed request waiting for its callback. */
@@ -98,7 +107,7 @@ static void local_get_iterator(source_t *s, const char *stream, const char *shar
 }
 
 static void local_get_records(source_t *s, const char *stream, const char *shard, const char *iterator,
-                              size_t max, source_records_cb cb, void *ud)
+                              size_t max, size_t max_bytes, source_records_cb cb, void *ud)
 {
     source_local_t *ls = (source_local_t *)s;
     local_reply_t *r = local_reply_new(REPLY_RECORDS, (void *)cb, ud);
@@ -109,7 +118,7 @@ static void local_get_records(source_t *s, const char *stream, const char *shard
     if (!end || *end || from < 0) {
         r->error = SOURCE_EEXPIRED; /* not one of ours: ask for a new one */
         errbuf_set(&r->err, "stream %s shard %s: invalid iterator", stream, shard);
-    } else if (streamdb_read(ls->db, stream, shard, from, max, &r->records.batch, &next, &ended, &behind, &r->err)) {
+    } else if (streamdb_read(ls->db, stream, shard, from, max, max_bytes, &r->records.batch, &next, &ended, &behind, &r->err)) {
         r->error = local_classify(&r->err);
     } else {
         char it[32];
@@ -121,21 +130,71 @@ static void local_get_records(source_t *s, const char *stream, const char *shard
     defer_call(ls->defer, local_deliver, r);
 }
 
+typedef struct local_put_job {
+    tpool_job_t job;             /* first: the pool's handle */
+    source_local_t *ls;
+    char *stream;
+    const source_put_record_t *recs;   /* the caller's, alive until the callback */
+    size_t n;
+    source_put_cb cb;
+    void *ud;
+    source_err_t error;
+    errbuf_t err;
+} local_put_job_t;
+
+static void local_put_run(tpool_job_t *job)
+{
+    local_put_job_t *j = (local_put_job_t *)job;
+    source_local_t *ls = j->ls;
+    if (!ls->put_db && streamdb_open(ls->path, 0, &ls->put_db, &j->err)) {
+        j->error = SOURCE_ERETRY;
+        return;
+    }
+    int rc = streamdb_begin(ls->put_db, &j->err);
+    for (size_t i = 0; i < j->n && !rc; i++) {
+        char shard[32], seq[24];
+        rc = streamdb_put(ls->put_db, j->stream, j->recs[i].pkey, strlen(j->recs[i].pkey), j->recs[i].data,
+                          j->recs[i].data_len, clock_wall_ms(), shard, seq, &j->err);
+    }
+    if (!rc) rc = streamdb_commit(ls->put_db, &j->err);
+    else streamdb_rollback(ls->put_db);
+    /* a record over the limit never fits: retrying would only repeat the error */
+    if (rc) j->error = rc == STREAMDB_EINVAL ? SOURCE_EFATAL : local_classify(&j->err);
+}
+
+static void local_put_done(tpool_job_t *job)
+{
+    local_put_job_t *j = (local_put_job_t *)job;
+    j->cb(j->ud, j->error, j->error ? j->err.msg : NULL);
+    free(j->stream);
+    free(j);
+}
+
 static void local_put(source_t *s, const char *stream, const source_put_record_t *recs, size_t n, source_put_cb cb,
                       void *ud)
 {
     source_local_t *ls = (source_local_t *)s;
-    local_reply_t *r = local_reply_new(REPLY_PUT, (void *)cb, ud);
-    int rc = streamdb_begin(ls->db, &r->err);
-    for (size_t i = 0; i < n && !rc; i++) {
-        char shard[32], seq[24];
-        rc = streamdb_put(ls->db, stream, recs[i].pkey, strlen(recs[i].pkey), recs[i].data, recs[i].data_len,
-                          clock_wall_ms(), shard, seq, &r->err);
+    local_put_job_t *j = xcalloc(1, sizeof *j); /* freed in local_put_done */
+    j->job = (tpool_job_t){.run = local_put_run, .done = local_put_done};
+    j->ls = ls;
+    j->stream = xstrdup(stream);
+    j->recs = recs;
+    j->n = n;
+    j->cb = cb;
+    j->ud = ud;
+    if (!ls->put_thread) ls->put_thread = tpool_new(ls->base.loop, 1, "local_put");
+    if (!ls->put_thread) {
+        j->error = SOURCE_ERETRY;
+        errbuf_set(&j->err, "stream %s: cannot start the put thread", stream);
+        local_reply_t *r = local_reply_new(REPLY_PUT, (void *)cb, ud);
+        r->error = j->error;
+        r->err = j->err;
+        free(j->stream);
+        free(j);
+        defer_call(ls->defer, local_deliver, r);
+        return;
     }
-    if (!rc) rc = streamdb_commit(ls->db, &r->err);
-    else streamdb_rollback(ls->db);
-    if (rc) r->error = local_classify(&r->err);
-    defer_call(ls->defer, local_deliver, r);
+    tpool_submit(ls->put_thread, &j->job);
 }
 
 static int64_t local_records_behind(source_t *s, const char *stream, const char *shard, const char *checkpoint)
@@ -146,13 +205,17 @@ static int64_t local_records_behind(source_t *s, const char *stream, const char 
 static void local_destroy(source_t *s)
 {
     source_local_t *ls = (source_local_t *)s;
+    tpool_free(ls->put_thread); /* waits for a put in progress; its callback is not delivered */
+    streamdb_close(ls->put_db);
     defer_queue_free(ls->defer, local_drop);
     streamdb_close(ls->db);
+    free(ls->path);
     free(ls);
 }
 
 static const source_ops_t source_local_ops = {
     .name = "local",
+    .keeps_max_bytes = 1,
     .list_shards = local_list_shards,
     .get_iterator = local_get_iterator,
     .get_records = local_get_records,
@@ -169,6 +232,7 @@ source_t *source_local_new(struct ev_loop *loop, const char *path, errbuf_t *err
     ls->base.ops = &source_local_ops;
     ls->base.loop = loop;
     ls->db = db;
+    ls->path = xstrdup(path);
     ls->defer = defer_queue_new(loop);
     return &ls->base;
 }

@@ -433,8 +433,10 @@ int streamdb_put(streamdb_t *db, const char *stream, const void *pkey, size_t pk
 {
     if (pkey_len == 0 || pkey_len > 256)
         return errbuf_set(err, "stream %s: partition key must be 1..256 bytes, got %zu", stream, pkey_len);
-    if (data_len > 1024 * 1024)
-        return errbuf_set(err, "stream %s: record of %zu bytes is over the 1 MiB limit", stream, data_len);
+    if (data_len > 1024 * 1024) {
+        errbuf_set(err, "stream %s: record of %zu bytes is over the 1 MiB limit", stream, data_len);
+        return STREAMDB_EINVAL;
+    }
     int64_t sid = 0;
     if (streamdb_route(db, stream, hashkey_of(pkey, pkey_len), &sid, shard_out, err)) return -1;
     int64_t seq = db->in_txn && db->next_seq >= 0 ? db->next_seq : streamdb_next_seq(db);
@@ -512,7 +514,7 @@ int streamdb_iterator(streamdb_t *db, const char *stream, const char *shard, con
     return errbuf_set(err, "unknown position");
 }
 
-int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t from, size_t max,
+int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t from, size_t max, size_t max_bytes,
                   batch_t **out, int64_t *next, int *ended, int64_t *millis_behind, errbuf_t *err)
 {
     int64_t sid = 0, end_seq = -1;
@@ -531,27 +533,34 @@ int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t
     sqlite3_bind_int64(st, 5, (sqlite3_int64)max);
     batch_t *b = batch_new(max, max * 128); /* handed to the caller */
     int64_t last = from - 1, last_arrival = 0;
-    int rc;
+    int rc, full = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         char seq[24];
-        last = sqlite3_column_int64(st, 0);
-        last_arrival = sqlite3_column_int64(st, 1);
-        streamdb_format_seq(last, seq);
         const void *pkey = sqlite3_column_blob(st, 2);
         int pkey_len = sqlite3_column_bytes(st, 2);
         const void *data = sqlite3_column_blob(st, 3);
         int data_len = sqlite3_column_bytes(st, 3);
+        size_t rec_bytes = sizeof(batch_record_t) + (size_t)data_len + (size_t)pkey_len + STREAMDB_SEQ_DIGITS + 3;
+        size_t held = sizeof *b + b->count * sizeof(batch_record_t) + b->arena_len;
+        if (max_bytes && b->count > 0 && held + rec_bytes > max_bytes) {
+            full = 1; /* the rest is read next time */
+            break;
+        }
+        last = sqlite3_column_int64(st, 0);
+        last_arrival = sqlite3_column_int64(st, 1);
+        streamdb_format_seq(last, seq);
         batch_add(&b, data, (size_t)data_len, pkey, (size_t)pkey_len, seq, STREAMDB_SEQ_DIGITS, 0, last_arrival);
     }
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
+    if (rc != SQLITE_DONE && !full) {
         batch_free(b);
         return streamdb_fail(db, err, "read records");
     }
     *next = last + 1;
+    batch_compact(&b); /* counted by what it holds, not by what a full read would need */
     /* A closed shard holds all its records already: a short read reached its end. */
-    *ended = end_seq >= 0 && (b->count < max || last >= end_seq);
-    *millis_behind = b->count < max ? 0 : streamdb_now_ms() - last_arrival;
+    *ended = end_seq >= 0 && ((b->count < max && !full) || last >= end_seq);
+    *millis_behind = b->count < max && !full ? 0 : streamdb_now_ms() - last_arrival;
     if (*millis_behind < 0) *millis_behind = 0;
     *out = b;
     return 0;

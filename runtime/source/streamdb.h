@@ -34,17 +34,21 @@ int streamdb_begin(streamdb_t *db, errbuf_t *err);
 int streamdb_commit(streamdb_t *db, errbuf_t *err);
 void streamdb_rollback(streamdb_t *db);
 /* Appends one record to the open shard whose hash range holds MD5(pkey).
- * Writes the shard id (>= 32 bytes) and sequence number (>= 24 bytes). */
+ * Writes the shard id (>= 32 bytes) and sequence number (>= 24 bytes).
+ * Returns 0, -1 (the file: busy, I/O, no such stream), or STREAMDB_EINVAL
+ * when the record itself can never be stored (over 1 MiB). */
+#define STREAMDB_EINVAL (-2)
 int streamdb_put(streamdb_t *db, const char *stream, const void *pkey, size_t pkey_len, const void *data,
                  size_t data_len, int64_t arrival_ms, char *shard_out, char *seq_out, errbuf_t *err);
 
 /* Resolves a position into the first sequence number to read. */
 int streamdb_iterator(streamdb_t *db, const char *stream, const char *shard, const source_position_t *pos,
                       int64_t *first_seq, errbuf_t *err);
-/* Reads up to max records with seq >= from. *ended = 1 when the shard is
- * closed and nothing is left after the returned records; *next = where the
- * next read starts. Caller owns *out. */
-int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t from, size_t max,
+/* Reads up to max records with seq >= from, stopping before the batch would
+ * pass max_bytes (0: no limit; at least one record is read). *ended = 1 when
+ * the shard is closed and nothing is left after the returned records; *next
+ * = where the next read starts. Caller owns *out. */
+int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t from, size_t max, size_t max_bytes,
                   batch_t **out, int64_t *next, int *ended, int64_t *millis_behind, errbuf_t *err);
 /* Records in the shard after `checkpoint` (a sentinel or a number); -1 on error. */
 int64_t streamdb_records_behind(streamdb_t *db, const char *stream, const char *shard, const char *checkpoint);

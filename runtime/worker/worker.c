@@ -18,6 +18,8 @@
 #include "record/seqnum.h"
 #include "shard/shard.h"
 #include "shardsync.h"
+#include "base/sched.h"
+#include "base/tpool.h"
 #include "base/xalloc.h"
 
 #define WORKER_DRAIN_CHECK_S 0.1
@@ -33,7 +35,12 @@ typedef struct worker {
     lease_coord_t *coord;
     shardsync_t *sync;
     proc_pool_t *pool;
-    deadletter_writer_t *dead_letters;
+    deadletter_t *dead_letters;
+    sched_t *sched;              /* timers and clock of the coordinator and the shards */
+    fetch_budget_t budget;       /* max_buffered_mb over every shard's prefetched records */
+    tpool_t *config_thread;      /* SIGHUP: the config (user Lua) is evaluated off the loop */
+    int config_loading;          /* a SIGHUP's config is being evaluated */
+    int config_again;            /* another SIGHUP came meanwhile */
     proc_script_t **scripts;     /* per configured stream: the version new shards start with */
     reload_t *reload;
     shard_env_t env;
@@ -190,6 +197,18 @@ static void worker_job_done(void *ud, proc_job_t *job)
     shard_job_done(job->ud, job);
 }
 
+static void worker_submit(void *ud, proc_job_t *job)
+{
+    worker_t *w = ud;
+    proc_pool_submit(w->pool, job);
+}
+
+static int worker_may_dispatch(void *ud, const char *key)
+{
+    worker_t *w = ud;
+    return lease_coord_owned(w->coord, key) != NULL;
+}
+
 /* A backend that fails fatally before it ever worked will not start working
  * by itself (no credentials, no such stream or table): exit 1, clearly,
  * instead of retrying forever. */
@@ -271,7 +290,7 @@ static void worker_swap_script(void *ud, size_t idx, proc_script_t *script)
     worker_t *w = ud;
     proc_script_unref(w->scripts[idx]);
     w->scripts[idx] = script;
-    size_t n = 0;
+    size_t n = 0, resumed = 0;
     for (size_t i = 0; i < w->nshards; i++) {
         if (strcmp(shard_stream(w->shards[i]), w->cfg->streams[idx].name)) continue;
         shard_set_script(w->shards[i], script);
@@ -279,6 +298,12 @@ static void worker_swap_script(void *ud, size_t idx, proc_script_t *script)
     }
     log_info("reload_applied", "stream=%s version=%s shards=%zu swap=\"at each shard's next batch\"",
              w->cfg->streams[idx].name, script->hash, n);
+    /* a shard halted on an error gets its chance with the new code */
+    for (size_t i = 0; i < w->nshards; i++)
+        if (!strcmp(shard_stream(w->shards[i]), w->cfg->streams[idx].name))
+            resumed += (size_t)shard_resume(w->shards[i], "new script version");
+    if (resumed) log_info("halted_shards_resumed", "stream=%s version=%s shards=%zu", w->cfg->streams[idx].name,
+                          script->hash, resumed);
 }
 
 static int worker_sample_shard(void *ud, size_t idx, proc_shard_info_t *out)
@@ -345,22 +370,30 @@ static void worker_apply_stream(worker_t *w, size_t idx, config_stream_t *nu)
     char *path = old->processor;
     old->processor = nu->processor;
     nu->processor = path;
-    proc_limits_t limits = {old->process_timeout_ms, old->memory_limit_mb};
     for (size_t i = 0; i < w->nshards; i++)
-        if (!strcmp(shard_stream(w->shards[i]), old->name)) proc_state_set_limits(shard_proc(w->shards[i]), &limits);
+        if (!strcmp(shard_stream(w->shards[i]), old->name)) shard_settings_changed(w->shards[i]);
 }
 
-static void worker_on_sighup(struct ev_loop *loop, ev_signal *sig, int revents)
-{
-    worker_t *w = sig->data;
+/* The config is user Lua: evaluated on a thread of its own, so a slow
+ * config file never holds up lease renewals. */
+typedef struct config_job {
+    tpool_job_t job;             /* first: the pool's handle */
+    worker_t *w;
+    char *path;
+    config_t *loaded;            /* NULL: err says why */
     errbuf_t err;
-    config_t *nu = config_load(w->cfg->path, &err);
-    if (!nu) {
-        char q[2048];
-        log_error("config_reload_failed", "config=%s error=%s action=kept_running_config", w->cfg->path,
-                  log_quote(err.msg, q, sizeof q));
-        return;
-    }
+} config_job_t;
+
+static void worker_config_run(tpool_job_t *job)
+{
+    config_job_t *j = (config_job_t *)job;
+    j->loaded = config_load(j->path, &j->err);
+}
+
+static void worker_load_config(worker_t *w);
+
+static void worker_config_apply(worker_t *w, config_t *nu)
+{
     buf_t refused = BUF_INIT;
     worker_refused_changes(w->cfg, nu, &refused);
     if (refused.len) {
@@ -373,7 +406,7 @@ static void worker_on_sighup(struct ev_loop *loop, ev_signal *sig, int revents)
             if (!strcmp(nu->streams[i].name, w->cfg->streams[i].name)) worker_apply_stream(w, i, &nu->streams[i]);
     }
     w->cfg->max_buffered_mb = nu->max_buffered_mb;
-    w->env.max_buffered_bytes = (size_t)nu->max_buffered_mb * 1024 * 1024;
+    w->budget.max = (size_t)nu->max_buffered_mb * 1024 * 1024;
     w->cfg->shutdown_grace_ms = nu->shutdown_grace_ms;
     w->cfg->reload_rollback_after_failures = nu->reload_rollback_after_failures;
     w->env.rollback_after_failures = nu->reload_rollback_after_failures;
@@ -386,8 +419,47 @@ static void worker_on_sighup(struct ev_loop *loop, ev_signal *sig, int revents)
     }
     log_info("config_reloaded", "config=%s refused=%s", w->cfg->path, refused.len ? buf_str(&refused) : "none");
     buf_free(&refused);
-    config_free(nu);
     for (size_t i = 0; i < w->cfg->nstreams; i++) reload_check(w->reload, i); /* scripts too */
+}
+
+static void worker_config_done(tpool_job_t *job)
+{
+    config_job_t *j = (config_job_t *)job;
+    worker_t *w = j->w;
+    w->config_loading = 0;
+    if (!j->loaded) {
+        char q[2048];
+        log_error("config_reload_failed", "config=%s error=%s action=kept_running_config", j->path,
+                  log_quote(j->err.msg, q, sizeof q));
+    } else if (!w->stopping) {
+        worker_config_apply(w, j->loaded);
+    }
+    config_free(j->loaded);
+    free(j->path);
+    free(j);
+    if (w->config_again && !w->stopping) {
+        w->config_again = 0;
+        worker_load_config(w);
+    }
+}
+
+static void worker_load_config(worker_t *w)
+{
+    if (w->config_loading) {
+        w->config_again = 1; /* the newest file is read once this one is done */
+        return;
+    }
+    config_job_t *j = xcalloc(1, sizeof *j); /* freed in worker_config_done */
+    j->job = (tpool_job_t){.run = worker_config_run, .done = worker_config_done};
+    j->w = w;
+    j->path = xstrdup(w->cfg->path);
+    w->config_loading = 1;
+    tpool_submit(w->config_thread, &j->job);
+}
+
+static void worker_on_sighup(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+    worker_load_config(sig->data);
 }
 
 static void worker_on_drain(struct ev_loop *loop, ev_timer *t, int revents)
@@ -403,7 +475,7 @@ static void worker_on_drain(struct ev_loop *loop, ev_timer *t, int revents)
     size_t halted = 0;
     for (size_t i = 0; i < w->nshards; i++) {
         if (!shard_caught_up(w->shards[i])) return;
-        halted += shard_phase(w->shards[i]) == SHARD_HALTED;
+        halted += shard_state(w->shards[i]) == SHARD_HALTED;
     }
     if (halted) {
         /* a batch job must not look successful with shards stopped on errors */
@@ -475,7 +547,8 @@ static void worker_init_watchers(worker_t *w)
 static void worker_close(worker_t *w)
 {
     size_t running = (w->pool ? proc_pool_busy(w->pool) : 0) +
-                     (w->dead_letters ? deadletter_writer_busy(w->dead_letters) : 0);
+                     (w->dead_letters ? deadletter_busy(w->dead_letters) : 0) +
+                     (w->config_thread ? tpool_busy(w->config_thread) : 0);
     if (w->exit_code != 0 && running > 0) {
         /* A script may be stuck in a processor thread, a dead-letter write on
          * a hung disk: joining them could hang. */
@@ -492,13 +565,15 @@ static void worker_close(worker_t *w)
     for (size_t i = 0; i < w->nshards; i++) shard_free(w->shards[i]);
     free(w->shards);
     proc_pool_free(w->pool);
-    deadletter_writer_free(w->dead_letters);
+    deadletter_free(w->dead_letters);
+    tpool_free(w->config_thread);
     reload_free(w->reload);
     shardsync_free(w->sync);
     lease_store_destroy(w->store);   /* drops pending writes: their callbacks never run */
     lease_coord_free(w->coord);
     source_destroy(w->source);
     aws_client_free(w->aws);         /* after both backends: they cancelled their calls */
+    free(w->sched);
     for (size_t i = 0; w->scripts && i < w->cfg->nstreams; i++) proc_script_unref(w->scripts[i]);
     free(w->scripts);
     free(w->id);
@@ -511,6 +586,7 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
     w.opt = *opt;
     w.started_ms = clock_mono_ms();
     w.loop = ev_default_loop(EVFLAG_AUTO);
+    w.sched = sched_ev_new(w.loop);
     w.id = cfg->worker_id ? xstrdup(cfg->worker_id) : worker_default_id();
     signal(SIGPIPE, SIG_IGN);
     /* Reads arrive in blocks of megabytes (response bodies, batches). Above
@@ -533,22 +609,22 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
     w.coord = lease_coord_new(w.loop, w.store, &copt, &h, &w);
     w.sync = shardsync_new(w.source, w.store, cfg, worker_synced, worker_cannot_start, &w);
     w.pool = proc_pool_new(w.loop, (int)cfg->processor_threads, worker_job_done, &w);
-    w.dead_letters = deadletter_writer_new(w.loop);
+    w.dead_letters = deadletter_new(w.loop, w.source);
+    w.config_thread = tpool_new(w.loop, 1, "config");
     reload_handler_t rh = {worker_swap_script, worker_sample_shard};
     w.reload = reload_new(w.loop, cfg, w.scripts, &rh, &w);
-    if (!w.pool || !w.dead_letters || !w.reload) {
+    if (!w.pool || !w.dead_letters || !w.reload || !w.config_thread) {
         log_error("worker_exit", "worker=%s status=1 error=\"cannot start threads\"", w.id);
         fprintf(stderr, "shardrun: cannot start the worker's threads\n");
         worker_close(&w);
         return 1;
     }
-    w.env = (shard_env_t){.loop = w.loop, .source = w.source, .coord = w.coord, .pool = w.pool,
-                          .dead_letters = w.dead_letters,
-                          .worker_id = w.id, .lua_path = cfg->lua_path, .nlua_path = cfg->nlua_path,
-                          .max_buffered_bytes = (size_t)cfg->max_buffered_mb * 1024 * 1024,
-                          .min_poll_interval_ms = backend_min_poll_interval_ms(cfg),
-                          .ud = &w,
-                          .rollback_after_failures = cfg->reload_rollback_after_failures,
+    w.budget.max = (size_t)cfg->max_buffered_mb * 1024 * 1024;
+    w.env = (shard_env_t){.sched = w.sched, .source = w.source, .coord = w.coord, .dead_letters = w.dead_letters,
+                          .budget = &w.budget, .worker_id = w.id, .lua_path = cfg->lua_path,
+                          .nlua_path = cfg->nlua_path, .min_poll_interval_ms = backend_min_poll_interval_ms(cfg),
+                          .rollback_after_failures = cfg->reload_rollback_after_failures, .ud = &w,
+                          .submit = worker_submit, .may_dispatch = worker_may_dispatch,
                           .closed = worker_shard_closed, .ended = worker_shard_ended, .halt_worker = worker_halt};
     worker_init_watchers(&w);
     log_info("worker_started", "worker=%s application=%s streams=%zu threads=%lld drain=%d", w.id,

@@ -121,8 +121,10 @@ class FaultProxy:
     forwarded; the rest are forwarded. Faults are decided before forwarding,
     so a faulted write never reached the emulator."""
 
-    def __init__(self, upstream_port, throttle_type, plan=None, stall_s=6.0):
+    def __init__(self, upstream_port, throttle_type, plan=None, stall_s=6.0, answer=None):
         self.upstream = upstream_port
+        # answer(headers, body) -> None (go on with the plan) or (status, body bytes) to answer with
+        self.answer = answer
         self.throttle_type = throttle_type
         self.stall_s = stall_s
         self.plan = plan or self.default_plan
@@ -192,6 +194,10 @@ class FaultProxy:
                 if req is None:
                     return
                 line, headers, body = req
+                own = self.answer(headers, body) if self.answer else None
+                if own is not None:
+                    self.respond(c, own[0], own[1])
+                    continue
                 with self.lock:
                     n = next(self.counter)
                     kind = self.plan(n)

@@ -21,6 +21,18 @@ SHARDRUN = os.environ.get("SHARDRUN", str(ROOT / "shardrun"))
 # `make asan-test` runs the suite with the AddressSanitizer build
 ASAN = "build-asan" in SHARDRUN
 
+
+def rss_kb(pid):
+    """The resident set of a process, in KiB (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 sys.path.insert(0, str(ROOT / "scripts"))

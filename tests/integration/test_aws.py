@@ -6,6 +6,7 @@ The emulators are started by scripts/emulators.sh when not running (and then
 stopped again at the end, by the PIDs the script saved); each test uses its
 own stream and lease table."""
 import collections
+import json
 import os
 import subprocess
 import time
@@ -14,7 +15,7 @@ import pytest
 
 from aws_helpers import (AWS_ENV, DYNALITE_PORT, KINESALITE_PORT, ROOT, FaultProxy, create_lease_table, dynamodb,
                          emulators_running, kinesis, read_shard, scan_leases, unique)
-from conftest import RECORDING_PROCESSOR, read_seen, wait_for
+from conftest import ASAN, RECORDING_PROCESSOR, read_seen, rss_kb, wait_for
 
 
 @pytest.fixture(scope="session")
@@ -421,3 +422,143 @@ def test_kinesis_credentials_from_the_config_come_first_in_the_chain(aws):
     assert w.wait(60) == 0, w.logs()[-3000:]
     assert sorted(d for *_, d in read_seen(aws.env.dir / "seen")) == ["a", "b", "c"]
     assert "from-config" not in w.logs(), "a secret never reaches the logs"
+
+
+# ---- KPL aggregates: decisions and checkpoints inside one aggregate ---------
+
+KPL_DECIDE = r'''
+local P = {}
+local function note(records)
+  local out = assert(io.open("seen-" .. (os.getenv("SHARDRUN_TEST_NAME") or "w") .. ".log", "a"))
+  for i = 1, #records do out:write(records[i].data, " ", records[i].subSequenceNumber, "\n") end
+  out:close()
+end
+function P.processRecords(records, shard)
+  note(records)
+  local mode = os.getenv("MODE")
+  if mode == "bare_seq" then return { checkpoint = records[3].sequenceNumber } end
+  if mode == "fail_once" then
+    -- user3 fails on its first try only: the records around it go on
+    for i = 1, #records do
+      if records[i].data == "user3" and not shard.state.failed then
+        shard.state.failed = true
+        return { failed = records[i], error = "transient" }
+      end
+    end
+  end
+  return "checkpoint"
+end
+return P
+'''
+
+
+def kpl_put(aws, n):
+    import base64
+    kinesis("PutRecord", {"StreamName": aws.stream, "PartitionKey": "k",
+                          "Data": base64.b64encode(kpl_aggregate([("k", f"user{i}") for i in range(n)])).decode()})
+
+
+def seen_lines(aws, name):
+    return (aws.env.dir / f"seen-{name}.log").read_text().split("\n")[:-1]
+
+
+def test_kpl_a_bare_sequence_number_checkpoints_sub_record_0_only(aws):
+    # {checkpoint = r.sequenceNumber} names the aggregate's sub-record 0 (the
+    # KCL's checkpoint(String)): the sub-records after it were not named, so a
+    # restart delivers them again; never the other way round.
+    aws.env.write("p.lua", KPL_DECIDE)
+    aws.config()
+    aws.create(1)
+    kpl_put(aws, 5)
+    aws.env.extra_env["MODE"] = "bare_seq"
+    w1 = aws.env.worker("--drain", name="first")
+    assert w1.wait(60) == 0, w1.logs()[-3000:]
+    (lease,) = aws.leases().values()
+    assert lease["checkpointSubSequenceNumber"] == 0
+    del aws.env.extra_env["MODE"]
+    w2 = aws.env.worker("--drain", name="second")
+    assert w2.wait(60) == 0, w2.logs()[-3000:]
+    assert seen_lines(aws, "second") == [f"user{i} {i}" for i in range(1, 5)]
+
+
+def test_kpl_checkpoints_advance_inside_one_aggregate(aws):
+    # user3 fails once: user0..2 are checkpointed at sub-record 2, user3 is
+    # retried alone and checkpointed at 3, then user4 at 4. Each advance
+    # inside the one aggregate must be written (same sequence number, a
+    # higher sub-sequence number), or a restart re-delivers them.
+    aws.env.write("p.lua", KPL_DECIDE)
+    aws.config(stream={"on_error": {"retry": {"attempts": 3, "backoff_ms": 50}, "bisect": True,
+                                    "final": "halt"}})
+    aws.create(1)
+    kpl_put(aws, 5)
+    aws.env.extra_env["MODE"] = "fail_once"
+    w1 = aws.env.worker("--drain", name="first")
+    assert w1.wait(60) == 0, w1.logs()[-3000:]
+    (lease,) = aws.leases().values()
+    assert lease["checkpointSubSequenceNumber"] == 4, lease
+    w2 = aws.env.worker("--drain", name="second")
+    assert w2.wait(60) == 0, w2.logs()[-3000:]
+    assert not (aws.env.dir / "seen-second.log").exists(), "nothing is re-delivered"
+
+
+def test_kpl_an_empty_first_read_keeps_the_resume_inside_the_aggregate(aws):
+    # A resume reads AT the checkpoint's sequence number and drops the
+    # sub-records up to the checkpoint. Kinesis may answer the first read with
+    # no records: the filter must survive it, or the next read re-delivers.
+    aws.env.write("p.lua", CHECKPOINT_AT_THIRD)
+    aws.config()
+    aws.create(1)
+    kpl_put(aws, 5)
+    aws.env.extra_env["STOP_AT_THIRD"] = "1"
+    w1 = aws.env.worker("--drain", name="first")
+    assert w1.wait(60) == 0, w1.logs()[-3000:]
+    del aws.env.extra_env["STOP_AT_THIRD"]
+    empty = {"n": 0}
+
+    def first_read_empty(headers, body):
+        if headers.get("x-amz-target", "").endswith(".GetRecords") and empty["n"] == 0:
+            empty["n"] += 1
+            it = json.loads(body)["ShardIterator"]
+            return 200, json.dumps({"Records": [], "NextShardIterator": it, "MillisBehindLatest": 1000}).encode()
+        return None
+
+    proxy = FaultProxy(KINESALITE_PORT, "ProvisionedThroughputExceededException", plan=lambda n: "ok",
+                       answer=first_read_empty)
+    try:
+        aws.config(name="proxied.lua", kinesis_url=proxy.url)
+        w2 = aws.env.worker("--drain", config="proxied.lua", name="second")
+        assert w2.wait(60) == 0, w2.logs()[-3000:]
+    finally:
+        proxy.close()
+    assert empty["n"] == 1
+    assert seen_lines(aws, "second") == ["user3 3", "user4 4"]
+
+
+@pytest.mark.skipif(ASAN, reason="under AddressSanitizer RSS measures the sanitizer's shadow memory and quarantine")
+def test_kpl_max_buffered_mb_bounds_records_as_expanded_in_memory(aws):
+    # 300 aggregates of 2000 small user records: ~15 MB on the wire, ~80 MB
+    # once expanded into batches. With max_buffered_mb = 8 the worker reads a
+    # few aggregates at a time, sized by what they expand into.
+    import base64
+    aws.env.write("p.lua", '''
+local P = {}
+function P.processRecords(records)
+  local t = os.clock() + 0.05
+  while os.clock() < t do end
+  return "checkpoint"
+end
+return P
+''')
+    aws.config(max_buffered_mb=8, processor_threads=1)
+    aws.create(1)
+    data = base64.b64encode(kpl_aggregate([("k", f"{i:020d}") for i in range(2000)])).decode()
+    for _ in range(300):
+        kinesis("PutRecord", {"StreamName": aws.stream, "PartitionKey": "k", "Data": data})
+    w = aws.env.worker("--drain")
+    peak = 0
+    while w.alive():
+        peak = max(peak, rss_kb(w.pid))
+        time.sleep(0.05)
+    assert w.wait(5) == 0, w.logs()[-3000:]
+    assert w.events("worker_drained")[0]["records"] == "600000"
+    assert peak < 60 * 1024, f"peak RSS {peak // 1024} MB"

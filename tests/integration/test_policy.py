@@ -270,10 +270,15 @@ def test_dead_letter_to_a_local_stream_then_replayed_nowhere_lost(env):
     assert checkpoint(env) == last_seq(env, 999)
 
 
-def test_dead_letter_to_a_missing_stream_waits_and_checkpoints_nothing_past_it(env):
+def test_dead_letter_to_a_missing_stream_halts_the_shard_and_checkpoints_nothing_past_it(env):
+    # a destination that cannot take the records is not retried silently:
+    # the shard halts, naming the dead-letter stream
     prepare(env, {"bisect": True, "final": "dead_letter", "dead_letter": {"stream": "nowhere"}})
     w = env.worker()
-    wait_for(lambda: w.events("dead_letter_failed"), what="failed dead-letter put")
+    wait_for(lambda: w.events("shard_halted"), what="the shard to halt")
+    failed = w.events("dead_letter_failed")
+    assert failed and failed[0]["destination"] == "nowhere" and failed[0]["action"].startswith("halt")
+    assert "dead-letter stream nowhere" in w.events("shard_halted")[0]["error"]
     w.stop()
     assert checkpoint(env) == last_seq(env, 499)
 
@@ -313,4 +318,118 @@ def test_a_dead_letter_write_that_blocks_stalls_only_its_shard(env):
     assert line["data"] == "cDA=" and line["shard"] == stuck  # base64 of p0
     wait_for(lambda: env.leases()[stuck]["checkpoint"] != "TRIM_HORIZON", what="the checkpoint past p0")
     assert w.events("records_dead_lettered")[0]["destination"].endswith("/dlq.fifo")
+    assert not w.events("lease_lost") and w.stop() == 0
+
+
+def test_a_record_too_large_for_a_dead_letter_stream_is_dead_lettered_as_metadata(env):
+    # A dead-letter line is the record in base64 plus metadata: a 900 KB
+    # record makes a line over the 1 MiB stream record limit. It is sent as
+    # metadata only (its size, no data) and counted, never retried forever.
+    env.write("p.lua", r'''
+local P = {}
+function P.processRecords(records)
+  local out = assert(io.open("processed.log", "a"))
+  for i = 1, #records do
+    if #records[i].data > 500000 then out:close() error("poison record of " .. #records[i].data .. " bytes") end
+    out:write(records[i].data, "\n")
+  end
+  out:close()
+  return "checkpoint"
+end
+return P
+''')
+    env.config([{"name": "s", "processor": "p.lua", "max_records": 1,
+                 "on_error": {"final": "dead_letter", "dead_letter": {"stream": "errors"}}}])
+    env.create_stream("s", 1)
+    env.run("stream", "create", "errors", "--shards", "1")
+    big = "B" * (900 * 1024)
+    env.put("s", ["r0", big, "r2"], partition_key="k")
+    w = run_drain(env)
+    assert processed(env) == ["r0", "r2"]
+    from conftest import stream_records
+    (row,) = stream_records(env, "errors")
+    d = json.loads(row[2])
+    assert d["dataOmitted"] is True and d["size"] == len(big) and "data" not in d
+    assert d["sequenceNumber"] == last_seq(env, 1) and "poison record" in d["error"]
+    (ev,) = w.events("records_dead_lettered")
+    assert ev["data_omitted"] == "1"
+    assert checkpoint(env) == last_seq(env, 2)
+
+
+def test_isolation_does_not_turn_a_transient_outage_into_skips(env):
+    # Every call fails while the downstream is "down". Once the batch's
+    # retries are spent, isolation narrows it down to single records; a single
+    # record gets its own retries, with backoff, before anything is skipped. The
+    # test ends the outage when isolation first reaches a single record: nothing
+    # may have been skipped by then, and nothing is skipped afterwards.
+    env.write("p.lua", r'''
+local P = {}
+function P.processRecords(records)
+  local down = io.open("down")
+  if down then down:close() error("downstream unavailable") end
+  local out = assert(io.open("processed.log", "a"))
+  for i = 1, #records do out:write(records[i].data, "\n") end
+  out:close()
+  return "checkpoint"
+end
+return P
+''')
+    env.config([{"name": "s", "processor": "p.lua", "max_records": 64,
+                 "on_error": {"retry": {"attempts": 2, "backoff_ms": 1000, "max_backoff_ms": 2000},
+                              "bisect": True, "final": "skip"}}])
+    env.create_stream("s", 1)
+    env.put("s", [f"r{i}" for i in range(64)], partition_key="k")
+    (env.dir / "down").write_text("")
+    w = env.worker()
+    wait_for(lambda: [e for e in w.events("batch_failed") if e["count"] == "1"], timeout=60,
+             what="isolation to reach a single record")
+    assert not w.events("records_skipped"), "a record was skipped during a transient outage"
+    (env.dir / "down").unlink()
+    wait_for(lambda: len(processed(env)) == 64, timeout=60, what="every record processed")
+    w.stop()
+    assert not w.events("records_skipped")
+    assert processed(env) == [f"r{i}" for i in range(64)]
+
+
+def test_a_dead_letter_put_to_a_local_stream_held_up_by_a_writer_stalls_only_its_shard(env):
+    # Another process holds the stream file's write lock, so the dead-letter
+    # put waits for it (SQLite's busy timeout). The put must wait off the loop
+    # thread: leases are renewed meanwhile and nothing is lost.
+    import sqlite3
+    env.write("p.lua", r'''
+local P = {}
+function P.processRecords(records)
+  for i = 1, #records do
+    if records[i].data == "p0" then
+      while not io.open("locked") do os.execute("sleep 0.05") end  -- the test holds the lock now
+      error("poison record p0")
+    end
+  end
+  return "checkpoint"
+end
+return P
+''')
+    env.config([{"name": "s", "processor": "p.lua",
+                 "on_error": {"final": "dead_letter", "dead_letter": {"stream": "errors"}}}],
+               lease_duration_ms=1500)
+    env.create_stream("s", 2)
+    env.run("stream", "create", "errors", "--shards", "1")
+    env.put("s", ["p0"], partition_key=key_on(0))
+    w = env.worker()
+    wait_for(lambda: len(w.events("shard_started")) == 2, what="both shards to start")
+    holder = sqlite3.connect(env.dir / "streams.db", timeout=10, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, held
+    stuck = "shardId-000000000000"
+    try:
+        (env.dir / "locked").write_text("")
+        wait_for(lambda: w.events("batch_failed"), what="the poison batch to fail")
+        counter = env.leases()[stuck]["leaseCounter"]
+        time.sleep(3)  # renewals every 0.5 s go on while the put waits
+        assert env.leases()[stuck]["leaseCounter"] >= counter + 3
+        assert not w.events("lease_lost") and not w.events("records_dead_lettered")
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    wait_for(lambda: w.events("records_dead_lettered"), what="the dead-letter put after the lock is gone")
+    wait_for(lambda: env.leases()[stuck]["checkpoint"] != "TRIM_HORIZON", what="the checkpoint past p0")
     assert not w.events("lease_lost") and w.stop() == 0

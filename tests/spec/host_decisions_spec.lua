@@ -56,9 +56,32 @@ describe("decisions", function()
     local d = decide(function(r) return { checkpoint = record.copy(r[1]) } end, items)
     assert.are.equal("at", d.kind)
     assert.are.equal(1, d.index)
-    -- a bare sequence number shared by several (aggregated) records names the last of them
-    d = decide(function() return "5" end, items)
+    -- a copy names its own sub-record
+    d = decide(function(r) return { checkpoint = record.copy(r[2]) } end, items)
     assert.are.equal(2, d.index)
+  end)
+
+  it("a bare sequence number of a KPL aggregate names sub-record 0, as the KCL's checkpoint(String)", function()
+    local items = { { data = "a", sequenceNumber = "5", subSequenceNumber = 0 },
+      { data = "b", sequenceNumber = "5", subSequenceNumber = 1 },
+      { data = "c", sequenceNumber = "5", subSequenceNumber = 2 } }
+    -- checkpointing at "5" must not cover sub-records 1 and 2, which were not named
+    local d = decide(function() return "5" end, items)
+    assert.are.equal(1, d.index)
+    d = decide(function(r) return { failed = r[2].sequenceNumber } end, items)
+    assert.are.equal("failed", d.kind)
+    assert.are.equal(1, d.index)
+    -- a record passed as a record keeps its sub-sequence number
+    d = decide(function(r) return { failed = r[3], error = "bad" } end, items)
+    assert.are.equal(3, d.index)
+  end)
+
+  it("a bare sequence number whose sub-record 0 is not in the batch is refused, saying why", function()
+    local items = { { data = "b", sequenceNumber = "5", subSequenceNumber = 1 },
+      { data = "c", sequenceNumber = "5", subSequenceNumber = 2 } }
+    local d = decide(function() return "5" end, items)
+    assert.are.equal("error", d.kind)
+    assert.matches("names sub-record 0 of a KPL aggregate, which is not in this batch", d.error, 1, true)
   end)
 
   it("a sequence number not in the batch is an error naming it", function()

@@ -61,7 +61,7 @@ static batch_t *make_batch(size_t n)
 {
     batch_t *b = batch_new(n, 64);
     for (size_t i = 0; i < n; i++) {
-        char seq[24], data[16];
+        char seq[24], data[32];
         snprintf(seq, sizeof seq, "%020zu", 100 + i);
         snprintf(data, sizeof data, "r%zu", i);
         batch_add(&b, data, strlen(data), "pk", 2, seq, strlen(seq), 0, 1000);
@@ -191,6 +191,59 @@ static void test_records_read_lazily_and_unusable_after_the_batch(void **state)
     close_fixture(&f);
 }
 
+/* A batch ends however its call ends: returned, raised, timed out. A record
+ * kept from it must never read the freed batch, which a later batch may
+ * reuse (a timed-out call never runs a line of Lua after processRecords, so
+ * liveness must not depend on one). */
+static void kept_record_after(const char *how, const proc_limits_t *lim)
+{
+    char body[1024];
+    snprintf(body, sizeof body,
+             "local P = {}\n"
+             "function P.processRecords(records, shard)\n"
+             "  if shard.state.kept then\n"
+             "    local ok, err = pcall(function() return shard.state.kept.data end)\n"
+             "    if ok then error('kept record read: ' .. tostring(err)) end\n"
+             "    if not tostring(err):find('used after that batch ended', 1, true) then error(err) end\n"
+             "    return 'checkpoint'\n"
+             "  end\n"
+             "  shard.state.kept = records[2]\n"
+             "  %s\n"
+             "end\nreturn P\n",
+             how);
+    fixture_t f;
+    open_fixture(&f, body, lim);
+    batch_t *first = make_batch(5);
+    f.job.kind = JOB_PROCESS;
+    f.job.ps = f.ps;
+    f.job.batch = first;
+    int before = jobs_done;
+    proc_pool_submit(pool, &f.job);
+    if (lim && lim->timeout_ms) {
+        usleep(200 * 1000);
+        proc_interrupt(f.ps); /* what the shard's timer does */
+    }
+    wait_done(before);
+    assert_int_equal(f.job.decision, DEC_ERROR);
+    batch_free(first);
+    /* the next batch may take the freed memory: fill it with other records */
+    batch_t *second = batch_new(5, 64);
+    for (int i = 0; i < 5; i++) batch_add(&second, "rec-17", 6, "pk", 2, "00000000000000000200", 20, 0, 1000);
+    run_job(&f.job, JOB_PROCESS, f.ps, second);
+    if (f.job.decision != DEC_ALL) fail_msg("%s: decision %d error %s", how, f.job.decision, f.job.error);
+    batch_free(second);
+    close_fixture(&f);
+}
+
+static void test_a_record_kept_past_its_batch_never_reads_freed_memory(void **state)
+{
+    proc_limits_t timeout = {200, 0};
+    kept_record_after("while true do end", &timeout);                          /* timed out */
+    kept_record_after("while true do pcall(function() end) end", &timeout);   /* timed out through pcall */
+    kept_record_after("error('poison')", NULL);                               /* raised */
+    kept_record_after("return 'nonsense decision'", NULL);                    /* invalid decision */
+}
+
 static void test_timeout_interrupts_busy_loops_even_through_pcall(void **state)
 {
     static const char *const loops[] = {
@@ -265,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_invalid_decisions_are_errors_naming_the_value),
         cmocka_unit_test(test_raised_error_carries_message_and_traceback),
         cmocka_unit_test(test_records_read_lazily_and_unusable_after_the_batch),
+        cmocka_unit_test(test_a_record_kept_past_its_batch_never_reads_freed_memory),
         cmocka_unit_test(test_timeout_interrupts_busy_loops_even_through_pcall),
         cmocka_unit_test(test_memory_cap_is_an_error_and_the_state_is_recreated),
         cmocka_unit_test(test_script_validation),
