@@ -249,6 +249,8 @@ static void policy_defaults(policy_config_t *p)
     p->max_backoff_ms = 30000;
     p->final = FINAL_RETRY;
     p->dead_letter_max_bytes = 64 * 1024 * 1024;
+    p->breaker_window = 100;
+    p->breaker_threshold = 0.5;
 }
 
 static int cfg_dead_letter(cfg_t *c, config_t *conf, policy_config_t *p)

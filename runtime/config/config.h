@@ -26,6 +26,8 @@ typedef struct policy_config {
     int64_t dead_letter_max_bytes;  /* rotate the file past this size */
     char *dead_letter_stream; /* or a stream of the same source */
     int halt_worker;          /* halt exits the worker non-zero instead of stopping one shard */
+    int64_t breaker_window;   /* records the poison-rate breaker looks at; 0 = off */
+    double breaker_threshold; /* failing share that trips it */
 } policy_config_t;
 
 typedef struct config_stream {

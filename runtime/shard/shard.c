@@ -32,6 +32,7 @@ struct shard {
     proc_state_t *ps;
     proc_script_t *script;       /* the version this shard should run */
     proc_script_t *previous;     /* the one before a hot reload (rollback) */
+    breaker_t *breaker;          /* the stream's */
     int64_t fails_since_swap;    /* failed batches in a row since the swap */
     unsigned seed;
 
@@ -303,7 +304,7 @@ static void shard_on_halt_timer(sched_timer_t *t)
     sched_timer_start(s->env->sched, t, SHARD_HALT_REPEAT_MS);
 }
 
-static void shard_halt(shard_t *s, const char *why)
+void shard_halt(shard_t *s, const char *why)
 {
     if (s->state != SHARD_STARTING && s->state != SHARD_RUNNING) return;
     shard_transition(s, SHARD_HALTED);
@@ -402,6 +403,22 @@ static void shard_final(shard_t *s, piece_t *p, const char *error, const char *t
 {
     const policy_config_t *pol = &s->cfg->policy;
     char q[2048];
+    if ((pol->final == FINAL_SKIP || pol->final == FINAL_DEAD_LETTER) && breaker_give_up(s->breaker, p->batch->count)) {
+        /* most records fail: stop giving them up; they wait here for the
+         * worker's verdict (a rollback retries them, or the stream halts) */
+        char why[1024];
+        snprintf(why, sizeof why, "poison-rate breaker: more than %.0f%% of the last %zu records of stream %s failed "
+                 "(%.0f%% before records %s..%s); nothing more is skipped or dead-lettered",
+                 s->breaker->threshold * 100, s->breaker->window, s->stream, breaker_share(s->breaker) * 100,
+                 piece_first(p), piece_last(p));
+        s->stats.breaker_trips++;
+        shard_push_front(s, p);
+        log_error("breaker_tripped", "stream=%s shard=%s window=%zu threshold=%.2f first=%s last=%s error=%s",
+                  s->stream, s->id, s->breaker->window, s->breaker->threshold, piece_first(p), piece_last(p),
+                  log_quote(error, q, sizeof q));
+        s->env->tripped(s->env->ud, s, why);
+        return;
+    }
     if (pol->final == FINAL_HALT || pol->final == FINAL_RETRY) {
         char why[4096];
         snprintf(why, sizeof why, "%s%s%s (records %s..%s, %zu records, attempts %lld)", error,
@@ -471,6 +488,7 @@ static void shard_process_done(shard_t *s, proc_job_t *job)
         return;
     }
     if (job->decision != DEC_ERROR && job->decision != DEC_FAILED) {
+        breaker_processed(s->breaker, n);
         s->stats.records += (int64_t)n;
         s->env->records += (int64_t)n;
         s->fails_since_swap = 0;
@@ -501,6 +519,7 @@ static void shard_process_done(shard_t *s, proc_job_t *job)
     size_t from = job->decision == DEC_FAILED ? job->index : 0;
     if (from > 0) {
         /* the records before the failed one are done, as the script said */
+        breaker_processed(s->breaker, from);
         s->stats.records += (int64_t)from;
         s->env->records += (int64_t)from;
         shard_finished(s, b, from - 1);
@@ -747,10 +766,12 @@ static void shard_step(shard_t *s)
 
 /* ---- life -------------------------------------------------------------------- */
 
-shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *script, const lease_t *lease)
+shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *script, breaker_t *breaker,
+                   const lease_t *lease)
 {
     shard_t *s = xcalloc(1, sizeof *s); /* owned by the worker: shard_free */
     s->env = env;
+    s->breaker = breaker;
     s->cfg = cfg;
     s->key = xstrdup(lease->key);
     s->stream = xstrdup(cfg->name);
@@ -906,6 +927,7 @@ char *shard_describe(const shard_t *s, const char *reload_error)
     cJSON_AddNumberToObject(o, "deadLettered", (double)st->dead_lettered);
     cJSON_AddNumberToObject(o, "timeouts", (double)st->timeouts);
     cJSON_AddNumberToObject(o, "memoryCapHits", (double)st->memory_cap_hits);
+    cJSON_AddNumberToObject(o, "breakerTrips", (double)st->breaker_trips);
     char *json = cJSON_PrintUnformatted(o); /* freed by the caller */
     cJSON_Delete(o);
     if (!json) xalloc_oom(0);

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "base/sched.h"
+#include "breaker.h"
 #include "config/config.h"
 #include "deadletter.h"
 #include "fetch.h"
@@ -71,6 +72,10 @@ typedef struct shard_env {
     void (*closed)(void *ud, shard_t *s);        /* nothing can call back into s: free it now */
     void (*ended)(void *ud, shard_t *s);         /* SHARD_END checkpointed: sync children */
     void (*halt_worker)(void *ud, shard_t *s);   /* policy halt_worker, or a stuck processor thread */
+    /* The stream's poison-rate breaker tripped on this shard's records (why
+     * says how many failed): the records were not given up on, they wait at
+     * the head of the shard. The worker rolls back or halts the stream. */
+    void (*tripped)(void *ud, shard_t *s, const char *why);
 } shard_env_t;
 
 typedef enum {
@@ -85,8 +90,10 @@ typedef enum {
 } shard_state_t;
 
 /* Caller (the worker) owns the shard; it frees it with shard_free() after
- * the closed callback. stream_cfg and script must outlive the shard. */
-shard_t *shard_new(shard_env_t *env, const config_stream_t *stream_cfg, proc_script_t *script, const lease_t *lease);
+ * the closed callback. stream_cfg, script and the stream's breaker must
+ * outlive the shard. */
+shard_t *shard_new(shard_env_t *env, const config_stream_t *stream_cfg, proc_script_t *script, breaker_t *breaker,
+                   const lease_t *lease);
 void shard_free(shard_t *s);
 
 void shard_start(shard_t *s);
@@ -97,6 +104,8 @@ void shard_job_done(shard_t *s, proc_job_t *job);   /* from the processor pool *
 /* A halted shard goes on from its last finished record (a new script version
  * loaded, or `shardrun resume`). Returns 1 if it was halted. */
 int shard_resume(shard_t *s, const char *why);
+/* Stops processing the shard (lease kept), loudly, until it is resumed. */
+void shard_halt(shard_t *s, const char *why);
 /* The stream's settings changed (SIGHUP): limits, fetch and checkpoint settings apply now. */
 void shard_settings_changed(shard_t *s);
 
@@ -124,6 +133,7 @@ typedef struct shard_stats {
     int64_t dead_letter_data_omitted;
     int64_t timeouts;
     int64_t memory_cap_hits;
+    int64_t breaker_trips;    /* the stream's breaker tripped on this shard's records */
 } shard_stats_t;
 
 const shard_stats_t *shard_stats(const shard_t *s);

@@ -42,6 +42,8 @@ typedef struct worker {
     int config_loading;          /* a SIGHUP's config is being evaluated */
     int config_again;            /* another SIGHUP came meanwhile */
     proc_script_t **scripts;     /* per configured stream: the version new shards start with */
+    proc_script_t **previous;    /* per stream: the version before the last hot reload (breaker rollback), or NULL */
+    breaker_t *breakers;         /* per stream: the poison-rate breaker over all its shards */
     reload_t *reload;
     shard_env_t env;
     shard_t **shards;
@@ -103,7 +105,7 @@ static void worker_acquired(void *ud, const lease_t *lease)
         w->cap = w->cap ? w->cap * 2 : 16;
         w->shards = xrealloc(w->shards, w->cap * sizeof *w->shards);
     }
-    shard_t *s = shard_new(&w->env, &w->cfg->streams[idx], w->scripts[idx], lease);
+    shard_t *s = shard_new(&w->env, &w->cfg->streams[idx], w->scripts[idx], &w->breakers[idx], lease);
     w->shards[w->nshards++] = s;
     shard_start(s);
 }
@@ -285,25 +287,62 @@ static void worker_on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 
 /* ---- hot reload and SIGHUP ------------------------------------------------------ */
 
-static void worker_swap_script(void *ud, size_t idx, proc_script_t *script)
+/* Every shard of stream idx runs `script` from its next batch; halted ones
+ * get their chance with it. The worker keeps the version replaced (one
+ * reference) for a breaker rollback. */
+static void worker_use_script(worker_t *w, size_t idx, proc_script_t *script, const char *why)
 {
-    worker_t *w = ud;
-    proc_script_unref(w->scripts[idx]);
+    const char *stream = w->cfg->streams[idx].name;
+    proc_script_unref(w->previous[idx]);
+    w->previous[idx] = w->scripts[idx];
     w->scripts[idx] = script;
+    breaker_reset(&w->breakers[idx]);
     size_t n = 0, resumed = 0;
     for (size_t i = 0; i < w->nshards; i++) {
-        if (strcmp(shard_stream(w->shards[i]), w->cfg->streams[idx].name)) continue;
+        if (strcmp(shard_stream(w->shards[i]), stream)) continue;
         shard_set_script(w->shards[i], script);
         n++;
     }
-    log_info("reload_applied", "stream=%s version=%s shards=%zu swap=\"at each shard's next batch\"",
-             w->cfg->streams[idx].name, script->hash, n);
-    /* a shard halted on an error gets its chance with the new code */
+    log_info("reload_applied", "stream=%s version=%s shards=%zu reason=%s swap=\"at each shard's next batch\"", stream,
+             script->hash, n, why);
     for (size_t i = 0; i < w->nshards; i++)
-        if (!strcmp(shard_stream(w->shards[i]), w->cfg->streams[idx].name))
-            resumed += (size_t)shard_resume(w->shards[i], "new script version");
-    if (resumed) log_info("halted_shards_resumed", "stream=%s version=%s shards=%zu", w->cfg->streams[idx].name,
-                          script->hash, resumed);
+        if (!strcmp(shard_stream(w->shards[i]), stream)) resumed += (size_t)shard_resume(w->shards[i], why);
+    if (resumed) log_info("halted_shards_resumed", "stream=%s version=%s shards=%zu", stream, script->hash, resumed);
+}
+
+static void worker_swap_script(void *ud, size_t idx, proc_script_t *script)
+{
+    worker_use_script(ud, idx, script, "\"new script version\"");
+}
+
+/* The stream's breaker tripped: if a hot reload brought the failures, the
+ * previous version comes back; otherwise every shard of the stream halts. */
+static void worker_tripped(void *ud, shard_t *s, const char *why)
+{
+    worker_t *w = ud;
+    int idx = worker_stream_index(w, shard_stream(s));
+    if (idx < 0) return;
+    const char *stream = w->cfg->streams[idx].name;
+    char q[1200];
+    proc_script_t *good = w->previous[idx];
+    if (good) {
+        log_error("breaker_rollback", "stream=%s from=%s to=%s reason=%s", stream, w->scripts[idx]->hash, good->hash,
+                  log_quote(why, q, sizeof q));
+        w->previous[idx] = NULL;
+        worker_use_script(w, (size_t)idx, good, "\"breaker rollback\"");
+        /* the version that failed is not a rollback target */
+        proc_script_unref(w->previous[idx]);
+        w->previous[idx] = NULL;
+        return;
+    }
+    log_error("breaker_halt", "stream=%s reason=%s action=\"every shard of the stream halts; fix the script or the "
+              "data, then save the script or run `shardrun resume`\"", stream, log_quote(why, q, sizeof q));
+    size_t n = w->nshards;
+    shard_t **copy = xmalloc((n ? n : 1) * sizeof *copy);
+    if (n) memcpy(copy, w->shards, n * sizeof *copy);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(shard_stream(copy[i]), stream)) shard_halt(copy[i], why);
+    free(copy);
 }
 
 static int worker_sample_shard(void *ud, size_t idx, proc_shard_info_t *out)
@@ -493,7 +532,12 @@ static void worker_on_drain(struct ev_loop *loop, ev_timer *t, int revents)
 
 static int worker_load_scripts(worker_t *w)
 {
-    w->scripts = xcalloc(w->cfg->nstreams, sizeof *w->scripts);
+    w->scripts = xcalloc(w->cfg->nstreams, sizeof *w->scripts);   /* owned: freed in worker_close */
+    w->previous = xcalloc(w->cfg->nstreams, sizeof *w->previous);
+    w->breakers = xcalloc(w->cfg->nstreams, sizeof *w->breakers);
+    for (size_t i = 0; i < w->cfg->nstreams; i++)
+        breaker_init(&w->breakers[i], (size_t)w->cfg->streams[i].policy.breaker_window,
+                     w->cfg->streams[i].policy.breaker_threshold);
     for (size_t i = 0; i < w->cfg->nstreams; i++) {
         errbuf_t err;
         const config_stream_t *cs = &w->cfg->streams[i];
@@ -575,7 +619,11 @@ static void worker_close(worker_t *w)
     aws_client_free(w->aws);         /* after both backends: they cancelled their calls */
     free(w->sched);
     for (size_t i = 0; w->scripts && i < w->cfg->nstreams; i++) proc_script_unref(w->scripts[i]);
+    for (size_t i = 0; w->previous && i < w->cfg->nstreams; i++) proc_script_unref(w->previous[i]);
+    for (size_t i = 0; w->breakers && i < w->cfg->nstreams; i++) breaker_clear(&w->breakers[i]);
     free(w->scripts);
+    free(w->previous);
+    free(w->breakers);
     free(w->id);
 }
 
@@ -625,7 +673,8 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
                           .nlua_path = cfg->nlua_path, .min_poll_interval_ms = backend_min_poll_interval_ms(cfg),
                           .rollback_after_failures = cfg->reload_rollback_after_failures, .ud = &w,
                           .submit = worker_submit, .may_dispatch = worker_may_dispatch,
-                          .closed = worker_shard_closed, .ended = worker_shard_ended, .halt_worker = worker_halt};
+                          .closed = worker_shard_closed, .ended = worker_shard_ended, .halt_worker = worker_halt,
+                          .tripped = worker_tripped};
     worker_init_watchers(&w);
     log_info("worker_started", "worker=%s application=%s streams=%zu threads=%lld drain=%d", w.id,
              cfg->application, cfg->nstreams, (long long)cfg->processor_threads, opt->drain);
