@@ -133,8 +133,9 @@ static int cmd_check(int argc, char **argv)
         proc_shard_info_t sample = {"check", "shardId-000000000000", "TRIM_HORIZON", "shardrun-check"};
         proc_script_t *s = proc_script_load(argv[i], NULL, 0, &sample, &err);
         if (!s) {
+            /* a broken script is bad input, as for `run` (which refuses it with 2 too) */
             fprintf(stderr, "shardrun: %s\n", err.msg);
-            rc = EXIT_RUNTIME;
+            rc = EXIT_USAGE;
             continue;
         }
         printf("ok %s version=%s\n", argv[i], s->hash);

@@ -205,7 +205,7 @@ def test_check_refuses_each_bad_script_with_the_same_message_as_run(env, name):
     env.config([{"name": "s", "processor": fname}])
     run = env.run("run", "--drain", check=False, timeout=60)
     chk = env.run("check", fname, check=False)
-    assert chk.returncode != 0, err(chk)
+    assert chk.returncode == run.returncode == 2, (run.returncode, chk.returncode, err(chk))
     assert BAD_SCRIPTS[name][1] in err(chk), err(chk)
     # the same message, whatever path prefix each command prints the script with
     msg_run = [l for l in err(run).splitlines() if l.startswith("shardrun: ")][-1]
@@ -214,9 +214,9 @@ def test_check_refuses_each_bad_script_with_the_same_message_as_run(env, name):
     assert tail(msg_run) == tail(msg_chk), (msg_run, msg_chk)
 
 
-def test_check_missing_script_is_non_zero_naming_it(env):
+def test_check_missing_script_is_bad_input_naming_it(env):
     r = env.run("check", "missing.lua", check=False)
-    assert r.returncode != 0 and "missing.lua" in err(r), err(r)
+    assert r.returncode == 2 and "missing.lua" in err(r), err(r)
 
 
 def test_check_accepts_a_good_script_and_reports_each_script(env):
