@@ -1,6 +1,5 @@
 -- examples/json-filter/shardrun.lua: config for the JSON filter example.
 --
---   mkdir -p examples/json-filter/data
 --   ./shardrun stream -c examples/json-filter/shardrun.lua create events --shards 2
 --   printf '%s\n' '{"level":"error","msg":"disk full"}' '{"level":"info"}' 'not json' |
 --     ./shardrun put -c examples/json-filter/shardrun.lua events

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/fspath.h"
 #include "record/seqnum.h"
 #include "base/xalloc.h"
 
@@ -80,6 +81,8 @@ static int streamdb_prepare(streamdb_t *db, sqlite3_stmt **st, const char *sql, 
 
 int streamdb_open(const char *path, int create, streamdb_t **out, errbuf_t *err)
 {
+    /* a fresh checkout has no data/ folder: creating a stream makes it */
+    if (create && fspath_mkdir_parents(path, err)) return -1;
     streamdb_t *db = xcalloc(1, sizeof *db); /* owned by the caller: streamdb_close */
     db->path = xstrdup(path);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);

@@ -1,5 +1,6 @@
 #include "backends.h"
 
+#include "base/fspath.h"
 #include "lease/lease_dynamodb.h"
 #include "lease/lease_sqlite.h"
 #include "source/source_kinesis.h"
@@ -28,7 +29,11 @@ source_t *backend_source_new(const config_t *cfg, struct ev_loop *loop, aws_clie
 
 lease_store_t *backend_lease_store_new(const config_t *cfg, struct ev_loop *loop, aws_client_t *aws, errbuf_t *err)
 {
-    if (cfg->leases.type == BACKEND_LOCAL) return lease_sqlite_new(loop, cfg->leases.path, cfg->leases.table, err);
+    if (cfg->leases.type == BACKEND_LOCAL) {
+        /* as the local stream does: a fresh checkout has no data/ folder yet */
+        if (fspath_mkdir_parents(cfg->leases.path, err)) return NULL;
+        return lease_sqlite_new(loop, cfg->leases.path, cfg->leases.table, err);
+    }
     lease_dynamodb_options_t opt = {aws, cfg->leases.table, cfg->leases.region, cfg->leases.endpoint};
     return lease_dynamodb_new(loop, &opt, err);
 }
