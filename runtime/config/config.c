@@ -9,28 +9,82 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/buf.h"
+#include "base/strdist.h"
 #include "base/xalloc.h"
+#include "config_lines.h"
 
-/* Validation context: the file for messages, and the path of the field
- * being read ("streams[1].on_error.retry"). */
+#define CFG_MAX_DEPTH 16
+
+/* Validation context: the file for messages, the path of the field being
+ * read ("streams[1].on_error.retry"), and, to name its line, the tables
+ * being read (innermost last, absolute stack indexes) and where the file
+ * wrote them. */
 typedef struct cfg {
     lua_State *L;
     const char *file;
     errbuf_t *err;
     char field[256];
+    int tbl[CFG_MAX_DEPTH];
+    int ntbl;
+    const config_lines_t *lines;
 } cfg_t;
 
 static int cfg_fail(cfg_t *c, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int cfg_fail_at(cfg_t *c, int line, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
+/* ---- lines for messages ------------------------------------------------------ */
+
+static void cfg_push_table(cfg_t *c, int idx)
+{
+    if (c->ntbl < CFG_MAX_DEPTH) c->tbl[c->ntbl] = idx;
+    c->ntbl++;
+}
+
+static void cfg_pop_table(cfg_t *c)
+{
+    c->ntbl--;
+}
+
+static int cfg_line(cfg_t *c, int idx, const char *key)
+{
+    return config_lines_of(c->lines, c->L, idx, key);
+}
+
+static int cfg_item_line(cfg_t *c, int idx, size_t i)
+{
+    return config_lines_of_item(c->lines, c->L, idx, i);
+}
+
+static int cfg_vfail(cfg_t *c, int line, const char *key, const char *fmt, va_list ap)
+{
+    char what[768], at[24] = "";
+    vsnprintf(what, sizeof what, fmt, ap);
+    if (line > 0) snprintf(at, sizeof at, ":%d", line);
+    return errbuf_set(c->err, "%s%s: %s%s%s: %s", c->file, at, c->field, *c->field && key ? "." : "",
+                      key ? key : "", what);
+}
+
+/* A message about field `key` of the table being read (key NULL: about the
+ * table), with the line where the file wrote it when that is known. */
 static int cfg_fail(cfg_t *c, const char *key, const char *fmt, ...)
 {
-    char what[768];
+    int idx = c->ntbl > 0 && c->ntbl <= CFG_MAX_DEPTH ? c->tbl[c->ntbl - 1] : 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
+    int rc = cfg_vfail(c, cfg_line(c, idx, key), key, fmt, ap);
     va_end(ap);
-    return errbuf_set(c->err, "%s: %s%s%s: %s", c->file, c->field, *c->field && key ? "." : "", key ? key : "",
-                      what);
+    return rc;
+}
+
+static int cfg_fail_at(cfg_t *c, int line, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = cfg_vfail(c, line, key, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 /* Describes the value at idx for "got ..." in messages. */
@@ -42,15 +96,20 @@ static const char *cfg_got(cfg_t *c, int idx, char *out, size_t outsz)
     return out;
 }
 
-/* Rejects keys of the table at idx that are not in `allowed` (NULL-ended). */
+/* Rejects keys of the table at idx that are not in `allowed` (NULL-ended),
+ * suggesting the allowed one a typo was probably meant to be. */
 static int cfg_check_keys(cfg_t *c, int idx, const char *const *allowed)
 {
     lua_pushnil(c->L);
     while (lua_next(c->L, idx)) {
         lua_pop(c->L, 1);
         if (lua_type(c->L, -1) != LUA_TSTRING) {
+            char got[128];
+            const char *what = cfg_got(c, -1, got, sizeof got);
+            int line = lua_type(c->L, -1) == LUA_TNUMBER ? cfg_item_line(c, idx, (size_t)lua_tonumber(c->L, -1))
+                                                         : cfg_line(c, idx, NULL);
             lua_pop(c->L, 1);
-            return cfg_fail(c, NULL, "unexpected non-name key in table");
+            return cfg_fail_at(c, line, NULL, "unexpected list item [%s]: expected name = value fields", what);
         }
         const char *k = lua_tostring(c->L, -1);
         int ok = 0;
@@ -59,6 +118,8 @@ static int cfg_check_keys(cfg_t *c, int idx, const char *const *allowed)
             char key[128];
             snprintf(key, sizeof key, "%s", k);
             lua_pop(c->L, 1);
+            const char *near = strdist_nearest(key, allowed);
+            if (near) return cfg_fail(c, key, "unknown field (did you mean `%s`?)", near);
             return cfg_fail(c, key, "unknown field");
         }
     }
@@ -129,7 +190,11 @@ static int cfg_enum(cfg_t *c, int idx, const char *key, const char *const *names
         if (t == LUA_TSTRING)
             for (int i = 0; names[i] && found < 0; i++)
                 if (!strcmp(names[i], lua_tostring(c->L, -1))) found = i;
-        if (found < 0) rc = cfg_fail(c, key, "expected %s, got %s", expected, cfg_got(c, -1, got, sizeof got));
+        const char *near = found < 0 && t == LUA_TSTRING ? strdist_nearest(lua_tostring(c->L, -1), names) : NULL;
+        if (found < 0 && near)
+            rc = cfg_fail(c, key, "expected %s, got %s (did you mean \"%s\"?)", expected,
+                          cfg_got(c, -1, got, sizeof got), near);
+        else if (found < 0) rc = cfg_fail(c, key, "expected %s, got %s", expected, cfg_got(c, -1, got, sizeof got));
         else *out = found;
     }
     lua_pop(c->L, 1);
@@ -153,12 +218,14 @@ static int cfg_enter(cfg_t *c, int idx, const char *key, size_t *saved)
     }
     *saved = strlen(c->field);
     snprintf(c->field + *saved, sizeof c->field - *saved, "%s%s", *saved ? "." : "", key);
+    cfg_push_table(c, lua_gettop(c->L));
     return 1;
 }
 
 static void cfg_leave(cfg_t *c, size_t saved)
 {
     c->field[saved] = '\0';
+    cfg_pop_table(c);
     lua_pop(c->L, 1);
 }
 
@@ -371,10 +438,57 @@ static int cfg_stream(cfg_t *c, config_t *conf, config_stream_t *s)
     return rc;
 }
 
+/* 1 if the table at idx has field `key` (not nil). */
+static int cfg_has(cfg_t *c, int idx, const char *key)
+{
+    lua_getfield(c->L, idx, key);
+    int has = !lua_isnil(c->L, -1);
+    lua_pop(c->L, 1);
+    return has;
+}
+
+/* The two ways to get the nesting of `streams` wrong, told plainly: one
+ * stream table without the list around it, or a list inside the list. */
+static int cfg_streams_shape(cfg_t *c, int list)
+{
+    if (lua_objlen(c->L, list) == 0 && (cfg_has(c, list, "name") || cfg_has(c, list, "processor")))
+        return cfg_fail(c, "streams", "expected a list of stream tables, got one stream table: write "
+                                      "streams = { { name = \"...\", processor = \"...\" } } (a list, even of one)");
+    size_t n = lua_objlen(c->L, list);
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(c->L, list, (int)i);
+        int item = lua_gettop(c->L);
+        int nested = lua_type(c->L, item) == LUA_TTABLE && !cfg_has(c, item, "name") && lua_objlen(c->L, item) > 0;
+        if (nested) {
+            lua_rawgeti(c->L, item, 1);
+            nested = lua_type(c->L, -1) == LUA_TTABLE;
+            lua_pop(c->L, 1);
+        }
+        lua_pop(c->L, 1);
+        if (nested) {
+            snprintf(c->field, sizeof c->field, "streams[%zu]", i);
+            int rc = cfg_fail_at(c, cfg_item_line(c, list, i), NULL,
+                                 "expected a stream table (name = ..., processor = ...), got a list of tables: one "
+                                 "pair of braces too many? write streams = { { name = \"...\", processor = \"...\" } }");
+            c->field[0] = '\0';
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int cfg_streams(cfg_t *c, config_t *conf)
 {
     char got[128];
     int t = cfg_get(c, -1, "streams");
+    int list = lua_gettop(c->L);
+    if (t == LUA_TTABLE) {
+        int rc = cfg_streams_shape(c, list);
+        if (rc) {
+            lua_pop(c->L, 1);
+            return rc;
+        }
+    }
     if (t != LUA_TTABLE || lua_objlen(c->L, -1) == 0) {
         int rc = cfg_fail(c, "streams", "required, expected a list of stream tables, got %s",
                           cfg_got(c, -1, got, sizeof got));
@@ -388,12 +502,17 @@ static int cfg_streams(cfg_t *c, config_t *conf)
         lua_rawgeti(c->L, -1, (int)i + 1);
         snprintf(c->field, sizeof c->field, "streams[%zu]", i + 1);
         conf->nstreams = i + 1;
-        if (lua_type(c->L, -1) != LUA_TTABLE) rc = cfg_fail(c, NULL, "expected a table, got %s",
-                                                          cfg_got(c, -1, got, sizeof got));
-        else rc = cfg_stream(c, conf, &conf->streams[i]);
-        for (size_t j = 0; j < i && !rc; j++)
-            if (!strcmp(conf->streams[j].name, conf->streams[i].name))
-                rc = cfg_fail(c, "name", "stream %s is listed twice", conf->streams[i].name);
+        if (lua_type(c->L, -1) != LUA_TTABLE) {
+            rc = cfg_fail_at(c, cfg_item_line(c, list, i + 1), NULL, "expected a table, got %s",
+                             cfg_got(c, -1, got, sizeof got));
+        } else {
+            cfg_push_table(c, lua_gettop(c->L));
+            rc = cfg_stream(c, conf, &conf->streams[i]);
+            for (size_t j = 0; j < i && !rc; j++)
+                if (!strcmp(conf->streams[j].name, conf->streams[i].name))
+                    rc = cfg_fail(c, "name", "stream %s is listed twice", conf->streams[i].name);
+            cfg_pop_table(c);
+        }
         lua_pop(c->L, 1);
     }
     c->field[0] = '\0';
@@ -417,7 +536,8 @@ static int cfg_lua_path(cfg_t *c, config_t *conf)
             lua_rawgeti(c->L, -1, (int)i + 1);
             if (lua_type(c->L, -1) != LUA_TSTRING) {
                 snprintf(c->field, sizeof c->field, "lua_path[%zu]", i + 1);
-                rc = cfg_fail(c, NULL, "expected a folder name, got %s", cfg_got(c, -1, got, sizeof got));
+                rc = cfg_fail_at(c, cfg_item_line(c, lua_gettop(c->L) - 1, i + 1), NULL,
+                                 "expected a folder name, got %s", cfg_got(c, -1, got, sizeof got));
                 c->field[0] = '\0';
             } else {
                 conf->lua_path[conf->nlua_path++] = cfg_resolve(conf, lua_tostring(c->L, -1));
@@ -447,6 +567,7 @@ static int cfg_top(cfg_t *c, config_t *conf)
     conf->shard_sync_interval_ms = 60000;
     conf->max_buffered_mb = 256;
     conf->shutdown_grace_ms = 30000;
+    cfg_push_table(c, lua_gettop(c->L));
     int rc = cfg_check_keys(c, lua_gettop(c->L), keys);
     if (!rc) rc = cfg_string(c, -1, "application", 1, &conf->application);
     if (!rc) rc = cfg_string(c, -1, "worker_id", 0, &conf->worker_id);
@@ -505,9 +626,30 @@ static char *cfg_dirname(const char *path)
     return copy;
 }
 
+/* The whole file; NULL if it cannot be read. Caller frees. */
+static char *cfg_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    buf_t b = BUF_INIT;
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf_append(&b, chunk, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        buf_free(&b);
+        return NULL;
+    }
+    *len = b.len;
+    return buf_detach(&b);
+}
+
 config_t *config_load(const char *path, errbuf_t *err)
 {
-    if (access(path, R_OK) != 0) {
+    size_t len = 0;
+    char *src = access(path, R_OK) == 0 ? cfg_read_file(path, &len) : NULL;
+    if (!src) {
         errbuf_set(err, "%s: cannot read config file (use -c FILE; the default is ./shardrun.lua)", path);
         return NULL;
     }
@@ -518,23 +660,16 @@ config_t *config_load(const char *path, errbuf_t *err)
     if (!L) xalloc_oom(0);
     luaL_openlibs(L);
     cfg_t c = {.L = L, .file = path, .err = err};
-    int rc = 0;
-    /* The file runs with a fresh table as its globals: what it sets is the config. */
-    if (luaL_loadfile(L, path) != 0) {
-        rc = errbuf_set(err, "%s", lua_tostring(L, -1));
-    } else {
-        lua_newtable(L);
-        lua_newtable(L);           /* reads fall back to the globals (os.getenv, ...) */
-        lua_pushvalue(L, LUA_GLOBALSINDEX);
-        lua_setfield(L, -2, "__index");
-        lua_setmetatable(L, -2);
-        lua_pushvalue(L, -1);
-        lua_setfenv(L, -3);        /* chunk's env = new table; stack: chunk, env */
-        lua_insert(L, -2);         /* env, chunk */
-        if (lua_pcall(L, 0, 0, 0) != 0) rc = errbuf_set(err, "%s", lua_tostring(L, -1));
-        else rc = cfg_top(&c, conf);
+    /* the file runs with a fresh table as its globals: what it sets is the config */
+    config_lines_t *lines = config_lines_eval(L, path, src, len, err);
+    int rc = -1;
+    if (lines) {
+        c.lines = lines;
+        rc = cfg_top(&c, conf);
     }
+    config_lines_free(lines);
     lua_close(L);
+    free(src);
     if (rc) {
         config_free(conf);
         return NULL;

@@ -1,7 +1,9 @@
 /* config: loads a config file (Lua) in a throwaway state and validates every
- * field. Errors name the file and the field:
- *   shardrun.lua: streams[1].initial_position: expected TRIM_HORIZON, LATEST or AT_TIMESTAMP, got "OLDEST"
- * Unknown fields are rejected, so a typo never silently becomes a default. */
+ * field. Errors name the file, the line where the field is written (where it
+ * can be known: see config_lines.h) and the field:
+ *   shardrun.lua:6: streams[1].initial_position: expected TRIM_HORIZON, LATEST or AT_TIMESTAMP, got "OLDEST"
+ * Unknown fields are rejected, so a typo never silently becomes a default;
+ * the known field nearest to a typo is suggested ("did you mean `processor`?"). */
 #ifndef SHARDRUN_CONFIG_H
 #define SHARDRUN_CONFIG_H
 

@@ -140,13 +140,16 @@ def test_wrong_type_or_range_is_rejected_naming_field_and_value(env, line, field
         cfg = BASE_CONFIG + line + 'streams = { { name = "s", processor = "p.lua" } }\n'
     write_config(env, cfg)
     r = env.run("run", check=False)
-    assert_config_error(env, r, "shardrun.lua: " + field + ":", got)
+    # the line where the field is written (its last assignment: the value that counts)
+    key = field.split(".")[-1] + " ="
+    line = max(i for i, text in enumerate(cfg.splitlines(), 1) if key in text)
+    assert_config_error(env, r, f"shardrun.lua:{line}: {field}:", got)
 
 
 def test_bad_initial_position_message_is_exact(env):
     write_config(env, BASE_CONFIG + 'streams = { { name = "s", processor = "p.lua", initial_position = "OLDEST" } }\n')
     r = env.run("run", check=False)
-    assert_config_error(env, r, 'shardrun.lua: streams[1].initial_position: expected TRIM_HORIZON, LATEST or '
+    assert_config_error(env, r, 'shardrun.lua:6: streams[1].initial_position: expected TRIM_HORIZON, LATEST or '
                                 'AT_TIMESTAMP, got "OLDEST"')
 
 

@@ -90,3 +90,39 @@ def test_readme_quick_start_runs_verbatim_on_a_fresh_copy(tmp_path):
             w, n = line.split("\t")
             hello += int(n) if w == "hello" else 0
     assert hello == 10000, out(r)
+
+
+# ---- config errors: line, suggestion, plain words --------------------------------
+
+CONFIG_HEAD = '''application = "test"
+source = { type = "local", path = "data/streams.db" }
+leases = { type = "local", path = "data/leases.db" }
+'''
+
+
+def config_error(tmp_path, text):
+    (tmp_path / "p.lua").write_text("return { processRecords = function() end }\n")
+    (tmp_path / "shardrun.lua").write_text(CONFIG_HEAD + text)
+    r = run([SHARDRUN, "run", "--drain"], cwd=tmp_path, check=False)
+    assert r.returncode == 2, out(r)
+    assert not (tmp_path / "data").exists()  # a refused config touches nothing
+    return r.stderr.decode().strip()
+
+
+def test_a_misspelt_field_is_named_with_its_line_and_the_field_meant(tmp_path):
+    msg = config_error(tmp_path, 'streams = {\n  { name = "a",\n    procesor = "p.lua" },\n}\n')
+    assert msg == "shardrun: shardrun.lua:6: streams[1].procesor: unknown field (did you mean `processor`?)"
+
+
+def test_streams_nested_one_level_too_deep_is_told_plainly(tmp_path):
+    msg = config_error(tmp_path, 'streams = { {\n  { name = "a", processor = "p.lua" },\n} }\n')
+    assert msg.startswith("shardrun: shardrun.lua:4: streams[1]: expected a stream table (name = ..., processor = "
+                          "...), got a list of tables: one pair of braces too many?"), msg
+    assert "non-name key" not in msg
+
+
+def test_a_wrong_value_names_the_line_of_its_field(tmp_path):
+    msg = config_error(tmp_path, 'streams = {\n  { name = "a", processor = "p.lua",\n'
+                                 '    initial_position = "OLDEST" },\n}\n')
+    assert msg == ('shardrun: shardrun.lua:6: streams[1].initial_position: expected TRIM_HORIZON, LATEST or '
+                   'AT_TIMESTAMP, got "OLDEST"')

@@ -1,4 +1,4 @@
-/* config: every field validated, errors name the file and the field. */
+/* config: every field validated, errors name the file, the line (where it can be known) and the field. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -79,19 +79,19 @@ static void test_valid_config_gets_defaults_and_absolute_paths(void **state)
 static void test_bad_initial_position_names_file_field_and_value(void **state)
 {
     expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', initial_position = 'OLDEST' } }\n",
-                 "c.lua: streams[1].initial_position: expected TRIM_HORIZON, LATEST or AT_TIMESTAMP, got \"OLDEST\"");
+                 "c.lua:4: streams[1].initial_position: expected TRIM_HORIZON, LATEST or AT_TIMESTAMP, got \"OLDEST\"");
 }
 
 static void test_unknown_fields_are_rejected_at_every_level(void **state)
 {
     expect_error(BASE "streams = { { name = 'a', processor = 'p.lua' } }\nlease_durationms = 5\n",
-                 "c.lua: lease_durationms: unknown field");
+                 "c.lua:5: lease_durationms: unknown field");
     expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', procesor = 'x' } }\n",
-                 "c.lua: streams[1].procesor: unknown field");
+                 "c.lua:4: streams[1].procesor: unknown field");
     expect_error("application = 'a'\nsource = { type = 'local', path = 's', port = 1 }\n",
-                 "c.lua: source.port: unknown field");
+                 "c.lua:2: source.port: unknown field");
     expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = { retry = { tries = 3 } } } }\n",
-                 "streams[1].on_error.retry.tries: unknown field");
+                 "c.lua:4: streams[1].on_error.retry.tries: unknown field");
 }
 
 static void test_wrong_types_and_ranges(void **state)
@@ -100,7 +100,7 @@ static void test_wrong_types_and_ranges(void **state)
                  "streams[1].max_records: expected a whole number, got \"ten\"");
     expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', max_records = 20000 } }\n",
                  "streams[1].max_records: expected a number from 1 to 10000, got 20000");
-    expect_error(BASE "streams = {}\n", "c.lua: streams: required");
+    expect_error(BASE "streams = {}\n", "c.lua:4: streams: required");
     expect_error("source = { type = 'local', path = 's' }\n", "c.lua: application: required");
     expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = 'ignore' } }\n",
                  "streams[1].on_error: expected \"retry\", \"skip\", \"dead_letter\", \"halt\" or a table");
@@ -120,6 +120,118 @@ static void test_missing_processor_and_syntax_errors(void **state)
     assert_non_null(strstr(err.msg, "/nonexistent/shardrun.lua: cannot read config file"));
 }
 
+/* Loads text and asserts the error message does not contain `unwanted`. */
+static void expect_error_without(const char *text, const char *unwanted)
+{
+    errbuf_t err = {{0}};
+    config_t *c = load(text, &err);
+    if (c) config_free(c);
+    assert_null(c);
+    if (strstr(err.msg, unwanted)) fail_msg("error \"%s\" contains \"%s\"", err.msg, unwanted);
+}
+
+static void test_errors_name_the_line_where_the_field_is_written(void **state)
+{
+    /* the second stream's bad field, on its own line */
+    expect_error(BASE "streams = {\n"
+                      "  { name = 'a', processor = 'p.lua' },\n"
+                      "  { name = 'b', processor = 'p.lua',\n"
+                      "    max_records = 0 },\n"
+                      "}\n",
+                 "c.lua:7: streams[2].max_records: expected a number from 1 to 10000, got 0");
+    /* a required field missing: the line of the table that lacks it */
+    expect_error(BASE "\nstreams = { { name = 'a' } }\n", "c.lua:5: streams[1].processor: required");
+    /* a table built by a function: where the function builds it */
+    expect_error(BASE "local function s(n)\n  return { name = n, processor = 'p.lua', on_error = 'never' }\nend\n"
+                      "streams = { s('a') }\n",
+                 "c.lua:5: streams[1].on_error: expected");
+    /* a field set by code after the constructor: the table's line */
+    expect_error(BASE "local t = { name = 'a', processor = 'p.lua' }\nt.max_records = 'x'\nstreams = { t }\n",
+                 "c.lua:4: streams[1].max_records: expected a whole number");
+    /* a global assigned twice: the last assignment (the value that counts) */
+    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua' } }\nmax_steal = 1\n\nmax_steal = -1\n",
+                 "c.lua:7: max_steal: expected a number from 0 to 1000, got -1");
+    /* a list item that is not a table */
+    expect_error(BASE "streams = {\n  { name = 'a', processor = 'p.lua' },\n  'b',\n}\n",
+                 "c.lua:6: streams[2]: expected a table, got \"b\"");
+    expect_error(BASE "lua_path = { 'lib',\n 42 }\nstreams = { { name = 'a', processor = 'p.lua' } }\n",
+                 "c.lua:5: lua_path[2]: expected a folder name, got 42");
+    expect_error("application = 'app'\nsource = { 'local', path = 's.db' }\n",
+                 "c.lua:2: source: unexpected list item [1]: expected name = value fields");
+}
+
+static void test_a_required_top_level_field_has_no_line_to_name(void **state)
+{
+    expect_error("source = { type = 'local', path = 's' }\n", "c.lua: application: required");
+}
+
+static void test_a_table_from_another_file_has_no_line(void **state)
+{
+    write_file("s.lua", "return { name = 'a', processor = 'p.lua', max_records = 'x' }\n");
+    char text[1024];
+    snprintf(text, sizeof text, BASE "streams = { dofile('%s/s.lua') }\n", dir);
+    expect_error(text, "c.lua: streams[1].max_records: expected a whole number");
+}
+
+static void test_unknown_fields_suggest_the_nearest_known_one(void **state)
+{
+    expect_error(BASE "streams = { { name = 'a', procesor = 'p.lua' } }\n",
+                 "streams[1].procesor: unknown field (did you mean `processor`?)");
+    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua' } }\nshutdown_grace = 5\n",
+                 "c.lua:5: shutdown_grace: unknown field (did you mean `shutdown_grace_ms`?)");
+    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = { retry = { attemps = 3 } } } }\n",
+                 "on_error.retry.attemps: unknown field (did you mean `attempts`?)");
+    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', initial_position = 'trim_horizon' } }\n",
+                 "got \"trim_horizon\" (did you mean \"TRIM_HORIZON\"?)");
+    /* nothing close: no guess */
+    expect_error_without(BASE "streams = { { name = 'a', processor = 'p.lua', tries = 3 } }\n", "did you mean");
+    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', tries = 3 } }\n",
+                 "streams[1].tries: unknown field");
+}
+
+static void test_wrongly_nested_streams_get_a_plain_message(void **state)
+{
+    expect_error(BASE "streams = { {\n  { name = 'a', processor = 'p.lua' },\n} }\n",
+                 "c.lua:4: streams[1]: expected a stream table (name = ..., processor = ...), got a list of tables: "
+                 "one pair of braces too many?");
+    expect_error(BASE "streams = { name = 'a', processor = 'p.lua' }\n",
+                 "c.lua:4: streams: expected a list of stream tables, got one stream table");
+}
+
+/* The rewrite that records constructors must not change what a file means:
+ * constructors as call arguments (also across a line break), braces in
+ * strings and comments, a #! line, functions with commas inside a table. */
+static void test_recording_constructor_lines_keeps_the_config_meaning(void **state)
+{
+    errbuf_t err;
+    config_t *c = load("#!/usr/bin/env shardrun\n"
+                       "local function with(t) t.processor = t.processor or 'p.lua' return t end\n"
+                       "local util = { id = function(self, t) return t end }\n"
+                       "application = [[app{]] .. '}' -- a } in a comment {\n"
+                       "--[==[ { a long comment with braces } ]==]\n"
+                       "source = { type = \"local\", path = \"s{.db\" }\n"
+                       "leases = util:id{ type = 'local', path = 'l.db' }\n"
+                       "streams = { with\n"
+                       "  { name = 'a', max_records = #{ 1, 2, 3 } * 2 },\n"
+                       "  with{ name = 'b', initial_position = ({ 'LATEST' })[1],\n"
+                       "        x = nil, [('y')] = nil, f = nil },\n"
+                       "}\n"
+                       "lease_duration_ms = (function(a, b) local x, y = a, b; return x + y end)(4000, 6000)\n",
+                       &err);
+    if (!c) fail_msg("%s", err.msg);
+    assert_string_equal(c->application, "app{}");
+    assert_non_null(strstr(c->source.path, "/s{.db"));
+    assert_non_null(strstr(c->leases.path, "/l.db"));
+    assert_int_equal(c->nstreams, 2);
+    assert_int_equal(c->streams[0].max_records, 6);
+    assert_int_equal(c->streams[1].initial_position, POS_LATEST);
+    assert_int_equal(c->lease_duration_ms, 10000);
+    config_free(c);
+    /* Lua's own errors keep their lines */
+    expect_error(BASE "streams = {\n  { name = 'a', processor = 'p.lua' },\n}\nerror('boom')\n", "c.lua:7: boom");
+    expect_error(BASE "streams = {\n  { name = 'a', processor = nil .. 'x' },\n}\n", "c.lua:5: attempt to concatenate");
+}
+
 static void test_aws_credentials_table(void **state)
 {
     errbuf_t err;
@@ -130,9 +242,9 @@ static void test_aws_credentials_table(void **state)
     assert_string_equal(c->aws.access_key_id, "AKID");
     config_free(c);
     expect_error(BASE "aws = { access_key_id = 'AKID' }\nstreams = { { name = 'a', processor = 'p.lua' } }\n",
-                 "c.lua: aws: access_key_id and secret_access_key go together");
+                 "c.lua:4: aws: access_key_id and secret_access_key go together");
     expect_error(BASE "aws = { region = 'x' }\nstreams = { { name = 'a', processor = 'p.lua' } }\n",
-                 "c.lua: aws.region: unknown field");
+                 "c.lua:4: aws.region: unknown field");
 }
 
 static void test_policy_table(void **state)
@@ -168,6 +280,12 @@ int main(void)
         cmocka_unit_test(test_missing_processor_and_syntax_errors),
         cmocka_unit_test(test_policy_table),
         cmocka_unit_test(test_aws_credentials_table),
+        cmocka_unit_test(test_errors_name_the_line_where_the_field_is_written),
+        cmocka_unit_test(test_a_required_top_level_field_has_no_line_to_name),
+        cmocka_unit_test(test_a_table_from_another_file_has_no_line),
+        cmocka_unit_test(test_unknown_fields_suggest_the_nearest_known_one),
+        cmocka_unit_test(test_wrongly_nested_streams_get_a_plain_message),
+        cmocka_unit_test(test_recording_constructor_lines_keeps_the_config_meaning),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
