@@ -9,7 +9,8 @@
 -- Submodules are loaded on first use, so `require "shardrun"` costs nothing
 -- for the ones a script never touches. Requiring them directly is the same.
 -- The processor contract itself (P.processRecords and the decisions) is
--- described in DESIGN.md section 4 and at the top of shardrun/testing.lua.
+-- described in README.md, section "The Lua contract" (also `man shardrun`,
+-- THE LUA CONTRACT), and testing it at the top of shardrun/testing.lua.
 local require, rawset = require, rawset
 
 local SUBMODULES = { json = true, record = true, testing = true }

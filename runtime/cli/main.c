@@ -16,6 +16,7 @@
 #include "source/source_kinesis.h"
 #include "base/log.h"
 #include "proc/processor.h"
+#include "project.h"
 #include "status.h"
 #include "source/streamdb.h"
 #include "worker/worker.h"
@@ -426,6 +427,34 @@ static int cmd_dlq(int argc, char **argv)
     return rc;
 }
 
+/* ---- init / test: the user's project (project.c) ------------------------------ */
+
+static const char *const usage_init = "shardrun init DIR [--stream NAME] [--kinesis]\n"
+                                      "  write a working project: config, processor, spec, .gitignore (never overwrites)";
+
+static int cmd_init(int argc, char **argv)
+{
+    const char *stream = "events";
+    int kinesis = 0;
+    cli_flag_t flags[] = {{"stream", 1, &stream, NULL}, {"kinesis", 0, NULL, &kinesis}};
+    CLI_PARSE(argc, argv, usage_init, flags, 2);
+    if (argc - first != 1) return cli_usage_error(usage_init, "%s", "expected one folder");
+    return project_init(argv[first], stream, kinesis);
+}
+
+static const char *const usage_test = "shardrun test [SPEC_OR_DIR...] [BUSTED_OPTION...]\n"
+                                      "  run busted specs under LuaJIT with shardrun's Lua modules on the path";
+
+static int cmd_test(int argc, char **argv)
+{
+    /* every argument is busted's: no option parsing here but --help */
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: %s\n", usage_test);
+        return 0;
+    }
+    return project_test(argc - 1, argv + 1);
+}
+
 /* ---- version / help --------------------------------------------------------- */
 
 static int cmd_version(int argc, char **argv)
@@ -437,15 +466,16 @@ static int cmd_version(int argc, char **argv)
 static const cli_cmd_t cli_cmds[] = {
     {"run", cmd_run, NULL},         {"check", cmd_check, NULL}, {"status", cmd_status, NULL},
     {"stream", cmd_stream, NULL},   {"put", cmd_put, NULL},     {"version", cmd_version, NULL},
-    {"dlq", cmd_dlq, NULL},
+    {"dlq", cmd_dlq, NULL},         {"init", cmd_init, NULL},   {"test", cmd_test, NULL},
 };
 
 static void cli_help(FILE *out)
 {
     fprintf(out, "shardrun %s: run Lua record processors over sharded streams\n\n"
-                 "%s\n%s\n%s\n%s\n%s\n%s\nshardrun version\n\n"
+                 "%s\n%s\n%s\n%s\n%s\n%s\n%s\n%s\nshardrun version\n\n"
                  "-c FILE defaults to ./shardrun.lua; every command takes --help.\n",
-            SHARDRUN_VERSION, usage_run, usage_check, usage_status, usage_stream, usage_put, usage_dlq);
+            SHARDRUN_VERSION, usage_run, usage_check, usage_status, usage_stream, usage_put, usage_dlq, usage_init,
+            usage_test);
 }
 
 int main(int argc, char **argv)

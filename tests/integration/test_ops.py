@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from aws_helpers import AWS_ENV, DYNALITE_PORT, KINESALITE_PORT, unique
 from conftest import ASAN, ROOT, SHARDRUN, parse_log_line, wait_for
+from test_aws import emulators  # noqa: F401  (the session fixture that starts kinesalite and dynalite)
 
 
 def proc_env(**extra):
@@ -126,3 +128,96 @@ def test_a_wrong_value_names_the_line_of_its_field(tmp_path):
                                  '    initial_position = "OLDEST" },\n}\n')
     assert msg == ('shardrun: shardrun.lua:6: streams[1].initial_position: expected TRIM_HORIZON, LATEST or '
                    'AT_TIMESTAMP, got "OLDEST"')
+
+
+# ---- shardrun init -> shardrun test -> the printed commands -----------------------
+
+def printed_commands(init_output):
+    """The commands `init` prints under "run it:", as a shell script."""
+    text = init_output.split("run it:\n", 1)[1]
+    return "".join(line.strip() + "\n" for line in text.splitlines() if line.strip())
+
+
+def path_with(binary):
+    return f"{Path(binary).resolve().parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+
+
+def drained(log):
+    """The worker_drained event of a run's log."""
+    evs = [parse_log_line(l) for l in log.splitlines()]
+    evs = [e for e in evs if e and e.get("event") == "worker_drained"]
+    assert evs, log
+    return evs[-1]
+
+
+def test_init_writes_a_project_whose_spec_passes_and_whose_printed_commands_run_it(tmp_path):
+    r = run([SHARDRUN, "init", "orders"], cwd=tmp_path)
+    proj = tmp_path / "orders"
+    for f in ("shardrun.lua", "processor.lua", "spec/processor_spec.lua", ".gitignore"):
+        assert (proj / f).is_file(), f
+    processor = (proj / "processor.lua").read_text()
+    for cb in ("initialize", "processRecords", "shardEnded", "leaseLost", "shutdownRequested"):
+        assert f"function P.{cb}(" in processor
+    assert 'application = "orders"' in (proj / "shardrun.lua").read_text()
+    assert "data/" in (proj / ".gitignore").read_text()
+    script = printed_commands(r.stdout.decode())
+    assert script.splitlines() == [
+        "cd orders", "shardrun test",
+        "shardrun stream create events --shards 2 && seq 1 1000 | shardrun put events",
+        "shardrun run --drain"], script
+    # the commands exactly as printed, with shardrun on the PATH
+    env = proc_env(PATH=path_with(SHARDRUN))
+    r = run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, timeout=300)
+    assert "2 successes / 0 failures / 0 errors" in out(r), out(r)
+    assert drained(r.stderr.decode())["records"] == "1000"
+    st = run([SHARDRUN, "status", "--json"], cwd=proj)
+    import json
+    leases = json.loads(st.stdout)
+    assert len(leases) == 2 and all(l["checkpoint"].isdigit() for l in leases), leases
+
+
+def test_init_never_overwrites_and_writes_nothing_when_a_file_exists(tmp_path):
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "processor.lua").write_text("-- mine\n")
+    r = run([SHARDRUN, "init", str(proj)], cwd=tmp_path, check=False)
+    assert r.returncode == 1, out(r)
+    assert f"{proj}/processor.lua exists" in r.stderr.decode()
+    assert (proj / "processor.lua").read_text() == "-- mine\n"
+    assert sorted(p.name for p in proj.iterdir()) == ["processor.lua"]
+
+
+def test_init_refuses_a_stream_name_kinesis_would_refuse(tmp_path):
+    r = run([SHARDRUN, "init", "p", "--stream", 'a"b'], cwd=tmp_path, check=False)
+    assert r.returncode == 2 and "stream name" in r.stderr.decode(), out(r)
+    assert not (tmp_path / "p").exists()
+
+
+def test_shardrun_test_exits_with_busteds_status_and_names_the_failure(tmp_path):
+    run([SHARDRUN, "init", "p", "--stream", "clicks"], cwd=tmp_path)
+    proj = tmp_path / "p"
+    src = (proj / "processor.lua").read_text()
+    (proj / "processor.lua").write_text(src.replace("st.bytes + #r.data", "st.bytes + 2 * #r.data"))
+    r = run([SHARDRUN, "test"], cwd=proj, check=False)
+    assert r.returncode != 0, out(r)
+    assert "1 success / 1 failure" in out(r) and "spec/processor_spec.lua" in out(r), out(r)
+    # a spec named on the command line, from another folder: busted's options pass through
+    (proj / "processor.lua").write_text(src)
+    r = run([SHARDRUN, "test", "--filter=graceful", "p/spec"], cwd=tmp_path)
+    assert "1 success / 0 failures" in out(r), out(r)
+
+
+def test_init_kinesis_project_runs_against_kinesis_and_dynamodb(tmp_path, emulators):
+    """--kinesis: the same three commands, on Kinesis and DynamoDB (the
+    emulators, reached through the SDKs' AWS_ENDPOINT_URL_* variables the
+    config reads)."""
+    app, stream = unique("app"), unique("s")
+    r = run([SHARDRUN, "init", app, "--kinesis", "--stream", stream], cwd=tmp_path)
+    cfg = (tmp_path / app / "shardrun.lua").read_text()
+    assert 'type = "kinesis"' in cfg and 'type = "dynamodb"' in cfg
+    env = proc_env(PATH=path_with(SHARDRUN), **AWS_ENV,
+                   AWS_ENDPOINT_URL_KINESIS=f"http://127.0.0.1:{KINESALITE_PORT}",
+                   AWS_ENDPOINT_URL_DYNAMODB=f"http://127.0.0.1:{DYNALITE_PORT}")
+    r = run(["bash", "-euo", "pipefail", "-c", printed_commands(r.stdout.decode())], cwd=tmp_path, env=env,
+            timeout=300)
+    assert drained(r.stderr.decode())["records"] == "1000"
