@@ -15,7 +15,7 @@ PACKAGES=(
     build-essential pkg-config clang
     libluajit-5.1-dev luajit lua-cjson lua-busted
     libev-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev sqlite3 libcjson-dev
-    libcmocka-dev
+    libcmocka-dev libsystemd-dev
     python3 python3-pytest valgrind
     dpkg-dev ca-certificates curl
 )

@@ -13,6 +13,7 @@
 #include "shard/deadletter.h"
 #include "lease/lease_coord.h"
 #include "base/log.h"
+#include "notify.h"
 #include "proc/processor.h"
 #include "reload.h"
 #include "record/seqnum.h"
@@ -50,6 +51,7 @@ typedef struct worker {
     size_t nshards, cap;
     ev_signal sigterm, sigint, sighup;
     ev_timer sync_timer, drain_timer, grace_timer;
+    notify_t notify;             /* systemd: READY after the first scan, the watchdog, STOPPING */
     int stopping;
     int exit_code;
     size_t unowned_eligible;     /* at the last scan: leases nobody holds that we could take, or held
@@ -149,6 +151,22 @@ static void worker_handoff_requested(void *ud, const char *key, const char *to)
     else lease_coord_handoff(w->coord, key, NULL, NULL);
 }
 
+/* ---- the service manager (notify.c) --------------------------------------------- */
+
+/* After a lease scan: the first one that follows a completed shard sync
+ * makes the worker ready (every shard has its lease row, and the worker has
+ * started taking its share). */
+static void worker_notify_scanned(worker_t *w, const lease_list_t *all)
+{
+    if (w->stopping || w->scanned_after_sync == 0) return;
+    size_t owned = 0;
+    for (size_t i = 0; i < all->count; i++)
+        owned += all->leases[i].owner && !strcmp(all->leases[i].owner, w->id);
+    char status[200];
+    snprintf(status, sizeof status, "running: %zu of %zu leases owned", owned, all->count);
+    notify_ready(&w->notify, status);
+}
+
 static void worker_scanned(void *ud, const lease_list_t *all)
 {
     worker_t *w = ud;
@@ -161,6 +179,7 @@ static void worker_scanned(void *ud, const lease_list_t *all)
     }
     w->unowned_eligible = unowned;
     if (!shardsync_busy(w->sync)) w->scanned_after_sync = shardsync_runs(w->sync);
+    worker_notify_scanned(w, all);
 }
 
 /* ---- shard events ------------------------------------------------------------ */
@@ -252,6 +271,9 @@ static void worker_stop(worker_t *w, const char *why)
     if (w->stopping) return;
     w->stopping = 1;
     log_info("worker_stopping", "worker=%s reason=%s shards=%zu", w->id, why, w->nshards);
+    char status[128];
+    snprintf(status, sizeof status, "stopping (%s): releasing %zu shards", why, w->nshards);
+    notify_stopping(&w->notify, w->cfg->shutdown_grace_ms, status);
     lease_coord_stop_taking(w->coord);
     ev_timer_stop(w->loop, &w->sync_timer);
     /* The drain timer now polls for the exit: a release written by an
@@ -606,6 +628,7 @@ static void worker_close(worker_t *w)
                  reload_busy(w->reload));
         _exit(w->exit_code);
     }
+    notify_stop(&w->notify);
     for (size_t i = 0; i < w->nshards; i++) shard_free(w->shards[i]);
     free(w->shards);
     proc_pool_free(w->pool);
@@ -676,6 +699,7 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
                           .closed = worker_shard_closed, .ended = worker_shard_ended, .halt_worker = worker_halt,
                           .tripped = worker_tripped};
     worker_init_watchers(&w);
+    notify_start(&w.notify, w.loop);
     log_info("worker_started", "worker=%s application=%s streams=%zu threads=%lld drain=%d", w.id,
              cfg->application, cfg->nstreams, (long long)cfg->processor_threads, opt->drain);
     shardsync_run(w.sync);

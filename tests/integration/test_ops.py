@@ -9,8 +9,10 @@ the sd_notify protocol; the Debian package installed with dpkg -i and removed.
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -221,3 +223,73 @@ def test_init_kinesis_project_runs_against_kinesis_and_dynamodb(tmp_path, emulat
     r = run(["bash", "-euo", "pipefail", "-c", printed_commands(r.stdout.decode())], cwd=tmp_path, env=env,
             timeout=300)
     assert drained(r.stderr.decode())["records"] == "1000"
+
+
+# ---- systemd: the notify protocol --------------------------------------------------
+
+class NotifySocket:
+    """A fake systemd: the datagram socket NOTIFY_SOCKET names; collects messages."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.messages = []
+
+    def drain(self):
+        while True:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except (socket.timeout, BlockingIOError):
+                return self.messages
+
+    def wait_for(self, pred, timeout=30, what="message"):
+        def seen():
+            self.drain()
+            return [m for m in self.messages if pred(m)]
+        return wait_for(seen, timeout=timeout, what=what)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_under_systemd_the_worker_reports_ready_after_its_first_lease_scan_and_feeds_the_watchdog(env):
+    short = Path(tempfile.mkdtemp(prefix="sr-notify-", dir="/tmp"))  # AF_UNIX paths are short
+    ns = NotifySocket(short / "notify")
+    try:
+        env.write("p.lua", "return { processRecords = function() return 'checkpoint' end }\n")
+        env.config([{"name": "s", "processor": "p.lua"}], shutdown_grace_ms=7000)
+        env.create_stream("s", 2)
+        env.extra_env.update(NOTIFY_SOCKET=ns.path, WATCHDOG_USEC="400000")
+        w = env.worker()
+        ready = ns.wait_for(lambda m: "READY=1" in m, what="READY=1")
+        # READY once, after the scan: its status counts the two shards' leases
+        assert re.search(r"STATUS=running: \d of 2 leases owned", ready[0]), ready
+        # pings every 200 ms (half of WatchdogSec), from the loop
+        t0 = time.monotonic()
+        ns.wait_for(lambda m: m == "WATCHDOG=1", what="WATCHDOG=1")
+        pings = ns.wait_for(lambda m: m == "WATCHDOG=1" and len([x for x in ns.messages if x == "WATCHDOG=1"]) >= 5,
+                            what="5 watchdog pings")
+        assert pings and time.monotonic() - t0 < 20
+        assert len([m for m in ns.messages if "READY=1" in m]) == 1
+        # a graceful stop says so, asking for shutdown_grace_ms (+5 s) to finish
+        w.signal(signal.SIGTERM)
+        stopping = ns.wait_for(lambda m: "STOPPING=1" in m, what="STOPPING=1")
+        assert "EXTEND_TIMEOUT_USEC=12000000" in stopping[0], stopping
+        assert w.wait(30) == 0, w.logs()
+        assert "event=watchdog_enabled interval_ms=400 ping_ms=200" in w.logs()
+    finally:
+        ns.close()
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def test_without_notify_socket_nothing_is_sent_and_the_worker_runs_as_before(env):
+    env.write("p.lua", "return { processRecords = function() return 'checkpoint' end }\n")
+    env.config([{"name": "s", "processor": "p.lua"}])
+    env.create_stream("s", 1)
+    env.put("s", ["a", "b"])
+    env.extra_env.update(WATCHDOG_USEC="400000")  # without NOTIFY_SOCKET: ignored
+    w = env.worker("--drain")
+    assert w.wait(60) == 0, w.logs()
+    assert "watchdog_enabled" not in w.logs() and "notify_failed" not in w.logs()
