@@ -149,3 +149,36 @@ fuzz: $(BUILD)/fuzz/fuzz_kpl $(BUILD)/fuzz/fuzz_aws_json
 	@mkdir -p $(BUILD)/fuzz/kpl-corpus $(BUILD)/fuzz/aws-corpus
 	$(BUILD)/fuzz/fuzz_kpl -max_total_time=$(FUZZ_TIME) -dict=tests/fuzz/fuzz_kpl.dict $(BUILD)/fuzz/kpl-corpus
 	$(BUILD)/fuzz/fuzz_aws_json -max_total_time=$(FUZZ_TIME) -dict=tests/fuzz/fuzz_aws_json.dict $(BUILD)/fuzz/aws-corpus
+
+# ---- install and the Debian package --------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the binary; shardrun's Lua
+# modules in share/shardrun/lua, where the binary finds them by itself (next
+# to ../share/shardrun/lua, see proc_lua_dir); the examples; shardrun(1); the
+# systemd unit shardrun@.service. make deb: the same, PREFIX=/usr, as a .deb
+# built by dpkg-deb (scripts/build-deb.sh), in $(BUILD)/.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+MANDIR  ?= $(DATADIR)/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SUBST   := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' -e 's|@VERSION@|$(VERSION)|g'
+EXAMPLE_FILES := $(shell find examples -type f -not -path '*/data/*' 2>/dev/null)
+
+.PHONY: install uninstall deb
+install: $(BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/shardrun/lua/shardrun $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/shardrun
+	install -m 0644 lua/shardrun/*.lua $(DESTDIR)$(DATADIR)/shardrun/lua/shardrun/
+	for f in $(EXAMPLE_FILES); do install -D -m 0644 $$f $(DESTDIR)$(DATADIR)/shardrun/$$f || exit 1; done
+	$(SUBST) man/shardrun.1 >$(DESTDIR)$(MANDIR)/man1/shardrun.1
+	$(SUBST) dist/systemd/shardrun@.service.in >$(DESTDIR)$(UNITDIR)/shardrun@.service
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/shardrun $(DESTDIR)$(MANDIR)/man1/shardrun.1 $(DESTDIR)$(UNITDIR)/shardrun@.service
+	rm -rf $(DESTDIR)$(DATADIR)/shardrun
+
+deb: $(BIN)
+	@rm -rf $(BUILD)/deb
+	@$(MAKE) --no-print-directory install PREFIX=/usr DESTDIR=$(CURDIR)/$(BUILD)/deb/debian/shardrun >/dev/null
+	@scripts/build-deb.sh $(BUILD)/deb $(VERSION) $(BUILD)

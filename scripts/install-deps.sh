@@ -16,7 +16,7 @@ PACKAGES=(
     libluajit-5.1-dev luajit lua-cjson lua-busted
     libev-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev sqlite3 libcjson-dev
     libcmocka-dev libsystemd-dev
-    python3 python3-pytest valgrind
+    python3 python3-pytest valgrind systemd man-db
     dpkg-dev ca-certificates curl
 )
 

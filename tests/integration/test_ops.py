@@ -6,6 +6,7 @@ and suggestions; the tree `make install DESTDIR=...` writes, running a drain
 with no source tree around it; the systemd unit (systemd-analyze verify) and
 the sd_notify protocol; the Debian package installed with dpkg -i and removed.
 """
+import fcntl
 import os
 import re
 import shutil
@@ -293,3 +294,220 @@ def test_without_notify_socket_nothing_is_sent_and_the_worker_runs_as_before(env
     w = env.worker("--drain")
     assert w.wait(60) == 0, w.logs()
     assert "watchdog_enabled" not in w.logs() and "notify_failed" not in w.logs()
+
+
+# ---- make install, the systemd unit, make deb ----------------------------------------
+
+def make_args():
+    """The make variables that build the binary under test (SHARDRUN)."""
+    if ASAN:
+        return ["BUILD=build-asan", "SAN=1", "CFLAGS=-O1 -g"]
+    return []
+
+
+def installed_env(bindir, **extra):
+    """An environment that knows nothing of the source tree: shardrun from
+    bindir, the system's tools, no SHARDRUN_LUA_DIR or LUA_PATH."""
+    e = proc_env(PATH=f"{bindir}:/usr/bin:/bin", **extra)
+    for k in ("SHARDRUN_LUA_DIR", "LUA_PATH", "LUA_CPATH", "SHARDRUN"):
+        e.pop(k, None)
+    return e
+
+
+WHERE_SPEC = '''-- where shardrun's modules come from, for the test that installs them
+describe("the installed modules", function()
+  it("are found in LUA_DIR", function()
+    local p = package.searchpath("shardrun.testing", package.path)
+    assert.is_truthy(p and p:find([[LUA_DIR/]], 1, true) == 1, tostring(p))
+  end)
+end)
+'''
+
+
+def check_installed(bindir, lua_dir, work):
+    """init -> test -> the printed commands (a drain) with an installed shardrun
+    only; the modules must come from lua_dir, in the specs and in the worker."""
+    env = installed_env(bindir)
+    assert shutil.which("shardrun", path=env["PATH"]) == f"{bindir}/shardrun"
+    r = run(["shardrun", "version"], cwd=work, env=env)
+    assert r.stdout.decode().startswith("shardrun " + (ROOT / "VERSION").read_text().strip()), out(r)
+    r = run(["shardrun", "init", "proj"], cwd=work, env=env)
+    proj = work / "proj"
+    (proj / "spec/where_spec.lua").write_text(WHERE_SPEC.replace("LUA_DIR", str(lua_dir)))
+    # the worker says where its shardrun.json came from
+    where = work / "where.txt"
+    src = (proj / "processor.lua").read_text()
+    (proj / "processor.lua").write_text(src.replace(
+        "function P.initialize(shard)\n",
+        "function P.initialize(shard)\n  local f = assert(io.open(%r, 'w'))\n"
+        "  f:write(package.searchpath('shardrun.json', package.path)) f:close()\n" % str(where)))
+    r = run(["bash", "-euo", "pipefail", "-c", printed_commands(r.stdout.decode())], cwd=work, env=env, timeout=300)
+    assert "3 successes / 0 failures / 0 errors" in out(r), out(r)
+    assert drained(r.stderr.decode())["records"] == "1000"
+    assert where.read_text().startswith(f"{lua_dir}/"), where.read_text()
+
+
+def test_make_install_destdir_tree_runs_init_test_and_a_drain_with_no_source_tree(tmp_path):
+    dest = tmp_path / "dest"
+    run(["make", "--no-print-directory", *make_args(), "install", f"DESTDIR={dest}", "PREFIX=/opt/shardrun"],
+        cwd=ROOT, timeout=900)
+    root = dest / "opt/shardrun"
+    for f in ("bin/shardrun", "share/shardrun/lua/shardrun/testing.lua", "share/shardrun/lua/shardrun/_host.lua",
+              "share/shardrun/examples/wordcount/wordcount.lua", "share/man/man1/shardrun.1",
+              "lib/systemd/system/shardrun@.service"):
+        assert (root / f).is_file(), f
+    unit = (root / "lib/systemd/system/shardrun@.service").read_text()
+    assert "ExecStart=/opt/shardrun/bin/shardrun run -c /etc/shardrun/%i/shardrun.lua" in unit
+    # run from a copy of the installed tree elsewhere: nothing may point back
+    # into the source tree or into DESTDIR's first place
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved, symlinks=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    check_installed(moved / "bin", moved / "share/shardrun/lua", work)
+    # the installed example, with shardrun.json from the installed modules
+    ex = work / "json-filter"
+    shutil.copytree(moved / "share/shardrun/examples/json-filter", ex)
+    env = installed_env(moved / "bin")
+    run(["shardrun", "stream", "create", "events", "--shards", "2"], cwd=ex, env=env)
+    subprocess.run(["shardrun", "put", "events"], cwd=ex, env=env, check=True, capture_output=True,
+                   input=b'{"level":"error","msg":"disk full"}\n{"level":"info"}\nnot json\n')
+    r = run(["shardrun", "run", "--drain"], cwd=ex, env=env)
+    matches = "".join(f.read_text() for f in (ex / "data").glob("*.matches.jsonl"))
+    assert "disk full" in matches and "info" not in matches, out(r)
+
+
+def test_the_man_page_names_every_command_and_every_config_field():
+    page = (ROOT / "man/shardrun.1").read_text()
+    main_c = (ROOT / "runtime/cli/main.c").read_text()
+    commands = re.findall(r'\{"(\w+)", cmd_\w+, NULL\}', main_c)
+    assert {"run", "init", "test", "version"} <= set(commands), commands
+    section = page.split(".SH COMMANDS", 1)[1].split(".SH CONFIGURATION", 1)[0]
+    for cmd in commands:
+        assert re.search(r"^\.B " + cmd + r"\b", section, re.M), f"shardrun(1) COMMANDS lacks {cmd}"
+    config_c = (ROOT / "runtime/config/config.c").read_text()
+    fields = set()
+    for arr in re.findall(r"static const char \*const (?:keys|rkeys|reload_keys)\[\] = \{(.*?)\};", config_c, re.S):
+        fields |= set(re.findall(r'"(\w+)"', arr))
+    assert {"application", "processor", "shutdown_grace_ms", "attempts", "rollback_after_failures"} <= fields
+    section = page.split(".SH CONFIGURATION", 1)[1].split(".SH THE LUA CONTRACT", 1)[0]
+    missing = sorted(f for f in fields if not re.search(r"\b" + f + r"\b", section))
+    assert not missing, f"shardrun(1) CONFIGURATION lacks {missing}"
+    # and it renders without a warning
+    if shutil.which("groff"):
+        r = run(["groff", "-man", "-Tutf8", "-ww", "-z", str(ROOT / "man/shardrun.1")], cwd=ROOT)
+        assert not r.stderr, out(r)
+
+
+def systemd_analyze():
+    """systemd-analyze, when it can run here at all (it needs no running systemd)."""
+    tool = shutil.which("systemd-analyze")
+    if not tool:
+        return None, "systemd-analyze is not installed (Debian: apt install systemd)"
+    r = subprocess.run([tool, "--version"], capture_output=True)
+    if r.returncode != 0:
+        return None, f"systemd-analyze cannot run here: {out(r).strip()}"
+    return tool, None
+
+
+def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path):
+    tool, why = systemd_analyze()
+    if not tool:
+        if os.environ.get("CI"):
+            pytest.fail(why)  # scripts/install-deps.sh installs it: in CI its absence is a failure
+        pytest.skip(why)
+    dest = tmp_path / "dest"
+    run(["make", "--no-print-directory", *make_args(), "install", f"DESTDIR={dest}", "PREFIX=/usr/local"],
+        cwd=ROOT, timeout=900)
+    unit = (dest / "usr/local/lib/systemd/system/shardrun@.service").read_text()
+    for line in ("Type=notify", "WatchdogSec=30", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure",
+                 "NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=shardrun/%i", "KillMode=mixed"):
+        assert line in unit.splitlines(), line
+    assert "MemoryDenyWriteExecute" not in unit.replace("# set, on purpose: MemoryDenyWriteExecute", "")
+    # verify checks that ExecStart exists: point it at the DESTDIR binary; the
+    # man page of Documentation= is found through MANPATH
+    units = tmp_path / "units"
+    units.mkdir()
+    env = proc_env(MANPATH=str(dest / "usr/local/share/man"))
+
+    def verify(text):
+        (units / "shardrun@orders.service").write_text(text)
+        return run([tool, "verify", str(units / "shardrun@orders.service")], cwd=tmp_path, env=env, check=False)
+
+    r = verify(unit.replace("/usr/local/bin/shardrun", str(dest / "usr/local/bin/shardrun")))
+    assert r.returncode == 0 and not out(r).strip(), out(r)
+    # the check is real: a misspelt key is reported
+    r = verify(unit.replace("/usr/local/bin/shardrun", str(dest / "usr/local/bin/shardrun"))
+               .replace("WatchdogSec=", "WatchdogSek="))
+    assert "WatchdogSek" in out(r), out(r)
+
+
+def dpkg(*args, timeout=300):
+    """dpkg, waiting while another dpkg or apt holds the lock."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = subprocess.run(["dpkg", *args], capture_output=True, env=proc_env(DEBIAN_FRONTEND="noninteractive"))
+        if r.returncode == 0 or "lock" not in out(r) or time.monotonic() > deadline:
+            return r
+        time.sleep(2)
+
+
+def package_installed(name):
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name], capture_output=True)
+    return r.returncode == 0 and b"install ok installed" in r.stdout
+
+
+def test_the_debian_package_installs_runs_a_project_from_the_installed_files_and_removes_cleanly(tmp_path):
+    if not shutil.which("dpkg") or not shutil.which("dpkg-deb"):
+        pytest.skip("not a Debian system: no dpkg")
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root: dpkg -i needs it")
+        pytest.skip("dpkg -i needs root")
+    # one run of this test at a time on a machine (the package is machine-wide)
+    lock = open("/tmp/shardrun-deb-test.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        deb_round_trip(tmp_path)
+    finally:
+        lock.close()
+
+
+def deb_round_trip(tmp_path):
+    if package_installed("shardrun"):
+        pytest.skip("a shardrun package is installed on this machine already: not replacing it")
+    r = run(["make", "--no-print-directory", *make_args(), "deb"], cwd=ROOT, timeout=900)
+    deb = Path(r.stdout.decode().strip().splitlines()[-1])
+    deb = deb if deb.is_absolute() else ROOT / deb
+    assert deb.is_file(), out(r)
+    fields = run(["dpkg-deb", "-f", str(deb), "Package", "Version", "Depends"], cwd=tmp_path).stdout.decode()
+    assert "Package: shardrun" in fields and "libsystemd0" in fields and "lua-cjson" in fields, fields
+    installed = False
+    try:
+        r = dpkg("-i", str(deb))
+        installed = package_installed("shardrun")
+        assert r.returncode == 0 and installed, out(r)
+        for f in ("/usr/bin/shardrun", "/usr/share/shardrun/lua/shardrun/testing.lua",
+                  "/usr/share/man/man1/shardrun.1.gz", "/usr/lib/systemd/system/shardrun@.service",
+                  "/usr/share/shardrun/examples/wordcount/wordcount.lua"):
+            assert Path(f).is_file(), f
+        work = tmp_path / "work"
+        work.mkdir()
+        check_installed(Path("/usr/bin"), Path("/usr/share/shardrun/lua"), work)
+        if shutil.which("man"):
+            r = run(["man", "-w", "shardrun"], cwd=work)
+            assert r.stdout.decode().strip() == "/usr/share/man/man1/shardrun.1.gz", out(r)
+        tool, _ = systemd_analyze()
+        if tool:  # the installed unit, as installed: its binary and its man page exist now
+            units = tmp_path / "units"
+            units.mkdir()
+            shutil.copy("/usr/lib/systemd/system/shardrun@.service", units / "shardrun@orders.service")
+            r = run([tool, "verify", str(units / "shardrun@orders.service")], cwd=tmp_path, check=False)
+            assert r.returncode == 0 and not out(r).strip(), out(r)
+    finally:
+        if installed or package_installed("shardrun"):
+            r = dpkg("-r", "shardrun")
+            assert r.returncode == 0, out(r)
+            dpkg("--purge", "shardrun")  # and dpkg's record of it
+    assert not package_installed("shardrun")
+    assert not Path("/usr/bin/shardrun").exists() and not Path("/usr/share/shardrun").exists()
