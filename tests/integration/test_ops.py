@@ -226,6 +226,18 @@ def test_init_kinesis_project_runs_against_kinesis_and_dynamodb(tmp_path, emulat
     assert drained(r.stderr.decode())["records"] == "1000"
 
 
+def test_drain_exits_1_when_a_shard_is_halted_as_readme_says(env):
+    env.write("p.lua", "return { processRecords = function(records)\n"
+                       "  for _, r in ipairs(records) do if r.data == 'poison' then error('bad record') end end\n"
+                       "  return 'checkpoint' end }\n")
+    env.config([{"name": "s", "processor": "p.lua", "on_error": "halt"}])
+    env.create_stream("s", 2)
+    env.put("s", ["a", "poison", "b"], partition_key="k")
+    env.put("s", ["c", "d"], partition_key="other-key-7")
+    w = env.worker("--drain")
+    assert w.wait(60) == 1, w.logs()
+    assert "event=drain_incomplete" in w.logs() and "halted_shards=1" in w.logs(), w.logs()
+
 # ---- systemd: the notify protocol --------------------------------------------------
 
 class NotifySocket:
