@@ -12,7 +12,8 @@ size_t strdist(const char *a, const char *b)
     /* three rows of the optimal-string-alignment table */
     size_t *rows = xcalloc(3 * (m + 1), sizeof *rows); /* freed below */
     size_t *pp = rows, *p = rows + m + 1, *c = rows + 2 * (m + 1);
-    for (size_t j = 0; j <= m; j++) p[j] = j;
+    for (size_t j = 0; j <= m; j++)
+        p[j] = j;
     for (size_t i = 1; i <= n; i++) {
         c[0] = i;
         for (size_t j = 1; j <= m; j++) {

@@ -15,7 +15,7 @@
 #include "proc/processor.h"
 
 #define EXIT_RUNTIME 1
-#define EXIT_USAGE 2
+#define EXIT_USAGE   2
 
 /* ---- the files `init` writes -------------------------------------------------- */
 
@@ -166,10 +166,9 @@ static const char project_spec[] =
     "  end)\n"
     "end)\n";
 
-static const char project_gitignore[] =
-    "# local stream, lease file and dead letters: data, not code\n"
-    "data/\n"
-    "*.deadletter.jsonl\n";
+static const char project_gitignore[] = "# local stream, lease file and dead letters: data, not code\n"
+                                        "data/\n"
+                                        "*.deadletter.jsonl\n";
 
 /* ---- init --------------------------------------------------------------------- */
 
@@ -192,9 +191,11 @@ static void project_app_name(const char *dir, char *out, size_t outsz)
     char abs[PATH_MAX];
     const char *path = realpath(dir, abs) ? abs : dir;
     size_t end = strlen(path);
-    while (end > 1 && path[end - 1] == '/') end--;
+    while (end > 1 && path[end - 1] == '/')
+        end--;
     size_t start = end;
-    while (start > 0 && path[start - 1] != '/') start--;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
     size_t n = 0;
     for (size_t i = start; i < end && n + 1 < outsz && n < 100; i++)
         out[n++] = project_name_ok((char[]){path[i], '\0'}) ? path[i] : '-';
@@ -239,7 +240,9 @@ int project_init(const char *dir, const char *stream, int kinesis)
     char app[128];
     project_app_name(dir, app, sizeof app);
     project_file_t files[] = {
-        {"shardrun.lua", BUF_INIT}, {"processor.lua", BUF_INIT}, {"spec/processor_spec.lua", BUF_INIT},
+        {"shardrun.lua", BUF_INIT},
+        {"processor.lua", BUF_INIT},
+        {"spec/processor_spec.lua", BUF_INIT},
         {".gitignore", BUF_INIT},
     };
     enum { NFILES = sizeof files / sizeof *files };
@@ -280,7 +283,8 @@ int project_init(const char *dir, const char *stream, int kinesis)
             unlink(path);
         }
     }
-    for (size_t i = 0; i < NFILES; i++) buf_free(&files[i].text);
+    for (size_t i = 0; i < NFILES; i++)
+        buf_free(&files[i].text);
     if (rc) return rc;
     printf("created %s/: shardrun.lua (config), processor.lua, spec/processor_spec.lua, .gitignore\n", dir);
     printf("\nrun it:\n  cd %s\n", dir);
@@ -349,7 +353,8 @@ int project_test(int argc, char **argv)
     if (!args) return EXIT_RUNTIME;
     args[0] = busted;
     args[1] = lua_opt;
-    for (int i = 0; i < argc; i++) args[2 + i] = argv[i];
+    for (int i = 0; i < argc; i++)
+        args[2 + i] = argv[i];
     fflush(stdout);
     execv(busted, args);
     fprintf(stderr, "shardrun: cannot run %s: %s\n", busted, strerror(errno));

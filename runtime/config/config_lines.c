@@ -20,15 +20,15 @@ typedef struct tk {
 typedef struct cl_field {
     int ctor;
     int line;
-    char *key;         /* NULL: list item `index` */
+    char *key; /* NULL: list item `index` */
     size_t index;
 } cl_field_t;
 
 struct config_lines {
-    int config_ref;    /* registry: the config's table, its globals' lines, table -> constructor */
+    int config_ref; /* registry: the config's table, its globals' lines, table -> constructor */
     int globals_ref;
     int ctors_ref;
-    int *ctor_line;    /* [ctor - 1] */
+    int *ctor_line; /* [ctor - 1] */
     size_t nctors;
     cl_field_t *fields;
     size_t nfields, cap;
@@ -60,7 +60,8 @@ static int lex_long_level(const lexer_t *lx, size_t i)
 {
     if (i >= lx->len || lx->s[i] != '[') return -1;
     size_t j = i + 1;
-    while (j < lx->len && lx->s[j] == '=') j++;
+    while (j < lx->len && lx->s[j] == '=')
+        j++;
     return j < lx->len && lx->s[j] == '[' ? (int)(j - i - 1) : -1;
 }
 
@@ -72,7 +73,8 @@ static int lex_skip_long(lexer_t *lx, int level)
         if (lex_newline(lx)) continue;
         if (lx->s[lx->i] == ']') {
             size_t j = lx->i + 1;
-            while (j < lx->len && lx->s[j] == '=') j++;
+            while (j < lx->len && lx->s[j] == '=')
+                j++;
             if (j < lx->len && lx->s[j] == ']' && (int)(j - lx->i - 1) == level) {
                 lx->i = j + 1;
                 return 0;
@@ -115,10 +117,9 @@ static int is_name_char(char c)
 
 static int is_keyword(const char *s, size_t n)
 {
-    static const char *const kw[] = {"and",  "break", "do",     "else", "elseif", "end",   "false",
-                                     "for",  "function", "goto", "if",   "in",     "local", "nil",
-                                     "not",  "or",    "repeat", "return", "then", "true",  "until",
-                                     "while", NULL};
+    static const char *const kw[] = {"and",      "break",  "do",   "else", "elseif", "end",   "false", "for",
+                                     "function", "goto",   "if",   "in",   "local",  "nil",   "not",   "or",
+                                     "repeat",   "return", "then", "true", "until",  "while", NULL};
     for (const char *const *k = kw; *k; k++)
         if (strlen(*k) == n && !memcmp(*k, s, n)) return 1;
     return 0;
@@ -150,7 +151,8 @@ static int lex_all(lexer_t *lx)
             if (level >= 0) {
                 if (lex_skip_long(lx, level)) return -1;
             } else {
-                while (lx->i < lx->len && s[lx->i] != '\n' && s[lx->i] != '\r') lx->i++;
+                while (lx->i < lx->len && s[lx->i] != '\n' && s[lx->i] != '\r')
+                    lx->i++;
             }
         } else if (c == '"' || c == '\'') {
             if (lex_skip_short_string(lx)) return -1;
@@ -158,28 +160,30 @@ static int lex_all(lexer_t *lx)
         } else if (c == '[' && lex_long_level(lx, lx->i) >= 0) {
             if (lex_skip_long(lx, lex_long_level(lx, lx->i))) return -1;
             lex_push(lx, TK_STRING, start, line);
-        } else if ((c >= '0' && c <= '9') || (c == '.' && lx->i + 1 < lx->len && s[lx->i + 1] >= '0' &&
-                                                s[lx->i + 1] <= '9')) {
+        } else if ((c >= '0' && c <= '9') ||
+                   (c == '.' && lx->i + 1 < lx->len && s[lx->i + 1] >= '0' && s[lx->i + 1] <= '9')) {
             /* digits, letters (hex, exponents, LuaJIT's LL/ULL/i), dots, and a
              * sign right after an exponent letter */
             lx->i++;
             while (lx->i < lx->len && (is_name_char(s[lx->i]) || s[lx->i] == '.' ||
-                                       ((s[lx->i] == '+' || s[lx->i] == '-') &&
-                                        strchr("eEpP", s[lx->i - 1]))))
+                                       ((s[lx->i] == '+' || s[lx->i] == '-') && strchr("eEpP", s[lx->i - 1]))))
                 lx->i++;
             lex_push(lx, TK_NUMBER, start, line);
         } else if (is_name_start(c)) {
-            while (lx->i < lx->len && is_name_char(s[lx->i])) lx->i++;
+            while (lx->i < lx->len && is_name_char(s[lx->i]))
+                lx->i++;
             lex_push(lx, is_keyword(s + start, lx->i - start) ? TK_KEYWORD : TK_NAME, start, line);
         } else {
             /* operators: the two- and three-character ones matter only for
              * telling `=` (a field) from `==` */
             lx->i++;
-            if (lx->i < lx->len && strchr("=~<>", c) && s[lx->i] == '=') lx->i++;
+            if (lx->i < lx->len && strchr("=~<>", c) && s[lx->i] == '=')
+                lx->i++;
             else if (c == '.' && lx->i < lx->len && s[lx->i] == '.') {
                 lx->i++;
                 if (lx->i < lx->len && s[lx->i] == '.') lx->i++;
-            } else if (c == ':' && lx->i < lx->len && s[lx->i] == ':') lx->i++;
+            } else if (c == ':' && lx->i < lx->len && s[lx->i] == ':')
+                lx->i++;
             lex_push(lx, TK_OP, start, line);
         }
     }
@@ -215,9 +219,9 @@ static void cl_add(config_lines_t *cl, int ctor, int line, char *key, size_t ind
  * items only at nest 0. */
 typedef struct frame {
     int ctor;
-    int call;          /* `f{...}`: closes with "))" */
+    int call; /* `f{...}`: closes with "))" */
     int nest;
-    int item_next;     /* the next token starts an item */
+    int item_next; /* the next token starts an item */
     size_t items;
 } frame_t;
 
@@ -255,7 +259,8 @@ config_lines_t *config_lines_scan(const char *src, size_t len, char **out, size_
     /* as LuaJIT's loader: a UTF-8 BOM, then a first line starting with #, are skipped */
     if (len >= 3 && !memcmp(src, "\xEF\xBB\xBF", 3)) lx.i = 3;
     if (lx.i < len && src[lx.i] == '#') {
-        while (lx.i < len && !lex_newline(&lx)) lx.i++;
+        while (lx.i < len && !lex_newline(&lx))
+            lx.i++;
     }
     size_t body = lx.i;
     if (lex_all(&lx)) {
@@ -297,8 +302,10 @@ config_lines_t *config_lines_scan(const char *src, size_t len, char **out, size_
             stack[depth++] = (frame_t){(int)cl->nctors, call, 0, 1, 0};
             buf_printf(&b, CONFIG_LINES_FN "(%zu,{", cl->nctors);
         } else if (tk_is_op(&lx, k, "}")) {
-            if (!top) ok = 0; /* unbalanced: not Lua */
-            else buf_append_str(&b, top->call ? "}))" : "})");
+            if (!top)
+                ok = 0; /* unbalanced: not Lua */
+            else
+                buf_append_str(&b, top->call ? "}))" : "})");
             depth -= ok;
         } else {
             buf_append(&b, src + t->start, t->end - t->start);
@@ -332,7 +339,8 @@ config_lines_t *config_lines_scan(const char *src, size_t len, char **out, size_
 void config_lines_free(config_lines_t *cl)
 {
     if (!cl) return;
-    for (size_t i = 0; i < cl->nfields; i++) free(cl->fields[i].key);
+    for (size_t i = 0; i < cl->nfields; i++)
+        free(cl->fields[i].key);
     free(cl->fields);
     free(cl->ctor_line);
     free(cl);
@@ -357,8 +365,7 @@ static int cl_field_line(const config_lines_t *cl, int ctor, const char *key)
 static int cl_item_line(const config_lines_t *cl, int ctor, size_t index)
 {
     for (size_t i = 0; i < cl->nfields; i++)
-        if (cl->fields[i].ctor == ctor && !cl->fields[i].key && cl->fields[i].index == index)
-            return cl->fields[i].line;
+        if (cl->fields[i].ctor == ctor && !cl->fields[i].key && cl->fields[i].index == index) return cl->fields[i].line;
     return 0;
 }
 

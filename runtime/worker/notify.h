@@ -18,8 +18,8 @@
 typedef struct notify {
     struct ev_loop *loop;
     ev_timer watchdog;
-    int ready;                 /* READY=1 was sent */
-    char status[256];          /* the last STATUS= sent, to send changes only */
+    int ready;        /* READY=1 was sent */
+    char status[256]; /* the last STATUS= sent, to send changes only */
 } notify_t;
 
 /* Reads the environment and starts the watchdog timer if systemd asked for
