@@ -47,7 +47,8 @@ def out(r):
 def fresh_copy(dest):
     """What a fresh clone holds (tracked files plus new, not ignored ones), and
     the build already made here (timestamps kept, so `make` has nothing to do),
-    in dest. Without git: the tree minus what .gitignore names."""
+    in dest; .deps (what `make deps` built) is linked. Without git: the tree
+    minus the build, data and git folders."""
     dest.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True)
     if r.returncode == 0:
@@ -57,14 +58,19 @@ def fresh_copy(dest):
                 (dest / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dest / name)
     else:
-        shutil.copytree(ROOT, dest, dirs_exist_ok=True, symlinks=True,
-                        ignore=shutil.ignore_patterns("build*", "data", "shardrun", ".git", "__pycache__"))
-    for built in ("build", "shardrun", ".deps"):
+        def ignore(folder, names):
+            top = Path(folder) == ROOT
+            return [n for n in names if n in ("__pycache__", "data") or
+                    (top and (n.startswith("build") or n in ("shardrun", ".git", ".deps")))]
+        shutil.copytree(ROOT, dest, dirs_exist_ok=True, symlinks=True, ignore=ignore)
+    for built in ("build", "shardrun"):
         src = ROOT / built
-        if src.is_symlink() or src.is_file():
-            shutil.copy2(src, dest / built, follow_symlinks=False)
+        if src.is_file():
+            shutil.copy2(src, dest / built)
         elif src.is_dir():
             shutil.copytree(src, dest / built, symlinks=True)
+    if (ROOT / ".deps").exists():  # make deps' LuaJIT and emulators: shared, not copied
+        (dest / ".deps").symlink_to(ROOT / ".deps")
     return dest
 
 
