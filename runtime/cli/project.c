@@ -286,7 +286,9 @@ int project_init(const char *dir, const char *stream, int kinesis)
     for (size_t i = 0; i < NFILES; i++)
         buf_free(&files[i].text);
     if (rc) return rc;
-    printf("created %s/: shardrun.lua (config), processor.lua, spec/processor_spec.lua, .gitignore\n", dir);
+    size_t len = strlen(dir);
+    printf("created %s%s: shardrun.lua (config), processor.lua, spec/processor_spec.lua, .gitignore\n", dir,
+           len && dir[len - 1] == '/' ? "" : "/");
     printf("\nrun it:\n  cd %s\n", dir);
     /* the same three for Kinesis: `stream create` and `put` speak to it too */
     printf("  shardrun test\n");
