@@ -306,18 +306,28 @@ static int cfg_aws(cfg_t *c, config_t *conf)
     return rc;
 }
 
-static const char *const policy_final_names[] = {"skip", "dead_letter", "halt", "retry", NULL};
+static const char *const policy_final_names[] = {"skip", "dead_letter", "halt", NULL};
 
+/* The one set of defaults (README "Error policy"): every shorthand string is
+ * this table with one field set, and a table takes these for what it omits. */
 static void policy_defaults(policy_config_t *p)
 {
     memset(p, 0, sizeof *p);
-    p->attempts = -1; /* default: retry forever, nothing skipped */
-    p->backoff_ms = 1000;
+    p->retries = 3;
+    p->backoff_ms = 100;
     p->max_backoff_ms = 30000;
-    p->final = FINAL_RETRY;
+    p->isolate = 1;
+    p->final = FINAL_HALT;
     p->dead_letter_max_bytes = 64 * 1024 * 1024;
     p->breaker_window = 100;
     p->breaker_threshold = 0.5;
+}
+
+static void policy_default_dead_letter_file(config_t *conf, const char *stream, policy_config_t *p)
+{
+    size_t n = strlen(conf->dir) + strlen(stream) + 32;
+    p->dead_letter_file = xmalloc(n); /* owned by the config */
+    snprintf(p->dead_letter_file, n, "%s/%s.deadletter.jsonl", conf->dir, stream);
 }
 
 static int cfg_dead_letter(cfg_t *c, config_t *conf, policy_config_t *p)
@@ -330,8 +340,8 @@ static int cfg_dead_letter(cfg_t *c, config_t *conf, policy_config_t *p)
     if (!rc) rc = cfg_string(c, -1, "file", 0, &p->dead_letter_file);
     if (!rc) rc = cfg_string(c, -1, "stream", 0, &p->dead_letter_stream);
     if (!rc) rc = cfg_int(c, -1, "max_bytes", 1024, INT64_MAX, &p->dead_letter_max_bytes);
-    if (!rc && !!p->dead_letter_file == !!p->dead_letter_stream)
-        rc = cfg_fail(c, NULL, "expected exactly one of file or stream");
+    if (!rc && p->dead_letter_file && p->dead_letter_stream)
+        rc = cfg_fail(c, NULL, "expected one of file or stream, not both");
     cfg_leave(c, saved);
     if (!rc && p->dead_letter_file) {
         char *abs = cfg_resolve(conf, p->dead_letter_file);
@@ -341,30 +351,73 @@ static int cfg_dead_letter(cfg_t *c, config_t *conf, policy_config_t *p)
     return rc;
 }
 
-/* on_error = "retry" | "skip" | "dead_letter" | "halt" | { ... } */
+/* breaker = { window = N, threshold = F } | false */
+static int cfg_breaker(cfg_t *c, policy_config_t *p)
+{
+    static const char *const keys[] = {"window", "threshold", NULL};
+    char got[128];
+    int t = cfg_get(c, -1, "breaker");
+    if (t == LUA_TBOOLEAN && !lua_toboolean(c->L, -1)) p->breaker_window = 0;
+    int ok = t == LUA_TNIL || t == LUA_TTABLE || (t == LUA_TBOOLEAN && !lua_toboolean(c->L, -1));
+    int rc = ok ? 0 : cfg_fail(c, "breaker", "expected a table {window, threshold} or false, got %s",
+                               cfg_got(c, -1, got, sizeof got));
+    lua_pop(c->L, 1);
+    if (rc || t != LUA_TTABLE) return rc;
+    size_t saved;
+    cfg_enter(c, -1, "breaker", &saved);
+    rc = cfg_check_keys(c, lua_gettop(c->L), keys);
+    if (!rc) rc = cfg_int(c, -1, "window", 1, 1000000, &p->breaker_window);
+    if (!rc) {
+        t = cfg_get(c, -1, "threshold");
+        double d = lua_tonumber(c->L, -1);
+        if (t != LUA_TNIL && (t != LUA_TNUMBER || d <= 0 || d > 1))
+            rc = cfg_fail(c, "threshold", "expected a share of the window above 0 and at most 1, got %s",
+                          cfg_got(c, -1, got, sizeof got));
+        else if (t != LUA_TNIL) p->breaker_threshold = d;
+        lua_pop(c->L, 1);
+    }
+    cfg_leave(c, saved);
+    return rc;
+}
+
+/* Fields an earlier release named differently: a plain message instead of "unknown field". */
+static int cfg_policy_renamed(cfg_t *c)
+{
+    if (cfg_get(c, -1, "retry") != LUA_TNIL) {
+        lua_pop(c->L, 1);
+        return cfg_fail(c, "retry", "renamed: write retries = N (retries after the first try; -1 = forever), "
+                        "backoff_ms and max_backoff_ms in on_error itself");
+    }
+    lua_pop(c->L, 1);
+    if (cfg_get(c, -1, "bisect") != LUA_TNIL) {
+        lua_pop(c->L, 1);
+        return cfg_fail(c, "bisect", "renamed: isolate = \"record\" (the default: failing records are narrowed "
+                        "down before anything is given up) or isolate = \"batch\"");
+    }
+    lua_pop(c->L, 1);
+    return 0;
+}
+
+/* on_error = "retry" | "skip" | "dead_letter" | "halt" | { ... }: see policy_defaults. */
 static int cfg_policy(cfg_t *c, config_t *conf, const char *stream, policy_config_t *p)
 {
-    static const char *const keys[] = {"retry", "bisect", "max_record_age_s", "final", "dead_letter",
-                                       "halt_worker", NULL};
-    static const char *const rkeys[] = {"attempts", "backoff_ms", "max_backoff_ms", NULL};
+    static const char *const keys[] = {"retries", "backoff_ms", "max_backoff_ms", "isolate", "max_record_age_s",
+                                       "final", "dead_letter", "halt_worker", "breaker", "retry", "bisect", NULL};
     static const char *const shorthand[] = {"retry", "skip", "dead_letter", "halt", NULL};
+    static const char *const isolations[] = {"batch", "record", NULL};
     char got[128];
     policy_defaults(p);
     int t = cfg_get(c, -1, "on_error");
     if (t == LUA_TNIL || t == LUA_TSTRING) {
         lua_pop(c->L, 1);
-        int which = 0;
+        int which = 0; /* absent: "retry" */
         if (cfg_enum(c, -1, "on_error", shorthand, "\"retry\", \"skip\", \"dead_letter\", \"halt\" or a table",
                      &which))
             return -1;
-        static const policy_final_t finals[] = {FINAL_RETRY, FINAL_SKIP, FINAL_DEAD_LETTER, FINAL_HALT};
+        static const policy_final_t finals[] = {FINAL_HALT, FINAL_SKIP, FINAL_DEAD_LETTER, FINAL_HALT};
         p->final = finals[which];
-        if (which != 0) p->attempts = 0;
-        if (p->final == FINAL_DEAD_LETTER) {
-            size_t n = strlen(conf->dir) + strlen(stream) + 32;
-            p->dead_letter_file = xmalloc(n); /* owned by the config */
-            snprintf(p->dead_letter_file, n, "%s/%s.deadletter.jsonl", conf->dir, stream);
-        }
+        if (which == 0) p->retries = -1; /* "retry": forever, nothing is ever given up on */
+        if (p->final == FINAL_DEAD_LETTER) policy_default_dead_letter_file(conf, stream, p);
         return 0;
     }
     if (t != LUA_TTABLE) {
@@ -373,32 +426,26 @@ static int cfg_policy(cfg_t *c, config_t *conf, const char *stream, policy_confi
         return rc;
     }
     lua_pop(c->L, 1);
-    size_t saved, rsaved;
+    size_t saved;
     cfg_enter(c, -1, "on_error", &saved);
-    int final = FINAL_RETRY;
+    int final = FINAL_HALT, isolate = 1;
     int rc = cfg_check_keys(c, lua_gettop(c->L), keys);
-    if (!rc) {
-        int in = cfg_enter(c, -1, "retry", &rsaved);
-        if (in < 0) rc = -1;
-        if (in > 0) {
-            rc = cfg_check_keys(c, lua_gettop(c->L), rkeys);
-            if (!rc) rc = cfg_int(c, -1, "attempts", -1, INT32_MAX, &p->attempts);
-            if (!rc) rc = cfg_int(c, -1, "backoff_ms", 0, 86400000, &p->backoff_ms);
-            if (!rc) rc = cfg_int(c, -1, "max_backoff_ms", 0, 86400000, &p->max_backoff_ms);
-            cfg_leave(c, rsaved);
-        } else {
-            p->attempts = 0;
-        }
-    }
-    if (!rc) rc = cfg_bool(c, -1, "bisect", &p->bisect);
+    if (!rc) rc = cfg_policy_renamed(c);
+    if (!rc) rc = cfg_int(c, -1, "retries", -1, INT32_MAX, &p->retries);
+    if (!rc) rc = cfg_int(c, -1, "backoff_ms", 0, 86400000, &p->backoff_ms);
+    if (!rc) rc = cfg_int(c, -1, "max_backoff_ms", 0, 86400000, &p->max_backoff_ms);
+    if (!rc) rc = cfg_enum(c, -1, "isolate", isolations, "\"record\" or \"batch\"", &isolate);
     if (!rc) rc = cfg_int(c, -1, "max_record_age_s", 0, INT32_MAX, &p->max_record_age_s);
     if (!rc) rc = cfg_enum(c, -1, "final", policy_final_names, "\"skip\", \"dead_letter\" or \"halt\"", &final);
     if (!rc) rc = cfg_bool(c, -1, "halt_worker", &p->halt_worker);
     if (!rc) rc = cfg_dead_letter(c, conf, p);
-    if (!rc && final == FINAL_RETRY && p->attempts >= 0) final = FINAL_HALT; /* after N retries: stop, never skip */
+    if (!rc) rc = cfg_breaker(c, p);
+    if (!rc && p->max_backoff_ms < p->backoff_ms)
+        rc = cfg_fail(c, "max_backoff_ms", "is below backoff_ms (%lld)", (long long)p->backoff_ms);
+    p->isolate = isolate;
     p->final = (policy_final_t)final;
     if (!rc && p->final == FINAL_DEAD_LETTER && !p->dead_letter_file && !p->dead_letter_stream)
-        rc = cfg_fail(c, "dead_letter", "required when final = \"dead_letter\"");
+        policy_default_dead_letter_file(conf, stream, p);
     cfg_leave(c, saved);
     return rc;
 }

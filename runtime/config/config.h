@@ -15,13 +15,13 @@
 
 typedef enum { BACKEND_LOCAL, BACKEND_AWS } backend_t;
 
-typedef enum { FINAL_SKIP, FINAL_DEAD_LETTER, FINAL_HALT, FINAL_RETRY } policy_final_t;
+typedef enum { FINAL_SKIP, FINAL_DEAD_LETTER, FINAL_HALT } policy_final_t;
 
 typedef struct policy_config {
-    int64_t attempts;         /* retries before `final`; -1 = forever */
+    int64_t retries;          /* retries of a failing call (after its first try); -1 = forever */
     int64_t backoff_ms;       /* first retry delay */
     int64_t max_backoff_ms;
-    int bisect;               /* isolate poison records by halving the batch */
+    int isolate;              /* 1: narrow failures down to the failing records ("record"); 0: "batch" */
     int64_t max_record_age_s; /* 0 = none; older failing records go straight to `final` */
     policy_final_t final;     /* what happens when retries are exhausted */
     char *dead_letter_file;   /* JSONL path (final = dead_letter) */

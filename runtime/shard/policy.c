@@ -10,14 +10,14 @@ static int policy_too_old(const policy_config_t *p, const policy_failure_t *f)
 policy_step_t policy_next(const policy_config_t *p, const policy_failure_t *f)
 {
     int too_old = policy_too_old(p, f);
-    if (!too_old && (p->attempts < 0 || f->failures <= p->attempts)) return POLICY_RETRY;
-    if (p->bisect && f->count > 1) return POLICY_SPLIT;
+    if (!too_old && (p->retries < 0 || f->failures <= p->retries)) return POLICY_RETRY;
+    if (p->isolate && f->count > 1) return POLICY_SPLIT;
     return POLICY_FINAL;
 }
 
 int64_t policy_split_failures(const policy_config_t *p, size_t count)
 {
-    if (count > 1 && p->attempts >= 0) return p->attempts + 1; /* retries spent: the next failure cuts again */
+    if (count > 1 && p->retries >= 0) return p->retries + 1; /* retries spent: the next failure cuts again */
     return 0;
 }
 

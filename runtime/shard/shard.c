@@ -419,7 +419,7 @@ static void shard_final(shard_t *s, piece_t *p, const char *error, const char *t
         s->env->tripped(s->env->ud, s, why);
         return;
     }
-    if (pol->final == FINAL_HALT || pol->final == FINAL_RETRY) {
+    if (pol->final == FINAL_HALT) {
         char why[4096];
         snprintf(why, sizeof why, "%s%s%s (records %s..%s, %zu records, attempts %lld)", error,
                  tb && *tb ? "\n" : "", tb ? tb : "", piece_first(p), piece_last(p), p->batch->count,
@@ -527,10 +527,10 @@ static void shard_process_done(shard_t *s, proc_job_t *job)
         checkpoint_request(&s->cp, s->done_seq, s->done_sub);
     }
     piece_t *failing = p;
-    if (from > 0 || (job->decision == DEC_FAILED && s->cfg->policy.bisect && n - from > 1)) {
+    if (from > 0 || (job->decision == DEC_FAILED && s->cfg->policy.isolate && n - from > 1)) {
         /* With isolation, {failed = r} names the failing record: it alone goes
          * to the policy, the records after it are a new piece, never tried. */
-        size_t to = s->cfg->policy.bisect && job->decision == DEC_FAILED ? from + 1 : n;
+        size_t to = s->cfg->policy.isolate && job->decision == DEC_FAILED ? from + 1 : n;
         int64_t failures = from > 0 || to < n ? 1 : p->failures + 1;
         if (to < n) shard_push_front(s, piece_slice(s, p, to, n, 0));
         failing = piece_slice(s, p, from, to, failures);
@@ -556,7 +556,7 @@ static void shard_init_done(shard_t *s, proc_job_t *job)
     s->stats.batches_failed++;
     s->fails_since_swap++;
     shard_set_str(&s->last_error, why);
-    if (p->attempts < 0 || s->fails_since_swap <= p->attempts) {
+    if (p->retries < 0 || s->fails_since_swap <= p->retries) {
         s->stats.retries++;
         int64_t delay = policy_backoff_ms(p, s->fails_since_swap, &s->seed);
         log_warn("initialize_failed", "stream=%s shard=%s attempt=%lld retry_in_ms=%lld error=%s", s->stream, s->id,

@@ -308,7 +308,7 @@ def test_kinesis_dead_letter_stream_gets_the_poison_record_before_the_checkpoint
     import json
     aws.env.write("p.lua", POISON_PROCESSOR)
     dlq = unique("dlq")
-    aws.config(stream={"max_records": 100, "on_error": {"bisect": True, "final": "dead_letter",
+    aws.config(stream={"max_records": 100, "on_error": {"retries": 0, "final": "dead_letter",
                                                          "dead_letter": {"stream": dlq}}})
     aws.create(1)
     aws.env.create_stream(dlq, 1)
@@ -487,8 +487,7 @@ def test_kpl_checkpoints_advance_inside_one_aggregate(aws):
     # inside the one aggregate must be written (same sequence number, a
     # higher sub-sequence number), or a restart re-delivers them.
     aws.env.write("p.lua", KPL_DECIDE)
-    aws.config(stream={"on_error": {"retry": {"attempts": 3, "backoff_ms": 50}, "bisect": True,
-                                    "final": "halt"}})
+    aws.config(stream={"on_error": {"retries": 3, "backoff_ms": 50, "final": "halt"}})
     aws.create(1)
     kpl_put(aws, 5)
     aws.env.extra_env["MODE"] = "fail_once"

@@ -38,7 +38,7 @@ def processed(env):
 def test_a_script_that_fails_every_record_trips_the_breaker_and_halts_the_stream(env):
     env.write("p.lua", FAILS_EVERY_RECORD)
     env.config([{"name": "s", "processor": "p.lua", "max_records": 100,
-                 "on_error": {"bisect": True, "final": "dead_letter", "dead_letter": {"file": "dlq.jsonl"}}}])
+                 "on_error": {"final": "dead_letter", "dead_letter": {"file": "dlq.jsonl"}}}])
     env.create_stream("s", 2)
     env.put("s", [f"r{i}" for i in range(2000)])
     w = env.worker()
@@ -54,7 +54,7 @@ def test_a_script_that_fails_every_record_trips_the_breaker_and_halts_the_stream
 def test_a_reload_that_fails_every_record_rolls_back_and_loses_nothing(env):
     env.write("p.lua", GOOD)
     env.config([{"name": "s", "processor": "p.lua", "max_records": 50,
-                 "on_error": {"bisect": True, "final": "dead_letter", "dead_letter": {"file": "dlq.jsonl"}}}])
+                 "on_error": {"final": "dead_letter", "dead_letter": {"file": "dlq.jsonl"}}}])
     env.create_stream("s", 1)
     env.put("s", [f"a{i}" for i in range(200)], partition_key="k")
     w = env.worker()

@@ -407,7 +407,7 @@ def test_the_man_page_names_every_command_and_every_config_field():
     fields = set()
     for arr in re.findall(r"static const char \*const (?:keys|rkeys|reload_keys)\[\] = \{(.*?)\};", config_c, re.S):
         fields |= set(re.findall(r'"(\w+)"', arr))
-    assert {"application", "processor", "shutdown_grace_ms", "attempts", "rollback_after_failures"} <= fields
+    assert {"application", "processor", "shutdown_grace_ms", "retries", "rollback_after_failures"} <= fields
     section = page.split(".SH CONFIGURATION", 1)[1].split(".SH THE LUA CONTRACT", 1)[0]
     missing = sorted(f for f in fields if not re.search(r"\b" + f + r"\b", section))
     assert not missing, f"shardrun(1) CONFIGURATION lacks {missing}"

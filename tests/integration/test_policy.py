@@ -82,8 +82,8 @@ def run_drain(env, timeout=60):
     return w
 
 
-def test_skip_without_bisect_skips_the_failing_batch_and_says_so(env):
-    prepare(env, "skip")
+def test_skip_by_batch_skips_the_failing_batch_and_says_so(env):
+    prepare(env, {"isolate": "batch", "retries": 0, "final": "skip", "breaker": False})
     w = run_drain(env)
     assert processed(env) == []
     (ev,) = w.events("records_skipped")
@@ -92,8 +92,8 @@ def test_skip_without_bisect_skips_the_failing_batch_and_says_so(env):
     assert checkpoint(env) == last_seq(env, 999)
 
 
-def test_skip_with_bisect_skips_only_the_poison_record(env):
-    prepare(env, {"bisect": True, "final": "skip"})
+def test_skip_skips_only_the_poison_record(env):
+    prepare(env, "skip")
     w = run_drain(env)
     got = processed(env)
     assert sorted(got) == sorted(f"r{i}" for i in range(1000) if i != 500)
@@ -103,8 +103,8 @@ def test_skip_with_bisect_skips_only_the_poison_record(env):
     assert checkpoint(env) == last_seq(env, 999)
 
 
-def test_bisect_isolates_two_poison_records(env):
-    prepare(env, {"bisect": True, "final": "skip"}, poison=("r3", "r777"))
+def test_isolation_narrows_down_two_poison_records(env):
+    prepare(env, {"retries": 0, "final": "skip"}, poison=("r3", "r777"))
     w = run_drain(env)
     assert processed(env) == [f"r{i}" for i in range(1000) if i not in (3, 777)]
     assert len(w.events("batch_failed")) > 2, "each bisection step is logged"
@@ -113,7 +113,7 @@ def test_bisect_isolates_two_poison_records(env):
 
 
 def test_dead_letter_writes_the_poison_record_before_checkpointing_past_it(env):
-    prepare(env, {"bisect": True, "final": "dead_letter", "dead_letter": {"file": "dlq.jsonl"}})
+    prepare(env, {"retries": 0, "final": "dead_letter", "dead_letter": {"file": "dlq.jsonl"}})
     run_drain(env)
     assert processed(env) == [f"r{i}" for i in range(1000) if i != 500]
     lines = [json.loads(l) for l in (env.dir / "dlq.jsonl").read_text().splitlines()]
@@ -128,7 +128,8 @@ def test_dead_letter_writes_the_poison_record_before_checkpointing_past_it(env):
 
 
 def test_dead_letter_replay_puts_the_records_back(env):
-    prepare(env, {"final": "dead_letter", "dead_letter": {"file": "dlq.jsonl"}})
+    prepare(env, {"isolate": "batch", "retries": 0, "breaker": False, "final": "dead_letter",
+                  "dead_letter": {"file": "dlq.jsonl"}})
     run_drain(env)
     assert len((env.dir / "dlq.jsonl").read_text().splitlines()) == 1000
     env.run("stream", "create", "again", "--shards", "2")
@@ -139,7 +140,7 @@ def test_dead_letter_replay_puts_the_records_back(env):
 
 def test_unwritable_dead_letter_destination_never_checkpoints_past_the_records(env):
     # a folder that does not exist: the write fails even for root
-    prepare(env, {"bisect": True, "final": "dead_letter", "dead_letter": {"file": "missing/dlq.jsonl"}})
+    prepare(env, {"retries": 0, "final": "dead_letter", "dead_letter": {"file": "missing/dlq.jsonl"}})
     w = env.worker()
     wait_for(lambda: w.events("dead_letter_failed"), what="a failed dead-letter write")
     time.sleep(0.5)
@@ -155,12 +156,14 @@ def test_unwritable_dead_letter_destination_never_checkpoints_past_the_records(e
     assert len((env.dir / "missing" / "dlq.jsonl").read_text().splitlines()) == 1
 
 
-def test_halt_stops_the_shard_without_checkpoint_and_status_says_halted(env):
+def test_halt_stops_the_shard_at_the_failing_record_and_status_says_halted(env):
+    # isolation first: the records before the poison one are processed and
+    # checkpointed; the shard stops at it, after its retries
     prepare(env, "halt")
     w = env.worker()
     wait_for(lambda: w.events("shard_halted"), what="shard_halted")
-    assert checkpoint(env) == "TRIM_HORIZON"
-    assert processed(env) == []
+    assert checkpoint(env) == last_seq(env, 499)
+    assert processed(env) == [f"r{i}" for i in range(500)]
     assert w.alive()
     ev = w.events("shard_halted")[0]
     assert "poison record r500" in ev["error"]
@@ -176,11 +179,13 @@ def test_halt_worker_exits_non_zero(env):
     w = env.worker()
     assert w.wait(30) == 1
     assert w.events("worker_halted")
-    assert checkpoint(env) == "TRIM_HORIZON"
+    cp = checkpoint(env)
+    assert cp == "TRIM_HORIZON" or cp <= last_seq(env, 499), "never past the poison record"
 
 
 def test_retry_runs_the_batch_again_then_goes_to_final(env):
-    prepare(env, {"retry": {"attempts": 2, "backoff_ms": 10, "max_backoff_ms": 20}, "final": "skip"})
+    prepare(env, {"retries": 2, "backoff_ms": 10, "max_backoff_ms": 20, "isolate": "batch", "final": "skip",
+                  "breaker": False})
     w = run_drain(env)
     assert calls(env) == [["r0", "r999", "1000"]] * 3
     failures = w.events("batch_failed")
@@ -212,7 +217,8 @@ def test_failed_decision_checkpoints_the_records_before_it(env):
 
 
 def test_max_record_age_sends_old_records_to_final_without_retries(env):
-    prepare(env, {"retry": {"attempts": -1, "backoff_ms": 10}, "max_record_age_s": 1, "final": "skip"})
+    prepare(env, {"retries": -1, "backoff_ms": 10, "max_record_age_s": 1, "isolate": "batch", "final": "skip",
+                  "breaker": False})
     time.sleep(1.5)
     w = run_drain(env)
     assert len(calls(env)) == 1
@@ -258,7 +264,7 @@ return P
 
 def test_dead_letter_to_a_local_stream_then_replayed_nowhere_lost(env):
     from conftest import stream_records
-    prepare(env, {"bisect": True, "final": "dead_letter", "dead_letter": {"stream": "errors"}})
+    prepare(env, {"retries": 0, "final": "dead_letter", "dead_letter": {"stream": "errors"}})
     env.run("stream", "create", "errors", "--shards", "1")
     w = run_drain(env)
     assert processed(env) == [f"r{i}" for i in range(1000) if i != 500]
@@ -273,7 +279,7 @@ def test_dead_letter_to_a_local_stream_then_replayed_nowhere_lost(env):
 def test_dead_letter_to_a_missing_stream_halts_the_shard_and_checkpoints_nothing_past_it(env):
     # a destination that cannot take the records is not retried silently:
     # the shard halts, naming the dead-letter stream
-    prepare(env, {"bisect": True, "final": "dead_letter", "dead_letter": {"stream": "nowhere"}})
+    prepare(env, {"retries": 0, "final": "dead_letter", "dead_letter": {"stream": "nowhere"}})
     w = env.worker()
     wait_for(lambda: w.events("shard_halted"), what="the shard to halt")
     failed = w.events("dead_letter_failed")
@@ -375,8 +381,7 @@ end
 return P
 ''')
     env.config([{"name": "s", "processor": "p.lua", "max_records": 64,
-                 "on_error": {"retry": {"attempts": 2, "backoff_ms": 1000, "max_backoff_ms": 2000},
-                              "bisect": True, "final": "skip"}}])
+                 "on_error": {"retries": 2, "backoff_ms": 1000, "max_backoff_ms": 2000, "final": "skip"}}])
     env.create_stream("s", 1)
     env.put("s", [f"r{i}" for i in range(64)], partition_key="k")
     (env.dir / "down").write_text("")

@@ -143,7 +143,7 @@ def test_state_survives_reloads_and_migrate_runs(env):
 def test_rollback_after_n_failing_batches(env):
     env.write("p.lua", version("v0"))
     env.config([{"name": "s", "processor": "p.lua", "max_records": 10,
-                 "on_error": {"retry": {"attempts": -1, "backoff_ms": 10, "max_backoff_ms": 20}}}],
+                 "on_error": {"retries": -1, "backoff_ms": 10, "max_backoff_ms": 20}}],
                reload={"rollback_after_failures": 3})
     env.create_stream("s", 1)
     w = env.worker()

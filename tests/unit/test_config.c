@@ -69,7 +69,7 @@ static void test_valid_config_gets_defaults_and_absolute_paths(void **state)
     assert_int_equal(c->renew_interval_ms, 10000 / 3);
     assert_int_equal(c->taker_interval_ms, 2000);
     assert_int_equal(c->max_steal, 1);
-    assert_int_equal(c->streams[0].policy.attempts, -1); /* default: retry forever */
+    assert_int_equal(c->streams[0].policy.retries, -1); /* default "retry": forever */
     assert_string_equal(c->leases.table, "app");
     assert_true(c->source.path[0] == '/');
     assert_non_null(strstr(c->streams[0].processor, dir));
@@ -90,8 +90,8 @@ static void test_unknown_fields_are_rejected_at_every_level(void **state)
                  "c.lua:4: streams[1].procesor: unknown field");
     expect_error("application = 'a'\nsource = { type = 'local', path = 's', port = 1 }\n",
                  "c.lua:2: source.port: unknown field");
-    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = { retry = { tries = 3 } } } }\n",
-                 "c.lua:4: streams[1].on_error.retry.tries: unknown field");
+    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = { breaker = { size = 3 } } } }\n",
+                 "c.lua:4: streams[1].on_error.breaker.size: unknown field");
 }
 
 static void test_wrong_types_and_ranges(void **state)
@@ -179,8 +179,8 @@ static void test_unknown_fields_suggest_the_nearest_known_one(void **state)
                  "streams[1].procesor: unknown field (did you mean `processor`?)");
     expect_error(BASE "streams = { { name = 'a', processor = 'p.lua' } }\nshutdown_grace = 5\n",
                  "c.lua:5: shutdown_grace: unknown field (did you mean `shutdown_grace_ms`?)");
-    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = { retry = { attemps = 3 } } } }\n",
-                 "on_error.retry.attemps: unknown field (did you mean `attempts`?)");
+    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = { retires = 3 } } }\n",
+                 "on_error.retires: unknown field (did you mean `retries`?)");
     expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', initial_position = 'trim_horizon' } }\n",
                  "got \"trim_horizon\" (did you mean \"TRIM_HORIZON\"?)");
     /* nothing close: no guess */
@@ -250,24 +250,63 @@ static void test_aws_credentials_table(void **state)
 static void test_policy_table(void **state)
 {
     errbuf_t err;
-    config_t *c = load(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = { retry = { attempts = 3, "
-                            "backoff_ms = 10 }, bisect = true, final = 'dead_letter', dead_letter = { file = 'dl.jsonl' } } } }\n",
+    config_t *c = load(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = { retries = 5, "
+                            "backoff_ms = 10, isolate = 'batch', final = 'dead_letter', dead_letter = { file = 'dl.jsonl' }, "
+                            "breaker = { window = 20, threshold = 0.8 } } } }\n",
                        &err);
     if (!c) fail_msg("%s", err.msg);
     const policy_config_t *p = &c->streams[0].policy;
-    assert_int_equal(p->attempts, 3);
+    assert_int_equal(p->retries, 5);
     assert_int_equal(p->backoff_ms, 10);
-    assert_true(p->bisect);
+    assert_false(p->isolate);
     assert_int_equal(p->final, FINAL_DEAD_LETTER);
     assert_non_null(strstr(p->dead_letter_file, "/dl.jsonl"));
+    assert_int_equal(p->breaker_window, 20);
+    assert_true(p->breaker_threshold > 0.79 && p->breaker_threshold < 0.81);
     config_free(c);
-    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = { final = 'dead_letter' } } }\n",
-                 "on_error.dead_letter: required when final = \"dead_letter\"");
-    c = load(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = 'skip' } }\n", &err);
-    assert_non_null(c);
-    assert_int_equal(c->streams[0].policy.final, FINAL_SKIP);
-    assert_int_equal(c->streams[0].policy.attempts, 0);
-    config_free(c);
+    /* the earlier names say what they became */
+    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = { retry = { attempts = 3 } } } }\n",
+                 "on_error.retry: renamed: write retries = N");
+    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = { bisect = true } } }\n",
+                 "on_error.bisect: renamed: isolate = \"record\"");
+    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = { breaker = { threshold = 2 } } } }\n",
+                 "on_error.breaker.threshold: expected a share of the window above 0 and at most 1");
+    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', on_error = { breaker = true } } }\n",
+                 "on_error.breaker: expected a table {window, threshold} or false");
+}
+
+/* Every shorthand is the defaults table with one field set; a table takes
+ * the same defaults for what it omits. */
+static void test_policy_shorthands_are_the_defaults_table(void **state)
+{
+    errbuf_t err;
+    static const struct {
+        const char *on_error;
+        int64_t retries;
+        policy_final_t final;
+        int dead_letter_file;
+    } cases[] = {
+        {"'retry'", -1, FINAL_HALT, 0}, {"'skip'", 3, FINAL_SKIP, 0},           {"'dead_letter'", 3, FINAL_DEAD_LETTER, 1},
+        {"'halt'", 3, FINAL_HALT, 0},   {"{ final = 'skip' }", 3, FINAL_SKIP, 0}, {"{ final = 'dead_letter' }", 3, FINAL_DEAD_LETTER, 1},
+        {"{}", 3, FINAL_HALT, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char text[512];
+        snprintf(text, sizeof text, BASE "streams = { { name = 'a', processor = 'p.lua', on_error = %s } }\n",
+                 cases[i].on_error);
+        config_t *c = load(text, &err);
+        if (!c) fail_msg("%s: %s", cases[i].on_error, err.msg);
+        const policy_config_t *p = &c->streams[0].policy;
+        if (p->retries != cases[i].retries || p->final != cases[i].final)
+            fail_msg("%s: retries %lld final %d", cases[i].on_error, (long long)p->retries, (int)p->final);
+        assert_int_equal(p->backoff_ms, 100);
+        assert_int_equal(p->max_backoff_ms, 30000);
+        assert_true(p->isolate);
+        assert_int_equal(p->breaker_window, 100);
+        if (cases[i].dead_letter_file) assert_non_null(strstr(p->dead_letter_file, "/a.deadletter.jsonl"));
+        else assert_null(p->dead_letter_file);
+        config_free(c);
+    }
 }
 
 int main(void)
@@ -279,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_wrong_types_and_ranges),
         cmocka_unit_test(test_missing_processor_and_syntax_errors),
         cmocka_unit_test(test_policy_table),
+        cmocka_unit_test(test_policy_shorthands_are_the_defaults_table),
         cmocka_unit_test(test_aws_credentials_table),
         cmocka_unit_test(test_errors_name_the_line_where_the_field_is_written),
         cmocka_unit_test(test_a_required_top_level_field_has_no_line_to_name),

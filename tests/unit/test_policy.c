@@ -13,8 +13,8 @@ static policy_config_t policy(int64_t retries, int bisect)
 {
     policy_config_t p;
     memset(&p, 0, sizeof p);
-    p.attempts = retries;
-    p.bisect = bisect;
+    p.retries = retries;
+    p.isolate = bisect;
     p.backoff_ms = 100;
     p.max_backoff_ms = 1000;
     p.final = FINAL_SKIP;
