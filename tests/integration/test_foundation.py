@@ -344,10 +344,11 @@ DECISIONS = {
 
 
 def decision_env(env, body, max_records=100):
-    # on_error = "halt": the foundation's behaviour for errors (the error policy
-    # has its own tests); the default policy retries.
+    # halt at the first failure, whole batch: the foundation's behaviour for
+    # errors (the error policy has its own tests); the default policy retries.
     env.write("d.lua", DECISION_PROCESSOR % body)
-    env.config([{"name": "s", "processor": "d.lua", "max_records": max_records, "on_error": "halt"}])
+    env.config([{"name": "s", "processor": "d.lua", "max_records": max_records,
+                 "on_error": {"retries": 0, "isolate": "batch", "final": "halt"}}])
     env.create_stream("s", 1)
     env.put("s", [f"r{i}" for i in range(10)])
     return {d.decode(): q for _, q, d in stream_records(env, "s")}
