@@ -57,7 +57,10 @@ static void ddb_table_check(ddb_store_t *ds);
 
 /* ---- requests --------------------------------------------------------------- */
 
-static ddb_req_t *ddb_req_new(ddb_store_t *ds, int is_list, const char *op, void *cb, void *ud, const lease_t *l)
+/* l and w (both NULL for a scan): the row as written (lease_apply_write) is
+ * what the callback gets on success. */
+static ddb_req_t *ddb_req_new(ddb_store_t *ds, int is_list, const char *op, void *cb, void *ud, const lease_t *l,
+                              const lease_write_t *w)
 {
     ddb_req_t *r = xcalloc(1, sizeof *r); /* freed by ddb_req_free */
     r->ds = ds;
@@ -65,7 +68,7 @@ static ddb_req_t *ddb_req_new(ddb_store_t *ds, int is_list, const char *op, void
     r->op = op;
     r->cb = cb;
     r->ud = ud;
-    if (l) lease_copy(&r->row, l);
+    if (l) lease_apply_write(l, w, &r->row);
     r->next = ds->reqs;
     if (ds->reqs) ds->reqs->prev = r;
     ds->reqs = r;
@@ -130,6 +133,7 @@ static void ddb_scan_page(ddb_req_t *r, const aws_http_response_t *resp)
         return;
     }
     if (!last) {
+        lease_list_sort(r->list); /* the interface's order: Scan returns hash order */
         r->st = LEASE_OK;
         ddb_deliver(r);
         return;
@@ -347,7 +351,6 @@ static void ddb_update(ddb_store_t *ds, ddb_req_t *r, const lease_t *l, const ch
     awsjson_ddb_attr_n(values, ":c", l->counter);
     if (l->owner) awsjson_ddb_attr(values, ":o", "S", l->owner);
     r->body = ddb_print(q);
-    r->row.counter = l->counter + 1;
     ddb_send(r);
 }
 
@@ -356,7 +359,7 @@ static void ddb_update(ddb_store_t *ds, ddb_req_t *r, const lease_t *l, const ch
 static void ddb_list(lease_store_t *s, lease_list_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 1, "Scan", (void *)cb, ud, NULL);
+    ddb_req_t *r = ddb_req_new(ds, 1, "Scan", (void *)cb, ud, NULL, NULL);
     cJSON *q = cJSON_CreateObject();
     cJSON_AddStringToObject(q, "TableName", ds->table);
     cJSON_AddTrueToObject(q, "ConsistentRead");
@@ -367,7 +370,7 @@ static void ddb_list(lease_store_t *s, lease_list_cb cb, void *ud)
 static void ddb_create(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "PutItem", (void *)cb, ud, l);
+    ddb_req_t *r = ddb_req_new(ds, 0, "PutItem", (void *)cb, ud, l, &(lease_write_t){.kind = LEASE_WRITE_CREATE});
     r->conflict_is_exists = 1;
     cJSON *q = cJSON_CreateObject();
     cJSON_AddStringToObject(q, "TableName", ds->table);
@@ -381,7 +384,7 @@ static void ddb_create(lease_store_t *s, const lease_t *l, lease_write_cb cb, vo
 static void ddb_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l, &(lease_write_t){.kind = LEASE_WRITE_RENEW});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     if (l->info) {
         /* the owner's runtime facts ride along with the renewal (status reads them) */
@@ -394,12 +397,8 @@ static void ddb_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, voi
 static void ddb_take(lease_store_t *s, const lease_t *l, const char *new_owner, lease_write_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
-    free(r->row.owner);
-    r->row.owner = xstrdup(new_owner);
-    r->row.owner_switches = l->owner_switches + 1;
-    free(r->row.pending_owner);
-    r->row.pending_owner = NULL;
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l,
+                               &(lease_write_t){.kind = LEASE_WRITE_TAKE, .worker = new_owner});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#sw", "ownerSwitchesSinceCheckpoint");
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
@@ -414,11 +413,8 @@ static void ddb_checkpoint(lease_store_t *s, const lease_t *l, const char *seq, 
                            void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
-    free(r->row.checkpoint);
-    r->row.checkpoint = xstrdup(seq);
-    r->row.checkpoint_sub = sub;
-    r->row.owner_switches = 0;
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l,
+                               &(lease_write_t){.kind = LEASE_WRITE_CHECKPOINT, .seq = seq, .sub = sub});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#cp", "checkpoint");
     cJSON_AddStringToObject(names, "#cs", "checkpointSubSequenceNumber");
@@ -435,11 +431,7 @@ static void ddb_checkpoint(lease_store_t *s, const lease_t *l, const char *seq, 
 static void ddb_release(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
-    free(r->row.owner);
-    r->row.owner = NULL;
-    free(r->row.pending_owner);
-    r->row.pending_owner = NULL;
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l, &(lease_write_t){.kind = LEASE_WRITE_RELEASE});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
     ddb_update(ds, r, l, "", "#o, #po", q, names, values);
@@ -459,9 +451,8 @@ static void ddb_request_handoff(lease_store_t *s, const lease_t *l, const char *
                                 void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
-    free(r->row.pending_owner);
-    r->row.pending_owner = xstrdup(requester);
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l,
+                               &(lease_write_t){.kind = LEASE_WRITE_REQUEST_HANDOFF, .worker = requester});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     char cond[256];
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
@@ -477,17 +468,12 @@ static void ddb_request_handoff(lease_store_t *s, const lease_t *l, const char *
 static void ddb_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l, &(lease_write_t){.kind = LEASE_WRITE_HANDOFF});
     if (!l->pending_owner) {
         errbuf_set(&r->err, "lease %s: no handoff pending", l->key);
         ddb_fail_later(r, LEASE_CONFLICT);
         return;
     }
-    free(r->row.owner);
-    r->row.owner = r->row.pending_owner;
-    r->row.pending_owner = NULL;
-    r->row.counter = l->counter + 1;
-    r->row.owner_switches = l->owner_switches + 1;
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     char cond[256];
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
@@ -508,9 +494,8 @@ static void ddb_cancel_handoff(lease_store_t *s, const lease_t *l, const char *r
                                void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
-    free(r->row.pending_owner);
-    r->row.pending_owner = NULL;
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l,
+                               &(lease_write_t){.kind = LEASE_WRITE_CANCEL_HANDOFF, .worker = requester});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
     awsjson_ddb_attr(values, ":req", "S", requester);
@@ -523,7 +508,7 @@ static void ddb_cancel_handoff(lease_store_t *s, const lease_t *l, const char *r
 static void ddb_remove(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "DeleteItem", (void *)cb, ud, l);
+    ddb_req_t *r = ddb_req_new(ds, 0, "DeleteItem", (void *)cb, ud, l, &(lease_write_t){.kind = LEASE_WRITE_REMOVE});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#n", "leaseCounter");
     awsjson_ddb_attr_n(values, ":c", l->counter);

@@ -65,11 +65,12 @@ static sqlite_reply_t *sqlite_reply_new(int is_list, void *cb, void *ud)
     return r;
 }
 
-/* A write's reply, starting from the row as the caller sees it. */
-static sqlite_reply_t *sqlite_write_reply(const lease_t *l, lease_write_cb cb, void *ud)
+/* A write's reply, holding the row as written (lease_apply_write): what the
+ * callback gets on success. */
+static sqlite_reply_t *sqlite_write_reply(const lease_t *l, const lease_write_t *w, lease_write_cb cb, void *ud)
 {
     sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
-    lease_copy(&r->row, l);
+    lease_apply_write(l, w, &r->row);
     return r;
 }
 
@@ -194,6 +195,7 @@ static void sqlite_list(lease_store_t *s, lease_list_cb cb, void *ud)
             r->st = sqlite_fail(ls, r, "scan");
             lease_list_free(l);
         } else {
+            lease_list_sort(l); /* the interface's order (strcmp), whatever the column's collation */
             r->list = l;
         }
     }
@@ -248,7 +250,7 @@ static void sqlite_finish(lease_sqlite_t *ls, sqlite_reply_t *r, lease_status_t 
 static void sqlite_create(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
+    sqlite_reply_t *r = sqlite_write_reply(l, &(lease_write_t){.kind = LEASE_WRITE_CREATE}, cb, ud);
     char *parents = sqlite_ids_json(l->parents, l->nparents);
     char *children = sqlite_ids_json(l->children, l->nchildren);
     char sql[512];
@@ -278,15 +280,13 @@ static void sqlite_update(lease_sqlite_t *ls, sqlite_reply_t *r, const lease_t *
     all[n++] = ARG_T(l->key);
     all[n++] = ARG_I(l->counter);
     all[n++] = ARG_T(l->owner);
-    lease_status_t st = sqlite_write(ls, r, sql, all, n);
-    if (st == LEASE_OK) r->row.counter = l->counter + 1;
-    sqlite_finish(ls, r, st);
+    sqlite_finish(ls, r, sqlite_write(ls, r, sql, all, n));
 }
 
 static void sqlite_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
+    sqlite_reply_t *r = sqlite_write_reply(l, &(lease_write_t){.kind = LEASE_WRITE_RENEW}, cb, ud);
     if (l->info) {
         sqlite_arg_t args[] = {ARG_T(l->info)};
         sqlite_update(ls, r, l, "shardrunInfo=?", args, 1);
@@ -298,13 +298,8 @@ static void sqlite_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, 
 static void sqlite_take(lease_store_t *s, const lease_t *l, const char *new_owner, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    free(r->row.owner);
-    r->row.owner = xstrdup(new_owner);
-    r->row.owner_switches = l->owner_switches + 1;
+    sqlite_reply_t *r = sqlite_write_reply(l, &(lease_write_t){.kind = LEASE_WRITE_TAKE, .worker = new_owner}, cb, ud);
     sqlite_arg_t args[] = {ARG_T(new_owner)};
-    free(r->row.pending_owner);
-    r->row.pending_owner = NULL;
     sqlite_update(ls, r, l, "leaseOwner=?, pendingOwner=NULL, ownerSwitchesSinceCheckpoint=ownerSwitchesSinceCheckpoint+1",
                   args, 1);
 }
@@ -313,11 +308,7 @@ static void sqlite_checkpoint(lease_store_t *s, const lease_t *l, const char *se
                               void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    free(r->row.checkpoint);
-    r->row.checkpoint = xstrdup(seq);
-    r->row.checkpoint_sub = sub;
-    r->row.owner_switches = 0;
+    sqlite_reply_t *r = sqlite_write_reply(l, &(lease_write_t){.kind = LEASE_WRITE_CHECKPOINT, .seq = seq, .sub = sub}, cb, ud);
     sqlite_arg_t args[] = {ARG_T(seq), ARG_I(sub)};
     sqlite_update(ls, r, l, "checkpoint=?, checkpointSubSequenceNumber=?, ownerSwitchesSinceCheckpoint=0", args, 2);
 }
@@ -325,11 +316,7 @@ static void sqlite_checkpoint(lease_store_t *s, const lease_t *l, const char *se
 static void sqlite_release(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    free(r->row.owner);
-    r->row.owner = NULL;
-    free(r->row.pending_owner);
-    r->row.pending_owner = NULL;
+    sqlite_reply_t *r = sqlite_write_reply(l, &(lease_write_t){.kind = LEASE_WRITE_RELEASE}, cb, ud);
     sqlite_update(ls, r, l, "leaseOwner=NULL, pendingOwner=NULL", NULL, 0);
 }
 
@@ -337,9 +324,8 @@ static void sqlite_request_handoff(lease_store_t *s, const lease_t *l, const cha
                                    void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    free(r->row.pending_owner);
-    r->row.pending_owner = xstrdup(requester);
+    sqlite_reply_t *r = sqlite_write_reply(l, &(lease_write_t){.kind = LEASE_WRITE_REQUEST_HANDOFF, .worker = requester}, cb,
+                                           ud);
     char sql[512];
     snprintf(sql, sizeof sql, "UPDATE %s SET pendingOwner=? WHERE leaseKey=? AND leaseCounter=? AND leaseOwner IS ?"
              " AND pendingOwner IS NULL", ls->table);
@@ -350,12 +336,7 @@ static void sqlite_request_handoff(lease_store_t *s, const lease_t *l, const cha
 static void sqlite_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    free(r->row.owner);
-    r->row.owner = r->row.pending_owner;
-    r->row.pending_owner = NULL;
-    r->row.counter = l->counter + 1;
-    r->row.owner_switches = l->owner_switches + 1;
+    sqlite_reply_t *r = sqlite_write_reply(l, &(lease_write_t){.kind = LEASE_WRITE_HANDOFF}, cb, ud);
     char sql[512];
     snprintf(sql, sizeof sql, "UPDATE %s SET leaseOwner=pendingOwner, pendingOwner=NULL, leaseCounter=leaseCounter+1,"
              " ownerSwitchesSinceCheckpoint=ownerSwitchesSinceCheckpoint+1 WHERE leaseKey=? AND leaseCounter=?"
@@ -369,9 +350,8 @@ static void sqlite_cancel_handoff(lease_store_t *s, const lease_t *l, const char
                                   void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    free(r->row.pending_owner);
-    r->row.pending_owner = NULL;
+    sqlite_reply_t *r = sqlite_write_reply(l, &(lease_write_t){.kind = LEASE_WRITE_CANCEL_HANDOFF, .worker = requester}, cb,
+                                           ud);
     char sql[256];
     snprintf(sql, sizeof sql, "UPDATE %s SET pendingOwner=NULL WHERE leaseKey=? AND pendingOwner=?", ls->table);
     sqlite_arg_t args[] = {ARG_T(l->key), ARG_T(requester)};
@@ -381,7 +361,7 @@ static void sqlite_cancel_handoff(lease_store_t *s, const lease_t *l, const char
 static void sqlite_remove(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
+    sqlite_reply_t *r = sqlite_write_reply(l, &(lease_write_t){.kind = LEASE_WRITE_REMOVE}, cb, ud);
     char sql[256];
     snprintf(sql, sizeof sql, "DELETE FROM %s WHERE leaseKey=? AND leaseCounter=?", ls->table);
     sqlite_arg_t args[] = {ARG_T(l->key), ARG_I(l->counter)};

@@ -217,6 +217,88 @@ static void test_balance_target_is_ceiling_of_leases_over_workers(void **state)
     assert_int_equal(lease_coord_target(5, 0), 5);
 }
 
+static lease_t row_written(const lease_t *l, lease_write_t w)
+{
+    lease_t out;
+    lease_apply_write(l, &w, &out);
+    return out;
+}
+
+static void test_each_write_names_the_row_as_written_once_for_every_store(void **state)
+{
+    lease_t l = new_lease("k");
+    l.owner = (char *)"a";
+    l.pending_owner = (char *)"b";
+    l.counter = 7;
+    l.owner_switches = 2;
+    lease_t t = row_written(&l, (lease_write_t){.kind = LEASE_WRITE_TAKE, .worker = "c"});
+    assert_string_equal(t.owner, "c");
+    assert_null(t.pending_owner);
+    assert_int_equal(t.counter, 8);
+    assert_int_equal(t.owner_switches, 3);
+    lease_t cp = row_written(&l, (lease_write_t){.kind = LEASE_WRITE_CHECKPOINT, .seq = "49", .sub = 3});
+    assert_string_equal(cp.checkpoint, "49");
+    assert_int_equal(cp.checkpoint_sub, 3);
+    assert_int_equal(cp.owner_switches, 0);
+    assert_int_equal(cp.counter, 8);
+    assert_string_equal(cp.owner, "a");
+    lease_t rel = row_written(&l, (lease_write_t){.kind = LEASE_WRITE_RELEASE});
+    assert_null(rel.owner);
+    assert_null(rel.pending_owner);
+    assert_int_equal(rel.counter, 8);
+    lease_t ho = row_written(&l, (lease_write_t){.kind = LEASE_WRITE_HANDOFF});
+    assert_string_equal(ho.owner, "b");
+    assert_null(ho.pending_owner);
+    assert_int_equal(ho.counter, 8);
+    assert_int_equal(ho.owner_switches, 3);
+    lease_t rq = row_written(&rel, (lease_write_t){.kind = LEASE_WRITE_REQUEST_HANDOFF, .worker = "d"});
+    assert_string_equal(rq.pending_owner, "d");
+    assert_int_equal(rq.counter, 8); /* asking does not move the counter: the owner keeps renewing */
+    lease_t cc = row_written(&l, (lease_write_t){.kind = LEASE_WRITE_CANCEL_HANDOFF, .worker = "b"});
+    assert_null(cc.pending_owner);
+    assert_int_equal(cc.counter, 7);
+    lease_t rn = row_written(&l, (lease_write_t){.kind = LEASE_WRITE_RENEW});
+    assert_int_equal(rn.counter, 8);
+    assert_string_equal(rn.owner, "a");
+
+    /* the conditions: owner and counter as the writer saw them */
+    assert_true(lease_write_allowed(&l, &l, &(lease_write_t){.kind = LEASE_WRITE_RENEW}));
+    assert_false(lease_write_allowed(&rn, &l, &(lease_write_t){.kind = LEASE_WRITE_RENEW}));
+    assert_false(lease_write_allowed(&t, &l, &(lease_write_t){.kind = LEASE_WRITE_CHECKPOINT}));
+    assert_false(lease_write_allowed(&l, &l, &(lease_write_t){.kind = LEASE_WRITE_REQUEST_HANDOFF})); /* one pending */
+    assert_true(lease_write_allowed(&rel, &rel, &(lease_write_t){.kind = LEASE_WRITE_REQUEST_HANDOFF}));
+    assert_true(lease_write_allowed(&l, &l, &(lease_write_t){.kind = LEASE_WRITE_HANDOFF}));
+    assert_false(lease_write_allowed(&cc, &l, &(lease_write_t){.kind = LEASE_WRITE_HANDOFF})); /* withdrawn */
+    assert_false(lease_write_allowed(&l, &l, &(lease_write_t){.kind = LEASE_WRITE_CANCEL_HANDOFF, .worker = "x"}));
+    assert_true(lease_write_allowed(NULL, &l, &(lease_write_t){.kind = LEASE_WRITE_CREATE}));
+    assert_false(lease_write_allowed(&l, &l, &(lease_write_t){.kind = LEASE_WRITE_CREATE}));
+    assert_false(lease_write_allowed(NULL, &l, &(lease_write_t){.kind = LEASE_WRITE_RENEW}));
+    lease_t *all[] = {&t, &cp, &rel, &ho, &rq, &cc, &rn};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) lease_clear(all[i]);
+}
+
+static void test_a_sorted_list_finds_every_key_and_misses_absent_ones(void **state)
+{
+    lease_list_t *l = calloc(1, sizeof *l);
+    l->count = 1000;
+    l->leases = calloc(l->count, sizeof *l->leases);
+    char key[32];
+    for (size_t i = 0; i < l->count; i++) {
+        snprintf(key, sizeof key, "shardId-%06zu", (i * 7919) % l->count); /* scrambled order */
+        l->leases[i].key = strdup(key);
+    }
+    l->leases[500].key[0] = 'Z'; /* one key outside the pattern */
+    free(l->leases[3].key);
+    l->leases[3].key = NULL; /* an invalid row without a key sorts first */
+    lease_list_sort(l);
+    assert_null(l->leases[0].key);
+    for (size_t i = 2; i < l->count; i++) assert_true(strcmp(l->leases[i - 1].key, l->leases[i].key) < 0);
+    for (size_t i = 1; i < l->count; i++) assert_ptr_equal(lease_list_find(l, l->leases[i].key), &l->leases[i]);
+    assert_null(lease_list_find(l, "shardId-x"));
+    assert_null(lease_list_find(l, ""));
+    lease_list_free(l);
+}
+
 static void test_parent_ids_parse_strictly(void **state)
 {
     char **ids;
@@ -241,6 +323,8 @@ int main(void)
         cmocka_unit_test(test_an_older_table_gets_the_newer_columns),
         cmocka_unit_test(test_balance_target_is_ceiling_of_leases_over_workers),
         cmocka_unit_test(test_parent_ids_parse_strictly),
+        cmocka_unit_test(test_each_write_names_the_row_as_written_once_for_every_store),
+        cmocka_unit_test(test_a_sorted_list_finds_every_key_and_misses_absent_ones),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
