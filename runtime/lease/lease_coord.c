@@ -1,11 +1,10 @@
 #include "lease_coord.h"
 
-#include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/clock.h"
+#include "base/sched.h"
 #include "base/log.h"
 #include "record/seqnum.h"
 #include "base/xalloc.h"
@@ -53,7 +52,7 @@ typedef struct observed {
 } observed_t;
 
 struct lease_coord {
-    struct ev_loop *loop;
+    sched_t *sched;
     lease_store_t *store;
     lease_coord_options_t opt;
     char *worker_id;
@@ -62,8 +61,8 @@ struct lease_coord {
     owned_t *owned;
     observed_t *seen;
     size_t nseen;
-    ev_timer renew_timer;
-    ev_timer take_timer;
+    sched_timer_t renew_timer;
+    sched_timer_t take_timer;
     int scanning;
     int scanned_once;
     int taking;
@@ -104,7 +103,7 @@ static void waiters_fire(waiters_t *w, lease_status_t st)
 
 int lease_coord_owner_alive(lease_coord_t *c, const char *key)
 {
-    int64_t now = clock_mono_ms();
+    int64_t now = sched_now_ms(c->sched);
     for (size_t i = 0; i < c->nseen; i++)
         if (!strcmp(c->seen[i].key, key))
             return c->seen[i].moved && now - c->seen[i].since_ms < c->opt.lease_duration_ms;
@@ -162,7 +161,7 @@ static void coord_write_done(void *ud, lease_status_t st, const char *msg, const
     if (st == LEASE_OK && o && updated) {
         o->lease.counter = updated->counter;
         o->lease.owner_switches = updated->owner_switches;
-        o->renewed_ms = clock_mono_ms();
+        o->renewed_ms = sched_now_ms(c->sched);
         if (w->kind == WRITE_CHECKPOINT) {
             free(o->lease.checkpoint);
             o->lease.checkpoint = xstrdup(updated->checkpoint);
@@ -229,7 +228,7 @@ static write_ctx_t *coord_write_ctx(lease_coord_t *c, owned_t *o, write_kind_t k
 static void coord_issue(lease_coord_t *c, owned_t *o)
 {
     if (o->in_flight) return;
-    if (clock_mono_ms() - o->renewed_ms > c->opt.lease_duration_ms) {
+    if (sched_now_ms(c->sched) - o->renewed_ms > c->opt.lease_duration_ms) {
         coord_lose(c, o, "not renewed within lease_duration (paused or store unreachable)");
         return;
     }
@@ -254,10 +253,11 @@ static void coord_issue(lease_coord_t *c, owned_t *o)
     }
 }
 
-static void coord_on_renew(struct ev_loop *loop, ev_timer *t, int revents)
+static void coord_on_renew(sched_timer_t *t)
 {
     lease_coord_t *c = t->data;
-    int64_t now = clock_mono_ms();
+    sched_timer_start(c->sched, &c->renew_timer, c->opt.renew_interval_ms);
+    int64_t now = sched_now_ms(c->sched);
     owned_t *next;
     for (owned_t *o = c->owned; o; o = next) {
         next = o->next;
@@ -332,7 +332,7 @@ static void coord_take_done(void *ud, lease_status_t st, const char *msg, const 
     if (st == LEASE_OK && updated && c->taking && !coord_find(c, updated->key)) {
         owned_t *o = xcalloc(1, sizeof *o); /* owned by the coordinator until lost/released/forgotten */
         lease_copy(&o->lease, updated);
-        o->renewed_ms = clock_mono_ms();
+        o->renewed_ms = sched_now_ms(c->sched);
         o->next = c->owned;
         c->owned = o;
         log_info("lease_taken", "lease=%s worker=%s counter=%lld checkpoint=%s previous_owner=%s stolen=%d",
@@ -403,7 +403,7 @@ static void coord_request(lease_coord_t *c, const lease_t *l)
     request_t *r = xcalloc(1, sizeof *r); /* owned by c->requests until adopted, given up or refused */
     r->key = xstrdup(l->key);
     r->owner = xstrdup(l->owner);
-    r->since_ms = clock_mono_ms();
+    r->since_ms = sched_now_ms(c->sched);
     r->next = c->requests;
     c->requests = r;
     c->in_flight_writes++;
@@ -414,7 +414,7 @@ static void coord_adopt(lease_coord_t *c, const lease_t *l, const char *previous
 {
     owned_t *o = xcalloc(1, sizeof *o); /* owned by the coordinator until lost/released/forgotten */
     lease_copy(&o->lease, l);
-    o->renewed_ms = clock_mono_ms();
+    o->renewed_ms = sched_now_ms(c->sched);
     o->next = c->owned;
     c->owned = o;
     log_info("lease_taken", "lease=%s worker=%s counter=%lld checkpoint=%s previous_owner=%s stolen=1 "
@@ -480,7 +480,7 @@ static worker_load_t *coord_load_of(worker_load_t *v, size_t *n, const char *own
  * target, else steal from the most loaded worker. */
 static void coord_balance(lease_coord_t *c, const lease_list_t *all)
 {
-    int64_t now = clock_mono_ms();
+    int64_t now = sched_now_ms(c->sched);
     size_t n = all->count, nloads = 0, eligible = 0, mine = 0;
     worker_load_t *loads = xcalloc(n + 1, sizeof *loads);
     char *usable = xcalloc(n ? n : 1, 1);  /* 1: eligible for this worker */
@@ -553,27 +553,28 @@ static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_
         return;
     }
     c->scanned_once = 1;
-    coord_observe(c, all, clock_mono_ms());
+    coord_observe(c, all, sched_now_ms(c->sched));
     coord_report_invalid(c, all);
-    coord_handoffs(c, all, clock_mono_ms());
+    coord_handoffs(c, all, sched_now_ms(c->sched));
     if (c->h.scanned) c->h.scanned(c->ud, all);
     if (c->taking && c->opt.take) coord_balance(c, all);
     lease_list_free(all);
 }
 
-static void coord_on_take(struct ev_loop *loop, ev_timer *t, int revents)
+static void coord_on_take(sched_timer_t *t)
 {
     lease_coord_t *c = t->data;
+    sched_timer_start(c->sched, &c->take_timer, c->opt.taker_interval_ms);
     if (c->scanning) return;
     c->scanning = 1;
     c->store->ops->list(c->store, coord_scan_done, c);
 }
 
-lease_coord_t *lease_coord_new(struct ev_loop *loop, lease_store_t *store, const lease_coord_options_t *opt,
+lease_coord_t *lease_coord_new(sched_t *sched, lease_store_t *store, const lease_coord_options_t *opt,
                                const lease_coord_handler_t *h, void *ud)
 {
     lease_coord_t *c = xcalloc(1, sizeof *c); /* owned by the caller: lease_coord_free */
-    c->loop = loop;
+    c->sched = sched;
     c->store = store;
     c->opt = *opt;
     c->worker_id = xstrdup(opt->worker_id);
@@ -581,17 +582,15 @@ lease_coord_t *lease_coord_new(struct ev_loop *loop, lease_store_t *store, const
     c->h = *h;
     c->ud = ud;
     c->taking = 1;
-    double renew = (double)opt->renew_interval_ms / 1000.0, take = (double)opt->taker_interval_ms / 1000.0;
-    ev_timer_init(&c->renew_timer, coord_on_renew, renew, renew);
-    ev_timer_init(&c->take_timer, coord_on_take, 0.0, take);
-    c->renew_timer.data = c->take_timer.data = c;
+    sched_timer_init(&c->renew_timer, coord_on_renew, c);
+    sched_timer_init(&c->take_timer, coord_on_take, c);
     return c;
 }
 
 void lease_coord_start(lease_coord_t *c)
 {
-    ev_timer_start(c->loop, &c->renew_timer);
-    ev_timer_start(c->loop, &c->take_timer);
+    sched_timer_start(c->sched, &c->renew_timer, c->opt.renew_interval_ms);
+    sched_timer_start(c->sched, &c->take_timer, 0);
 }
 
 static void coord_cancel_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
@@ -616,16 +615,14 @@ void lease_coord_stop_taking(lease_coord_t *c)
 
 void lease_coord_scan_now(lease_coord_t *c)
 {
-    ev_timer_stop(c->loop, &c->take_timer);
-    ev_timer_set(&c->take_timer, 0.0, (double)c->opt.taker_interval_ms / 1000.0);
-    ev_timer_start(c->loop, &c->take_timer);
+    sched_timer_start(c->sched, &c->take_timer, 0);
 }
 
 void lease_coord_free(lease_coord_t *c)
 {
     if (!c) return;
-    ev_timer_stop(c->loop, &c->renew_timer);
-    ev_timer_stop(c->loop, &c->take_timer);
+    sched_timer_stop(c->sched, &c->renew_timer);
+    sched_timer_stop(c->sched, &c->take_timer);
     while (c->owned) coord_remove(c, c->owned, LEASE_CONFLICT);
     while (c->requests) coord_request_drop(c, c->requests);
     for (size_t j = 0; j < c->nseen; j++) free(c->seen[j].key);

@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "base/sched.h"
 #include "lease.h"
 
 typedef struct lease_coord lease_coord_t;
@@ -48,8 +49,9 @@ typedef struct lease_coord_handler {
     void (*store_unusable)(void *ud, const char *msg);
 } lease_coord_handler_t;
 
-/* Caller owns the coordinator: lease_coord_free(). The store stays the caller's. */
-lease_coord_t *lease_coord_new(struct ev_loop *loop, lease_store_t *store, const lease_coord_options_t *opt,
+/* Caller owns the coordinator: lease_coord_free(). The store and the
+ * scheduler (every timer and every "now") stay the caller's. */
+lease_coord_t *lease_coord_new(sched_t *sched, lease_store_t *store, const lease_coord_options_t *opt,
                                const lease_coord_handler_t *h, void *ud);
 /* Stops timers and forgets owned leases without writing (callbacks of writes
  * in flight are still delivered by the store, and ignored). */

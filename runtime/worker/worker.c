@@ -654,7 +654,7 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
                                   cfg->max_steal, 1};
     lease_coord_handler_t h = {worker_acquired, worker_lost, worker_eligible, worker_scanned, worker_describe,
                                worker_handoff_requested, worker_cannot_start};
-    w.coord = lease_coord_new(w.loop, w.store, &copt, &h, &w);
+    w.coord = lease_coord_new(w.sched, w.store, &copt, &h, &w);
     w.sync = shardsync_new(w.source, w.store, cfg, worker_synced, worker_cannot_start, &w);
     w.pool = proc_pool_new(w.loop, (int)cfg->processor_threads, worker_job_done, &w);
     w.dead_letters = deadletter_new(w.loop, w.source);
