@@ -205,10 +205,12 @@ static void worker_submit(void *ud, proc_job_t *job)
     proc_pool_submit(w->pool, job);
 }
 
+/* Held, no release queued, and not expired by this worker's clock (the
+ * deadline counts from when the last successful renewal was sent). */
 static int worker_may_dispatch(void *ud, const char *key)
 {
     worker_t *w = ud;
-    return lease_coord_owned(w->coord, key) != NULL;
+    return lease_coord_may_dispatch(w->coord, key);
 }
 
 /* A backend that fails fatally before it ever worked will not start working

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lease/lease_coord.h"
+#include "lease/lease_plan.h"
 #include "lease/lease_sqlite.h"
 
 typedef struct result {
@@ -210,11 +210,11 @@ static void test_an_older_table_gets_the_newer_columns(void **state)
 
 static void test_balance_target_is_ceiling_of_leases_over_workers(void **state)
 {
-    assert_int_equal(lease_coord_target(8, 3), 3);
-    assert_int_equal(lease_coord_target(8, 4), 2);
-    assert_int_equal(lease_coord_target(1, 3), 1);
-    assert_int_equal(lease_coord_target(0, 3), 0);
-    assert_int_equal(lease_coord_target(5, 0), 5);
+    assert_int_equal(lease_plan_target(8, 3), 3);
+    assert_int_equal(lease_plan_target(8, 4), 2);
+    assert_int_equal(lease_plan_target(1, 3), 1);
+    assert_int_equal(lease_plan_target(0, 3), 0);
+    assert_int_equal(lease_plan_target(5, 0), 5);
 }
 
 static lease_t row_written(const lease_t *l, lease_write_t w)
