@@ -42,21 +42,27 @@ typedef struct memstore {
     memstore_req_t *reqs;     /* not answered yet (timers running or stalled) */
 } memstore_t;
 
-static lease_t *memstore_row(memstore_t *ms, const char *key)
+static inline lease_t *memstore_row(memstore_t *ms, const char *key)
 {
     return (lease_t *)lease_list_find(&ms->table, key);
 }
 
-/* Adds a row (deep copy). */
-static void memstore_put(memstore_t *ms, const lease_t *l)
+/* Adds a row (deep copy); sort the table (lease_list_sort) before use. */
+static inline void memstore_put_unsorted(memstore_t *ms, const lease_t *l)
 {
     ms->table.leases = realloc(ms->table.leases, (ms->table.count + 1) * sizeof *ms->table.leases);
     if (!ms->table.leases) abort();
     lease_copy(&ms->table.leases[ms->table.count++], l);
+}
+
+/* Adds a row (deep copy). */
+static inline void memstore_put(memstore_t *ms, const lease_t *l)
+{
+    memstore_put_unsorted(ms, l);
     lease_list_sort(&ms->table);
 }
 
-static void memstore_unlink(memstore_t *ms, memstore_req_t *r)
+static inline void memstore_unlink(memstore_t *ms, memstore_req_t *r)
 {
     for (memstore_req_t **pp = &ms->reqs; *pp; pp = &(*pp)->next) {
         if (*pp == r) {
@@ -66,7 +72,7 @@ static void memstore_unlink(memstore_t *ms, memstore_req_t *r)
     }
 }
 
-static void memstore_req_free(memstore_req_t *r)
+static inline void memstore_req_free(memstore_req_t *r)
 {
     lease_clear(&r->l);
     lease_clear(&r->row);
@@ -76,7 +82,7 @@ static void memstore_req_free(memstore_req_t *r)
     free(r);
 }
 
-static void memstore_deliver(sched_timer_t *t)
+static inline void memstore_deliver(sched_timer_t *t)
 {
     memstore_req_t *r = t->data;
     memstore_unlink(r->ms, r);
@@ -93,7 +99,7 @@ static void memstore_deliver(sched_timer_t *t)
 }
 
 /* Carries a request out against the table and schedules its answer. */
-static void memstore_carry_out(memstore_t *ms, memstore_req_t *r)
+static inline void memstore_carry_out(memstore_t *ms, memstore_req_t *r)
 {
     r->carried = 1;
     if (r->kind == MEMSTORE_LIST) {
@@ -134,7 +140,7 @@ static void memstore_carry_out(memstore_t *ms, memstore_req_t *r)
     sched_timer_start(&ms->vs->base, &r->timer, ms->latency_ms);
 }
 
-static void memstore_request(memstore_t *ms, int kind, const lease_t *l, const char *worker, const char *seq,
+static inline void memstore_request(memstore_t *ms, int kind, const lease_t *l, const char *worker, const char *seq,
                              int64_t sub, void *cb, void *ud)
 {
     memstore_req_t *r = calloc(1, sizeof *r);
@@ -154,7 +160,7 @@ static void memstore_request(memstore_t *ms, int kind, const lease_t *l, const c
 
 /* The store answers again: stalled requests are carried out now (oldest
  * first) and answered latency_ms later. */
-static void memstore_unstall(memstore_t *ms)
+static inline void memstore_unstall(memstore_t *ms)
 {
     ms->stall = 0;
     for (;;) {
@@ -166,50 +172,50 @@ static void memstore_unstall(memstore_t *ms)
     }
 }
 
-static void ms_list(lease_store_t *s, lease_list_cb cb, void *ud)
+static inline void ms_list(lease_store_t *s, lease_list_cb cb, void *ud)
 {
     memstore_request((memstore_t *)s, MEMSTORE_LIST, NULL, NULL, NULL, 0, (void *)cb, ud);
 }
-static void ms_create(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
+static inline void ms_create(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     memstore_request((memstore_t *)s, LEASE_WRITE_CREATE, l, NULL, NULL, 0, (void *)cb, ud);
 }
-static void ms_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
+static inline void ms_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     memstore_request((memstore_t *)s, LEASE_WRITE_RENEW, l, NULL, NULL, 0, (void *)cb, ud);
 }
-static void ms_take(lease_store_t *s, const lease_t *l, const char *owner, lease_write_cb cb, void *ud)
+static inline void ms_take(lease_store_t *s, const lease_t *l, const char *owner, lease_write_cb cb, void *ud)
 {
     memstore_request((memstore_t *)s, LEASE_WRITE_TAKE, l, owner, NULL, 0, (void *)cb, ud);
 }
-static void ms_checkpoint(lease_store_t *s, const lease_t *l, const char *seq, int64_t sub, lease_write_cb cb,
+static inline void ms_checkpoint(lease_store_t *s, const lease_t *l, const char *seq, int64_t sub, lease_write_cb cb,
                           void *ud)
 {
     memstore_request((memstore_t *)s, LEASE_WRITE_CHECKPOINT, l, NULL, seq, sub, (void *)cb, ud);
 }
-static void ms_release(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
+static inline void ms_release(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     memstore_request((memstore_t *)s, LEASE_WRITE_RELEASE, l, NULL, NULL, 0, (void *)cb, ud);
 }
-static void ms_request_handoff(lease_store_t *s, const lease_t *l, const char *req, lease_write_cb cb, void *ud)
+static inline void ms_request_handoff(lease_store_t *s, const lease_t *l, const char *req, lease_write_cb cb, void *ud)
 {
     memstore_request((memstore_t *)s, LEASE_WRITE_REQUEST_HANDOFF, l, req, NULL, 0, (void *)cb, ud);
 }
-static void ms_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
+static inline void ms_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     memstore_request((memstore_t *)s, LEASE_WRITE_HANDOFF, l, NULL, NULL, 0, (void *)cb, ud);
 }
-static void ms_cancel_handoff(lease_store_t *s, const lease_t *l, const char *req, lease_write_cb cb, void *ud)
+static inline void ms_cancel_handoff(lease_store_t *s, const lease_t *l, const char *req, lease_write_cb cb, void *ud)
 {
     memstore_request((memstore_t *)s, LEASE_WRITE_CANCEL_HANDOFF, l, req, NULL, 0, (void *)cb, ud);
 }
-static void ms_remove(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
+static inline void ms_remove(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     memstore_request((memstore_t *)s, LEASE_WRITE_REMOVE, l, NULL, NULL, 0, (void *)cb, ud);
 }
 
 /* Drops unanswered requests (their callbacks never run), frees the table. */
-static void ms_destroy(lease_store_t *s)
+static inline void ms_destroy(lease_store_t *s)
 {
     memstore_t *ms = (memstore_t *)s;
     while (ms->reqs) {
@@ -230,7 +236,7 @@ static const lease_store_ops_t memstore_ops = {
     .destroy = ms_destroy,
 };
 
-static void memstore_init(memstore_t *ms, vsched_t *vs, int64_t latency_ms)
+static inline void memstore_init(memstore_t *ms, vsched_t *vs, int64_t latency_ms)
 {
     *ms = (memstore_t){.base = {&memstore_ops, NULL}, .vs = vs, .latency_ms = latency_ms};
 }

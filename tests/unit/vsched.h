@@ -18,12 +18,12 @@ typedef struct vsched {
     size_t n, cap;
 } vsched_t;
 
-static int64_t vsched_now(sched_t *s)
+static inline int64_t vsched_now(sched_t *s)
 {
     return ((vsched_t *)s)->now;
 }
 
-static void vsched_stop(sched_t *s, sched_timer_t *t)
+static inline void vsched_stop(sched_t *s, sched_timer_t *t)
 {
     vsched_t *vs = (vsched_t *)s;
     if (!t->active) return;
@@ -32,7 +32,7 @@ static void vsched_stop(sched_t *s, sched_timer_t *t)
     t->active = 0;
 }
 
-static void vsched_start(sched_t *s, sched_timer_t *t, int64_t after_ms)
+static inline void vsched_start(sched_t *s, sched_timer_t *t, int64_t after_ms)
 {
     vsched_t *vs = (vsched_t *)s;
     vsched_stop(s, t);
@@ -50,12 +50,12 @@ static void vsched_start(sched_t *s, sched_timer_t *t, int64_t after_ms)
 
 static const sched_ops_t vsched_ops = {vsched_now, vsched_start, vsched_stop};
 
-static void vsched_init(vsched_t *vs, int64_t start_ms)
+static inline void vsched_init(vsched_t *vs, int64_t start_ms)
 {
     *vs = (vsched_t){.base = {&vsched_ops}, .now = start_ms};
 }
 
-static void vsched_free(vsched_t *vs)
+static inline void vsched_free(vsched_t *vs)
 {
     free(vs->active);
     vs->active = NULL;
@@ -64,7 +64,7 @@ static void vsched_free(vsched_t *vs)
 
 /* Fires every timer due within the next ms milliseconds, then sets now to
  * the end of that span. */
-static void vsched_advance(vsched_t *vs, int64_t ms)
+static inline void vsched_advance(vsched_t *vs, int64_t ms)
 {
     int64_t end = vs->now + ms;
     for (;;) {
