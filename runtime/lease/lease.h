@@ -87,6 +87,16 @@ void lease_apply_write(const lease_t *l, const lease_write_t *w, lease_t *out);
  * this one. */
 int lease_write_allowed(const lease_t *stored, const lease_t *l, const lease_write_t *w);
 
+/* How long one lease write (all its retries included) may take: a renewal
+ * sent on schedule, renew_interval after the last successful one, is useless
+ * once lease_duration has passed since that one was sent. A store that waits
+ * longer only holds up the next renewal of the same lease. */
+static inline int64_t lease_write_budget_ms(int64_t lease_duration_ms, int64_t renew_interval_ms)
+{
+    int64_t b = lease_duration_ms - renew_interval_ms;
+    return b > 0 ? b : lease_duration_ms / 2;
+}
+
 typedef enum {
     LEASE_OK = 0,
     LEASE_CONFLICT,   /* the condition failed: the lease changed under us */

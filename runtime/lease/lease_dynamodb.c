@@ -36,6 +36,7 @@ typedef struct ddb_req {
     aws_client_req_t *http;
     int queued;                 /* waiting for the table */
     ev_timer timer;             /* delivers an early failure on a later turn */
+    ev_timer deadline;          /* a write's budget (retries included) ran out */
     lease_status_t st;
     errbuf_t err;
 } ddb_req_t;
@@ -50,6 +51,7 @@ struct ddb_store {
     aws_client_req_t *table_http;
     ev_timer table_timer;       /* DescribeTable again while the table is being created */
     ddb_req_t *reqs;
+    int64_t write_budget_ms;    /* 0: none */
 };
 
 static void ddb_send(ddb_req_t *r);
@@ -79,6 +81,7 @@ static void ddb_req_free(ddb_req_t *r)
 {
     ddb_store_t *ds = r->ds;
     ev_timer_stop(ds->base.loop, &r->timer);
+    ev_timer_stop(ds->base.loop, &r->deadline);
     if (r->http) aws_client_cancel(ds->aws, r->http);
     if (r->prev) r->prev->next = r->next;
     else ds->reqs = r->next;
@@ -176,9 +179,32 @@ static void ddb_http_done(void *ud, const aws_http_response_t *resp)
     ddb_deliver(r);
 }
 
+/* A write that has not answered within its budget: the lease it renews is
+ * about to expire anyway, and the next write must not wait behind this one. */
+static void ddb_on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    ddb_req_t *r = t->data;
+    if (r->http) aws_client_cancel(r->ds->aws, r->http);
+    r->http = NULL;
+    r->queued = 0;
+    r->st = LEASE_ERETRY;
+    errbuf_set(&r->err, "lease table %s: %s lease %s: no answer within %lld ms (the lease write budget)",
+               r->ds->table, r->op, r->row.key ? r->row.key : "?", (long long)r->ds->write_budget_ms);
+    ddb_deliver(r);
+}
+
 static void ddb_send(ddb_req_t *r)
 {
     ddb_store_t *ds = r->ds;
+    long attempt_ms = LEASE_DYNAMODB_TIMEOUT_MS;
+    if (!r->is_list && ds->write_budget_ms > 0) {
+        attempt_ms = (long)(ds->write_budget_ms / 2); /* room for one retry within the budget */
+        if (!ev_is_active(&r->deadline)) {
+            ev_timer_init(&r->deadline, ddb_on_deadline, (double)ds->write_budget_ms / 1000.0, 0.0);
+            r->deadline.data = r;
+            ev_timer_start(ds->base.loop, &r->deadline);
+        }
+    }
     if (ds->table_state != TABLE_READY) {
         r->queued = 1;
         if (ds->table_state == TABLE_UNKNOWN) ddb_table_check(ds);
@@ -186,7 +212,7 @@ static void ddb_send(ddb_req_t *r)
     }
     char target[64];
     snprintf(target, sizeof target, DDB_TARGET "%s", r->op);
-    r->http = aws_client_call(ds->aws, &ds->ep, target, DDB_JSON, r->body, LEASE_DYNAMODB_TIMEOUT_MS, ddb_http_done, r);
+    r->http = aws_client_call(ds->aws, &ds->ep, target, DDB_JSON, r->body, attempt_ms, ddb_http_done, r);
     if (!r->http) {
         errbuf_set(&r->err, "lease table %s: %s: invalid request (endpoint %s)", ds->table, r->op, ds->ep.url);
         ddb_fail_later(r, LEASE_EFATAL);
@@ -553,6 +579,7 @@ lease_store_t *lease_dynamodb_new(struct ev_loop *loop, const lease_dynamodb_opt
     ds->base.ops = &lease_dynamodb_ops;
     ds->base.loop = loop;
     ds->table = xstrdup(opt->table);
+    ds->write_budget_ms = opt->write_budget_ms;
     ev_timer_init(&ds->table_timer, ddb_on_table_timer, 0.0, 0.0);
     ds->table_timer.data = ds;
     ds->aws = opt->aws;

@@ -29,7 +29,8 @@ source_t *backend_source_new(const config_t *cfg, struct ev_loop *loop, aws_clie
 lease_store_t *backend_lease_store_new(const config_t *cfg, struct ev_loop *loop, aws_client_t *aws, errbuf_t *err)
 {
     if (cfg->leases.type == BACKEND_LOCAL) return lease_sqlite_new(loop, cfg->leases.path, cfg->leases.table, err);
-    lease_dynamodb_options_t opt = {aws, cfg->leases.table, cfg->leases.region, cfg->leases.endpoint};
+    lease_dynamodb_options_t opt = {aws, cfg->leases.table, cfg->leases.region, cfg->leases.endpoint,
+                                    lease_write_budget_ms(cfg->lease_duration_ms, cfg->renew_interval_ms)};
     return lease_dynamodb_new(loop, &opt, err);
 }
 
