@@ -217,6 +217,81 @@ static void test_balance_target_is_ceiling_of_leases_over_workers(void **state)
     assert_int_equal(lease_plan_target(5, 0), 5);
 }
 
+typedef struct locked_run {
+    sqlite3 *locker;
+    int unlocked;
+    double last_tick, max_gap;
+    int a_done, a_busy;
+    double b_answered, started;
+} locked_run_t;
+
+static locked_run_t LR;
+
+static void on_tick(struct ev_loop *l, ev_timer *t, int revents)
+{
+    double now = ev_time();
+    if (LR.last_tick > 0 && now - LR.last_tick > LR.max_gap) LR.max_gap = now - LR.last_tick;
+    LR.last_tick = now;
+}
+
+static void on_unlock(struct ev_loop *l, ev_timer *t, int revents)
+{
+    assert_int_equal(sqlite3_exec(LR.locker, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    LR.unlocked = 1;
+}
+
+static void on_a_write(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
+{
+    LR.a_done++;
+    LR.a_busy += st == LEASE_ERETRY;
+}
+
+static void on_b_write(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
+{
+    assert_int_equal(st, LEASE_OK);
+    LR.b_answered = ev_time() - LR.started;
+}
+
+/* Issue 11 #10: another process holds the lease file locked for 2 s. The
+ * store's writes wait for the lock on their own thread: the loop's timers
+ * keep firing on time, and a second store (another file) answers at once. */
+static void test_a_locked_lease_file_does_not_hold_up_the_loop(void **state)
+{
+    result_t r;
+    lease_t l = new_lease("k");
+    assert_int_equal(do_write(0, &l, NULL, &r), LEASE_OK);
+    lease_clear(&r.row);
+    char path2[64];
+    snprintf(path2, sizeof path2, "/tmp/shardrun-test-lease-XXXXXX");
+    int fd = mkstemp(path2);
+    close(fd);
+    errbuf_t err;
+    lease_store_t *other = lease_sqlite_new(loop, path2, "app", &err);
+    assert_non_null(other);
+    memset(&LR, 0, sizeof LR);
+    assert_int_equal(sqlite3_open(path, &LR.locker), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(LR.locker, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    ev_timer tick, unlock;
+    ev_timer_init(&tick, on_tick, 0.01, 0.01);
+    ev_timer_init(&unlock, on_unlock, 2.0, 0.0);
+    ev_timer_start(loop, &tick);
+    ev_timer_start(loop, &unlock);
+    ev_now_update(loop);
+    LR.started = ev_time();
+    for (int i = 0; i < 8; i++) store->ops->renew(store, &l, on_a_write, NULL); /* each waits 250 ms for the lock */
+    lease_t l2 = new_lease("k2");
+    other->ops->create(other, &l2, on_b_write, NULL);
+    while (!(LR.unlocked && LR.a_done == 8)) ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &tick);
+    ev_timer_stop(loop, &unlock);
+    assert_true(LR.a_busy > 0);              /* the lock was really in the way */
+    assert_true(LR.b_answered > 0 && LR.b_answered < 0.2);
+    assert_true(LR.max_gap < 0.15);          /* on the loop, each wait was 250 ms without a tick */
+    sqlite3_close(LR.locker);
+    lease_store_destroy(other);
+    unlink(path2);
+}
+
 static lease_t row_written(const lease_t *l, lease_write_t w)
 {
     lease_t out;
@@ -325,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_parent_ids_parse_strictly),
         cmocka_unit_test(test_each_write_names_the_row_as_written_once_for_every_store),
         cmocka_unit_test(test_a_sorted_list_finds_every_key_and_misses_absent_ones),
+        cmocka_unit_test_setup_teardown(test_a_locked_lease_file_does_not_hold_up_the_loop, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
