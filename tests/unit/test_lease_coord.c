@@ -216,7 +216,7 @@ static void test_max_steal_one_asks_for_one_lease_while_a_request_is_pending(voi
 {
     start(1, 1);
     for (int i = 1; i <= 4; i++) {
-        char key[8];
+        char key[16];
         snprintf(key, sizeof key, "s%d", i);
         put(key, "B", 1);
     }

@@ -137,7 +137,7 @@ static void test_balance_aims_at_the_ceiling_of_leases_over_live_workers(void **
 {
     world_t w = {0};
     for (int i = 0; i < 8; i++) {
-        char key[8];
+        char key[16];
         snprintf(key, sizeof key, "s%d", i);
         add(&w, key, i < 4 ? "B" : "C", 1);
     }
@@ -163,7 +163,7 @@ static void test_max_steal_bounds_the_requests_outstanding_not_per_run(void **st
 {
     world_t w = {0};
     for (int i = 0; i < 6; i++) {
-        char key[8];
+        char key[16];
         snprintf(key, sizeof key, "s%d", i);
         add(&w, key, "B", 1);
     }
