@@ -42,8 +42,9 @@ typedef struct op {
     char *seq;                  /* OP_CHECKPOINT: kept to retry a transient failure */
     int64_t sub;
     waiters_t waiters;
-    lease_t row;                /* OP_TAKE: the row as scanned (previous owner, for the log) */
+    lease_t row;                /* OP_TAKE: the row as scanned; OP_RELEASE/OP_HANDOFF: the lease as written to */
     int stolen;                 /* OP_TAKE */
+    int lost;                   /* detached because the lease was lost (else forgotten) */
     struct op *prev, *next;
 } op_t;
 
@@ -229,6 +230,7 @@ static void coord_lose(lease_coord_t *c, owned_t *o, const char *why)
     char key[512], q[512];
     snprintf(key, sizeof key, "%s", o->lease.key);
     log_warn("lease_lost", "lease=%s worker=%s reason=%s", key, c->worker_id, log_quote(why, q, sizeof q));
+    if (o->inflight) o->inflight->lost = 1;
     waiters_t waiters = {0};
     coord_drop(c, o, &waiters);
     c->h.lost(c->ud, key);
@@ -267,6 +269,26 @@ static const char *op_name(op_kind_t k)
     return names[k];
 }
 
+static void coord_release_unheld(lease_coord_t *c, const lease_t *l, const char *why);
+
+/* The answer to a write whose lease is no longer held here. Lost: the loss
+ * was told already, so no waiter may take this answer for a success.
+ * Forgotten (the shard closed while its last write was on its way): a
+ * release or handoff is still seen through, so the lease is never left in
+ * this worker's name. */
+static void coord_write_detached(lease_coord_t *c, op_t *w, lease_status_t st, const lease_t *updated)
+{
+    int ends = w->kind == OP_RELEASE || w->kind == OP_HANDOFF;
+    if (!w->lost && ends && st == LEASE_OK && w->kind == OP_HANDOFF)
+        log_info("lease_handed_off", "lease=%s from=%s to=%s", w->key, c->worker_id,
+                 updated && updated->owner ? updated->owner : "-");
+    else if (!w->lost && ends && st != LEASE_OK && (st != LEASE_CONFLICT || w->kind == OP_HANDOFF))
+        coord_release_unheld(c, &w->row, w->kind == OP_HANDOFF ? "handoff refused (request withdrawn)"
+                                                               : "release failed, tried again");
+    waiters_fire(&w->waiters, w->lost || !ends ? LEASE_CONFLICT : st);
+    op_free(w);
+}
+
 static void coord_write_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
 {
     op_t *w = ud;
@@ -274,10 +296,7 @@ static void coord_write_done(void *ud, lease_status_t st, const char *msg, const
     owned_t *o = w->o;
     char q[512];
     if (!o) {
-        /* lost or forgotten meanwhile: the loss was told already, so no waiter
-         * may take this answer for a success */
-        waiters_fire(&w->waiters, LEASE_CONFLICT);
-        op_free(w);
+        coord_write_detached(c, w, st, updated);
         return;
     }
     o->inflight = NULL;
@@ -386,6 +405,7 @@ static void coord_issue(lease_coord_t *c, owned_t *o)
     }
     if (o->want_release) {
         op_t *w = coord_write(c, o, o->handoff ? OP_HANDOFF : OP_RELEASE);
+        lease_copy(&w->row, &o->lease); /* to see it through if the lease is forgotten meanwhile */
         waiters_move(&w->waiters, &o->rel_waiters);
         o->want_release = 0;
         if (o->handoff) c->store->ops->handoff(c->store, &o->lease, coord_write_done, w);

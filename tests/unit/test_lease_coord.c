@@ -209,6 +209,23 @@ static void test_a_withdrawn_request_seen_by_a_scan_is_forgotten_and_a_new_one_i
     assert_string_equal(memstore_row(&F.ms, "s1")->owner, "C");
 }
 
+/* Finding 8, once more: the shard closes (the worker forgets the lease)
+ * while its handoff is on its way, and the handoff is refused because the
+ * requester withdrew. The lease is still released, not left in A's name. */
+static void test_a_handoff_refused_after_the_lease_was_forgotten_still_releases_it(void **state)
+{
+    own_s1(5);
+    set_str(&memstore_row(&F.ms, "s1")->pending_owner, "B");
+    vsched_advance(&F.vs, TAKER);
+    assert_int_equal(F.told, 1);
+    set_str(&memstore_row(&F.ms, "s1")->pending_owner, NULL);
+    lease_coord_handoff(F.c, "s1", NULL, NULL);
+    lease_coord_forget(F.c, "s1");               /* the shard closed before the answer */
+    vsched_advance(&F.vs, 50);
+    assert_null(memstore_row(&F.ms, "s1")->owner);
+    assert_int_equal(lease_coord_pending(F.c), 0);
+}
+
 /* Finding 11: with max_steal = 1, a new worker asks for one lease, however
  * many taker runs happen (shard sync asks for one at once) while its request
  * is unanswered. */
@@ -237,6 +254,7 @@ int main(void)
         cmocka_unit_test_teardown(test_a_handoff_to_a_withdrawn_request_releases_the_lease, teardown),
         cmocka_unit_test_teardown(test_a_withdrawn_request_seen_by_a_scan_is_forgotten_and_a_new_one_is_told,
                                   teardown),
+        cmocka_unit_test_teardown(test_a_handoff_refused_after_the_lease_was_forgotten_still_releases_it, teardown),
         cmocka_unit_test_teardown(test_max_steal_one_asks_for_one_lease_while_a_request_is_pending, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
