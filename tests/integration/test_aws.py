@@ -612,10 +612,12 @@ def test_kinesis_a_worker_whose_lease_store_hangs_stops_dispatching_before_a_pee
         assert lost_at - t_hang >= lease_ms / 1000 * 2 / 3 - 0.5, f"lease_lost too early: {lost_at - t_hang:.1f} s"
         taken = [e for e in b.events("lease_taken") if e.get("previous_owner") not in (None, "-")]
         assert taken, b.logs()[-3000:]
+        # B's processor starts (initialize) a moment after B's lease_taken line
+        wait_for(lambda: any(s.name == "B" and s.records for s in read_stints(aws.env.dir / "seen")), 30,
+                 what="B processes the shard")
         stints = read_stints(aws.env.dir / "seen")
         a_stints = [s for s in stints if s.name == "A"]
         b_stints = [s for s in stints if s.name == "B"]
-        assert b_stints, "B started processing the shard"
         a_last_batch = max(t for s in a_stints for _, t, _ in s.records)
         b_start = min(s.start for s in b_stints)
         assert a_last_batch < b_start, (f"A dispatched a batch {a_last_batch - b_start:.2f} s after B "
