@@ -45,7 +45,7 @@ BIN      := $(if $(filter build,$(BUILD)),shardrun,$(BUILD)/shardrun)
 export AWS_EC2_METADATA_DISABLED := true
 
 .PHONY: all deps demo test test-only unit spec integration asan-test bench bench-local \
-        bench-leases bench-kinesis bench-reload format lint clean
+        bench-leases bench-kinesis bench-reload bench-lease-plan format lint clean
 all: $(BIN)
 
 # V=1 shows the full commands.
@@ -68,7 +68,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libshardrun.a
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDSAN) -MMD -MP -o $@ $< $(BUILD)/libshardrun.a $(LIBS) -lcmocka
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/runtime/cli/main.d $(UNIT_BIN:=.d)
+# Benchmark programs (C): built by `make bench`, run by scripts/bench.py.
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libshardrun.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  BENCH   $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDSAN) -MMD -MP -o $@ $< $(BUILD)/libshardrun.a $(LIBS)
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/runtime/cli/main.d $(UNIT_BIN:=.d) $(BUILD)/bench/bench_lease_plan.d
 
 deps:
 	@scripts/install-deps.sh
@@ -109,9 +115,13 @@ bench-kinesis: all
 bench-reload: all
 	@/usr/bin/python3 scripts/bench.py reload
 
+# The lease planner and one taker run with 10,000 leases in one table.
+bench-lease-plan: $(BUILD)/bench/bench_lease_plan
+	@$(BUILD)/bench/bench_lease_plan 10000 10
+
 # One table; BENCH_QUICK=1 for a smaller run.
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_lease_plan
 	@/usr/bin/python3 scripts/bench.py all
 
 format:

@@ -32,7 +32,7 @@ static const char *status_state(const config_t *cfg, const lease_t *l, const lea
 {
     if (l->invalid) return "invalid";
     if (!strcmp(l->checkpoint, SEQNUM_SHARD_END)) return "finished";
-    if (!shardsync_parents_done(cfg, l, all)) return "waiting on parent";
+    if (!shardsync_parent_rows_done(cfg, l, all)) return "waiting on parent";
     if (!l->owner) return "unowned";
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(info, "state");
     if (cJSON_IsString(st) && !strcmp(st->valuestring, "halted")) return "halted";

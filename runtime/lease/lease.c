@@ -65,11 +65,110 @@ void lease_list_free(lease_list_t *l)
     free(l);
 }
 
+/* Rows without a key (invalid) sort first. */
+static int lease_key_cmp(const char *a, const char *b)
+{
+    if (!a || !b) return (a != NULL) - (b != NULL);
+    return strcmp(a, b);
+}
+
+static int lease_row_cmp(const void *a, const void *b)
+{
+    return lease_key_cmp(((const lease_t *)a)->key, ((const lease_t *)b)->key);
+}
+
+void lease_list_sort(lease_list_t *l)
+{
+    if (l && l->count > 1) qsort(l->leases, l->count, sizeof *l->leases, lease_row_cmp);
+}
+
 const lease_t *lease_list_find(const lease_list_t *l, const char *key)
 {
-    for (size_t i = 0; l && i < l->count; i++)
-        if (l->leases[i].key && !strcmp(l->leases[i].key, key)) return &l->leases[i];
+    size_t lo = 0, hi = l ? l->count : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = lease_key_cmp(l->leases[mid].key, key);
+        if (c == 0) return &l->leases[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
     return NULL;
+}
+
+static void lease_set_str(char **dst, const char *v)
+{
+    char *copy = xstrdup(v);
+    free(*dst);
+    *dst = copy;
+}
+
+void lease_apply_write(const lease_t *l, const lease_write_t *w, lease_t *out)
+{
+    lease_copy(out, l);
+    switch (w->kind) {
+    case LEASE_WRITE_CREATE:
+    case LEASE_WRITE_REMOVE:
+        return;
+    case LEASE_WRITE_RENEW:
+        break;
+    case LEASE_WRITE_TAKE:
+        lease_set_str(&out->owner, w->worker);
+        lease_set_str(&out->pending_owner, NULL); /* a handoff request was for the previous owner */
+        out->owner_switches++;
+        break;
+    case LEASE_WRITE_CHECKPOINT:
+        lease_set_str(&out->checkpoint, w->seq);
+        out->checkpoint_sub = w->sub;
+        out->owner_switches = 0;
+        break;
+    case LEASE_WRITE_RELEASE:
+        lease_set_str(&out->owner, NULL);
+        lease_set_str(&out->pending_owner, NULL);
+        break;
+    case LEASE_WRITE_REQUEST_HANDOFF:
+        lease_set_str(&out->pending_owner, w->worker);
+        return; /* the counter does not move: the owner's renewals go on */
+    case LEASE_WRITE_HANDOFF:
+        free(out->owner);
+        out->owner = out->pending_owner;
+        out->pending_owner = NULL;
+        out->owner_switches++;
+        break;
+    case LEASE_WRITE_CANCEL_HANDOFF:
+        lease_set_str(&out->pending_owner, NULL);
+        return;
+    }
+    out->counter = l->counter + 1;
+}
+
+static int lease_str_eq(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
+int lease_write_allowed(const lease_t *stored, const lease_t *l, const lease_write_t *w)
+{
+    if (w->kind == LEASE_WRITE_CREATE) return stored == NULL;
+    if (!stored) return 0;
+    int held = stored->counter == l->counter && lease_str_eq(stored->owner, l->owner);
+    switch (w->kind) {
+    case LEASE_WRITE_RENEW:
+    case LEASE_WRITE_TAKE:
+    case LEASE_WRITE_CHECKPOINT:
+    case LEASE_WRITE_RELEASE:
+        return held;
+    case LEASE_WRITE_REQUEST_HANDOFF:
+        return held && !stored->pending_owner;
+    case LEASE_WRITE_HANDOFF:
+        return held && l->pending_owner && lease_str_eq(stored->pending_owner, l->pending_owner);
+    case LEASE_WRITE_CANCEL_HANDOFF:
+        return stored->pending_owner && lease_str_eq(stored->pending_owner, w->worker);
+    case LEASE_WRITE_REMOVE:
+        return stored->counter == l->counter;
+    case LEASE_WRITE_CREATE:
+        break;
+    }
+    return 0;
 }
 
 const char *lease_status_name(lease_status_t s)

@@ -1,14 +1,20 @@
-/* lease: the lease store interface and the lease coordinator.
+/* lease: a lease row, the lease store interface, and what each write does.
  *
  * A lease is one row per shard in the KCL's schema. Every write is
  * conditional: renew, take, checkpoint and release succeed only if the row
- * still has the counter (and owner) this worker last saw, and each bumps the
+ * still has the counter (and owner) the writer last saw, and each bumps the
  * counter. A failed condition comes back as LEASE_CONFLICT: someone else
- * changed the lease, so this worker must act as if it lost it.
+ * changed the lease, so the writer must act as if it lost it.
+ *
+ * What each write changes and what it is conditional on is stated once, here
+ * (lease_apply_write, lease_write_allowed); both stores (SQLite, DynamoDB)
+ * hand back the row lease_apply_write computes, and express the same
+ * condition in their own query language.
  *
  * The store is asynchronous (DynamoDB is a network call): callbacks run later
- * on the loop thread, never inside the call. The coordinator (renewer, taker,
- * stealer, releaser) runs on the loop thread over any store. */
+ * on the loop thread, never inside the call. list() delivers the rows sorted
+ * by key (strcmp), so lease_list_find is a binary search. The coordinator
+ * (lease_coord.h) and its planner (lease_plan.h) run over any store. */
 #ifndef SHARDRUN_LEASE_H
 #define SHARDRUN_LEASE_H
 
@@ -45,7 +51,51 @@ typedef struct lease_list {
 void lease_clear(lease_t *l);               /* frees the fields, not l itself */
 void lease_copy(lease_t *dst, const lease_t *src);   /* deep copy; dst is overwritten */
 void lease_list_free(lease_list_t *l);
+/* Sorts the rows by key (strcmp; rows without a key first). Stores call it
+ * before delivering a list: O(n log n) once per scan. */
+void lease_list_sort(lease_list_t *l);
+/* Binary search: the list must be sorted (lease_list_sort). NULL if absent. */
 const lease_t *lease_list_find(const lease_list_t *l, const char *key);
+
+/* One conditional write, as the stores' operations below take it. */
+typedef enum {
+    LEASE_WRITE_CREATE,
+    LEASE_WRITE_RENEW,
+    LEASE_WRITE_TAKE,
+    LEASE_WRITE_CHECKPOINT,
+    LEASE_WRITE_RELEASE,
+    LEASE_WRITE_REQUEST_HANDOFF,
+    LEASE_WRITE_HANDOFF,
+    LEASE_WRITE_CANCEL_HANDOFF,
+    LEASE_WRITE_REMOVE,
+} lease_write_kind_t;
+
+typedef struct lease_write {
+    lease_write_kind_t kind;
+    const char *worker;          /* TAKE: the new owner; REQUEST/CANCEL_HANDOFF: the requester */
+    const char *seq;             /* CHECKPOINT */
+    int64_t sub;                 /* CHECKPOINT */
+} lease_write_t;
+
+/* The row as written: `w` applied to `l`, the row as the writer sees it
+ * (its expected owner and counter). *out is overwritten with a deep copy the
+ * caller clears (lease_clear). Fields a write does not name are kept. */
+void lease_apply_write(const lease_t *l, const lease_write_t *w, lease_t *out);
+/* 1 if a store holding `stored` (NULL: no such row) accepts `w` written with
+ * the writer's view `l`; 0 is LEASE_CONFLICT. The stores' SQL and DynamoDB
+ * condition expressions say the same; the test store and the simulation use
+ * this one. */
+int lease_write_allowed(const lease_t *stored, const lease_t *l, const lease_write_t *w);
+
+/* How long one lease write (all its retries included) may take: a renewal
+ * sent on schedule, renew_interval after the last successful one, is useless
+ * once lease_duration has passed since that one was sent. A store that waits
+ * longer only holds up the next renewal of the same lease. */
+static inline int64_t lease_write_budget_ms(int64_t lease_duration_ms, int64_t renew_interval_ms)
+{
+    int64_t b = lease_duration_ms - renew_interval_ms;
+    return b > 0 ? b : lease_duration_ms / 2;
+}
 
 typedef enum {
     LEASE_OK = 0,

@@ -1,14 +1,12 @@
 #include "lease_coord.h"
 
-#include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/clock.h"
 #include "base/log.h"
-#include "record/seqnum.h"
 #include "base/xalloc.h"
+#include "lease_plan.h"
 
 typedef struct waiter {
     lease_coord_done_cb done;
@@ -20,20 +18,51 @@ typedef struct waiters {
     size_t n, cap;
 } waiters_t;
 
-typedef struct owned {
+typedef enum {
+    OP_RENEW,
+    OP_CHECKPOINT,
+    OP_RELEASE,
+    OP_HANDOFF,
+    OP_TAKE,
+    OP_ASK,
+    OP_CANCEL,
+    OP_RELEASE_UNHELD,   /* a row in our name we do not hold */
+} op_kind_t;
+
+typedef struct owned owned_t;
+
+/* One store request in flight. Lives in c->ops until its callback; freed
+ * there, or by lease_coord_free after the store dropped it. */
+typedef struct op {
+    lease_coord_t *c;
+    op_kind_t kind;
+    owned_t *o;                 /* writes on an owned lease: NULL once it was lost or forgotten */
+    char *key;
+    int64_t sent_ms;
+    char *seq;                  /* OP_CHECKPOINT: kept to retry a transient failure */
+    int64_t sub;
+    waiters_t waiters;
+    lease_t row;                /* OP_TAKE: the row as scanned; OP_RELEASE/OP_HANDOFF: the lease as written to */
+    int stolen;                 /* OP_TAKE */
+    int lost;                   /* detached because the lease was lost (else forgotten) */
+    struct op *prev, *next;
+} op_t;
+
+struct owned {
+    lease_coord_t *c;
     lease_t lease;              /* our view: the counter we expect in the table */
-    int64_t renewed_ms;         /* monotonic time of the last successful write */
-    int in_flight;              /* a conditional write is on its way */
+    int64_t valid_until_ms;     /* send time of the last successful write + lease_duration */
+    sched_timer_t expiry;       /* fires at valid_until_ms: the lease may have expired */
+    op_t *inflight;             /* the write on its way (one at a time), or NULL */
     int want_checkpoint;
     char *cp_seq;
     int64_t cp_sub;
     waiters_t cp_waiters;
     int want_release;
     int handoff;                /* want_release means: hand over to lease.pending_owner */
-    int handoff_told;           /* the owner was told a handoff was requested */
     waiters_t rel_waiters;
-    struct owned *next;
-} owned_t;
+    char *told_to;              /* the requester our owner was told of (NULL: none pending) */
+};
 
 /* A graceful handoff this worker asked for and waits on. */
 typedef struct request {
@@ -43,45 +72,25 @@ typedef struct request {
     struct request *next;
 } request_t;
 
-/* What the coordinator remembers of every lease it has seen in the table. */
-typedef struct observed {
-    char *key;
-    int64_t counter;
-    int64_t since_ms;           /* when this worker first saw that counter */
-    int reported;               /* an invalid row is logged once per version */
-    int moved;                  /* the counter changed while this worker watched: its owner is alive */
-} observed_t;
-
 struct lease_coord {
-    struct ev_loop *loop;
+    sched_t *sched;
     lease_store_t *store;
     lease_coord_options_t opt;
     char *worker_id;
     lease_coord_handler_t h;
     void *ud;
-    owned_t *owned;
-    observed_t *seen;
-    size_t nseen;
-    ev_timer renew_timer;
-    ev_timer take_timer;
-    int scanning;
-    int scanned_once;
-    int taking;
-    size_t in_flight_writes;
+    owned_t **owned;            /* sorted by key */
+    size_t nowned, owned_cap;
     request_t *requests;
+    op_t *ops;                  /* every request in flight */
+    size_t nops;
+    lease_obs_set_t obs;
+    sched_timer_t renew_timer, take_timer;
+    int scanning, scanned_once, taking;
+    int64_t scan_sent_ms, prev_scan_sent_ms;
 };
 
-typedef enum { WRITE_RENEW, WRITE_CHECKPOINT, WRITE_RELEASE, WRITE_TAKE, WRITE_HANDOFF } write_kind_t;
-
-/* One store write in flight; outlives the owned entry if the lease is lost. */
-typedef struct write_ctx {
-    lease_coord_t *c;
-    write_kind_t kind;
-    char *key;
-    char *seq;                  /* WRITE_CHECKPOINT: kept to retry a transient failure */
-    int64_t sub;
-    waiters_t waiters;
-} write_ctx_t;
+/* ---- small helpers --------------------------------------------------------------- */
 
 static void waiters_add(waiters_t *w, lease_coord_done_cb done, void *ud)
 {
@@ -93,7 +102,14 @@ static void waiters_add(waiters_t *w, lease_coord_done_cb done, void *ud)
     w->v[w->n++] = (waiter_t){done, ud};
 }
 
-/* Calls and empties the list; the list may be refilled by the callbacks. */
+static void waiters_move(waiters_t *to, waiters_t *from)
+{
+    for (size_t i = 0; i < from->n; i++) waiters_add(to, from->v[i].done, from->v[i].ud);
+    free(from->v);
+    memset(from, 0, sizeof *from);
+}
+
+/* Calls and empties the list; callbacks may add to it again. */
 static void waiters_fire(waiters_t *w, lease_status_t st)
 {
     waiters_t copy = *w;
@@ -102,124 +118,272 @@ static void waiters_fire(waiters_t *w, lease_status_t st)
     free(copy.v);
 }
 
-int lease_coord_owner_alive(lease_coord_t *c, const char *key)
+static int64_t coord_now(lease_coord_t *c)
 {
-    int64_t now = clock_mono_ms();
-    for (size_t i = 0; i < c->nseen; i++)
-        if (!strcmp(c->seen[i].key, key))
-            return c->seen[i].moved && now - c->seen[i].since_ms < c->opt.lease_duration_ms;
-    return 0;
+    return sched_now_ms(c->sched);
 }
 
-size_t lease_coord_target(size_t leases, size_t workers)
+static op_t *op_new(lease_coord_t *c, op_kind_t kind, const char *key)
 {
-    if (!workers) workers = 1;
-    return (leases + workers - 1) / workers;
+    op_t *op = xcalloc(1, sizeof *op); /* freed by op_free, after its callback */
+    op->c = c;
+    op->kind = kind;
+    op->key = xstrdup(key);
+    op->sent_ms = coord_now(c);
+    op->next = c->ops;
+    if (c->ops) c->ops->prev = op;
+    c->ops = op;
+    c->nops++;
+    return op;
+}
+
+static void op_free(op_t *op)
+{
+    lease_coord_t *c = op->c;
+    if (op->prev) op->prev->next = op->next;
+    else c->ops = op->next;
+    if (op->next) op->next->prev = op->prev;
+    c->nops--;
+    free(op->key);
+    free(op->seq);
+    free(op->waiters.v);
+    lease_clear(&op->row);
+    free(op);
+}
+
+/* ---- the owned set ------------------------------------------------------------- */
+
+static size_t coord_owned_pos(lease_coord_t *c, const char *key, int *found)
+{
+    size_t lo = 0, hi = c->nowned;
+    *found = 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = strcmp(c->owned[mid]->lease.key, key);
+        if (r == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (r < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
 }
 
 static owned_t *coord_find(lease_coord_t *c, const char *key)
 {
-    for (owned_t *o = c->owned; o; o = o->next)
-        if (!strcmp(o->lease.key, key)) return o;
-    return NULL;
+    int found;
+    size_t pos = coord_owned_pos(c, key, &found);
+    return found ? c->owned[pos] : NULL;
 }
 
-/* Unlinks and frees an owned entry; its waiters get `st`. */
-static void coord_remove(lease_coord_t *c, owned_t *o, lease_status_t st)
+static void coord_on_expiry(sched_timer_t *t);
+
+static owned_t *coord_own(lease_coord_t *c, const lease_t *l, int64_t valid_from_ms)
 {
-    for (owned_t **pp = &c->owned; *pp; pp = &(*pp)->next) {
-        if (*pp == o) {
-            *pp = o->next;
-            break;
-        }
+    int found;
+    size_t pos = coord_owned_pos(c, l->key, &found);
+    owned_t *o = xcalloc(1, sizeof *o); /* the coordinator's until lost, given up or forgotten */
+    o->c = c;
+    lease_copy(&o->lease, l);
+    free(o->lease.pending_owner); /* a request is told by the next scan */
+    o->lease.pending_owner = NULL;
+    sched_timer_init(&o->expiry, coord_on_expiry, o);
+    o->valid_until_ms = valid_from_ms + c->opt.lease_duration_ms;
+    sched_timer_start(c->sched, &o->expiry, o->valid_until_ms - coord_now(c));
+    if (c->nowned == c->owned_cap) {
+        c->owned_cap = c->owned_cap ? c->owned_cap * 2 : 16;
+        c->owned = xrealloc(c->owned, c->owned_cap * sizeof *c->owned);
     }
-    waiters_fire(&o->cp_waiters, st);
-    waiters_fire(&o->rel_waiters, st);
+    memmove(&c->owned[pos + 1], &c->owned[pos], (c->nowned - pos) * sizeof *c->owned);
+    c->owned[pos] = o;
+    c->nowned++;
+    return o;
+}
+
+/* Unlinks and frees o; its queued waiters are moved to *waiters (the caller
+ * fires them once the coordinator's state is settled). A write in flight is
+ * detached: its answer reaches nobody as a success. */
+static void coord_drop(lease_coord_t *c, owned_t *o, waiters_t *waiters)
+{
+    int found;
+    size_t pos = coord_owned_pos(c, o->lease.key, &found);
+    if (found && c->owned[pos] == o) {
+        memmove(&c->owned[pos], &c->owned[pos + 1], (c->nowned - pos - 1) * sizeof *c->owned);
+        c->nowned--;
+    }
+    if (o->inflight) o->inflight->o = NULL;
+    sched_timer_stop(c->sched, &o->expiry);
+    waiters_move(waiters, &o->cp_waiters);
+    waiters_move(waiters, &o->rel_waiters);
     lease_clear(&o->lease);
     free(o->cp_seq);
+    free(o->told_to);
     free(o);
 }
 
-/* The lease is gone: tell the owner (who stops processing), forget it. */
+/* The lease is gone. The loss is recorded (o unlinked) and told to the owner
+ * (who stops dispatching) before any waiter runs: a waiter must never see
+ * the lease as still held. */
 static void coord_lose(lease_coord_t *c, owned_t *o, const char *why)
 {
-    char key[256], q[512];
+    char key[512], q[512];
     snprintf(key, sizeof key, "%s", o->lease.key);
     log_warn("lease_lost", "lease=%s worker=%s reason=%s", key, c->worker_id, log_quote(why, q, sizeof q));
-    coord_remove(c, o, LEASE_CONFLICT);
+    if (o->inflight) o->inflight->lost = 1;
+    waiters_t waiters = {0};
+    coord_drop(c, o, &waiters);
     c->h.lost(c->ud, key);
+    waiters_fire(&waiters, LEASE_CONFLICT);
 }
+
+static void coord_on_expiry(sched_timer_t *t)
+{
+    owned_t *o = t->data;
+    coord_lose(o->c, o, "not renewed within lease_duration (paused or store unreachable)");
+}
+
+/* A write sent at sent_ms succeeded: the lease is valid until sent_ms +
+ * lease_duration by this worker's clock (a peer saw the new counter no
+ * earlier than it was written). 0 when that is past already: lost. */
+static int coord_extend(lease_coord_t *c, owned_t *o, int64_t sent_ms)
+{
+    int64_t until = sent_ms + c->opt.lease_duration_ms, now = coord_now(c);
+    if (until > o->valid_until_ms) o->valid_until_ms = until;
+    if (o->valid_until_ms <= now) {
+        coord_lose(c, o, "the write that renewed it took longer than lease_duration");
+        return 0;
+    }
+    sched_timer_start(c->sched, &o->expiry, o->valid_until_ms - now);
+    return 1;
+}
+
+/* ---- writes on owned leases ------------------------------------------------------ */
 
 static void coord_issue(lease_coord_t *c, owned_t *o);
 
+static const char *op_name(op_kind_t k)
+{
+    static const char *const names[] = {"renew", "checkpoint", "release", "handoff", "take", "ask", "cancel",
+                                        "release"};
+    return names[k];
+}
+
+static void coord_release_unheld(lease_coord_t *c, const lease_t *l, const char *why);
+
+/* The answer to a write whose lease is no longer held here. Lost: the loss
+ * was told already, so no waiter may take this answer for a success.
+ * Forgotten (the shard closed while its last write was on its way): a
+ * release or handoff is still seen through, so the lease is never left in
+ * this worker's name. */
+static void coord_write_detached(lease_coord_t *c, op_t *w, lease_status_t st, const lease_t *updated)
+{
+    int ends = w->kind == OP_RELEASE || w->kind == OP_HANDOFF;
+    if (!w->lost && ends && st == LEASE_OK && w->kind == OP_HANDOFF)
+        log_info("lease_handed_off", "lease=%s from=%s to=%s", w->key, c->worker_id,
+                 updated && updated->owner ? updated->owner : "-");
+    else if (!w->lost && ends && st != LEASE_OK && (st != LEASE_CONFLICT || w->kind == OP_HANDOFF))
+        coord_release_unheld(c, &w->row, w->kind == OP_HANDOFF ? "handoff refused (request withdrawn)"
+                                                               : "release failed, tried again");
+    waiters_fire(&w->waiters, w->lost || !ends ? LEASE_CONFLICT : st);
+    op_free(w);
+}
+
 static void coord_write_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
 {
-    write_ctx_t *w = ud;
+    op_t *w = ud;
     lease_coord_t *c = w->c;
-    c->in_flight_writes--;
-    owned_t *o = coord_find(c, w->key);
-    if (o) o->in_flight = 0;
-    if (st == LEASE_OK && o && updated) {
+    owned_t *o = w->o;
+    char q[512];
+    if (!o) {
+        coord_write_detached(c, w, st, updated);
+        return;
+    }
+    o->inflight = NULL;
+    int ends = w->kind == OP_RELEASE || w->kind == OP_HANDOFF;
+    if (st == LEASE_OK && updated) {
         o->lease.counter = updated->counter;
         o->lease.owner_switches = updated->owner_switches;
-        o->renewed_ms = clock_mono_ms();
-        if (w->kind == WRITE_CHECKPOINT) {
+        if (w->kind == OP_CHECKPOINT) {
             free(o->lease.checkpoint);
             o->lease.checkpoint = xstrdup(updated->checkpoint);
             o->lease.checkpoint_sub = updated->checkpoint_sub;
         }
-    }
-    int ends = w->kind == WRITE_RELEASE || w->kind == WRITE_HANDOFF;
-    if (st != LEASE_OK && o && !ends) {
-        char q[512];
-        if (st == LEASE_CONFLICT) {
-            waiters_fire(&w->waiters, st);
-            coord_lose(c, o, msg ? msg : "conditional write refused");
-            o = NULL;
-        } else {
-            log_warn("lease_write_failed", "lease=%s op=%d status=%s error=%s", w->key, (int)w->kind,
-                     lease_status_name(st), log_quote(msg, q, sizeof q));
-            if (w->kind == WRITE_CHECKPOINT && !o->want_checkpoint) {
-                /* Retried at the next renew tick; the waiters wait for that write. */
+        if (ends) {
+            if (w->kind == OP_HANDOFF)
+                log_info("lease_handed_off", "lease=%s from=%s to=%s", w->key, c->worker_id,
+                         updated->owner ? updated->owner : "-");
+            waiters_t waiters = {0};
+            coord_drop(c, o, &waiters);
+            waiters_move(&waiters, &w->waiters);
+            op_free(w);
+            waiters_fire(&waiters, LEASE_OK);
+            return;
+        }
+        if (!coord_extend(c, o, w->sent_ms)) {
+            waiters_fire(&w->waiters, LEASE_CONFLICT);
+            op_free(w);
+            return;
+        }
+    } else if (st == LEASE_CONFLICT && w->kind == OP_HANDOFF) {
+        /* the requester withdrew (it stopped) or another took its place:
+         * release instead, so the lease is free at once, not orphaned */
+        log_info("lease_handoff_withdrawn", "lease=%s worker=%s action=release", w->key, c->worker_id);
+        free(o->lease.pending_owner);
+        o->lease.pending_owner = NULL;
+        o->handoff = 0;
+        o->want_release = 1;
+        waiters_move(&o->rel_waiters, &w->waiters);
+        op_free(w);
+        coord_issue(c, o);
+        return;
+    } else if (st == LEASE_CONFLICT) {
+        if (w->kind == OP_RELEASE) {
+            waiters_t waiters = {0};
+            coord_drop(c, o, &waiters); /* not ours any more: nothing to release */
+            waiters_move(&waiters, &w->waiters);
+            op_free(w);
+            waiters_fire(&waiters, LEASE_CONFLICT);
+            return;
+        }
+        coord_lose(c, o, msg ? msg : "conditional write refused");
+        waiters_fire(&w->waiters, LEASE_CONFLICT);
+        op_free(w);
+        return;
+    } else {
+        /* transient: tried again at the next renew tick; the expiry timer
+         * bounds how long */
+        log_warn("lease_write_failed", "lease=%s op=%s status=%s error=%s", w->key, op_name(w->kind),
+                 lease_status_name(st), log_quote(msg, q, sizeof q));
+        if (w->kind == OP_CHECKPOINT) {
+            if (!o->want_checkpoint) {
                 o->want_checkpoint = 1;
                 o->cp_seq = w->seq;
                 o->cp_sub = w->sub;
                 w->seq = NULL;
-                o->cp_waiters = w->waiters;
-                memset(&w->waiters, 0, sizeof w->waiters);
             }
-            o->in_flight = 0;
-            waiters_fire(&w->waiters, st);
-            free(w->seq);
-            free(w->key);
-            free(w);
-            return;
+            waiters_move(&o->cp_waiters, &w->waiters); /* a later checkpoint covers this one */
+        } else if (ends) {
+            o->want_release = 1;
+            o->handoff = w->kind == OP_HANDOFF;
+            waiters_move(&o->rel_waiters, &w->waiters);
         }
+        op_free(w);
+        return;
     }
-    if (ends && o) {
-        if (w->kind == WRITE_HANDOFF)
-            log_info("lease_handed_off", "lease=%s from=%s to=%s status=%s", o->lease.key, c->worker_id,
-                     o->lease.pending_owner ? o->lease.pending_owner : "-", lease_status_name(st));
-        /* Released (or refused: then it was not ours anyway). Either way we are done with it. */
-        waiters_fire(&w->waiters, st);
-        coord_remove(c, o, st);
-        o = NULL;
-    }
+    char *key = xstrdup(w->key);
     waiters_fire(&w->waiters, st);
-    free(w->seq);
-    free(w->key);
-    free(w);
+    op_free(w);
+    o = coord_find(c, key); /* a waiter may have forgotten it */
+    free(key);
     if (o) coord_issue(c, o);
 }
 
-static write_ctx_t *coord_write_ctx(lease_coord_t *c, owned_t *o, write_kind_t kind)
+static op_t *coord_write(lease_coord_t *c, owned_t *o, op_kind_t kind)
 {
-    write_ctx_t *w = xcalloc(1, sizeof *w); /* freed in coord_write_done */
-    w->c = c;
-    w->kind = kind;
-    w->key = xstrdup(o->lease.key);
-    o->in_flight = 1;
-    c->in_flight_writes++;
+    op_t *w = op_new(c, kind, o->lease.key);
+    w->o = o;
+    o->inflight = w;
     return w;
 }
 
@@ -228,15 +392,10 @@ static write_ctx_t *coord_write_ctx(lease_coord_t *c, owned_t *o, write_kind_t k
  * written. */
 static void coord_issue(lease_coord_t *c, owned_t *o)
 {
-    if (o->in_flight) return;
-    if (clock_mono_ms() - o->renewed_ms > c->opt.lease_duration_ms) {
-        coord_lose(c, o, "not renewed within lease_duration (paused or store unreachable)");
-        return;
-    }
+    if (o->inflight) return;
     if (o->want_checkpoint) {
-        write_ctx_t *w = coord_write_ctx(c, o, WRITE_CHECKPOINT);
-        w->waiters = o->cp_waiters;
-        memset(&o->cp_waiters, 0, sizeof o->cp_waiters);
+        op_t *w = coord_write(c, o, OP_CHECKPOINT);
+        waiters_move(&w->waiters, &o->cp_waiters);
         o->want_checkpoint = 0;
         w->seq = o->cp_seq;
         w->sub = o->cp_sub;
@@ -245,121 +404,85 @@ static void coord_issue(lease_coord_t *c, owned_t *o)
         return;
     }
     if (o->want_release) {
-        write_ctx_t *w = coord_write_ctx(c, o, o->handoff ? WRITE_HANDOFF : WRITE_RELEASE);
-        w->waiters = o->rel_waiters;
-        memset(&o->rel_waiters, 0, sizeof o->rel_waiters);
+        op_t *w = coord_write(c, o, o->handoff ? OP_HANDOFF : OP_RELEASE);
+        lease_copy(&w->row, &o->lease); /* to see it through if the lease is forgotten meanwhile */
+        waiters_move(&w->waiters, &o->rel_waiters);
         o->want_release = 0;
         if (o->handoff) c->store->ops->handoff(c->store, &o->lease, coord_write_done, w);
         else c->store->ops->release(c->store, &o->lease, coord_write_done, w);
     }
 }
 
-static void coord_on_renew(struct ev_loop *loop, ev_timer *t, int revents)
+static void coord_renew(lease_coord_t *c, owned_t *o)
+{
+    if (o->inflight) return;
+    if (o->want_checkpoint || o->want_release) {
+        coord_issue(c, o); /* a queued write (maybe a retry) renews too */
+        return;
+    }
+    op_t *w = coord_write(c, o, OP_RENEW);
+    if (c->h.describe) {
+        free(o->lease.info);
+        o->lease.info = c->h.describe(c->ud, o->lease.key);
+    }
+    c->store->ops->renew(c->store, &o->lease, coord_write_done, w);
+}
+
+static void coord_on_renew(sched_timer_t *t)
 {
     lease_coord_t *c = t->data;
-    int64_t now = clock_mono_ms();
-    owned_t *next;
-    for (owned_t *o = c->owned; o; o = next) {
-        next = o->next;
-        if (o->in_flight) continue; /* that write renews */
-        if (o->want_checkpoint || o->want_release) {
-            coord_issue(c, o); /* a queued write (maybe a retry) renews too */
-            continue;
-        }
-        if (now - o->renewed_ms > c->opt.lease_duration_ms) {
-            coord_lose(c, o, "not renewed within lease_duration (paused or store unreachable)");
-            continue;
-        }
-        write_ctx_t *w = coord_write_ctx(c, o, WRITE_RENEW);
-        if (c->h.describe) {
-            free(o->lease.info);
-            o->lease.info = c->h.describe(c->ud, o->lease.key);
-        }
-        c->store->ops->renew(c->store, &o->lease, coord_write_done, w);
-    }
+    sched_timer_start(c->sched, &c->renew_timer, c->opt.renew_interval_ms);
+    for (size_t i = 0; i < c->nowned; i++) coord_renew(c, c->owned[i]); /* never calls back inside */
 }
 
-/* Updates the observation times from a fresh scan. */
-static void coord_observe(lease_coord_t *c, const lease_list_t *all, int64_t now)
+/* ---- takes, requests, releases ------------------------------------------------------ */
+
+static void coord_forget_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
 {
-    observed_t *seen = xcalloc(all->count ? all->count : 1, sizeof *seen); /* replaces c->seen */
-    for (size_t i = 0; i < all->count; i++) {
-        const lease_t *l = &all->leases[i];
-        seen[i].key = xstrdup(l->key ? l->key : "");
-        seen[i].counter = l->counter;
-        seen[i].since_ms = now;
-        for (size_t j = 0; j < c->nseen; j++) {
-            if (!strcmp(c->seen[j].key, seen[i].key)) {
-                if (c->seen[j].counter == l->counter) {
-                    seen[i].since_ms = c->seen[j].since_ms;
-                    seen[i].reported = c->seen[j].reported;
-                    seen[i].moved = c->seen[j].moved;
-                } else {
-                    seen[i].moved = 1;
-                }
-                break;
-            }
-        }
-    }
-    for (size_t j = 0; j < c->nseen; j++) free(c->seen[j].key);
-    free(c->seen);
-    c->seen = seen;
-    c->nseen = all->count;
+    op_free(ud);
 }
 
-static int coord_expired(lease_coord_t *c, size_t idx, int64_t now)
+static void coord_release_unheld(lease_coord_t *c, const lease_t *l, const char *why)
 {
-    return now - c->seen[idx].since_ms >= c->opt.lease_duration_ms;
-}
-
-typedef struct take_ctx {
-    lease_coord_t *c;
-    lease_t lease;              /* as scanned: the expected owner and counter */
-    int stolen;
-} take_ctx_t;
-
-static void coord_release_unowned_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
-{
-    lease_coord_t *c = ud;
-    c->in_flight_writes--;
+    for (op_t *op = c->ops; op; op = op->next)
+        if (op->kind == OP_RELEASE_UNHELD && !strcmp(op->key, l->key)) return; /* on its way */
+    log_info("lease_released", "lease=%s worker=%s counter=%lld reason=\"%s\"", l->key, c->worker_id,
+             (long long)l->counter, why);
+    op_t *op = op_new(c, OP_RELEASE_UNHELD, l->key);
+    c->store->ops->release(c->store, l, coord_forget_done, op);
 }
 
 static void coord_take_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
 {
-    take_ctx_t *t = ud;
+    op_t *t = ud;
     lease_coord_t *c = t->c;
-    c->in_flight_writes--;
-    if (st == LEASE_OK && updated && c->taking && !coord_find(c, updated->key)) {
-        owned_t *o = xcalloc(1, sizeof *o); /* owned by the coordinator until lost/released/forgotten */
-        lease_copy(&o->lease, updated);
-        o->renewed_ms = clock_mono_ms();
-        o->next = c->owned;
-        c->owned = o;
+    int64_t until = t->sent_ms + c->opt.lease_duration_ms;
+    if (st == LEASE_OK && updated && c->taking && !coord_find(c, updated->key) && until > coord_now(c)) {
+        owned_t *o = coord_own(c, updated, t->sent_ms);
         log_info("lease_taken", "lease=%s worker=%s counter=%lld checkpoint=%s previous_owner=%s stolen=%d",
                  updated->key, c->worker_id, (long long)updated->counter, updated->checkpoint,
-                 t->lease.owner ? t->lease.owner : "-", t->stolen);
+                 t->row.owner ? t->row.owner : "-", t->stolen);
+        op_free(t);
         c->h.acquired(c->ud, &o->lease);
-    } else if (st == LEASE_OK && updated) {
-        /* Shutting down meanwhile: give it straight back. */
-        c->in_flight_writes++;
-        c->store->ops->release(c->store, updated, coord_release_unowned_done, c);
+        return;
+    }
+    if (st == LEASE_OK && updated) {
+        /* stopping meanwhile, or the answer came too late to trust: give it back */
+        coord_release_unheld(c, updated, c->taking ? "take answered after lease_duration" : "taken while stopping");
     } else if (st != LEASE_CONFLICT) {
         char q[512];
-        log_warn("lease_take_failed", "lease=%s status=%s error=%s", t->lease.key, lease_status_name(st),
+        log_warn("lease_take_failed", "lease=%s status=%s error=%s", t->key, lease_status_name(st),
                  log_quote(msg, q, sizeof q));
     }
-    lease_clear(&t->lease);
-    free(t);
+    op_free(t);
 }
 
 static void coord_take(lease_coord_t *c, const lease_t *l, int stolen)
 {
-    take_ctx_t *t = xcalloc(1, sizeof *t); /* freed in coord_take_done */
-    t->c = c;
+    op_t *t = op_new(c, OP_TAKE, l->key);
     t->stolen = stolen;
-    lease_copy(&t->lease, l);
-    c->in_flight_writes++;
-    c->store->ops->take(c->store, &t->lease, c->worker_id, coord_take_done, t);
+    lease_copy(&t->row, l);
+    c->store->ops->take(c->store, &t->row, c->worker_id, coord_take_done, t);
 }
 
 static request_t *coord_request_find(lease_coord_t *c, const char *key)
@@ -382,163 +505,132 @@ static void coord_request_drop(lease_coord_t *c, request_t *r)
     free(r);
 }
 
-static void coord_request_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
+static void coord_ask_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
 {
-    lease_coord_t *c = ud;
-    c->in_flight_writes--;
+    op_t *op = ud;
+    lease_coord_t *c = op->c;
+    request_t *r = coord_request_find(c, op->key);
     if (st == LEASE_OK && updated) {
-        log_info("lease_handoff_requested", "lease=%s from=%s to=%s", updated->key, updated->owner ? updated->owner : "-",
-                 c->worker_id);
-        return;
+        log_info("lease_handoff_requested", "lease=%s from=%s to=%s", updated->key,
+                 updated->owner ? updated->owner : "-", c->worker_id);
+    } else if (r && r->since_ms <= op->sent_ms) {
+        coord_request_drop(c, r); /* refused (the lease moved meanwhile): the next scan decides again */
     }
-    /* refused (the lease moved meanwhile): forget the request, the next scan decides again */
-    request_t *r = updated ? coord_request_find(c, updated->key) : NULL;
-    if (r) coord_request_drop(c, r);
+    op_free(op);
 }
 
 /* Rebalancing asks the owner to hand the lease over at its next batch
  * boundary (checkpoint first), so a steal re-delivers nothing. */
-static void coord_request(lease_coord_t *c, const lease_t *l)
+static void coord_ask(lease_coord_t *c, const lease_t *l)
 {
-    request_t *r = xcalloc(1, sizeof *r); /* owned by c->requests until adopted, given up or refused */
+    request_t *r = xcalloc(1, sizeof *r); /* c->requests' until adopted, dropped or withdrawn */
     r->key = xstrdup(l->key);
     r->owner = xstrdup(l->owner);
-    r->since_ms = clock_mono_ms();
+    r->since_ms = coord_now(c);
     r->next = c->requests;
     c->requests = r;
-    c->in_flight_writes++;
-    c->store->ops->request_handoff(c->store, l, c->worker_id, coord_request_done, c);
+    op_t *op = op_new(c, OP_ASK, l->key);
+    c->store->ops->request_handoff(c->store, l, c->worker_id, coord_ask_done, op);
 }
 
-static void coord_adopt(lease_coord_t *c, const lease_t *l, const char *previous)
+static void coord_withdraw(lease_coord_t *c, request_t *r)
 {
-    owned_t *o = xcalloc(1, sizeof *o); /* owned by the coordinator until lost/released/forgotten */
-    lease_copy(&o->lease, l);
-    o->renewed_ms = clock_mono_ms();
-    o->next = c->owned;
-    c->owned = o;
+    lease_t l = {0};
+    l.key = r->key;
+    l.owner = r->owner;
+    op_t *op = op_new(c, OP_CANCEL, r->key);
+    c->store->ops->cancel_handoff(c->store, &l, c->worker_id, coord_forget_done, op);
+    coord_request_drop(c, r);
+}
+
+static void coord_adopt(lease_coord_t *c, const lease_t *l, request_t *r)
+{
+    /* The handoff was written after we asked, and after the previous scan
+     * still showed the old owner: the lease is valid from then, by our clock.
+     * A renewal right away gives it a fresh deadline. */
+    int64_t from = r->since_ms > c->prev_scan_sent_ms ? r->since_ms : c->prev_scan_sent_ms;
+    if (from + c->opt.lease_duration_ms <= coord_now(c)) {
+        coord_release_unheld(c, l, "handed over too long ago to trust");
+        return;
+    }
+    owned_t *o = coord_own(c, l, from);
     log_info("lease_taken", "lease=%s worker=%s counter=%lld checkpoint=%s previous_owner=%s stolen=1 "
-             "graceful=1", l->key, c->worker_id, (long long)l->counter, l->checkpoint, previous);
+             "graceful=1", l->key, c->worker_id, (long long)l->counter, l->checkpoint, r->owner);
+    coord_renew(c, o);
     c->h.acquired(c->ud, &o->lease);
 }
 
-/* Scan-time bookkeeping of handoffs: adopt leases handed to us, tell our
- * shards about requests for them, and fall back to a plain steal when an
- * owner does not answer within lease_duration. */
-static void coord_handoffs(lease_coord_t *c, const lease_list_t *all, int64_t now)
+/* ---- the taker: scan, plan, carry out ------------------------------------------------ */
+
+static lease_local_t *coord_local(lease_coord_t *c, size_t *n)
 {
-    for (size_t i = 0; i < all->count; i++) {
-        const lease_t *l = &all->leases[i];
-        if (l->invalid) continue;
-        owned_t *o = coord_find(c, l->key);
-        if (o && l->pending_owner && strcmp(l->pending_owner, c->worker_id) && !o->handoff_told &&
-            l->owner && !strcmp(l->owner, c->worker_id)) {
-            o->handoff_told = 1;
-            free(o->lease.pending_owner);
-            o->lease.pending_owner = xstrdup(l->pending_owner);
-            if (c->h.handoff_requested) c->h.handoff_requested(c->ud, l->key, l->pending_owner);
-        }
-        request_t *r = coord_request_find(c, l->key);
-        if (!r) continue;
-        if (l->owner && !strcmp(l->owner, c->worker_id)) {
-            char *previous = r->owner;
-            r->owner = NULL;
-            coord_request_drop(c, r);
-            if (!o && c->taking) coord_adopt(c, l, previous);
-            free(previous);
-        } else if (!l->owner || strcmp(l->owner, r->owner) || !l->pending_owner ||
-                   strcmp(l->pending_owner, c->worker_id)) {
-            coord_request_drop(c, r); /* released, taken by someone else, or refused */
-        } else if (now - r->since_ms > c->opt.lease_duration_ms) {
-            log_warn("lease_handoff_timeout", "lease=%s owner=%s action=steal", l->key, l->owner);
-            coord_request_drop(c, r);
-            if (c->taking) coord_take(c, l, 1);
-        }
-    }
-    /* requests for rows that vanished */
-    request_t *next;
-    for (request_t *r = c->requests; r; r = next) {
-        next = r->next;
-        if (!lease_list_find(all, r->key)) coord_request_drop(c, r);
-    }
+    size_t cap = c->nowned + c->nops + 1, k = 0;
+    for (request_t *r = c->requests; r; r = r->next) cap++;
+    lease_local_t *v = xcalloc(cap, sizeof *v); /* freed by coord_scan_done */
+    for (size_t i = 0; i < c->nowned; i++)
+        v[k++] = (lease_local_t){c->owned[i]->lease.key, LEASE_LOCAL_OWNED, c->owned[i]->told_to, NULL, 0};
+    for (op_t *op = c->ops; op; op = op->next)
+        if (op->kind == OP_TAKE) v[k++] = (lease_local_t){op->key, LEASE_LOCAL_TAKING, NULL, NULL, 0};
+    for (request_t *r = c->requests; r; r = r->next)
+        v[k++] = (lease_local_t){r->key, LEASE_LOCAL_ASKED, NULL, r->owner, r->since_ms};
+    *n = k;
+    return v;
 }
 
-typedef struct worker_load {
-    const char *owner;
-    size_t count;
-} worker_load_t;
-
-static worker_load_t *coord_load_of(worker_load_t *v, size_t *n, const char *owner)
+static void coord_carry_out(lease_coord_t *c, const lease_plan_decision_t *d)
 {
-    for (size_t i = 0; i < *n; i++)
-        if (!strcmp(v[i].owner, owner)) return &v[i];
-    v[*n] = (worker_load_t){owner, 0};
-    return &v[(*n)++];
-}
-
-/* The taker: count live workers, take expired or unowned leases up to the
- * target, else steal from the most loaded worker. */
-static void coord_balance(lease_coord_t *c, const lease_list_t *all)
-{
-    int64_t now = clock_mono_ms();
-    size_t n = all->count, nloads = 0, eligible = 0, mine = 0;
-    worker_load_t *loads = xcalloc(n + 1, sizeof *loads);
-    char *usable = xcalloc(n ? n : 1, 1);  /* 1: eligible for this worker */
-    coord_load_of(loads, &nloads, c->worker_id);
-    for (size_t i = 0; i < n; i++) {
-        const lease_t *l = &all->leases[i];
-        if (l->invalid || !strcmp(l->checkpoint, SEQNUM_SHARD_END) || !c->h.eligible(c->ud, l, all)) continue;
-        usable[i] = 1;
-        eligible++;
-        if (coord_find(c, l->key) || coord_request_find(c, l->key)) {
-            mine++;
-            continue;
-        }
-        if (l->owner && !coord_expired(c, i, now)) coord_load_of(loads, &nloads, l->owner)->count++;
-    }
-    loads[0].count = mine;
-    size_t target = lease_coord_target(eligible, nloads);
-    size_t want = target > mine ? target - mine : 0;
-    /* Expired or unowned first, in key order (parents before children). */
-    for (size_t i = 0; i < n && want > 0; i++) {
-        const lease_t *l = &all->leases[i];
-        if (!usable[i] || coord_find(c, l->key) || coord_request_find(c, l->key)) continue;
-        if (!l->owner || coord_expired(c, i, now)) {
-            coord_take(c, l, 0);
-            want--;
-        }
-    }
-    if (want > 0 && c->opt.max_steal > 0) {
-        worker_load_t *most = NULL;
-        for (size_t i = 1; i < nloads; i++)
-            if (!most || loads[i].count > most->count) most = &loads[i];
-        /* Steal only from a worker above the target, or at it when we are two
-         * or more below: this converges without leases ping-ponging. */
-        if (most && (most->count > target || (most->count == target && want >= 2))) {
-            size_t steal = want < (size_t)c->opt.max_steal ? want : (size_t)c->opt.max_steal;
-            for (size_t i = 0; i < n && steal > 0; i++) {
-                const lease_t *l = &all->leases[i];
-                if (usable[i] && l->owner && !strcmp(l->owner, most->owner) && !coord_expired(c, i, now) &&
-                    !l->pending_owner) {
-                    coord_request(c, l);
-                    steal--;
-                }
-            }
-        }
-    }
-    free(usable);
-    free(loads);
-}
-
-static void coord_report_invalid(lease_coord_t *c, const lease_list_t *all)
-{
-    for (size_t i = 0; i < all->count && i < c->nseen; i++) {
-        const lease_t *l = &all->leases[i];
-        if (!l->invalid || c->seen[i].reported) continue;
-        c->seen[i].reported = 1;
-        char q[512];
+    char q[512];
+    const lease_t *l = d->row;
+    owned_t *o = d->key ? coord_find(c, d->key) : NULL;
+    request_t *r = d->key ? coord_request_find(c, d->key) : NULL;
+    switch (d->kind) {
+    case LEASE_PLAN_REPORT_INVALID:
         log_error("lease_row_invalid", "lease=%s error=%s action=skipped", l->key ? l->key : "(none)",
                   log_quote(l->invalid, q, sizeof q));
+        break;
+    case LEASE_PLAN_TELL:
+        if (!o) break;
+        free(o->told_to);
+        o->told_to = xstrdup(l->pending_owner);
+        free(o->lease.pending_owner);
+        o->lease.pending_owner = xstrdup(l->pending_owner);
+        if (c->h.handoff_requested) c->h.handoff_requested(c->ud, l->key, l->pending_owner);
+        break;
+    case LEASE_PLAN_UNTELL:
+        if (!o) break;
+        log_info("lease_handoff_withdrawn", "lease=%s worker=%s requester=%s action=\"release instead\"", l->key,
+                 c->worker_id, o->told_to);
+        free(o->told_to);
+        o->told_to = NULL;
+        free(o->lease.pending_owner);
+        o->lease.pending_owner = NULL;
+        break;
+    case LEASE_PLAN_ADOPT:
+        if (r && !o) coord_adopt(c, l, r);
+        if (r) coord_request_drop(c, r);
+        break;
+    case LEASE_PLAN_FORGET:
+        if (r) coord_request_drop(c, r);
+        break;
+    case LEASE_PLAN_WITHDRAW:
+        if (r) coord_withdraw(c, r);
+        break;
+    case LEASE_PLAN_STEAL:
+        if (r) {
+            log_warn("lease_handoff_timeout", "lease=%s owner=%s action=steal", l->key, l->owner);
+            coord_request_drop(c, r);
+            coord_take(c, l, 1);
+        }
+        break;
+    case LEASE_PLAN_RELEASE:
+        if (!o) coord_release_unheld(c, l, "in this worker's name but not held");
+        break;
+    case LEASE_PLAN_TAKE:
+        coord_take(c, l, 0);
+        break;
+    case LEASE_PLAN_ASK:
+        coord_ask(c, l);
+        break;
     }
 }
 
@@ -553,27 +645,42 @@ static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_
         return;
     }
     c->scanned_once = 1;
-    coord_observe(c, all, clock_mono_ms());
-    coord_report_invalid(c, all);
-    coord_handoffs(c, all, clock_mono_ms());
+    int64_t now = coord_now(c);
+    lease_obs_update(&c->obs, all, now);
+    size_t nlocal;
+    lease_local_t *local = coord_local(c, &nlocal);
+    lease_plan_input_t in = {c->worker_id, now, c->opt.lease_duration_ms, c->opt.max_steal, c->taking && c->opt.take,
+                             all, &c->obs, local, nlocal, c->h.eligible, c->ud};
+    lease_plan_t plan = {0};
+    lease_plan_run(&in, &plan);
+    free(local); /* its strings belong to owned entries and requests, which decisions change */
+    for (size_t i = 0; i < plan.n; i++) {
+        if (plan.v[i].kind == LEASE_PLAN_REPORT_INVALID) c->obs.v[plan.v[i].row - all->leases].reported = 1;
+        coord_carry_out(c, &plan.v[i]);
+    }
+    lease_plan_free(&plan);
+    c->prev_scan_sent_ms = c->scan_sent_ms;
     if (c->h.scanned) c->h.scanned(c->ud, all);
-    if (c->taking && c->opt.take) coord_balance(c, all);
     lease_list_free(all);
 }
 
-static void coord_on_take(struct ev_loop *loop, ev_timer *t, int revents)
+static void coord_on_take(sched_timer_t *t)
 {
     lease_coord_t *c = t->data;
+    sched_timer_start(c->sched, &c->take_timer, c->opt.taker_interval_ms);
     if (c->scanning) return;
     c->scanning = 1;
+    c->scan_sent_ms = coord_now(c);
     c->store->ops->list(c->store, coord_scan_done, c);
 }
 
-lease_coord_t *lease_coord_new(struct ev_loop *loop, lease_store_t *store, const lease_coord_options_t *opt,
+/* ---- the interface -------------------------------------------------------------------- */
+
+lease_coord_t *lease_coord_new(sched_t *sched, lease_store_t *store, const lease_coord_options_t *opt,
                                const lease_coord_handler_t *h, void *ud)
 {
     lease_coord_t *c = xcalloc(1, sizeof *c); /* owned by the caller: lease_coord_free */
-    c->loop = loop;
+    c->sched = sched;
     c->store = store;
     c->opt = *opt;
     c->worker_id = xstrdup(opt->worker_id);
@@ -581,55 +688,43 @@ lease_coord_t *lease_coord_new(struct ev_loop *loop, lease_store_t *store, const
     c->h = *h;
     c->ud = ud;
     c->taking = 1;
-    double renew = (double)opt->renew_interval_ms / 1000.0, take = (double)opt->taker_interval_ms / 1000.0;
-    ev_timer_init(&c->renew_timer, coord_on_renew, renew, renew);
-    ev_timer_init(&c->take_timer, coord_on_take, 0.0, take);
-    c->renew_timer.data = c->take_timer.data = c;
+    sched_timer_init(&c->renew_timer, coord_on_renew, c);
+    sched_timer_init(&c->take_timer, coord_on_take, c);
     return c;
 }
 
 void lease_coord_start(lease_coord_t *c)
 {
-    ev_timer_start(c->loop, &c->renew_timer);
-    ev_timer_start(c->loop, &c->take_timer);
-}
-
-static void coord_cancel_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
-{
-    lease_coord_t *c = ud;
-    c->in_flight_writes--;
+    sched_timer_start(c->sched, &c->renew_timer, c->opt.renew_interval_ms);
+    sched_timer_start(c->sched, &c->take_timer, 0);
 }
 
 void lease_coord_stop_taking(lease_coord_t *c)
 {
     c->taking = 0;
     /* withdraw our handoff requests, so no lease is handed to a worker that is leaving */
-    while (c->requests) {
-        lease_t l = {0};
-        l.key = c->requests->key;
-        l.owner = c->requests->owner;
-        c->in_flight_writes++;
-        c->store->ops->cancel_handoff(c->store, &l, c->worker_id, coord_cancel_done, c);
-        coord_request_drop(c, c->requests);
-    }
+    while (c->requests) coord_withdraw(c, c->requests);
 }
 
 void lease_coord_scan_now(lease_coord_t *c)
 {
-    ev_timer_stop(c->loop, &c->take_timer);
-    ev_timer_set(&c->take_timer, 0.0, (double)c->opt.taker_interval_ms / 1000.0);
-    ev_timer_start(c->loop, &c->take_timer);
+    sched_timer_start(c->sched, &c->take_timer, 0);
 }
 
 void lease_coord_free(lease_coord_t *c)
 {
     if (!c) return;
-    ev_timer_stop(c->loop, &c->renew_timer);
-    ev_timer_stop(c->loop, &c->take_timer);
-    while (c->owned) coord_remove(c, c->owned, LEASE_CONFLICT);
+    sched_timer_stop(c->sched, &c->renew_timer);
+    sched_timer_stop(c->sched, &c->take_timer);
+    while (c->nowned) {
+        waiters_t dropped = {0};
+        coord_drop(c, c->owned[c->nowned - 1], &dropped);
+        free(dropped.v); /* their owners are gone by now: not called */
+    }
+    free(c->owned);
     while (c->requests) coord_request_drop(c, c->requests);
-    for (size_t j = 0; j < c->nseen; j++) free(c->seen[j].key);
-    free(c->seen);
+    while (c->ops) op_free(c->ops); /* the store was destroyed first: no callback comes */
+    lease_obs_clear(&c->obs);
     free(c->worker_id);
     free(c);
 }
@@ -651,7 +746,7 @@ void lease_coord_checkpoint(lease_coord_t *c, const char *key, const char *seq, 
 }
 
 /* The last write of an owned lease: a release, or a handoff to the worker
- * that asked (when nobody asked any more, a handoff is a release). */
+ * that asked (when the request was withdrawn meanwhile, a release). */
 static void coord_give_up(lease_coord_t *c, const char *key, int handoff, lease_coord_done_cb done, void *ud)
 {
     owned_t *o = coord_find(c, key);
@@ -659,7 +754,7 @@ static void coord_give_up(lease_coord_t *c, const char *key, int handoff, lease_
         if (done) done(ud, LEASE_CONFLICT);
         return;
     }
-    if (handoff) o->handoff = o->lease.pending_owner != NULL;
+    o->handoff = handoff && o->lease.pending_owner != NULL;
     o->want_release = 1;
     waiters_add(&o->rel_waiters, done, ud);
     coord_issue(c, o);
@@ -678,7 +773,10 @@ void lease_coord_release(lease_coord_t *c, const char *key, lease_coord_done_cb 
 void lease_coord_forget(lease_coord_t *c, const char *key)
 {
     owned_t *o = coord_find(c, key);
-    if (o) coord_remove(c, o, LEASE_CONFLICT);
+    if (!o) return;
+    waiters_t waiters = {0};
+    coord_drop(c, o, &waiters);
+    waiters_fire(&waiters, LEASE_CONFLICT);
 }
 
 const lease_t *lease_coord_owned(lease_coord_t *c, const char *key)
@@ -687,10 +785,23 @@ const lease_t *lease_coord_owned(lease_coord_t *c, const char *key)
     return o ? &o->lease : NULL;
 }
 
+int lease_coord_may_dispatch(lease_coord_t *c, const char *key)
+{
+    owned_t *o = coord_find(c, key);
+    if (!o || o->want_release) return 0;
+    if (o->inflight && (o->inflight->kind == OP_RELEASE || o->inflight->kind == OP_HANDOFF)) return 0;
+    return coord_now(c) < o->valid_until_ms;
+}
+
 size_t lease_coord_pending(lease_coord_t *c)
 {
-    size_t n = c->in_flight_writes;
-    for (owned_t *o = c->owned; o; o = o->next) n += (size_t)(o->want_checkpoint + o->want_release);
+    size_t n = c->nops;
+    for (size_t i = 0; i < c->nowned; i++) n += (size_t)(c->owned[i]->want_checkpoint + c->owned[i]->want_release);
     return n;
 }
 
+int lease_coord_owner_alive(lease_coord_t *c, const char *key)
+{
+    const lease_obs_t *o = lease_obs_find(&c->obs, key);
+    return o && lease_obs_alive(o, coord_now(c), c->opt.lease_duration_ms);
+}

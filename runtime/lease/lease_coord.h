@@ -1,18 +1,36 @@
 /* lease_coord: the lease coordinator (renewer, taker, stealer, releaser).
  *
- * Runs on the loop thread over any lease store. It keeps this worker's owned
- * leases, serialises the conditional writes on each (one in flight per
- * lease, so a renewal never races a checkpoint of the same lease), and tells
- * its owner when a lease is acquired or lost.
+ * Carries out what lease_plan decides and owns the I/O around it: store
+ * calls and timers, all from the sched_t it is given (every timer and every
+ * "now"), so virtual time can drive it. Keeps this worker's owned leases,
+ * serialises the conditional writes on each (one in flight per lease, so a
+ * renewal never races a checkpoint of the same lease), and tells its owner
+ * when a lease is acquired or lost.
  *
- * Expiry is judged by this worker's monotonic clock only: a lease is expired
- * when its counter has not moved for lease_duration since this worker first
- * saw that counter value. No clock needs to agree between hosts. */
+ * What it guarantees:
+ * - Expiry is judged by this worker's monotonic clock only: a peer's lease is
+ *   expired when its counter has not moved for lease_duration since this
+ *   worker first saw that counter value. No clock needs to agree between hosts.
+ * - An owned lease is valid until (send time of its last successful write) +
+ *   lease_duration. A peer first sees that write's counter no earlier than it
+ *   was written, so no peer can judge the lease expired before then. At that
+ *   moment a timer declares it lost, whether or not a write is still hanging;
+ *   lease_coord_may_dispatch turns 0 at the same moment (and once a release
+ *   or handoff is queued), and the shard asks it before every batch.
+ * - A loss is recorded and told (handler `lost`) before any waiter of that
+ *   lease runs; a write answered after the loss reports LEASE_CONFLICT to its
+ *   waiters, never success.
+ * - A handoff refused because the requester withdrew becomes a release; a
+ *   transient failure of a release is retried while the lease is valid; a row
+ *   in this worker's name that it does not hold is released. No lease is
+ *   left owned by nobody who renews it.
+ * - At most max_steal handoff requests are outstanding. */
 #ifndef SHARDRUN_LEASE_COORD_H
 #define SHARDRUN_LEASE_COORD_H
 
 #include <stdint.h>
 
+#include "base/sched.h"
 #include "lease.h"
 
 typedef struct lease_coord lease_coord_t;
@@ -48,11 +66,13 @@ typedef struct lease_coord_handler {
     void (*store_unusable)(void *ud, const char *msg);
 } lease_coord_handler_t;
 
-/* Caller owns the coordinator: lease_coord_free(). The store stays the caller's. */
-lease_coord_t *lease_coord_new(struct ev_loop *loop, lease_store_t *store, const lease_coord_options_t *opt,
+/* Caller owns the coordinator: lease_coord_free(). The store and the
+ * scheduler (every timer and every "now") stay the caller's. */
+lease_coord_t *lease_coord_new(sched_t *sched, lease_store_t *store, const lease_coord_options_t *opt,
                                const lease_coord_handler_t *h, void *ud);
-/* Stops timers and forgets owned leases without writing (callbacks of writes
- * in flight are still delivered by the store, and ignored). */
+/* Stops timers and forgets owned leases without writing; waiters are not
+ * called. Destroy the store first: it drops the callbacks of requests in
+ * flight, whose contexts this frees. */
 void lease_coord_free(lease_coord_t *c);
 
 void lease_coord_start(lease_coord_t *c);   /* first scan now, then timers */
@@ -79,12 +99,13 @@ const lease_t *lease_coord_owned(lease_coord_t *c, const char *key);
 /* Writes in flight or queued, over all owned leases (shutdown waits for 0). */
 size_t lease_coord_pending(lease_coord_t *c);
 
+/* 1 while this worker may dispatch a batch of the lease: it holds it, no
+ * release or handoff is queued, and by this worker's clock it cannot have
+ * expired yet (now < last successful write's send time + lease_duration). */
+int lease_coord_may_dispatch(lease_coord_t *c, const char *key);
+
 /* 1 if the lease's counter moved within lease_duration while this worker
  * watched it: its owner is alive (0: not known yet, or expired). */
 int lease_coord_owner_alive(lease_coord_t *c, const char *key);
-
-/* Pure balancing decision, exposed for unit tests: how many leases this
- * worker should hold given `leases` eligible leases and `workers` live workers. */
-size_t lease_coord_target(size_t leases, size_t workers);
 
 #endif

@@ -36,6 +36,7 @@ typedef struct ddb_req {
     aws_client_req_t *http;
     int queued;                 /* waiting for the table */
     ev_timer timer;             /* delivers an early failure on a later turn */
+    ev_timer deadline;          /* a write's budget (retries included) ran out */
     lease_status_t st;
     errbuf_t err;
 } ddb_req_t;
@@ -50,6 +51,7 @@ struct ddb_store {
     aws_client_req_t *table_http;
     ev_timer table_timer;       /* DescribeTable again while the table is being created */
     ddb_req_t *reqs;
+    int64_t write_budget_ms;    /* 0: none */
 };
 
 static void ddb_send(ddb_req_t *r);
@@ -57,7 +59,10 @@ static void ddb_table_check(ddb_store_t *ds);
 
 /* ---- requests --------------------------------------------------------------- */
 
-static ddb_req_t *ddb_req_new(ddb_store_t *ds, int is_list, const char *op, void *cb, void *ud, const lease_t *l)
+/* l and w (both NULL for a scan): the row as written (lease_apply_write) is
+ * what the callback gets on success. */
+static ddb_req_t *ddb_req_new(ddb_store_t *ds, int is_list, const char *op, void *cb, void *ud, const lease_t *l,
+                              const lease_write_t *w)
 {
     ddb_req_t *r = xcalloc(1, sizeof *r); /* freed by ddb_req_free */
     r->ds = ds;
@@ -65,7 +70,7 @@ static ddb_req_t *ddb_req_new(ddb_store_t *ds, int is_list, const char *op, void
     r->op = op;
     r->cb = cb;
     r->ud = ud;
-    if (l) lease_copy(&r->row, l);
+    if (l) lease_apply_write(l, w, &r->row);
     r->next = ds->reqs;
     if (ds->reqs) ds->reqs->prev = r;
     ds->reqs = r;
@@ -76,6 +81,7 @@ static void ddb_req_free(ddb_req_t *r)
 {
     ddb_store_t *ds = r->ds;
     ev_timer_stop(ds->base.loop, &r->timer);
+    ev_timer_stop(ds->base.loop, &r->deadline);
     if (r->http) aws_client_cancel(ds->aws, r->http);
     if (r->prev) r->prev->next = r->next;
     else ds->reqs = r->next;
@@ -130,6 +136,7 @@ static void ddb_scan_page(ddb_req_t *r, const aws_http_response_t *resp)
         return;
     }
     if (!last) {
+        lease_list_sort(r->list); /* the interface's order: Scan returns hash order */
         r->st = LEASE_OK;
         ddb_deliver(r);
         return;
@@ -172,9 +179,32 @@ static void ddb_http_done(void *ud, const aws_http_response_t *resp)
     ddb_deliver(r);
 }
 
+/* A write that has not answered within its budget: the lease it renews is
+ * about to expire anyway, and the next write must not wait behind this one. */
+static void ddb_on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    ddb_req_t *r = t->data;
+    if (r->http) aws_client_cancel(r->ds->aws, r->http);
+    r->http = NULL;
+    r->queued = 0;
+    r->st = LEASE_ERETRY;
+    errbuf_set(&r->err, "lease table %s: %s lease %s: no answer within %lld ms (the lease write budget)",
+               r->ds->table, r->op, r->row.key ? r->row.key : "?", (long long)r->ds->write_budget_ms);
+    ddb_deliver(r);
+}
+
 static void ddb_send(ddb_req_t *r)
 {
     ddb_store_t *ds = r->ds;
+    long attempt_ms = LEASE_DYNAMODB_TIMEOUT_MS;
+    if (!r->is_list && ds->write_budget_ms > 0) {
+        attempt_ms = (long)(ds->write_budget_ms / 2); /* room for one retry within the budget */
+        if (!ev_is_active(&r->deadline)) {
+            ev_timer_init(&r->deadline, ddb_on_deadline, (double)ds->write_budget_ms / 1000.0, 0.0);
+            r->deadline.data = r;
+            ev_timer_start(ds->base.loop, &r->deadline);
+        }
+    }
     if (ds->table_state != TABLE_READY) {
         r->queued = 1;
         if (ds->table_state == TABLE_UNKNOWN) ddb_table_check(ds);
@@ -182,7 +212,7 @@ static void ddb_send(ddb_req_t *r)
     }
     char target[64];
     snprintf(target, sizeof target, DDB_TARGET "%s", r->op);
-    r->http = aws_client_call(ds->aws, &ds->ep, target, DDB_JSON, r->body, LEASE_DYNAMODB_TIMEOUT_MS, ddb_http_done, r);
+    r->http = aws_client_call(ds->aws, &ds->ep, target, DDB_JSON, r->body, attempt_ms, ddb_http_done, r);
     if (!r->http) {
         errbuf_set(&r->err, "lease table %s: %s: invalid request (endpoint %s)", ds->table, r->op, ds->ep.url);
         ddb_fail_later(r, LEASE_EFATAL);
@@ -347,7 +377,6 @@ static void ddb_update(ddb_store_t *ds, ddb_req_t *r, const lease_t *l, const ch
     awsjson_ddb_attr_n(values, ":c", l->counter);
     if (l->owner) awsjson_ddb_attr(values, ":o", "S", l->owner);
     r->body = ddb_print(q);
-    r->row.counter = l->counter + 1;
     ddb_send(r);
 }
 
@@ -356,7 +385,7 @@ static void ddb_update(ddb_store_t *ds, ddb_req_t *r, const lease_t *l, const ch
 static void ddb_list(lease_store_t *s, lease_list_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 1, "Scan", (void *)cb, ud, NULL);
+    ddb_req_t *r = ddb_req_new(ds, 1, "Scan", (void *)cb, ud, NULL, NULL);
     cJSON *q = cJSON_CreateObject();
     cJSON_AddStringToObject(q, "TableName", ds->table);
     cJSON_AddTrueToObject(q, "ConsistentRead");
@@ -367,7 +396,7 @@ static void ddb_list(lease_store_t *s, lease_list_cb cb, void *ud)
 static void ddb_create(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "PutItem", (void *)cb, ud, l);
+    ddb_req_t *r = ddb_req_new(ds, 0, "PutItem", (void *)cb, ud, l, &(lease_write_t){.kind = LEASE_WRITE_CREATE});
     r->conflict_is_exists = 1;
     cJSON *q = cJSON_CreateObject();
     cJSON_AddStringToObject(q, "TableName", ds->table);
@@ -381,7 +410,7 @@ static void ddb_create(lease_store_t *s, const lease_t *l, lease_write_cb cb, vo
 static void ddb_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l, &(lease_write_t){.kind = LEASE_WRITE_RENEW});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     if (l->info) {
         /* the owner's runtime facts ride along with the renewal (status reads them) */
@@ -394,12 +423,8 @@ static void ddb_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, voi
 static void ddb_take(lease_store_t *s, const lease_t *l, const char *new_owner, lease_write_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
-    free(r->row.owner);
-    r->row.owner = xstrdup(new_owner);
-    r->row.owner_switches = l->owner_switches + 1;
-    free(r->row.pending_owner);
-    r->row.pending_owner = NULL;
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l,
+                               &(lease_write_t){.kind = LEASE_WRITE_TAKE, .worker = new_owner});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#sw", "ownerSwitchesSinceCheckpoint");
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
@@ -414,11 +439,8 @@ static void ddb_checkpoint(lease_store_t *s, const lease_t *l, const char *seq, 
                            void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
-    free(r->row.checkpoint);
-    r->row.checkpoint = xstrdup(seq);
-    r->row.checkpoint_sub = sub;
-    r->row.owner_switches = 0;
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l,
+                               &(lease_write_t){.kind = LEASE_WRITE_CHECKPOINT, .seq = seq, .sub = sub});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#cp", "checkpoint");
     cJSON_AddStringToObject(names, "#cs", "checkpointSubSequenceNumber");
@@ -435,11 +457,7 @@ static void ddb_checkpoint(lease_store_t *s, const lease_t *l, const char *seq, 
 static void ddb_release(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
-    free(r->row.owner);
-    r->row.owner = NULL;
-    free(r->row.pending_owner);
-    r->row.pending_owner = NULL;
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l, &(lease_write_t){.kind = LEASE_WRITE_RELEASE});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
     ddb_update(ds, r, l, "", "#o, #po", q, names, values);
@@ -459,9 +477,8 @@ static void ddb_request_handoff(lease_store_t *s, const lease_t *l, const char *
                                 void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
-    free(r->row.pending_owner);
-    r->row.pending_owner = xstrdup(requester);
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l,
+                               &(lease_write_t){.kind = LEASE_WRITE_REQUEST_HANDOFF, .worker = requester});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     char cond[256];
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
@@ -477,17 +494,12 @@ static void ddb_request_handoff(lease_store_t *s, const lease_t *l, const char *
 static void ddb_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l, &(lease_write_t){.kind = LEASE_WRITE_HANDOFF});
     if (!l->pending_owner) {
         errbuf_set(&r->err, "lease %s: no handoff pending", l->key);
         ddb_fail_later(r, LEASE_CONFLICT);
         return;
     }
-    free(r->row.owner);
-    r->row.owner = r->row.pending_owner;
-    r->row.pending_owner = NULL;
-    r->row.counter = l->counter + 1;
-    r->row.owner_switches = l->owner_switches + 1;
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     char cond[256];
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
@@ -508,9 +520,8 @@ static void ddb_cancel_handoff(lease_store_t *s, const lease_t *l, const char *r
                                void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l);
-    free(r->row.pending_owner);
-    r->row.pending_owner = NULL;
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l,
+                               &(lease_write_t){.kind = LEASE_WRITE_CANCEL_HANDOFF, .worker = requester});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
     awsjson_ddb_attr(values, ":req", "S", requester);
@@ -523,7 +534,7 @@ static void ddb_cancel_handoff(lease_store_t *s, const lease_t *l, const char *r
 static void ddb_remove(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
-    ddb_req_t *r = ddb_req_new(ds, 0, "DeleteItem", (void *)cb, ud, l);
+    ddb_req_t *r = ddb_req_new(ds, 0, "DeleteItem", (void *)cb, ud, l, &(lease_write_t){.kind = LEASE_WRITE_REMOVE});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#n", "leaseCounter");
     awsjson_ddb_attr_n(values, ":c", l->counter);
@@ -568,6 +579,7 @@ lease_store_t *lease_dynamodb_new(struct ev_loop *loop, const lease_dynamodb_opt
     ds->base.ops = &lease_dynamodb_ops;
     ds->base.loop = loop;
     ds->table = xstrdup(opt->table);
+    ds->write_budget_ms = opt->write_budget_ms;
     ev_timer_init(&ds->table_timer, ddb_on_table_timer, 0.0, 0.0);
     ds->table_timer.data = ds;
     ds->aws = opt->aws;

@@ -26,6 +26,8 @@ typedef struct lease_dynamodb_options {
     const char *table;      /* lease table name */
     const char *region;     /* NULL: AWS_REGION, AWS_DEFAULT_REGION, profile */
     const char *endpoint;   /* NULL: https://dynamodb.<region>.amazonaws.com/ */
+    int64_t write_budget_ms;  /* a write, retries included, answers ERETRY after this long
+                                 (lease_write_budget_ms); 0: LEASE_DYNAMODB_TIMEOUT_MS per attempt */
 } lease_dynamodb_options_t;
 
 /* Caller owns the store: lease_store_destroy() (cancels its calls; before

@@ -1,6 +1,13 @@
+/* The store's statements run on a thread of its own (one thread: in the
+ * order they were asked), never on the loop: a lease file another process
+ * holds locked makes SQLite wait up to LEASE_SQLITE_BUSY_MS, and a slow disk
+ * stalls a commit; neither may hold up the loop (renewals of other leases,
+ * processing, other stores). Answers come back on the loop through the
+ * pool's ev_async, so a callback never runs inside the call. */
 #include "lease_sqlite.h"
 
 #include <cjson/cJSON.h>
+#include <ev.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,68 +15,100 @@
 #include <unistd.h>
 
 #include "base/clock.h"
-#include "base/defer.h"
+#include "base/tpool.h"
 #include "record/seqnum.h"
 #include "base/xalloc.h"
 
-/* Short: writes run on the loop thread; a locked file answers LEASE_ERETRY and
- * the write is tried again at the next renew tick, instead of blocking renewals. */
+/* How long one statement waits for a lock another process holds. A locked
+ * file answers LEASE_ERETRY after it, and the write is tried again at the
+ * next renew tick: later writes of this store wait behind it, not the loop. */
 #define LEASE_SQLITE_BUSY_MS 250
 /* How long a new store keeps trying to set its file up while other workers,
  * started at the same moment, set up the same file (it runs before the loop). */
 #define LEASE_SQLITE_SETUP_MS 10000
+#define SQLITE_MAX_ARGS 16
+
+typedef struct sqlite_reply sqlite_reply_t;
 
 typedef struct lease_sqlite {
     lease_store_t base;
-    sqlite3 *db;
+    sqlite3 *db;            /* used by the pool's thread once the store is set up */
     char *path;
-    char *table;    /* quoted identifier */
-    char *name;     /* the table's name as configured */
-    defer_queue_t *defer;
+    char *table;            /* quoted identifier */
+    char *name;             /* the table's name as configured */
+    tpool_t *pool;          /* one thread */
+    sqlite_reply_t *inflight;   /* submitted, not answered yet (loop thread) */
 } lease_sqlite_t;
 
-typedef struct sqlite_reply {
+/* Binds ?1.. in order: text values (NULL allowed) and integers. */
+typedef struct sqlite_arg {
+    int is_int;
+    char *text;             /* owned */
+    int64_t num;
+} sqlite_arg_t;
+
+/* One request: built on the loop, run on the pool's thread, answered on the
+ * loop. Owned by the store's inflight list until answered or dropped. */
+struct sqlite_reply {
+    tpool_job_t job;        /* first: a tpool_job_t * is a sqlite_reply_t * */
+    lease_sqlite_t *ls;
     int is_list;
-    void *cb;
-    void *ud;
+    void *cb, *ud;
+    char *sql;              /* NULL: nothing to run, st is the answer */
+    sqlite_arg_t args[SQLITE_MAX_ARGS];
+    int nargs;
     lease_status_t st;
     errbuf_t err;
-    lease_t row;
+    lease_t row;            /* a write's row as written */
     lease_list_t *list;
-} sqlite_reply_t;
+    sqlite_reply_t *prev, *next;
+};
 
-static void sqlite_deliver(void *arg)
+static void sqlite_reply_free(sqlite_reply_t *r)
 {
-    sqlite_reply_t *r = arg;
-    const char *msg = r->st ? r->err.msg : NULL;
-    if (r->is_list) ((lease_list_cb)r->cb)(r->ud, r->st, msg, r->list);
-    else ((lease_write_cb)r->cb)(r->ud, r->st, msg, r->st == LEASE_OK ? &r->row : NULL);
-    lease_clear(&r->row);
-    free(r);
-}
-
-static void sqlite_drop(void *arg)
-{
-    sqlite_reply_t *r = arg;
+    lease_sqlite_t *ls = r->ls;
+    if (r->prev) r->prev->next = r->next;
+    else ls->inflight = r->next;
+    if (r->next) r->next->prev = r->prev;
+    for (int i = 0; i < r->nargs; i++) free(r->args[i].text);
+    free(r->sql);
     lease_clear(&r->row);
     lease_list_free(r->list);
     free(r);
 }
 
-static sqlite_reply_t *sqlite_reply_new(int is_list, void *cb, void *ud)
+static void sqlite_arg_text(sqlite_reply_t *r, const char *v)
 {
-    sqlite_reply_t *r = xcalloc(1, sizeof *r); /* freed by sqlite_deliver or sqlite_drop */
+    if (r->nargs == SQLITE_MAX_ARGS) abort(); /* a programming error: more placeholders than any statement here */
+    r->args[r->nargs++] = (sqlite_arg_t){0, v ? xstrdup(v) : NULL, 0};
+}
+
+static void sqlite_arg_int(sqlite_reply_t *r, int64_t v)
+{
+    if (r->nargs == SQLITE_MAX_ARGS) abort();
+    r->args[r->nargs++] = (sqlite_arg_t){1, NULL, v};
+}
+
+static sqlite_reply_t *sqlite_reply_new(lease_sqlite_t *ls, int is_list, void *cb, void *ud)
+{
+    sqlite_reply_t *r = xcalloc(1, sizeof *r); /* freed by sqlite_done or sqlite_destroy */
+    r->ls = ls;
     r->is_list = is_list;
     r->cb = cb;
     r->ud = ud;
+    r->next = ls->inflight;
+    if (ls->inflight) ls->inflight->prev = r;
+    ls->inflight = r;
     return r;
 }
 
-/* A write's reply, starting from the row as the caller sees it. */
-static sqlite_reply_t *sqlite_write_reply(const lease_t *l, lease_write_cb cb, void *ud)
+/* A write's request, holding the row as written (lease_apply_write): what
+ * the callback gets on success. */
+static sqlite_reply_t *sqlite_write_reply(lease_sqlite_t *ls, const lease_t *l, const lease_write_t *w,
+                                          lease_write_cb cb, void *ud)
 {
-    sqlite_reply_t *r = sqlite_reply_new(0, (void *)cb, ud);
-    lease_copy(&r->row, l);
+    sqlite_reply_t *r = sqlite_reply_new(ls, 0, (void *)cb, ud);
+    lease_apply_write(l, w, &r->row);
     return r;
 }
 
@@ -168,230 +207,274 @@ static const char *const sqlite_columns =
     " ownerSwitchesSinceCheckpoint, parentShardId, childShardIds, startingHashKey, endingHashKey,"
     " streamName, shardId, shardrunInfo, pendingOwner";
 
-static void sqlite_list(lease_store_t *s, lease_list_cb cb, void *ud)
+static int sqlite_bind(sqlite3_stmt *st, const sqlite_reply_t *r)
 {
-    lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_reply_new(1, (void *)cb, ud);
-    char sql[512];
-    snprintf(sql, sizeof sql, "SELECT %s FROM %s ORDER BY leaseKey", sqlite_columns, ls->table);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(ls->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        r->st = sqlite_fail(ls, r, "scan");
-    } else {
-        lease_list_t *l = xcalloc(1, sizeof *l); /* handed to the callback */
-        size_t cap = 0;
-        int rc;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            if (l->count == cap) {
-                cap = cap ? cap * 2 : 16;
-                l->leases = xrealloc(l->leases, cap * sizeof *l->leases);
-            }
-            lease_t *row = &l->leases[l->count++];
-            memset(row, 0, sizeof *row);
-            sqlite_read_row(st, row);
-        }
-        if (rc != SQLITE_DONE) {
-            r->st = sqlite_fail(ls, r, "scan");
-            lease_list_free(l);
-        } else {
-            r->list = l;
-        }
+    for (int i = 0; i < r->nargs; i++) {
+        const sqlite_arg_t *a = &r->args[i];
+        int rc = a->is_int ? sqlite3_bind_int64(st, i + 1, a->num)
+                 : a->text ? sqlite3_bind_text(st, i + 1, a->text, -1, SQLITE_STATIC)
+                           : sqlite3_bind_null(st, i + 1);
+        if (rc != SQLITE_OK) return rc;
     }
-    sqlite3_finalize(st);
-    defer_call(ls->defer, sqlite_deliver, r);
+    return SQLITE_OK;
 }
 
-/* Binds ?1.. in order: text values (NULL allowed) and integers. */
-typedef struct sqlite_arg {
-    int is_int;
-    const char *text;
-    int64_t num;
-} sqlite_arg_t;
-
-#define ARG_T(v) ((sqlite_arg_t){0, (v), 0})
-#define ARG_I(v) ((sqlite_arg_t){1, NULL, (v)})
-
-/* Runs one write statement; LEASE_CONFLICT when it changed no row. */
-static lease_status_t sqlite_write(lease_sqlite_t *ls, sqlite_reply_t *r, const char *sql, const sqlite_arg_t *args,
-                                   int nargs)
+/* Pool thread: the scan. */
+static void sqlite_run_list(lease_sqlite_t *ls, sqlite_reply_t *r)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(ls->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlite_fail(ls, r, "prepare");
-    for (int i = 0; i < nargs; i++) {
-        if (args[i].is_int) sqlite3_bind_int64(st, i + 1, args[i].num);
-        else if (args[i].text) sqlite3_bind_text(st, i + 1, args[i].text, -1, SQLITE_STATIC);
-        else sqlite3_bind_null(st, i + 1);
+    if (sqlite3_prepare_v2(ls->db, r->sql, -1, &st, NULL) != SQLITE_OK) {
+        r->st = sqlite_fail(ls, r, "scan");
+        sqlite3_finalize(st);
+        return;
+    }
+    lease_list_t *l = xcalloc(1, sizeof *l); /* handed to the callback */
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (l->count == cap) {
+            cap = cap ? cap * 2 : 16;
+            l->leases = xrealloc(l->leases, cap * sizeof *l->leases);
+        }
+        lease_t *row = &l->leases[l->count++];
+        memset(row, 0, sizeof *row);
+        sqlite_read_row(st, row);
+    }
+    if (rc != SQLITE_DONE) {
+        r->st = sqlite_fail(ls, r, "scan");
+        lease_list_free(l);
+    } else {
+        lease_list_sort(l); /* the interface's order (strcmp), whatever the column's collation */
+        r->list = l;
+        r->st = LEASE_OK;
+    }
+    sqlite3_finalize(st);
+}
+
+/* Pool thread: one write statement; LEASE_CONFLICT when it changed no row. */
+static void sqlite_run_write(lease_sqlite_t *ls, sqlite_reply_t *r)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(ls->db, r->sql, -1, &st, NULL) != SQLITE_OK || sqlite_bind(st, r) != SQLITE_OK) {
+        r->st = sqlite_fail(ls, r, "prepare");
+        sqlite3_finalize(st);
+        return;
     }
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
         if (sqlite3_errcode(ls->db) == SQLITE_CONSTRAINT) {
             errbuf_set(&r->err, "lease exists already");
-            return LEASE_CONFLICT;
+            r->st = LEASE_CONFLICT;
+            return;
         }
-        return sqlite_fail(ls, r, "write");
+        r->st = sqlite_fail(ls, r, "write");
+        return;
     }
     if (sqlite3_changes(ls->db) != 1) {
         errbuf_set(&r->err, "lease changed (owner or counter moved)");
-        return LEASE_CONFLICT;
+        r->st = LEASE_CONFLICT;
+        return;
     }
-    return LEASE_OK;
+    r->st = LEASE_OK;
 }
 
-/* Completes a write: on success the callback gets `row` (already updated). */
-static void sqlite_finish(lease_sqlite_t *ls, sqlite_reply_t *r, lease_status_t st)
+static void sqlite_run(tpool_job_t *job)
 {
-    r->st = st;
-    defer_call(ls->defer, sqlite_deliver, r);
+    sqlite_reply_t *r = (sqlite_reply_t *)job;
+    if (!r->sql) return;
+    if (r->is_list) sqlite_run_list(r->ls, r);
+    else sqlite_run_write(r->ls, r);
+}
+
+/* Loop thread: the answer. */
+static void sqlite_done(tpool_job_t *job)
+{
+    sqlite_reply_t *r = (sqlite_reply_t *)job;
+    lease_sqlite_t *ls = r->ls;
+    ev_unref(ls->base.loop); /* the request no longer keeps the loop running */
+    const char *msg = r->st ? r->err.msg : NULL;
+    if (r->is_list) {
+        lease_list_t *l = r->st == LEASE_OK ? r->list : NULL;
+        r->list = NULL;
+        ((lease_list_cb)r->cb)(r->ud, r->st, msg, l);
+    } else {
+        ((lease_write_cb)r->cb)(r->ud, r->st, msg, r->st == LEASE_OK ? &r->row : NULL);
+    }
+    sqlite_reply_free(r);
+}
+
+/* Hands r to the store's thread. A request in flight keeps the loop running
+ * (as an active watcher would), so a caller waiting for its answer is not
+ * left with a loop that has nothing to do. */
+static void sqlite_submit(lease_sqlite_t *ls, sqlite_reply_t *r)
+{
+    r->job.run = sqlite_run;
+    r->job.done = sqlite_done;
+    ev_ref(ls->base.loop);
+    tpool_submit(ls->pool, &r->job);
+}
+
+static void sqlite_list(lease_store_t *s, lease_list_cb cb, void *ud)
+{
+    lease_sqlite_t *ls = (lease_sqlite_t *)s;
+    sqlite_reply_t *r = sqlite_reply_new(ls, 1, (void *)cb, ud);
+    size_t n = strlen(sqlite_columns) + strlen(ls->table) + 64;
+    r->sql = xmalloc(n); /* owned by r */
+    snprintf(r->sql, n, "SELECT %s FROM %s ORDER BY leaseKey", sqlite_columns, ls->table);
+    sqlite_submit(ls, r);
+}
+
+/* r->sql := fmt with its one or two %s replaced by a (and b). */
+static void sqlite_set_sql(sqlite_reply_t *r, const char *fmt, const char *a, const char *b)
+{
+    size_t n = strlen(fmt) + strlen(a) + (b ? strlen(b) : 0) + 1;
+    r->sql = xmalloc(n); /* owned by r */
+    snprintf(r->sql, n, fmt, a, b ? b : "");
 }
 
 static void sqlite_create(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
+    sqlite_reply_t *r = sqlite_write_reply(ls, l, &(lease_write_t){.kind = LEASE_WRITE_CREATE}, cb, ud);
     char *parents = sqlite_ids_json(l->parents, l->nparents);
     char *children = sqlite_ids_json(l->children, l->nchildren);
-    char sql[512];
-    snprintf(sql, sizeof sql, "INSERT INTO %s(%s) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", ls->table, sqlite_columns);
-    sqlite_arg_t args[] = {ARG_T(l->key),        ARG_T(l->owner),          ARG_I(l->counter),
-                           ARG_T(l->checkpoint), ARG_I(l->checkpoint_sub), ARG_I(l->owner_switches),
-                           ARG_T(parents),       ARG_T(children),          ARG_T(l->start_hash),
-                           ARG_T(l->end_hash),   ARG_T(l->stream),         ARG_T(l->shard),
-                           ARG_T(l->info),       ARG_T(l->pending_owner)};
-    lease_status_t st = sqlite_write(ls, r, sql, args, (int)(sizeof args / sizeof *args));
+    sqlite_set_sql(r, "INSERT INTO %s(%s) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", ls->table, sqlite_columns);
+    sqlite_arg_text(r, l->key);
+    sqlite_arg_text(r, l->owner);
+    sqlite_arg_int(r, l->counter);
+    sqlite_arg_text(r, l->checkpoint);
+    sqlite_arg_int(r, l->checkpoint_sub);
+    sqlite_arg_int(r, l->owner_switches);
+    sqlite_arg_text(r, parents);
+    sqlite_arg_text(r, children);
+    sqlite_arg_text(r, l->start_hash);
+    sqlite_arg_text(r, l->end_hash);
+    sqlite_arg_text(r, l->stream);
+    sqlite_arg_text(r, l->shard);
+    sqlite_arg_text(r, l->info);
+    sqlite_arg_text(r, l->pending_owner);
     free(parents);
     free(children);
-    sqlite_finish(ls, r, st);
+    sqlite_submit(ls, r);
 }
 
-/* The conditional update behind renew, take, checkpoint and release. `set`
- * is the SET clause with ?1..?n; the condition binds after it. */
-static void sqlite_update(lease_sqlite_t *ls, sqlite_reply_t *r, const lease_t *l, const char *set,
-                          sqlite_arg_t *args, int nargs)
+/* The conditional update behind renew, take, checkpoint and release: `set`
+ * is the SET clause with the ?s already bound; the condition (key, counter,
+ * owner as in l) binds after it. */
+static void sqlite_update(lease_sqlite_t *ls, sqlite_reply_t *r, const lease_t *l, const char *set)
 {
-    char sql[768];
-    snprintf(sql, sizeof sql, "UPDATE %s SET %s, leaseCounter=leaseCounter+1 WHERE leaseKey=? AND leaseCounter=?"
-             " AND leaseOwner IS ?", ls->table, set);
-    sqlite_arg_t all[8];
-    int n = 0;
-    for (int i = 0; i < nargs; i++) all[n++] = args[i];
-    all[n++] = ARG_T(l->key);
-    all[n++] = ARG_I(l->counter);
-    all[n++] = ARG_T(l->owner);
-    lease_status_t st = sqlite_write(ls, r, sql, all, n);
-    if (st == LEASE_OK) r->row.counter = l->counter + 1;
-    sqlite_finish(ls, r, st);
+    sqlite_set_sql(r, "UPDATE %s SET %s, leaseCounter=leaseCounter+1 WHERE leaseKey=? AND leaseCounter=?"
+                   " AND leaseOwner IS ?", ls->table, set);
+    sqlite_arg_text(r, l->key);
+    sqlite_arg_int(r, l->counter);
+    sqlite_arg_text(r, l->owner);
+    sqlite_submit(ls, r);
 }
 
 static void sqlite_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    if (l->info) {
-        sqlite_arg_t args[] = {ARG_T(l->info)};
-        sqlite_update(ls, r, l, "shardrunInfo=?", args, 1);
-    } else {
-        sqlite_update(ls, r, l, "leaseOwner=leaseOwner", NULL, 0);
-    }
+    sqlite_reply_t *r = sqlite_write_reply(ls, l, &(lease_write_t){.kind = LEASE_WRITE_RENEW}, cb, ud);
+    if (l->info) sqlite_arg_text(r, l->info);
+    sqlite_update(ls, r, l, l->info ? "shardrunInfo=?" : "leaseOwner=leaseOwner");
 }
 
 static void sqlite_take(lease_store_t *s, const lease_t *l, const char *new_owner, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    free(r->row.owner);
-    r->row.owner = xstrdup(new_owner);
-    r->row.owner_switches = l->owner_switches + 1;
-    sqlite_arg_t args[] = {ARG_T(new_owner)};
-    free(r->row.pending_owner);
-    r->row.pending_owner = NULL;
-    sqlite_update(ls, r, l, "leaseOwner=?, pendingOwner=NULL, ownerSwitchesSinceCheckpoint=ownerSwitchesSinceCheckpoint+1",
-                  args, 1);
+    sqlite_reply_t *r =
+        sqlite_write_reply(ls, l, &(lease_write_t){.kind = LEASE_WRITE_TAKE, .worker = new_owner}, cb, ud);
+    sqlite_arg_text(r, new_owner);
+    sqlite_update(ls, r, l,
+                  "leaseOwner=?, pendingOwner=NULL, ownerSwitchesSinceCheckpoint=ownerSwitchesSinceCheckpoint+1");
 }
 
 static void sqlite_checkpoint(lease_store_t *s, const lease_t *l, const char *seq, int64_t sub, lease_write_cb cb,
                               void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    free(r->row.checkpoint);
-    r->row.checkpoint = xstrdup(seq);
-    r->row.checkpoint_sub = sub;
-    r->row.owner_switches = 0;
-    sqlite_arg_t args[] = {ARG_T(seq), ARG_I(sub)};
-    sqlite_update(ls, r, l, "checkpoint=?, checkpointSubSequenceNumber=?, ownerSwitchesSinceCheckpoint=0", args, 2);
+    sqlite_reply_t *r =
+        sqlite_write_reply(ls, l, &(lease_write_t){.kind = LEASE_WRITE_CHECKPOINT, .seq = seq, .sub = sub}, cb, ud);
+    sqlite_arg_text(r, seq);
+    sqlite_arg_int(r, sub);
+    sqlite_update(ls, r, l, "checkpoint=?, checkpointSubSequenceNumber=?, ownerSwitchesSinceCheckpoint=0");
 }
 
 static void sqlite_release(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    free(r->row.owner);
-    r->row.owner = NULL;
-    free(r->row.pending_owner);
-    r->row.pending_owner = NULL;
-    sqlite_update(ls, r, l, "leaseOwner=NULL, pendingOwner=NULL", NULL, 0);
+    sqlite_reply_t *r = sqlite_write_reply(ls, l, &(lease_write_t){.kind = LEASE_WRITE_RELEASE}, cb, ud);
+    sqlite_update(ls, r, l, "leaseOwner=NULL, pendingOwner=NULL");
 }
 
 static void sqlite_request_handoff(lease_store_t *s, const lease_t *l, const char *requester, lease_write_cb cb,
                                    void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    free(r->row.pending_owner);
-    r->row.pending_owner = xstrdup(requester);
-    char sql[512];
-    snprintf(sql, sizeof sql, "UPDATE %s SET pendingOwner=? WHERE leaseKey=? AND leaseCounter=? AND leaseOwner IS ?"
-             " AND pendingOwner IS NULL", ls->table);
-    sqlite_arg_t args[] = {ARG_T(requester), ARG_T(l->key), ARG_I(l->counter), ARG_T(l->owner)};
-    sqlite_finish(ls, r, sqlite_write(ls, r, sql, args, 4));
+    sqlite_reply_t *r = sqlite_write_reply(
+        ls, l, &(lease_write_t){.kind = LEASE_WRITE_REQUEST_HANDOFF, .worker = requester}, cb, ud);
+    sqlite_set_sql(r, "UPDATE %s SET pendingOwner=? WHERE leaseKey=? AND leaseCounter=? AND leaseOwner IS ?"
+                   " AND pendingOwner IS NULL", ls->table, NULL);
+    sqlite_arg_text(r, requester);
+    sqlite_arg_text(r, l->key);
+    sqlite_arg_int(r, l->counter);
+    sqlite_arg_text(r, l->owner);
+    sqlite_submit(ls, r);
 }
 
 static void sqlite_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    free(r->row.owner);
-    r->row.owner = r->row.pending_owner;
-    r->row.pending_owner = NULL;
-    r->row.counter = l->counter + 1;
-    r->row.owner_switches = l->owner_switches + 1;
-    char sql[512];
-    snprintf(sql, sizeof sql, "UPDATE %s SET leaseOwner=pendingOwner, pendingOwner=NULL, leaseCounter=leaseCounter+1,"
-             " ownerSwitchesSinceCheckpoint=ownerSwitchesSinceCheckpoint+1 WHERE leaseKey=? AND leaseCounter=?"
-             " AND leaseOwner IS ? AND pendingOwner IS ?", ls->table);
-    sqlite_arg_t args[] = {ARG_T(l->key), ARG_I(l->counter), ARG_T(l->owner), ARG_T(l->pending_owner)};
-    lease_status_t st = l->pending_owner ? sqlite_write(ls, r, sql, args, 4) : LEASE_CONFLICT;
-    sqlite_finish(ls, r, st);
+    sqlite_reply_t *r = sqlite_write_reply(ls, l, &(lease_write_t){.kind = LEASE_WRITE_HANDOFF}, cb, ud);
+    if (!l->pending_owner) {
+        errbuf_set(&r->err, "lease %s: no handoff pending", l->key);
+        r->st = LEASE_CONFLICT; /* answered on the loop all the same, never inside this call */
+        sqlite_submit(ls, r);
+        return;
+    }
+    sqlite_set_sql(r, "UPDATE %s SET leaseOwner=pendingOwner, pendingOwner=NULL, leaseCounter=leaseCounter+1,"
+                   " ownerSwitchesSinceCheckpoint=ownerSwitchesSinceCheckpoint+1 WHERE leaseKey=? AND leaseCounter=?"
+                   " AND leaseOwner IS ? AND pendingOwner IS ?", ls->table, NULL);
+    sqlite_arg_text(r, l->key);
+    sqlite_arg_int(r, l->counter);
+    sqlite_arg_text(r, l->owner);
+    sqlite_arg_text(r, l->pending_owner);
+    sqlite_submit(ls, r);
 }
 
 static void sqlite_cancel_handoff(lease_store_t *s, const lease_t *l, const char *requester, lease_write_cb cb,
                                   void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    free(r->row.pending_owner);
-    r->row.pending_owner = NULL;
-    char sql[256];
-    snprintf(sql, sizeof sql, "UPDATE %s SET pendingOwner=NULL WHERE leaseKey=? AND pendingOwner=?", ls->table);
-    sqlite_arg_t args[] = {ARG_T(l->key), ARG_T(requester)};
-    sqlite_finish(ls, r, sqlite_write(ls, r, sql, args, 2));
+    sqlite_reply_t *r = sqlite_write_reply(
+        ls, l, &(lease_write_t){.kind = LEASE_WRITE_CANCEL_HANDOFF, .worker = requester}, cb, ud);
+    sqlite_set_sql(r, "UPDATE %s SET pendingOwner=NULL WHERE leaseKey=? AND pendingOwner=?", ls->table, NULL);
+    sqlite_arg_text(r, l->key);
+    sqlite_arg_text(r, requester);
+    sqlite_submit(ls, r);
 }
 
 static void sqlite_remove(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    sqlite_reply_t *r = sqlite_write_reply(l, cb, ud);
-    char sql[256];
-    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE leaseKey=? AND leaseCounter=?", ls->table);
-    sqlite_arg_t args[] = {ARG_T(l->key), ARG_I(l->counter)};
-    sqlite_finish(ls, r, sqlite_write(ls, r, sql, args, 2));
+    sqlite_reply_t *r = sqlite_write_reply(ls, l, &(lease_write_t){.kind = LEASE_WRITE_REMOVE}, cb, ud);
+    sqlite_set_sql(r, "DELETE FROM %s WHERE leaseKey=? AND leaseCounter=?", ls->table, NULL);
+    sqlite_arg_text(r, l->key);
+    sqlite_arg_int(r, l->counter);
+    sqlite_submit(ls, r);
 }
 
+/* Lets the thread finish what it started, then drops every answer not
+ * delivered yet (their callbacks never run), as the DynamoDB store does. */
 static void sqlite_destroy(lease_store_t *s)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
-    defer_queue_free(ls->defer, sqlite_drop);
+    tpool_free(ls->pool);
+    while (ls->inflight) {
+        if (ls->base.loop) ev_unref(ls->base.loop);
+        sqlite_reply_free(ls->inflight);
+    }
     sqlite3_close(ls->db);
     free(ls->path);
     free(ls->table);
@@ -511,6 +594,11 @@ lease_store_t *lease_sqlite_new(struct ev_loop *loop, const char *path, const ch
         sqlite_destroy(&ls->base);
         return NULL;
     }
-    ls->defer = defer_queue_new(loop);
+    ls->pool = tpool_new(loop, 1, "lease-sqlite");
+    if (!ls->pool) {
+        errbuf_set(err, "%s: cannot start the lease store's thread", path);
+        sqlite_destroy(&ls->base);
+        return NULL;
+    }
     return &ls->base;
 }

@@ -1,8 +1,10 @@
 /* lease_sqlite: the embedded lease store, one table per application in a
  * SQLite file, in the KCL's schema. Many worker processes share the file
  * (WAL); every write is a single conditional UPDATE, so two processes can
- * never both believe they won the same change. Results are delivered on the
- * next loop turn. */
+ * never both believe they won the same change. Statements run on a thread
+ * of the store's own, in the order asked (a file another process holds
+ * locked, or a slow disk, never holds up the loop); answers come back on the
+ * loop, never inside the call. */
 #ifndef SHARDRUN_LEASE_SQLITE_H
 #define SHARDRUN_LEASE_SQLITE_H
 

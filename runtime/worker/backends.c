@@ -34,7 +34,8 @@ lease_store_t *backend_lease_store_new(const config_t *cfg, struct ev_loop *loop
         if (fspath_mkdir_parents(cfg->leases.path, err)) return NULL;
         return lease_sqlite_new(loop, cfg->leases.path, cfg->leases.table, err);
     }
-    lease_dynamodb_options_t opt = {aws, cfg->leases.table, cfg->leases.region, cfg->leases.endpoint};
+    lease_dynamodb_options_t opt = {aws, cfg->leases.table, cfg->leases.region, cfg->leases.endpoint,
+                                    lease_write_budget_ms(cfg->lease_duration_ms, cfg->renew_interval_ms)};
     return lease_dynamodb_new(loop, &opt, err);
 }
 

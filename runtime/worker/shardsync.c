@@ -7,19 +7,45 @@
 #include "record/seqnum.h"
 #include "base/xalloc.h"
 
+/* A lease this run creates. Its children wait for it: a child's row never
+ * exists without its parents' rows (a worker would take a missing parent
+ * for a finished one). */
+typedef struct sync_create {
+    size_t stream;                 /* index in cfg->streams */
+    const source_shard_t *shard;   /* in ss->lists[stream] */
+    const char *checkpoint;        /* a SEQNUM_* sentinel */
+    size_t waiting;                /* parents in this run not created yet */
+    int state;                     /* CREATE_* */
+    size_t *children;              /* indexes in ss->creates */
+    size_t nchildren;
+} sync_create_t;
+
+enum { CREATE_WAITING, CREATE_SENT, CREATE_DONE, CREATE_SKIPPED };
+
+/* The shard ids a listing of one stream showed, sorted. */
+typedef struct sync_known {
+    char **ids;
+    size_t n;
+    int listed;                    /* a listing succeeded at least once */
+} sync_known_t;
+
 struct shardsync {
     source_t *source;
     lease_store_t *store;
     const config_t *cfg;
     void (*synced)(void *ud);
-    void (*failed)(void *ud, const char *msg);
+    void (*failed)(void *ud, int status, const char *msg);
     void *ud;
     source_shard_list_t **lists;   /* per configured stream, from this run */
+    sync_known_t *known;           /* per configured stream, from the last successful listing */
+    sync_create_t *creates;        /* this run's, parents before children */
+    size_t ncreates, creates_cap;
     size_t pending;                /* list requests in flight */
     int running;
     int again;                     /* a run was asked for during this one */
     size_t writes;                 /* creates/deletes in flight */
     int64_t runs;
+    int reported_conflict;         /* a lease of another stream under our key was logged */
 };
 
 char *shardsync_lease_key(const config_t *cfg, const char *stream, const char *shard)
@@ -37,20 +63,73 @@ const char *shardsync_lease_stream(const config_t *cfg, const lease_t *l)
     return cfg->nstreams == 1 ? cfg->streams[0].name : NULL;
 }
 
-int shardsync_parents_done(const config_t *cfg, const lease_t *l, const lease_list_t *all)
+static int shardsync_str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int shardsync_stream_index(const config_t *cfg, const char *stream)
+{
+    for (size_t i = 0; stream && i < cfg->nstreams; i++)
+        if (!strcmp(cfg->streams[i].name, stream)) return (int)i;
+    return -1;
+}
+
+/* 1: the last listing of the stream showed the shard; 0: it did not (gone
+ * past retention); -1: no listing yet. */
+static int shardsync_listed(const shardsync_t *ss, const char *stream, const char *shard)
+{
+    int idx = shardsync_stream_index(ss->cfg, stream);
+    if (idx < 0 || !ss->known[idx].listed) return -1;
+    const sync_known_t *k = &ss->known[idx];
+    return bsearch(&shard, k->ids, k->n, sizeof *k->ids, shardsync_str_cmp) != NULL;
+}
+
+/* A lease that moved past its initial position has started: its parents
+ * were finished then (and may have been cleaned up since). */
+static int shardsync_started(const lease_t *l)
+{
+    return l->checkpoint && (!seqnum_is_sentinel(l->checkpoint) || !strcmp(l->checkpoint, SEQNUM_SHARD_END));
+}
+
+/* Its parents do not matter: it has started, or it starts at LATEST (a
+ * stream first seen at LATEST gives its closed shards no lease). */
+static int shardsync_parents_moot(const lease_t *l)
+{
+    return shardsync_started(l) || (l->checkpoint && !strcmp(l->checkpoint, SEQNUM_LATEST));
+}
+
+/* The parents' rows: 1 all finished or started, 0 one is unfinished, and
+ * with ss: a missing row counts as finished only when the stream's last
+ * listing no longer shows it. Without ss (status), missing rows are not judged. */
+static int shardsync_parents_check(const config_t *cfg, const shardsync_t *ss, const lease_t *l,
+                                   const lease_list_t *all)
 {
     const char *stream = shardsync_lease_stream(cfg, l);
-    for (size_t i = 0; i < l->nparents && stream; i++) {
+    if (!l->nparents || shardsync_parents_moot(l)) return 1;
+    if (!stream) return 0;
+    for (size_t i = 0; i < l->nparents; i++) {
         char *key = shardsync_lease_key(cfg, stream, l->parents[i]);
         const lease_t *p = lease_list_find(all, key);
         free(key);
         if (p && (!p->checkpoint || strcmp(p->checkpoint, SEQNUM_SHARD_END))) return 0;
+        if (!p && ss && shardsync_listed(ss, stream, l->parents[i]) != 0) return 0;
     }
     return 1;
 }
 
+int shardsync_parents_done(const shardsync_t *ss, const lease_t *l, const lease_list_t *all)
+{
+    return shardsync_parents_check(ss->cfg, ss, l, all);
+}
+
+int shardsync_parent_rows_done(const config_t *cfg, const lease_t *l, const lease_list_t *all)
+{
+    return shardsync_parents_check(cfg, NULL, l, all);
+}
+
 shardsync_t *shardsync_new(source_t *source, lease_store_t *store, const config_t *cfg,
-                           void (*synced)(void *ud), void (*failed)(void *ud, const char *msg), void *ud)
+                           void (*synced)(void *ud), void (*failed)(void *ud, int status, const char *msg), void *ud)
 {
     shardsync_t *ss = xcalloc(1, sizeof *ss); /* owned by the caller: shardsync_free */
     ss->source = source;
@@ -60,6 +139,7 @@ shardsync_t *shardsync_new(source_t *source, lease_store_t *store, const config_
     ss->failed = failed;
     ss->ud = ud;
     ss->lists = xcalloc(cfg->nstreams, sizeof *ss->lists);
+    ss->known = xcalloc(cfg->nstreams, sizeof *ss->known);
     return ss;
 }
 
@@ -69,12 +149,37 @@ static void shardsync_clear_lists(shardsync_t *ss)
         source_shard_list_free(ss->lists[i]);
         ss->lists[i] = NULL;
     }
+    for (size_t i = 0; i < ss->ncreates; i++) free(ss->creates[i].children);
+    ss->ncreates = 0;
+}
+
+static void shardsync_clear_known(sync_known_t *k)
+{
+    for (size_t i = 0; i < k->n; i++) free(k->ids[i]);
+    free(k->ids);
+    k->ids = NULL;
+    k->n = 0;
+}
+
+/* Remembers which shards a successful listing showed (for missing parents). */
+static void shardsync_remember(shardsync_t *ss, size_t idx, const source_shard_list_t *l)
+{
+    sync_known_t *k = &ss->known[idx];
+    shardsync_clear_known(k);
+    k->ids = xcalloc(l->count ? l->count : 1, sizeof *k->ids); /* owned by ss->known */
+    for (size_t i = 0; i < l->count; i++) k->ids[i] = xstrdup(l->shards[i].id);
+    k->n = l->count;
+    qsort(k->ids, k->n, sizeof *k->ids, shardsync_str_cmp);
+    k->listed = 1;
 }
 
 void shardsync_free(shardsync_t *ss)
 {
     if (!ss) return;
     shardsync_clear_lists(ss);
+    for (size_t i = 0; i < ss->cfg->nstreams; i++) shardsync_clear_known(&ss->known[i]);
+    free(ss->known);
+    free(ss->creates);
     free(ss->lists);
     free(ss);
 }
@@ -106,7 +211,49 @@ static void shardsync_write_done(void *ud, lease_status_t st, const char *msg, c
     shardsync_finish(ss);
 }
 
-/* 1 if some shard descending from `id` has a lease already. */
+typedef struct create_ctx {
+    shardsync_t *ss;
+    size_t idx;                    /* in ss->creates */
+} create_ctx_t;
+
+static void shardsync_send_create(shardsync_t *ss, size_t idx);
+
+/* A failed create: its descendants are not created in this run either. */
+static void shardsync_skip_create(shardsync_t *ss, size_t idx)
+{
+    sync_create_t *c = &ss->creates[idx];
+    if (c->state == CREATE_SKIPPED) return;
+    c->state = CREATE_SKIPPED;
+    for (size_t i = 0; i < c->nchildren; i++) shardsync_skip_create(ss, c->children[i]);
+}
+
+static void shardsync_create_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
+{
+    create_ctx_t *ctx = ud;
+    shardsync_t *ss = ctx->ss;
+    size_t idx = ctx->idx;
+    free(ctx);
+    ss->writes--;
+    sync_create_t *c = &ss->creates[idx];
+    if (st == LEASE_OK || st == LEASE_CONFLICT) { /* CONFLICT: a peer created it first */
+        c->state = CREATE_DONE;
+        for (size_t i = 0; i < c->nchildren; i++) {
+            sync_create_t *child = &ss->creates[c->children[i]];
+            if (child->state == CREATE_WAITING && --child->waiting == 0) shardsync_send_create(ss, c->children[i]);
+        }
+    } else {
+        char q[512];
+        log_warn("shard_sync_write_failed", "stream=%s shard=%s status=%s error=%s action=\"children wait for the "
+                 "next sync\"", ss->cfg->streams[c->stream].name, c->shard->id, lease_status_name(st),
+                 log_quote(msg, q, sizeof q));
+        shardsync_skip_create(ss, idx);
+    }
+    shardsync_finish(ss);
+}
+
+/* 1 if some shard descending from `id` has a lease that started (so `id`
+ * was finished, and its row cleaned up). A descendant's lease that has not
+ * started waits for this one: it gets its row again. */
 static int shardsync_descendant_leased(shardsync_t *ss, const config_stream_t *cs, const source_shard_list_t *l,
                                        const char *id, const lease_list_t *all, int depth)
 {
@@ -116,7 +263,8 @@ static int shardsync_descendant_leased(shardsync_t *ss, const config_stream_t *c
         if (!(c->parent && !strcmp(c->parent, id)) && !(c->adjacent_parent && !strcmp(c->adjacent_parent, id)))
             continue;
         char *key = shardsync_lease_key(ss->cfg, cs->name, c->id);
-        int leased = lease_list_find(all, key) != NULL;
+        const lease_t *row = lease_list_find(all, key);
+        int leased = row && !row->invalid && shardsync_parents_moot(row);
         free(key);
         if (leased || shardsync_descendant_leased(ss, cs, l, c->id, all, depth + 1)) return 1;
     }
@@ -132,9 +280,13 @@ static int shardsync_stream_has_leases(shardsync_t *ss, const config_stream_t *c
     return 0;
 }
 
-static void shardsync_create(shardsync_t *ss, const config_stream_t *cs, const source_shard_t *sh,
-                             const char *checkpoint)
+static void shardsync_send_create(shardsync_t *ss, size_t idx)
 {
+    sync_create_t *c = &ss->creates[idx];
+    const config_stream_t *cs = &ss->cfg->streams[c->stream];
+    const source_shard_t *sh = c->shard;
+    const char *checkpoint = c->checkpoint;
+    c->state = CREATE_SENT;
     lease_t l = {0};
     char *parents[2];
     l.key = shardsync_lease_key(ss->cfg, cs->name, sh->id);
@@ -149,8 +301,62 @@ static void shardsync_create(shardsync_t *ss, const config_stream_t *cs, const s
     log_info("lease_created", "stream=%s shard=%s lease=%s checkpoint=%s parents=%zu", cs->name, sh->id, l.key,
              checkpoint, l.nparents);
     ss->writes++;
-    ss->store->ops->create(ss->store, &l, shardsync_write_done, ss);
+    create_ctx_t *ctx = xcalloc(1, sizeof *ctx); /* freed in shardsync_create_done */
+    ctx->ss = ss;
+    ctx->idx = idx;
+    ss->store->ops->create(ss->store, &l, shardsync_create_done, ctx);
     free(l.key);
+}
+
+/* Queues a create; shardsync_send_creates sends them, parents first. */
+static void shardsync_create(shardsync_t *ss, size_t stream, const source_shard_t *sh, const char *checkpoint)
+{
+    if (ss->ncreates == ss->creates_cap) {
+        ss->creates_cap = ss->creates_cap ? ss->creates_cap * 2 : 16;
+        ss->creates = xrealloc(ss->creates, ss->creates_cap * sizeof *ss->creates);
+    }
+    ss->creates[ss->ncreates++] = (sync_create_t){.stream = stream, .shard = sh, .checkpoint = checkpoint};
+}
+
+typedef struct create_ref {
+    size_t stream;
+    const char *id;
+    size_t idx;
+} create_ref_t;
+
+static int shardsync_ref_cmp(const void *a, const void *b)
+{
+    const create_ref_t *x = a, *y = b;
+    if (x->stream != y->stream) return x->stream < y->stream ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+/* Links each queued create to the queued creates of its parents and sends
+ * those whose parents are not being created: the rest follow as their
+ * parents' creates succeed (a tree of waves, each wave concurrent). */
+static void shardsync_send_creates(shardsync_t *ss)
+{
+    size_t n = ss->ncreates;
+    create_ref_t *refs = xcalloc(n ? n : 1, sizeof *refs);
+    for (size_t i = 0; i < n; i++) refs[i] = (create_ref_t){ss->creates[i].stream, ss->creates[i].shard->id, i};
+    qsort(refs, n, sizeof *refs, shardsync_ref_cmp);
+    for (size_t i = 0; i < n; i++) {
+        sync_create_t *c = &ss->creates[i];
+        const char *parents[2] = {c->shard->parent, c->shard->adjacent_parent};
+        for (int k = 0; k < 2; k++) {
+            if (!parents[k]) continue;
+            create_ref_t key = {c->stream, parents[k], 0};
+            create_ref_t *p = bsearch(&key, refs, n, sizeof *refs, shardsync_ref_cmp);
+            if (!p) continue;
+            sync_create_t *pc = &ss->creates[p->idx];
+            pc->children = xrealloc(pc->children, (pc->nchildren + 1) * sizeof *pc->children);
+            pc->children[pc->nchildren++] = i;
+            c->waiting++;
+        }
+    }
+    free(refs);
+    for (size_t i = 0; i < n; i++)
+        if (ss->creates[i].state == CREATE_WAITING && ss->creates[i].waiting == 0) shardsync_send_create(ss, i);
 }
 
 /* A finished parent is deleted once every child has a lease that started
@@ -172,9 +378,9 @@ static void shardsync_cleanup(shardsync_t *ss, const config_stream_t *cs, const 
             char *key = shardsync_lease_key(ss->cfg, cs->name, c->id);
             const lease_t *cl = lease_list_find(all, key);
             free(key);
-            if (cl && !cl->invalid && (cl->owner || !seqnum_is_sentinel(cl->checkpoint) ||
-                                       !strcmp(cl->checkpoint, SEQNUM_SHARD_END)))
-                started++;
+                /* started = moved past its initial position: a child merely owned
+             * could be released again, and would then wait for this row */
+            if (cl && !cl->invalid && shardsync_started(cl)) started++;
         }
         if (children > 0 && started == children) {
             log_info("lease_deleted", "stream=%s shard=%s lease=%s reason=\"finished, all children started\"",
@@ -185,14 +391,50 @@ static void shardsync_cleanup(shardsync_t *ss, const config_stream_t *cs, const 
     }
 }
 
-static void shardsync_reconcile_stream(shardsync_t *ss, const config_stream_t *cs, const source_shard_list_t *l,
+/* A row under one of this stream's keys that names another stream: the
+ * stream was renamed (or another one configured) under the same application.
+ * Never a silent no-op: at start the worker exits 2, later it is logged. */
+static int shardsync_foreign_row(shardsync_t *ss, const config_stream_t *cs, const source_shard_list_t *l,
+                                 const lease_list_t *all)
+{
+    for (size_t i = 0; i < l->count; i++) {
+        char *key = shardsync_lease_key(ss->cfg, cs->name, l->shards[i].id);
+        const lease_t *row = lease_list_find(all, key);
+        free(key);
+        if (!row || row->invalid || !row->stream || !strcmp(row->stream, cs->name)) continue;
+        const config_t *cfg = ss->cfg;
+        char msg[2048];
+        snprintf(msg, sizeof msg, "lease %s in %s %s belongs to stream %s, but this config runs stream %s under "
+                 "the same application %s (a renamed stream?): give the new stream its own application name, "
+                 "or delete the old leases (%s%s%s) if stream %s's checkpoints are no longer needed",
+                 row->key, cfg->leases.type == BACKEND_LOCAL ? "lease file" : "DynamoDB table",
+                 cfg->leases.type == BACKEND_LOCAL ? cfg->leases.path : cfg->leases.table, row->stream, cs->name,
+                 cfg->application, cfg->leases.type == BACKEND_LOCAL ? "table " : "table ", cfg->leases.table,
+                 cfg->leases.type == BACKEND_LOCAL ? " in that file" : "", row->stream);
+        if (ss->runs == 0 && ss->failed) {
+            ss->failed(ss->ud, 2, msg);
+            return 1;
+        }
+        if (!ss->reported_conflict) {
+            char q[2048];
+            log_error("lease_stream_mismatch", "stream=%s lease=%s lease_stream=%s error=%s action=skipped",
+                      cs->name, row->key, row->stream, log_quote(msg, q, sizeof q));
+            ss->reported_conflict = 1;
+        }
+        return 0;
+    }
+    return 0;
+}
+
+static void shardsync_reconcile_stream(shardsync_t *ss, size_t idx, const source_shard_list_t *l,
                                        const lease_list_t *all)
 {
+    const config_stream_t *cs = &ss->cfg->streams[idx];
     int first = !shardsync_stream_has_leases(ss, cs, all);
     const char *initial = cs->initial_position == POS_LATEST         ? SEQNUM_LATEST
                           : cs->initial_position == POS_AT_TIMESTAMP ? SEQNUM_AT_TIMESTAMP
                                                                      : SEQNUM_TRIM_HORIZON;
-    /* The list is in creation order, so parents are created before children. */
+    /* Queued here, sent by shardsync_send_creates: parents before children. */
     for (size_t i = 0; i < l->count; i++) {
         const source_shard_t *sh = &l->shards[i];
         char *key = shardsync_lease_key(ss->cfg, cs->name, sh->id);
@@ -204,9 +446,9 @@ static void shardsync_reconcile_stream(shardsync_t *ss, const config_stream_t *c
         if (first) {
             if (cs->initial_position == POS_LATEST && closed) continue;
             /* a shard whose parent gets no lease (LATEST) starts at LATEST too */
-            shardsync_create(ss, cs, sh, initial);
+            shardsync_create(ss, idx, sh, initial);
         } else {
-            shardsync_create(ss, cs, sh, SEQNUM_TRIM_HORIZON);
+            shardsync_create(ss, idx, sh, SEQNUM_TRIM_HORIZON);
         }
     }
     shardsync_cleanup(ss, cs, l, all);
@@ -221,8 +463,15 @@ static void shardsync_on_table(void *ud, lease_status_t st, const char *msg, lea
         log_warn("shard_sync_failed", "step=scan status=%s error=%s", lease_status_name(st),
                  log_quote(msg, q, sizeof q));
     } else {
-        for (size_t i = 0; i < ss->cfg->nstreams; i++)
-            if (ss->lists[i]) shardsync_reconcile_stream(ss, &ss->cfg->streams[i], ss->lists[i], all);
+        for (size_t i = 0; i < ss->cfg->nstreams; i++) {
+            if (!ss->lists[i]) continue;
+            if (shardsync_foreign_row(ss, &ss->cfg->streams[i], ss->lists[i], all)) {
+                lease_list_free(all);
+                return; /* the worker stops: no run to finish */
+            }
+            shardsync_reconcile_stream(ss, i, ss->lists[i], all);
+        }
+        shardsync_send_creates(ss);
         lease_list_free(all);
     }
     shardsync_finish(ss);
@@ -245,11 +494,12 @@ static void shardsync_on_shards(void *ud, source_err_t err, const char *msg, sou
         log_error("shard_sync_failed", "stream=%s step=list_shards status=%s error=%s", ss->cfg->streams[idx].name,
                   source_err_name(err), log_quote(msg, q, sizeof q));
         if ((err == SOURCE_EFATAL || err == SOURCE_ENOTFOUND) && ss->runs == 0 && ss->failed) {
-            ss->failed(ss->ud, msg ? msg : source_err_name(err));
+            ss->failed(ss->ud, 1, msg ? msg : source_err_name(err));
             return; /* the worker stops: no run to finish */
         }
     } else {
         ss->lists[idx] = shards;
+        shardsync_remember(ss, idx, shards);
     }
     if (ss->pending == 0) {
         ss->pending++;

@@ -1,9 +1,19 @@
 /* shardsync: keeps the lease table in step with the stream's shards.
  *
  * Lists the shards of every configured stream, creates a lease for each
- * shard that has none (parents before children), and deletes the leases of
- * finished parents once all their children have started. Runs every
- * shard_sync_interval and after each shard end, on the loop thread.
+ * shard that has none, and deletes the leases of finished parents once all
+ * their children have started (moved past their initial position). Runs
+ * every shard_sync_interval and after each shard end, on the loop thread.
+ *
+ * Parents come first: a child's create is sent only once its parents'
+ * creates (in the same run) succeeded, so no table ever holds a child
+ * without its parents. A child whose parent row is missing waits, unless the
+ * last listing of the stream no longer shows that parent (gone past
+ * retention) or the child has started already.
+ *
+ * A row under one of this stream's lease keys that names another stream
+ * (a stream renamed under the same application) stops the worker at start
+ * with status 2 and says what to do; later it is logged and skipped.
  *
  * Which shards get leases the first time a stream is seen:
  *   TRIM_HORIZON, AT_TIMESTAMP: every shard, oldest ancestors first;
@@ -22,11 +32,13 @@
 typedef struct shardsync shardsync_t;
 
 /* Caller owns it: shardsync_free(). source, store and cfg stay the caller's. */
-/* synced: after each run. failed (may be NULL): a stream could not be
- * listed with a fatal error (no credentials, no such stream) before any run
- * succeeded, so the worker cannot start. */
+/* synced: after each run. failed (may be NULL): before any run succeeded,
+ * a stream could not be listed with a fatal error (no credentials, no such
+ * stream: status 1), or the lease table holds another stream's rows under
+ * this stream's keys (status 2, a configuration error); the worker cannot
+ * start. */
 shardsync_t *shardsync_new(source_t *source, lease_store_t *store, const config_t *cfg,
-                           void (*synced)(void *ud), void (*failed)(void *ud, const char *msg), void *ud);
+                           void (*synced)(void *ud), void (*failed)(void *ud, int status, const char *msg), void *ud);
 void shardsync_free(shardsync_t *ss);
 void shardsync_run(shardsync_t *ss);      /* no-op while a run is in progress (it re-runs after) */
 int shardsync_busy(const shardsync_t *ss);
@@ -37,7 +49,12 @@ int64_t shardsync_runs(const shardsync_t *ss);   /* completed runs */
 char *shardsync_lease_key(const config_t *cfg, const char *stream, const char *shard);
 /* The stream a lease row belongs to (its streamName, or the only stream). */
 const char *shardsync_lease_stream(const config_t *cfg, const lease_t *l);
-/* 1 if every parent of l has finished (checkpoint SHARD_END) or is gone. */
-int shardsync_parents_done(const config_t *cfg, const lease_t *l, const lease_list_t *all);
+/* 1 if l may start as far as its parents go: it has started already, or
+ * every parent's row is at SHARD_END, or has no row and is no longer listed
+ * by the stream (gone past retention). A parent without a row that the
+ * stream still lists, or before the first listing, blocks. */
+int shardsync_parents_done(const shardsync_t *ss, const lease_t *l, const lease_list_t *all);
+/* The same from the table alone (status): parents without a row are not judged. */
+int shardsync_parent_rows_done(const config_t *cfg, const lease_t *l, const lease_list_t *all);
 
 #endif

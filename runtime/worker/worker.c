@@ -123,7 +123,7 @@ static void worker_lost(void *ud, const char *key)
 static int worker_runnable(worker_t *w, const lease_t *lease, const lease_list_t *all)
 {
     return worker_stream_index(w, shardsync_lease_stream(w->cfg, lease)) >= 0 &&
-           shardsync_parents_done(w->cfg, lease, all);
+           shardsync_parents_done(w->sync, lease, all);
 }
 
 static int worker_eligible(void *ud, const lease_t *lease, const lease_list_t *all)
@@ -224,24 +224,31 @@ static void worker_submit(void *ud, proc_job_t *job)
     proc_pool_submit(w->pool, job);
 }
 
+/* Held, no release queued, and not expired by this worker's clock (the
+ * deadline counts from when the last successful renewal was sent). */
 static int worker_may_dispatch(void *ud, const char *key)
 {
     worker_t *w = ud;
-    return lease_coord_owned(w->coord, key) != NULL;
+    return lease_coord_may_dispatch(w->coord, key);
 }
 
 /* A backend that fails fatally before it ever worked will not start working
  * by itself (no credentials, no such stream or table): exit 1, clearly,
  * instead of retrying forever. */
-static void worker_cannot_start(void *ud, const char *msg)
+static void worker_fail_start(void *ud, int status, const char *msg)
 {
     worker_t *w = ud;
     if (w->exit_code) return;
-    char q[1024];
-    log_error("worker_cannot_start", "worker=%s error=%s exit=1", w->id, log_quote(msg, q, sizeof q));
+    char q[2048];
+    log_error("worker_cannot_start", "worker=%s error=%s exit=%d", w->id, log_quote(msg, q, sizeof q), status);
     fprintf(stderr, "shardrun: cannot start: %s\n", msg ? msg : "backend unusable");
-    w->exit_code = 1;
+    w->exit_code = status;
     ev_break(w->loop, EVBREAK_ALL);
+}
+
+static void worker_cannot_start(void *ud, const char *msg)
+{
+    worker_fail_start(ud, 1, msg);
 }
 
 static void worker_synced(void *ud)
@@ -677,8 +684,8 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
                                   cfg->max_steal, 1};
     lease_coord_handler_t h = {worker_acquired, worker_lost, worker_eligible, worker_scanned, worker_describe,
                                worker_handoff_requested, worker_cannot_start};
-    w.coord = lease_coord_new(w.loop, w.store, &copt, &h, &w);
-    w.sync = shardsync_new(w.source, w.store, cfg, worker_synced, worker_cannot_start, &w);
+    w.coord = lease_coord_new(w.sched, w.store, &copt, &h, &w);
+    w.sync = shardsync_new(w.source, w.store, cfg, worker_synced, worker_fail_start, &w);
     w.pool = proc_pool_new(w.loop, (int)cfg->processor_threads, worker_job_done, &w);
     w.dead_letters = deadletter_new(w.loop, w.source);
     w.config_thread = tpool_new(w.loop, 1, "config");

@@ -561,3 +561,69 @@ return P
     assert w.wait(5) == 0, w.logs()[-3000:]
     assert w.events("worker_drained")[0]["records"] == "600000"
     assert peak < 60 * 1024, f"peak RSS {peak // 1024} MB"
+
+
+def test_kinesis_a_worker_whose_lease_store_hangs_stops_dispatching_before_a_peer_takes_over(aws):
+    """Issue 11 #4: worker A's DynamoDB traffic goes through a proxy that
+    accepts requests and never answers. A declares the lease lost by a timer
+    within lease_duration of its last successful renewal (not at the end of
+    a hung call), and B takes the lease only after A dispatched its last batch."""
+    import threading
+    from conftest import TIMED_PROCESSOR, read_stints
+    lease_ms = 6000
+    hang = threading.Event()
+    proxy = FaultProxy(DYNALITE_PORT, "ThrottlingException", plan=lambda n: "stall" if hang.is_set() else "ok",
+                       stall_s=3600)
+    stop = threading.Event()
+
+    def produce():
+        i = 0
+        while not stop.is_set():
+            aws.put([f"r {i + k}" for k in range(5)])
+            i += 5
+            time.sleep(0.2)
+
+    try:
+        aws.env.write("p.lua", TIMED_PROCESSOR)
+        aws.env.extra_env["SEEN_DIR"] = str(aws.env.dir / "seen")
+        aws.config(name="a.lua", dynamodb_url=proxy.url, lease_duration_ms=lease_ms, taker_interval_ms=1000)
+        aws.config(name="b.lua", lease_duration_ms=lease_ms, taker_interval_ms=1000)
+        aws.config(lease_duration_ms=lease_ms)   # shardrun.lua: for `stream create` and `put`
+        aws.create(1)
+        producer = threading.Thread(target=produce, daemon=True)
+        producer.start()
+        a = aws.env.worker(config="a.lua", name="A")
+        wait_for(lambda: any(s.records for s in read_stints(aws.env.dir / "seen")), 60, what="A processes records")
+        b = aws.env.worker(config="b.lua", name="B")
+        time.sleep(3.0)                   # B sees A renewing: it takes nothing
+        assert not b.events("lease_taken"), b.logs()[-2000:]
+        hang.set()
+        t_hang = time.monotonic()
+        lost_at = None
+        deadline = t_hang + 40
+        while time.monotonic() < deadline and (lost_at is None or not b.events("lease_taken")):
+            if lost_at is None and a.events("lease_lost"):
+                lost_at = time.monotonic()
+            time.sleep(0.05)
+        assert lost_at is not None, a.logs()[-3000:]
+        # the last renewal that succeeded was sent at most renew_interval before the hang
+        assert lost_at - t_hang <= lease_ms / 1000 + 1.5, f"lease_lost {lost_at - t_hang:.1f} s after the hang"
+        assert lost_at - t_hang >= lease_ms / 1000 * 2 / 3 - 0.5, f"lease_lost too early: {lost_at - t_hang:.1f} s"
+        taken = [e for e in b.events("lease_taken") if e.get("previous_owner") not in (None, "-")]
+        assert taken, b.logs()[-3000:]
+        # B's processor starts (initialize) a moment after B's lease_taken line
+        wait_for(lambda: any(s.name == "B" and s.records for s in read_stints(aws.env.dir / "seen")), 30,
+                 what="B processes the shard")
+        stints = read_stints(aws.env.dir / "seen")
+        a_stints = [s for s in stints if s.name == "A"]
+        b_stints = [s for s in stints if s.name == "B"]
+        a_last_batch = max(t for s in a_stints for _, t, _ in s.records)
+        b_start = min(s.start for s in b_stints)
+        assert a_last_batch < b_start, (f"A dispatched a batch {a_last_batch - b_start:.2f} s after B "
+                                        f"started the shard")
+        assert "ERROR: AddressSanitizer" not in a.logs() + b.logs()
+    finally:
+        stop.set()
+        hang.clear()
+        aws.env.stop_all()
+        proxy.close()

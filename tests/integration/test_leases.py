@@ -579,3 +579,28 @@ def test_a_lease_lost_during_shutdown_requested_is_told_to_the_processor(env):
     assert any(l.startswith("leaseLost") and l.split()[1] in ids and l.split()[1] != w2_id for l in lines), \
         f"w1 lost the lease during shutdownRequested but its processor never got leaseLost: {lines}"
     w2.stop()
+
+
+def test_a_stream_renamed_under_the_same_application_is_exit_2_naming_both_streams(env):
+    """Issue 11 #12: the lease rows of stream `words` hold the same keys the
+    shards of `words2` would use. Running `words2` under the same application
+    is a configuration error at start, not a worker that silently processes
+    nothing."""
+    env.write("p.lua", TIMED_PROCESSOR)
+    env.config([{"name": "words", "processor": "p.lua"}])
+    env.create_stream("words", 2)
+    env.put("words", ["a", "b", "c"])
+    w = env.worker("--drain")
+    assert w.wait(60) == 0, w.logs()[-3000:]
+    env.config([{"name": "words2", "processor": "p.lua"}])
+    env.create_stream("words2", 2)
+    env.put("words2", ["d", "e"])
+    w2 = env.worker("--drain", name="renamed")
+    assert w2.wait(60) == 2, w2.logs()[-3000:]
+    logs = w2.logs()
+    err = [e for e in w2.events("worker_cannot_start")]
+    assert err, logs[-3000:]
+    msg = err[0]["error"]
+    assert "words2" in msg and "stream words," in msg and "application test" in msg, msg
+    assert "leases.db" in msg and "application name" in msg, msg
+    assert not w2.events("worker_drained")

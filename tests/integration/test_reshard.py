@@ -197,3 +197,40 @@ def test_children_wait_on_a_parent_whose_shard_ended_did_not_checkpoint_and_stat
         assert poll.states(c)[0] == "waiting on parent", poll.states(c)
     stints = read_stints(env.dir / "seen")
     check_key_order(stints, [f"{k}:{i}" for k in "ab" for i in range(30)])
+
+
+def test_a_child_whose_parent_row_is_missing_waits_for_its_parent(env):
+    """Issue 11 #6: the lease table holds the children of a split but not
+    their parent (its create failed, or was sent after theirs). The parent is
+    still listed by the stream, so it gets its row again and is processed to
+    SHARD_END before either child starts: per-key order holds."""
+    import sqlite3
+    env.write("p.lua", TIMED_PROCESSOR)
+    env.config([{"name": "s", "processor": "p.lua", "max_records": 20}])
+    env.create_stream("s", 1)
+    keys = [f"k{i}" for i in range(6)]
+    produced = []
+    for n in range(30):
+        for k in keys:
+            produced.append(f"{k}:{n}")
+            env.put("s", [f"{k}:{n}"], partition_key=k)
+    env.run("stream", "split", "s", S0)
+    for n in range(30, 40):
+        for k in keys:
+            produced.append(f"{k}:{n}")
+            env.put("s", [f"{k}:{n}"], partition_key=k)
+    env.run("status")                                    # creates the lease table
+    con = sqlite3.connect(env.dir / "leases.db")
+    for child in (S1, S2):
+        con.execute("INSERT INTO test(leaseKey, leaseCounter, checkpoint, parentShardId, streamName, shardId)"
+                    " VALUES (?, 0, 'TRIM_HORIZON', ?, 's', ?)", (child, f'["{S0}"]', child))
+    con.commit()
+    con.close()
+    w = env.worker("--drain")
+    assert w.wait(60) == 0, w.logs()[-3000:]
+    stints = read_stints(env.dir / "seen")
+    check_key_order(stints, produced)
+    assert any(e == "shardEnded" for s in stints if s.shard == S0 for e, _ in s.ends), "the parent was processed"
+    last_parent = max(t for s in stints if s.shard == S0 for _, t, _ in s.records)
+    for child in (S1, S2):
+        assert min(s.start for s in stints if s.shard == child) > last_parent, f"{child} started before {S0} ended"

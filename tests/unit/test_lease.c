@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lease/lease_coord.h"
+#include "lease/lease_plan.h"
 #include "lease/lease_sqlite.h"
 
 typedef struct result {
@@ -210,11 +210,168 @@ static void test_an_older_table_gets_the_newer_columns(void **state)
 
 static void test_balance_target_is_ceiling_of_leases_over_workers(void **state)
 {
-    assert_int_equal(lease_coord_target(8, 3), 3);
-    assert_int_equal(lease_coord_target(8, 4), 2);
-    assert_int_equal(lease_coord_target(1, 3), 1);
-    assert_int_equal(lease_coord_target(0, 3), 0);
-    assert_int_equal(lease_coord_target(5, 0), 5);
+    assert_int_equal(lease_plan_target(8, 3), 3);
+    assert_int_equal(lease_plan_target(8, 4), 2);
+    assert_int_equal(lease_plan_target(1, 3), 1);
+    assert_int_equal(lease_plan_target(0, 3), 0);
+    assert_int_equal(lease_plan_target(5, 0), 5);
+}
+
+typedef struct locked_run {
+    sqlite3 *locker;
+    int unlocked;
+    double last_tick, max_gap;
+    int a_done, a_busy;
+    double b_answered, started;
+} locked_run_t;
+
+static locked_run_t LR;
+
+static void on_tick(struct ev_loop *l, ev_timer *t, int revents)
+{
+    double now = ev_time();
+    if (LR.last_tick > 0 && now - LR.last_tick > LR.max_gap) LR.max_gap = now - LR.last_tick;
+    LR.last_tick = now;
+}
+
+static void on_unlock(struct ev_loop *l, ev_timer *t, int revents)
+{
+    assert_int_equal(sqlite3_exec(LR.locker, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    LR.unlocked = 1;
+}
+
+static void on_a_write(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
+{
+    LR.a_done++;
+    LR.a_busy += st == LEASE_ERETRY;
+}
+
+static void on_b_write(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
+{
+    assert_int_equal(st, LEASE_OK);
+    LR.b_answered = ev_time() - LR.started;
+}
+
+/* Issue 11 #10: another process holds the lease file locked for 2 s. The
+ * store's writes wait for the lock on their own thread: the loop's timers
+ * keep firing on time, and a second store (another file) answers at once. */
+static void test_a_locked_lease_file_does_not_hold_up_the_loop(void **state)
+{
+    result_t r;
+    lease_t l = new_lease("k");
+    assert_int_equal(do_write(0, &l, NULL, &r), LEASE_OK);
+    lease_clear(&r.row);
+    char path2[64];
+    snprintf(path2, sizeof path2, "/tmp/shardrun-test-lease-XXXXXX");
+    int fd = mkstemp(path2);
+    close(fd);
+    errbuf_t err;
+    lease_store_t *other = lease_sqlite_new(loop, path2, "app", &err);
+    assert_non_null(other);
+    memset(&LR, 0, sizeof LR);
+    assert_int_equal(sqlite3_open(path, &LR.locker), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(LR.locker, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    ev_timer tick, unlock;
+    ev_timer_init(&tick, on_tick, 0.01, 0.01);
+    ev_timer_init(&unlock, on_unlock, 2.0, 0.0);
+    ev_timer_start(loop, &tick);
+    ev_timer_start(loop, &unlock);
+    ev_now_update(loop);
+    LR.started = ev_time();
+    for (int i = 0; i < 8; i++) store->ops->renew(store, &l, on_a_write, NULL); /* each waits 250 ms for the lock */
+    lease_t l2 = new_lease("k2");
+    other->ops->create(other, &l2, on_b_write, NULL);
+    while (!(LR.unlocked && LR.a_done == 8)) ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &tick);
+    ev_timer_stop(loop, &unlock);
+    assert_true(LR.a_busy > 0);              /* the lock was really in the way */
+    assert_true(LR.b_answered > 0 && LR.b_answered < 0.2);
+    assert_true(LR.max_gap < 0.15);          /* on the loop, each wait was 250 ms without a tick */
+    sqlite3_close(LR.locker);
+    lease_store_destroy(other);
+    unlink(path2);
+}
+
+static lease_t row_written(const lease_t *l, lease_write_t w)
+{
+    lease_t out;
+    lease_apply_write(l, &w, &out);
+    return out;
+}
+
+static void test_each_write_names_the_row_as_written_once_for_every_store(void **state)
+{
+    lease_t l = new_lease("k");
+    l.owner = (char *)"a";
+    l.pending_owner = (char *)"b";
+    l.counter = 7;
+    l.owner_switches = 2;
+    lease_t t = row_written(&l, (lease_write_t){.kind = LEASE_WRITE_TAKE, .worker = "c"});
+    assert_string_equal(t.owner, "c");
+    assert_null(t.pending_owner);
+    assert_int_equal(t.counter, 8);
+    assert_int_equal(t.owner_switches, 3);
+    lease_t cp = row_written(&l, (lease_write_t){.kind = LEASE_WRITE_CHECKPOINT, .seq = "49", .sub = 3});
+    assert_string_equal(cp.checkpoint, "49");
+    assert_int_equal(cp.checkpoint_sub, 3);
+    assert_int_equal(cp.owner_switches, 0);
+    assert_int_equal(cp.counter, 8);
+    assert_string_equal(cp.owner, "a");
+    lease_t rel = row_written(&l, (lease_write_t){.kind = LEASE_WRITE_RELEASE});
+    assert_null(rel.owner);
+    assert_null(rel.pending_owner);
+    assert_int_equal(rel.counter, 8);
+    lease_t ho = row_written(&l, (lease_write_t){.kind = LEASE_WRITE_HANDOFF});
+    assert_string_equal(ho.owner, "b");
+    assert_null(ho.pending_owner);
+    assert_int_equal(ho.counter, 8);
+    assert_int_equal(ho.owner_switches, 3);
+    lease_t rq = row_written(&rel, (lease_write_t){.kind = LEASE_WRITE_REQUEST_HANDOFF, .worker = "d"});
+    assert_string_equal(rq.pending_owner, "d");
+    assert_int_equal(rq.counter, 8); /* asking does not move the counter: the owner keeps renewing */
+    lease_t cc = row_written(&l, (lease_write_t){.kind = LEASE_WRITE_CANCEL_HANDOFF, .worker = "b"});
+    assert_null(cc.pending_owner);
+    assert_int_equal(cc.counter, 7);
+    lease_t rn = row_written(&l, (lease_write_t){.kind = LEASE_WRITE_RENEW});
+    assert_int_equal(rn.counter, 8);
+    assert_string_equal(rn.owner, "a");
+
+    /* the conditions: owner and counter as the writer saw them */
+    assert_true(lease_write_allowed(&l, &l, &(lease_write_t){.kind = LEASE_WRITE_RENEW}));
+    assert_false(lease_write_allowed(&rn, &l, &(lease_write_t){.kind = LEASE_WRITE_RENEW}));
+    assert_false(lease_write_allowed(&t, &l, &(lease_write_t){.kind = LEASE_WRITE_CHECKPOINT}));
+    assert_false(lease_write_allowed(&l, &l, &(lease_write_t){.kind = LEASE_WRITE_REQUEST_HANDOFF})); /* one pending */
+    assert_true(lease_write_allowed(&rel, &rel, &(lease_write_t){.kind = LEASE_WRITE_REQUEST_HANDOFF}));
+    assert_true(lease_write_allowed(&l, &l, &(lease_write_t){.kind = LEASE_WRITE_HANDOFF}));
+    assert_false(lease_write_allowed(&cc, &l, &(lease_write_t){.kind = LEASE_WRITE_HANDOFF})); /* withdrawn */
+    assert_false(lease_write_allowed(&l, &l, &(lease_write_t){.kind = LEASE_WRITE_CANCEL_HANDOFF, .worker = "x"}));
+    assert_true(lease_write_allowed(NULL, &l, &(lease_write_t){.kind = LEASE_WRITE_CREATE}));
+    assert_false(lease_write_allowed(&l, &l, &(lease_write_t){.kind = LEASE_WRITE_CREATE}));
+    assert_false(lease_write_allowed(NULL, &l, &(lease_write_t){.kind = LEASE_WRITE_RENEW}));
+    lease_t *all[] = {&t, &cp, &rel, &ho, &rq, &cc, &rn};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) lease_clear(all[i]);
+}
+
+static void test_a_sorted_list_finds_every_key_and_misses_absent_ones(void **state)
+{
+    lease_list_t *l = calloc(1, sizeof *l);
+    l->count = 1000;
+    l->leases = calloc(l->count, sizeof *l->leases);
+    char key[32];
+    for (size_t i = 0; i < l->count; i++) {
+        snprintf(key, sizeof key, "shardId-%06zu", (i * 7919) % l->count); /* scrambled order */
+        l->leases[i].key = strdup(key);
+    }
+    l->leases[500].key[0] = 'Z'; /* one key outside the pattern */
+    free(l->leases[3].key);
+    l->leases[3].key = NULL; /* an invalid row without a key sorts first */
+    lease_list_sort(l);
+    assert_null(l->leases[0].key);
+    for (size_t i = 2; i < l->count; i++) assert_true(strcmp(l->leases[i - 1].key, l->leases[i].key) < 0);
+    for (size_t i = 1; i < l->count; i++) assert_ptr_equal(lease_list_find(l, l->leases[i].key), &l->leases[i]);
+    assert_null(lease_list_find(l, "shardId-x"));
+    assert_null(lease_list_find(l, ""));
+    lease_list_free(l);
 }
 
 static void test_parent_ids_parse_strictly(void **state)
@@ -241,6 +398,9 @@ int main(void)
         cmocka_unit_test(test_an_older_table_gets_the_newer_columns),
         cmocka_unit_test(test_balance_target_is_ceiling_of_leases_over_workers),
         cmocka_unit_test(test_parent_ids_parse_strictly),
+        cmocka_unit_test(test_each_write_names_the_row_as_written_once_for_every_store),
+        cmocka_unit_test(test_a_sorted_list_finds_every_key_and_misses_absent_ones),
+        cmocka_unit_test_setup_teardown(test_a_locked_lease_file_does_not_hold_up_the_loop, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

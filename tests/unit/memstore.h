@@ -1,0 +1,244 @@
+/* memstore: a lease store in memory on virtual time, for tests (header only).
+ *
+ * Writes follow lease.h's rules (lease_write_allowed, lease_apply_write),
+ * so what the coordinator sees is what SQLite and DynamoDB would answer.
+ * Answers come latency_ms later on the vsched, never inside the call. With
+ * `stall` set, requests are neither carried out nor answered (a proxy that
+ * accepts connections and never answers) until memstore_unstall. Tests may
+ * edit the table directly (memstore_row) to play the other workers. */
+#ifndef SHARDRUN_TEST_MEMSTORE_H
+#define SHARDRUN_TEST_MEMSTORE_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lease/lease.h"
+#include "vsched.h"
+
+#define MEMSTORE_LIST (LEASE_WRITE_REMOVE + 1)
+
+typedef struct memstore_req {
+    sched_timer_t timer;
+    struct memstore *ms;
+    int kind;                 /* a lease_write_kind_t, or MEMSTORE_LIST */
+    lease_t l;                /* the writer's view */
+    char *worker, *seq;
+    int64_t sub;
+    void *cb, *ud;
+    lease_status_t st;
+    lease_t row;              /* the answer's row */
+    lease_list_t *list;       /* the answer's list */
+    int carried;              /* carried out (else stalled) */
+    struct memstore_req *next;
+} memstore_req_t;
+
+typedef struct memstore {
+    lease_store_t base;       /* first */
+    vsched_t *vs;
+    lease_list_t table;       /* sorted by key */
+    int64_t latency_ms;
+    int stall;
+    size_t calls[MEMSTORE_LIST + 1];   /* requests made, per kind */
+    memstore_req_t *reqs;     /* not answered yet (timers running or stalled) */
+} memstore_t;
+
+static inline lease_t *memstore_row(memstore_t *ms, const char *key)
+{
+    return (lease_t *)lease_list_find(&ms->table, key);
+}
+
+/* Adds a row (deep copy); sort the table (lease_list_sort) before use. */
+static inline void memstore_put_unsorted(memstore_t *ms, const lease_t *l)
+{
+    ms->table.leases = realloc(ms->table.leases, (ms->table.count + 1) * sizeof *ms->table.leases);
+    if (!ms->table.leases) abort();
+    lease_copy(&ms->table.leases[ms->table.count++], l);
+}
+
+/* Adds a row (deep copy). */
+static inline void memstore_put(memstore_t *ms, const lease_t *l)
+{
+    memstore_put_unsorted(ms, l);
+    lease_list_sort(&ms->table);
+}
+
+static inline void memstore_unlink(memstore_t *ms, memstore_req_t *r)
+{
+    for (memstore_req_t **pp = &ms->reqs; *pp; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            return;
+        }
+    }
+}
+
+static inline void memstore_req_free(memstore_req_t *r)
+{
+    lease_clear(&r->l);
+    lease_clear(&r->row);
+    lease_list_free(r->list);
+    free(r->worker);
+    free(r->seq);
+    free(r);
+}
+
+static inline void memstore_deliver(sched_timer_t *t)
+{
+    memstore_req_t *r = t->data;
+    memstore_unlink(r->ms, r);
+    if (r->kind == MEMSTORE_LIST) {
+        lease_list_t *l = r->list;
+        r->list = NULL;
+        ((lease_list_cb)r->cb)(r->ud, r->st, NULL, r->st == LEASE_OK ? l : NULL);
+        if (r->st != LEASE_OK) lease_list_free(l);
+    } else {
+        ((lease_write_cb)r->cb)(r->ud, r->st, r->st == LEASE_CONFLICT ? "lease changed" : NULL,
+                                r->st == LEASE_OK ? &r->row : NULL);
+    }
+    memstore_req_free(r);
+}
+
+/* Carries a request out against the table and schedules its answer. */
+static inline void memstore_carry_out(memstore_t *ms, memstore_req_t *r)
+{
+    r->carried = 1;
+    if (r->kind == MEMSTORE_LIST) {
+        r->list = calloc(1, sizeof *r->list);
+        r->list->count = ms->table.count;
+        r->list->leases = calloc(ms->table.count ? ms->table.count : 1, sizeof *r->list->leases);
+        for (size_t i = 0; i < ms->table.count; i++) lease_copy(&r->list->leases[i], &ms->table.leases[i]);
+        r->st = LEASE_OK;
+    } else {
+        lease_write_t w = {.kind = (lease_write_kind_t)r->kind, .worker = r->worker, .seq = r->seq, .sub = r->sub};
+        lease_t *stored = memstore_row(ms, r->l.key);
+        if (!lease_write_allowed(stored, &r->l, &w)) {
+            r->st = LEASE_CONFLICT;
+        } else {
+            r->st = LEASE_OK;
+            lease_apply_write(&r->l, &w, &r->row);
+            if (w.kind == LEASE_WRITE_CREATE) {
+                memstore_put(ms, &r->row);
+            } else if (w.kind == LEASE_WRITE_REMOVE) {
+                size_t i = (size_t)(stored - ms->table.leases);
+                lease_clear(stored);
+                memmove(stored, stored + 1, (ms->table.count - i - 1) * sizeof *stored);
+                ms->table.count--;
+            } else {
+                /* the stored row changes only in the fields the write names */
+                lease_t next;
+                lease_apply_write(stored, &w, &next);
+                if (w.kind == LEASE_WRITE_RENEW && r->l.info) {
+                    free(next.info);
+                    next.info = strdup(r->l.info);
+                }
+                lease_clear(stored);
+                *stored = next;
+            }
+        }
+    }
+    sched_timer_init(&r->timer, memstore_deliver, r);
+    sched_timer_start(&ms->vs->base, &r->timer, ms->latency_ms);
+}
+
+static inline void memstore_request(memstore_t *ms, int kind, const lease_t *l, const char *worker, const char *seq,
+                             int64_t sub, void *cb, void *ud)
+{
+    memstore_req_t *r = calloc(1, sizeof *r);
+    r->ms = ms;
+    r->kind = kind;
+    if (l) lease_copy(&r->l, l);
+    r->worker = worker ? strdup(worker) : NULL;
+    r->seq = seq ? strdup(seq) : NULL;
+    r->sub = sub;
+    r->cb = cb;
+    r->ud = ud;
+    r->next = ms->reqs;
+    ms->reqs = r;
+    ms->calls[kind]++;
+    if (!ms->stall) memstore_carry_out(ms, r);
+}
+
+/* The store answers again: stalled requests are carried out now (oldest
+ * first) and answered latency_ms later. */
+static inline void memstore_unstall(memstore_t *ms)
+{
+    ms->stall = 0;
+    for (;;) {
+        memstore_req_t *oldest = NULL;
+        for (memstore_req_t *r = ms->reqs; r; r = r->next)
+            if (!r->carried) oldest = r; /* the list is newest first */
+        if (!oldest) return;
+        memstore_carry_out(ms, oldest);
+    }
+}
+
+static inline void ms_list(lease_store_t *s, lease_list_cb cb, void *ud)
+{
+    memstore_request((memstore_t *)s, MEMSTORE_LIST, NULL, NULL, NULL, 0, (void *)cb, ud);
+}
+static inline void ms_create(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
+{
+    memstore_request((memstore_t *)s, LEASE_WRITE_CREATE, l, NULL, NULL, 0, (void *)cb, ud);
+}
+static inline void ms_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
+{
+    memstore_request((memstore_t *)s, LEASE_WRITE_RENEW, l, NULL, NULL, 0, (void *)cb, ud);
+}
+static inline void ms_take(lease_store_t *s, const lease_t *l, const char *owner, lease_write_cb cb, void *ud)
+{
+    memstore_request((memstore_t *)s, LEASE_WRITE_TAKE, l, owner, NULL, 0, (void *)cb, ud);
+}
+static inline void ms_checkpoint(lease_store_t *s, const lease_t *l, const char *seq, int64_t sub, lease_write_cb cb,
+                          void *ud)
+{
+    memstore_request((memstore_t *)s, LEASE_WRITE_CHECKPOINT, l, NULL, seq, sub, (void *)cb, ud);
+}
+static inline void ms_release(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
+{
+    memstore_request((memstore_t *)s, LEASE_WRITE_RELEASE, l, NULL, NULL, 0, (void *)cb, ud);
+}
+static inline void ms_request_handoff(lease_store_t *s, const lease_t *l, const char *req, lease_write_cb cb, void *ud)
+{
+    memstore_request((memstore_t *)s, LEASE_WRITE_REQUEST_HANDOFF, l, req, NULL, 0, (void *)cb, ud);
+}
+static inline void ms_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
+{
+    memstore_request((memstore_t *)s, LEASE_WRITE_HANDOFF, l, NULL, NULL, 0, (void *)cb, ud);
+}
+static inline void ms_cancel_handoff(lease_store_t *s, const lease_t *l, const char *req, lease_write_cb cb, void *ud)
+{
+    memstore_request((memstore_t *)s, LEASE_WRITE_CANCEL_HANDOFF, l, req, NULL, 0, (void *)cb, ud);
+}
+static inline void ms_remove(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
+{
+    memstore_request((memstore_t *)s, LEASE_WRITE_REMOVE, l, NULL, NULL, 0, (void *)cb, ud);
+}
+
+/* Drops unanswered requests (their callbacks never run), frees the table. */
+static inline void ms_destroy(lease_store_t *s)
+{
+    memstore_t *ms = (memstore_t *)s;
+    while (ms->reqs) {
+        memstore_req_t *r = ms->reqs;
+        ms->reqs = r->next;
+        sched_timer_stop(&ms->vs->base, &r->timer);
+        memstore_req_free(r);
+    }
+    for (size_t i = 0; i < ms->table.count; i++) lease_clear(&ms->table.leases[i]);
+    free(ms->table.leases);
+    memset(&ms->table, 0, sizeof ms->table);
+}
+
+static const lease_store_ops_t memstore_ops = {
+    .name = "memory", .list = ms_list, .create = ms_create, .renew = ms_renew, .take = ms_take,
+    .checkpoint = ms_checkpoint, .release = ms_release, .request_handoff = ms_request_handoff,
+    .handoff = ms_handoff, .cancel_handoff = ms_cancel_handoff, .remove = ms_remove,
+    .destroy = ms_destroy,
+};
+
+static inline void memstore_init(memstore_t *ms, vsched_t *vs, int64_t latency_ms)
+{
+    *ms = (memstore_t){.base = {&memstore_ops, NULL}, .vs = vs, .latency_ms = latency_ms};
+}
+
+#endif
