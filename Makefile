@@ -43,6 +43,11 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BIN      := $(if $(filter build,$(BUILD)),shardrun,$(BUILD)/shardrun)
 
 export AWS_EC2_METADATA_DISABLED := true
+# Test logs beside the build they test: `make asan-test` (BUILD=build-asan) keeps
+# its own, and never writes over the normal run's. Not exported: a sub-make
+# with another BUILD computes its own.
+TEST_LOGS ?= $(CURDIR)/$(BUILD)/test-logs
+RUN_TESTS := TEST_LOG_DIR=$(TEST_LOGS) scripts/run-tests.sh
 
 .PHONY: all deps demo test test-only unit spec integration asan-test bench bench-local \
         bench-leases bench-kinesis bench-reload format lint clean
@@ -75,16 +80,16 @@ deps:
 
 # Unit tests: one cmocka binary per pure module.
 unit: $(UNIT_BIN)
-	@scripts/run-tests.sh unit $(UNIT_BIN)
+	@$(RUN_TESTS) unit $(UNIT_BIN)
 
 spec: $(BIN)
-	@scripts/run-tests.sh spec
+	@$(RUN_TESTS) spec
 
 integration: $(BIN)
-	@SHARDRUN=$(CURDIR)/$(BIN) scripts/run-tests.sh integration
+	@SHARDRUN=$(CURDIR)/$(BIN) $(RUN_TESTS) integration
 
 test-only: $(BIN) $(UNIT_BIN)
-	@SHARDRUN=$(CURDIR)/$(BIN) scripts/run-tests.sh all $(UNIT_BIN)
+	@SHARDRUN=$(CURDIR)/$(BIN) $(RUN_TESTS) all $(UNIT_BIN)
 
 test: deps
 	@$(MAKE) --no-print-directory all

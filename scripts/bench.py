@@ -35,22 +35,20 @@ import threading
 import time
 from pathlib import Path
 
-from luavalue import lua_value  # scripts/ is on sys.path: this file lives there
+import emulators  # scripts/ is on sys.path: this file lives there
+from childenv import child_env
+from luavalue import lua_value
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARDRUN = os.environ.get("SHARDRUN", str(ROOT / "shardrun"))
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 DRAIN_TIMEOUT_S = 600  # a drain that hangs is killed (by PID), not waited on forever
-ENV = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and not k.startswith("AWS_")}
-ENV.update(AWS_EC2_METADATA_DISABLED="true", AWS_ACCESS_KEY_ID="AKIDSHARDRUNBENCH",
-           AWS_SECRET_ACCESS_KEY="shardrun-bench-secret", AWS_REGION="us-east-1",
-           AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-           AWS_SDK_JS_SUPPRESS_MAINTENANCE_MODE_MESSAGE="1", NO_PROXY="127.0.0.1,localhost",
-           no_proxy="127.0.0.1,localhost")
+ENV = child_env(emulators.AWS_ENV, {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                                     "AWS_SDK_JS_SUPPRESS_MAINTENANCE_MODE_MESSAGE": "1"})
 NODE_PREFIX = ROOT / ".deps" / "node"
 LIFION_VERSION = "1.3.3"
-KPORT = int(os.environ.get("KINESALITE_PORT", "4567"))
-DPORT = int(os.environ.get("DYNALITE_PORT", "4568"))
+KPORT = emulators.KINESALITE.port
+DPORT = emulators.DYNALITE.port
 
 # Targets from issue 7
 T_KINESIS_CPU_US, T_KINESIS_RSS_MB = 1.0, 30.0
@@ -235,11 +233,6 @@ def bench_reload():
         row("reload: change -> first new batch", 0, "-", "-", "-", f"failed: no new version seen within 10 s ({reps} tries)")
 
 
-def emulators(cmd, check=True):
-    return subprocess.run([str(ROOT / "scripts" / "emulators.sh"), cmd], env=ENV, capture_output=True, text=True,
-                          check=check)
-
-
 def lifion_installed():
     pj = NODE_PREFIX / "node_modules" / "lifion-kinesis" / "package.json"
     try:
@@ -278,13 +271,11 @@ def bench_kinesis():
     n = int(os.environ.get("BENCH_RECORDS", 40_000 if QUICK else 400_000))
     shards = 4
     fail = None
-    started = False
-    if emulators("status", check=False).returncode != 0:
-        r = emulators("start", check=False)  # installs them first if needed
-        if r.returncode:
-            fail = f"emulators: {(r.stderr or r.stdout).strip()[-200:]}"
-        else:
-            started = True
+    emus = emulators.Session()
+    try:
+        emus.__enter__()   # starts (and installs) only what does not answer yet
+    except emulators.EmulatorError as e:
+        fail = f"emulators: {str(e)[-200:]}"
     lifion_err = install_lifion()
     work = Path(tempfile.mkdtemp(prefix="shardrun-bench-kinesis-"))
     stream = f"bench{int(time.time())}{os.getpid()}"
@@ -372,8 +363,7 @@ return P
         row("kinesis 4 shards", n, "-", "-", "-", f"failed: {e}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if started:
-            emulators("stop", check=False)
+        emus.close()   # stops only what it started, by PID
 
 
 def bench_leases():

@@ -36,7 +36,25 @@ def rss_kb(pid):
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from luavalue import lua_value  # noqa: E402  (shared with scripts/bench.py)
+from childenv import child_env  # noqa: E402  (these three are shared with scripts/bench.py)
+from emulators import EmulatorError, Session as EmulatorSession  # noqa: E402
+from luavalue import lua_value  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def emulators():
+    """kinesalite and dynalite on 127.0.0.1 (scripts/emulators.py): started
+    only if they do not answer yet, stopped at the end only if started here."""
+    try:
+        session = EmulatorSession().__enter__()
+    except EmulatorError as e:
+        # in CI the emulators are part of the suite: not starting them is a failure, never a skip
+        if os.environ.get("CI"):
+            pytest.fail(f"emulators did not start: {e}")
+        pytest.skip(f"emulators unavailable: {e}")
+    yield session
+    session.close()
+
 
 class Worker:
     """One `shardrun run` process; its log goes to a file."""
@@ -134,10 +152,7 @@ class Env:
     def proc_env(self):
         """The caller's environment without its AWS settings and proxies, so
         nothing a test starts can reach past 127.0.0.1; then the test's own."""
-        e = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.lower().endswith("_proxy")}
-        e.update(AWS_EC2_METADATA_DISABLED="true", NO_PROXY="127.0.0.1,localhost")
-        e.update(self.extra_env)
-        return e
+        return child_env(self.extra_env)
 
     def write(self, name, text):
         p = self.dir / name
