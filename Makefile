@@ -73,7 +73,18 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libshardrun.a
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDSAN) -MMD -MP -o $@ $< $(BUILD)/libshardrun.a $(LIBS) -lcmocka
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/runtime/cli/main.d $(UNIT_BIN:=.d)
+# The benchmarks' floors (tests/bench): bare programs that read the same records
+# as a benchmark row without the runtime (see scripts/bench.py).
+BENCH_SRC := $(wildcard tests/bench/*.c)
+BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+BENCH_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+$(BUILD)/bench/%: tests/bench/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  BENCH   $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDSAN) -MMD -MP -o $@ $< $(BENCH_LIBS)
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/runtime/cli/main.d $(UNIT_BIN:=.d) $(BENCH_BIN:=.d)
 
 deps:
 	@scripts/install-deps.sh
@@ -102,22 +113,16 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/demo.sh
 
-bench-local: all
-	@/usr/bin/python3 scripts/bench.py local
+# One table; BENCH_QUICK=1 for a smaller run. Each part alone: bench-local,
+# bench-kinesis, bench-leases, bench-reload.
+BENCH_RUN := SHARDRUN=$(CURDIR)/$(BIN) BENCH_FLOOR_DIR=$(CURDIR)/$(BUILD)/bench /usr/bin/python3 scripts/bench.py
 
-bench-leases: all
-	@scripts/bench-leases.sh
+bench-local bench-kinesis bench-leases bench-reload: all $(BENCH_BIN)
+	@$(BENCH_RUN) $(@:bench-%=%)
 
-bench-kinesis: all
-	@/usr/bin/python3 scripts/bench.py kinesis
-
-bench-reload: all
-	@/usr/bin/python3 scripts/bench.py reload
-
-# One table; BENCH_QUICK=1 for a smaller run.
 bench: deps
-	@$(MAKE) --no-print-directory all
-	@/usr/bin/python3 scripts/bench.py all
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@$(BENCH_RUN) all
 
 format:
 	clang-format -i runtime/*/*.[ch] tests/unit/*.c

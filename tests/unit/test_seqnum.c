@@ -67,15 +67,25 @@ static void test_batch_copies_binary_data_and_grows(void **state)
     batch_free(b);
 }
 
-static void test_put_routes_by_md5_of_the_key_over_hash_ranges(void **state)
+/* A new stream file at a fresh temporary path, written into `path`; the caller unlinks it. */
+static streamdb_t *temp_streamdb(char path[static 40])
 {
-    char path[] = "/tmp/shardrun-test-streamdb-XXXXXX";
+    strcpy(path, "/tmp/shardrun-test-streamdb-XXXXXX");
     int fd = mkstemp(path);
+    assert_true(fd >= 0);
     close(fd);
     unlink(path);
     streamdb_t *db = NULL;
     errbuf_t err;
     assert_int_equal(streamdb_open(path, 1, &db, &err), 0);
+    return db;
+}
+
+static void test_put_routes_by_md5_of_the_key_over_hash_ranges(void **state)
+{
+    char path[40];
+    streamdb_t *db = temp_streamdb(path);
+    errbuf_t err;
     assert_int_equal(streamdb_create_stream(db, "s", 4, &err), 0);
     source_shard_list_t *l = NULL;
     assert_int_equal(streamdb_shards(db, "s", &l, &err), 0);
@@ -120,14 +130,10 @@ static void test_put_routes_by_md5_of_the_key_over_hash_ranges(void **state)
  * where an unsigned `hi + 1 == lo` test wraps around. */
 static void test_merge_refuses_shards_that_are_not_an_adjacent_open_pair(void **state)
 {
-    char path[] = "/tmp/shardrun-test-streamdb-XXXXXX";
-    int fd = mkstemp(path);
-    close(fd);
-    unlink(path);
-    streamdb_t *db = NULL;
+    char path[40];
+    streamdb_t *db = temp_streamdb(path);
     errbuf_t err;
     source_shard_list_t *l = NULL;
-    assert_int_equal(streamdb_open(path, 1, &db, &err), 0);
     assert_int_equal(streamdb_create_stream(db, "m", 3, &err), 0);
     assert_int_equal(streamdb_create_stream(db, "one", 1, &err), 0);
 
