@@ -128,7 +128,9 @@ def bench_local():
     try:
         r = drain(NOOP, n, shards, hundred)
         ok_rss = r["rss"] <= T_1000_RSS_MB and r["starved"] == 0 and r["leases"] == shards
-        ratio_row(name, n, r, f"{n // shards} records/shard; shards without progress: {r['starved']}/{r['leases']}",
+        ratio_row(name, n, r, f"{n // shards} records/shard; shards without progress: {r['starved']}/{r['leases']}; "
+                  "records/s counts from the first batch, after the shards' start (leases, Lua states), "
+                  "CPU/rec counts all",
                   target=verdict(ok_rss, f"RSS <= {T_1000_RSS_MB:g} MB, every shard progressed"))
         if noop:
             k = r["cpu"] / noop["cpu"]
