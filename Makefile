@@ -43,6 +43,11 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BIN      := $(if $(filter build,$(BUILD)),shardrun,$(BUILD)/shardrun)
 
 export AWS_EC2_METADATA_DISABLED := true
+# Test logs beside the build they test: `make asan-test` (BUILD=build-asan) keeps
+# its own, and never writes over the normal run's. Not exported: a sub-make
+# with another BUILD computes its own.
+TEST_LOGS ?= $(CURDIR)/$(BUILD)/test-logs
+RUN_TESTS := TEST_LOG_DIR=$(TEST_LOGS) scripts/run-tests.sh
 
 .PHONY: all deps demo test test-only unit spec integration asan-test bench bench-local \
         bench-leases bench-kinesis bench-reload bench-lease-plan format lint clean
@@ -68,29 +73,40 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libshardrun.a
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDSAN) -MMD -MP -o $@ $< $(BUILD)/libshardrun.a $(LIBS) -lcmocka
 
-# Benchmark programs (C): built by `make bench`, run by scripts/bench.py.
-$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libshardrun.a
+# Benchmark programs (tests/bench): the floors, bare programs that read the
+# same records as a benchmark row without the runtime (see scripts/bench.py),
+# and bench_lease_plan, which drives the lease planner with the runtime's code.
+BENCH_SRC := $(wildcard tests/bench/*.c)
+BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+BENCH_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+$(BUILD)/bench/bench_lease_plan: tests/bench/bench_lease_plan.c $(BUILD)/libshardrun.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  BENCH   $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDSAN) -MMD -MP -o $@ $< $(BUILD)/libshardrun.a $(LIBS)
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/runtime/cli/main.d $(UNIT_BIN:=.d) $(BUILD)/bench/bench_lease_plan.d
+$(BUILD)/bench/%: tests/bench/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  BENCH   $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDSAN) -MMD -MP -o $@ $< $(BENCH_LIBS)
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/runtime/cli/main.d $(UNIT_BIN:=.d) $(BENCH_BIN:=.d)
 
 deps:
 	@scripts/install-deps.sh
 
 # Unit tests: one cmocka binary per pure module.
 unit: $(UNIT_BIN)
-	@scripts/run-tests.sh unit $(UNIT_BIN)
+	@$(RUN_TESTS) unit $(UNIT_BIN)
 
 spec: $(BIN)
-	@scripts/run-tests.sh spec
+	@$(RUN_TESTS) spec
 
 integration: $(BIN)
-	@SHARDRUN=$(CURDIR)/$(BIN) scripts/run-tests.sh integration
+	@SHARDRUN=$(CURDIR)/$(BIN) $(RUN_TESTS) integration
 
 test-only: $(BIN) $(UNIT_BIN)
-	@SHARDRUN=$(CURDIR)/$(BIN) scripts/run-tests.sh all $(UNIT_BIN)
+	@SHARDRUN=$(CURDIR)/$(BIN) $(RUN_TESTS) all $(UNIT_BIN)
 
 test: deps
 	@$(MAKE) --no-print-directory all
@@ -103,26 +119,20 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/demo.sh
 
-bench-local: all
-	@/usr/bin/python3 scripts/bench.py local
+# One table; BENCH_QUICK=1 for a smaller run. Each part alone: bench-local,
+# bench-kinesis, bench-leases, bench-reload.
+BENCH_RUN := SHARDRUN=$(CURDIR)/$(BIN) BENCH_FLOOR_DIR=$(CURDIR)/$(BUILD)/bench /usr/bin/python3 scripts/bench.py
 
-bench-leases: all
-	@scripts/bench-leases.sh
-
-bench-kinesis: all
-	@/usr/bin/python3 scripts/bench.py kinesis
-
-bench-reload: all
-	@/usr/bin/python3 scripts/bench.py reload
+bench-local bench-kinesis bench-leases bench-reload: all $(BENCH_BIN)
+	@$(BENCH_RUN) $(@:bench-%=%)
 
 # The lease planner and one taker run with 10,000 leases in one table.
 bench-lease-plan: $(BUILD)/bench/bench_lease_plan
 	@$(BUILD)/bench/bench_lease_plan 10000 10
 
-# One table; BENCH_QUICK=1 for a smaller run.
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_lease_plan
-	@/usr/bin/python3 scripts/bench.py all
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@$(BENCH_RUN) all
 
 format:
 	clang-format -i runtime/*/*.[ch] tests/unit/*.c

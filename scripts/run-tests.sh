@@ -2,7 +2,8 @@
 # run-tests.sh: runs shardrun's test suites and prints one closing line,
 #   "tests: N passed, N failed"
 # usage: run-tests.sh unit BIN... | spec | integration | all BIN...
-# SHARDRUN names the binary under test (the integration tests drive it).
+# SHARDRUN names the binary under test (the integration tests drive it);
+# TEST_LOG_DIR the folder of the logs (the Makefile: $(BUILD)/test-logs).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

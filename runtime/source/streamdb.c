@@ -594,12 +594,13 @@ static int streamdb_close_shard(streamdb_t *db, int64_t sid, int64_t end_seq, er
     return rc == SQLITE_DONE ? 0 : streamdb_fail(db, err, "close shard");
 }
 
-static int streamdb_open_shard_range(streamdb_t *db, const char *stream, const char *shard, int64_t *sid,
-                                     hashkey_t *lo, hashkey_t *hi, errbuf_t *err)
+/* A shard's hash range; *closed = 1 when the shard was split or merged already. */
+static int streamdb_shard_range(streamdb_t *db, const char *stream, const char *shard, int64_t *sid, hashkey_t *lo,
+                                hashkey_t *hi, int *closed, errbuf_t *err)
 {
     int64_t end_seq;
     if (streamdb_shard(db, stream, shard, sid, &end_seq, err)) return -1;
-    if (end_seq >= 0) return errbuf_set(err, "stream %s: shard %s is closed already", stream, shard);
+    *closed = end_seq >= 0;
     sqlite3_stmt *st = NULL;
     if (streamdb_prepare(db, &st, "SELECT start_hash, end_hash FROM shards WHERE sid=?", err)) return -1;
     sqlite3_bind_int64(st, 1, *sid);
@@ -607,6 +608,15 @@ static int streamdb_open_shard_range(streamdb_t *db, const char *stream, const c
              !hashkey_parse((const char *)sqlite3_column_text(st, 1), hi);
     sqlite3_finalize(st);
     return ok ? 0 : errbuf_set(err, "%s: shard %s has a corrupt hash range", db->path, shard);
+}
+
+/* Whether a range ending at `hi` is followed at once by one starting at `lo`.
+ * Nothing follows the range that ends at HASHKEY_MAX: there `hi + 1` wraps to
+ * 0, the start of the first shard, and the first and last shards would look
+ * adjacent. */
+static int streamdb_ranges_touch(hashkey_t hi, hashkey_t lo)
+{
+    return hi != HASHKEY_MAX && hi + 1 == lo;
 }
 
 /* Common tail of split and merge: close the parents, add the children. */
@@ -636,7 +646,9 @@ int streamdb_split(streamdb_t *db, const char *stream, const char *shard, const 
     if (streamdb_begin(db, err)) return -1;
     int64_t sid = 0;
     hashkey_t lo, hi, mid;
-    int rc = streamdb_open_shard_range(db, stream, shard, &sid, &lo, &hi, err);
+    int closed = 0;
+    int rc = streamdb_shard_range(db, stream, shard, &sid, &lo, &hi, &closed, err);
+    if (!rc && closed) rc = errbuf_set(err, "stream %s: shard %s is closed already", stream, shard);
     if (!rc) {
         if (new_start_hash) {
             if (hashkey_parse(new_start_hash, &mid) || mid <= lo || mid > hi)
@@ -659,15 +671,31 @@ int streamdb_split(streamdb_t *db, const char *stream, const char *shard, const 
     return streamdb_commit(db, err);
 }
 
+/* As Kinesis: two distinct open shards whose hash ranges touch, else
+ * "not an adjacent pair of shards eligible for merging". */
 int streamdb_merge(streamdb_t *db, const char *stream, const char *shard, const char *adjacent, errbuf_t *err)
 {
+    if (!strcmp(shard, adjacent))
+        return errbuf_set(err,
+                          "stream %s: shards %s and %s are not an adjacent pair of shards eligible for merging "
+                          "(the same shard twice; name two open shards whose hash ranges touch)",
+                          stream, shard, adjacent);
     if (streamdb_begin(db, err)) return -1;
     int64_t sid1 = 0, sid2 = 0;
     hashkey_t lo1, hi1, lo2, hi2;
-    int rc = streamdb_open_shard_range(db, stream, shard, &sid1, &lo1, &hi1, err);
-    if (!rc) rc = streamdb_open_shard_range(db, stream, adjacent, &sid2, &lo2, &hi2, err);
-    if (!rc && !(hi1 + 1 == lo2 || hi2 + 1 == lo1))
-        rc = errbuf_set(err, "stream %s: shards %s and %s are not adjacent", stream, shard, adjacent);
+    int closed1 = 0, closed2 = 0;
+    int rc = streamdb_shard_range(db, stream, shard, &sid1, &lo1, &hi1, &closed1, err);
+    if (!rc) rc = streamdb_shard_range(db, stream, adjacent, &sid2, &lo2, &hi2, &closed2, err);
+    if (!rc && (closed1 || closed2))
+        rc = errbuf_set(err,
+                        "stream %s: shards %s and %s are not an adjacent pair of shards eligible for merging "
+                        "(shard %s is closed: it was split or merged already)",
+                        stream, shard, adjacent, closed1 ? shard : adjacent);
+    if (!rc && !streamdb_ranges_touch(hi1, lo2) && !streamdb_ranges_touch(hi2, lo1))
+        rc = errbuf_set(err,
+                        "stream %s: shards %s and %s are not an adjacent pair of shards eligible for merging "
+                        "(their hash ranges do not touch)",
+                        stream, shard, adjacent);
     if (!rc) {
         hashkey_t ranges[2] = {lo1 < lo2 ? lo1 : lo2, hi1 > hi2 ? hi1 : hi2};
         rc = streamdb_reshard(db, stream, sid1, sid2, shard, adjacent, ranges, 1, err);

@@ -1,69 +1,40 @@
-"""Helpers for the AWS integration tests: the emulators (kinesalite, dynalite)
-on 127.0.0.1, raw JSON API calls from the test itself (the emulators check
-that an Authorization header is well-formed, not its signature), and a
-fault-injecting HTTP proxy."""
+"""Helpers for the AWS integration tests: raw JSON API calls to the
+emulators (kinesalite, dynalite) from the test itself, and a fault-injecting
+HTTP proxy. The emulators themselves (ports, start, stop) are
+scripts/emulators.py, behind the `emulators` fixture of conftest.py."""
 import http.client
 import itertools
 import json
-import os
 import socket
 import struct
-import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-KINESALITE_PORT = int(os.environ.get("KINESALITE_PORT", "4567"))
-DYNALITE_PORT = int(os.environ.get("DYNALITE_PORT", "4568"))
+import emulators  # scripts/ (on sys.path through conftest.py)
+from emulators import AWS_ENV, ROOT  # noqa: F401  (re-exported for the tests)
 
-# Dummy credentials: the emulators accept any; nothing leaves 127.0.0.1.
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "AKIDSHARDRUNTEST",
-    "AWS_SECRET_ACCESS_KEY": "shardrun-test-secret",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_REGION": "us-east-1",
-}
-
-
-def emulators_running():
-    r = subprocess.run([str(ROOT / "scripts/emulators.sh"), "status"], capture_output=True)
-    return r.returncode == 0
+KINESALITE_PORT = emulators.KINESALITE.port
+DYNALITE_PORT = emulators.DYNALITE.port
 
 
 def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def aws_call(port, target, body, version, timeout=30):
-    service = "kinesis" if target.startswith("Kinesis") else "dynamodb"
-    headers = {
-        "Content-Type": f"application/x-amz-json-{version}",
-        "X-Amz-Target": target,
-        "X-Amz-Date": "20240101T000000Z",
-        "Authorization": f"AWS4-HMAC-SHA256 Credential=AKIDSHARDRUNTEST/20240101/us-east-1/{service}/aws4_request, "
-                         "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0000",
-    }
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request("POST", "/", json.dumps(body), headers)
-        r = c.getresponse()
-        data = r.read()
-        out = json.loads(data) if data else {}
-        if r.status != 200:
-            raise RuntimeError(f"{target}: HTTP {r.status}: {out}")
-        return out
-    finally:
-        c.close()
+def _call(emu, op, body, timeout=30):
+    status, out = emulators.call(emu, op, body, timeout)
+    if status != 200:
+        raise RuntimeError(f"{emu.target_prefix}.{op}: HTTP {status}: {out}")
+    return out
 
 
 def kinesis(op, body):
-    return aws_call(KINESALITE_PORT, f"Kinesis_20131202.{op}", body, "1.1")
+    return _call(emulators.KINESALITE, op, body)
 
 
 def dynamodb(op, body):
-    return aws_call(DYNALITE_PORT, f"DynamoDB_20120810.{op}", body, "1.0")
+    return _call(emulators.DYNALITE, op, body)
 
 
 def read_shard(stream, shard):

@@ -36,7 +36,25 @@ def rss_kb(pid):
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from luavalue import lua_value  # noqa: E402  (shared with scripts/bench.py)
+from childenv import child_env  # noqa: E402  (these three are shared with scripts/bench.py)
+from emulators import EmulatorError, Session as EmulatorSession  # noqa: E402
+from luavalue import lua_value  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def emulators():
+    """kinesalite and dynalite on 127.0.0.1 (scripts/emulators.py): started
+    only if they do not answer yet, stopped at the end only if started here."""
+    try:
+        session = EmulatorSession().__enter__()
+    except EmulatorError as e:
+        # in CI the emulators are part of the suite: not starting them is a failure, never a skip
+        if os.environ.get("CI"):
+            pytest.fail(f"emulators did not start: {e}")
+        pytest.skip(f"emulators unavailable: {e}")
+    yield session
+    session.close()
+
 
 class Worker:
     """One `shardrun run` process; its log goes to a file."""
@@ -134,10 +152,7 @@ class Env:
     def proc_env(self):
         """The caller's environment without its AWS settings and proxies, so
         nothing a test starts can reach past 127.0.0.1; then the test's own."""
-        e = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.lower().endswith("_proxy")}
-        e.update(AWS_EC2_METADATA_DISABLED="true", NO_PROXY="127.0.0.1,localhost")
-        e.update(self.extra_env)
-        return e
+        return child_env(self.extra_env)
 
     def write(self, name, text):
         p = self.dir / name
@@ -217,11 +232,20 @@ def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
 
 # A processor that records every record it sees: one line per record,
 # "worker shard seq data", in seen/<worker>-<pid>-<shard>.log (one file per
-# writer, so lines of parallel shards never interleave), flushed per batch.
-RECORDING_PROCESSOR = r'''
+# writer, so lines of parallel shards never interleave), flushed per batch;
+# checkpoints every batch. Optional per-batch sleep (ms) from the SLOW_MS
+# environment variable. HEX_RECORDING_PROCESSOR writes the data hex-encoded
+# (binary-safe): "worker shard seq hexdata".
+_RECORDING_TEMPLATE = r'''
+local ffi = require "ffi"
+pcall(ffi.cdef, "int usleep(unsigned int usec);")
 local P = {}
 local worker = os.getenv("SHARDRUN_TEST_NAME") or "w"
 local dir = os.getenv("SEEN_DIR") or "seen"
+local slow = tonumber(os.getenv("SLOW_MS") or "0")
+local function hex(s)
+  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
 function P.initialize(shard)
   os.execute("mkdir -p " .. dir)
   shard.state.out = assert(io.open(string.format("%s/%s-%s-%s.log", dir, worker, tostring(shard.state):sub(8), shard.id), "a"))
@@ -230,16 +254,19 @@ function P.processRecords(records, shard)
   local out, parts = shard.state.out, {}
   for i = 1, #records do
     local r = records[i]
-    parts[#parts + 1] = worker .. " " .. shard.id .. " " .. r.sequenceNumber .. " " .. r.data .. "\n"
+    parts[#parts + 1] = worker .. " " .. shard.id .. " " .. r.sequenceNumber .. " " .. @DATA@ .. "\n"
   end
   out:write(table.concat(parts))
   out:flush()
+  if slow > 0 then ffi.C.usleep(slow * 1000) end
   return "checkpoint"
 end
 function P.shutdownRequested(shard) return "checkpoint" end
 function P.shardEnded(shard) return "checkpoint" end
 return P
 '''
+RECORDING_PROCESSOR = _RECORDING_TEMPLATE.replace("@DATA@", "r.data")
+HEX_RECORDING_PROCESSOR = _RECORDING_TEMPLATE.replace("@DATA@", "hex(r.data)")
 
 
 def read_seen(path):
@@ -269,40 +296,6 @@ def stream_records(env, stream, path="streams.db"):
     finally:
         con.close()
     return [(shard, "%020d" % seq, bytes(data)) for shard, seq, data in rows]
-
-
-# Like RECORDING_PROCESSOR, but data is written hex-encoded (binary-safe) and
-# the line is "worker shard seq hexdata". Optional per-batch sleep (ms) from
-# the SLOW_MS environment variable. Checkpoints every batch.
-HEX_RECORDING_PROCESSOR = r'''
-local ffi = require "ffi"
-pcall(ffi.cdef, "int usleep(unsigned int usec);")
-local P = {}
-local worker = os.getenv("SHARDRUN_TEST_NAME") or "w"
-local dir = os.getenv("SEEN_DIR") or "seen"
-local slow = tonumber(os.getenv("SLOW_MS") or "0")
-local function hex(s)
-  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
-end
-function P.initialize(shard)
-  os.execute("mkdir -p " .. dir)
-  shard.state.out = assert(io.open(string.format("%s/%s-%s-%s.log", dir, worker, tostring(shard.state):sub(8), shard.id), "a"))
-end
-function P.processRecords(records, shard)
-  local out, parts = shard.state.out, {}
-  for i = 1, #records do
-    local r = records[i]
-    parts[#parts + 1] = worker .. " " .. shard.id .. " " .. r.sequenceNumber .. " " .. hex(r.data) .. "\n"
-  end
-  out:write(table.concat(parts))
-  out:flush()
-  if slow > 0 then ffi.C.usleep(slow * 1000) end
-  return "checkpoint"
-end
-function P.shutdownRequested(shard) return "checkpoint" end
-function P.shardEnded(shard) return "checkpoint" end
-return P
-'''
 
 
 # ---- helpers for test_leases*.py / test_reshard*.py / test_chaos*.py -------------

@@ -2,36 +2,18 @@
 foundation and lease scenarios again, with several worker processes, plus a
 lease row written as a KCL application writes it and HTTP faults.
 
-The emulators are started by scripts/emulators.sh when not running (and then
-stopped again at the end, by the PIDs the script saved); each test uses its
-own stream and lease table."""
+The emulators come from conftest.py's `emulators` fixture (started when not
+running, and then stopped again at the end, by PID); each test uses its own
+stream and lease table."""
 import collections
 import json
-import os
-import subprocess
 import time
 
 import pytest
 
-from aws_helpers import (AWS_ENV, DYNALITE_PORT, KINESALITE_PORT, ROOT, FaultProxy, create_lease_table, dynamodb,
-                         emulators_running, kinesis, read_shard, scan_leases, unique)
+from aws_helpers import (AWS_ENV, DYNALITE_PORT, KINESALITE_PORT, FaultProxy, create_lease_table, dynamodb, kinesis,
+                         read_shard, scan_leases, unique)
 from conftest import ASAN, RECORDING_PROCESSOR, read_seen, rss_kb, wait_for
-
-
-@pytest.fixture(scope="session")
-def emulators():
-    started = False
-    if not emulators_running():
-        r = subprocess.run([str(ROOT / "scripts/emulators.sh"), "start"], capture_output=True, text=True)
-        if r.returncode != 0:
-            # in CI the emulators are part of the suite: not starting them is a failure, never a skip
-            if os.environ.get("CI"):
-                pytest.fail(f"emulators did not start: {r.stderr.strip()}")
-            pytest.skip(f"emulators unavailable: {r.stderr.strip()}")
-        started = True
-    yield
-    if started:
-        subprocess.run([str(ROOT / "scripts/emulators.sh"), "stop"], capture_output=True)
 
 
 class Aws:

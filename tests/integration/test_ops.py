@@ -20,16 +20,12 @@ from pathlib import Path
 import pytest
 
 from aws_helpers import AWS_ENV, DYNALITE_PORT, KINESALITE_PORT, unique
-from conftest import ASAN, ROOT, SHARDRUN, parse_log_line, wait_for
-from test_aws import emulators  # noqa: F401  (the session fixture that starts kinesalite and dynalite)
+from conftest import ASAN, ROOT, SHARDRUN, child_env, parse_log_line, wait_for
 
 
 def proc_env(**extra):
-    """The caller's environment without AWS settings and proxies (as conftest's Env)."""
-    e = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.lower().endswith("_proxy")}
-    e.update(AWS_EC2_METADATA_DISABLED="true", NO_PROXY="127.0.0.1,localhost")
-    e.update(extra)
-    return e
+    """The caller's environment without AWS settings and proxies (as conftest's Env), then `extra`."""
+    return child_env(extra)
 
 
 def run(args, cwd, timeout=300, env=None, check=True):

@@ -234,3 +234,25 @@ def test_a_child_whose_parent_row_is_missing_waits_for_its_parent(env):
     last_parent = max(t for s in stints if s.shard == S0 for _, t, _ in s.records)
     for child in (S1, S2):
         assert min(s.start for s in stints if s.shard == child) > last_parent, f"{child} started before {S0} ended"
+
+
+def test_merge_of_shards_that_are_not_an_adjacent_open_pair_is_refused_and_changes_nothing(env):
+    # Kinesis merges two open shards whose hash ranges touch, nothing else; a
+    # refused merge exits 1 (a runtime failure, as on Kinesis) and leaves the stream as it was
+    env.write("p.lua", TIMED_PROCESSOR)
+    env.config([{"name": "m", "processor": "p.lua"}])
+    env.create_stream("m", 3)
+    for a, b in ((S0, S2), (S2, S0), (S1, S1)):
+        r = env.run("stream", "merge", "m", a, b, check=False)
+        err = r.stderr.decode()
+        assert r.returncode == 1, (a, b, r.returncode, err)
+        assert "not an adjacent pair of shards eligible for merging" in err and a in err and b in err, err
+        assert not r.stdout, r.stdout
+    assert "open_shards=3 shards=3" in env.run("stream", "list").stdout.decode()
+
+    # a closed shard is not eligible either, even next to an open one
+    env.run("stream", "merge", "m", S1, S2)
+    r = env.run("stream", "merge", "m", S0, S1, check=False)
+    assert r.returncode == 1 and "not an adjacent pair of shards eligible for merging" in r.stderr.decode()
+    assert "closed" in r.stderr.decode(), r.stderr.decode()
+    assert "open_shards=2 shards=4" in env.run("stream", "list").stdout.decode()

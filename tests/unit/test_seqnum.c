@@ -67,15 +67,25 @@ static void test_batch_copies_binary_data_and_grows(void **state)
     batch_free(b);
 }
 
-static void test_put_routes_by_md5_of_the_key_over_hash_ranges(void **state)
+/* A new stream file at a fresh temporary path, written into `path`; the caller unlinks it. */
+static streamdb_t *temp_streamdb(char path[static 40])
 {
-    char path[] = "/tmp/shardrun-test-streamdb-XXXXXX";
+    strcpy(path, "/tmp/shardrun-test-streamdb-XXXXXX");
     int fd = mkstemp(path);
+    assert_true(fd >= 0);
     close(fd);
     unlink(path);
     streamdb_t *db = NULL;
     errbuf_t err;
     assert_int_equal(streamdb_open(path, 1, &db, &err), 0);
+    return db;
+}
+
+static void test_put_routes_by_md5_of_the_key_over_hash_ranges(void **state)
+{
+    char path[40];
+    streamdb_t *db = temp_streamdb(path);
+    errbuf_t err;
     assert_int_equal(streamdb_create_stream(db, "s", 4, &err), 0);
     source_shard_list_t *l = NULL;
     assert_int_equal(streamdb_shards(db, "s", &l, &err), 0);
@@ -109,7 +119,54 @@ static void test_put_routes_by_md5_of_the_key_over_hash_ranges(void **state)
     source_shard_list_free(l);
     assert_int_equal(streamdb_merge(db, "s", "shardId-000000000004", "shardId-000000000005", &err), 0);
     assert_int_equal(streamdb_merge(db, "s", "shardId-000000000001", "shardId-000000000003", &err), -1);
-    assert_non_null(strstr(err.msg, "not adjacent"));
+    assert_non_null(strstr(err.msg, "not an adjacent pair of shards eligible for merging"));
+    streamdb_close(db);
+    unlink(path);
+}
+
+/* Kinesis merges only two open shards whose hash ranges touch ("not an
+ * adjacent pair of shards eligible for merging"). The first and last shards of
+ * a stream do not touch: the range ends at 2^128-1 and starts at 0, which is
+ * where an unsigned `hi + 1 == lo` test wraps around. */
+static void test_merge_refuses_shards_that_are_not_an_adjacent_open_pair(void **state)
+{
+    char path[40];
+    streamdb_t *db = temp_streamdb(path);
+    errbuf_t err;
+    source_shard_list_t *l = NULL;
+    assert_int_equal(streamdb_create_stream(db, "m", 3, &err), 0);
+    assert_int_equal(streamdb_create_stream(db, "one", 1, &err), 0);
+
+    /* the first and the last shard, in either order */
+    assert_int_equal(streamdb_merge(db, "m", "shardId-000000000000", "shardId-000000000002", &err), -1);
+    assert_non_null(strstr(err.msg, "not an adjacent pair of shards eligible for merging"));
+    assert_non_null(strstr(err.msg, "shardId-000000000000"));
+    assert_non_null(strstr(err.msg, "shardId-000000000002"));
+    assert_int_equal(streamdb_merge(db, "m", "shardId-000000000002", "shardId-000000000000", &err), -1);
+    assert_non_null(strstr(err.msg, "not an adjacent pair of shards eligible for merging"));
+    /* a shard with itself, also where its range is the whole key space */
+    assert_int_equal(streamdb_merge(db, "m", "shardId-000000000001", "shardId-000000000001", &err), -1);
+    assert_non_null(strstr(err.msg, "not an adjacent pair of shards eligible for merging"));
+    assert_int_equal(streamdb_merge(db, "one", "shardId-000000000000", "shardId-000000000000", &err), -1);
+    assert_non_null(strstr(err.msg, "not an adjacent pair of shards eligible for merging"));
+    /* nothing changed: every refused merge left the shards open, no child */
+    assert_int_equal(streamdb_shards(db, "m", &l, &err), 0);
+    assert_int_equal(l->count, 3);
+    for (size_t i = 0; i < l->count; i++) assert_null(l->shards[i].end_seq);
+    source_shard_list_free(l);
+
+    /* adjacent open shards merge; a closed parent is no longer eligible */
+    assert_int_equal(streamdb_merge(db, "m", "shardId-000000000001", "shardId-000000000002", &err), 0);
+    assert_int_equal(streamdb_merge(db, "m", "shardId-000000000000", "shardId-000000000001", &err), -1);
+    assert_non_null(strstr(err.msg, "not an adjacent pair of shards eligible for merging"));
+    assert_non_null(strstr(err.msg, "closed"));
+    /* the child covers both parents' ranges and touches shard 0: they merge */
+    assert_int_equal(streamdb_merge(db, "m", "shardId-000000000003", "shardId-000000000000", &err), 0);
+    assert_int_equal(streamdb_shards(db, "m", &l, &err), 0);
+    assert_int_equal(l->count, 5);
+    assert_string_equal(l->shards[4].start_hash, "0");
+    assert_string_equal(l->shards[4].end_hash, "340282366920938463463374607431768211455");
+    source_shard_list_free(l);
     streamdb_close(db);
     unlink(path);
 }
@@ -121,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_hash_keys_are_md5_as_128_bit_numbers),
         cmocka_unit_test(test_batch_copies_binary_data_and_grows),
         cmocka_unit_test(test_put_routes_by_md5_of_the_key_over_hash_ranges),
+        cmocka_unit_test(test_merge_refuses_shards_that_are_not_an_adjacent_open_pair),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
