@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "proc/processor.h"
 #include "project.h"
+#include "resume.h"
 #include "status.h"
 #include "source/streamdb.h"
 #include "worker/worker.h"
@@ -159,6 +160,30 @@ static int cmd_status(int argc, char **argv)
     config_t *cfg = cli_config();
     if (!cfg) return EXIT_USAGE;
     int rc = status_print(cfg, json, stdout);
+    config_free(cfg);
+    return rc;
+}
+
+/* ---- resume --------------------------------------------------------------- */
+
+static const char *const usage_resume =
+    "shardrun resume [-c FILE] STREAM [SHARD] [--skip]\n"
+    "  ask the owners of the stream's halted shards (or of SHARD) to go on, wherever they run;\n"
+    "  --skip: skip the records each one halted at first (counted and logged as skipped)";
+
+static int cmd_resume(int argc, char **argv)
+{
+    int skip = 0;
+    cli_flag_t flags[] = {{"skip", 0, NULL, &skip}};
+    CLI_PARSE(argc, argv, usage_resume, flags, 1);
+    if (first >= argc) return cli_usage_error(usage_resume, "%s", "no stream given");
+    if (argc - first > 2) return cli_usage_error(usage_resume, "unexpected argument %s", argv[first + 2]);
+    config_t *cfg = cli_config();
+    if (!cfg) return EXIT_USAGE;
+    int known = 0;
+    for (size_t i = 0; i < cfg->nstreams; i++) known |= !strcmp(cfg->streams[i].name, argv[first]);
+    int rc = known ? resume_request(cfg, argv[first], first + 1 < argc ? argv[first + 1] : NULL, skip, stdout)
+                   : cli_usage_error(usage_resume, "stream %s is not in the config", argv[first]);
     config_free(cfg);
     return rc;
 }
@@ -465,6 +490,7 @@ static int cmd_version(int argc, char **argv)
 
 static const cli_cmd_t cli_cmds[] = {
     {"run", cmd_run, NULL},         {"check", cmd_check, NULL}, {"status", cmd_status, NULL},
+    {"resume", cmd_resume, NULL},
     {"stream", cmd_stream, NULL},   {"put", cmd_put, NULL},     {"version", cmd_version, NULL},
     {"dlq", cmd_dlq, NULL},         {"init", cmd_init, NULL},   {"test", cmd_test, NULL},
 };
@@ -472,10 +498,10 @@ static const cli_cmd_t cli_cmds[] = {
 static void cli_help(FILE *out)
 {
     fprintf(out, "shardrun %s: run Lua record processors over sharded streams\n\n"
-                 "%s\n%s\n%s\n%s\n%s\n%s\n%s\n%s\nshardrun version\n\n"
+                 "%s\n%s\n%s\n%s\n%s\n%s\n%s\n%s\n%s\nshardrun version\n\n"
                  "-c FILE defaults to ./shardrun.lua; every command takes --help.\n",
-            SHARDRUN_VERSION, usage_run, usage_check, usage_status, usage_stream, usage_put, usage_dlq, usage_init,
-            usage_test);
+            SHARDRUN_VERSION, usage_run, usage_check, usage_status, usage_resume, usage_stream, usage_put, usage_dlq,
+            usage_init, usage_test);
 }
 
 int main(int argc, char **argv)

@@ -27,7 +27,8 @@ static void status_on_list(void *ud, lease_status_t st, const char *msg, lease_l
     c->done = 1;
 }
 
-/* The owner's own word (shardrunInfo) when it is there: halted, ending... */
+/* The owner's own word (shardrunInfo) when it is there: processing,
+ * retrying, idle, halted, ending... */
 static const char *status_state(const config_t *cfg, const lease_t *l, const lease_list_t *all, cJSON *info)
 {
     if (l->invalid) return "invalid";
@@ -35,13 +36,20 @@ static const char *status_state(const config_t *cfg, const lease_t *l, const lea
     if (!shardsync_parent_rows_done(cfg, l, all)) return "waiting on parent";
     if (!l->owner) return "unowned";
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(info, "state");
-    if (cJSON_IsString(st) && !strcmp(st->valuestring, "halted")) return "halted";
-    return "processing";
+    return cJSON_IsString(st) ? st->valuestring : "processing";
 }
 
+/* The facts the owner (or, for a lease nobody holds, its last owner) wrote:
+ * counters are cumulative and outlive releases; what described the last
+ * owner's moment (state, error, lag, retry) is left out once it let go. */
 static cJSON *status_info(const lease_t *l)
 {
-    return l->owner && l->info ? cJSON_Parse(l->info) : NULL;
+    cJSON *info = l->info ? cJSON_Parse(l->info) : NULL;
+    if (!info || l->owner) return info;
+    static const char *const momentary[] = {"state", "error", "attempt", "nextTryAtMs", "lastError", "millisBehind"};
+    for (size_t i = 0; i < sizeof momentary / sizeof *momentary; i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(info, momentary[i]);
+    return info;
 }
 
 static char *status_parents(const lease_t *l)

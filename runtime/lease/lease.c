@@ -33,6 +33,7 @@ void lease_clear(lease_t *l)
     free(l->end_hash);
     free(l->invalid);
     free(l->info);
+    free(l->control);
     memset(l, 0, sizeof *l);
 }
 
@@ -55,6 +56,7 @@ void lease_copy(lease_t *dst, const lease_t *src)
     dst->end_hash = xstrdup(src->end_hash);
     dst->invalid = xstrdup(src->invalid);
     dst->info = xstrdup(src->info);
+    dst->control = xstrdup(src->control);
 }
 
 void lease_list_free(lease_list_t *l)
@@ -137,6 +139,9 @@ void lease_apply_write(const lease_t *l, const lease_write_t *w, lease_t *out)
     case LEASE_WRITE_CANCEL_HANDOFF:
         lease_set_str(&out->pending_owner, NULL);
         return;
+    case LEASE_WRITE_CONTROL:
+        lease_set_str(&out->control, w->control);
+        return; /* the counter does not move: the owner's writes go on */
     }
     out->counter = l->counter + 1;
 }
@@ -165,6 +170,8 @@ int lease_write_allowed(const lease_t *stored, const lease_t *l, const lease_wri
         return stored->pending_owner && lease_str_eq(stored->pending_owner, w->worker);
     case LEASE_WRITE_REMOVE:
         return stored->counter == l->counter;
+    case LEASE_WRITE_CONTROL:
+        return 1; /* any row: a request to whoever owns it */
     case LEASE_WRITE_CREATE:
         break;
     }

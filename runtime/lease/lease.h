@@ -38,8 +38,11 @@ typedef struct lease {
     char **children;       /* childShardIds */
     size_t nchildren;
     char *start_hash, *end_hash;
-    char *info;            /* shardrunInfo: JSON the owner writes with each renewal (state,
-                              counters, script version, lag) for `status`; may be NULL */
+    char *info;            /* shardrunInfo: JSON the owner writes with each renewal and with its
+                              release or handoff (state, cumulative counters, script version,
+                              lag) for `status` and the next owner; may be NULL */
+    char *control;         /* shardrunControl: a request to the owner written by `shardrun
+                              resume` (JSON {"id", "action"}); may be NULL */
     char *invalid;         /* set when the row is malformed: why (the row is never taken) */
 } lease_t;
 
@@ -68,6 +71,7 @@ typedef enum {
     LEASE_WRITE_HANDOFF,
     LEASE_WRITE_CANCEL_HANDOFF,
     LEASE_WRITE_REMOVE,
+    LEASE_WRITE_CONTROL,
 } lease_write_kind_t;
 
 typedef struct lease_write {
@@ -75,6 +79,7 @@ typedef struct lease_write {
     const char *worker;          /* TAKE: the new owner; REQUEST/CANCEL_HANDOFF: the requester */
     const char *seq;             /* CHECKPOINT */
     int64_t sub;                 /* CHECKPOINT */
+    const char *control;         /* CONTROL */
 } lease_write_t;
 
 /* The row as written: `w` applied to `l`, the row as the writer sees it
@@ -125,18 +130,23 @@ typedef struct lease_store_ops {
     /* checkpoint := (seq, sub), counter+1, ownerSwitches := 0, if owner and counter match. */
     void (*checkpoint)(lease_store_t *s, const lease_t *l, const char *seq, int64_t sub, lease_write_cb cb,
                        void *ud);
-    /* owner := NULL, pendingOwner := NULL, counter+1, if owner and counter match. */
+    /* owner := NULL, pendingOwner := NULL (and shardrunInfo := l->info when
+     * non-NULL: the last counters), counter+1, if owner and counter match. */
     void (*release)(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud);
     /* pendingOwner := requester if owner and counter match and no handoff is
      * pending; the counter does not move (the owner's renewals go on). */
     void (*request_handoff)(lease_store_t *s, const lease_t *l, const char *requester, lease_write_cb cb, void *ud);
-    /* owner := pendingOwner, pendingOwner := NULL, counter+1, ownerSwitches+1,
-     * if owner, counter and pendingOwner match (the owner finished its batch). */
+    /* owner := pendingOwner, pendingOwner := NULL (and shardrunInfo := l->info
+     * when non-NULL), counter+1, ownerSwitches+1, if owner, counter and
+     * pendingOwner match (the owner finished its batch). */
     void (*handoff)(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud);
     /* pendingOwner := NULL if it is still `requester` (a worker stopping withdraws its requests). */
     void (*cancel_handoff)(lease_store_t *s, const lease_t *l, const char *requester, lease_write_cb cb, void *ud);
     /* Deletes the row if its counter matches. */
     void (*remove)(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud);
+    /* shardrunControl := control if the row exists, whoever owns it; the
+     * counter does not move (the owner's writes go on). */
+    void (*control)(lease_store_t *s, const lease_t *l, const char *control, lease_write_cb cb, void *ud);
     void (*destroy)(lease_store_t *s);
 } lease_store_ops_t;
 

@@ -421,9 +421,10 @@ static void coord_renew(lease_coord_t *c, owned_t *o)
         return;
     }
     op_t *w = coord_write(c, o, OP_RENEW);
-    if (c->h.describe) {
+    char *info = c->h.describe ? c->h.describe(c->ud, o->lease.key) : NULL;
+    if (info) { /* none when its shard is gone: the last facts it gave stay */
         free(o->lease.info);
-        o->lease.info = c->h.describe(c->ud, o->lease.key);
+        o->lease.info = info;
     }
     c->store->ops->renew(c->store, &o->lease, coord_write_done, w);
 }
@@ -768,6 +769,17 @@ void lease_coord_handoff(lease_coord_t *c, const char *key, lease_coord_done_cb 
 void lease_coord_release(lease_coord_t *c, const char *key, lease_coord_done_cb done, void *ud)
 {
     coord_give_up(c, key, 0, done, ud);
+}
+
+void lease_coord_set_info(lease_coord_t *c, const char *key, char *info)
+{
+    owned_t *o = coord_find(c, key);
+    if (!o) {
+        free(info);
+        return;
+    }
+    free(o->lease.info);
+    o->lease.info = info;
 }
 
 void lease_coord_forget(lease_coord_t *c, const char *key)

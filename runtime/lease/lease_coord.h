@@ -88,6 +88,10 @@ void lease_coord_checkpoint(lease_coord_t *c, const char *key, const char *seq, 
                             lease_coord_done_cb done, void *ud);
 /* Clears ownership so a peer takes the lease at once; the lease is forgotten. */
 void lease_coord_release(lease_coord_t *c, const char *key, lease_coord_done_cb done, void *ud);
+/* The owner's last facts about the lease (JSON, shardrunInfo; taken: the
+ * coordinator frees it), written with the next renewal, release or
+ * handoff: a shard giving its lease up leaves its final counters there. */
+void lease_coord_set_info(lease_coord_t *c, const char *key, char *info);
 /* Hands the lease to the worker that asked for it (after the last checkpoint);
  * the lease is forgotten here. */
 void lease_coord_handoff(lease_coord_t *c, const char *key, lease_coord_done_cb done, void *ud);

@@ -86,6 +86,7 @@ void lease_ddb_from_item(const cJSON *item, lease_t *l)
     l->stream = ddbj_attr_s(item, "streamName", why, sizeof why);
     l->shard = ddbj_attr_s(item, "shardId", why, sizeof why);
     l->info = ddbj_attr_s(item, "shardrunInfo", why, sizeof why);
+    l->control = ddbj_attr_s(item, "shardrunControl", why, sizeof why);
     if (!l->shard) {
         /* a KCL row: leaseKey is the shard id (or account:stream:epoch:shardId in multi-stream mode) */
         const char *colon = strrchr(l->key, ':');
@@ -144,5 +145,6 @@ cJSON *lease_ddb_item(const lease_t *l)
     if (l->stream) awsjson_ddb_attr(item, "streamName", "S", l->stream);
     if (l->shard) awsjson_ddb_attr(item, "shardId", "S", l->shard);
     if (l->info) awsjson_ddb_attr(item, "shardrunInfo", "S", l->info);
+    if (l->control) awsjson_ddb_attr(item, "shardrunControl", "S", l->control);
     return item;
 }

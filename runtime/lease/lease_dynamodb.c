@@ -407,17 +407,22 @@ static void ddb_create(lease_store_t *s, const lease_t *l, lease_write_cb cb, vo
     ddb_send(r);
 }
 
+/* The owner's runtime facts (status, the next owner's counters) ride along
+ * with renewals, releases and handoffs: the SET part for them, or "". */
+static const char *ddb_info(const lease_t *l, cJSON *names, cJSON *values)
+{
+    if (!l->info) return "";
+    cJSON_AddStringToObject(names, "#in", "shardrunInfo");
+    awsjson_ddb_attr(values, ":in", "S", l->info);
+    return "#in = :in";
+}
+
 static void ddb_renew(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
 {
     ddb_store_t *ds = (ddb_store_t *)s;
     ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l, &(lease_write_t){.kind = LEASE_WRITE_RENEW});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
-    if (l->info) {
-        /* the owner's runtime facts ride along with the renewal (status reads them) */
-        cJSON_AddStringToObject(names, "#in", "shardrunInfo");
-        awsjson_ddb_attr(values, ":in", "S", l->info);
-    }
-    ddb_update(ds, r, l, l->info ? "#in = :in" : "", "", q, names, values);
+    ddb_update(ds, r, l, ddb_info(l, names, values), "", q, names, values);
 }
 
 static void ddb_take(lease_store_t *s, const lease_t *l, const char *new_owner, lease_write_cb cb, void *ud)
@@ -460,7 +465,7 @@ static void ddb_release(lease_store_t *s, const lease_t *l, lease_write_cb cb, v
     ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l, &(lease_write_t){.kind = LEASE_WRITE_RELEASE});
     cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
     cJSON_AddStringToObject(names, "#po", "pendingOwner");
-    ddb_update(ds, r, l, "", "#o, #po", q, names, values);
+    ddb_update(ds, r, l, ddb_info(l, names, values), "#o, #po", q, names, values);
 }
 
 /* The owner and counter condition of `l`, for writes that build their own expression. */
@@ -510,7 +515,9 @@ static void ddb_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb, v
     awsjson_ddb_attr_n(values, ":one", 1);
     ddb_owner_cond(names, values, l, cond, sizeof cond, "#po = :po");
     cJSON_AddStringToObject(q, "UpdateExpression",
-                            "SET #o = :po, #n = :nc, #sw = if_not_exists(#sw, :zero) + :one REMOVE #po");
+                            l->info ? "SET #o = :po, #n = :nc, #sw = if_not_exists(#sw, :zero) + :one, #in = :in REMOVE #po"
+                                    : "SET #o = :po, #n = :nc, #sw = if_not_exists(#sw, :zero) + :one REMOVE #po");
+    ddb_info(l, names, values);
     cJSON_AddStringToObject(q, "ConditionExpression", cond);
     r->body = ddb_print(q);
     ddb_send(r);
@@ -527,6 +534,22 @@ static void ddb_cancel_handoff(lease_store_t *s, const lease_t *l, const char *r
     awsjson_ddb_attr(values, ":req", "S", requester);
     cJSON_AddStringToObject(q, "UpdateExpression", "REMOVE #po");
     cJSON_AddStringToObject(q, "ConditionExpression", "#po = :req");
+    r->body = ddb_print(q);
+    ddb_send(r);
+}
+
+static void ddb_control(lease_store_t *s, const lease_t *l, const char *control, lease_write_cb cb, void *ud)
+{
+    ddb_store_t *ds = (ddb_store_t *)s;
+    ddb_req_t *r = ddb_req_new(ds, 0, "UpdateItem", (void *)cb, ud, l,
+                               &(lease_write_t){.kind = LEASE_WRITE_CONTROL, .control = control});
+    cJSON *names, *values, *q = ddb_keyed(ds, l->key, &names, &values);
+    cJSON_AddStringToObject(names, "#ct", "shardrunControl");
+    cJSON_AddStringToObject(names, "#k", "leaseKey");
+    awsjson_ddb_attr(values, ":ct", "S", control);
+    /* any owner, any counter: a request the owner reads at its next scan */
+    cJSON_AddStringToObject(q, "UpdateExpression", "SET #ct = :ct");
+    cJSON_AddStringToObject(q, "ConditionExpression", "attribute_exists(#k)");
     r->body = ddb_print(q);
     ddb_send(r);
 }
@@ -561,6 +584,7 @@ static const lease_store_ops_t lease_dynamodb_ops = {
     .renew = ddb_renew,
     .take = ddb_take,
     .cancel_handoff = ddb_cancel_handoff,
+    .control = ddb_control,
     .checkpoint = ddb_checkpoint,
     .release = ddb_release,
     .request_handoff = ddb_request_handoff,

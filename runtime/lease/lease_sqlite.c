@@ -194,6 +194,7 @@ static void sqlite_read_row(sqlite3_stmt *st, lease_t *l)
     l->shard = sqlite_text(st, 11);
     l->info = sqlite_text(st, 12);
     if (sqlite3_column_type(st, 13) == SQLITE_TEXT) l->pending_owner = sqlite_text(st, 13);
+    if (sqlite3_column_type(st, 14) == SQLITE_TEXT) l->control = sqlite_text(st, 14);
     if (!l->key || !*l->key) snprintf(why, sizeof why, "leaseKey is empty");
     if (!l->shard && l->key) {
         const char *colon = strrchr(l->key, ':');
@@ -205,7 +206,7 @@ static void sqlite_read_row(sqlite3_stmt *st, lease_t *l)
 static const char *const sqlite_columns =
     "leaseKey, leaseOwner, leaseCounter, checkpoint, checkpointSubSequenceNumber,"
     " ownerSwitchesSinceCheckpoint, parentShardId, childShardIds, startingHashKey, endingHashKey,"
-    " streamName, shardId, shardrunInfo, pendingOwner";
+    " streamName, shardId, shardrunInfo, pendingOwner, shardrunControl";
 
 static int sqlite_bind(sqlite3_stmt *st, const sqlite_reply_t *r)
 {
@@ -339,7 +340,7 @@ static void sqlite_create(lease_store_t *s, const lease_t *l, lease_write_cb cb,
     sqlite_reply_t *r = sqlite_write_reply(ls, l, &(lease_write_t){.kind = LEASE_WRITE_CREATE}, cb, ud);
     char *parents = sqlite_ids_json(l->parents, l->nparents);
     char *children = sqlite_ids_json(l->children, l->nchildren);
-    sqlite_set_sql(r, "INSERT INTO %s(%s) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", ls->table, sqlite_columns);
+    sqlite_set_sql(r, "INSERT INTO %s(%s) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", ls->table, sqlite_columns);
     sqlite_arg_text(r, l->key);
     sqlite_arg_text(r, l->owner);
     sqlite_arg_int(r, l->counter);
@@ -354,6 +355,7 @@ static void sqlite_create(lease_store_t *s, const lease_t *l, lease_write_cb cb,
     sqlite_arg_text(r, l->shard);
     sqlite_arg_text(r, l->info);
     sqlite_arg_text(r, l->pending_owner);
+    sqlite_arg_text(r, l->control);
     free(parents);
     free(children);
     sqlite_submit(ls, r);
@@ -405,7 +407,8 @@ static void sqlite_release(lease_store_t *s, const lease_t *l, lease_write_cb cb
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
     sqlite_reply_t *r = sqlite_write_reply(ls, l, &(lease_write_t){.kind = LEASE_WRITE_RELEASE}, cb, ud);
-    sqlite_update(ls, r, l, "leaseOwner=NULL, pendingOwner=NULL");
+    if (l->info) sqlite_arg_text(r, l->info);
+    sqlite_update(ls, r, l, l->info ? "leaseOwner=NULL, pendingOwner=NULL, shardrunInfo=?" : "leaseOwner=NULL, pendingOwner=NULL");
 }
 
 static void sqlite_request_handoff(lease_store_t *s, const lease_t *l, const char *requester, lease_write_cb cb,
@@ -434,8 +437,9 @@ static void sqlite_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb
         return;
     }
     sqlite_set_sql(r, "UPDATE %s SET leaseOwner=pendingOwner, pendingOwner=NULL, leaseCounter=leaseCounter+1,"
-                   " ownerSwitchesSinceCheckpoint=ownerSwitchesSinceCheckpoint+1 WHERE leaseKey=? AND leaseCounter=?"
-                   " AND leaseOwner IS ? AND pendingOwner IS ?", ls->table, NULL);
+                   " ownerSwitchesSinceCheckpoint=ownerSwitchesSinceCheckpoint+1%s WHERE leaseKey=? AND leaseCounter=?"
+                   " AND leaseOwner IS ? AND pendingOwner IS ?", ls->table, l->info ? ", shardrunInfo=?" : "");
+    if (l->info) sqlite_arg_text(r, l->info);
     sqlite_arg_text(r, l->key);
     sqlite_arg_int(r, l->counter);
     sqlite_arg_text(r, l->owner);
@@ -452,6 +456,17 @@ static void sqlite_cancel_handoff(lease_store_t *s, const lease_t *l, const char
     sqlite_set_sql(r, "UPDATE %s SET pendingOwner=NULL WHERE leaseKey=? AND pendingOwner=?", ls->table, NULL);
     sqlite_arg_text(r, l->key);
     sqlite_arg_text(r, requester);
+    sqlite_submit(ls, r);
+}
+
+static void sqlite_control(lease_store_t *s, const lease_t *l, const char *control, lease_write_cb cb, void *ud)
+{
+    lease_sqlite_t *ls = (lease_sqlite_t *)s;
+    sqlite_reply_t *r = sqlite_write_reply(ls, l, &(lease_write_t){.kind = LEASE_WRITE_CONTROL, .control = control},
+                                           cb, ud);
+    sqlite_set_sql(r, "UPDATE %s SET shardrunControl=? WHERE leaseKey=?", ls->table, NULL);
+    sqlite_arg_text(r, control);
+    sqlite_arg_text(r, l->key);
     sqlite_submit(ls, r);
 }
 
@@ -493,6 +508,7 @@ static const lease_store_ops_t lease_sqlite_ops = {
     .request_handoff = sqlite_request_handoff,
     .handoff = sqlite_handoff,
     .cancel_handoff = sqlite_cancel_handoff,
+    .control = sqlite_control,
     .remove = sqlite_remove,
     .destroy = sqlite_destroy,
 };
@@ -521,6 +537,7 @@ static int sqlite_add_missing_columns(lease_sqlite_t *ls, errbuf_t *err)  /* an 
         {"streamName", "TEXT"}, {"shardId", "TEXT"}, {"shardrunInfo", "TEXT"}, {"pendingOwner", "TEXT"},
         {"checkpointSubSequenceNumber", "INTEGER DEFAULT 0"}, {"ownerSwitchesSinceCheckpoint", "INTEGER DEFAULT 0"},
         {"parentShardId", "TEXT"}, {"childShardIds", "TEXT"}, {"startingHashKey", "TEXT"}, {"endingHashKey", "TEXT"},
+        {"shardrunControl", "TEXT"},
     };
     char sql[512];
     for (size_t i = 0; i < sizeof added / sizeof *added; i++) {
@@ -557,7 +574,7 @@ static int sqlite_setup(lease_sqlite_t *ls, errbuf_t *err)
              " checkpoint TEXT, checkpointSubSequenceNumber INTEGER DEFAULT 0,"
              " ownerSwitchesSinceCheckpoint INTEGER DEFAULT 0, parentShardId TEXT, childShardIds TEXT,"
              " startingHashKey TEXT, endingHashKey TEXT, streamName TEXT, shardId TEXT, shardrunInfo TEXT,"
-             " pendingOwner TEXT)",
+             " pendingOwner TEXT, shardrunControl TEXT)",
              ls->table);
     char *msg = NULL;
     int rc = sqlite3_exec(ls->db, sql, NULL, NULL, &msg);

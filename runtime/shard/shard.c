@@ -1,6 +1,7 @@
 #include "shard.h"
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,10 @@ struct shard {
     int64_t wait_until_ms;       /* when wait_timer fires (for status) */
 
     char *halt_error;
+    char *halt_first, *halt_last;  /* the records the shard halted at (for `resume --skip`), or NULL */
+    int64_t halt_last_sub;
+    size_t halt_count;
+    char *control_seen;          /* the last shardrunControl request handled (or there at the take) */
     char *last_error;            /* of the last failed call, for status while retrying */
     shard_stats_t stats;
 };
@@ -322,6 +327,22 @@ void shard_halt(shard_t *s, const char *why)
     if (s->cfg->policy.halt_worker) s->env->halt_worker(s->env->ud, s);
 }
 
+/* The records a halt stops at, for `shardrun resume --skip`. */
+static void shard_remember_halt_at(shard_t *s, const piece_t *p)
+{
+    shard_set_str(&s->halt_first, piece_first(p));
+    shard_set_str(&s->halt_last, piece_last(p));
+    s->halt_last_sub = p->batch->recs[p->batch->count - 1].sub_seq;
+    s->halt_count = p->batch->count;
+}
+
+static void shard_forget_halt_at(shard_t *s)
+{
+    shard_set_str(&s->halt_first, NULL);
+    shard_set_str(&s->halt_last, NULL);
+    s->halt_count = 0;
+}
+
 /* ---- the error policy's steps ------------------------------------------------ */
 
 /* reload.rollback_after_failures: a new version that fails N batches in a
@@ -412,6 +433,7 @@ static void shard_final(shard_t *s, piece_t *p, const char *error, const char *t
                  s->breaker->threshold * 100, s->breaker->window, s->stream, breaker_share(s->breaker) * 100,
                  piece_first(p), piece_last(p));
         s->stats.breaker_trips++;
+        shard_remember_halt_at(s, p); /* should the worker halt the stream */
         shard_push_front(s, p);
         log_error("breaker_tripped", "stream=%s shard=%s window=%zu threshold=%.2f first=%s last=%s error=%s",
                   s->stream, s->id, s->breaker->window, s->breaker->threshold, piece_first(p), piece_last(p),
@@ -424,6 +446,7 @@ static void shard_final(shard_t *s, piece_t *p, const char *error, const char *t
         snprintf(why, sizeof why, "%s%s%s (records %s..%s, %zu records, attempts %lld)", error,
                  tb && *tb ? "\n" : "", tb ? tb : "", piece_first(p), piece_last(p), p->batch->count,
                  (long long)p->failures);
+        shard_remember_halt_at(s, p);
         piece_free(s, p);
         shard_halt(s, why);
         return;
@@ -662,6 +685,7 @@ static void shard_dispatch(shard_t *s)
         return;
     }
     piece_t *p = shard_pop(s);
+    shard_forget_halt_at(s); /* going on: whatever a halt stopped at is behind */
     if (p->failures > 0)
         log_info("batch_retry", "stream=%s shard=%s first=%s count=%zu attempt=%lld", s->stream, s->id,
                  piece_first(p), p->batch->count, (long long)p->failures + 1);
@@ -722,6 +746,8 @@ static void shard_advance(shard_t *s)
     case SHARD_RELEASING:
         checkpoint_flush(&s->cp);
         if (s->job_busy || !checkpoint_idle(&s->cp)) return;
+        /* the final counters go into the row with the release: the next owner goes on from them */
+        lease_coord_set_info(s->env->coord, s->key, shard_describe(s, NULL));
         if (s->handoff) lease_coord_handoff(s->env->coord, s->key, NULL, NULL);
         else lease_coord_release(s->env->coord, s->key, NULL, NULL);
         shard_transition(s, SHARD_CLOSING);
@@ -766,6 +792,32 @@ static void shard_step(shard_t *s)
 
 /* ---- life -------------------------------------------------------------------- */
 
+/* Counters are cumulative over owners: a new owner goes on from what the
+ * last one wrote into the lease row (with its renewals and its release). */
+static void shard_stats_from_info(shard_stats_t *st, const char *info)
+{
+    cJSON *o = info ? cJSON_Parse(info) : NULL;
+    static const struct {
+        const char *name;
+        size_t off;
+    } fields[] = {
+        {"records", offsetof(shard_stats_t, records)},
+        {"batchesFailed", offsetof(shard_stats_t, batches_failed)},
+        {"retries", offsetof(shard_stats_t, retries)},
+        {"skipped", offsetof(shard_stats_t, skipped)},
+        {"deadLettered", offsetof(shard_stats_t, dead_lettered)},
+        {"deadLetterDataOmitted", offsetof(shard_stats_t, dead_letter_data_omitted)},
+        {"timeouts", offsetof(shard_stats_t, timeouts)},
+        {"memoryCapHits", offsetof(shard_stats_t, memory_cap_hits)},
+        {"breakerTrips", offsetof(shard_stats_t, breaker_trips)},
+    };
+    for (size_t i = 0; o && i < sizeof fields / sizeof *fields; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, fields[i].name);
+        if (cJSON_IsNumber(v) && v->valuedouble >= 0) *(int64_t *)((char *)st + fields[i].off) = (int64_t)v->valuedouble;
+    }
+    cJSON_Delete(o);
+}
+
 shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *script, breaker_t *breaker,
                    const lease_t *lease)
 {
@@ -777,6 +829,8 @@ shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *
     s->stream = xstrdup(cfg->name);
     s->id = xstrdup(lease->shard);
     s->state = SHARD_STARTING;
+    s->control_seen = xstrdup(lease->control); /* a request made before this take is not for us */
+    shard_stats_from_info(&s->stats, lease->info);
     proc_shard_info_t info = {cfg->name, lease->shard, lease->checkpoint, env->worker_id};
     proc_limits_t limits = {cfg->process_timeout_ms, cfg->memory_limit_mb};
     s->ps = proc_state_new(script, &info, &limits, env->lua_path, env->nlua_path);
@@ -854,14 +908,28 @@ void shard_handoff(shard_t *s)
     shard_stop(s, 1);
 }
 
-int shard_resume(shard_t *s, const char *why)
+int shard_resume(shard_t *s, const char *why, int skip)
 {
     if (s->state != SHARD_HALTED) return 0;
     char q[1024];
+    if (skip && s->halt_first) {
+        /* the records it stopped at are given up on, as a skip would */
+        s->stats.skipped += (int64_t)s->halt_count;
+        log_warn("records_skipped", "stream=%s shard=%s first=%s last=%s count=%zu reason=%s", s->stream, s->id,
+                 s->halt_first, s->halt_last, s->halt_count, log_quote(why, q, sizeof q));
+        shard_set_str(&s->done_seq, s->halt_last);
+        s->done_sub = s->halt_last_sub;
+        shard_checkpoint_done(s);
+    } else if (skip) {
+        log_info("shard_resume_nothing_to_skip", "stream=%s shard=%s reason=\"the halt was not on records\"",
+                 s->stream, s->id);
+    }
     log_info("shard_resumed", "stream=%s shard=%s worker=%s reason=%s from=%s", s->stream, s->id, s->env->worker_id,
              log_quote(why, q, sizeof q), s->done_seq ? s->done_seq : checkpoint_written(&s->cp, NULL));
+    shard_forget_halt_at(s);
     sched_timer_stop(s->env->sched, &s->halt_timer);
     shard_set_str(&s->halt_error, NULL);
+    breaker_reset(s->breaker);
     /* read again after the last record finished (or the checkpoint) */
     int64_t sub = s->done_sub;
     const char *from = s->done_seq ? s->done_seq : checkpoint_written(&s->cp, &sub);
@@ -869,6 +937,27 @@ int shard_resume(shard_t *s, const char *why)
     shard_transition(s, s->initialized ? SHARD_RUNNING : SHARD_STARTING);
     shard_step(s);
     return 1;
+}
+
+/* A request written into the lease row (`shardrun resume`): acted on once. */
+void shard_control(shard_t *s, const char *control)
+{
+    if (!control || (s->control_seen && !strcmp(s->control_seen, control))) return;
+    shard_set_str(&s->control_seen, control);
+    cJSON *o = cJSON_Parse(control);
+    const cJSON *action = cJSON_GetObjectItemCaseSensitive(o, "action");
+    const cJSON *by = cJSON_GetObjectItemCaseSensitive(o, "by");
+    char why[512], q[600];
+    snprintf(why, sizeof why, "shardrun resume%s by %s", cJSON_IsString(action) && !strcmp(action->valuestring, "skip")
+             ? " --skip" : "", cJSON_IsString(by) ? by->valuestring : "?");
+    if (!cJSON_IsString(action) || (strcmp(action->valuestring, "resume") && strcmp(action->valuestring, "skip"))) {
+        log_warn("control_ignored", "stream=%s shard=%s control=%s reason=\"not a request this version knows\"",
+                 s->stream, s->id, log_quote(control, q, sizeof q));
+    } else if (!shard_resume(s, why, !strcmp(action->valuestring, "skip"))) {
+        log_info("control_ignored", "stream=%s shard=%s state=%s reason=\"not halted\" request=%s", s->stream, s->id,
+                 shard_state_name(s->state), log_quote(why, q, sizeof q));
+    }
+    cJSON_Delete(o);
 }
 
 void shard_settings_changed(shard_t *s)
@@ -901,6 +990,20 @@ static const char *shard_activity(const shard_t *s)
     return "processing";
 }
 
+/* How far behind the shard's processing is: while records wait here (being
+ * processed, retried, dead-lettered, queued) the age of the oldest of them;
+ * else what the source said of the last read. */
+static int64_t shard_millis_behind(const shard_t *s)
+{
+    const piece_t *p = s->current ? s->current : s->final ? s->final : s->head;
+    if (p && p->batch->count) {
+        int64_t age = clock_wall_ms() - p->batch->recs[0].arrival_ms;
+        return age > 0 ? age : 0;
+    }
+    int64_t mb = fetch_millis_behind(&s->fetch);
+    return mb > 0 ? mb : 0;
+}
+
 char *shard_describe(const shard_t *s, const char *reload_error)
 {
     cJSON *o = cJSON_CreateObject();
@@ -919,12 +1022,13 @@ char *shard_describe(const shard_t *s, const char *reload_error)
         cJSON_AddNumberToObject(o, "loadedAtMs", (double)script->loaded_ms);
     }
     if (reload_error) cJSON_AddStringToObject(o, "reloadError", reload_error);
-    cJSON_AddNumberToObject(o, "millisBehind", (double)fetch_millis_behind(&s->fetch));
+    cJSON_AddNumberToObject(o, "millisBehind", (double)shard_millis_behind(s));
     cJSON_AddNumberToObject(o, "records", (double)st->records);
     cJSON_AddNumberToObject(o, "batchesFailed", (double)st->batches_failed);
     cJSON_AddNumberToObject(o, "retries", (double)st->retries);
     cJSON_AddNumberToObject(o, "skipped", (double)st->skipped);
     cJSON_AddNumberToObject(o, "deadLettered", (double)st->dead_lettered);
+    cJSON_AddNumberToObject(o, "deadLetterDataOmitted", (double)st->dead_letter_data_omitted);
     cJSON_AddNumberToObject(o, "timeouts", (double)st->timeouts);
     cJSON_AddNumberToObject(o, "memoryCapHits", (double)st->memory_cap_hits);
     cJSON_AddNumberToObject(o, "breakerTrips", (double)st->breaker_trips);
@@ -964,6 +1068,9 @@ void shard_free(shard_t *s)
     free(s->id);
     free(s->done_seq);
     free(s->halt_error);
+    free(s->halt_first);
+    free(s->halt_last);
+    free(s->control_seen);
     free(s->last_error);
     free(s->final_error);
     free(s->final_tb);

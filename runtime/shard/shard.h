@@ -102,8 +102,12 @@ void shard_shutdown(shard_t *s);    /* graceful: ends with the lease released */
 void shard_handoff(shard_t *s);     /* graceful: ends with the lease handed to the worker that asked */
 void shard_job_done(shard_t *s, proc_job_t *job);   /* from the processor pool */
 /* A halted shard goes on from its last finished record (a new script version
- * loaded, or `shardrun resume`). Returns 1 if it was halted. */
-int shard_resume(shard_t *s, const char *why);
+ * loaded, or `shardrun resume`); skip: the records it halted at are skipped
+ * first (counted, logged). Returns 1 if it was halted. */
+int shard_resume(shard_t *s, const char *why, int skip);
+/* The lease row's shardrunControl as scanned: a request (`shardrun resume`)
+ * is acted on once; the same text again, or one there before the take, is not. */
+void shard_control(shard_t *s, const char *control);
 /* Stops processing the shard (lease kept), loudly, until it is resumed. */
 void shard_halt(shard_t *s, const char *why);
 /* The stream's settings changed (SIGHUP): limits, fetch and checkpoint settings apply now. */

@@ -176,6 +176,8 @@ static void worker_scanned(void *ud, const lease_list_t *all)
         if (l->invalid || !strcmp(l->checkpoint, SEQNUM_SHARD_END) || !worker_runnable(w, l, all)) continue;
         int mine = l->owner && !strcmp(l->owner, w->id);
         if (!l->owner || (!mine && !lease_coord_owner_alive(w->coord, l->key))) unowned++;
+        shard_t *s = mine && l->control ? worker_find_shard(w, l->key) : NULL;
+        if (s) shard_control(s, l->control); /* `shardrun resume`, through the lease table */
     }
     w->unowned_eligible = unowned;
     if (!shardsync_busy(w->sync)) w->scanned_after_sync = shardsync_runs(w->sync);
@@ -335,7 +337,7 @@ static void worker_use_script(worker_t *w, size_t idx, proc_script_t *script, co
     log_info("reload_applied", "stream=%s version=%s shards=%zu reason=%s swap=\"at each shard's next batch\"", stream,
              script->hash, n, why);
     for (size_t i = 0; i < w->nshards; i++)
-        if (!strcmp(shard_stream(w->shards[i]), stream)) resumed += (size_t)shard_resume(w->shards[i], why);
+        if (!strcmp(shard_stream(w->shards[i]), stream)) resumed += (size_t)shard_resume(w->shards[i], why, 0);
     if (resumed) log_info("halted_shards_resumed", "stream=%s version=%s shards=%zu", stream, script->hash, resumed);
 }
 

@@ -15,7 +15,7 @@
 #include "lease/lease.h"
 #include "vsched.h"
 
-#define MEMSTORE_LIST (LEASE_WRITE_REMOVE + 1)
+#define MEMSTORE_LIST (LEASE_WRITE_CONTROL + 1)
 
 typedef struct memstore_req {
     sched_timer_t timer;
@@ -110,6 +110,7 @@ static inline void memstore_carry_out(memstore_t *ms, memstore_req_t *r)
         r->st = LEASE_OK;
     } else {
         lease_write_t w = {.kind = (lease_write_kind_t)r->kind, .worker = r->worker, .seq = r->seq, .sub = r->sub};
+        if (w.kind == LEASE_WRITE_CONTROL) w.control = r->seq; /* carried in seq */
         lease_t *stored = memstore_row(ms, r->l.key);
         if (!lease_write_allowed(stored, &r->l, &w)) {
             r->st = LEASE_CONFLICT;
@@ -127,7 +128,8 @@ static inline void memstore_carry_out(memstore_t *ms, memstore_req_t *r)
                 /* the stored row changes only in the fields the write names */
                 lease_t next;
                 lease_apply_write(stored, &w, &next);
-                if (w.kind == LEASE_WRITE_RENEW && r->l.info) {
+                if ((w.kind == LEASE_WRITE_RENEW || w.kind == LEASE_WRITE_RELEASE || w.kind == LEASE_WRITE_HANDOFF) &&
+                    r->l.info) {
                     free(next.info);
                     next.info = strdup(r->l.info);
                 }
@@ -213,6 +215,10 @@ static inline void ms_remove(lease_store_t *s, const lease_t *l, lease_write_cb 
 {
     memstore_request((memstore_t *)s, LEASE_WRITE_REMOVE, l, NULL, NULL, 0, (void *)cb, ud);
 }
+static inline void ms_control(lease_store_t *s, const lease_t *l, const char *control, lease_write_cb cb, void *ud)
+{
+    memstore_request((memstore_t *)s, LEASE_WRITE_CONTROL, l, NULL, control, 0, (void *)cb, ud);
+}
 
 /* Drops unanswered requests (their callbacks never run), frees the table. */
 static inline void ms_destroy(lease_store_t *s)
@@ -232,7 +238,7 @@ static inline void ms_destroy(lease_store_t *s)
 static const lease_store_ops_t memstore_ops = {
     .name = "memory", .list = ms_list, .create = ms_create, .renew = ms_renew, .take = ms_take,
     .checkpoint = ms_checkpoint, .release = ms_release, .request_handoff = ms_request_handoff,
-    .handoff = ms_handoff, .cancel_handoff = ms_cancel_handoff, .remove = ms_remove,
+    .handoff = ms_handoff, .cancel_handoff = ms_cancel_handoff, .remove = ms_remove, .control = ms_control,
     .destroy = ms_destroy,
 };
 
