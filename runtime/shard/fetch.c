@@ -58,6 +58,7 @@ void fetch_clear(fetcher_t *f)
     free(f->iterator);
     free(f->from);
     free(f->skip_to);
+    free(f->backoff_error);
     memset(f, 0, sizeof *f);
 }
 
@@ -160,6 +161,7 @@ static void fetch_on_records(void *ud, source_records_t *res)
         } else if (res->error == SOURCE_ERETRY) {
             log_warn("fetch_retry", "stream=%s shard=%s retry_in_ms=%lld error=%s", f->stream, f->shard,
                      (long long)f->opt.retry_ms, log_quote(res->message, q, sizeof q));
+            fetch_set(&f->backoff_error, res->message ? res->message : "transient read error");
             fetch_later(f, f->opt.retry_ms);
         } else {
             char why[1200];
@@ -170,6 +172,7 @@ static void fetch_on_records(void *ud, source_records_t *res)
         }
         return;
     }
+    fetch_set(&f->backoff_error, NULL);
     batch_t *b = fetch_skip_done(f, res->batch);
     size_t n = b->count;
     free(f->iterator);
@@ -209,6 +212,7 @@ static void fetch_on_iterator(void *ud, source_err_t err, const char *msg, char 
         if (err == SOURCE_ERETRY) {
             log_warn("iterator_retry", "stream=%s shard=%s retry_in_ms=%lld error=%s", f->stream, f->shard,
                      (long long)f->opt.retry_ms, log_quote(msg, q, sizeof q));
+            fetch_set(&f->backoff_error, msg ? msg : "transient error getting an iterator");
             fetch_later(f, f->opt.retry_ms);
         } else {
             char why[1200];
@@ -219,6 +223,7 @@ static void fetch_on_iterator(void *ud, source_err_t err, const char *msg, char 
         return;
     }
     f->iterator = iterator;
+    fetch_set(&f->backoff_error, NULL);
     fetch_poke(f);
 }
 

@@ -92,6 +92,7 @@ typedef struct fetcher {
     size_t asked;             /* records the read in flight asked for */
     double bytes_per_record;  /* per source record (an aggregate whole) in the last read; 0: unknown */
     int caught_up;            /* the last read found nothing more to read now */
+    char *backoff_error;      /* set while waiting after a transient read error (throttled, network): why */
     int64_t millis_behind;    /* as the source reported it last (-1: unknown) */
     sched_timer_t timer;
 } fetcher_t;
@@ -117,6 +118,8 @@ static inline int fetch_busy(const fetcher_t *f) { return f->in_flight; }
 static inline int fetch_caught_up(const fetcher_t *f) { return f->caught_up; }
 static inline int fetch_ended(const fetcher_t *f) { return f->state == FETCH_ENDED; }
 static inline int64_t fetch_millis_behind(const fetcher_t *f) { return f->millis_behind; }
+/* While reading waits after a transient error (throttling, the network): its message, else NULL. */
+static inline const char *fetch_backoff_error(const fetcher_t *f) { return f->backoff_error; }
 void fetch_set_options(fetcher_t *f, const fetch_options_t *opt);
 
 #endif

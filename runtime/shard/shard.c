@@ -986,6 +986,7 @@ static const char *shard_activity(const shard_t *s)
     if (s->state != SHARD_RUNNING) return shard_state_name(s->state);
     if (s->final) return "dead_lettering";
     if (shard_waiting(s) && s->head && s->head->failures > 0) return "retrying";
+    if (fetch_backoff_error(&s->fetch) && !s->job_busy && !s->head) return "backing_off"; /* throttled, network */
     if (!s->job_busy && !s->head && fetch_caught_up(&s->fetch)) return "idle";
     return "processing";
 }
@@ -1022,6 +1023,7 @@ char *shard_describe(const shard_t *s, const char *reload_error)
         cJSON_AddNumberToObject(o, "loadedAtMs", (double)script->loaded_ms);
     }
     if (reload_error) cJSON_AddStringToObject(o, "reloadError", reload_error);
+    if (fetch_backoff_error(&s->fetch)) cJSON_AddStringToObject(o, "readError", fetch_backoff_error(&s->fetch));
     cJSON_AddNumberToObject(o, "millisBehind", (double)shard_millis_behind(s));
     cJSON_AddNumberToObject(o, "records", (double)st->records);
     cJSON_AddNumberToObject(o, "batchesFailed", (double)st->batches_failed);

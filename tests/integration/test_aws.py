@@ -609,3 +609,27 @@ def test_kinesis_a_worker_whose_lease_store_hangs_stops_dispatching_before_a_pee
         hang.clear()
         aws.env.stop_all()
         proxy.close()
+
+
+def test_kinesis_a_throttled_shard_shows_as_backing_off_in_status(aws):
+    # every GetRecords is throttled: the shard waits and says so, with why
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+
+    def throttle(headers, body):
+        if headers.get("x-amz-target", "").endswith(".GetRecords"):
+            return 400, json.dumps({"__type": "ProvisionedThroughputExceededException",
+                                    "message": "Rate exceeded for shard"}).encode()
+        return None
+
+    proxy = FaultProxy(KINESALITE_PORT, "ProvisionedThroughputExceededException", plan=lambda n: "ok",
+                       answer=throttle)
+    try:
+        aws.config(kinesis_url=proxy.url, renew_interval_ms=300)
+        aws.create(1)
+        w = aws.env.worker()
+        rows = wait_for(lambda: [r for r in aws.env.status() if r["state"] == "backing_off"], timeout=60,
+                        what="status backing_off")
+        assert "ProvisionedThroughputExceeded" in rows[0]["worker"]["readError"]
+        w.stop()
+    finally:
+        proxy.close()

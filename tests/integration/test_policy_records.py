@@ -195,3 +195,27 @@ def test_counters_add_up_across_owners_and_restarts(env):
     c = counters(env)
     assert c["skipped"] == 20 and c["records"] == N - 20, c
     assert w2.events("worker_drained")
+
+
+def test_the_skip_shorthand_tries_a_poison_record_alone_four_times_with_backoff(env):
+    # "skip" is { final = "skip" } with the defaults: retries = 3, backoff 100 ms doubling
+    env.write("p.lua", PROCESSOR)
+    env.config([{"name": "s", "processor": "p.lua", "max_records": 10, "on_error": "skip"}])
+    env.create_stream("s", 1)
+    env.put("s", ["a", "bad1", "b"], partition_key="k")
+    w = drain(env)
+    single = [e for e in w.events("batch_failed") if e["count"] == "1"]
+    assert [e["attempt"] for e in single] == ["1", "2", "3", "4"], single
+    assert [e["next"] for e in single] == ["retry", "retry", "retry", "final"]
+    assert processed(env) == ["a", "b"]
+
+
+def test_the_dead_letter_shorthand_writes_the_default_file_next_to_the_config(env):
+    env.write("p.lua", PROCESSOR)
+    env.config([{"name": "s", "processor": "p.lua", "on_error": "dead_letter"}])
+    env.create_stream("s", 1)
+    env.put("s", ["a", "bad1", "b"], partition_key="k")
+    drain(env)
+    (line,) = (env.dir / "s.deadletter.jsonl").read_text().splitlines()
+    assert json.loads(line)["error"].endswith("malformed bad1")
+    assert processed(env) == ["a", "b"]

@@ -210,3 +210,24 @@ def test_a_slow_check_of_a_new_version_does_not_hold_up_the_running_one(env):
     wait_for(lambda: w.events("reload_applied"), what="the slow version, once checked")
     assert not w.events("lease_lost")
     assert w.stop() == 0
+
+
+def test_a_slow_config_on_sighup_does_not_hold_up_the_loop(env):
+    # The config is user Lua: evaluating it may take as long as it likes (here
+    # 3 s when a marker file exists), on a thread of its own. Meanwhile records
+    # are processed and leases renewed (lease_duration 2 s: a loop held for
+    # 3 s would lose them).
+    (w,) = start(env)
+    cfg = (env.dir / "shardrun.lua").read_text()
+    env.write("put.lua", cfg)
+    env.write("shardrun.lua", 'if io.open("slow") then os.execute("sleep 3") end\n' + cfg)
+    env.write("slow", "")
+    counter = env.leases()["shardId-000000000000"]["leaseCounter"]
+    w.signal(signal.SIGHUP)
+    time.sleep(0.3)
+    env.put("s", [f"during{i}" for i in range(5)], config="put.lua")
+    wait_for(lambda: len(seen_versions(env)) == 5, timeout=2.5, what="records processed while the config loads")
+    assert not w.events("config_reloaded")
+    wait_for(lambda: w.events("config_reloaded"), what="the config, once evaluated")
+    assert env.leases()["shardId-000000000000"]["leaseCounter"] > counter + 2
+    assert not w.events("lease_lost") and w.stop() == 0
