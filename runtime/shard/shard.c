@@ -1,3 +1,14 @@
+/* shard: the state machine of one owned shard (see shard.h for the states
+ * and their transitions).
+ *
+ * Longer than the ~800 lines a file here usually keeps to, on purpose: the
+ * states, the one place they change (shard_transition), the one function
+ * that starts work (shard_step) and every event handler stay in one file,
+ * so the whole life of a shard reads in one place and no other module
+ * shares its private struct. What is not the state machine lives beside it:
+ * the queue of pieces (pieces.c), reading ahead (fetch.c), checkpoints
+ * (checkpoint.c), the policy's decisions (policy.c, breaker.c) and dead
+ * letters (deadletter.c). */
 #include "shard.h"
 
 #include <cjson/cJSON.h>
@@ -10,6 +21,7 @@
 #include "base/log.h"
 #include "base/xalloc.h"
 #include "checkpoint.h"
+#include "pieces.h"
 #include "policy.h"
 #include "record/seqnum.h"
 
@@ -17,13 +29,6 @@
 #define SHARD_STUCK_RETRY_MS 10000   /* shardEnded did not checkpoint */
 #define SHARD_HALT_REPEAT_MS 60000   /* a halted shard says so every minute */
 #define SHARD_STUCK_GRACE_MS 5000    /* after an interrupt, before the worker gives up on the thread */
-
-/* Records waiting to be processed, in order: pieces of fetched batches. */
-typedef struct piece {
-    batch_t *batch;
-    int64_t failures;            /* failed calls of exactly these records */
-    struct piece *next;
-} piece_t;
 
 struct shard {
     shard_env_t *env;
@@ -54,8 +59,7 @@ struct shard {
     checkpoint_t cp;
 
     /* records */
-    piece_t *head, *tail;        /* fetched, waiting */
-    size_t queued;
+    pieces_t queue;              /* fetched, waiting */
     piece_t *current;            /* in processRecords */
     piece_t *final;              /* given up on: being dead-lettered (or waiting to be again) */
     char *final_error, *final_tb;
@@ -132,73 +136,6 @@ static void shard_transition(shard_t *s, shard_state_t to)
               shard_state_name(to));
     s->state = to;
 }
-
-/* ---- pieces ---------------------------------------------------------------- */
-
-static piece_t *piece_new(batch_t *b, int64_t failures)
-{
-    piece_t *p = xcalloc(1, sizeof *p); /* owned by the shard until piece_free */
-    p->batch = b;
-    p->failures = failures;
-    return p;
-}
-
-/* Frees a piece and gives its bytes back to the worker's budget. */
-static void piece_free(shard_t *s, piece_t *p)
-{
-    if (!p) return;
-    fetch_budget_release(s->env->budget, p->batch->bytes);
-    batch_free(p->batch);
-    free(p);
-}
-
-/* A piece holding records [from, to) of p's batch; its bytes are held. */
-static piece_t *piece_slice(shard_t *s, const piece_t *p, size_t from, size_t to, int64_t failures)
-{
-    batch_t *b = batch_slice(p->batch, from, to);
-    fetch_budget_hold(s->env->budget, b->bytes);
-    return piece_new(b, failures);
-}
-
-static void shard_push_back(shard_t *s, piece_t *p)
-{
-    p->next = NULL;
-    if (s->tail) s->tail->next = p;
-    else s->head = p;
-    s->tail = p;
-    s->queued++;
-}
-
-/* Pieces that come back (retries, halves) go first: order is kept. */
-static void shard_push_front(shard_t *s, piece_t *p)
-{
-    p->next = s->head;
-    s->head = p;
-    if (!s->tail) s->tail = p;
-    s->queued++;
-}
-
-static piece_t *shard_pop(shard_t *s)
-{
-    piece_t *p = s->head;
-    if (!p) return NULL;
-    s->head = p->next;
-    if (!s->head) s->tail = NULL;
-    s->queued--;
-    p->next = NULL;
-    return p;
-}
-
-/* Drops every piece not being processed or dead-lettered: they are after the
- * last checkpoint, so the next owner (or a resume) reads them again. */
-static void shard_drop_queue(shard_t *s)
-{
-    piece_t *p;
-    while ((p = shard_pop(s))) piece_free(s, p);
-}
-
-static const char *piece_first(const piece_t *p) { return batch_seq(p->batch, 0); }
-static const char *piece_last(const piece_t *p) { return batch_seq(p->batch, p->batch->count - 1); }
 
 /* ---- checkpoints ----------------------------------------------------------- */
 
@@ -315,7 +252,7 @@ void shard_halt(shard_t *s, const char *why)
     shard_transition(s, SHARD_HALTED);
     shard_set_str(&s->halt_error, why);
     fetch_stop(&s->fetch);
-    shard_drop_queue(s);
+    pieces_drop_all(&s->queue);
     sched_timer_stop(s->env->sched, &s->wait_timer);
     char q[2048];
     int64_t sub;
@@ -366,7 +303,7 @@ static void shard_piece_given_up(shard_t *s, piece_t *p)
 {
     shard_finished(s, p->batch, p->batch->count - 1);
     shard_checkpoint_done(s);
-    piece_free(s, p);
+    pieces_free(&s->queue, p);
 }
 
 static void shard_dead_letter_done(void *ud, const deadletter_result_t *r);
@@ -388,7 +325,7 @@ static void shard_dead_letter_done(void *ud, const deadletter_result_t *r)
     s->dl_busy = 0;
     if (s->state == SHARD_LOST || s->state == SHARD_CLOSING || s->state == SHARD_HALTED) {
         s->final = NULL; /* nothing checkpointed past them: the next owner reads them again */
-        piece_free(s, p);
+        pieces_free(&s->queue, p);
     } else if (r->status == DEADLETTER_SENT) {
         s->final = NULL;
         s->stats.dead_lettered += (int64_t)p->batch->count;
@@ -413,7 +350,7 @@ static void shard_dead_letter_done(void *ud, const deadletter_result_t *r)
                   piece_last(p), p->batch->count, r->destination, (long long)s->final_sends,
                   log_quote(r->message, q, sizeof q), s->state == SHARD_RUNNING ? "halt" : "stop");
         s->final = NULL;
-        piece_free(s, p);
+        pieces_free(&s->queue, p);
         shard_halt(s, why);
     }
     shard_step(s);
@@ -434,7 +371,7 @@ static void shard_final(shard_t *s, piece_t *p, const char *error, const char *t
                  piece_first(p), piece_last(p));
         s->stats.breaker_trips++;
         shard_remember_halt_at(s, p); /* should the worker halt the stream */
-        shard_push_front(s, p);
+        pieces_push_front(&s->queue, p);
         log_error("breaker_tripped", "stream=%s shard=%s window=%zu threshold=%.2f first=%s last=%s error=%s",
                   s->stream, s->id, s->breaker->window, s->breaker->threshold, piece_first(p), piece_last(p),
                   log_quote(error, q, sizeof q));
@@ -447,7 +384,7 @@ static void shard_final(shard_t *s, piece_t *p, const char *error, const char *t
                  tb && *tb ? "\n" : "", tb ? tb : "", piece_first(p), piece_last(p), p->batch->count,
                  (long long)p->failures);
         shard_remember_halt_at(s, p);
-        piece_free(s, p);
+        pieces_free(&s->queue, p);
         shard_halt(s, why);
         return;
     }
@@ -480,17 +417,17 @@ static void shard_piece_failed(shard_t *s, piece_t *p, const char *error, const 
              tb && *tb ? log_quote(tb, tq, sizeof tq) : "");
     if (step == POLICY_RETRY) {
         s->stats.retries++;
-        shard_push_front(s, p);
+        pieces_push_front(&s->queue, p);
         shard_wait(s, policy_backoff_ms(pol, p->failures, &s->seed));
         return;
     }
     if (step == POLICY_SPLIT) {
         size_t n = p->batch->count, half = n / 2;
-        piece_t *second = piece_slice(s, p, half, n, policy_split_failures(pol, n - half));
-        piece_t *first = piece_slice(s, p, 0, half, policy_split_failures(pol, half));
-        piece_free(s, p);
-        shard_push_front(s, second);
-        shard_push_front(s, first);
+        piece_t *second = pieces_slice(&s->queue, p, half, n, policy_split_failures(pol, n - half));
+        piece_t *first = pieces_slice(&s->queue, p, 0, half, policy_split_failures(pol, half));
+        pieces_free(&s->queue, p);
+        pieces_push_front(&s->queue, second);
+        pieces_push_front(&s->queue, first);
         return;
     }
     shard_final(s, p, error, tb);
@@ -507,7 +444,7 @@ static void shard_process_done(shard_t *s, proc_job_t *job)
     if (job->timed_out) s->stats.timeouts++;
     if (job->out_of_memory) s->stats.memory_cap_hits++;
     if (s->state == SHARD_LOST) {
-        piece_free(s, p); /* whatever it decided: no checkpoint */
+        pieces_free(&s->queue, p); /* whatever it decided: no checkpoint */
         return;
     }
     if (job->decision != DEC_ERROR && job->decision != DEC_FAILED) {
@@ -525,7 +462,7 @@ static void shard_process_done(shard_t *s, proc_job_t *job)
         } else {
             s->held = 1;
         }
-        piece_free(s, p);
+        pieces_free(&s->queue, p);
         return;
     }
     s->stats.batches_failed++;
@@ -536,7 +473,7 @@ static void shard_process_done(shard_t *s, proc_job_t *job)
         log_warn("batch_failed", "stream=%s shard=%s first=%s last=%s count=%zu next=stop error=%s action=\"no "
                  "checkpoint past these records\"", s->stream, s->id, piece_first(p), piece_last(p), n,
                  log_quote(error, q, sizeof q));
-        piece_free(s, p);
+        pieces_free(&s->queue, p);
         return;
     }
     size_t from = job->decision == DEC_FAILED ? job->index : 0;
@@ -555,9 +492,9 @@ static void shard_process_done(shard_t *s, proc_job_t *job)
          * to the policy, the records after it are a new piece, never tried. */
         size_t to = s->cfg->policy.isolate && job->decision == DEC_FAILED ? from + 1 : n;
         int64_t failures = from > 0 || to < n ? 1 : p->failures + 1;
-        if (to < n) shard_push_front(s, piece_slice(s, p, to, n, 0));
-        failing = piece_slice(s, p, from, to, failures);
-        piece_free(s, p);
+        if (to < n) pieces_push_front(&s->queue, pieces_slice(&s->queue, p, to, n, 0));
+        failing = pieces_slice(&s->queue, p, from, to, failures);
+        pieces_free(&s->queue, p);
     } else {
         failing->failures++;
     }
@@ -640,7 +577,7 @@ void shard_job_done(shard_t *s, proc_job_t *job)
 static void shard_on_records(void *ud, batch_t *b)
 {
     shard_t *s = ud;
-    shard_push_back(s, piece_new(b, 0));
+    pieces_push_back(&s->queue, pieces_new(b, 0));
     shard_step(s);
 }
 
@@ -659,7 +596,7 @@ static void shard_on_fetch_failed(void *ud, const char *why)
 static int shard_fetch_room(void *ud)
 {
     shard_t *s = ud;
-    return s->queued < (size_t)s->cfg->prefetch_batches;
+    return s->queue.count < (size_t)s->cfg->prefetch_batches;
 }
 
 static fetch_options_t shard_fetch_options(const shard_t *s)
@@ -684,7 +621,7 @@ static void shard_dispatch(shard_t *s)
         shard_wait(s, 100);
         return;
     }
-    piece_t *p = shard_pop(s);
+    piece_t *p = pieces_pop(&s->queue);
     shard_forget_halt_at(s); /* going on: whatever a halt stopped at is behind */
     if (p->failures > 0)
         log_info("batch_retry", "stream=%s shard=%s first=%s count=%zu attempt=%lld", s->stream, s->id,
@@ -707,7 +644,7 @@ static void shard_advance(shard_t *s)
             shard_dead_letter_send(s); /* the last send failed: again, after its backoff */
             return;
         }
-        if (s->head) {
+        if (s->queue.head) {
             shard_dispatch(s);
             return;
         }
@@ -836,6 +773,7 @@ shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *
     s->ps = proc_state_new(script, &info, &limits, env->lua_path, env->nlua_path);
     proc_script_ref(script);
     s->script = script;
+    pieces_init(&s->queue, env->budget);
     checkpoint_init(&s->cp, env->sched, cfg->checkpoint_interval_ms, lease->checkpoint, lease->checkpoint_sub,
                     shard_cp_write, s);
     fetch_handler_t fh = {shard_on_records, shard_on_fetch_ended, shard_on_fetch_failed, shard_fetch_room};
@@ -862,7 +800,7 @@ void shard_start(shard_t *s)
 static void shard_stop_work(shard_t *s)
 {
     fetch_stop(&s->fetch);
-    shard_drop_queue(s);
+    pieces_drop_all(&s->queue);
     sched_timer_stop(s->env->sched, &s->wait_timer);
     sched_timer_stop(s->env->sched, &s->halt_timer);
 }
@@ -985,9 +923,9 @@ static const char *shard_activity(const shard_t *s)
 {
     if (s->state != SHARD_RUNNING) return shard_state_name(s->state);
     if (s->final) return "dead_lettering";
-    if (shard_waiting(s) && s->head && s->head->failures > 0) return "retrying";
-    if (fetch_backoff_error(&s->fetch) && !s->job_busy && !s->head) return "backing_off"; /* throttled, network */
-    if (!s->job_busy && !s->head && fetch_caught_up(&s->fetch)) return "idle";
+    if (shard_waiting(s) && s->queue.head && s->queue.head->failures > 0) return "retrying";
+    if (fetch_backoff_error(&s->fetch) && !s->job_busy && !s->queue.head) return "backing_off"; /* throttled, network */
+    if (!s->job_busy && !s->queue.head && fetch_caught_up(&s->fetch)) return "idle";
     return "processing";
 }
 
@@ -996,7 +934,7 @@ static const char *shard_activity(const shard_t *s)
  * else what the source said of the last read. */
 static int64_t shard_millis_behind(const shard_t *s)
 {
-    const piece_t *p = s->current ? s->current : s->final ? s->final : s->head;
+    const piece_t *p = s->current ? s->current : s->final ? s->final : s->queue.head;
     if (p && p->batch->count) {
         int64_t age = clock_wall_ms() - p->batch->recs[0].arrival_ms;
         return age > 0 ? age : 0;
@@ -1013,8 +951,8 @@ char *shard_describe(const shard_t *s, const char *reload_error)
     proc_script_t *script = proc_state_script(s->ps);
     cJSON_AddStringToObject(o, "state", shard_activity(s));
     if (s->halt_error) cJSON_AddStringToObject(o, "error", s->halt_error);
-    if (s->state == SHARD_RUNNING && shard_waiting(s) && s->head && s->head->failures > 0) {
-        cJSON_AddNumberToObject(o, "attempt", (double)s->head->failures + 1);
+    if (s->state == SHARD_RUNNING && shard_waiting(s) && s->queue.head && s->queue.head->failures > 0) {
+        cJSON_AddNumberToObject(o, "attempt", (double)s->queue.head->failures + 1);
         cJSON_AddNumberToObject(o, "nextTryAtMs", (double)s->wait_until_ms);
         if (s->last_error) cJSON_AddStringToObject(o, "lastError", s->last_error);
     }
@@ -1043,7 +981,7 @@ char *shard_describe(const shard_t *s, const char *reload_error)
 int shard_caught_up(shard_t *s)
 {
     if (s->state == SHARD_HALTED) return 1;
-    int idle = s->state == SHARD_RUNNING && !s->job_busy && !s->head && !s->final && !fetch_busy(&s->fetch) &&
+    int idle = s->state == SHARD_RUNNING && !s->job_busy && !s->queue.head && !s->final && !fetch_busy(&s->fetch) &&
                fetch_caught_up(&s->fetch) && !fetch_ended(&s->fetch) && !shard_waiting(s);
     /* caught up but for a coalesced checkpoint: write it now rather than at its timer */
     if (idle) checkpoint_flush(&s->cp);
@@ -1056,9 +994,9 @@ void shard_free(shard_t *s)
     sched_timer_stop(s->env->sched, &s->wait_timer);
     sched_timer_stop(s->env->sched, &s->job_timer);
     sched_timer_stop(s->env->sched, &s->halt_timer);
-    shard_drop_queue(s);
-    if (s->current) piece_free(s, s->current);
-    if (s->final) piece_free(s, s->final);
+    pieces_drop_all(&s->queue);
+    if (s->current) pieces_free(&s->queue, s->current);
+    if (s->final) pieces_free(&s->queue, s->final);
     fetch_clear(&s->fetch);
     checkpoint_clear(&s->cp);
     proc_job_reset(&s->job);
