@@ -173,12 +173,15 @@ static void fetch_on_records(void *ud, source_records_t *res)
         return;
     }
     fetch_set(&f->backoff_error, NULL);
+    /* caught up: the source had no more than it gave (counted before the
+     * resume filter drops records: a short answer, not a filtered one) */
+    int short_answer = fetch_source_records(res->batch) < f->asked;
     batch_t *b = fetch_skip_done(f, res->batch);
     size_t n = b->count;
     free(f->iterator);
     f->iterator = res->next_iterator;
     f->millis_behind = res->millis_behind;
-    f->caught_up = res->millis_behind == 0 && fetch_source_records(b) < f->asked;
+    f->caught_up = res->millis_behind == 0 && short_answer;
     if (n) {
         fetch_set(&f->from, batch_seq(b, n - 1)); /* a new iterator starts here, after this record */
         f->from_sub = b->recs[n - 1].sub_seq;

@@ -438,11 +438,11 @@ def test_status_table_and_json_show_owner_checkpoint_counter_parents_state_and_r
     env.put("s", [f"y{i}" for i in range(7)], partition_key="k-low")
     st = {r["shard"]: r for r in env.status()}
     assert st[busy["shard"]]["recordsBehind"] == 7 and st[idle["shard"]]["recordsBehind"] == 0
-    # a running worker: owner, processing, counter moving
+    # a running worker: owner, caught up ("idle": nothing to read or process now), counter moving
     live = env.worker(name="live")
     (wid,) = worker_ids([live])
-    wait_for(lambda: all(r["owner"] == wid and r["state"] == "processing" and r.get("recordsBehind") == 0
-                         for r in env.status()), timeout=10, what="status: processing by the live worker, caught up")
+    wait_for(lambda: all(r["owner"] == wid and r["state"] == "idle" and r.get("recordsBehind") == 0
+                         for r in env.status()), timeout=10, what="status: idle at the live worker, caught up")
     c1 = {r["shard"]: r["counter"] for r in env.status()}
     time.sleep(LEASE_S / 3 * 2)
     c2 = {r["shard"]: r["counter"] for r in env.status()}
@@ -457,7 +457,7 @@ def test_status_table_and_json_show_owner_checkpoint_counter_parents_state_and_r
         line = by_shard[r["shard"]]
         cols = line.split()
         assert cols[0] == "s" and cols[2] == wid and cols[3] == r["checkpoint"], line
-        assert int(cols[4]) >= r["counter"] - 2 and cols[5] == "-" and cols[6] == "processing" and cols[7] == "0", line
+        assert int(cols[4]) >= r["counter"] - 2 and cols[5] == "-" and cols[6] == "idle" and cols[7] == "0", line
     assert live.stop() == 0
     json.loads(env.run("status", "--json").stdout)  # also valid without -c
 

@@ -6,25 +6,27 @@ import time
 
 from conftest import wait_for
 
-# Writes every record it processed; raises on a record whose data starts with
-# "bad" (or reports it with {failed = r} when MODE=failed); counts its calls.
+# Writes every record it processed (one file per shard: appends from several
+# processor threads into one file could interleave); raises on a record whose
+# data starts with "bad" (or reports it with {failed = r} when MODE=failed);
+# counts its calls.
 PROCESSOR = r'''
 local P = {}
 function P.processRecords(records, shard)
-  local calls = assert(io.open("calls.log", "a")) calls:write(#records, "\n") calls:close()
+  local calls = assert(io.open("calls-" .. shard.id .. ".log", "a")) calls:write(#records, "\n") calls:close()
   local done = {}
   for i = 1, #records do
     local d = records[i].data
     if d:sub(1, 3) == "bad" then
       if os.getenv("MODE") == "failed" then
-        local out = assert(io.open("processed.log", "a")) out:write(table.concat(done)) out:close()
+        local out = assert(io.open("processed-" .. shard.id .. ".log", "a")) out:write(table.concat(done)) out:close()
         return { failed = records[i], error = "malformed " .. d }
       end
       error("malformed " .. d)
     end
     done[#done + 1] = d .. "\n"
   end
-  local out = assert(io.open("processed.log", "a")) out:write(table.concat(done)) out:close()
+  local out = assert(io.open("processed-" .. shard.id .. ".log", "a")) out:write(table.concat(done)) out:close()
   return "checkpoint"
 end
 return P
@@ -49,13 +51,12 @@ def prepare(env, on_error, mode="raise", extra=None):
 
 
 def processed(env):
-    p = env.dir / "processed.log"
-    return p.read_text().split() if p.exists() else []
+    """Every record processed, shard after shard (in order within each)."""
+    return [d for p in sorted(env.dir.glob("processed-*.log")) for d in p.read_text().split()]
 
 
 def calls(env):
-    p = env.dir / "calls.log"
-    return len(p.read_text().split()) if p.exists() else 0
+    return sum(len(p.read_text().split()) for p in env.dir.glob("calls-*.log"))
 
 
 def drain(env, ok=True):

@@ -137,12 +137,12 @@ def test_split_and_merge_while_producing_keep_per_key_order_and_clean_up_parents
             if open_parents:
                 assert row["state"] == "waiting on parent", (child, row["state"], {p: snap[p]["state"] for p in ps})
             elif row["owner"]:
-                assert row["state"] == "processing", row
+                assert row["state"] in ("initializing", "processing", "idle", "ending", "releasing"), row
         for p in (S0, S2, S3):
             if p in snap and snap[p]["state"] == "finished":
                 assert snap[p]["checkpoint"] == "SHARD_END", snap[p]
     for p in (S0, S2, S3):
-        assert "processing" in poll.states(p), (p, poll.states(p))
+        assert {"processing", "idle"} & set(poll.states(p)), (p, poll.states(p))
     print(f"split+merge: produced {len(produced)}; states seen: "
           + "; ".join(f"{k}={poll.states(k)}" for k in (S0, S2, S3, S4)))
 
@@ -160,9 +160,12 @@ def test_children_wait_on_a_parent_whose_shard_ended_did_not_checkpoint_and_stat
     w1 = env.worker(name="w1")
     stuck = wait_for(lambda: w1.events("shard_stuck"), timeout=15, what="shard_stuck")
     assert stuck[0]["shard"] == S0
-    st = {r["shard"]: r for r in env.status()}
+    # (the owner's state reaches the lease row with its next renewal)
+    st = wait_for(lambda: (lambda st: st if st.get(S0, {}).get("state") == "ending" else None)(
+        {r["shard"]: r for r in env.status()}), what="status to say ending")
     assert set(st) == {S0, S1, S2}, st
-    assert st[S0]["state"] == "processing" and st[S0]["owner"] and st[S0]["recordsBehind"] == 0, st[S0]
+    # read to its end, shardEnded not checkpointing: "ending" (the stuck reports say why)
+    assert st[S0]["state"] == "ending" and st[S0]["owner"] and st[S0]["recordsBehind"] == 0, st[S0]
     assert st[S0]["checkpoint"] not in ("TRIM_HORIZON", "SHARD_END")
     for c in (S1, S2):
         assert st[c]["state"] == "waiting on parent" and st[c]["parents"] == [S0] and st[c]["owner"] is None, st[c]
@@ -179,7 +182,7 @@ def test_children_wait_on_a_parent_whose_shard_ended_did_not_checkpoint_and_stat
     assert ended.count("shardEnded") >= 2, ended
     assert not [s for s in read_stints(env.dir / "seen") if s.shard in (S1, S2) and s.records], \
         "a child was processed before its parent checkpointed SHARD_END"
-    assert {r["shard"]: r["state"] for r in env.status()} == {S0: "processing", S1: "waiting on parent",
+    assert {r["shard"]: r["state"] for r in env.status()} == {S0: "ending", S1: "waiting on parent",
                                                                S2: "waiting on parent"}
     assert w1.stop() == 0, w1.logs()[-3000:]
 
