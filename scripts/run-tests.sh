@@ -62,6 +62,21 @@ run_valgrind() {
     done
 }
 
+# The include rules of runtime/ (make lint runs it too): a layer that points
+# up, or an include cycle, fails the suite.
+run_layers() {
+    local out="$LOGDIR/layers.log"
+    if /usr/bin/python3 scripts/check-layers.py >"$out" 2>&1; then
+        count 1 0
+        printf 'lint %-28s %3d passed %3d failed\n' "check-layers" 1 0
+    else
+        count 0 1
+        status=1
+        printf 'lint %-28s %3d passed %3d failed\n' "check-layers" 0 1
+        cat "$out"
+    fi
+}
+
 run_spec() {
     local out="$LOGDIR/spec.log"
     if scripts/run-spec.sh >"$out" 2>&1; then :; else status=1; fi
@@ -99,6 +114,7 @@ unit)
 spec) run_spec ;;
 integration) run_integration ;;
 all)
+    run_layers
     run_unit "$@"
     run_valgrind "$@"
     run_spec

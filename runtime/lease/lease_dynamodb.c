@@ -70,7 +70,7 @@ static ddb_req_t *ddb_req_new(ddb_store_t *ds, int is_list, const char *op, void
     r->op = op;
     r->cb = cb;
     r->ud = ud;
-    if (l) lease_apply_write(l, w, &r->row);
+    if (l && w) lease_apply_write(l, w, &r->row);
     r->next = ds->reqs;
     if (ds->reqs) ds->reqs->prev = r;
     ds->reqs = r;

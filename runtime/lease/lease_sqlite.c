@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/buf.h"
 #include "base/clock.h"
 #include "base/tpool.h"
 #include "record/seqnum.h"
@@ -326,12 +327,22 @@ static void sqlite_list(lease_store_t *s, lease_list_cb cb, void *ud)
     sqlite_submit(ls, r);
 }
 
-/* r->sql := fmt with its one or two %s replaced by a (and b). */
-static void sqlite_set_sql(sqlite_reply_t *r, const char *fmt, const char *a, const char *b)
+/* r->sql := tmpl with its first "%s" replaced by a and its second by b (or
+ * ""). By hand, not printf: the template is not a format the compiler sees. */
+static void sqlite_set_sql(sqlite_reply_t *r, const char *tmpl, const char *a, const char *b)
 {
-    size_t n = strlen(fmt) + strlen(a) + (b ? strlen(b) : 0) + 1;
-    r->sql = xmalloc(n); /* owned by r */
-    snprintf(r->sql, n, fmt, a, b ? b : "");
+    buf_t sql = BUF_INIT;
+    const char *args[2] = {a, b ? b : ""};
+    int used = 0;
+    for (const char *p = tmpl; *p; p++) {
+        if (p[0] == '%' && p[1] == 's' && used < 2) {
+            buf_append_str(&sql, args[used++]);
+            p++;
+        } else {
+            buf_append_char(&sql, *p);
+        }
+    }
+    r->sql = buf_detach(&sql); /* owned by r */
 }
 
 static void sqlite_create(lease_store_t *s, const lease_t *l, lease_write_cb cb, void *ud)
