@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "awsjson.h"
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/xalloc.h"
@@ -462,10 +463,8 @@ static int cred_parse_json(const char *body, size_t len, cred_value_t *v)
     cJSON *j = cJSON_ParseWithLength(body, len);
     const char *keys[] = {"AccessKeyId", "SecretAccessKey", "Token", "Expiration", "Code"};
     const char *val[5] = {NULL};
-    for (int i = 0; i < 5 && j; i++) {
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
-        val[i] = cJSON_IsString(x) ? x->valuestring : NULL;
-    }
+    int bad = 0; /* a field of another type counts as absent: the required ones are checked below */
+    for (int i = 0; i < 5; i++) val[i] = awsjson_str(j, keys[i], &bad);
     int ok = val[0] && val[1] && *val[0] && *val[1] && (!val[4] || !strcmp(val[4], "Success"));
     if (ok) {
         v->ak = xstrdup(val[0]);

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "awsjson.h"
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/xalloc.h"
@@ -494,14 +495,12 @@ static void http_parse_error(aws_http_req_t *r, char **type, char **msg)
     const char *body = buf_str(&r->resp);
     cJSON *j = r->resp.len ? cJSON_ParseWithLength(body, r->resp.len) : NULL;
     if (cJSON_IsObject(j)) {
+        /* an error body is read leniently: null or a wrong type is no value */
         const char *keys[] = {"__type", "code", "Code"};
-        for (int i = 0; i < 3 && !*type; i++) {
-            const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
-            if (cJSON_IsString(t)) *type = xstrdup(t->valuestring);
-        }
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
-        if (!cJSON_IsString(m)) m = cJSON_GetObjectItemCaseSensitive(j, "Message");
-        if (cJSON_IsString(m)) *msg = xstrdup(m->valuestring);
+        int bad = 0;
+        for (int i = 0; i < 3 && !*type; i++) *type = awsjson_strdup(j, keys[i], &bad);
+        *msg = awsjson_strdup(j, "message", &bad);
+        if (!*msg) *msg = awsjson_strdup(j, "Message", &bad);
     } else if (r->resp.len && body[0] == '<') { /* query APIs (STS) answer in XML */
         if (!*type) *type = http_xml_tag(body, "Code");
         *msg = http_xml_tag(body, "Message");

@@ -11,8 +11,10 @@
 
 #include "aws/client.h"
 #include "record/seqnum.h"
+#include "aws/awsjson.h"
 #include "source/kinesis_json.h"
 #include "source/source_kinesis.h"
+#include "base/log.h"
 #include "base/xalloc.h"
 
 struct kinesis_admin {
@@ -115,22 +117,31 @@ static cJSON *ka_stream_req(const char *stream)
     return q;
 }
 
+/* Polls DescribeStreamSummary until the stream is ACTIVE (bounded); says
+ * what it waits for whenever the status it sees changes. */
 static int ka_wait_active(kinesis_admin_t *ka, const char *stream, errbuf_t *err)
 {
+    char last[32] = "";
     for (int i = 0; i < KINESIS_ADMIN_WAIT_ACTIVE_S * 10; i++) {
         ka_result_t res;
         if (ka_call(ka, "DescribeStreamSummary", ka_stream_req(stream), &res, err)) {
             ka_result_clear(&res);
             return -1;
         }
-        const cJSON *sum = cJSON_GetObjectItemCaseSensitive(res.json, "StreamDescriptionSummary");
-        const cJSON *st = cJSON_GetObjectItemCaseSensitive(sum, "StreamStatus");
-        int active = cJSON_IsString(st) && !strcmp(st->valuestring, "ACTIVE");
+        int bad = 0;
+        const char *st = awsjson_str(awsjson_object(res.json, "StreamDescriptionSummary", &bad), "StreamStatus", &bad);
+        int active = st && !strcmp(st, "ACTIVE");
+        if (!active && strcmp(last, st ? st : "?")) {
+            snprintf(last, sizeof last, "%s", st ? st : "?");
+            log_info("stream_waiting", "stream=%s status=%s until=ACTIVE max_wait_s=%d", stream, last,
+                     KINESIS_ADMIN_WAIT_ACTIVE_S);
+        }
         ka_result_clear(&res);
         if (active) return 0;
         ka_sleep_ms(100);
     }
-    return errbuf_set(err, "stream %s is not ACTIVE after %d s", stream, KINESIS_ADMIN_WAIT_ACTIVE_S);
+    return errbuf_set(err, "stream %s is not ACTIVE after %d s (last status %s)", stream, KINESIS_ADMIN_WAIT_ACTIVE_S,
+                      last);
 }
 
 int kinesis_admin_create(kinesis_admin_t *ka, const char *stream, int shards, errbuf_t *err)
@@ -185,8 +196,13 @@ int kinesis_admin_list(kinesis_admin_t *ka, kinesis_admin_list_fn fn, void *ud, 
             ka_result_clear(&res);
             return -1;
         }
-        const cJSON *names = cJSON_GetObjectItemCaseSensitive(res.json, "StreamNames"), *n;
+        int bad = 0;
+        const cJSON *names = awsjson_array(res.json, "StreamNames", &bad), *n;
         int more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res.json, "HasMoreStreams"));
+        if (bad) {
+            ka_result_clear(&res);
+            return errbuf_set(err, "ListStreams: response has StreamNames of the wrong type");
+        }
         cJSON_ArrayForEach(n, names) {
             if (!cJSON_IsString(n)) continue;
             source_shard_list_t *l = ka_shards(ka, n->valuestring, err);
@@ -250,30 +266,41 @@ int kinesis_admin_merge(kinesis_admin_t *ka, const char *stream, const char *sha
 /* ---- put ---------------------------------------------------------------------- */
 
 /* One PutRecords call for recs[0..n); on return recs[0..*left) are the
- * entries to send again (compacted in place). -1 when the call failed for good. */
+ * entries to send again (compacted in place) and `why` says why they were
+ * not written. -1 when the call failed for good (err set). */
 static int ka_put_once(kinesis_admin_t *ka, const char *stream, source_put_record_t *recs, size_t n, size_t *left,
-                       errbuf_t *err)
+                       char *why, size_t whylen, errbuf_t *err)
 {
     ka_result_t res;
     if (ka_call(ka, "PutRecords", kinesis_put_request(stream, recs, n), &res, err)) {
         int transient = res.transient;
         ka_result_clear(&res);
         if (!transient) return -1;
+        snprintf(why, whylen, "%.*s", (int)(whylen ? whylen - 1 : 0), err->msg);
         *left = n; /* all of them again */
         return 0;
     }
-    const cJSON *out = cJSON_GetObjectItemCaseSensitive(res.json, "Records");
-    if (!cJSON_IsArray(out) || (size_t)cJSON_GetArraySize(out) != n) {
-        ka_result_clear(&res);
-        return errbuf_set(err, "PutRecords: response has no Records array of %zu entries", n);
-    }
-    size_t k = 0, i = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, out) {
-        if (cJSON_GetObjectItemCaseSensitive(e, "ErrorCode")) recs[k++] = recs[i];
-        i++;
-    }
+    char *body = cJSON_PrintUnformatted(res.json);
     ka_result_clear(&res);
+    if (!body) xalloc_oom(0);
+    unsigned char *refused = xcalloc(n ? n : 1, 1); /* freed below */
+    kinesis_put_result_t pr;
+    awsjson_status_t st = kinesis_json_put_result(body, strlen(body), n, refused, &pr, err);
+    free(body);
+    if (st != AWSJSON_OK) {
+        free(refused);
+        return -1;
+    }
+    if (pr.refused && !pr.retryable) {
+        free(refused);
+        return errbuf_set(err, "PutRecords: %zu of %zu records refused for good (first: %s)", pr.refused, n,
+                          pr.first_error);
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (refused[i]) recs[k++] = recs[i];
+    free(refused);
+    snprintf(why, whylen, "%s", pr.first_error);
     *left = k;
     return 0;
 }
@@ -288,22 +315,27 @@ int kinesis_admin_put(kinesis_admin_t *ka, const char *stream, const source_put_
         size_t m = kinesis_put_fit(recs + next, n - next);
         memcpy(pending, recs + next, m * sizeof *pending);
         next += m;
-        long backoff = 100;
+        long backoff = KINESIS_ADMIN_PUT_BACKOFF_MS;
         for (int attempt = 1; m > 0; attempt++) {
             size_t left = 0;
-            if (ka_put_once(ka, stream, pending, m, &left, err)) {
+            char why[768] = "";
+            if (ka_put_once(ka, stream, pending, m, &left, why, sizeof why, err)) {
                 rc = -1;
                 break;
             }
             m = left;
             if (!m) break;
             if (attempt == KINESIS_ADMIN_PUT_ATTEMPTS) {
-                rc = errbuf_set(err, "PutRecords: %zu records still refused after %d attempts (throttled?)", m,
-                                attempt);
+                rc = errbuf_set(err, "PutRecords to stream %s: %zu records still not written after %d attempts "
+                                "(last error: %s)", stream, m, attempt, why);
                 break;
             }
-            ka_sleep_ms(backoff / 2 + rand() % (backoff / 2 + 1));
-            if (backoff < 5000) backoff *= 2;
+            long delay = backoff / 2 + rand() % (backoff / 2 + 1);
+            char q[1024];
+            log_warn("put_retry", "stream=%s records=%zu attempt=%d max_attempts=%d delay_ms=%ld error=%s", stream, m,
+                     attempt, KINESIS_ADMIN_PUT_ATTEMPTS, delay, log_quote(why, q, sizeof q));
+            ka_sleep_ms(delay);
+            if (backoff < KINESIS_ADMIN_PUT_MAX_BACKOFF_MS) backoff *= 2;
         }
     }
     return rc;

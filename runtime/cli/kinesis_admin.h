@@ -33,12 +33,17 @@ int kinesis_admin_merge(kinesis_admin_t *ka, const char *stream, const char *sha
                         errbuf_t *err);
 
 /* PutRecords in calls of at most 500 records / 5 MiB, retrying only the
- * entries a call reports as failed (throttled), with backoff. Returns 0 once
- * every record is stored, -1 with err set otherwise. */
+ * entries a call reports as refused (ErrorCode set; a null ErrorCode is
+ * success) while the refusal is retryable (throttled, internal failure):
+ * each retry logs put_retry with its reason; at most
+ * KINESIS_ADMIN_PUT_ATTEMPTS attempts per call (some 20 s with the backoff).
+ * Returns 0 once every record is stored, -1 with err set otherwise. */
 int kinesis_admin_put(kinesis_admin_t *ka, const char *stream, const source_put_record_t *recs, size_t n,
                       errbuf_t *err);
 
-#define KINESIS_ADMIN_PUT_ATTEMPTS 20
+#define KINESIS_ADMIN_PUT_ATTEMPTS 10
+#define KINESIS_ADMIN_PUT_BACKOFF_MS 100
+#define KINESIS_ADMIN_PUT_MAX_BACKOFF_MS 5000
 #define KINESIS_ADMIN_WAIT_ACTIVE_S 120
 
 #endif

@@ -275,9 +275,9 @@ static void ddb_table_done(void *ud, const aws_http_response_t *resp)
     char what[768], why[1024];
     if (ds->table_op == TOP_DESCRIBE && resp->error == AWS_HTTP_OK) {
         cJSON *j = cJSON_ParseWithLength(resp->body, resp->body_len);
-        const cJSON *t = j ? cJSON_GetObjectItemCaseSensitive(j, "Table") : NULL;
-        const cJSON *s = t ? cJSON_GetObjectItemCaseSensitive(t, "TableStatus") : NULL;
-        int active = cJSON_IsString(s) && !strcmp(s->valuestring, "ACTIVE");
+        int bad = 0;
+        const char *status = awsjson_str(awsjson_object(j, "Table", &bad), "TableStatus", &bad);
+        int active = status && !strcmp(status, "ACTIVE");
         cJSON_Delete(j);
         if (active) {
             ds->table_state = TABLE_READY;

@@ -344,3 +344,55 @@ awsjson_status_t kinesis_json_list_shards(const char *body, size_t len, source_s
     cJSON_Delete(j);
     return AWSJSON_OK;
 }
+
+/* ---- PutRecords ------------------------------------------------------------ */
+
+int kinesis_json_put_retryable(const char *code)
+{
+    return code && (!strcmp(code, "ProvisionedThroughputExceededException") || !strcmp(code, "InternalFailure") ||
+                    !strcmp(code, "ServiceUnavailable") || !strcmp(code, "KMSThrottlingException") ||
+                    !strcmp(code, "ThrottlingException"));
+}
+
+awsjson_status_t kinesis_json_put_result(const char *body, size_t len, size_t n, unsigned char *refused,
+                                         kinesis_put_result_t *out, errbuf_t *err)
+{
+    memset(out, 0, sizeof *out);
+    out->retryable = 1;
+    if (refused) memset(refused, 0, n);
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    if (!j) {
+        errbuf_set(err, "PutRecords response is not JSON (%zu bytes)", len);
+        return AWSJSON_ESYNTAX;
+    }
+    int bad = 0;
+    const cJSON *recs = awsjson_array(j, "Records", &bad);
+    if (!recs || (size_t)cJSON_GetArraySize(recs) != n) {
+        errbuf_set(err, "PutRecords response: expected Records, an array of %zu entries", n);
+        cJSON_Delete(j);
+        return AWSJSON_ESHAPE;
+    }
+    size_t i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, recs) {
+        int ebad = 0;
+        const char *code = awsjson_str(e, "ErrorCode", &ebad);
+        if (!cJSON_IsObject(e) || ebad) {
+            errbuf_set(err, "PutRecords response: Records[%zu] is not an entry with a string ErrorCode", i);
+            cJSON_Delete(j);
+            return AWSJSON_ESHAPE;
+        }
+        if (code && *code) {
+            if (!out->refused++) {
+                const char *msg = awsjson_str(e, "ErrorMessage", &ebad);
+                snprintf(out->first_error, sizeof out->first_error, "%s%s%s", code, msg ? ": " : "", msg ? msg : "");
+            }
+            if (!kinesis_json_put_retryable(code)) out->retryable = 0;
+            if (refused) refused[i] = 1;
+        }
+        i++;
+    }
+    if (!out->refused) out->retryable = 0;
+    cJSON_Delete(j);
+    return AWSJSON_OK;
+}

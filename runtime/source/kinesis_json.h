@@ -31,4 +31,21 @@ awsjson_status_t kinesis_json_get_records(const char *body, size_t len, source_r
 awsjson_status_t kinesis_json_list_shards(const char *body, size_t len, source_shard_list_t *acc,
                                           char **next_token, errbuf_t *err);
 
+/* PutRecords' answer to a call of n records. An entry was refused when its
+ * ErrorCode is a non-empty string (absent or null: written, whatever
+ * FailedRecordCount says or leaves out). */
+typedef struct kinesis_put_result {
+    size_t refused;           /* entries refused */
+    int retryable;            /* every refusal is throttling or an internal failure */
+    char first_error[512];    /* the first refusal: "ErrorCode: ErrorMessage", "" when none */
+} kinesis_put_result_t;
+
+/* Fills *out; refused (NULL, or n flags) gets 1 for each refused entry.
+ * AWSJSON_ESHAPE when Records is not an array of n objects. */
+awsjson_status_t kinesis_json_put_result(const char *body, size_t len, size_t n, unsigned char *refused,
+                                         kinesis_put_result_t *out, errbuf_t *err);
+
+/* 1 when a PutRecords entry's ErrorCode is worth retrying (throttled, internal failure). */
+int kinesis_json_put_retryable(const char *error_code);
+
 #endif

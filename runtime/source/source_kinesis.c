@@ -43,7 +43,7 @@ typedef struct kin_req {
     source_err_t error;
     errbuf_t err;
     const source_put_record_t *put;  /* KIN_PUT: the caller's records, and how far we got */
-    size_t nput, put_done;
+    size_t nput, put_done, put_sent;  /* records in all, sent so far, in the call in flight */
 } kin_req_t;
 
 struct kin_source {
@@ -202,8 +202,9 @@ static void kin_shards_done(kin_req_t *r, const aws_http_response_t *resp)
 static void kin_iterator_done(kin_req_t *r, const aws_http_response_t *resp)
 {
     cJSON *j = cJSON_ParseWithLength(resp->body, resp->body_len);
-    const cJSON *it = j ? cJSON_GetObjectItemCaseSensitive(j, "ShardIterator") : NULL;
-    if (!cJSON_IsString(it) || !*it->valuestring) {
+    int bad = 0;
+    const char *it = awsjson_str(j, "ShardIterator", &bad);
+    if (!it || !*it) {
         char where[256];
         r->error = j ? SOURCE_EFATAL : SOURCE_ERETRY;
         errbuf_set(&r->err, "%s: GetShardIterator response: %s", kin_where(r, where, sizeof where),
@@ -212,7 +213,7 @@ static void kin_iterator_done(kin_req_t *r, const aws_http_response_t *resp)
         kin_fail(r);
         return;
     }
-    char *iter = xstrdup(it->valuestring); /* handed to the callback */
+    char *iter = xstrdup(it); /* handed to the callback */
     cJSON_Delete(j);
     ((source_iterator_cb)r->cb)(r->ud, SOURCE_OK, NULL, iter);
     kin_req_free(r);
@@ -241,18 +242,21 @@ static void kin_records_done(kin_req_t *r, const aws_http_response_t *resp)
 
 static void kin_put_next(kin_req_t *r);
 
-/* PutRecords answers 200 with FailedRecordCount > 0 when some entries were
- * throttled: the caller retries them all later (at-least-once). */
+/* PutRecords answers 200 with refused entries (ErrorCode set) when some were
+ * throttled: the caller retries them all later (at-least-once). An entry
+ * with ErrorCode null or absent was written. */
 static void kin_put_done(kin_req_t *r, const aws_http_response_t *resp)
 {
-    cJSON *o = cJSON_ParseWithLength(resp->body, resp->body_len);
-    const cJSON *failed = cJSON_GetObjectItemCaseSensitive(o, "FailedRecordCount");
-    int bad = !cJSON_IsNumber(failed) || failed->valuedouble > 0;
-    cJSON_Delete(o);
-    if (bad) {
-        char where[256];
-        errbuf_set(&r->err, "%s: PutRecords: some records were not written (throttled)", kin_where(r, where, sizeof where));
-        r->error = SOURCE_ERETRY;
+    kinesis_put_result_t res;
+    char where[256];
+    awsjson_status_t st = kinesis_json_put_result(resp->body, resp->body_len, r->put_sent, NULL, &res, &r->err);
+    if (st != AWSJSON_OK || res.refused) {
+        char msg[1024];
+        if (st != AWSJSON_OK) snprintf(msg, sizeof msg, "%s", r->err.msg);
+        else snprintf(msg, sizeof msg, "PutRecords: %zu of %zu records refused (first: %s)", res.refused,
+                      r->put_sent, res.first_error);
+        errbuf_set(&r->err, "%s: %s", kin_where(r, where, sizeof where), msg);
+        r->error = st == AWSJSON_ESYNTAX || res.retryable ? SOURCE_ERETRY : SOURCE_EFATAL;
         kin_fail(r);
         return;
     }
@@ -404,6 +408,7 @@ static void kin_put_next(kin_req_t *r)
     size_t m = kinesis_put_fit(r->put + r->put_done, r->nput - r->put_done);
     cJSON *q = kinesis_put_request(r->stream, r->put + r->put_done, m);
     r->put_done += m;
+    r->put_sent = m;
     char *body = kin_body(q);
     kin_send(r, "PutRecords", body);
     free(body);

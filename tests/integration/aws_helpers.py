@@ -200,3 +200,57 @@ class FaultProxy:
                 c.close()
             except OSError:
                 pass
+
+
+class FakeAws:
+    """A scripted AWS JSON API endpoint on 127.0.0.1: answers by X-Amz-Target
+    operation ("PutRecords", "ListShards", ...) with what the test's handler
+    returns, (status, body dict) or None for a 400 UnknownOperationException;
+    records every (operation, request body). For answers the emulators never
+    give: JSON nulls, odd shapes, errors on demand."""
+
+    def __init__(self, handler):
+        import http.server
+
+        fake = self
+        self.handler = handler
+        self.calls = []
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                op = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
+                req = json.loads(body) if body else {}
+                with fake.lock:
+                    fake.calls.append((op, req))
+                out = fake.handler(op, req)
+                status, answer = out if out else (400, {"__type": "UnknownOperationException"})
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def ops(self, name):
+        with self.lock:
+            return [req for op, req in self.calls if op == name]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

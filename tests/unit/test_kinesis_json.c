@@ -1,5 +1,5 @@
 /* test_kinesis_json: the Kinesis responses a source reads (GetRecords with
- * KPL aggregates, ListShards), as the service (and kinesalite) send them.
+ * KPL aggregates, ListShards, PutRecords), as the service (and kinesalite) send them.
  * Malformed bodies must give a clear error naming the field, never a crash
  * or a leak (run under ASan by `make asan-test`). */
 #include <setjmp.h>
@@ -268,6 +268,57 @@ static void test_list_shards_pages_accumulate(void **state)
     source_shard_list_free(l);
 }
 
+/* ---- PutRecords ------------------------------------------------------------------ */
+
+static void test_put_result_null_error_code_means_written(void **state)
+{
+    const char *body = "{\"FailedRecordCount\":null,\"Records\":[{\"SequenceNumber\":\"1\",\"ShardId\":\"s\","
+                       "\"ErrorCode\":null,\"ErrorMessage\":null},{\"SequenceNumber\":\"2\",\"ShardId\":\"s\"}]}";
+    unsigned char refused[2] = {9, 9};
+    kinesis_put_result_t r;
+    errbuf_t err;
+    assert_int_equal(kinesis_json_put_result(body, strlen(body), 2, refused, &r, &err), AWSJSON_OK);
+    assert_int_equal(r.refused, 0);
+    assert_int_equal(refused[0], 0);
+    assert_int_equal(refused[1], 0);
+    assert_string_equal(r.first_error, "");
+}
+
+static void test_put_result_names_refused_entries_and_their_kind(void **state)
+{
+    const char *body = "{\"FailedRecordCount\":2,\"Records\":[{\"SequenceNumber\":\"1\",\"ErrorCode\":null},"
+                       "{\"ErrorCode\":\"ProvisionedThroughputExceededException\",\"ErrorMessage\":\"Rate exceeded\"},"
+                       "{\"ErrorCode\":\"InternalFailure\"}]}";
+    unsigned char refused[3];
+    kinesis_put_result_t r;
+    errbuf_t err;
+    assert_int_equal(kinesis_json_put_result(body, strlen(body), 3, refused, &r, &err), AWSJSON_OK);
+    assert_int_equal(r.refused, 2);
+    assert_true(r.retryable);
+    assert_memory_equal(refused, "\0\1\1", 3);
+    assert_string_equal(r.first_error, "ProvisionedThroughputExceededException: Rate exceeded");
+    const char *kms = "{\"Records\":[{\"ErrorCode\":\"KMSAccessDeniedException\",\"ErrorMessage\":\"denied\"},"
+                      "{\"ErrorCode\":\"InternalFailure\"}]}";
+    assert_int_equal(kinesis_json_put_result(kms, strlen(kms), 2, NULL, &r, &err), AWSJSON_OK);
+    assert_int_equal(r.refused, 2);
+    assert_false(r.retryable); /* one refusal will not go away by retrying */
+}
+
+static void test_put_result_rejects_wrong_shapes(void **state)
+{
+    static const char *const bad[] = {
+        "", "[]", "{}", "{\"Records\":null}", "{\"Records\":[{}]}", /* one entry for two records */
+        "{\"Records\":[{},5]}", "{\"Records\":[{},{\"ErrorCode\":7}]}",
+    };
+    kinesis_put_result_t r;
+    errbuf_t err;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        if (kinesis_json_put_result(bad[i], strlen(bad[i]), 2, NULL, &r, &err) == AWSJSON_OK)
+            fail_msg("case %zu (%s) accepted", i, bad[i]);
+        assert_non_null(strstr(err.msg, "PutRecords"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -278,6 +329,9 @@ int main(void)
         cmocka_unit_test(test_get_records_arrival_timestamps_in_every_form),
         cmocka_unit_test(test_get_records_rejects_malformed_bodies),
         cmocka_unit_test(test_list_shards_pages_accumulate),
+        cmocka_unit_test(test_put_result_null_error_code_means_written),
+        cmocka_unit_test(test_put_result_names_refused_entries_and_their_kind),
+        cmocka_unit_test(test_put_result_rejects_wrong_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
