@@ -277,7 +277,9 @@ int aws_client_transient(const aws_http_response_t *r)
 
 const char *aws_client_describe(const aws_http_response_t *r, char *out, size_t n)
 {
-    if (r->error == AWS_HTTP_EHTTP)
+    if (r->error == AWS_HTTP_ECREDENTIALS) /* the chain's own words; no attempt was made */
+        snprintf(out, n, "%s", r->message ? r->message : aws_http_strerror(r->error));
+    else if (r->error == AWS_HTTP_EHTTP)
         snprintf(out, n, "%s: %s (HTTP %ld%s%s)", r->aws_error_type ? r->aws_error_type : "error",
                  r->message ? r->message : "no message", r->status, r->request_id ? ", request " : "",
                  r->request_id ? r->request_id : "");

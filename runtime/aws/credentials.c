@@ -50,7 +50,9 @@ struct aws_cred {
     int imds_step;
     char *imds_base, *imds_token, *imds_role;
     ev_timer refresh;
-    char err[512];
+    char err[2048];
+    int failures_logged; /* aws_credentials_failed lines for the same error: one */
+    int quiet;           /* inside aws_cred_check: the caller reports a failure */
 };
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -144,6 +146,24 @@ static char *cred_ini_get(const char *text, const char *section, const char *key
     return result;
 }
 
+/* 1 when INI text has a section named `section`. */
+static int cred_ini_has_section(const char *text, const char *section)
+{
+    size_t n = strlen(section);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p != '[') continue;
+        p++;
+        while (*p == ' ') p++;
+        if (!strncmp(p, section, n)) {
+            const char *e = p + n;
+            while (*e == ' ') e++;
+            if (*e == ']') return 1;
+        }
+    }
+    return 0;
+}
+
 /* Path from `env` or ~/.aws/<name>; malloc'd or NULL without HOME. */
 static char *cred_file_path(const char *env, const char *name)
 {
@@ -187,32 +207,72 @@ char *aws_cred_region_resolve(const char *config_region, const char *profile)
     return cred_config_get(cred_profile_name(profile), "region");
 }
 
-/* Static keys of the profile: credentials file first, then config file. */
-static int cred_from_profile(aws_cred_t *c, cred_value_t *v)
+/* "read", "no such file", "cannot be read: ..." for a shared file. */
+static const char *cred_file_state(const char *path, const char *text, char *out, size_t n)
 {
-    const char *profile = cred_profile_name(c->profile);
-    char *path = cred_file_path("AWS_SHARED_CREDENTIALS_FILE", "credentials");
-    char *text = cred_read_file(path);
-    free(path);
+    if (text) return "read";
+    if (!path) return "HOME is not set";
+    snprintf(out, n, "%s", access(path, F_OK) ? "no such file" : "cannot be read");
+    return out;
+}
+
+/* Static keys of `profile`: credentials file first, then config file.
+ * Returns 1 with *v filled, or 0 with `why` saying what was looked at and
+ * what was missing (no secrets: file names and key names only). */
+static int cred_from_profile(const char *profile, cred_value_t *v, char *why, size_t whylen)
+{
+    char *cpath = cred_file_path("AWS_SHARED_CREDENTIALS_FILE", "credentials");
+    char *fpath = cred_file_path("AWS_CONFIG_FILE", "config");
+    char *text = cred_read_file(cpath);
+    char *ctext = cred_read_file(fpath);
+    char section[512];
+    snprintf(section, sizeof section, "profile %s", profile);
+    int in_creds = text && cred_ini_has_section(text, profile);
+    int in_config = ctext && (cred_ini_has_section(ctext, section) ||
+                              (!strcmp(profile, "default") && cred_ini_has_section(ctext, "default")));
     v->ak = cred_ini_get(text, profile, "aws_access_key_id");
     v->sk = cred_ini_get(text, profile, "aws_secret_access_key");
     v->token = cred_ini_get(text, profile, "aws_session_token");
-    if (text) OPENSSL_cleanse(text, strlen(text));
-    free(text);
     if (!v->ak || !v->sk) {
         cred_value_free(v);
         v->ak = cred_config_get(profile, "aws_access_key_id");
         v->sk = cred_config_get(profile, "aws_secret_access_key");
         v->token = cred_config_get(profile, "aws_session_token");
     }
-    if (!v->ak || !*v->ak || !v->sk || !*v->sk) {
+    int ok = v->ak && *v->ak && v->sk && *v->sk;
+    if (!ok) {
+        char *role = in_config ? cred_config_get(profile, "role_arn") : NULL;
+        char *sso = in_config ? cred_config_get(profile, "sso_session") : NULL;
+        char *proc = in_config ? cred_config_get(profile, "credential_process") : NULL;
+        if (!in_creds && !in_config) {
+            char cstate[128], fstate[128];
+            snprintf(why, whylen, "profile \"%s\" is in neither %s (%s) nor %s (%s)", profile,
+                     cpath ? cpath : "~/.aws/credentials", cred_file_state(cpath, text, cstate, sizeof cstate),
+                     fpath ? fpath : "~/.aws/config", cred_file_state(fpath, ctext, fstate, sizeof fstate));
+        }
+        else if (role || sso || proc)
+            snprintf(why, whylen, "profile \"%s\" uses %s, which shardrun does not support (static keys only; "
+                     "use web identity, ECS or EC2 roles for temporary credentials)", profile,
+                     role ? "role_arn" : sso ? "sso_session" : "credential_process");
+        else
+            snprintf(why, whylen, "profile \"%s\" has no %s", profile,
+                     v->ak && *v->ak ? "aws_secret_access_key" : "aws_access_key_id");
+        free(role);
+        free(sso);
+        free(proc);
         cred_value_free(v);
-        return 0;
+    } else {
+        buf_t d = BUF_INIT;
+        (void)buf_printf(&d, "profile=%s", profile);
+        v->detail = buf_detach(&d);
     }
-    buf_t d = BUF_INIT;
-    (void)buf_printf(&d, "profile=%s", profile);
-    v->detail = buf_detach(&d);
-    return 1;
+    if (text) OPENSSL_cleanse(text, strlen(text));
+    if (ctext) OPENSSL_cleanse(ctext, strlen(ctext));
+    free(text);
+    free(ctext);
+    free(cpath);
+    free(fpath);
+    return ok;
 }
 
 /* ---- outcome ---------------------------------------------------------------- */
@@ -254,7 +314,7 @@ static void cred_key_tail(const char *ak, char out[16])
 /* Takes over *v on success (v == NULL: failure, `why` says so). */
 static void cred_result(aws_cred_t *c, cred_src_t src, cred_value_t *v, const char *why)
 {
-    char q[600];
+    char q[2200];
     if (v) {
         int first = c->state != CRED_READY;
         cred_value_free(&c->cur);
@@ -276,10 +336,15 @@ static void cred_result(aws_cred_t *c, cred_src_t src, cred_value_t *v, const ch
                  cred_src_names[src], log_quote(why, q, sizeof q), left, retry);
         cred_schedule_refresh(c, retry);
     } else {
+        /* the same failure again (each call re-runs the chain) is not news:
+         * one line per distinct error, so the list of steps shows once */
+        int same = c->failures_logged && !strcmp(c->err, why);
         c->state = CRED_FAILED;
         snprintf(c->err, sizeof c->err, "%s", why);
-        log_error("aws_credentials_failed", "source=%s error=%s",
-                  src ? cred_src_names[src] : "-", log_quote(why, q, sizeof q));
+        if (!same && !c->quiet)
+            log_error("aws_credentials_failed", "source=%s error=%s", src ? cred_src_names[src] : "-",
+                      log_quote(why, q, sizeof q));
+        c->failures_logged = 1;
     }
     cred_notify(c, c->state == CRED_READY ? 0 : -1);
 }
@@ -561,30 +626,86 @@ static int cred_imds_disabled(void)
     return d && !strcasecmp(d, "true");
 }
 
-/* Runs the chain; returns 1 (READY now), -1 (FAILED now) or 0 (resolving). */
+/* Why one step of the chain gave nothing, for the error that lists them all. */
+static void cred_tried(buf_t *b, const char *step, const char *why)
+{
+    (void)buf_printf(b, "%s%s: %s", b->len ? "; " : "", step, why);
+}
+
+/* The environment step: 1 with both keys, 0 with `why` (one without the other
+ * is named: a half-set pair is a mistake, not an absence). */
+static int cred_env_keys(char *why, size_t n)
+{
+    const char *ak = cred_env("AWS_ACCESS_KEY_ID"), *sk = cred_env("AWS_SECRET_ACCESS_KEY");
+    if (ak && sk) return 1;
+    snprintf(why, n, "%s", ak ? "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"
+                           : sk ? "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not"
+                                : "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set");
+    return 0;
+}
+
+/* Runs the chain; returns 1 (READY now), -1 (FAILED now) or 0 (resolving).
+ * A profile named in the config is the chain's first step and its only one:
+ * that profile's keys, or a failure naming it. Otherwise the SDKs' order;
+ * when no step is configured, the failure says why each gave nothing. */
 static int cred_begin(aws_cred_t *c)
 {
     cred_value_t v = {0};
+    char why[1024];
+    buf_t tried = BUF_INIT;
     c->state = CRED_RESOLVING;
     if (c->ak && c->sk) {
         cred_static(c, SRC_EXPLICIT, c->ak, c->sk, c->token, NULL);
-    } else if (cred_env("AWS_ACCESS_KEY_ID") && cred_env("AWS_SECRET_ACCESS_KEY")) {
+    } else if (c->profile && *c->profile) {
+        if (cred_from_profile(c->profile, &v, why, sizeof why)) {
+            cred_result(c, SRC_PROFILE, &v, NULL);
+        } else {
+            char msg[1200];
+            snprintf(msg, sizeof msg, "aws.profile in the config names a profile that gives no credentials: %s", why);
+            cred_result(c, SRC_PROFILE, NULL, msg);
+        }
+    } else if (cred_env_keys(why, sizeof why)) {
         cred_static(c, SRC_ENV, cred_env("AWS_ACCESS_KEY_ID"), cred_env("AWS_SECRET_ACCESS_KEY"),
                     cred_env("AWS_SESSION_TOKEN"), NULL);
-    } else if (cred_env("AWS_WEB_IDENTITY_TOKEN_FILE") && cred_env("AWS_ROLE_ARN")) {
-        cred_start(c, SRC_WEBID);
-    } else if (cred_from_profile(c, &v)) {
-        cred_result(c, SRC_PROFILE, &v, NULL);
-    } else if (cred_env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") ||
-               cred_env("AWS_CONTAINER_CREDENTIALS_FULL_URI")) {
-        cred_start(c, SRC_ECS);
-    } else if (!cred_imds_disabled()) {
-        cred_start(c, SRC_IMDS);
     } else {
-        cred_result(c, SRC_NONE, NULL,
-                    "no AWS credentials found: set them in the config, AWS_ACCESS_KEY_ID/"
-                    "AWS_SECRET_ACCESS_KEY, a web identity, a profile in ~/.aws, or run on ECS/EC2");
+        cred_tried(&tried, "1. config (aws table)", "no access_key_id/secret_access_key or profile");
+        cred_tried(&tried, "2. environment", why);
+        const char *tf = cred_env("AWS_WEB_IDENTITY_TOKEN_FILE"), *arn = cred_env("AWS_ROLE_ARN");
+        const char *profile = cred_profile_name(NULL);
+        if (tf && arn) {
+            cred_start(c, SRC_WEBID);
+        } else {
+            cred_tried(&tried, "3. web identity", tf ? "AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not"
+                                                     : arn ? "AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not"
+                                                           : "AWS_WEB_IDENTITY_TOKEN_FILE is not set");
+            if (cred_from_profile(profile, &v, why, sizeof why)) {
+                cred_result(c, SRC_PROFILE, &v, NULL);
+            } else {
+                char step[600];
+                snprintf(step, sizeof step, "4. shared files (profile from %s)",
+                         cred_env("AWS_PROFILE") ? "AWS_PROFILE" : "the default");
+                cred_tried(&tried, step, why);
+                if (cred_env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") ||
+                    cred_env("AWS_CONTAINER_CREDENTIALS_FULL_URI")) {
+                    cred_start(c, SRC_ECS);
+                } else {
+                    cred_tried(&tried, "5. container (ECS/EKS)",
+                               "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and _FULL_URI are not set");
+                    if (!cred_imds_disabled()) {
+                        cred_start(c, SRC_IMDS);
+                    } else {
+                        cred_tried(&tried, "6. EC2 instance metadata", "disabled by AWS_EC2_METADATA_DISABLED");
+                        buf_t msg = BUF_INIT;
+                        (void)buf_printf(&msg, "no AWS credentials found; the chain tried, in order: %s",
+                                         buf_str(&tried));
+                        cred_result(c, SRC_NONE, NULL, buf_str(&msg));
+                        buf_free(&msg);
+                    }
+                }
+            }
+        }
     }
+    buf_free(&tried);
     return c->state == CRED_READY ? 1 : c->state == CRED_FAILED ? -1 : 0;
 }
 
@@ -647,6 +768,15 @@ int aws_cred_resolve(aws_cred_t *c)
     if (c->state == CRED_READY) return 1;
     if (c->state == CRED_RESOLVING) return 0;
     return cred_begin(c);
+}
+
+int aws_cred_check(aws_cred_t *c, errbuf_t *err)
+{
+    c->quiet = 1;
+    int r = aws_cred_resolve(c);
+    c->quiet = 0;
+    if (r < 0) return errbuf_set(err, "%s", c->err[0] ? c->err : "no AWS credentials");
+    return 0;
 }
 
 int aws_cred_current(aws_cred_t *c, aws_sigv4_credentials_t *out)

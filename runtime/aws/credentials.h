@@ -5,8 +5,11 @@
  * process loop, shared by every AWS service the process calls.
  *
  * Providers, in the AWS SDKs' order; the first one that is *configured* is
- * used (its failure is reported, not skipped over):
- *   1. explicit   access key + secret (+ token) from shardrun's config
+ * used (its failure is reported, not skipped over); when none is, the error
+ * names each step and why it gave nothing:
+ *   1. explicit   access key + secret (+ token) from shardrun's config; or the
+ *                 config's profile: then that profile or a failure naming it,
+ *                 never another step
  *   2. env        AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY [, AWS_SESSION_TOKEN]
  *   3. web-identity AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN [+ AWS_ROLE_SESSION_NAME]:
  *                 STS AssumeRoleWithWebIdentity (endpoint: AWS_ENDPOINT_URL_STS,
@@ -28,6 +31,7 @@
 
 #include <stddef.h>
 
+#include "base/errbuf.h"
 #include "http.h"
 #include "sigv4.h"
 
@@ -67,6 +71,13 @@ void aws_cred_free(aws_cred_t *c);
  * runs. Returns 1 when credentials are available now, 0 when resolving
  * (asynchronously), -1 when the chain failed synchronously. */
 int aws_cred_resolve(aws_cred_t *c);
+
+/* Starts resolving now (aws_cred_resolve), for a process that wants to
+ * fail at start rather than at its first call: -1 with err set (the reason,
+ * each step of the chain when none is configured) when the chain failed at
+ * once; that failure is not logged (the caller reports it). 0 otherwise:
+ * credentials are there, or coming. */
+int aws_cred_check(aws_cred_t *c, errbuf_t *err);
 
 /* Fills `out` with the current credentials. The strings stay valid until
  * control returns to the loop. Returns 0, or -1 when there are none yet. */

@@ -17,7 +17,15 @@ int backend_aws_new(const config_t *cfg, struct ev_loop *loop, aws_client_t **ou
     aws_cred_options_t cred = backend_aws_credentials(cfg);
     cred.region = kinesis && cfg->source.region ? cfg->source.region : dynamodb ? cfg->leases.region : NULL;
     *out = aws_client_new(loop, &hopt, &cred, err);
-    return *out ? 0 : -1;
+    if (!*out) return -1;
+    /* credentials that cannot be had (no step configured, a config profile
+     * that does not exist) stop the process now, said once */
+    if (aws_cred_check(aws_client_cred(*out), err)) {
+        aws_client_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 source_t *backend_source_new(const config_t *cfg, struct ev_loop *loop, aws_client_t *aws, errbuf_t *err)

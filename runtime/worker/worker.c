@@ -589,6 +589,7 @@ static int worker_load_scripts(worker_t *w)
 static int worker_open(worker_t *w)
 {
     errbuf_t err;
+    char q[2200];
     if (backend_aws_new(w->cfg, w->loop, &w->aws, &err)) goto fail;
     w->source = backend_source_new(w->cfg, w->loop, w->aws, &err);
     if (!w->source) goto fail;
@@ -596,8 +597,8 @@ static int worker_open(worker_t *w)
     if (!w->store) goto fail;
     return 0;
 fail:
-    log_error("backend_open_failed", "error=%s", err.msg);
-    fprintf(stderr, "shardrun: %s\n", err.msg);
+    /* one line (logs go to stderr): the error may list each credentials step */
+    log_error("backend_open_failed", "error=%s", log_quote(err.msg, q, sizeof q));
     return -1;
 }
 

@@ -388,6 +388,82 @@ static void test_nothing_configured_fails_without_network(void **state)
     aws_cred_free(c);
 }
 
+/* ---- the config's profile, and what the chain says when it finds nothing ---- */
+
+static void test_config_profile_beats_environment(void **state)
+{
+    (void)state;
+    setenv("AWS_ACCESS_KEY_ID", "AKIDENV", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "env/secret", 1);
+    write_file(".aws/credentials", "[prod]\naws_access_key_id = AKIDPROD\naws_secret_access_key = profile/secret\n");
+    aws_cred_options_t o = {.profile = "prod"};
+    aws_cred_t *c = aws_cred_new(loop, http, &o);
+    assert_int_equal(resolve(c), 1);
+    expect_describe(c, "source=profile profile=prod key=****PROD");
+    expect_creds(c, "AKIDPROD", "profile/secret", NULL);
+    assert_non_null(strstr(read_log(), "event=aws_credentials_resolved source=profile profile=prod"));
+    aws_cred_free(c);
+}
+
+static void test_config_profile_that_gives_nothing_fails_naming_it(void **state)
+{
+    (void)state;
+    setenv("AWS_ACCESS_KEY_ID", "AKIDENV", 1); /* never a fallback for a profile the config names */
+    setenv("AWS_SECRET_ACCESS_KEY", "env/secret", 1);
+    write_file(".aws/config", "[profile assumed]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = base\n");
+    static const struct { const char *profile, *want; } cases[] = {
+        {"nope", "profile \"nope\" is in neither"},
+        {"assumed", "profile \"assumed\" uses role_arn, which shardrun does not support"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        aws_cred_options_t o = {.profile = cases[i].profile};
+        aws_cred_t *c = aws_cred_new(loop, http, &o);
+        errbuf_t err;
+        assert_int_equal(aws_cred_check(c, &err), -1);
+        if (!strstr(err.msg, "aws.profile") || !strstr(err.msg, cases[i].want)) fail_msg("%s", err.msg);
+        assert_int_equal(aws_cred_current(c, &(aws_sigv4_credentials_t){0}), -1);
+        aws_cred_free(c);
+    }
+    assert_null(strstr(read_log(), "aws_credentials_failed")); /* aws_cred_check's caller reports it */
+}
+
+/* Nothing configured: one error naming each step and why it gave nothing. */
+static void test_the_chain_error_names_each_step_and_why(void **state)
+{
+    (void)state;
+    static const struct { const char *var, *value, *want; } cases[] = {
+        {"AWS_PROFILE", "nope", "4. shared files (profile from AWS_PROFILE): profile \"nope\" is in neither"},
+        {"AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/creds", "/nonexistent/creds (no such file)"},
+        {"AWS_ACCESS_KEY_ID", "AKIDHALF", "2. environment: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"},
+        {"AWS_ROLE_ARN", "arn:aws:iam::1:role/x", "3. web identity: AWS_ROLE_ARN is set but"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        setenv(cases[i].var, cases[i].value, 1);
+        aws_cred_t *c = aws_cred_new(loop, http, NULL);
+        errbuf_t err;
+        assert_int_equal(aws_cred_check(c, &err), -1);
+        if (!strstr(err.msg, cases[i].want)) fail_msg("case %zu: %s", i, err.msg);
+        for (int step = 1; step <= 6; step++) {
+            char n[8];
+            snprintf(n, sizeof n, "%d. ", step);
+            if (!strstr(err.msg, n)) fail_msg("case %zu: step %d not named: %s", i, step, err.msg);
+        }
+        aws_cred_free(c);
+        unsetenv(cases[i].var);
+    }
+}
+
+static void test_a_failure_is_logged_once_however_often_it_is_met(void **state)
+{
+    (void)state;
+    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    for (int i = 0; i < 3; i++) assert_int_equal(aws_cred_resolve(c), -1);
+    const char *log = read_log(), *first = strstr(log, "event=aws_credentials_failed");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "event=aws_credentials_failed"));
+    aws_cred_free(c);
+}
+
 /* ---- HTTP providers -------------------------------------------------------- */
 
 static void setup_web_identity(void)
@@ -557,6 +633,10 @@ int main(void)
         T(test_shared_file_locations_from_environment),
         T(test_region_resolution_order),
         T(test_nothing_configured_fails_without_network),
+        T(test_config_profile_beats_environment),
+        T(test_config_profile_that_gives_nothing_fails_naming_it),
+        T(test_the_chain_error_names_each_step_and_why),
+        T(test_a_failure_is_logged_once_however_often_it_is_met),
         T(test_web_identity_assumes_role_via_sts),
         T(test_web_identity_sts_error_is_reported),
         T(test_container_full_uri_with_token),

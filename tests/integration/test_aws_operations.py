@@ -1,0 +1,93 @@
+"""The Kinesis/DynamoDB path as a KCL user meets it (issue 13), against
+kinesalite + dynalite on 127.0.0.1, with a local TCP proxy of the test's own
+where a service must refuse, hang or answer wrongly: credentials follow the
+config, read-only commands create nothing, failures say what to fix."""
+import collections
+import re
+import time
+
+import pytest
+
+from aws_helpers import AWS_ENV, DYNALITE_PORT, KINESALITE_PORT, dynamodb, kinesis
+from conftest import RECORDING_PROCESSOR, parse_log_line, read_seen, wait_for
+from test_aws import Aws, aws  # noqa: F401  (the aws fixture; emulators comes from conftest)
+
+
+def stderr_events(r, name):
+    out = []
+    for line in r.stderr.decode(errors="replace").splitlines():
+        ev = parse_log_line(line)
+        if ev and ev.get("event") == name:
+            out.append(ev)
+    return out
+
+
+def tables():
+    return dynamodb("ListTables", {})["TableNames"]
+
+
+def no_env_credentials(aws):
+    """No credentials in the environment nor in ~/.aws: HOME is the test's folder."""
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        aws.env.extra_env.pop(k, None)
+        aws.env.extra_env[k] = ""
+    aws.env.extra_env["HOME"] = str(aws.env.dir)
+
+
+# ---- 1. credentials follow the config ------------------------------------------------
+
+def test_a_profile_named_in_the_config_beats_environment_credentials(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.env.write(".aws/credentials", "[prod]\naws_access_key_id = AKIDPRODPROFILE\n"
+                                      "aws_secret_access_key = prod-profile-secret\n")
+    aws.env.extra_env["HOME"] = str(aws.env.dir)  # AWS_ACCESS_KEY_ID stays set (AWS_ENV)
+    aws.config(aws={"profile": "prod"})
+    aws.create(1)
+    aws.put(["a", "b"])
+    w = aws.env.worker("--drain")
+    assert w.wait(60) == 0, w.logs()[-3000:]
+    (resolved,) = w.events("aws_credentials_resolved")
+    assert resolved["source"] == "profile" and resolved["profile"] == "prod", resolved
+    assert resolved["key"] == "****FILE"
+    assert "prod-profile-secret" not in w.logs()
+
+
+def test_a_profile_named_in_the_config_that_does_not_exist_fails_naming_it(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config()
+    aws.create(1)
+    aws.env.extra_env["HOME"] = str(aws.env.dir)  # environment credentials are set, and must not be used
+    aws.config(aws={"profile": "nope"})
+    start = time.monotonic()
+    r = aws.env.run("run", "--drain", check=False, timeout=60)
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert time.monotonic() - start < 20
+    (failed,) = stderr_events(r, "backend_open_failed")
+    assert failed["error"].startswith("aws.profile in the config names a profile that gives no credentials: "
+                                      'profile "nope" is in neither'), failed
+    assert err.count("nope") == 1, "said once"
+    assert aws.app not in tables(), "nothing created"
+
+
+@pytest.mark.parametrize("setting, reason", [
+    ({"AWS_PROFILE": "nope"}, 'profile "nope" is in neither'),
+    ({"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials"}, "/nonexistent/credentials (no such file)"),
+    ({"AWS_ACCESS_KEY_ID": "AKIDHALF"}, "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"),
+])
+def test_without_credentials_the_error_names_each_step_of_the_chain_once(aws, setting, reason):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config()
+    no_env_credentials(aws)
+    aws.env.extra_env.update(setting)
+    r = aws.env.run("run", check=False, timeout=60)
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert err.count("no AWS credentials found") == 1, err
+    (failed,) = stderr_events(r, "backend_open_failed")
+    err = failed["error"]
+    assert reason in err
+    for step in ("1. config (aws table)", "2. environment", "3. web identity", "4. shared files",
+                 "5. container (ECS/EKS)", "6. EC2 instance metadata"):
+        assert step in err, f"{step} not named: {err}"
+    assert "after 0 attempts" not in err
