@@ -11,6 +11,7 @@
 
 #include "base/buf.h"
 #include "base/strdist.h"
+#include "aws/credentials.h"
 #include "base/xalloc.h"
 #include "config_lines.h"
 
@@ -242,6 +243,77 @@ static char *cfg_resolve(const config_t *conf, const char *p)
 static const char *const backend_source_names[] = {"local", "kinesis", NULL};
 static const char *const backend_lease_names[] = {"local", "dynamodb", NULL};
 
+/* ---- what AWS would refuse later, refused at load (small checks, one per rule) ---- */
+
+/* An endpoint is a scheme and an authority: http(s)://host[:port][/]. */
+static int cfg_check_endpoint(cfg_t *c, const char *endpoint)
+{
+    if (!endpoint) return 0;
+    const char *rest = !strncmp(endpoint, "https://", 8) ? endpoint + 8 : !strncmp(endpoint, "http://", 7) ? endpoint + 7
+                                                                                                         : NULL;
+    if (!rest)
+        return cfg_fail(c, "endpoint", "expected a URL starting with http:// or https:// (like \"https://%s\"), "
+                        "got \"%s\"", endpoint, endpoint);
+    size_t host = strcspn(rest, "/?#");
+    if (host == 0) return cfg_fail(c, "endpoint", "\"%s\" has no host", endpoint);
+    const char *path = rest + host;
+    if (*path && strcmp(path, "/"))
+        return cfg_fail(c, "endpoint", "\"%s\" has a path or query (%s): AWS JSON APIs are served at the root; "
+                        "give \"%.*s\"", endpoint, path, (int)(path - endpoint), endpoint);
+    return 0;
+}
+
+/* An AWS region name: "us-east-1", "eu-central-2", "us-gov-west-1". */
+static int cfg_region_valid(const char *r)
+{
+    size_t n = strlen(r), parts = 0;
+    if (n < 4 || n > 32 || r[0] < 'a' || r[0] > 'z' || r[n - 1] < '0' || r[n - 1] > '9') return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (r[i] == '-') {
+            if (i == 0 || r[i - 1] == '-') return 0;
+            parts++;
+        } else if (!((r[i] >= 'a' && r[i] <= 'z') || (r[i] >= '0' && r[i] <= '9'))) {
+            return 0;
+        }
+    }
+    return parts >= 2;
+}
+
+static int cfg_check_region(cfg_t *c, const char *region)
+{
+    if (!region || cfg_region_valid(region)) return 0;
+    return cfg_fail(c, "region", "\"%s\" is not an AWS region name (lowercase words and a number joined by "
+                    "hyphens, like \"us-east-1\")", region);
+}
+
+/* DynamoDB table names: 3 to 255 of A-Z a-z 0-9 _ . - */
+static int cfg_check_table(cfg_t *c, const config_t *conf)
+{
+    if (conf->leases.type != BACKEND_AWS) return 0;
+    const char *t = conf->leases.table;
+    size_t n = strlen(t), ok = n >= 3 && n <= 255;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= '0' && t[i] <= '9') ||
+             t[i] == '_' || t[i] == '.' || t[i] == '-';
+    if (ok) return 0;
+    return cfg_fail(c, conf->leases.table_from_application ? "application" : "leases.table",
+                    "\"%s\" is not a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ . -)%s", t,
+                    conf->leases.table_from_application ? "; it names the lease table unless leases.table is set" : "");
+}
+
+/* A region must come from somewhere before the first call: the config, the
+ * environment or the profile. */
+static int cfg_check_region_known(cfg_t *c, const config_t *conf, backend_t type, const char *region,
+                                  const char *what)
+{
+    if (type != BACKEND_AWS || region) return 0;
+    char *r = aws_cred_region_resolve(NULL, conf->aws.profile);
+    free(r);
+    if (r) return 0;
+    return cfg_fail(c, what, "not set, and neither AWS_REGION, AWS_DEFAULT_REGION nor the %s profile names one: "
+                    "add region = \"us-east-1\" (or yours)", conf->aws.profile ? conf->aws.profile : "default");
+}
+
 static int cfg_source(cfg_t *c, config_t *conf)
 {
     static const char *const keys[] = {"type", "path", "region", "endpoint", "ca_file", NULL};
@@ -255,6 +327,8 @@ static int cfg_source(cfg_t *c, config_t *conf)
     if (!rc) rc = cfg_string(c, -1, "region", 0, &conf->source.region);
     if (!rc) rc = cfg_string(c, -1, "endpoint", 0, &conf->source.endpoint);
     if (!rc) rc = cfg_string(c, -1, "ca_file", 0, &conf->source.ca_file);
+    if (!rc) rc = cfg_check_endpoint(c, conf->source.endpoint);
+    if (!rc) rc = cfg_check_region(c, conf->source.region);
     cfg_leave(c, saved);
     if (!rc && conf->source.path) {
         char *abs = cfg_resolve(conf, conf->source.path);
@@ -277,6 +351,8 @@ static int cfg_leases(cfg_t *c, config_t *conf)
     if (!rc) rc = cfg_string(c, -1, "table", 0, &conf->leases.table);
     if (!rc) rc = cfg_string(c, -1, "region", 0, &conf->leases.region);
     if (!rc) rc = cfg_string(c, -1, "endpoint", 0, &conf->leases.endpoint);
+    if (!rc) rc = cfg_check_endpoint(c, conf->leases.endpoint);
+    if (!rc) rc = cfg_check_region(c, conf->leases.region);
     cfg_leave(c, saved);
     if (!rc && conf->leases.path) {
         char *abs = cfg_resolve(conf, conf->leases.path);
@@ -645,7 +721,13 @@ static int cfg_top(cfg_t *c, config_t *conf)
     if (!rc && conf->renew_interval_ms >= conf->lease_duration_ms)
         rc = cfg_fail(c, "renew_interval_ms", "must be shorter than lease_duration_ms (%lld)",
                       (long long)conf->lease_duration_ms);
-    if (!rc && !conf->leases.table) conf->leases.table = xstrdup(conf->application);
+    if (!rc && !conf->leases.table) {
+        conf->leases.table = xstrdup(conf->application);
+        conf->leases.table_from_application = 1;
+    }
+    if (!rc) rc = cfg_check_table(c, conf);
+    if (!rc) rc = cfg_check_region_known(c, conf, conf->source.type, conf->source.region, "source.region");
+    if (!rc) rc = cfg_check_region_known(c, conf, conf->leases.type, conf->leases.region, "leases.region");
     return rc;
 }
 

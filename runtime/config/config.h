@@ -64,6 +64,7 @@ typedef struct config {
         backend_t type;
         char *path;           /* local */
         char *table;          /* default: application */
+        int table_from_application;   /* table was not set: it is the application's name */
         char *region, *endpoint;   /* dynamodb */
     } leases;
     config_stream_t *streams;

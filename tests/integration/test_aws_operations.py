@@ -91,3 +91,34 @@ def test_without_credentials_the_error_names_each_step_of_the_chain_once(aws, se
                  "5. container (ECS/EKS)", "6. EC2 instance metadata"):
         assert step in err, f"{step} not named: {err}"
     assert "after 0 attempts" not in err
+
+
+# ---- 5. what AWS would refuse later is a config error now ------------------------------
+
+@pytest.mark.parametrize("source, leases, top, field", [
+    ({"endpoint": "127.0.0.1:4567"}, {}, {}, "source.endpoint: expected a URL starting with http:// or https://"),
+    ({"endpoint": "http://127.0.0.1:4567/kinesis"}, {}, {}, "source.endpoint: \"http://127.0.0.1:4567/kinesis\" has a path"),
+    ({}, {"endpoint": "localhost:4568"}, {}, "leases.endpoint: expected a URL"),
+    ({"region": "us east 1"}, {}, {}, "source.region: \"us east 1\" is not an AWS region name"),
+    ({}, {"table": "x"}, {}, "leases.table: \"x\" is not a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ . -)"),
+    ({}, {"table": "orders/leases"}, {}, "leases.table: \"orders/leases\" is not a DynamoDB table name"),
+    ({}, {}, {"application": "word count"}, "application: \"word count\" is not a DynamoDB table name"),
+    ({"region": None}, {}, {"no_region": True}, "source.region: not set, and neither AWS_REGION"),
+])
+def test_each_bad_aws_setting_exits_2_naming_the_field(env, source, leases, top, field):
+    env.write("p.lua", RECORDING_PROCESSOR)
+    env.extra_env.update(AWS_ENV)
+    if top.pop("no_region", False):
+        env.extra_env["AWS_REGION"] = ""
+        env.extra_env["HOME"] = str(env.dir)
+    src = {"type": "kinesis", "region": "us-east-1", "endpoint": "http://127.0.0.1:1"}
+    src.update(source)
+    src = {k: v for k, v in src.items() if v is not None}
+    lea = {"type": "dynamodb", "region": "us-east-1", "endpoint": "http://127.0.0.1:1"}
+    lea.update(leases)
+    env.config([{"name": "s", "processor": "p.lua"}], source=src, leases=lea, **top)
+    for command in (["run"], ["status"]):
+        r = env.run(*command, check=False, timeout=30)
+        err = r.stderr.decode()
+        assert r.returncode == 2, f"{command}: {err}"
+        assert re.search(r"shardrun\.lua(:\d+)?: " + re.escape(field), err), err

@@ -42,15 +42,15 @@ static void route(ts_server_t *s, const ts_request_t *req, ts_response_t *resp)
                  "<AccessKeyId>ASIASTS</AccessKeyId><SecretAccessKey>sts/secret</SecretAccessKey>"
                  "<SessionToken>sts-token</SessionToken><Expiration>%s</Expiration></Credentials>"
                  "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>", exp);
-    } else if (!strcmp(req->target, "/kinesis/") && !strcmp(target, "Kinesis_20131202.ListShards")) {
+    } else if (!strcmp(target, "Kinesis_20131202.ListShards")) {
         kinesis_calls++;
         strcpy(resp->body, "{\"Shards\":[{\"ShardId\":\"shardId-000000000000\",\"HashKeyRange\":"
                            "{\"StartingHashKey\":\"0\",\"EndingHashKey\":\"9\"},\"SequenceNumberRange\":"
                            "{\"StartingSequenceNumber\":\"1\"}}]}");
-    } else if (!strcmp(req->target, "/dynamodb/") && !strcmp(target, "DynamoDB_20120810.DescribeTable")) {
+    } else if (!strcmp(target, "DynamoDB_20120810.DescribeTable")) {
         dynamodb_calls++;
         strcpy(resp->body, "{\"Table\":{\"TableStatus\":\"ACTIVE\"}}");
-    } else if (!strcmp(req->target, "/dynamodb/") && !strcmp(target, "DynamoDB_20120810.Scan")) {
+    } else if (!strcmp(target, "DynamoDB_20120810.Scan")) {
         dynamodb_calls++;
         strcpy(resp->body, "{\"Items\":[],\"Count\":0}");
     } else {
@@ -150,8 +150,8 @@ static void test_kinesis_and_dynamodb_share_one_credentials_resolution(void **st
     char cfgtext[1024];
     snprintf(cfgtext, sizeof cfgtext,
              "application = 'app'\n"
-             "source = { type = 'kinesis', region = 'us-east-1', endpoint = '%s/kinesis/' }\n"
-             "leases = { type = 'dynamodb', table = 'app', region = 'eu-west-1', endpoint = '%s/dynamodb/' }\n"
+             "source = { type = 'kinesis', region = 'us-east-1', endpoint = '%s' }\n"
+             "leases = { type = 'dynamodb', table = 'app', region = 'eu-west-1', endpoint = '%s/' }\n"
              "streams = { { name = 's', processor = 'p.lua' } }\n", srv.base, srv.base);
     errbuf_t err;
     config_t *cfg = config_load(write_file("c.lua", cfgtext), &err);

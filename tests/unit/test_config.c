@@ -309,6 +309,39 @@ static void test_policy_shorthands_are_the_defaults_table(void **state)
     }
 }
 
+/* What AWS would refuse at the first call is refused at load, naming the field. */
+#define AWS_BASE(src, leases) "application = 'app'\nsource = { type = 'kinesis', " src " }\n" \
+                              "leases = { type = 'dynamodb', " leases " }\nstreams = { { name = 'a', processor = 'p.lua' } }\n"
+
+static void test_aws_settings_are_checked_at_load(void **state)
+{
+    setenv("AWS_REGION", "us-east-1", 1);
+    errbuf_t err;
+    config_t *c = load(AWS_BASE("region = 'eu-west-1', endpoint = 'http://127.0.0.1:4567'",
+                                "region = 'us-gov-west-1', endpoint = 'https://dynamodb.example.com/', table = 'my.tbl_1-x'"),
+                       &err);
+    if (!c) fail_msg("%s", err.msg);
+    config_free(c);
+    expect_error(AWS_BASE("endpoint = '127.0.0.1:4567'", ""),
+                 "source.endpoint: expected a URL starting with http:// or https://");
+    expect_error(AWS_BASE("", "endpoint = 'http://127.0.0.1:4568/dynamodb'"),
+                 "leases.endpoint: \"http://127.0.0.1:4568/dynamodb\" has a path or query (/dynamodb)");
+    expect_error(AWS_BASE("region = 'us east 1'", ""), "source.region: \"us east 1\" is not an AWS region name");
+    expect_error(AWS_BASE("", "region = 'US-EAST-1'"), "leases.region: \"US-EAST-1\" is not an AWS region");
+    expect_error(AWS_BASE("", "table = 'ab'"), "leases.table: \"ab\" is not a DynamoDB table name");
+    expect_error(AWS_BASE("", "table = 'word count'"), "leases.table: \"word count\" is not a DynamoDB table name");
+    expect_error("application = 'my app'\nsource = { type = 'kinesis' }\nleases = { type = 'dynamodb' }\n"
+                 "streams = { { name = 'a', processor = 'p.lua' } }\n",
+                 "application: \"my app\" is not a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ . -); it names");
+    unsetenv("AWS_REGION");
+    unsetenv("AWS_DEFAULT_REGION");
+    char *home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    setenv("HOME", dir, 1); /* no ~/.aws/config with a region */
+    expect_error(AWS_BASE("", "region = 'us-east-1'"), "source.region: not set, and neither AWS_REGION");
+    if (home) setenv("HOME", home, 1);
+    free(home);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_unknown_fields_suggest_the_nearest_known_one),
         cmocka_unit_test(test_wrongly_nested_streams_get_a_plain_message),
         cmocka_unit_test(test_recording_constructor_lines_keeps_the_config_meaning),
+        cmocka_unit_test(test_aws_settings_are_checked_at_load),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
