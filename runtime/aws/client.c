@@ -259,6 +259,13 @@ int aws_client_is(const aws_http_response_t *r, const char *type)
     return r->aws_error_type && !strcmp(r->aws_error_type, type);
 }
 
+int aws_client_foreign(const aws_http_response_t *r)
+{
+    return r->error == AWS_HTTP_EHTTP &&
+           (r->status == 404 || aws_client_is(r, "UnknownOperationException") ||
+            (r->body && strstr(r->body, "UnknownOperationException")));
+}
+
 int aws_client_transient(const aws_http_response_t *r)
 {
     switch (r->error) {

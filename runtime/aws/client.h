@@ -78,6 +78,11 @@ int aws_client_transient(const aws_http_response_t *r);
  * 1234)" or "connection failed: ..." into out; returns out. No secrets. */
 const char *aws_client_describe(const aws_http_response_t *r, char *out, size_t n);
 
+/* 1 when the endpoint answered as something else than the service asked
+ * (HTTP 404, UnknownOperationException): a wrong endpoint, not a failure of
+ * the call. */
+int aws_client_foreign(const aws_http_response_t *r);
+
 /* 1 when the response's AWS error type is `type`. */
 int aws_client_is(const aws_http_response_t *r, const char *type);
 

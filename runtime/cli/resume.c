@@ -65,7 +65,7 @@ int resume_request(const config_t *cfg, const char *stream, const char *shard, i
     errbuf_t err;
     aws_client_t *aws = NULL;
     lease_store_t *store = NULL;
-    if (backend_aws_new(cfg, loop, &aws, &err) || !(store = backend_lease_store_new(cfg, loop, aws, &err))) {
+    if (backend_aws_new(cfg, loop, &aws, &err) || !(store = backend_lease_store_new(cfg, loop, aws, 0, &err))) {
         fprintf(stderr, "shardrun: %s\n", err.msg);
         aws_client_free(aws);
         ev_loop_destroy(loop);

@@ -3,6 +3,7 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "worker/backends.h"
 #include "base/buf.h"
@@ -62,11 +63,17 @@ static char *status_parents(const lease_t *l)
 
 int status_print(const config_t *cfg, int json, FILE *out)
 {
+    if (cfg->leases.type == BACKEND_LOCAL && access(cfg->leases.path, F_OK) != 0) {
+        /* read-only: opening the store would create the file */
+        fprintf(stderr, "shardrun: lease file %s does not exist: no worker has run with this config yet\n",
+                cfg->leases.path);
+        return 1;
+    }
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     errbuf_t err;
     aws_client_t *aws = NULL;
     lease_store_t *store = NULL;
-    if (backend_aws_new(cfg, loop, &aws, &err) || !(store = backend_lease_store_new(cfg, loop, aws, &err))) {
+    if (backend_aws_new(cfg, loop, &aws, &err) || !(store = backend_lease_store_new(cfg, loop, aws, 0, &err))) {
         fprintf(stderr, "shardrun: %s\n", err.msg);
         aws_client_free(aws);
         ev_loop_destroy(loop);

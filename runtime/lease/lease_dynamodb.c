@@ -46,6 +46,7 @@ struct ddb_store {
     aws_client_t *aws;          /* shared, not owned */
     aws_endpoint_t ep;
     char *table;
+    int create_table;           /* a missing table is created (a worker), or an error (status) */
     ddb_table_state_t table_state;
     ddb_table_op_t table_op;
     aws_client_req_t *table_http;
@@ -288,8 +289,24 @@ static void ddb_table_done(void *ud, const aws_http_response_t *resp)
         return;
     }
     if (ds->table_op == TOP_DESCRIBE && aws_client_is(resp, "ResourceNotFoundException")) {
+        if (!ds->create_table) {
+            /* a read-only user (status) never creates: a missing table is an answer */
+            ds->table_state = TABLE_UNKNOWN;
+            snprintf(why, sizeof why, "lease table %s does not exist (region %s, endpoint %s): no worker has run "
+                     "with this table yet, or leases.table (default: application) is mistyped", ds->table,
+                     ds->ep.region, ds->ep.url);
+            ddb_release_queue(ds, LEASE_EFATAL, why);
+            return;
+        }
         log_info("lease_table_create", "table=%s billing=PAY_PER_REQUEST", ds->table);
         ddb_table_create(ds);
+        return;
+    }
+    if (aws_client_foreign(resp)) {
+        ds->table_state = TABLE_UNKNOWN;
+        snprintf(why, sizeof why, "lease table %s: the endpoint %s does not speak the DynamoDB API (%s): check "
+                 "leases.endpoint", ds->table, ds->ep.url, aws_client_describe(resp, what, sizeof what));
+        ddb_release_queue(ds, LEASE_EFATAL, why);
         return;
     }
     if (ds->table_op == TOP_CREATE && (resp->error == AWS_HTTP_OK || aws_client_is(resp, "ResourceInUseException"))) {
@@ -604,6 +621,7 @@ lease_store_t *lease_dynamodb_new(struct ev_loop *loop, const lease_dynamodb_opt
     ds->base.loop = loop;
     ds->table = xstrdup(opt->table);
     ds->write_budget_ms = opt->write_budget_ms;
+    ds->create_table = opt->create_table;
     ev_timer_init(&ds->table_timer, ddb_on_table_timer, 0.0, 0.0);
     ds->table_timer.data = ds;
     ds->aws = opt->aws;

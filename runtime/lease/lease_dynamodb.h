@@ -6,8 +6,9 @@
  * handoff). A table a KCL 2.x/3.x
  * application wrote is read and continued.
  *
- * The table is created on first use if missing (on-demand billing) and waited
- * for until ACTIVE; requests made meanwhile are queued. Every write is one
+ * The table is created on first use if missing (on-demand billing, and only
+ * when opt.create_table) and waited for until ACTIVE; requests made
+ * meanwhile are queued. Every write is one
  * conditional PutItem/UpdateItem/DeleteItem (ConditionalCheckFailed ->
  * LEASE_CONFLICT); list is a consistent, paginated Scan. Same semantics as
  * lease_sqlite: which fields each operation changes, and the row handed to
@@ -28,6 +29,8 @@ typedef struct lease_dynamodb_options {
     const char *endpoint;   /* NULL: https://dynamodb.<region>.amazonaws.com/ */
     int64_t write_budget_ms;  /* a write, retries included, answers ERETRY after this long
                                  (lease_write_budget_ms); 0: LEASE_DYNAMODB_TIMEOUT_MS per attempt */
+    int create_table;       /* 1: create the table if missing (a worker); 0: missing is an
+                               error (read-only commands create nothing) */
 } lease_dynamodb_options_t;
 
 /* Caller owns the store: lease_store_destroy() (cancels its calls; before

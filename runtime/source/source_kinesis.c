@@ -148,6 +148,12 @@ static int kin_set_error(kin_req_t *r, const char *op, const aws_http_response_t
 {
     char where[256], what[768];
     r->error = kin_classify(resp);
+    if (aws_client_foreign(resp)) {
+        r->error = SOURCE_EFATAL;
+        errbuf_set(&r->err, "%s: %s: the endpoint %s does not speak the Kinesis API (%s): check source.endpoint",
+                   kin_where(r, where, sizeof where), op, r->ks->ep.url, aws_client_describe(resp, what, sizeof what));
+        return -1;
+    }
     errbuf_set(&r->err, "%s: %s: %s", kin_where(r, where, sizeof where), op,
                aws_client_describe(resp, what, sizeof what));
     return -1;

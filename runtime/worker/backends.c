@@ -35,7 +35,8 @@ source_t *backend_source_new(const config_t *cfg, struct ev_loop *loop, aws_clie
     return source_kinesis_new(loop, &opt, err);
 }
 
-lease_store_t *backend_lease_store_new(const config_t *cfg, struct ev_loop *loop, aws_client_t *aws, errbuf_t *err)
+lease_store_t *backend_lease_store_new(const config_t *cfg, struct ev_loop *loop, aws_client_t *aws, int create,
+                                       errbuf_t *err)
 {
     if (cfg->leases.type == BACKEND_LOCAL) {
         /* as the local stream does: a fresh checkout has no data/ folder yet */
@@ -43,7 +44,7 @@ lease_store_t *backend_lease_store_new(const config_t *cfg, struct ev_loop *loop
         return lease_sqlite_new(loop, cfg->leases.path, cfg->leases.table, err);
     }
     lease_dynamodb_options_t opt = {aws, cfg->leases.table, cfg->leases.region, cfg->leases.endpoint,
-                                    lease_write_budget_ms(cfg->lease_duration_ms, cfg->renew_interval_ms)};
+                                    lease_write_budget_ms(cfg->lease_duration_ms, cfg->renew_interval_ms), create};
     return lease_dynamodb_new(loop, &opt, err);
 }
 

@@ -19,9 +19,12 @@ struct ev_loop;
  * caller frees *out with aws_client_free after destroying the backends. */
 int backend_aws_new(const config_t *cfg, struct ev_loop *loop, aws_client_t **out, errbuf_t *err);
 /* Caller owns the results (source_destroy / lease_store_destroy). `aws` is
- * backend_aws_new's client (NULL for local backends only). */
+ * backend_aws_new's client (NULL for local backends only). A lease store
+ * opened with `create` 0 (read-only commands) never creates the DynamoDB
+ * table: a missing one is an error. */
 source_t *backend_source_new(const config_t *cfg, struct ev_loop *loop, aws_client_t *aws, errbuf_t *err);
-lease_store_t *backend_lease_store_new(const config_t *cfg, struct ev_loop *loop, aws_client_t *aws, errbuf_t *err);
+lease_store_t *backend_lease_store_new(const config_t *cfg, struct ev_loop *loop, aws_client_t *aws, int create,
+                                       errbuf_t *err);
 /* The config's `aws` table as the credentials chain's first step. Points into cfg. */
 aws_cred_options_t backend_aws_credentials(const config_t *cfg);
 /* GetRecords calls per second allowed per shard by the source (0 = no limit). */

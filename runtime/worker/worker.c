@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "notify.h"
 #include "proc/processor.h"
+#include "preflight.h"
 #include "reload.h"
 #include "record/seqnum.h"
 #include "shard/shard.h"
@@ -593,12 +594,22 @@ static int worker_open(worker_t *w)
     if (backend_aws_new(w->cfg, w->loop, &w->aws, &err)) goto fail;
     w->source = backend_source_new(w->cfg, w->loop, w->aws, &err);
     if (!w->source) goto fail;
-    w->store = backend_lease_store_new(w->cfg, w->loop, w->aws, &err);
+    w->store = backend_lease_store_new(w->cfg, w->loop, w->aws, 1, &err);
     if (!w->store) goto fail;
     return 0;
 fail:
     /* one line (logs go to stderr): the error may list each credentials step */
     log_error("backend_open_failed", "error=%s", log_quote(err.msg, q, sizeof q));
+    return -1;
+}
+
+/* Every stream is readable before anything is created (lease table, leases). */
+static int worker_preflight(worker_t *w)
+{
+    errbuf_t err;
+    char q[1100];
+    if (preflight_streams(w->loop, w->source, w->cfg, &err) == 0) return 0;
+    log_error("worker_cannot_start", "worker=%s error=%s exit=1", w->id, log_quote(err.msg, q, sizeof q));
     return -1;
 }
 
@@ -679,7 +690,7 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
         worker_close(&w);
         return 2;
     }
-    if (worker_open(&w)) {
+    if (worker_open(&w) || worker_preflight(&w)) {
         worker_close(&w);
         return 1;
     }

@@ -122,3 +122,76 @@ def test_each_bad_aws_setting_exits_2_naming_the_field(env, source, leases, top,
         err = r.stderr.decode()
         assert r.returncode == 2, f"{command}: {err}"
         assert re.search(r"shardrun\.lua(:\d+)?: " + re.escape(field), err), err
+
+
+# ---- 2. read-only commands create nothing; run creates the table only for a stream that exists ----
+
+def test_status_on_a_missing_lease_table_creates_nothing(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config(leases={"type": "dynamodb", "region": "us-east-1", "endpoint": aws.dynamodb_url,
+                       "table": "mistyped-table-" + aws.app})
+    before = set(tables())
+    r = aws.env.run("status", check=False, timeout=60)
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert "lease table mistyped-table-" + aws.app + " does not exist" in err
+    assert "leases.table" in err
+    assert set(tables()) == before, "status created a table"
+    assert "lease_table_create" not in err
+
+
+def test_stream_list_creates_nothing(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config()
+    aws.create(1)
+    before = set(tables())
+    r = aws.env.run("stream", "list", timeout=60)
+    assert aws.stream in r.stdout.decode()
+    assert set(tables()) == before
+
+
+def test_run_against_a_missing_stream_exits_1_and_leaves_no_table(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config()  # the stream is never created
+    r = aws.env.run("run", check=False, timeout=60)
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert f"stream {aws.stream} does not exist" in err
+    assert aws.app not in tables(), "the lease table was created for a stream that does not exist"
+    # once the stream exists, the same config creates the table and runs
+    aws.create(1)
+    aws.put(["x"])
+    w = aws.env.worker("--drain")
+    assert w.wait(60) == 0, w.logs()[-3000:]
+    assert aws.app in tables()
+
+
+# ---- 3. a Kinesis endpoint that is wrong, or not Kinesis, stops the worker at start ----
+
+def refused_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now: connections are refused
+    return port
+
+
+@pytest.mark.parametrize("where, reason", [
+    ("refused", "connection failed"),
+    ("dynalite", "does not speak the Kinesis API"),
+])
+def test_a_wrong_kinesis_endpoint_exits_1_at_start_with_the_reason(aws, where, reason):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    url = f"http://127.0.0.1:{refused_port()}" if where == "refused" else f"http://127.0.0.1:{DYNALITE_PORT}"
+    aws.config(kinesis_url=url)
+    start = time.monotonic()
+    r = aws.env.run("run", check=False, timeout=90)
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert time.monotonic() - start < 40, "bounded"
+    (cannot,) = stderr_events(r, "worker_cannot_start")
+    assert reason in cannot["error"] and aws.stream in cannot["error"], cannot
+    if where == "dynalite":
+        assert "check source.endpoint" in cannot["error"]
+    assert aws.app not in tables(), "no lease table for a stream that could not be read"

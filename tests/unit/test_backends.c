@@ -161,7 +161,7 @@ static void test_kinesis_and_dynamodb_share_one_credentials_resolution(void **st
     assert_int_equal(backend_aws_new(cfg, loop, &aws, &err), 0);
     assert_non_null(aws);
     source_t *src = backend_source_new(cfg, loop, aws, &err);
-    lease_store_t *store = backend_lease_store_new(cfg, loop, aws, &err);
+    lease_store_t *store = backend_lease_store_new(cfg, loop, aws, 1, &err);
     assert_non_null(src);
     assert_non_null(store);
     /* both backends call at once, before any credentials exist, and again after */
