@@ -22,8 +22,12 @@
 
 #include "awsjson.h"
 #include "base/buf.h"
+#include "base/clock.h"
 #include "base/log.h"
+#include "base/logsum.h"
 #include "base/xalloc.h"
+
+#define HTTP_MAX_HOSTS 8
 
 typedef struct http_sock {
     ev_io io; /* io.data = this */
@@ -43,6 +47,11 @@ struct aws_http {
     aws_http_req_t *reqs; /* every live request */
     http_sock_t *socks;
     uint64_t rng;
+    struct http_host {
+        char name[128];     /* host:port */
+        logsum_t sum;       /* its retries, told once per outage */
+    } hosts[HTTP_MAX_HOSTS];  /* the hosts seen (a process talks to a handful); the oldest make room */
+    size_t nhosts, next_host;
     int closing;     /* in aws_http_free: no new requests */
     int dispatching; /* inside a user callback: aws_http_free is forbidden */
 };
@@ -537,15 +546,46 @@ static int http_map_curl(CURLcode rc, int *transient)
     }
 }
 
-static void http_log_retry(aws_http_req_t *r, int error, const char *type, long delay)
+/* The request's host:port (URLs carry no secrets here, but stay terse). */
+static void http_host_name(const aws_http_req_t *r, char *out, size_t n)
 {
-    char host[256] = "";
     const char *p = strstr(r->url, "://");
-    /* only scheme-less host:port: URLs carry no secrets here, but stay terse */
-    if (p) snprintf(host, sizeof host, "%.*s", (int)strcspn(p + 3, "/?"), p + 3);
-    log_warn("aws_http_retry", "method=%s host=%s error=%s status=%ld type=%s attempt=%d delay_ms=%ld",
-             r->method, host, aws_http_strerror(error), r->status, type ? type : "-", r->attempts,
-             delay);
+    snprintf(out, n, "%.*s", p ? (int)strcspn(p + 3, "/?") : 0, p ? p + 3 : "");
+}
+
+static struct http_host *http_host(aws_http_t *h, const char *name)
+{
+    for (size_t i = 0; i < h->nhosts; i++)
+        if (!strcmp(h->hosts[i].name, name)) return &h->hosts[i];
+    struct http_host *x = &h->hosts[h->nhosts < HTTP_MAX_HOSTS ? h->nhosts++ : h->next_host++ % HTTP_MAX_HOSTS];
+    memset(x, 0, sizeof *x);
+    snprintf(x->name, sizeof x->name, "%s", name);
+    return x;
+}
+
+/* A transient failure about to be retried: the first of an outage of its
+ * host is logged in full, the rest are summarised (logsum). */
+static void http_log_retry(aws_http_req_t *r, int error, const char *type, const char *msg, long delay)
+{
+    char name[128], scope[160], why[512];
+    http_host_name(r, name, sizeof name);
+    snprintf(scope, sizeof scope, "host=%s", name);
+    snprintf(why, sizeof why, "%s%s%s%s%s", aws_http_strerror(error), type ? " " : "", type ? type : "",
+             msg ? ": " : "", msg ? msg : "");
+    if (!logsum_failed(&http_host(r->h, name)->sum, clock_mono_ms(), "aws_http", scope, why)) return;
+    log_warn("aws_http_retry", "method=%s host=%s error=%s status=%ld type=%s attempt=%d delay_ms=%ld "
+             "then=\"aws_http_outage every 10 s until the host answers\"", r->method, name, aws_http_strerror(error), r->status, type ? type : "-", r->attempts, delay);
+}
+
+/* The host answered (a success, or an answer that is not worth retrying). */
+static void http_host_answered(aws_http_req_t *r)
+{
+    char name[128], scope[160];
+    http_host_name(r, name, sizeof name);
+    struct http_host *x = http_host(r->h, name);
+    if (!x->sum.start_ms) return;
+    snprintf(scope, sizeof scope, "host=%s", name);
+    logsum_ok(&x->sum, clock_mono_ms(), "aws_http", scope);
 }
 
 static void http_attempt_done(aws_http_req_t *r, CURLcode rc)
@@ -555,6 +595,7 @@ static void http_attempt_done(aws_http_req_t *r, CURLcode rc)
     if (rc == CURLE_OK) {
         (void)curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
         if (r->status >= 200 && r->status < 300) {
+            http_host_answered(r);
             http_finish(r, AWS_HTTP_OK, NULL, NULL);
             return;
         }
@@ -570,9 +611,10 @@ static void http_attempt_done(aws_http_req_t *r, CURLcode rc)
         msg = xstrdup(r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
     }
     int limit = r->max_retries < 0 ? 0 : r->max_retries ? r->max_retries : r->h->max_retries;
+    if (!transient && error == AWS_HTTP_EHTTP) http_host_answered(r);
     if (r->retry && transient && r->attempts <= limit && !r->h->closing) {
         long delay = aws_http_backoff_ms(r->h, r->attempts);
-        http_log_retry(r, error, type, delay);
+        http_log_retry(r, error, type, msg, delay);
         ev_timer_set(&r->wake, (double)delay / 1000.0, 0.);
         ev_timer_start(r->h->loop, &r->wake);
     } else {

@@ -38,6 +38,7 @@ typedef struct cli_cmd {
 } cli_cmd_t;
 
 static const char *cli_config_path = "shardrun.lua";
+static int cli_verbose; /* -v was given */
 
 static int cli_usage_error(const char *usage, const char *fmt, const char *arg)
 {
@@ -71,7 +72,10 @@ static int cli_parse(int argc, char **argv, const char *usage, cli_flag_t *extra
     int c;
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
         if (c == 'c') cli_config_path = optarg;
-        else if (c == 'v') log_set_level(LOG_DEBUG);
+        else if (c == 'v') {
+            log_set_level(LOG_DEBUG);
+            cli_verbose = 1;
+        }
         else if (c == 'h') {
             printf("usage: %s\n", usage);
             return -1;
@@ -155,6 +159,7 @@ static int cmd_status(int argc, char **argv)
 {
     int json = 0;
     cli_flag_t flags[] = {{"json", 0, NULL, &json}};
+    log_set_level(LOG_WARN); /* a read: quiet on stderr unless -v (which comes next) */
     CLI_PARSE(argc, argv, usage_status, flags, 1);
     if (first < argc) return cli_usage_error(usage_status, "unexpected argument %s", argv[first]);
     config_t *cfg = cli_config();
@@ -220,6 +225,7 @@ static int cmd_stream(int argc, char **argv)
     if (first >= argc) return cli_usage_error(usage_stream, "%s", "missing subcommand");
     const char *sub = argv[first];
     int nargs = argc - first - 1;
+    if (!strcmp(sub, "list") && !cli_verbose) log_set_level(LOG_WARN); /* a read: quiet unless -v */
     char **args = argv + first + 1;
     int want = !strcmp(sub, "create") ? 1 : !strcmp(sub, "list") ? 0 : !strcmp(sub, "split") ? 2
              : !strcmp(sub, "merge") ? 3 : -1;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/logsum.h"
 #include "base/xalloc.h"
 #include "lease_plan.h"
 
@@ -88,6 +89,9 @@ struct lease_coord {
     sched_timer_t renew_timer, take_timer;
     int scanning, scanned_once, taking;
     int64_t scan_sent_ms, prev_scan_sent_ms;
+    int stopping;               /* lease_coord_stop_taking was called: every lease should end released */
+    size_t unclean;             /* leases that ended without their release or last checkpoint written */
+    logsum_t store_sum;         /* store failures (writes, scans), told once per outage */
 };
 
 /* ---- small helpers --------------------------------------------------------------- */
@@ -222,6 +226,41 @@ static void coord_drop(lease_coord_t *c, owned_t *o, waiters_t *waiters)
     free(o);
 }
 
+/* Store failures and recoveries, summarised (base/logsum): 1 = log this one in full. */
+static int coord_store_failed(lease_coord_t *c, const char *msg)
+{
+    char scope[300];
+    snprintf(scope, sizeof scope, "worker=%s", c->worker_id);
+    return logsum_failed(&c->store_sum, coord_now(c), "lease_store", scope, msg);
+}
+
+static void coord_store_ok(lease_coord_t *c)
+{
+    char scope[300];
+    if (!c->store_sum.start_ms) return;
+    snprintf(scope, sizeof scope, "worker=%s", c->worker_id);
+    logsum_ok(&c->store_sum, coord_now(c), "lease_store", scope);
+}
+
+/* A lost lease may take unwritten work with it: a checkpoint queued or on its
+ * way, and (while stopping) the release. Each is named, and counted. */
+static void coord_lost_unclean(lease_coord_t *c, owned_t *o)
+{
+    const char *seq = o->want_checkpoint && o->cp_seq ? o->cp_seq
+                      : o->inflight && o->inflight->kind == OP_CHECKPOINT ? o->inflight->seq : NULL;
+    int64_t sub = o->want_checkpoint && o->cp_seq ? o->cp_sub : o->inflight ? o->inflight->sub : 0;
+    if (seq) {
+        log_error("checkpoint_not_written", "lease=%s worker=%s seq=%s sub=%lld written=%s", o->lease.key,
+                  c->worker_id, seq, (long long)sub, o->lease.checkpoint ? o->lease.checkpoint : "-");
+        c->unclean++;
+    }
+    if (c->stopping) {
+        log_error("lease_not_released", "lease=%s worker=%s reason=\"lost while shutting down\" action=\"a peer "
+                  "takes it once lease_duration passes\"", o->lease.key, c->worker_id);
+        if (!seq) c->unclean++;
+    }
+}
+
 /* The lease is gone. The loss is recorded (o unlinked) and told to the owner
  * (who stops dispatching) before any waiter runs: a waiter must never see
  * the lease as still held. */
@@ -230,6 +269,7 @@ static void coord_lose(lease_coord_t *c, owned_t *o, const char *why)
     char key[512], q[512];
     snprintf(key, sizeof key, "%s", o->lease.key);
     log_warn("lease_lost", "lease=%s worker=%s reason=%s", key, c->worker_id, log_quote(why, q, sizeof q));
+    coord_lost_unclean(c, o);
     if (o->inflight) o->inflight->lost = 1;
     waiters_t waiters = {0};
     coord_drop(c, o, &waiters);
@@ -301,6 +341,7 @@ static void coord_write_done(void *ud, lease_status_t st, const char *msg, const
     }
     o->inflight = NULL;
     int ends = w->kind == OP_RELEASE || w->kind == OP_HANDOFF;
+    if (st == LEASE_OK) coord_store_ok(c);
     if (st == LEASE_OK && updated) {
         o->lease.counter = updated->counter;
         o->lease.owner_switches = updated->owner_switches;
@@ -313,6 +354,9 @@ static void coord_write_done(void *ud, lease_status_t st, const char *msg, const
             if (w->kind == OP_HANDOFF)
                 log_info("lease_handed_off", "lease=%s from=%s to=%s", w->key, c->worker_id,
                          updated->owner ? updated->owner : "-");
+            else
+                log_info("lease_released", "lease=%s worker=%s counter=%lld checkpoint=%s", w->key, c->worker_id,
+                         (long long)updated->counter, updated->checkpoint ? updated->checkpoint : "-");
             waiters_t waiters = {0};
             coord_drop(c, o, &waiters);
             waiters_move(&waiters, &w->waiters);
@@ -353,8 +397,9 @@ static void coord_write_done(void *ud, lease_status_t st, const char *msg, const
     } else {
         /* transient: tried again at the next renew tick; the expiry timer
          * bounds how long */
-        log_warn("lease_write_failed", "lease=%s op=%s status=%s error=%s", w->key, op_name(w->kind),
-                 lease_status_name(st), log_quote(msg, q, sizeof q));
+        if (coord_store_failed(c, msg))
+            log_warn("lease_write_failed", "lease=%s op=%s status=%s error=%s", w->key, op_name(w->kind),
+                     lease_status_name(st), log_quote(msg, q, sizeof q));
         if (w->kind == OP_CHECKPOINT) {
             if (!o->want_checkpoint) {
                 o->want_checkpoint = 1;
@@ -641,11 +686,13 @@ static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_
     c->scanning = 0;
     if (st != LEASE_OK) {
         char q[512];
-        log_warn("lease_scan_failed", "status=%s error=%s", lease_status_name(st), log_quote(msg, q, sizeof q));
+        if (coord_store_failed(c, msg))
+            log_warn("lease_scan_failed", "status=%s error=%s", lease_status_name(st), log_quote(msg, q, sizeof q));
         if (st == LEASE_EFATAL && !c->scanned_once && c->h.store_unusable) c->h.store_unusable(c->ud, msg);
         return;
     }
     c->scanned_once = 1;
+    coord_store_ok(c);
     int64_t now = coord_now(c);
     lease_obs_update(&c->obs, all, now);
     size_t nlocal;
@@ -703,6 +750,7 @@ void lease_coord_start(lease_coord_t *c)
 void lease_coord_stop_taking(lease_coord_t *c)
 {
     c->taking = 0;
+    c->stopping = 1;
     /* withdraw our handoff requests, so no lease is handed to a worker that is leaving */
     while (c->requests) coord_withdraw(c, c->requests);
 }
@@ -785,7 +833,9 @@ void lease_coord_set_info(lease_coord_t *c, const char *key, char *info)
 void lease_coord_forget(lease_coord_t *c, const char *key)
 {
     owned_t *o = coord_find(c, key);
-    if (!o) return;
+    /* a release queued behind a write in flight must still happen (it ends
+     * the entry): forgetting it now would leave the lease to expire unreleased */
+    if (!o || o->want_release) return;
     waiters_t waiters = {0};
     coord_drop(c, o, &waiters);
     waiters_fire(&waiters, LEASE_CONFLICT);
@@ -804,6 +854,8 @@ int lease_coord_may_dispatch(lease_coord_t *c, const char *key)
     if (o->inflight && (o->inflight->kind == OP_RELEASE || o->inflight->kind == OP_HANDOFF)) return 0;
     return coord_now(c) < o->valid_until_ms;
 }
+
+size_t lease_coord_unclean(const lease_coord_t *c) { return c->unclean; }
 
 size_t lease_coord_pending(lease_coord_t *c)
 {

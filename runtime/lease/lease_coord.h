@@ -95,11 +95,18 @@ void lease_coord_set_info(lease_coord_t *c, const char *key, char *info);
 /* Hands the lease to the worker that asked for it (after the last checkpoint);
  * the lease is forgotten here. */
 void lease_coord_handoff(lease_coord_t *c, const char *key, lease_coord_done_cb done, void *ud);
-/* Forgets an owned lease without any write (e.g. a finished shard). */
+/* Forgets an owned lease without any write (e.g. a finished shard); a
+ * release or handoff already asked for still happens, and ends it. */
 void lease_coord_forget(lease_coord_t *c, const char *key);
 
 /* The owned lease, or NULL. Valid until the next loop turn. */
 const lease_t *lease_coord_owned(lease_coord_t *c, const char *key);
+/* Leases that ended without their last write: a release or handoff that
+ * failed, a lease lost after lease_coord_stop_taking, a checkpoint that never
+ * reached the store (each is logged: lease_not_released,
+ * checkpoint_not_written). A shutdown is clean when this does not grow. */
+size_t lease_coord_unclean(const lease_coord_t *c);
+
 /* Writes in flight or queued, over all owned leases (shutdown waits for 0). */
 size_t lease_coord_pending(lease_coord_t *c);
 

@@ -127,9 +127,7 @@ static void reload_check_done(tpool_job_t *job)
         reload_set_error(rs, NULL);
         proc_script_unref(s); /* touched, not changed */
     } else {
-        reload_set_error(rs, NULL);
-        log_info("reload_validated", "stream=%s script=%s version=%s previous=%s modules=%zu", stream, j->path,
-                 s->hash, rs->hash, s->ndeps);
+        reload_set_error(rs, NULL); /* the swap handler logs the one reload_applied line */
         snprintf(rs->hash, sizeof rs->hash, "%s", s->hash);
         reload_watch(rs, s);
         rs->r->h.swap(rs->r->ud, rs->idx, s);

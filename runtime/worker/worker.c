@@ -59,6 +59,7 @@ typedef struct worker {
                                     by a worker not seen alive (yet): a drain waits for them */
     int64_t scanned_after_sync;  /* shardsync_runs() seen complete at the last scan */
     int64_t started_ms;
+    size_t unclean_at_stop;      /* lease_coord_unclean() when the shutdown began */
 } worker_t;
 
 char *worker_default_id(void)
@@ -267,9 +268,32 @@ static void worker_on_sync(struct ev_loop *loop, ev_timer *t, int revents)
     shardsync_run(((worker_t *)t->data)->sync);
 }
 
+/* Names each lease still held when the worker gives up waiting: none of them
+ * is released, and their last checkpoints may not be written. */
+static void worker_log_unreleased(worker_t *w, const char *why)
+{
+    for (size_t i = 0; i < w->nshards; i++)
+        log_error("lease_not_released", "lease=%s stream=%s shard=%s worker=%s reason=%s state=%s",
+                  shard_key(w->shards[i]), shard_stream(w->shards[i]), shard_id(w->shards[i]), w->id, why,
+                  shard_state_name(shard_state(w->shards[i])));
+}
+
+/* A shutdown that left leases unreleased or checkpoints unwritten (the
+ * coordinator named each) is not a clean exit. */
+static void worker_check_clean_stop(worker_t *w)
+{
+    if (!w->stopping || w->exit_code) return;
+    size_t unclean = lease_coord_unclean(w->coord) - w->unclean_at_stop;
+    if (!unclean) return;
+    log_error("shutdown_unclean", "worker=%s leases=%zu action=\"each expires after lease_duration; records after "
+              "its last written checkpoint are processed again\" exit=1", w->id, unclean);
+    w->exit_code = 1;
+}
+
 static void worker_on_grace(struct ev_loop *loop, ev_timer *t, int revents)
 {
     worker_t *w = t->data;
+    worker_log_unreleased(w, "\"shutdown_grace_ms passed\"");
     log_error("shutdown_timeout", "shards_left=%zu grace_ms=%lld action=\"exit without release; leases expire\"",
               w->nshards, (long long)w->cfg->shutdown_grace_ms);
     w->exit_code = 1;
@@ -280,6 +304,7 @@ static void worker_stop(worker_t *w, const char *why)
 {
     if (w->stopping) return;
     w->stopping = 1;
+    w->unclean_at_stop = lease_coord_unclean(w->coord);
     log_info("worker_stopping", "worker=%s reason=%s shards=%zu", w->id, why, w->nshards);
     char status[128];
     snprintf(status, sizeof status, "stopping (%s): releasing %zu shards", why, w->nshards);
@@ -309,6 +334,7 @@ static void worker_on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 {
     worker_t *w = sig->data;
     if (w->stopping) {
+        worker_log_unreleased(w, "\"second signal\"");
         log_warn("worker_killed", "signal=%d action=\"exit now; leases expire\"", sig->signum);
         w->exit_code = 1;
         ev_break(loop, EVBREAK_ALL);
@@ -325,6 +351,8 @@ static void worker_on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 static void worker_use_script(worker_t *w, size_t idx, proc_script_t *script, const char *why)
 {
     const char *stream = w->cfg->streams[idx].name;
+    char previous[sizeof w->scripts[idx]->hash];
+    snprintf(previous, sizeof previous, "%s", w->scripts[idx]->hash);
     proc_script_unref(w->previous[idx]);
     w->previous[idx] = w->scripts[idx];
     w->scripts[idx] = script;
@@ -335,8 +363,8 @@ static void worker_use_script(worker_t *w, size_t idx, proc_script_t *script, co
         shard_set_script(w->shards[i], script);
         n++;
     }
-    log_info("reload_applied", "stream=%s version=%s shards=%zu reason=%s swap=\"at each shard's next batch\"", stream,
-             script->hash, n, why);
+    log_info("reload_applied", "stream=%s version=%s previous=%s modules=%zu shards=%zu reason=%s swap=\"at each "
+             "shard's next batch\"", stream, script->hash, previous, script->ndeps, n, why);
     for (size_t i = 0; i < w->nshards; i++)
         if (!strcmp(shard_stream(w->shards[i]), stream)) resumed += (size_t)shard_resume(w->shards[i], why, 0);
     if (resumed) log_info("halted_shards_resumed", "stream=%s version=%s shards=%zu", stream, script->hash, resumed);
@@ -726,6 +754,7 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
     shardsync_run(w.sync);
     lease_coord_start(w.coord);
     ev_run(w.loop, 0);
+    worker_check_clean_stop(&w);
     log_info("worker_stopped", "worker=%s status=%d", w.id, w.exit_code);
     int code = w.exit_code;
     worker_close(&w);

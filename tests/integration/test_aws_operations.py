@@ -195,3 +195,107 @@ def test_a_wrong_kinesis_endpoint_exits_1_at_start_with_the_reason(aws, where, r
     if where == "dynalite":
         assert "check source.endpoint" in cannot["error"]
     assert aws.app not in tables(), "no lease table for a stream that could not be read"
+
+
+# ---- 4 and 6: a DynamoDB outage: bounded logs, and a shutdown that says what it left ----
+
+class Switch:
+    """A FaultProxy plan the test flips: 'ok', or the fault to inject."""
+
+    def __init__(self):
+        self.mode = "ok"
+
+    def __call__(self, n):
+        return self.mode
+
+
+def start_two_shards(aws, dynamodb_url, **top):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config(dynamodb_url=dynamodb_url, **top)
+    aws.create(2)
+    aws.put([f"r{i}" for i in range(20)])
+    w = aws.env.worker()
+    wait_for(lambda: len(read_seen(aws.env.dir / "seen")) == 20, 60, what="records processed")
+    wait_for(lambda: len(w.events("shard_started")) == 2, 30, what="both shards started")
+    return w
+
+
+def log_lines_since(w, mark):
+    return w.logs()[mark:].splitlines()
+
+
+def test_a_30s_dynamodb_outage_is_told_in_a_bounded_number_of_lines(aws):
+    from aws_helpers import FaultProxy
+    switch = Switch()
+    proxy = FaultProxy(DYNALITE_PORT, "ThrottlingException", plan=switch)
+    try:
+        w = start_two_shards(aws, proxy.url, shard_sync_interval_ms=60000)
+        mark = len(w.logs())
+        switch.mode = "reset"            # every DynamoDB request: connection reset
+        time.sleep(30)
+        switch.mode = "ok"
+        wait_for(lambda: any(parse_log_line(l) and parse_log_line(l).get("event") == "lease_store_recovered"
+                             for l in log_lines_since(w, mark)), 60, what="recovery logged")
+        wait_for(lambda: len(w.events("shard_started")) >= 4, 60, what="leases taken again")
+        lines = log_lines_since(w, mark)
+        events = collections.Counter(parse_log_line(l).get("event") for l in lines if parse_log_line(l))
+        assert w.stop(30) == 0, w.logs()[-3000:]
+        assert len(lines) <= 45, f"{len(lines)} lines for one outage: {events}"
+        assert events["aws_http_retry"] <= 2, events          # the first of the outage, in full
+        assert events["aws_http_outage"] >= 2, events         # then one line per 10 s with counts
+        (recovered,) = [parse_log_line(l) for l in lines
+                        if parse_log_line(l) and parse_log_line(l).get("event") == "aws_http_recovered"]
+        assert float(recovered["outage_s"]) >= 25, recovered
+        for ev in (parse_log_line(l) for l in lines):
+            if ev and ev.get("event") == "lease_write_failed":
+                assert ev["op"] in ("renew", "checkpoint", "release", "take", "handoff"), ev
+    finally:
+        proxy.close()
+
+
+def test_a_shutdown_during_a_dynamodb_hang_exits_1_naming_what_it_left(aws):
+    from aws_helpers import FaultProxy
+    switch = Switch()
+    proxy = FaultProxy(DYNALITE_PORT, "ThrottlingException", plan=switch, stall_s=120)
+    try:
+        w = start_two_shards(aws, proxy.url, shard_sync_interval_ms=60000)
+        keys = set(aws.leases())
+        assert len(keys) == 2
+        switch.mode = "stall"            # DynamoDB holds every request without answering
+        aws.put([f"late{i}" for i in range(10)])
+        wait_for(lambda: len(read_seen(aws.env.dir / "seen")) == 30, 30, what="late records processed")
+        start = time.monotonic()
+        code = w.stop(90)
+        assert code != 0, "a shutdown that could not release its leases is not a clean exit"
+        assert time.monotonic() - start < 60
+        not_released = {e["lease"] for e in w.events("lease_not_released")}
+        assert not_released == keys, (not_released, keys)
+        assert w.events("checkpoint_not_written"), "the late records' checkpoint never reached DynamoDB"
+        (stopped,) = w.events("worker_stopped")
+        assert stopped["status"] != "0"
+    finally:
+        switch.mode = "ok"
+        proxy.close()
+
+
+def test_a_clean_shutdown_logs_each_release_and_exits_0(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    w = start_two_shards(aws, aws.dynamodb_url)
+    assert w.stop(30) == 0
+    assert {e["lease"] for e in w.events("lease_released")} == set(aws.leases())
+    assert not w.events("lease_not_released") and not w.events("shutdown_unclean")
+
+
+def test_status_is_quiet_on_stderr_unless_verbose(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config()
+    aws.create(1)
+    aws.put(["a"])
+    w = aws.env.worker("--drain")
+    assert w.wait(60) == 0
+    r = aws.env.run("status", timeout=60)
+    assert r.stderr == b"", r.stderr.decode()
+    r = aws.env.run("status", "-v", timeout=60)
+    assert b"aws_credentials_resolved" in r.stderr
+    r = aws.env.run("stream", "list", timeout=60)
+    assert r.stderr == b""
