@@ -299,3 +299,35 @@ def test_status_is_quiet_on_stderr_unless_verbose(aws):
     assert b"aws_credentials_resolved" in r.stderr
     r = aws.env.run("stream", "list", timeout=60)
     assert r.stderr == b""
+
+
+# ---- 7. status: shard order, aligned columns, lag as in --json --------------------------
+
+def test_status_rows_are_in_shard_order_aligned_and_agree_with_json(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config()
+    aws.create(3)
+    aws.put([f"r{i}" for i in range(60)])
+    w = aws.env.worker()
+    wait_for(lambda: len(read_seen(aws.env.dir / "seen")) == 60, 60, what="records processed")
+    wait_for(lambda: all(r.get("millisBehind") is not None and r["checkpoint"].isdigit() for r in aws.env.status())
+             and len(aws.env.status()) == 3, 30, what="owners report their lag")
+    table = aws.env.run("status", timeout=60).stdout.decode().splitlines()
+    rows = aws.env.status()
+    assert [r["shard"] for r in rows] == sorted(r["shard"] for r in rows), "JSON in shard order"
+    header, lines = table[0], table[1:]
+    assert [l.split()[1] for l in lines] == sorted(r["shard"] for r in rows), "table in shard order"
+    starts = [m.start() for m in re.finditer(r"\S+", header)] + [10 ** 6]
+    for line in lines:
+        cells = list(re.finditer(r"\S+", line))[:8]
+        for k, m in enumerate(cells):  # every cell sits in its header's column
+            assert starts[k] <= m.start() and m.end() <= starts[k + 1], f"misaligned:\n{header}\n{line}"
+    by_shard = {r["shard"]: r for r in rows}
+    for line in lines:
+        cols = line.split()
+        r = by_shard[cols[1]]
+        assert len(r["checkpoint"]) == 56, r["checkpoint"]
+        head, _, tail = cols[3].partition("..")
+        assert len(cols[3]) <= 22 and r["checkpoint"].startswith(head) and r["checkpoint"].endswith(tail)
+        assert cols[7] == f"{r['millisBehind']}ms", (line, r)
+    assert w.stop(30) == 0
