@@ -154,8 +154,7 @@ int kinesis_admin_create(kinesis_admin_t *ka, const char *stream, int shards, er
     return rc ? rc : ka_wait_active(ka, stream, err);
 }
 
-/* Every shard of the stream (ListShards, all pages). Caller frees the list. */
-static source_shard_list_t *ka_shards(kinesis_admin_t *ka, const char *stream, errbuf_t *err)
+source_shard_list_t *kinesis_admin_shards(kinesis_admin_t *ka, const char *stream, errbuf_t *err)
 {
     source_shard_list_t *l = xcalloc(1, sizeof *l); /* the caller's */
     cJSON *q = ka_stream_req(stream);
@@ -205,7 +204,7 @@ int kinesis_admin_list(kinesis_admin_t *ka, kinesis_admin_list_fn fn, void *ud, 
         }
         cJSON_ArrayForEach(n, names) {
             if (!cJSON_IsString(n)) continue;
-            source_shard_list_t *l = ka_shards(ka, n->valuestring, err);
+            source_shard_list_t *l = kinesis_admin_shards(ka, n->valuestring, err);
             if (!l) {
                 ka_result_clear(&res);
                 return -1;
@@ -229,7 +228,7 @@ int kinesis_admin_split(kinesis_admin_t *ka, const char *stream, const char *sha
 {
     char mid[48];
     if (!hash_key) {
-        source_shard_list_t *l = ka_shards(ka, stream, err);
+        source_shard_list_t *l = kinesis_admin_shards(ka, stream, err);
         if (!l) return -1;
         const source_shard_t *s = source_shard_find(l, shard);
         hashkey_t lo, hi;

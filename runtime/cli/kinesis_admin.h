@@ -24,6 +24,10 @@ int kinesis_admin_create(kinesis_admin_t *ka, const char *stream, int shards, er
 typedef void (*kinesis_admin_list_fn)(void *ud, const char *stream, int open_shards, int shards);
 int kinesis_admin_list(kinesis_admin_t *ka, kinesis_admin_list_fn fn, void *ud, errbuf_t *err);
 
+/* Every shard of the stream, open and closed (ListShards, all pages), or
+ * NULL with err set. Caller frees with source_shard_list_free. */
+source_shard_list_t *kinesis_admin_shards(kinesis_admin_t *ka, const char *stream, errbuf_t *err);
+
 /* SplitShard at `hash_key` (decimal), or in the middle of the shard's hash
  * range when NULL; MergeShards of two adjacent shards. Both wait until the
  * stream is ACTIVE again. */

@@ -1,5 +1,6 @@
 /* shardrun: the command line. Exit status 0 on success, 1 on a runtime
  * failure, 2 on bad usage or bad config. */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
 #include <openssl/evp.h>
@@ -217,6 +218,22 @@ static void cli_print_kinesis_stream(void *ud, const char *name, int open, int t
     printf("%-24s open_shards=%d shards=%d\n", name, open, total);
 }
 
+/* "ok split s: shardId-000000000000 -> shardId-000000000002 shardId-000000000003":
+ * the children a split or merge made, found among the stream's shards by
+ * their parents (NULL list: printed without them). */
+static void cli_print_resharded(const char *sub, char **args, const source_shard_list_t *l)
+{
+    const char *p1 = args[1], *p2 = !strcmp(sub, "merge") ? args[2] : NULL;
+    printf("ok %s %s: %s%s%s ->", sub, args[0], p1, p2 ? " + " : "", p2 ? p2 : "");
+    for (size_t i = 0; l && i < l->count; i++) {
+        const source_shard_t *c = &l->shards[i];
+        int of_p1 = (c->parent && !strcmp(c->parent, p1)) || (c->adjacent_parent && !strcmp(c->adjacent_parent, p1));
+        int of_p2 = !p2 || (c->parent && !strcmp(c->parent, p2)) || (c->adjacent_parent && !strcmp(c->adjacent_parent, p2));
+        if (of_p1 && of_p2) printf(" %s", c->id);
+    }
+    printf("\n");
+}
+
 static int cmd_stream(int argc, char **argv)
 {
     const char *shards_s = NULL, *hash_key = NULL;
@@ -250,9 +267,13 @@ static int cmd_stream(int argc, char **argv)
         else if (!strcmp(sub, "list")) rc = kinesis_admin_list(ka, cli_print_kinesis_stream, NULL, &err);
         else if (!strcmp(sub, "split")) rc = kinesis_admin_split(ka, args[0], args[1], hash_key, &err);
         else rc = kinesis_admin_merge(ka, args[0], args[1], args[2], &err);
+        source_shard_list_t *after = NULL;
+        if (!rc && (!strcmp(sub, "split") || !strcmp(sub, "merge"))) after = kinesis_admin_shards(ka, args[0], &err);
         kinesis_admin_close(ka);
         if (rc) fprintf(stderr, "shardrun: %s\n", err.msg);
+        else if (after) cli_print_resharded(sub, args, after);
         else if (strcmp(sub, "list")) printf("ok %s %s\n", sub, args[0]);
+        source_shard_list_free(after);
         return rc ? EXIT_RUNTIME : 0;
     }
     streamdb_t *db = cli_streamdb(cfg, !strcmp(sub, "create"));
@@ -262,16 +283,24 @@ static int cmd_stream(int argc, char **argv)
     else if (!strcmp(sub, "list")) rc = streamdb_list_streams(db, cli_print_stream, NULL, &err);
     else if (!strcmp(sub, "split")) rc = streamdb_split(db, args[0], args[1], hash_key, &err);
     else rc = streamdb_merge(db, args[0], args[1], args[2], &err);
+    source_shard_list_t *after = NULL;
+    if (!rc && (!strcmp(sub, "split") || !strcmp(sub, "merge")) && streamdb_shards(db, args[0], &after, &err))
+        after = NULL;
     if (rc) fprintf(stderr, "shardrun: %s\n", err.msg);
+    else if (after) cli_print_resharded(sub, args, after);
     else if (strcmp(sub, "list")) printf("ok %s %s\n", sub, args[0]);
+    source_shard_list_free(after);
     streamdb_close(db);
     return rc ? EXIT_RUNTIME : 0;
 }
 
 /* ---- put ------------------------------------------------------------------ */
 
-static const char *const usage_put = "shardrun put [-c FILE] STREAM [--partition-key K] [FILE]\n"
-                                     "  append one record per input line (stdin when no FILE)";
+static const char *const usage_put =
+    "shardrun put [-c FILE] STREAM [--partition-key K | --key-field NAME | --key-tab] [FILE]\n"
+    "  append one record per input line (stdin when no FILE); the partition key is K, or a JSON line's\n"
+    "  field NAME, or with --key-tab what comes before the first tab (the record is what follows it);\n"
+    "  by default the line's MD5";
 
 /* The partition key of a line without --partition-key: the hex MD5 of the
  * line, so lines spread over the shards. */
@@ -369,34 +398,84 @@ static int cli_put_all(const char *stream, cli_next_fn next, void *ud, const cha
     return 0;
 }
 
-/* `put`: one record per line; the key is --partition-key, else the line's MD5. */
+/* `put`: one record per line; the key is --partition-key, a JSON line's
+ * --key-field, the part before the first tab (--key-tab), else the line's MD5. */
 typedef struct line_reader {
     FILE *in;
     const char *pkey;
+    const char *key_field;  /* JSON lines: the field holding the key */
+    int key_tab;            /* KEY<TAB>DATA lines */
     char *line;
-    size_t cap;
-    char key[33];
+    size_t cap, lineno;
+    char key[257];          /* Kinesis keys are 1 to 256 characters */
 } line_reader_t;
+
+/* The key of a JSON line from its field `name` (a string, or a number as
+ * written): 0, or -1 with err naming the line. */
+static int cli_json_key(line_reader_t *lr, const char *line, size_t len, errbuf_t *err)
+{
+    cJSON *j = cJSON_ParseWithLength(line, len);
+    const cJSON *v = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, lr->key_field) : NULL;
+    int rc = 0;
+    if (cJSON_IsString(v) && *v->valuestring && strlen(v->valuestring) < sizeof lr->key) {
+        snprintf(lr->key, sizeof lr->key, "%s", v->valuestring);
+    } else if (cJSON_IsNumber(v)) {
+        char *num = cJSON_PrintUnformatted(v);
+        snprintf(lr->key, sizeof lr->key, "%s", num ? num : "0");
+        free(num);
+    } else {
+        rc = errbuf_set(err, "line %zu: %s: --key-field %s needs a JSON object whose \"%s\" is a string (1 to 256 "
+                        "characters) or a number", lr->lineno, !j ? "not JSON" : !v ? "no such field" : "wrong type",
+                        lr->key_field, lr->key_field);
+    }
+    cJSON_Delete(j);
+    return rc;
+}
 
 static int cli_next_line(void *ud, source_put_record_t *rec, errbuf_t *err)
 {
     line_reader_t *lr = ud;
     ssize_t len = getline(&lr->line, &lr->cap, lr->in);
     if (len < 0) return ferror(lr->in) ? errbuf_set(err, "read error: %s", strerror(errno)) : 0;
+    lr->lineno++;
     if (len > 0 && lr->line[len - 1] == '\n') len--;
-    if (!lr->pkey) cli_line_key(lr->line, (size_t)len, lr->key);
-    *rec = (source_put_record_t){lr->line, (size_t)len, lr->pkey ? lr->pkey : lr->key};
+    const char *data = lr->line;
+    if (lr->pkey) {
+        *rec = (source_put_record_t){data, (size_t)len, lr->pkey};
+        return 1;
+    }
+    if (lr->key_tab) {
+        const char *tab = memchr(lr->line, '\t', (size_t)len);
+        size_t klen = tab ? (size_t)(tab - lr->line) : 0;
+        if (!tab || !klen || klen >= sizeof lr->key)
+            return errbuf_set(err, "line %zu: --key-tab needs KEY<TAB>DATA with a key of 1 to 256 characters",
+                              lr->lineno);
+        memcpy(lr->key, lr->line, klen);
+        lr->key[klen] = '\0';
+        data = tab + 1;
+        len -= (ssize_t)klen + 1;
+    } else if (lr->key_field) {
+        if (cli_json_key(lr, lr->line, (size_t)len, err)) return -1;
+    } else {
+        cli_line_key(lr->line, (size_t)len, lr->key);
+    }
+    *rec = (source_put_record_t){data, (size_t)len, lr->key};
     return 1;
 }
 
 static int cmd_put(int argc, char **argv)
 {
-    const char *pkey = NULL;
-    cli_flag_t flags[] = {{"partition-key", 1, &pkey, NULL}};
-    CLI_PARSE(argc, argv, usage_put, flags, 1);
+    const char *pkey = NULL, *key_field = NULL;
+    int key_tab = 0;
+    cli_flag_t flags[] = {{"partition-key", 1, &pkey, NULL}, {"key-field", 1, &key_field, NULL},
+                          {"key-tab", 0, NULL, &key_tab}};
+    CLI_PARSE(argc, argv, usage_put, flags, 3);
     if (first >= argc || argc - first > 2) return cli_usage_error(usage_put, "%s", "expected STREAM [FILE]");
+    if (!!pkey + !!key_field + key_tab > 1)
+        return cli_usage_error(usage_put, "%s", "--partition-key, --key-field and --key-tab exclude each other");
     const char *stream = argv[first], *file = argc - first == 2 ? argv[first + 1] : NULL;
-    line_reader_t lr = {.in = file ? fopen(file, "rb") : stdin, .pkey = pkey};
+    line_reader_t lr = {.in = file ? fopen(file, "rb") : stdin, .pkey = pkey, .key_field = key_field,
+                        .key_tab = key_tab};
     if (!lr.in) {
         fprintf(stderr, "shardrun: %s: %s\n", file, strerror(errno));
         return EXIT_RUNTIME;

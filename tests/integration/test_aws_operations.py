@@ -331,3 +331,56 @@ def test_status_rows_are_in_shard_order_aligned_and_agree_with_json(aws):
         assert len(cols[3]) <= 22 and r["checkpoint"].startswith(head) and r["checkpoint"].endswith(tail)
         assert cols[7] == f"{r['millisBehind']}ms", (line, r)
     assert w.stop(30) == 0
+
+
+# ---- 8. test data with per-line keys; split and merge name their children ----------------
+
+def all_records(stream):
+    from aws_helpers import read_shard
+    out = []
+    for sh in kinesis("ListShards", {"StreamName": stream})["Shards"]:
+        out += [(sh["ShardId"], d.decode(), k) for _, d, k in read_shard(stream, sh["ShardId"])]
+    return out
+
+
+def test_put_takes_a_key_per_line_from_a_json_field_or_before_a_tab(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config()
+    aws.create(4)
+    import json
+    lines = [json.dumps({"user": f"u{i % 5}", "n": i}) for i in range(50)]
+    r = aws.env.run("put", "--key-field", "user", aws.stream, input=("\n".join(lines) + "\n").encode(), timeout=60)
+    assert b"put 50 records" in r.stderr
+    tab = [f"k{i % 3}\tvalue {i}" for i in range(30)]
+    aws.env.run("put", "--key-tab", aws.stream, input=("\n".join(tab) + "\n").encode(), timeout=60)
+    recs = all_records(aws.stream)
+    by_key = collections.defaultdict(list)
+    shard_of = collections.defaultdict(set)
+    for shard, data, key in recs:
+        by_key[key].append(data)
+        shard_of[key].add(shard)
+    for u in range(5):
+        assert [json.loads(d)["n"] for d in by_key[f"u{u}"]] == list(range(u, 50, 5)), "in order, one shard per key"
+        assert len(shard_of[f"u{u}"]) == 1
+    for k in range(3):
+        assert by_key[f"k{k}"] == [f"value {i}" for i in range(k, 30, 3)], "the key and its tab are not in the data"
+    bad = aws.env.run("put", "--key-field", "user", aws.stream, input=b'{"user":"a"}\n{"nouser":1}\n', check=False)
+    assert bad.returncode == 1 and b"line 2" in bad.stderr and b"no such field" in bad.stderr
+    both = aws.env.run("put", "--key-tab", "--partition-key", "x", aws.stream, input=b"a\n", check=False)
+    assert both.returncode == 2
+
+
+def test_split_and_merge_print_the_child_shard_ids(aws):
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config()
+    aws.create(2)
+    out = aws.env.run("stream", "split", aws.stream, "shardId-000000000000", timeout=60).stdout.decode().strip()
+    children = {s["ShardId"] for s in kinesis("ListShards", {"StreamName": aws.stream})["Shards"]
+                if s.get("ParentShardId") == "shardId-000000000000"}
+    assert len(children) == 2
+    assert out == f"ok split {aws.stream}: shardId-000000000000 -> " + " ".join(sorted(children)), out
+    a, b = sorted(children)
+    out = aws.env.run("stream", "merge", aws.stream, a, b, timeout=60).stdout.decode().strip()
+    (merged,) = [s["ShardId"] for s in kinesis("ListShards", {"StreamName": aws.stream})["Shards"]
+                 if s.get("ParentShardId") in (a, b) and s.get("AdjacentParentShardId") in (a, b)]
+    assert out == f"ok merge {aws.stream}: {a} + {b} -> {merged}", out
