@@ -314,6 +314,24 @@ static int cfg_check_region_known(cfg_t *c, const config_t *conf, backend_t type
                     "add region = \"us-east-1\" (or yours)", conf->aws.profile ? conf->aws.profile : "default");
 }
 
+/* A KCL multi-stream identifier: "<12-digit account>:<this stream's name>:<creation epoch seconds>". */
+static int cfg_check_kcl_identifier(cfg_t *c, const config_t *conf, const config_stream_t *s)
+{
+    const char *id = s->kcl_stream_identifier;
+    if (!id) return 0;
+    if (conf->leases.type != BACKEND_AWS || conf->source.type != BACKEND_AWS)
+        return cfg_fail(c, "kcl_stream_identifier", "KCL lease keys need a kinesis source and dynamodb leases");
+    size_t n = strlen(id), name = strlen(s->name), digits = 0;
+    while (digits < n && id[digits] >= '0' && id[digits] <= '9') digits++;
+    const char *rest = id + digits, *epoch = rest + 1 + name + 1;
+    int ok = digits == 12 && *rest == ':' && n > digits + 1 + name + 1 && !strncmp(rest + 1, s->name, name) &&
+             epoch[-1] == ':' && *epoch;
+    for (const char *p = epoch; ok && *p; p++) ok = *p >= '0' && *p <= '9';
+    if (ok) return 0;
+    return cfg_fail(c, "kcl_stream_identifier", "expected \"<account id>:%s:<creation epoch seconds>\" (the KCL's "
+                    "stream identifier, e.g. \"123456789012:%s:1700000000\"), got \"%s\"", s->name, s->name, id);
+}
+
 static int cfg_source(cfg_t *c, config_t *conf)
 {
     static const char *const keys[] = {"type", "path", "region", "endpoint", "ca_file", NULL};
@@ -531,7 +549,7 @@ static int cfg_stream(cfg_t *c, config_t *conf, config_stream_t *s)
     static const char *const keys[] = {"name", "processor", "initial_position", "initial_timestamp_ms", "on_error",
                                        "process_timeout_ms", "memory_limit_mb", "max_records",
                                        "checkpoint_interval_ms", "prefetch_batches", "idle_time_between_reads_ms",
-                                       NULL};
+                                       "kcl_stream_identifier", NULL};
     static const char *const positions[] = {"TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", NULL};
     int pos = 0;
     s->max_records = 10000;
@@ -552,6 +570,8 @@ static int cfg_stream(cfg_t *c, config_t *conf, config_stream_t *s)
     if (!rc) rc = cfg_int(c, -1, "checkpoint_interval_ms", 0, 86400000, &s->checkpoint_interval_ms);
     if (!rc) rc = cfg_int(c, -1, "prefetch_batches", 1, 64, &s->prefetch_batches);
     if (!rc) rc = cfg_int(c, -1, "idle_time_between_reads_ms", 0, 3600000, &s->idle_time_between_reads_ms);
+    if (!rc) rc = cfg_string(c, -1, "kcl_stream_identifier", 0, &s->kcl_stream_identifier);
+    if (!rc) rc = cfg_check_kcl_identifier(c, conf, s);
     if (!rc) {
         char *abs = cfg_resolve(conf, s->processor);
         free(s->processor);
@@ -818,6 +838,7 @@ void config_free(config_t *c)
     for (size_t i = 0; i < c->nstreams; i++) {
         free(c->streams[i].name);
         free(c->streams[i].processor);
+        free(c->streams[i].kcl_stream_identifier);
         policy_free(&c->streams[i].policy);
     }
     free(c->streams);

@@ -44,6 +44,9 @@ typedef struct config_stream {
     int64_t checkpoint_interval_ms; /* 0 = write every decision */
     int64_t prefetch_batches;       /* default 2 */
     int64_t idle_time_between_reads_ms; /* default 1000 */
+    char *kcl_stream_identifier;    /* "account:stream:creationEpoch" (KCL 2.x/3.x multi-stream): its lease
+                                       keys are "<identifier>:<shardId>", as that KCL table has them; NULL:
+                                       shardrun's keys (the shard id, or "stream:shard" for several streams) */
 } config_stream_t;
 
 typedef struct config {

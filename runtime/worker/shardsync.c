@@ -48,17 +48,42 @@ struct shardsync {
     int reported_conflict;         /* a lease of another stream under our key was logged */
 };
 
+static const config_stream_t *shardsync_stream_cfg(const config_t *cfg, const char *stream)
+{
+    for (size_t i = 0; stream && i < cfg->nstreams; i++)
+        if (!strcmp(cfg->streams[i].name, stream)) return &cfg->streams[i];
+    return NULL;
+}
+
 char *shardsync_lease_key(const config_t *cfg, const char *stream, const char *shard)
 {
-    if (cfg->nstreams == 1) return xstrdup(shard);
-    size_t n = strlen(stream) + strlen(shard) + 2;
+    const config_stream_t *cs = shardsync_stream_cfg(cfg, stream);
+    const char *kcl = cs ? cs->kcl_stream_identifier : NULL;
+    if (!kcl && cfg->nstreams == 1) return xstrdup(shard);
+    size_t n = strlen(kcl ? kcl : stream) + strlen(shard) + 2;
     char *k = xmalloc(n); /* owned by the caller */
-    snprintf(k, n, "%s:%s", stream, shard);
+    snprintf(k, n, "%s:%s", kcl ? kcl : stream, shard);
     return k;
+}
+
+/* The KCL's multi-stream rows name their stream by its identifier
+ * ("account:stream:epoch", in streamName or as the leaseKey's prefix). */
+static const char *shardsync_kcl_stream(const config_t *cfg, const lease_t *l)
+{
+    for (size_t i = 0; i < cfg->nstreams; i++) {
+        const char *id = cfg->streams[i].kcl_stream_identifier;
+        size_t n = id ? strlen(id) : 0;
+        if (!id) continue;
+        if (l->stream ? !strcmp(l->stream, id) : l->key && !strncmp(l->key, id, n) && l->key[n] == ':')
+            return cfg->streams[i].name;
+    }
+    return NULL;
 }
 
 const char *shardsync_lease_stream(const config_t *cfg, const lease_t *l)
 {
+    const char *kcl = shardsync_kcl_stream(cfg, l);
+    if (kcl) return kcl;
     if (l->stream) return l->stream;
     return cfg->nstreams == 1 ? cfg->streams[0].name : NULL;
 }
@@ -290,7 +315,8 @@ static void shardsync_send_create(shardsync_t *ss, size_t idx)
     lease_t l = {0};
     char *parents[2];
     l.key = shardsync_lease_key(ss->cfg, cs->name, sh->id);
-    l.stream = (char *)cs->name;
+    /* in the KCL's multi-stream form, streamName holds the stream identifier */
+    l.stream = (char *)(cs->kcl_stream_identifier ? cs->kcl_stream_identifier : cs->name);
     l.shard = sh->id;
     l.checkpoint = (char *)checkpoint;
     if (sh->parent) parents[l.nparents++] = sh->parent;

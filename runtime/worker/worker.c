@@ -448,6 +448,9 @@ static void worker_refused_changes(const config_t *old, const config_t *nu, buf_
     for (size_t i = 0; same_streams && i < old->nstreams; i++)
         same_streams = !strcmp(old->streams[i].name, nu->streams[i].name);
     REFUSE_IF(!same_streams, "streams (added, removed or reordered)");
+    for (size_t i = 0; same_streams && i < old->nstreams; i++)
+        REFUSE_IF(worker_str_differs(old->streams[i].kcl_stream_identifier, nu->streams[i].kcl_stream_identifier),
+                  "kcl_stream_identifier");
 #undef REFUSE_IF
 }
 

@@ -384,3 +384,54 @@ def test_split_and_merge_print_the_child_shard_ids(aws):
     (merged,) = [s["ShardId"] for s in kinesis("ListShards", {"StreamName": aws.stream})["Shards"]
                  if s.get("ParentShardId") in (a, b) and s.get("AdjacentParentShardId") in (a, b)]
     assert out == f"ok merge {aws.stream}: {a} + {b} -> {merged}", out
+
+
+# ---- 9. KCL 2.x/3.x multi-stream lease keys ----------------------------------------------
+
+def test_kcl_multistream_rows_are_read_and_new_rows_written_in_the_kcls_form(aws):
+    from aws_helpers import create_lease_table, read_shard
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    other = aws.stream + "-b"
+    ident = {aws.stream: f"123456789012:{aws.stream}:1700000000", other: f"123456789012:{other}:1700000001"}
+    streams = [{"name": s, "processor": "p.lua", "idle_time_between_reads_ms": 200, "kcl_stream_identifier": ident[s]}
+               for s in (aws.stream, other)]
+    aws.env.config(streams, application=aws.app,
+                   source={"type": "kinesis", "region": "us-east-1", "endpoint": aws.kinesis_url},
+                   leases={"type": "dynamodb", "region": "us-east-1", "endpoint": aws.dynamodb_url},
+                   lease_duration_ms=3000, shard_sync_interval_ms=1000)
+    aws.env.create_stream(aws.stream, 1)
+    aws.env.create_stream(other, 1)
+    first = [f"a {i}" for i in range(40)]
+    second = [f"b {i}" for i in range(10)]
+    aws.env.put(aws.stream, first)
+    aws.env.put(other, second)
+    recs = read_shard(aws.stream, "shardId-000000000000")
+    create_lease_table(aws.app)
+    # the row a KCL 2.x MultiStreamTracker application wrote (released by its owner)
+    key = ident[aws.stream] + ":shardId-000000000000"
+    dynamodb("PutItem", {"TableName": aws.app, "Item": {
+        "leaseKey": {"S": key}, "streamName": {"S": ident[aws.stream]}, "shardId": {"S": "shardId-000000000000"},
+        "leaseCounter": {"N": "12"}, "checkpoint": {"S": recs[29][0]}, "checkpointSubSequenceNumber": {"N": "0"},
+        "ownerSwitchesSinceCheckpoint": {"N": "0"}, "startingHashKey": {"S": "0"},
+        "endingHashKey": {"S": "340282366920938463463374607431768211455"}}})
+    w = aws.env.worker("--drain")
+    assert w.wait(90) == 0, w.logs()[-3000:]
+    seen = [d for *_, d in read_seen(aws.env.dir / "seen")]
+    assert sorted(d for d in seen if d.startswith("a ")) == sorted(first[30:]), "resumed after the KCL's checkpoint"
+    assert sorted(d for d in seen if d.startswith("b ")) == sorted(second)
+    rows = aws.leases()
+    assert set(rows) == {key, ident[other] + ":shardId-000000000000"}, rows.keys()
+    for k, row in rows.items():
+        stream_id = k.rsplit(":", 1)[0]
+        assert row["streamName"] == stream_id and row["shardId"] == "shardId-000000000000", row
+    assert rows[key]["leaseCounter"] > 12 and rows[key]["checkpoint"] == recs[-1][0]
+
+
+def test_a_kcl_stream_identifier_must_name_its_stream(env):
+    env.write("p.lua", RECORDING_PROCESSOR)
+    env.extra_env.update(AWS_ENV)
+    env.config([{"name": "orders", "processor": "p.lua", "kcl_stream_identifier": "123456789012:payments:1700000000"}],
+               source={"type": "kinesis", "region": "us-east-1"}, leases={"type": "dynamodb", "region": "us-east-1"})
+    r = env.run("run", check=False, timeout=30)
+    assert r.returncode == 2
+    assert b"streams[1].kcl_stream_identifier: expected \"<account id>:orders:<creation epoch seconds>\"" in r.stderr
