@@ -17,11 +17,12 @@
 #include <unistd.h>
 
 #include "awsjson.h"
+#include "profile.h"
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/xalloc.h"
 
-#define CRED_FILE_MAX (1 << 20) /* credentials, config and token files */
+#define AWS_PROFILE_FILE_MAX (1 << 20) /* credentials, config and token files */
 
 typedef enum { CRED_NONE, CRED_RESOLVING, CRED_READY, CRED_FAILED } cred_state_t;
 typedef enum { SRC_NONE, SRC_EXPLICIT, SRC_ENV, SRC_WEBID, SRC_PROFILE, SRC_ECS, SRC_IMDS } cred_src_t;
@@ -74,35 +75,6 @@ static void cred_value_free(cred_value_t *v)
     memset(v, 0, sizeof *v);
 }
 
-/* Reads a whole small file; returns a malloc'd string (caller frees) or NULL. */
-static char *cred_read_file(const char *path)
-{
-    FILE *f = path ? fopen(path, "rb") : NULL;
-    if (!f) return NULL;
-    buf_t b;
-    buf_init(&b, CRED_FILE_MAX);
-    char chunk[4096];
-    size_t n;
-    int ok = 1;
-    while (ok && (n = fread(chunk, 1, sizeof chunk, f)) > 0) ok = buf_append(&b, chunk, n) == 0;
-    ok = ok && !ferror(f);
-    fclose(f);
-    if (!ok) {
-        buf_free(&b);
-        return NULL;
-    }
-    return buf_detach(&b);
-}
-
-static char *cred_trim(char *s)
-{
-    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n') s++;
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
-        s[--n] = '\0';
-    return s;
-}
-
 /* "2024-01-01T00:00:00Z" or with ".000Z": UTC seconds, 0 when unparsable. */
 static time_t cred_parse_time(const char *s)
 {
@@ -116,163 +88,25 @@ static time_t cred_parse_time(const char *s)
     return timegm(&tm);
 }
 
-/* ---- shared files ------------------------------------------------------------ */
-
-/* Value of `key` in section `section` of INI text, or NULL; malloc'd. Indented
- * lines are sub-properties (e.g. "s3 =\n  max_concurrent_requests = 5"): skipped. */
-static char *cred_ini_get(const char *text, const char *section, const char *key)
-{
-    if (!text) return NULL;
-    char *copy = xstrdup(text), *save = NULL, *result = NULL; /* copy freed below */
-    int in = 0;
-    for (char *line = strtok_r(copy, "\n", &save); line && !result; line = strtok_r(NULL, "\n", &save)) {
-        if (*line == ' ' || *line == '\t') continue;
-        char *t = cred_trim(line);
-        if (*t == '#' || *t == ';' || !*t) continue;
-        if (*t == '[') {
-            char *end = strchr(t, ']');
-            if (!end) continue;
-            *end = '\0';
-            in = !strcmp(cred_trim(t + 1), section);
-            continue;
-        }
-        char *eq = strchr(t, '=');
-        if (!in || !eq) continue;
-        *eq = '\0';
-        if (!strcasecmp(cred_trim(t), key)) result = xstrdup(cred_trim(eq + 1));
-    }
-    OPENSSL_cleanse(copy, strlen(text)); /* may hold secrets */
-    free(copy);
-    return result;
-}
-
-/* 1 when INI text has a section named `section`. */
-static int cred_ini_has_section(const char *text, const char *section)
-{
-    size_t n = strlen(section);
-    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-        while (*p == ' ' || *p == '\t') p++;
-        if (*p != '[') continue;
-        p++;
-        while (*p == ' ') p++;
-        if (!strncmp(p, section, n)) {
-            const char *e = p + n;
-            while (*e == ' ') e++;
-            if (*e == ']') return 1;
-        }
-    }
-    return 0;
-}
-
-/* Path from `env` or ~/.aws/<name>; malloc'd or NULL without HOME. */
-static char *cred_file_path(const char *env, const char *name)
-{
-    const char *p = cred_env(env);
-    const char *home = cred_env("HOME");
-    buf_t b = BUF_INIT;
-    if (p && p[0] == '~' && p[1] == '/' && home) (void)buf_printf(&b, "%s%s", home, p + 1);
-    else if (p) (void)buf_append_str(&b, p);
-    else if (home) (void)buf_printf(&b, "%s/.aws/%s", home, name);
-    else return NULL;
-    return buf_detach(&b);
-}
-
-static const char *cred_profile_name(const char *opt_profile)
-{
-    if (opt_profile && *opt_profile) return opt_profile;
-    const char *p = cred_env("AWS_PROFILE");
-    return p ? p : "default";
-}
-
-/* `key` of the profile in the config file ("[profile X]", or "[default]"). */
-static char *cred_config_get(const char *profile, const char *key)
-{
-    char *path = cred_file_path("AWS_CONFIG_FILE", "config");
-    char *text = cred_read_file(path);
-    char section[512];
-    snprintf(section, sizeof section, "profile %s", profile);
-    char *v = cred_ini_get(text, section, key);
-    if (!v && !strcmp(profile, "default")) v = cred_ini_get(text, "default", key);
-    free(path);
-    free(text);
-    return v;
-}
-
 char *aws_cred_region_resolve(const char *config_region, const char *profile)
 {
     if (config_region && *config_region) return xstrdup(config_region);
     const char *r = cred_env("AWS_REGION");
     if (!r) r = cred_env("AWS_DEFAULT_REGION");
     if (r) return xstrdup(r);
-    return cred_config_get(cred_profile_name(profile), "region");
+    return aws_profile_config_get(aws_profile_name(profile), "region");
 }
 
-/* "read", "no such file", "cannot be read: ..." for a shared file. */
-static const char *cred_file_state(const char *path, const char *text, char *out, size_t n)
+/* A profile's static keys as the chain's value (detail "profile=NAME"). */
+static int cred_profile(const char *profile, cred_value_t *v, char *why, size_t whylen)
 {
-    if (text) return "read";
-    if (!path) return "HOME is not set";
-    snprintf(out, n, "%s", access(path, F_OK) ? "no such file" : "cannot be read");
-    return out;
-}
-
-/* Static keys of `profile`: credentials file first, then config file.
- * Returns 1 with *v filled, or 0 with `why` saying what was looked at and
- * what was missing (no secrets: file names and key names only). */
-static int cred_from_profile(const char *profile, cred_value_t *v, char *why, size_t whylen)
-{
-    char *cpath = cred_file_path("AWS_SHARED_CREDENTIALS_FILE", "credentials");
-    char *fpath = cred_file_path("AWS_CONFIG_FILE", "config");
-    char *text = cred_read_file(cpath);
-    char *ctext = cred_read_file(fpath);
-    char section[512];
-    snprintf(section, sizeof section, "profile %s", profile);
-    int in_creds = text && cred_ini_has_section(text, profile);
-    int in_config = ctext && (cred_ini_has_section(ctext, section) ||
-                              (!strcmp(profile, "default") && cred_ini_has_section(ctext, "default")));
-    v->ak = cred_ini_get(text, profile, "aws_access_key_id");
-    v->sk = cred_ini_get(text, profile, "aws_secret_access_key");
-    v->token = cred_ini_get(text, profile, "aws_session_token");
-    if (!v->ak || !v->sk) {
-        cred_value_free(v);
-        v->ak = cred_config_get(profile, "aws_access_key_id");
-        v->sk = cred_config_get(profile, "aws_secret_access_key");
-        v->token = cred_config_get(profile, "aws_session_token");
-    }
-    int ok = v->ak && *v->ak && v->sk && *v->sk;
-    if (!ok) {
-        char *role = in_config ? cred_config_get(profile, "role_arn") : NULL;
-        char *sso = in_config ? cred_config_get(profile, "sso_session") : NULL;
-        char *proc = in_config ? cred_config_get(profile, "credential_process") : NULL;
-        if (!in_creds && !in_config) {
-            char cstate[128], fstate[128];
-            snprintf(why, whylen, "profile \"%s\" is in neither %s (%s) nor %s (%s)", profile,
-                     cpath ? cpath : "~/.aws/credentials", cred_file_state(cpath, text, cstate, sizeof cstate),
-                     fpath ? fpath : "~/.aws/config", cred_file_state(fpath, ctext, fstate, sizeof fstate));
-        }
-        else if (role || sso || proc)
-            snprintf(why, whylen, "profile \"%s\" uses %s, which shardrun does not support (static keys only; "
-                     "use web identity, ECS or EC2 roles for temporary credentials)", profile,
-                     role ? "role_arn" : sso ? "sso_session" : "credential_process");
-        else
-            snprintf(why, whylen, "profile \"%s\" has no %s", profile,
-                     v->ak && *v->ak ? "aws_secret_access_key" : "aws_access_key_id");
-        free(role);
-        free(sso);
-        free(proc);
-        cred_value_free(v);
-    } else {
-        buf_t d = BUF_INIT;
-        (void)buf_printf(&d, "profile=%s", profile);
-        v->detail = buf_detach(&d);
-    }
-    if (text) OPENSSL_cleanse(text, strlen(text));
-    if (ctext) OPENSSL_cleanse(ctext, strlen(ctext));
-    free(text);
-    free(ctext);
-    free(cpath);
-    free(fpath);
-    return ok;
+    aws_profile_keys_t k = {0};
+    if (!aws_profile_keys(profile, &k, why, whylen)) return 0;
+    buf_t d = BUF_INIT;
+    (void)buf_printf(&d, "profile=%s", profile);
+    *v = (cred_value_t){k.ak, k.sk, k.token && *k.token ? k.token : NULL, 0, buf_detach(&d)};
+    if (k.token && !*k.token) free(k.token);
+    return 1;
 }
 
 /* ---- outcome ---------------------------------------------------------------- */
@@ -374,7 +208,7 @@ static void cred_send(aws_cred_t *c, cred_src_t src, const char *method, const c
 
 static void cred_start_webid(aws_cred_t *c)
 {
-    char *token = cred_read_file(cred_env("AWS_WEB_IDENTITY_TOKEN_FILE"));
+    char *token = aws_profile_read_file(cred_env("AWS_WEB_IDENTITY_TOKEN_FILE"));
     if (!token) {
         cred_result(c, SRC_WEBID, NULL, "web identity: cannot read AWS_WEB_IDENTITY_TOKEN_FILE");
         return;
@@ -386,7 +220,7 @@ static void cred_start_webid(aws_cred_t *c)
         snprintf(session, sizeof session, "shardrun-%ld-%ld", (long)getpid(), (long)time(NULL));
         name = session;
     }
-    char *t = cred_trim(token);
+    char *t = aws_profile_trim(token);
     char *e_arn = aws_sigv4_uri_encode(arn, strlen(arn), 0);
     char *e_name = aws_sigv4_uri_encode(name, strlen(name), 0);
     char *e_tok = aws_sigv4_uri_encode(t, strlen(t), 0);
@@ -425,8 +259,8 @@ static void cred_start_ecs(aws_cred_t *c)
                                       "must be https or a loopback/ECS/EKS address");
         return;
     }
-    char *file_tok = cred_read_file(cred_env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"));
-    const char *tok = file_tok ? cred_trim(file_tok) : cred_env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+    char *file_tok = aws_profile_read_file(cred_env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"));
+    const char *tok = file_tok ? aws_profile_trim(file_tok) : cred_env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
     if (cred_env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") && !file_tok) {
         cred_result(c, SRC_ECS, NULL, "container credentials: cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
     } else if (tok && strpbrk(tok, "\r\n")) {
@@ -558,14 +392,14 @@ static void cred_imds_done(aws_cred_t *c, const aws_http_response_t *resp)
         cred_http_fail(c, what[c->imds_step], resp);
     } else if (c->imds_step == 0) {
         c->imds_token = xstrndup(resp->body, resp->body_len);
-        cred_trim(c->imds_token);
+        aws_profile_trim(c->imds_token);
         c->imds_step = 1;
         cred_imds_step(c);
     } else if (c->imds_step == 1) {
         char *list = xstrndup(resp->body, resp->body_len);
         char *nl = strchr(list, '\n');
         if (nl) *nl = '\0'; /* an instance profile has one role: take the first line */
-        char *role = cred_trim(list);
+        char *role = aws_profile_trim(list);
         if (!*role) {
             cred_result(c, SRC_IMDS, NULL, "imds: no IAM role attached to this instance");
         } else {
@@ -657,7 +491,7 @@ static int cred_begin(aws_cred_t *c)
     if (c->ak && c->sk) {
         cred_static(c, SRC_EXPLICIT, c->ak, c->sk, c->token, NULL);
     } else if (c->profile && *c->profile) {
-        if (cred_from_profile(c->profile, &v, why, sizeof why)) {
+        if (cred_profile(c->profile, &v, why, sizeof why)) {
             cred_result(c, SRC_PROFILE, &v, NULL);
         } else {
             char msg[1200];
@@ -671,14 +505,14 @@ static int cred_begin(aws_cred_t *c)
         cred_tried(&tried, "1. config (aws table)", "no access_key_id/secret_access_key or profile");
         cred_tried(&tried, "2. environment", why);
         const char *tf = cred_env("AWS_WEB_IDENTITY_TOKEN_FILE"), *arn = cred_env("AWS_ROLE_ARN");
-        const char *profile = cred_profile_name(NULL);
+        const char *profile = aws_profile_name(NULL);
         if (tf && arn) {
             cred_start(c, SRC_WEBID);
         } else {
             cred_tried(&tried, "3. web identity", tf ? "AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not"
                                                      : arn ? "AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not"
                                                            : "AWS_WEB_IDENTITY_TOKEN_FILE is not set");
-            if (cred_from_profile(profile, &v, why, sizeof why)) {
+            if (cred_profile(profile, &v, why, sizeof why)) {
                 cred_result(c, SRC_PROFILE, &v, NULL);
             } else {
                 char step[600];
