@@ -5,7 +5,8 @@
  * The first byte picks the parser, the rest is the body. Checks, beyond
  * ASan/UBSan and LeakSanitizer: a failed parse leaves nothing allocated in
  * its outputs; a successful GetRecords batch is self-consistent (every record
- * inside the arena, NUL-terminated fields); every lease of a Scan has a key.
+ * inside the arena, NUL-terminated fields); every lease of a Scan has a key;
+ * a PutRecords answer flags exactly the entries it counts as refused.
  *
  *   make fuzz                    (FUZZ_TIME=60 for longer; default 30 s per harness)
  * The sources it links are FUZZ_AWS_SRC in the Makefile. */
@@ -37,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *body = (const char *)data + 1;
     size_t len = size - 1;
     errbuf_t err;
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
     case 0: {
         source_records_t r = {0};
         if (kinesis_json_get_records(body, len, &r, &err) == AWSJSON_OK) {
@@ -75,6 +76,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         free(last);
         lease_list_free(l);
+        break;
+    }
+    case 3: {
+        /* PutRecords for a call of 1 to 4 records: refusals counted as flagged */
+        size_t n = (size_t)(data[0] / 5 % 4) + 1;
+        unsigned char refused[4];
+        kinesis_put_result_t r;
+        if (kinesis_json_put_result(body, len, n, refused, &r, &err) == AWSJSON_OK) {
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++) k += refused[i];
+            if (k != r.refused || (r.refused == 0) != (r.first_error[0] == '\0' && !r.retryable)) abort();
+        }
         break;
     }
     default: {
