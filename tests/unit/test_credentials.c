@@ -444,7 +444,7 @@ static void test_the_chain_error_names_each_step_and_why(void **state)
         assert_int_equal(aws_cred_check(c, &err), -1);
         if (!strstr(err.msg, cases[i].want)) fail_msg("case %zu: %s", i, err.msg);
         for (int step = 1; step <= 6; step++) {
-            char n[8];
+            char n[16];
             snprintf(n, sizeof n, "%d. ", step);
             if (!strstr(err.msg, n)) fail_msg("case %zu: step %d not named: %s", i, step, err.msg);
         }
