@@ -322,6 +322,10 @@ static void coord_write_detached(lease_coord_t *c, op_t *w, lease_status_t st, c
     if (!w->lost && ends && st == LEASE_OK && w->kind == OP_HANDOFF)
         log_info("lease_handed_off", "lease=%s from=%s to=%s", w->key, c->worker_id,
                  updated && updated->owner ? updated->owner : "-");
+    else if (!w->lost && st == LEASE_OK && w->kind == OP_RELEASE)
+        log_info("lease_released", "lease=%s worker=%s counter=%lld checkpoint=%s", w->key, c->worker_id,
+                 (long long)(updated ? updated->counter : w->row.counter),
+                 updated && updated->checkpoint ? updated->checkpoint : "-");
     else if (!w->lost && ends && st != LEASE_OK && (st != LEASE_CONFLICT || w->kind == OP_HANDOFF))
         coord_release_unheld(c, &w->row, w->kind == OP_HANDOFF ? "handoff refused (request withdrawn)"
                                                                : "release failed, tried again");
