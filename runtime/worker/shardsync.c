@@ -427,7 +427,9 @@ static int shardsync_foreign_row(shardsync_t *ss, const config_stream_t *cs, con
         char *key = shardsync_lease_key(ss->cfg, cs->name, l->shards[i].id);
         const lease_t *row = lease_list_find(all, key);
         free(key);
-        if (!row || row->invalid || !row->stream || !strcmp(row->stream, cs->name)) continue;
+        /* compared as mapped: a KCL multi-stream row names its stream by its identifier */
+        const char *owner = row && row->stream ? shardsync_lease_stream(ss->cfg, row) : NULL;
+        if (!row || row->invalid || !owner || !strcmp(owner, cs->name)) continue;
         const config_t *cfg = ss->cfg;
         char msg[2048];
         snprintf(msg, sizeof msg, "lease %s in %s %s belongs to stream %s, but this config runs stream %s under "
