@@ -181,10 +181,11 @@ static void status_print_table(const status_row_t *rows, size_t n, FILE *out)
 int status_print(const config_t *cfg, int json, FILE *out)
 {
     if (cfg->leases.type == BACKEND_LOCAL && access(cfg->leases.path, F_OK) != 0) {
-        /* read-only: opening the store would create the file */
-        fprintf(stderr, "shardrun: lease file %s does not exist: no worker has run with this config yet\n",
-                cfg->leases.path);
-        return 1;
+        /* read-only: opening the store would create the file; no file, no leases */
+        fprintf(stderr, "shardrun: no lease file %s yet: no worker has run with this config\n", cfg->leases.path);
+        if (json) status_print_json(NULL, 0, out);
+        else status_print_table(NULL, 0, out);
+        return 0;
     }
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     errbuf_t err;

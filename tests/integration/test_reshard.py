@@ -222,8 +222,12 @@ def test_a_child_whose_parent_row_is_missing_waits_for_its_parent(env):
         for k in keys:
             produced.append(f"{k}:{n}")
             env.put("s", [f"{k}:{n}"], partition_key=k)
-    env.run("status")                                    # creates the lease table
+    # status creates nothing (issue 13 #2): the table is made here, as the SQLite store makes it
     con = sqlite3.connect(env.dir / "leases.db")
+    con.execute("CREATE TABLE test(leaseKey TEXT PRIMARY KEY, leaseOwner TEXT, leaseCounter INTEGER, checkpoint TEXT,"
+                " checkpointSubSequenceNumber INTEGER DEFAULT 0, ownerSwitchesSinceCheckpoint INTEGER DEFAULT 0,"
+                " parentShardId TEXT, childShardIds TEXT, startingHashKey TEXT, endingHashKey TEXT, streamName TEXT,"
+                " shardId TEXT, shardrunInfo TEXT, pendingOwner TEXT)")
     for child in (S1, S2):
         con.execute("INSERT INTO test(leaseKey, leaseCounter, checkpoint, parentShardId, streamName, shardId)"
                     " VALUES (?, 0, 'TRIM_HORIZON', ?, 's', ?)", (child, f'["{S0}"]', child))
