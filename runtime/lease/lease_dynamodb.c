@@ -240,6 +240,25 @@ static void ddb_release_queue(ddb_store_t *ds, lease_status_t st, const char *wh
     }
 }
 
+/* The table is missing and may not be created: listings answer empty, writes fail. */
+static void ddb_release_queue_missing(ddb_store_t *ds, const char *why)
+{
+    ddb_req_t *next;
+    for (ddb_req_t *r = ds->reqs; r; r = next) {
+        next = r->next;
+        if (!r->queued) continue;
+        r->queued = 0;
+        if (r->is_list) {
+            if (!r->list) r->list = xcalloc(1, sizeof *r->list); /* handed to the callback */
+            r->st = LEASE_OK;
+        } else {
+            errbuf_set(&r->err, "%s", why);
+            r->st = LEASE_EFATAL;
+        }
+        ddb_deliver(r);
+    }
+}
+
 static void ddb_on_table_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     ddb_table_check(t->data);
@@ -290,12 +309,16 @@ static void ddb_table_done(void *ud, const aws_http_response_t *resp)
     }
     if (ds->table_op == TOP_DESCRIBE && aws_client_is(resp, "ResourceNotFoundException")) {
         if (!ds->create_table) {
-            /* a read-only user (status) never creates: a missing table is an answer */
+            /* a read-only user (status) never creates: a missing table is an
+             * answer, an empty one to a listing (no table, no leases) */
             ds->table_state = TABLE_UNKNOWN;
             snprintf(why, sizeof why, "lease table %s does not exist (region %s, endpoint %s): no worker has run "
                      "with this table yet, or leases.table (default: application) is mistyped", ds->table,
                      ds->ep.region, ds->ep.url);
-            ddb_release_queue(ds, LEASE_EFATAL, why);
+            log_warn("lease_table_missing", "table=%s region=%s endpoint=%s created=no note=\"no worker has run with "
+                     "it yet, or leases.table (default: application) is mistyped\"", ds->table, ds->ep.region,
+                     ds->ep.url);
+            ddb_release_queue_missing(ds, why);
             return;
         }
         log_info("lease_table_create", "table=%s billing=PAY_PER_REQUEST", ds->table);

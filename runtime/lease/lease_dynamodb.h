@@ -29,8 +29,9 @@ typedef struct lease_dynamodb_options {
     const char *endpoint;   /* NULL: https://dynamodb.<region>.amazonaws.com/ */
     int64_t write_budget_ms;  /* a write, retries included, answers ERETRY after this long
                                  (lease_write_budget_ms); 0: LEASE_DYNAMODB_TIMEOUT_MS per attempt */
-    int create_table;       /* 1: create the table if missing (a worker); 0: missing is an
-                               error (read-only commands create nothing) */
+    int create_table;       /* 1: create the table if missing (a worker); 0: read-only commands
+                               create nothing: a missing table lists as empty (logged
+                               lease_table_missing), a write to it fails */
 } lease_dynamodb_options_t;
 
 /* Caller owns the store: lease_store_destroy() (cancels its calls; before

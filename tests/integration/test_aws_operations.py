@@ -3,6 +3,7 @@ kinesalite + dynalite on 127.0.0.1, with a local TCP proxy of the test's own
 where a service must refuse, hang or answer wrongly: credentials follow the
 config, read-only commands create nothing, failures say what to fix."""
 import collections
+import json
 import re
 import time
 
@@ -131,11 +132,12 @@ def test_status_on_a_missing_lease_table_creates_nothing(aws):
     aws.config(leases={"type": "dynamodb", "region": "us-east-1", "endpoint": aws.dynamodb_url,
                        "table": "mistyped-table-" + aws.app})
     before = set(tables())
-    r = aws.env.run("status", check=False, timeout=60)
+    r = aws.env.run("status", "--json", check=False, timeout=60)
     err = r.stderr.decode()
-    assert r.returncode == 1, err
-    assert "lease table mistyped-table-" + aws.app + " does not exist" in err
-    assert "leases.table" in err
+    assert r.returncode == 0, err
+    assert json.loads(r.stdout) == [], "no table, no leases"
+    (missing,) = stderr_events(r, "lease_table_missing")
+    assert missing["table"] == "mistyped-table-" + aws.app and "leases.table" in missing["note"], missing
     assert set(tables()) == before, "status created a table"
     assert "lease_table_create" not in err
 
