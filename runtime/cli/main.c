@@ -362,7 +362,7 @@ static int cli_put_kinesis(const config_t *cfg, const char *stream, cli_next_fn 
         if (got == 1) {
             copies[n][0] = xstrndup(rec.data, rec.data_len); /* n bytes, binary-safe */
             copies[n][1] = xstrdup(rec.pkey);
-            recs[n] = (source_put_record_t){copies[n][0], rec.data_len, copies[n][1]};
+            recs[n] = (source_put_record_t){copies[n][0], rec.data_len, copies[n][1], NULL};
             n++;
         }
         if (n && (n == CHUNK || got != 1)) {
@@ -441,7 +441,7 @@ static int cli_next_line(void *ud, source_put_record_t *rec, errbuf_t *err)
     if (len > 0 && lr->line[len - 1] == '\n') len--;
     const char *data = lr->line;
     if (lr->pkey) {
-        *rec = (source_put_record_t){data, (size_t)len, lr->pkey};
+        *rec = (source_put_record_t){data, (size_t)len, lr->pkey, NULL};
         return 1;
     }
     if (lr->key_tab) {
@@ -459,7 +459,7 @@ static int cli_next_line(void *ud, source_put_record_t *rec, errbuf_t *err)
     } else {
         cli_line_key(lr->line, (size_t)len, lr->key);
     }
-    *rec = (source_put_record_t){data, (size_t)len, lr->key};
+    *rec = (source_put_record_t){data, (size_t)len, lr->key, NULL};
     return 1;
 }
 
@@ -513,7 +513,7 @@ static int cli_next_dead_letter(void *ud, source_put_record_t *rec, errbuf_t *er
     errbuf_t why;
     if (deadletter_parse_line(dr->line, &dr->rec, &why))
         return errbuf_set(err, "%s:%zu: %s", dr->file, dr->lineno, why.msg);
-    *rec = (source_put_record_t){dr->rec.data, dr->rec.data_len, dr->rec.pkey};
+    *rec = (source_put_record_t){dr->rec.data, dr->rec.data_len, dr->rec.pkey, NULL};
     return 1;
 }
 

@@ -239,14 +239,16 @@ static void deadletter_file_done(tpool_job_t *job)
     deadletter_finish(j, j->rc ? DEADLETTER_ERETRY : DEADLETTER_SENT, j->rc ? j->err.msg : NULL);
 }
 
-static void deadletter_stream_done(void *ud, source_err_t err, const char *msg)
+/* A failed put is sent again whole: dead letters are at-least-once. */
+static void deadletter_stream_done(void *ud, const source_put_result_t *r)
 {
     deadletter_job_t *j = ud;
+    source_err_t err = r->error;
     deadletter_status_t st = err == SOURCE_OK ? DEADLETTER_SENT : err == SOURCE_ERETRY ? DEADLETTER_ERETRY
                                                                                        : DEADLETTER_EFATAL;
     char why[1200];
-    if (st) snprintf(why, sizeof why, "dead-letter stream %s: %s (%s)", j->destination, msg ? msg : "put failed",
-                     source_err_name(err));
+    if (st) snprintf(why, sizeof why, "dead-letter stream %s: %s (%s)", j->destination,
+                     r->message ? r->message : "put failed", source_err_name(err));
     deadletter_finish(j, st, st ? why : NULL);
 }
 

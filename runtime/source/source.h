@@ -69,17 +69,31 @@ typedef void (*source_iterator_cb)(void *ud, source_err_t err, const char *messa
                                    char *iterator /* callee owns */);
 typedef void (*source_records_cb)(void *ud, source_records_t *res);
 
-/* One record to put (dead-letter writes); the caller keeps the bytes alive
- * until the callback. */
+/* One record to put (dead letters, emitted records); the caller keeps the
+ * bytes alive until the callback. */
 typedef struct source_put_record {
     const void *data;
     size_t data_len;
     const char *pkey;
+    const char *hash_key;    /* explicit hash key (decimal, as Kinesis's ExplicitHashKey); NULL: MD5 of pkey */
 } source_put_record_t;
 
-/* All n records were written (SOURCE_OK), or an error: then some may have
- * been written and a retry may write them again (at-least-once). */
-typedef void (*source_put_cb)(void *ud, source_err_t err, const char *message);
+/* What a put did. SOURCE_OK: all n records were written. Otherwise `failed`
+ * tells which were not: n flags (1 = not written, send it again), or NULL
+ * when the source cannot tell (any may be unwritten: send them all again;
+ * some may then be written twice, at-least-once). A source that makes more
+ * than one call for a put stops at the first call with a failure and flags
+ * every record after it too, so what a retry sends again is always a run of
+ * the records in their order, never behind records put after them. */
+typedef struct source_put_result {
+    source_err_t error;
+    const char *message;           /* with an error: names the stream and the cause; valid during the callback */
+    const unsigned char *failed;   /* NULL, or n flags; valid during the callback */
+    int throttled;                 /* the stream answered and refused the flagged records for now (throughput
+                                      exceeded): not a failure of the put, send them again after a pause */
+} source_put_result_t;
+
+typedef void (*source_put_cb)(void *ud, const source_put_result_t *r);
 
 typedef struct source source_t;
 

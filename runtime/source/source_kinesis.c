@@ -44,6 +44,8 @@ typedef struct kin_req {
     errbuf_t err;
     const source_put_record_t *put;  /* KIN_PUT: the caller's records, and how far we got */
     size_t nput, put_done, put_sent;  /* records in all, sent so far, in the call in flight */
+    unsigned char *put_failed;        /* KIN_PUT: per record, 1 = not written (NULL until a call fails) */
+    int put_throttled;                /* KIN_PUT: the call answered, refusing records for throughput */
 } kin_req_t;
 
 struct kin_source {
@@ -81,6 +83,7 @@ static void kin_req_free(kin_req_t *r)
     else ks->reqs = r->next;
     if (r->next) r->next->prev = r->prev;
     source_shard_list_free(r->shards);
+    free(r->put_failed);
     free(r->stream);
     free(r->shard);
     free(r->body);
@@ -100,7 +103,15 @@ static void kin_fail(kin_req_t *r)
         ((source_records_cb)r->cb)(r->ud, &res);
         break;
     }
-    case KIN_PUT: ((source_put_cb)r->cb)(r->ud, r->error, msg); break;
+    case KIN_PUT: {
+        /* the call that failed and every record after it: none of them is
+         * known to be written (a refused entry or an unanswered call) */
+        if (!r->put_failed) r->put_failed = xcalloc(r->nput ? r->nput : 1, 1);
+        for (size_t i = r->put_done - r->put_sent; i < r->nput; i++) r->put_failed[i] = 1;
+        source_put_result_t res = {r->error, msg, r->put_failed, r->put_throttled};
+        ((source_put_cb)r->cb)(r->ud, &res);
+        break;
+    }
     }
     kin_req_free(r);
 }
@@ -263,6 +274,7 @@ static void kin_put_done(kin_req_t *r, const aws_http_response_t *resp)
                       r->put_sent, res.first_error);
         errbuf_set(&r->err, "%s: %s", kin_where(r, where, sizeof where), msg);
         r->error = st == AWSJSON_ESYNTAX || res.retryable ? SOURCE_ERETRY : SOURCE_EFATAL;
+        r->put_throttled = st == AWSJSON_OK && res.retryable;
         kin_fail(r);
         return;
     }
@@ -270,7 +282,8 @@ static void kin_put_done(kin_req_t *r, const aws_http_response_t *resp)
         kin_put_next(r);
         return;
     }
-    ((source_put_cb)r->cb)(r->ud, SOURCE_OK, NULL);
+    source_put_result_t ok = {SOURCE_OK, NULL, NULL, 0};
+    ((source_put_cb)r->cb)(r->ud, &ok);
     kin_req_free(r);
 }
 
@@ -402,6 +415,7 @@ cJSON *kinesis_put_request(const char *stream, const source_put_record_t *recs, 
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "Data", buf_str(&b64));
         cJSON_AddStringToObject(e, "PartitionKey", recs[i].pkey);
+        if (recs[i].hash_key) cJSON_AddStringToObject(e, "ExplicitHashKey", recs[i].hash_key);
         cJSON_AddItemToArray(arr, e);
     }
     buf_free(&b64);

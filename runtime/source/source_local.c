@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/tpool.h"
 #include "base/xalloc.h"
+#include "record/seqnum.h"
 #include "streamdb.h"
 
 /* Reads are short and never wait for a writer (WAL): they run on the loop.
@@ -49,7 +50,11 @@ static void local_deliver(void *arg)
         r->records.message = msg;
         ((source_records_cb)r->cb)(r->ud, &r->records);
         break;
-    case REPLY_PUT: ((source_put_cb)r->cb)(r->ud, r->error, msg); break;
+    case REPLY_PUT: {
+        source_put_result_t res = {r->error, msg, NULL, 0};
+        ((source_put_cb)r->cb)(r->ud, &res);
+        break;
+    }
     }
     free(r);
 }
@@ -151,10 +156,20 @@ static void local_put_run(tpool_job_t *job)
         return;
     }
     int rc = streamdb_begin(ls->put_db, &j->err);
+    int64_t now = clock_wall_ms();
     for (size_t i = 0; i < j->n && !rc; i++) {
+        const source_put_record_t *r = &j->recs[i];
         char shard[32], seq[24];
-        rc = streamdb_put(ls->put_db, j->stream, j->recs[i].pkey, strlen(j->recs[i].pkey), j->recs[i].data,
-                          j->recs[i].data_len, clock_wall_ms(), shard, seq, &j->err);
+        hashkey_t h;
+        if (r->hash_key && hashkey_parse(r->hash_key, &h)) {
+            errbuf_set(&j->err, "stream %s: explicit hash key %.60s is not a decimal number below 2^128", j->stream,
+                       r->hash_key);
+            rc = STREAMDB_EINVAL;
+            break;
+        }
+        if (!r->hash_key) h = hashkey_of(r->pkey, strlen(r->pkey));
+        rc = streamdb_put_hashed(ls->put_db, j->stream, h, r->pkey, strlen(r->pkey), r->data, r->data_len, now, shard,
+                                 seq, &j->err);
     }
     if (!rc) rc = streamdb_commit(ls->put_db, &j->err);
     else streamdb_rollback(ls->put_db);
@@ -165,7 +180,9 @@ static void local_put_run(tpool_job_t *job)
 static void local_put_done(tpool_job_t *job)
 {
     local_put_job_t *j = (local_put_job_t *)job;
-    j->cb(j->ud, j->error, j->error ? j->err.msg : NULL);
+    /* one transaction: all written, or none */
+    source_put_result_t res = {j->error, j->error ? j->err.msg : NULL, NULL, 0};
+    j->cb(j->ud, &res);
     free(j->stream);
     free(j);
 }

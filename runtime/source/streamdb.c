@@ -434,6 +434,14 @@ static int streamdb_route(streamdb_t *db, const char *stream, hashkey_t h, int64
 int streamdb_put(streamdb_t *db, const char *stream, const void *pkey, size_t pkey_len, const void *data,
                  size_t data_len, int64_t arrival_ms, char *shard_out, char *seq_out, errbuf_t *err)
 {
+    return streamdb_put_hashed(db, stream, hashkey_of(pkey, pkey_len), pkey, pkey_len, data, data_len, arrival_ms,
+                               shard_out, seq_out, err);
+}
+
+int streamdb_put_hashed(streamdb_t *db, const char *stream, hashkey_t h, const void *pkey, size_t pkey_len,
+                        const void *data, size_t data_len, int64_t arrival_ms, char *shard_out, char *seq_out,
+                        errbuf_t *err)
+{
     if (pkey_len == 0 || pkey_len > 256)
         return errbuf_set(err, "stream %s: partition key must be 1..256 bytes, got %zu", stream, pkey_len);
     if (data_len > 1024 * 1024) {
@@ -441,7 +449,7 @@ int streamdb_put(streamdb_t *db, const char *stream, const void *pkey, size_t pk
         return STREAMDB_EINVAL;
     }
     int64_t sid = 0;
-    if (streamdb_route(db, stream, hashkey_of(pkey, pkey_len), &sid, shard_out, err)) return -1;
+    if (streamdb_route(db, stream, h, &sid, shard_out, err)) return -1;
     int64_t seq = db->in_txn && db->next_seq >= 0 ? db->next_seq : streamdb_next_seq(db);
     if (seq < 0) return streamdb_fail(db, err, "read sequence counter");
     sqlite3_stmt *st = db->put_stmt;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "record/batch.h"
+#include "record/seqnum.h"
 #include "base/errbuf.h"
 #include "source.h"
 
@@ -40,6 +41,10 @@ void streamdb_rollback(streamdb_t *db);
 #define STREAMDB_EINVAL (-2)
 int streamdb_put(streamdb_t *db, const char *stream, const void *pkey, size_t pkey_len, const void *data,
                  size_t data_len, int64_t arrival_ms, char *shard_out, char *seq_out, errbuf_t *err);
+/* The same, routed by hash key h instead of MD5(pkey) (an explicit hash key). */
+int streamdb_put_hashed(streamdb_t *db, const char *stream, hashkey_t h, const void *pkey, size_t pkey_len,
+                        const void *data, size_t data_len, int64_t arrival_ms, char *shard_out, char *seq_out,
+                        errbuf_t *err);
 
 /* Resolves a position into the first sequence number to read. */
 int streamdb_iterator(streamdb_t *db, const char *stream, const char *shard, const source_position_t *pos,

@@ -61,14 +61,20 @@ typedef struct outcome {
     int done;
     source_err_t err;
     char msg[1024];
+    int flagged;              /* the answer named the records not written */
+    unsigned char failed[2];
+    int throttled;
 } outcome_t;
 
-static void on_put(void *ud, source_err_t err, const char *message)
+static void on_put(void *ud, const source_put_result_t *r)
 {
     outcome_t *o = ud;
     o->done++;
-    o->err = err;
-    snprintf(o->msg, sizeof o->msg, "%s", message ? message : "");
+    o->err = r->error;
+    snprintf(o->msg, sizeof o->msg, "%s", r->message ? r->message : "");
+    o->flagged = r->failed != NULL;
+    if (r->failed) memcpy(o->failed, r->failed, 2);
+    o->throttled = r->throttled;
 }
 
 static void tick(struct ev_loop *l, ev_timer *w, int revents)
@@ -88,7 +94,7 @@ static outcome_t put_two(const char *answer)
     source_kinesis_options_t opt = {aws, "us-east-1", srv.base};
     source_t *src = source_kinesis_new(loop, &opt, &err);
     assert_non_null(src);
-    source_put_record_t recs[] = {{"one", 3, "k1"}, {"two", 3, "k2"}};
+    source_put_record_t recs[] = {{"one", 3, "k1", NULL}, {"two", 3, "k2", NULL}};
     outcome_t o = {0};
     src->ops->put(src, "dead-letters", recs, 2, on_put, &o);
     ev_timer t;
