@@ -29,9 +29,21 @@ local host = {}
 -- never read freed memory. Liveness is C's: no Lua line has to run for it.
 local live = ffi.new("int32_t[1]") -- until host.bind gives the C host's cell
 
+-- shard.emit's way into C: a function of the C host (processor.c,
+-- proc_emit) that copies the record into the running job's buffer, and its
+-- context. nil under shardrun.testing, which gives emitter a sink of its own.
+local emit_fn, emit_ctx
+local emit_fn_t = ffi.typeof("int (*)(void *, uint32_t, const char *, size_t, const char *, size_t, const char *,"
+  .. " size_t)")
+
 -- cell: lightuserdata (the C host's int32) or an int32_t[1] cdata (tests).
-function host.bind(cell)
+-- fn, ctx: the C host's emit function and its context (lightuserdata), or nil.
+function host.bind(cell, fn, ctx)
   live = ffi.cast("int32_t *", cell)
+  if fn ~= nil then
+    -- cdata, not lightuserdata: the JIT compiles calls with cdata arguments
+    emit_fn, emit_ctx = ffi.cast(emit_fn_t, fn), ffi.cast("void *", ctx)
+  end
 end
 
 -- A record is a small table {_h = batch handle, _i = index}; its fields are
@@ -152,6 +164,91 @@ local function fail(e)
   return "error", nil, tostring(e), ""
 end
 
+-- ---- shard.emit --------------------------------------------------------------
+
+local MAX_RECORD = 1024 * 1024 -- Kinesis's record limit (and the local stream's)
+local MAX_HASH_KEY = "340282366920938463463374607431768211455" -- 2^128 - 1
+
+local function describe(v)
+  if type(v) == "string" then return string.format("%q", #v > 60 and (v:sub(1, 60) .. "...") or v) end
+  return "a " .. type(v)
+end
+
+local function hash_key_ok(hk)
+  if type(hk) ~= "string" or not hk:match("^%d+$") or #hk > #MAX_HASH_KEY then return false end
+  return #hk < #MAX_HASH_KEY or hk <= MAX_HASH_KEY
+end
+
+-- Returns shard.emit: checks its arguments the same way under the runtime
+-- and under shardrun.testing, then hands the record to sink(index, name,
+-- data, partitionKey, explicitHashKey) (index: 0-based place of the output
+-- in `outputs`). outputs: the configured output names, or nil to accept any
+-- name (shardrun.testing without outputs). sink returns nil, or a message
+-- to raise.
+function host.emitter(outputs, sink)
+  local index
+  if outputs then
+    index = {}
+    for i, name in ipairs(outputs) do index[name] = i - 1 end
+  end
+  return function(output, data, pkey, hk)
+    local o
+    if index then
+      o = index[output]
+      if o == nil then
+        if #outputs == 0 then
+          error("shard.emit: no outputs configured (add outputs = { " .. tostring(output)
+            .. " = { stream = \"...\" } } to the config)", 2)
+        end
+        error("shard.emit: no output named " .. describe(output) .. " (outputs: " .. table.concat(outputs, ", ")
+          .. ")", 2)
+      end
+    elseif type(output) ~= "string" then
+      error("shard.emit: the output must be a name (a string), got " .. describe(output), 2)
+    end
+    if type(data) ~= "string" then error("shard.emit: data must be a string, got " .. describe(data), 2) end
+    if #data > MAX_RECORD then
+      error("shard.emit: data of " .. #data .. " bytes is over the 1 MiB record limit", 2)
+    end
+    if type(pkey) ~= "string" or #pkey == 0 or #pkey > 256 or pkey:find("\0", 1, true) then
+      error("shard.emit: partitionKey must be a string of 1 to 256 bytes without NUL, got " .. describe(pkey), 2)
+    end
+    if hk ~= nil and not hash_key_ok(hk) then
+      error("shard.emit: explicitHashKey must be a decimal string from 0 to 2^128 - 1, got " .. describe(hk), 2)
+    end
+    local why = sink(o, output, data, pkey, hk)
+    if why then error(why, 2) end
+  end
+end
+
+-- The C host's sink: the FFI call copies the strings at once.
+local function c_sink(limit_mb)
+  return function(o, _, data, pkey, hk)
+    local rc = emit_fn(emit_ctx, o, data, #data, pkey, #pkey, hk, hk and #hk or 0)
+    if rc == 0 then return nil end
+    if rc == -1 then
+      return string.format("shard.emit: this call emitted more than max_emit_buffer_mb (%g MB); emit less per call"
+        .. " (a lower max_records) or raise max_emit_buffer_mb", limit_mb)
+    end
+    if rc == -2 then
+      return "shard.emit: not available in leaseLost (the lease is gone: nothing emitted now could be acknowledged"
+        .. " before a checkpoint)"
+    end
+    return "shard.emit: refused by the runtime (" .. tostring(rc) .. ")"
+  end
+end
+
+-- Called by the C host once per state: shard.emit for its shard table.
+function host.attach_emit(shard, outputs, limit_mb)
+  shard.emit = host.emitter(outputs, c_sink(limit_mb))
+end
+
+-- The check state's shard.emit (a script's initialize is tried before it
+-- runs): arguments checked, nothing kept.
+function host.attach_check_emit(shard)
+  shard.emit = host.emitter(nil, function() end)
+end
+
 -- Calls processRecords on a batch the C host made live as generation `gen`;
 -- returns kind, index, message, traceback (kind "error": raised or invalid).
 function host.process(P, recs, arena, n, shard, gen)
@@ -175,6 +272,47 @@ function host.lifecycle(P, name, shard)
   return "error", nil, name .. " must return \"checkpoint\" or nothing, got " .. tostring(ret), ""
 end
 
+-- Reduces what onTimer returned to kind [, sub, seq]: "none", "all" (up to
+-- the last record processed), or "at" a position named by a sequence number
+-- string (sub-record 0 of it) or a record-like table (a record read in its
+-- batch, record.copy(r), or {sequenceNumber = s, subSequenceNumber = n}),
+-- alone or as {checkpoint = ...}. Whether the shard has processed it is the
+-- C host's check.
+local function classify_timer(ret)
+  local t = type(ret)
+  if ret == nil then return "none" end
+  if ret == "checkpoint" then return "all" end
+  if t == "string" then
+    if not ret:match("^%d+$") then
+      error("invalid decision: onTimer must return nil, \"checkpoint\" or a position, got " .. describe(ret), 0)
+    end
+    return "at", 0, ret
+  end
+  if t == "table" then
+    local v = ret.checkpoint ~= nil and ret.checkpoint or ret
+    if type(v) == "string" then return classify_timer(v) end
+    local seq = type(v) == "table" and v.sequenceNumber
+    if type(seq) ~= "string" or not seq:match("^%d+$") then
+      error("invalid decision: onTimer's position needs a sequenceNumber string, got " .. describe(seq), 0)
+    end
+    return "at", tonumber(v.subSequenceNumber) or 0, seq
+  end
+  error("invalid decision: onTimer must return nil, \"checkpoint\", a sequence number string or a record-like"
+    .. " table, got a " .. t .. (t == "number" and (" " .. tostring(ret)) or ""), 0)
+end
+
+-- Calls onTimer(shard, now_ms) if the script has it; returns kind, sub, seq
+-- (kind "at"), or "error", nil, message, traceback.
+function host.timer(P, shard, now_ms)
+  local f = P.onTimer
+  if f == nil then return "none" end
+  local ok, ret = xpcall(f, handler, shard, now_ms)
+  if not ok then return fail(ret) end
+  local ok2, kind, sub, seq = pcall(classify_timer, ret)
+  if not ok2 then return "error", nil, tostring(kind), "" end
+  return kind, sub, seq
+end
+
 -- Validates what a script returned when loaded.
 function host.check(P, path)
   if type(P) ~= "table" then
@@ -183,7 +321,7 @@ function host.check(P, path)
   if type(P.processRecords) ~= "function" then
     error(path .. ": the script has no processRecords function", 0)
   end
-  for _, name in ipairs { "initialize", "shardEnded", "leaseLost", "shutdownRequested", "migrate" } do
+  for _, name in ipairs { "initialize", "shardEnded", "leaseLost", "shutdownRequested", "migrate", "onTimer" } do
     if P[name] ~= nil and type(P[name]) ~= "function" then
       error(path .. ": " .. name .. " must be a function, got a " .. type(P[name]), 0)
     end

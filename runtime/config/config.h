@@ -47,7 +47,23 @@ typedef struct config_stream {
     char *kcl_stream_identifier;    /* "account:stream:creationEpoch" (KCL 2.x/3.x multi-stream): its lease
                                        keys are "<identifier>:<shardId>", as that KCL table has them; NULL:
                                        shardrun's keys (the shard id, or "stream:shard" for several streams) */
+    int64_t timer_interval_ms;      /* onTimer every this often; 0 = never */
+    int64_t max_batching_window_ms; /* gather records this long before processRecords; 0 = no gathering */
+    int64_t min_batch_records;      /* ...unless this many are there (default max_records) */
+    int64_t max_emit_buffer_mb;     /* emitted, not yet acknowledged, per shard (default 32) */
 } config_stream_t;
+
+/* outputs = { name = { stream = ..., [type, path | region, endpoint] } }:
+ * where shard.emit(name, ...) puts records. Without type, a stream of the
+ * source; with one, a destination of its own. */
+typedef struct config_output {
+    char *name;
+    char *stream;
+    int own;                  /* 1: its own destination below, 0: the source's */
+    backend_t type;
+    char *path;               /* local */
+    char *region, *endpoint;  /* kinesis */
+} config_output_t;
 
 typedef struct config {
     char *path;               /* as given */
@@ -72,6 +88,8 @@ typedef struct config {
     } leases;
     config_stream_t *streams;
     size_t nstreams;
+    config_output_t *outputs;    /* sorted by name (an emitted record carries its output's index) */
+    size_t noutputs;
     int64_t processor_threads;   /* default: number of cores */
     int64_t lease_duration_ms;   /* default 10000 */
     int64_t renew_interval_ms;   /* default lease_duration / 3 */

@@ -257,6 +257,10 @@ static int proc_check_initialize(lua_State *L, int host_idx, const proc_shard_in
     lua_pushvalue(L, -2);
     lua_pushstring(L, "initialize");
     proc_script_push_shard_ctx(L, info);
+    /* shard.emit checks its arguments and keeps nothing: a check emits no record */
+    lua_getfield(L, host_idx, "attach_check_emit");
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
     if (lua_pcall(L, 3, 4, 0) != 0) {
         errbuf_set(err, "initialize: %s", lua_tostring(L, -1));
         lua_pop(L, 1);

@@ -33,6 +33,12 @@ struct proc_state {
      * to run for a batch to end, whatever way the call ends. */
     int32_t live_gen;
     int32_t last_gen;
+    /* Where shard.emit copies records: the running job's buffer, or NULL
+     * when the call may not emit (leaseLost). Processor thread only. */
+    emitbuf_t *emits;
+    size_t emit_limit;         /* bytes one call may emit; 0 = none */
+    char **outputs;            /* names shard.emit accepts (index = output) */
+    size_t noutputs;
     char *stream, *shard, *position, *worker;
     char **lua_path;
     size_t nlua_path;
@@ -87,6 +93,8 @@ void proc_state_free(proc_state_t *ps)
     proc_script_unref(ps->script);
     proc_script_unref(ps->next_script);
     pthread_mutex_destroy(&ps->mu);
+    for (size_t i = 0; i < ps->noutputs; i++) free(ps->outputs[i]);
+    free(ps->outputs);
     free(ps->stream);
     free(ps->shard);
     free(ps->position);
@@ -119,6 +127,46 @@ void proc_state_set_limits(proc_state_t *ps, const proc_limits_t *limits)
     pthread_mutex_lock(&ps->mu);
     ps->limits = *limits;
     pthread_mutex_unlock(&ps->mu);
+}
+
+void proc_state_set_outputs(proc_state_t *ps, char *const *names, size_t n)
+{
+    ps->outputs = n ? xcalloc(n, sizeof *ps->outputs) : NULL; /* owned by ps */
+    for (size_t i = 0; i < n; i++) ps->outputs[i] = xstrdup(names[i]);
+    ps->noutputs = n;
+}
+
+/* shard.emit's way into C (called through the FFI by _host.lua, which has
+ * checked the arguments): copies the record into the running job's buffer.
+ * 0, or -1 when the call has emitted its limit, -2 when this call may not
+ * emit. Processor thread. */
+static int proc_emit(void *ctx, uint32_t output, const char *data, size_t data_len, const char *pkey,
+                     size_t pkey_len, const char *hash_key, size_t hash_key_len)
+{
+    proc_state_t *ps = ctx;
+    emitbuf_t *e = ps->emits;
+    if (!e) return -2;
+    if (output >= ps->noutputs) return -3;
+    if (ps->emit_limit && e->bytes + data_len + pkey_len + hash_key_len > ps->emit_limit) return -1;
+    emitbuf_add(e, output, data, data_len, pkey, pkey_len, hash_key, hash_key_len);
+    return 0;
+}
+
+/* host.attach_emit(shard, outputs, limit_mb): shard.emit for this state. */
+static void proc_attach_emit(proc_state_t *ps)
+{
+    lua_State *L = ps->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ps->host_ref);
+    lua_getfield(L, -1, "attach_emit");
+    lua_remove(L, -2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ps->shard_ref);
+    lua_createtable(L, (int)ps->noutputs, 0);
+    for (size_t i = 0; i < ps->noutputs; i++) {
+        lua_pushstring(L, ps->outputs[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_pushnumber(L, (lua_Number)ps->limits.emit_limit_bytes / (1024.0 * 1024.0));
+    lua_call(L, 3, 0);
 }
 
 /* The hook is installed only to interrupt: every time it fires it raises, so
@@ -182,7 +230,9 @@ static int proc_open(proc_state_t *ps, proc_job_t *job)
     }
     lua_getfield(L, -1, "bind");
     lua_pushlightuserdata(L, &ps->live_gen);
-    lua_call(L, 1, 0);
+    lua_pushlightuserdata(L, (void *)proc_emit); /* a function pointer, cast back by the FFI */
+    lua_pushlightuserdata(L, ps);
+    lua_call(L, 3, 0);
     ps->host_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     /* Modules loaded so far belong to the runtime; those loaded later are the
      * script's and are reloaded with it. */
@@ -199,6 +249,7 @@ static int proc_open(proc_state_t *ps, proc_job_t *job)
     proc_shard_info_t info = {ps->stream, ps->shard, ps->position, ps->worker};
     proc_script_push_shard_ctx(L, &info);
     ps->shard_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    proc_attach_emit(ps);
     return 0;
 }
 
@@ -299,9 +350,30 @@ static void proc_read_decision(lua_State *L, int base, proc_job_t *job)
     job->index = (size_t)i - 1;
 }
 
+/* Reads what host.timer left: (kind, sub, sequence number) or ("error",
+ * nil, message, traceback); kind "at" names a position, not checked here. */
+static void proc_read_timer_decision(lua_State *L, int base, proc_job_t *job)
+{
+    const char *kind = lua_tostring(L, base);
+    if (!kind || strcmp(kind, "at")) {
+        proc_read_decision(L, base, job);
+        return;
+    }
+    const char *seq = lua_tostring(L, base + 2);
+    if (!seq) {
+        proc_job_set_error(job, "onTimer: invalid decision (no sequence number)", NULL);
+        return;
+    }
+    job->decision = DEC_AT;
+    job->cp_seq = xstrdup(seq); /* owned by the job */
+    job->cp_sub = (int64_t)lua_tonumber(L, base + 1);
+}
+
+typedef void (*proc_reader_fn)(lua_State *L, int base, proc_job_t *job);
+
 /* Calls host.<fn>(P, ...) with nargs extra arguments already pushed after
  * the function slot and reads its 4 results into the job. */
-static void proc_call_host(proc_state_t *ps, proc_job_t *job, const char *fn, int nextra)
+static void proc_call_host(proc_state_t *ps, proc_job_t *job, const char *fn, int nextra, proc_reader_fn read)
 {
     lua_State *L = ps->L;
     int base = lua_gettop(L) - nextra;
@@ -328,7 +400,7 @@ static void proc_call_host(proc_state_t *ps, proc_job_t *job, const char *fn, in
         proc_job_set_error(job, lua_tostring(L, -1), NULL);
         lua_settop(L, base);
     } else {
-        proc_read_decision(L, base + 1, job);
+        read(L, base + 1, job);
         lua_settop(L, base);
     }
     if (job->timed_out) proc_job_set_error(job, "processing timed out (process_timeout_ms)", job->traceback);
@@ -345,7 +417,7 @@ static void proc_lifecycle(proc_state_t *ps, proc_job_t *job, const char *name)
 {
     lua_pushstring(ps->L, name);
     lua_rawgeti(ps->L, LUA_REGISTRYINDEX, ps->shard_ref);
-    proc_call_host(ps, job, "lifecycle", 2);
+    proc_call_host(ps, job, "lifecycle", 2, proc_read_decision);
 }
 
 static void proc_run(proc_job_t *job)
@@ -357,12 +429,24 @@ static void proc_run(proc_job_t *job)
         return;
     }
     if (job->kind == JOB_LEASE_LOST && !ps->L) return;
+    /* leaseLost may not emit: nothing emitted then could be acknowledged
+     * before a checkpoint, and no checkpoint follows */
+    ps->emits = job->kind == JOB_LEASE_LOST ? NULL : &job->emits;
+    pthread_mutex_lock(&ps->mu);
+    ps->emit_limit = (size_t)ps->limits.emit_limit_bytes;
+    pthread_mutex_unlock(&ps->mu);
     if (!ps->L) {
-        if (proc_open(ps, job)) return;
+        if (proc_open(ps, job)) {
+            ps->emits = NULL;
+            return;
+        }
         if (job->kind != JOB_INIT) {
             /* recreated after a memory-cap hit: initialize again first */
             proc_lifecycle(ps, job, "initialize");
-            if (job->decision == DEC_ERROR) return;
+            if (job->decision == DEC_ERROR) {
+                ps->emits = NULL;
+                return;
+            }
         }
     }
     pthread_mutex_lock(&ps->mu);
@@ -384,11 +468,17 @@ static void proc_run(proc_job_t *job)
         lua_rawgeti(ps->L, LUA_REGISTRYINDEX, ps->shard_ref);
         lua_pushinteger(ps->L, ps->last_gen);
         ps->live_gen = ps->last_gen;
-        proc_call_host(ps, job, "process", 5);
+        proc_call_host(ps, job, "process", 5, proc_read_decision);
         break;
     }
+    case JOB_TIMER:
+        lua_rawgeti(ps->L, LUA_REGISTRYINDEX, ps->shard_ref);
+        lua_pushnumber(ps->L, (lua_Number)job->now_ms);
+        proc_call_host(ps, job, "timer", 2, proc_read_timer_decision);
+        break;
     case JOB_CLOSE: break;
     }
+    ps->emits = NULL;
     if (job->out_of_memory) proc_close_lua(ps); /* recreated before the retry */
     else lua_gc(ps->L, LUA_GCSTEP, 0);
 }
@@ -397,7 +487,10 @@ void proc_job_reset(proc_job_t *job)
 {
     free(job->error);
     free(job->traceback);
-    job->error = job->traceback = NULL;
+    free(job->cp_seq);
+    emitbuf_clear(&job->emits);
+    job->error = job->traceback = job->cp_seq = NULL;
+    job->cp_sub = 0;
     job->decision = DEC_NONE;
     job->index = 0;
     job->timed_out = job->out_of_memory = 0;

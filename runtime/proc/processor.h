@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "record/batch.h"
+#include "record/emitbuf.h"
 #include "base/errbuf.h"
 #include "base/tpool.h"
 #include "proc_script.h"
@@ -27,6 +28,7 @@ typedef enum {
     JOB_SHUTDOWN,        /* shutdownRequested */
     JOB_LEASE_LOST,      /* leaseLost: no checkpoint possible */
     JOB_CLOSE,           /* lua_close */
+    JOB_TIMER,           /* onTimer(shard, now_ms) */
 } proc_job_kind_t;
 
 typedef enum {
@@ -42,6 +44,7 @@ typedef struct proc_state proc_state_t;
 typedef struct proc_limits {
     int64_t timeout_ms;       /* 0 = none */
     int64_t memory_limit_mb;  /* 0 = none */
+    int64_t emit_limit_bytes; /* what one call may emit (shard.emit raises past it); 0 = none */
 } proc_limits_t;
 
 /* Caller (loop thread) owns the state; it is freed by a JOB_CLOSE job
@@ -53,16 +56,31 @@ void proc_state_free(proc_state_t *ps);
 void proc_state_set_script(proc_state_t *ps, proc_script_t *script);
 proc_script_t *proc_state_script(proc_state_t *ps);   /* the version running now */
 void proc_state_set_limits(proc_state_t *ps, const proc_limits_t *limits);
+/* The outputs shard.emit may name (the config's, in order: an emitted
+ * record carries its output's index). Copied; set before the first job.
+ * Without outputs, shard.emit raises "no outputs configured". */
+void proc_state_set_outputs(proc_state_t *ps, char *const *names, size_t n);
 
 typedef struct proc_job {
     tpool_job_t tp;           /* first: the pool's handle on the job */
     proc_job_kind_t kind;
     proc_state_t *ps;
     const batch_t *batch;     /* JOB_PROCESS: borrowed until the job returns */
+    int64_t now_ms;           /* JOB_TIMER: the wall clock the timer fired at */
     void *ud;                 /* the submitter's */
     /* results, written by the processor thread */
     proc_decision_t decision;
     size_t index;
+    /* JOB_TIMER with DEC_AT: the position onTimer named (not checked
+     * against what the shard processed: the shard does that) */
+    char *cp_seq;             /* owned by the job */
+    int64_t cp_sub;
+    /* records the call emitted (processRecords, onTimer, shardEnded,
+     * shutdownRequested, initialize), in emit order; the submitter takes
+     * them (emitbuf_move) or proc_job_reset frees them. A call that ends in
+     * DEC_ERROR keeps what it emitted before the error: the submitter
+     * decides. */
+    emitbuf_t emits;
     char *error;              /* owned by the job; proc_job_reset frees it */
     char *traceback;
     int timed_out;
@@ -72,7 +90,7 @@ typedef struct proc_job {
     struct proc_pool *pool;   /* the pool it was submitted to */
 } proc_job_t;
 
-void proc_job_reset(proc_job_t *job);   /* frees results, keeps kind/ps/ud */
+void proc_job_reset(proc_job_t *job);   /* frees results (and emits), keeps kind/ps/ud */
 
 typedef struct proc_pool proc_pool_t;
 typedef void (*proc_done_cb)(void *ud, proc_job_t *job);

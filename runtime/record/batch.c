@@ -104,6 +104,31 @@ batch_t *batch_slice(const batch_t *b, size_t from, size_t to)
     return s;
 }
 
+batch_t *batch_join(batch_t *const *parts, size_t n)
+{
+    size_t count = 0, arena = 0;
+    for (size_t i = 0; i < n; i++) {
+        count += parts[i]->count;
+        arena += parts[i]->arena_len;
+    }
+    batch_t *b = batch_new(count, arena); /* owned by the caller */
+    char *dst = (char *)batch_arena(b);
+    for (size_t i = 0; i < n; i++) {
+        const batch_t *p = parts[i];
+        memcpy(dst + b->arena_len, batch_arena(p), p->arena_len);
+        for (size_t k = 0; k < p->count; k++) {
+            batch_record_t r = p->recs[k];
+            r.data_off += b->arena_len;
+            r.pkey_off += b->arena_len;
+            r.seq_off += b->arena_len;
+            b->recs[b->count++] = r;
+        }
+        b->arena_len += p->arena_len;
+        b->aggregated |= p->aggregated;
+    }
+    return b;
+}
+
 void batch_compact(batch_t **bp)
 {
     batch_t *b = *bp;

@@ -64,6 +64,10 @@ static inline const char *batch_data(const batch_t *b, size_t i) { return batch_
 static inline const char *batch_seq(const batch_t *b, size_t i) { return batch_arena(b) + b->recs[i].seq_off; }
 static inline const char *batch_pkey(const batch_t *b, size_t i) { return batch_arena(b) + b->recs[i].pkey_off; }
 
+/* A new batch holding the records of parts[0..n), in that order (records a
+ * shard gathered over several reads). Caller owns the result. */
+batch_t *batch_join(batch_t *const *parts, size_t n);
+
 /* Gives back what a batch reserved and did not fill (descriptor slots, arena),
  * when that is much more than it holds, so its `bytes` (what memory
  * accounting counts) is what it uses. May move the batch. */

@@ -5,7 +5,11 @@
  * these records failed. The queue keeps them in stream order; pieces that
  * come back (a retry, the halves of a failing piece) go back to its front,
  * so order is kept. Every batch a piece holds counts on the worker's fetch
- * budget until the piece is freed. Loop thread only. */
+ * budget until the piece is freed. Loop thread only.
+ *
+ * With a batching window (gather.h) the fresh pieces at the front (read,
+ * never tried) are joined into one before they are processed: pieces_fresh
+ * counts their records, pieces_pop_joined takes them as one piece. */
 #ifndef SHARDRUN_PIECES_H
 #define SHARDRUN_PIECES_H
 
@@ -18,6 +22,7 @@
 typedef struct piece {
     batch_t *batch;
     int64_t failures;            /* failed calls of exactly these records */
+    int64_t fetched_ms;          /* monotonic, when it was read (0: a part made later); the batching window counts from it */
     struct piece *next;
 } piece_t;
 
@@ -25,6 +30,7 @@ typedef struct pieces {
     fetch_budget_t *budget;      /* the worker's: pieces' bytes are held on it */
     piece_t *head, *tail;
     size_t count;
+    size_t records;              /* in all the pieces queued */
 } pieces_t;
 
 void pieces_init(pieces_t *q, fetch_budget_t *budget);
@@ -41,6 +47,12 @@ void pieces_push_back(pieces_t *q, piece_t *p);
 void pieces_push_front(pieces_t *q, piece_t *p);   /* back to the front: retries, halves */
 piece_t *pieces_pop(pieces_t *q);                  /* the first, or NULL */
 void pieces_drop_all(pieces_t *q);                 /* frees every piece queued */
+/* Records in the fresh pieces (failures 0) at the front, up to the first
+ * piece being retried. */
+size_t pieces_fresh(const pieces_t *q);
+/* The first piece; when it is fresh, joined with the fresh pieces after it
+ * (in order) until it holds `want` records or more, at most 64 pieces. */
+piece_t *pieces_pop_joined(pieces_t *q, size_t want);
 
 static inline const char *piece_first(const piece_t *p) { return batch_seq(p->batch, 0); }
 static inline const char *piece_last(const piece_t *p) { return batch_seq(p->batch, p->batch->count - 1); }

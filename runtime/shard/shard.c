@@ -7,8 +7,9 @@
  * so the whole life of a shard reads in one place and no other module
  * shares its private struct. What is not the state machine lives beside it:
  * the queue of pieces (pieces.c), reading ahead (fetch.c), checkpoints
- * (checkpoint.c), the policy's decisions (policy.c, breaker.c) and dead
- * letters (deadletter.c). */
+ * (checkpoint.c), the policy's decisions (policy.c, breaker.c), dead
+ * letters (deadletter.c), emitted records (output.c), onTimer's clock
+ * (ticker.c) and the batching window (gather.c). */
 #include "shard.h"
 
 #include <cjson/cJSON.h>
@@ -21,9 +22,11 @@
 #include "base/log.h"
 #include "base/xalloc.h"
 #include "checkpoint.h"
+#include "gather.h"
 #include "pieces.h"
 #include "policy.h"
 #include "record/seqnum.h"
+#include "ticker.h"
 
 #define SHARD_RETRY_MS 1000          /* after a transient read error */
 #define SHARD_STUCK_RETRY_MS 10000   /* shardEnded did not checkpoint */
@@ -57,6 +60,7 @@ struct shard {
     int dl_busy;                 /* a dead-letter send for `final` */
     fetcher_t fetch;
     checkpoint_t cp;
+    outputs_t out;               /* emitted records being put; the checkpoint waits for them */
 
     /* records */
     pieces_t queue;              /* fetched, waiting */
@@ -72,6 +76,8 @@ struct shard {
     sched_timer_t wait_timer;    /* the next step waits until it fires: retry backoff, shardEnded again */
     sched_timer_t job_timer;     /* process_timeout_ms */
     sched_timer_t halt_timer;
+    ticker_t tick;               /* timer_interval_ms: onTimer is due */
+    sched_timer_t gather_timer;  /* max_batching_window_ms: the gathered records go when it fires */
     int64_t interrupted_ms;      /* when the running job was interrupted (0: not) */
     int64_t wait_until_ms;       /* when wait_timer fires (for status) */
 
@@ -98,6 +104,7 @@ const char *shard_id(const shard_t *s) { return s->id; }
 const char *shard_stream(const shard_t *s) { return s->stream; }
 shard_state_t shard_state(const shard_t *s) { return s->state; }
 proc_state_t *shard_proc(shard_t *s) { return s->ps; }
+int shard_outputs_busy(const shard_t *s) { return outputs_busy(&s->out); }
 const shard_stats_t *shard_stats(const shard_t *s) { return &s->stats; }
 
 static void shard_set_str(char **dst, const char *v)
@@ -433,6 +440,132 @@ static void shard_piece_failed(shard_t *s, piece_t *p, const char *error, const 
     shard_final(s, p, error, tb);
 }
 
+/* ---- stream processing: emitted records, onTimer, the batching window -------- */
+
+/* The records a call emitted go to the outputs, numbered; checkpoints asked
+ * for from now on wait for them. A call that raised emitted nothing: its
+ * records are processed again (or given up on) and emit again. */
+static void shard_take_emits(shard_t *s, proc_job_t *job)
+{
+    if (!job->emits.count) return;
+    if (job->decision == DEC_ERROR || s->state == SHARD_LOST || s->state == SHARD_CLOSING) {
+        emitbuf_clear(&job->emits);
+        return;
+    }
+    const char *from = job->kind == JOB_PROCESS && s->current ? piece_last(s->current)
+                       : s->done_seq                          ? s->done_seq
+                                                              : checkpoint_written(&s->cp, NULL);
+    outputs_add(&s->out, &job->emits, from);
+    checkpoint_emitted(&s->cp, outputs_emitted(&s->out));
+}
+
+/* onTimer answered: "checkpoint" is the last record processed; a position
+ * must be one the shard processed. A failure is logged: the next tick calls
+ * onTimer again. */
+static void shard_timer_done(shard_t *s, proc_job_t *job)
+{
+    if (s->state == SHARD_LOST || s->state == SHARD_CLOSING) return;
+    int64_t done_sub = s->done_sub;
+    const char *done = s->done_seq ? s->done_seq : checkpoint_written(&s->cp, &done_sub);
+    const char *why = job->decision == DEC_ERROR ? job->error : NULL;
+    char past[512], q[2048], tq[2048];
+    if (!why && job->decision == DEC_AT && checkpoint_cmp(job->cp_seq, job->cp_sub, done, done_sub) > 0) {
+        snprintf(past, sizeof past, "onTimer: checkpoint at %s (sub %lld) is past the last record processed, %s "
+                 "(sub %lld)", job->cp_seq, (long long)job->cp_sub, done, (long long)done_sub);
+        why = past;
+    }
+    if (why) {
+        s->stats.timer_failures++;
+        log_error("timer_failed", "stream=%s shard=%s error=%s%s%s action=\"no checkpoint; onTimer runs again at "
+                  "the next tick\"", s->stream, s->id, log_quote(why, q, sizeof q),
+                  job->traceback ? " traceback=" : "", job->traceback ? log_quote(job->traceback, tq, sizeof tq) : "");
+        return;
+    }
+    if (job->decision == DEC_ALL && s->done_seq) {
+        s->held = 0;
+        checkpoint_request(&s->cp, s->done_seq, s->done_sub);
+    } else if (job->decision == DEC_AT) {
+        if (checkpoint_cmp(job->cp_seq, job->cp_sub, done, done_sub) == 0) s->held = 0;
+        checkpoint_request(&s->cp, job->cp_seq, job->cp_sub);
+    }
+}
+
+/* Emitted records: an output given up on halts the shard, and no
+ * checkpoint that waits for its lost records is ever written (they are cut
+ * at every step, as a call that was running may ask for one); the
+ * acknowledged ones let checkpoints go; puts start. */
+static void shard_outputs_step(shard_t *s)
+{
+    if (s->state == SHARD_LOST || s->state == SHARD_CLOSING) {
+        outputs_drop(&s->out);
+        return;
+    }
+    uint64_t lost;
+    const char *why = outputs_failed(&s->out, &lost);
+    if (why) {
+        checkpoint_cut(&s->cp, lost);
+        shard_halt(s, why);
+    }
+    checkpoint_acked(&s->cp, outputs_acked(&s->out));
+    outputs_poke(&s->out);
+}
+
+/* Resuming after an output was given up on: its records are forgotten and
+ * processing goes on from where the checkpoint will be, so every input
+ * after it is processed, and emits, again. */
+static void shard_outputs_resume(shard_t *s)
+{
+    uint64_t lost;
+    if (!outputs_failed(&s->out, &lost)) return;
+    checkpoint_cut(&s->cp, lost);
+    outputs_abandon(&s->out);
+    int64_t sub;
+    const char *at = checkpoint_latest(&s->cp, &sub);
+    shard_set_str(&s->done_seq, seqnum_valid(at) ? at : NULL);
+    s->done_sub = sub;
+    s->held = 0;
+}
+
+static void shard_on_output(void *ud)
+{
+    shard_step(ud);
+}
+
+static void shard_on_tick(void *ud)
+{
+    shard_step(ud);
+}
+
+static void shard_on_gather_timer(sched_timer_t *t)
+{
+    shard_step(t->data);
+}
+
+/* Unacknowledged outputs past max_emit_buffer_mb hold the next batch (and onTimer). */
+static int shard_outputs_full(const shard_t *s)
+{
+    return outputs_bytes(&s->out) >= (size_t)s->cfg->max_emit_buffer_mb * 1024 * 1024;
+}
+
+static void shard_tick(shard_t *s)
+{
+    ticker_take(&s->tick);
+    s->job.now_ms = clock_wall_ms();
+    shard_submit(s, JOB_TIMER, NULL);
+}
+
+/* The batching window: 1 while the records at the head wait for more (the
+ * gather timer then wakes the step). */
+static int shard_gathering(shard_t *s)
+{
+    const piece_t *head = s->queue.head;
+    gather_view_t v = {s->cfg->max_batching_window_ms, (size_t)s->cfg->min_batch_records, pieces_fresh(&s->queue),
+                       head->fetched_ms, head->failures > 0, fetch_ended(&s->fetch), sched_now_ms(s->env->sched)};
+    int64_t wait = gather_wait_ms(&v);
+    if (wait > 0 && !sched_timer_active(&s->gather_timer)) sched_timer_start(s->env->sched, &s->gather_timer, wait);
+    return wait > 0;
+}
+
 /* ---- results of jobs ---------------------------------------------------------- */
 
 static void shard_process_done(shard_t *s, proc_job_t *job)
@@ -561,6 +694,7 @@ void shard_job_done(shard_t *s, proc_job_t *job)
 {
     s->job_busy = 0;
     sched_timer_stop(s->env->sched, &s->job_timer);
+    shard_take_emits(s, job);
     switch (job->kind) {
     case JOB_INIT: shard_init_done(s, job); break;
     case JOB_PROCESS: shard_process_done(s, job); break;
@@ -568,6 +702,7 @@ void shard_job_done(shard_t *s, proc_job_t *job)
     case JOB_SHUTDOWN: shard_shutdown_done(s, job); break;
     case JOB_LEASE_LOST: s->called_lease_lost = 1; break;
     case JOB_CLOSE: s->lua_closed = 1; break;
+    case JOB_TIMER: shard_timer_done(s, job); break;
     }
     shard_step(s);
 }
@@ -577,7 +712,9 @@ void shard_job_done(shard_t *s, proc_job_t *job)
 static void shard_on_records(void *ud, batch_t *b)
 {
     shard_t *s = ud;
-    pieces_push_back(&s->queue, pieces_new(b, 0));
+    piece_t *p = pieces_new(b, 0);
+    p->fetched_ms = sched_now_ms(s->env->sched);
+    pieces_push_back(&s->queue, p);
     shard_step(s);
 }
 
@@ -596,7 +733,9 @@ static void shard_on_fetch_failed(void *ud, const char *why)
 static int shard_fetch_room(void *ud)
 {
     shard_t *s = ud;
-    return s->queue.count < (size_t)s->cfg->prefetch_batches;
+    if (s->queue.count < (size_t)s->cfg->prefetch_batches) return 1;
+    /* a batching window gathers more reads than prefetch_batches */
+    return s->cfg->max_batching_window_ms > 0 && s->queue.records < (size_t)s->cfg->min_batch_records;
 }
 
 static fetch_options_t shard_fetch_options(const shard_t *s)
@@ -621,7 +760,9 @@ static void shard_dispatch(shard_t *s)
         shard_wait(s, 100);
         return;
     }
-    piece_t *p = pieces_pop(&s->queue);
+    /* with a batching window, the fresh reads at the head go as one batch */
+    size_t want = s->cfg->max_batching_window_ms > 0 ? (size_t)s->cfg->min_batch_records : 0;
+    piece_t *p = pieces_pop_joined(&s->queue, want);
     shard_forget_halt_at(s); /* going on: whatever a halt stopped at is behind */
     if (p->failures > 0)
         log_info("batch_retry", "stream=%s shard=%s first=%s count=%zu attempt=%lld", s->stream, s->id,
@@ -632,6 +773,7 @@ static void shard_dispatch(shard_t *s)
 
 static void shard_advance(shard_t *s)
 {
+    shard_outputs_step(s);
     switch (s->state) {
     case SHARD_STARTING:
         fetch_poke(&s->fetch); /* the first records come while initialize runs */
@@ -644,8 +786,13 @@ static void shard_advance(shard_t *s)
             shard_dead_letter_send(s); /* the last send failed: again, after its backoff */
             return;
         }
+        if (shard_outputs_full(s)) return; /* acknowledgements step again */
+        if (ticker_due(&s->tick)) {
+            shard_tick(s);
+            return;
+        }
         if (s->queue.head) {
-            shard_dispatch(s);
+            if (!shard_gathering(s)) shard_dispatch(s);
             return;
         }
         if (fetch_ended(&s->fetch)) {
@@ -709,7 +856,7 @@ static void shard_advance(shard_t *s)
 static int shard_freeable(const shard_t *s)
 {
     return s->state == SHARD_CLOSING && s->lua_closed && !s->job_busy && !s->dl_busy && !fetch_busy(&s->fetch) &&
-           !checkpoint_in_flight(&s->cp);
+           !checkpoint_in_flight(&s->cp) && !outputs_busy(&s->out);
 }
 
 static void shard_step(shard_t *s)
@@ -747,11 +894,25 @@ static void shard_stats_from_info(shard_stats_t *st, const char *info)
         {"timeouts", offsetof(shard_stats_t, timeouts)},
         {"memoryCapHits", offsetof(shard_stats_t, memory_cap_hits)},
         {"breakerTrips", offsetof(shard_stats_t, breaker_trips)},
+        {"timerFailures", offsetof(shard_stats_t, timer_failures)},
     };
     for (size_t i = 0; o && i < sizeof fields / sizeof *fields; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, fields[i].name);
         if (cJSON_IsNumber(v) && v->valuedouble >= 0) *(int64_t *)((char *)st + fields[i].off) = (int64_t)v->valuedouble;
     }
+    cJSON_Delete(o);
+}
+
+/* The output counters, cumulative over owners as the others. */
+static void shard_output_stats_from_info(outputs_stats_t *st, const char *info)
+{
+    cJSON *o = info ? cJSON_Parse(info) : NULL;
+    const cJSON *v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "emitted")) && cJSON_IsNumber(v)) st->emitted = (int64_t)v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "outputsSkipped")) && cJSON_IsNumber(v))
+        st->skipped = (int64_t)v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "outputsDeadLettered")) && cJSON_IsNumber(v))
+        st->dead_lettered = (int64_t)v->valuedouble;
     cJSON_Delete(o);
 }
 
@@ -769,8 +930,14 @@ shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *
     s->control_seen = xstrdup(lease->control); /* a request made before this take is not for us */
     shard_stats_from_info(&s->stats, lease->info);
     proc_shard_info_t info = {cfg->name, lease->shard, lease->checkpoint, env->worker_id};
-    proc_limits_t limits = {cfg->process_timeout_ms, cfg->memory_limit_mb};
+    proc_limits_t limits = {cfg->process_timeout_ms, cfg->memory_limit_mb, cfg->max_emit_buffer_mb * 1024 * 1024};
     s->ps = proc_state_new(script, &info, &limits, env->lua_path, env->nlua_path);
+    proc_state_set_outputs(s->ps, env->output_names, env->noutputs);
+    outputs_init(&s->out, env->sched, env->dead_letters, env->outputs, env->noutputs, cfg, s->stream, s->id,
+                 env->worker_id, shard_on_output, s);
+    shard_output_stats_from_info(&s->out.stats, lease->info);
+    ticker_init(&s->tick, env->sched, cfg->timer_interval_ms, shard_on_tick, s);
+    sched_timer_init(&s->gather_timer, shard_on_gather_timer, s);
     proc_script_ref(script);
     s->script = script;
     pieces_init(&s->queue, env->budget);
@@ -801,6 +968,8 @@ static void shard_stop_work(shard_t *s)
 {
     fetch_stop(&s->fetch);
     pieces_drop_all(&s->queue);
+    ticker_stop(&s->tick);
+    sched_timer_stop(s->env->sched, &s->gather_timer);
     sched_timer_stop(s->env->sched, &s->wait_timer);
     sched_timer_stop(s->env->sched, &s->halt_timer);
 }
@@ -868,6 +1037,7 @@ int shard_resume(shard_t *s, const char *why, int skip)
     sched_timer_stop(s->env->sched, &s->halt_timer);
     shard_set_str(&s->halt_error, NULL);
     breaker_reset(s->breaker);
+    shard_outputs_resume(s);
     /* read again after the last record finished (or the checkpoint) */
     int64_t sub = s->done_sub;
     const char *from = s->done_seq ? s->done_seq : checkpoint_written(&s->cp, &sub);
@@ -900,8 +1070,10 @@ void shard_control(shard_t *s, const char *control)
 
 void shard_settings_changed(shard_t *s)
 {
-    proc_limits_t limits = {s->cfg->process_timeout_ms, s->cfg->memory_limit_mb};
+    proc_limits_t limits = {s->cfg->process_timeout_ms, s->cfg->memory_limit_mb,
+                            s->cfg->max_emit_buffer_mb * 1024 * 1024};
     proc_state_set_limits(s->ps, &limits);
+    ticker_set_interval(&s->tick, s->cfg->timer_interval_ms);
     fetch_options_t fo = shard_fetch_options(s);
     fetch_set_options(&s->fetch, &fo);
     checkpoint_set_interval(&s->cp, s->cfg->checkpoint_interval_ms);
@@ -923,6 +1095,7 @@ static const char *shard_activity(const shard_t *s)
 {
     if (s->state != SHARD_RUNNING) return shard_state_name(s->state);
     if (s->final) return "dead_lettering";
+    if (shard_outputs_full(s)) return "waiting_for_outputs";
     if (shard_waiting(s) && s->queue.head && s->queue.head->failures > 0) return "retrying";
     if (fetch_backoff_error(&s->fetch) && !s->job_busy && !s->queue.head) return "backing_off"; /* throttled, network */
     if (!s->job_busy && !s->queue.head && fetch_caught_up(&s->fetch)) return "idle";
@@ -972,6 +1145,16 @@ char *shard_describe(const shard_t *s, const char *reload_error)
     cJSON_AddNumberToObject(o, "timeouts", (double)st->timeouts);
     cJSON_AddNumberToObject(o, "memoryCapHits", (double)st->memory_cap_hits);
     cJSON_AddNumberToObject(o, "breakerTrips", (double)st->breaker_trips);
+    if (s->out.nq) {
+        const outputs_stats_t *os = &s->out.stats;
+        cJSON_AddNumberToObject(o, "emitted", (double)os->emitted);
+        cJSON_AddNumberToObject(o, "emitsUnacknowledged", (double)(outputs_emitted(&s->out) - outputs_acked(&s->out)));
+        cJSON_AddNumberToObject(o, "emitBytes", (double)outputs_bytes(&s->out));
+        cJSON_AddNumberToObject(o, "outputsSkipped", (double)os->skipped);
+        cJSON_AddNumberToObject(o, "outputsDeadLettered", (double)os->dead_lettered);
+        if (outputs_last_error(&s->out)) cJSON_AddStringToObject(o, "outputError", outputs_last_error(&s->out));
+    }
+    if (st->timer_failures) cJSON_AddNumberToObject(o, "timerFailures", (double)st->timer_failures);
     char *json = cJSON_PrintUnformatted(o); /* freed by the caller */
     cJSON_Delete(o);
     if (!json) xalloc_oom(0);
@@ -982,7 +1165,8 @@ int shard_caught_up(shard_t *s)
 {
     if (s->state == SHARD_HALTED) return 1;
     int idle = s->state == SHARD_RUNNING && !s->job_busy && !s->queue.head && !s->final && !fetch_busy(&s->fetch) &&
-               fetch_caught_up(&s->fetch) && !fetch_ended(&s->fetch) && !shard_waiting(s);
+               fetch_caught_up(&s->fetch) && !fetch_ended(&s->fetch) && !shard_waiting(s) &&
+               outputs_acked(&s->out) == outputs_emitted(&s->out);
     /* caught up but for a coalesced checkpoint: write it now rather than at its timer */
     if (idle) checkpoint_flush(&s->cp);
     return idle && checkpoint_idle(&s->cp);
@@ -994,11 +1178,14 @@ void shard_free(shard_t *s)
     sched_timer_stop(s->env->sched, &s->wait_timer);
     sched_timer_stop(s->env->sched, &s->job_timer);
     sched_timer_stop(s->env->sched, &s->halt_timer);
+    sched_timer_stop(s->env->sched, &s->gather_timer);
+    ticker_stop(&s->tick);
     pieces_drop_all(&s->queue);
     if (s->current) pieces_free(&s->queue, s->current);
     if (s->final) pieces_free(&s->queue, s->final);
     fetch_clear(&s->fetch);
     checkpoint_clear(&s->cp);
+    outputs_clear(&s->out);
     proc_job_reset(&s->job);
     proc_state_free(s->ps);
     proc_script_unref(s->script);

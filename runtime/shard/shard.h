@@ -21,7 +21,12 @@
  *
  * Beside the state, a shard has operations out: at most one job in a
  * processor thread (so its records are processed in order), one fetch, one
- * checkpoint write, one dead-letter send. Every event (a job, a fetch, a
+ * checkpoint write, one dead-letter send, and the puts of the records its
+ * processor emitted (output.h; one per output). A checkpoint waits for the
+ * outputs emitted before it (checkpoint.h); unacknowledged outputs over
+ * max_emit_buffer_mb hold the next batch; onTimer runs every
+ * timer_interval_ms between batches; max_batching_window_ms gathers reads
+ * into one batch. Every event (a job, a fetch, a
  * write, a send or a timer answering) records its result and calls one
  * function, shard_step, which decides the next action from the state: there
  * is no other place that starts work. The shard is freed only in CLOSING
@@ -44,6 +49,7 @@
 #include "fetch.h"
 #include "lease/lease.h"
 #include "lease/lease_coord.h"
+#include "output.h"
 #include "proc/processor.h"
 #include "source/source.h"
 
@@ -55,6 +61,9 @@ typedef struct shard_env {
     source_t *source;
     lease_coord_t *coord;
     deadletter_t *dead_letters;
+    const output_dest_t *outputs;   /* the config's outputs, in its order (shard.emit's names) */
+    char *const *output_names;
+    size_t noutputs;
     fetch_budget_t *budget;      /* all shards' prefetched records (max_buffered_mb) */
     const char *worker_id;
     char *const *lua_path;
@@ -122,6 +131,8 @@ const char *shard_state_name(shard_state_t st);
  * A coalesced checkpoint still waiting for its interval is written now. */
 int shard_caught_up(shard_t *s);
 proc_state_t *shard_proc(shard_t *s);
+/* A put of emitted records is in flight (it reads the shard's memory). */
+int shard_outputs_busy(const shard_t *s);
 /* JSON facts for `status` (state, halt error, retry, counters, script version
  * and load time, the stream's last reload error). Caller frees. */
 char *shard_describe(const shard_t *s, const char *reload_error);
@@ -138,6 +149,7 @@ typedef struct shard_stats {
     int64_t timeouts;
     int64_t memory_cap_hits;
     int64_t breaker_trips;    /* the stream's breaker tripped on this shard's records */
+    int64_t timer_failures;   /* onTimer raised or returned an invalid decision */
 } shard_stats_t;
 
 const shard_stats_t *shard_stats(const shard_t *s);

@@ -9,8 +9,9 @@
 int backend_aws_new(const config_t *cfg, struct ev_loop *loop, aws_client_t **out, errbuf_t *err)
 {
     *out = NULL;
-    int kinesis = cfg->source.type == BACKEND_AWS, dynamodb = cfg->leases.type == BACKEND_AWS;
-    if (!kinesis && !dynamodb) return 0;
+    int kinesis = cfg->source.type == BACKEND_AWS, dynamodb = cfg->leases.type == BACKEND_AWS, outputs = 0;
+    for (size_t i = 0; i < cfg->noutputs; i++) outputs |= cfg->outputs[i].type == BACKEND_AWS;
+    if (!kinesis && !dynamodb && !outputs) return 0;
     /* the source's CA bundle serves DynamoDB too (one trust setting per
      * deployment); STS is asked in the source's region, else the table's */
     aws_http_options_t hopt = {.ca_file = kinesis ? cfg->source.ca_file : NULL};

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "backends.h"
+#include "destinations.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "shard/deadletter.h"
@@ -33,6 +34,7 @@ typedef struct worker {
     char *id;
     aws_client_t *aws;           /* shared by source and store when either is AWS; freed after both */
     source_t *source;
+    destinations_t dests;        /* the config's outputs, opened (shard.emit's destinations) */
     lease_store_t *store;
     lease_coord_t *coord;
     shardsync_t *sync;
@@ -421,6 +423,19 @@ static int worker_str_differs(const char *a, const char *b)
     return (a == NULL) != (b == NULL) || (a && strcmp(a, b));
 }
 
+static int worker_outputs_differ(const config_t *old, const config_t *nu)
+{
+    if (old->noutputs != nu->noutputs) return 1;
+    for (size_t i = 0; i < old->noutputs; i++) {
+        const config_output_t *a = &old->outputs[i], *b = &nu->outputs[i];
+        if (strcmp(a->name, b->name) || strcmp(a->stream, b->stream) || a->own != b->own || a->type != b->type ||
+            worker_str_differs(a->path, b->path) || worker_str_differs(a->region, b->region) ||
+            worker_str_differs(a->endpoint, b->endpoint))
+            return 1;
+    }
+    return 0;
+}
+
 /* Names what a new config changes that cannot apply to a running worker. */
 static void worker_refused_changes(const config_t *old, const config_t *nu, buf_t *out)
 {
@@ -451,6 +466,7 @@ static void worker_refused_changes(const config_t *old, const config_t *nu, buf_
     for (size_t i = 0; same_streams && i < old->nstreams; i++)
         REFUSE_IF(worker_str_differs(old->streams[i].kcl_stream_identifier, nu->streams[i].kcl_stream_identifier),
                   "kcl_stream_identifier");
+    REFUSE_IF(worker_outputs_differ(old, nu), "outputs");
 #undef REFUSE_IF
 }
 
@@ -467,6 +483,10 @@ static void worker_apply_stream(worker_t *w, size_t idx, config_stream_t *nu)
     old->checkpoint_interval_ms = nu->checkpoint_interval_ms;
     old->prefetch_batches = nu->prefetch_batches;
     old->idle_time_between_reads_ms = nu->idle_time_between_reads_ms;
+    old->timer_interval_ms = nu->timer_interval_ms;
+    old->max_batching_window_ms = nu->max_batching_window_ms;
+    old->min_batch_records = nu->min_batch_records;
+    old->max_emit_buffer_mb = nu->max_emit_buffer_mb;
     old->initial_position = nu->initial_position;
     old->initial_timestamp_ms = nu->initial_timestamp_ms;
     char *path = old->processor;
@@ -644,6 +664,21 @@ static int worker_preflight(worker_t *w)
     return -1;
 }
 
+/* Every output's stream exists before a shard can emit (a missing one is a
+ * config error: exit 2). Returns the exit status, or 0. */
+static int worker_check_outputs(worker_t *w)
+{
+    errbuf_t err;
+    int rc = destinations_open(&w->dests, w->cfg, w->loop, w->source, w->aws, &err) ? 2 : 0;
+    if (!rc) rc = destinations_check(&w->dests, w->loop, &err);
+    if (!rc) return 0;
+    char q[1200];
+    log_error("worker_cannot_start", "worker=%s error=%s exit=%d", w->id, log_quote(err.msg, q, sizeof q), rc);
+    fprintf(stderr, "shardrun: %s\n", err.msg);
+    w->exit_code = rc;
+    return rc;
+}
+
 static void worker_init_watchers(worker_t *w)
 {
     ev_signal_init(&w->sigterm, worker_on_signal, SIGTERM);
@@ -667,6 +702,7 @@ static void worker_close(worker_t *w)
     size_t running = (w->pool ? proc_pool_busy(w->pool) : 0) +
                      (w->dead_letters ? deadletter_busy(w->dead_letters) : 0) +
                      (w->config_thread ? tpool_busy(w->config_thread) : 0);
+    for (size_t i = 0; i < w->nshards; i++) running += (size_t)shard_outputs_busy(w->shards[i]);
     if (w->exit_code != 0 && running > 0) {
         /* A script may be stuck in a processor thread, a dead-letter write on
          * a hung disk: joining them could hang. */
@@ -690,6 +726,7 @@ static void worker_close(worker_t *w)
     shardsync_free(w->sync);
     lease_store_destroy(w->store);   /* drops pending writes: their callbacks never run */
     lease_coord_free(w->coord);
+    destinations_close(&w->dests);   /* its own sources: before the AWS client */
     source_destroy(w->source);
     aws_client_free(w->aws);         /* after both backends: they cancelled their calls */
     free(w->sched);
@@ -725,6 +762,11 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
         worker_close(&w);
         return 1;
     }
+    if (worker_check_outputs(&w)) {
+        int code = w.exit_code;
+        worker_close(&w);
+        return code;
+    }
     lease_coord_options_t copt = {w.id, cfg->lease_duration_ms, cfg->renew_interval_ms, cfg->taker_interval_ms,
                                   cfg->max_steal, 1};
     lease_coord_handler_t h = {worker_acquired, worker_lost, worker_eligible, worker_scanned, worker_describe,
@@ -744,6 +786,7 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
     }
     w.budget.max = (size_t)cfg->max_buffered_mb * 1024 * 1024;
     w.env = (shard_env_t){.sched = w.sched, .source = w.source, .coord = w.coord, .dead_letters = w.dead_letters,
+                          .outputs = w.dests.dests, .output_names = w.dests.names, .noutputs = w.dests.n,
                           .budget = &w.budget, .worker_id = w.id, .lua_path = cfg->lua_path,
                           .nlua_path = cfg->nlua_path, .min_poll_interval_ms = backend_min_poll_interval_ms(cfg),
                           .rollback_after_failures = cfg->reload_rollback_after_failures, .ud = &w,

@@ -342,6 +342,72 @@ static void test_aws_settings_are_checked_at_load(void **state)
     free(home);
 }
 
+static void test_outputs_are_read_in_name_order_with_their_destination(void **state)
+{
+    errbuf_t err;
+    config_t *c = load(BASE "outputs = { zeta = { stream = 'z' }, alpha = { stream = 'a', path = 'other.db' },\n"
+                            "  mid = { stream = 'm', region = 'eu-west-1', endpoint = 'http://127.0.0.1:1' } }\n"
+                            "streams = { { name = 'a', processor = 'p.lua' } }\n",
+                       &err);
+    if (!c) fail_msg("%s", err.msg);
+    assert_int_equal(c->noutputs, 3);
+    assert_string_equal(c->outputs[0].name, "alpha"); /* an emitted record carries its output's index */
+    assert_string_equal(c->outputs[1].name, "mid");
+    assert_string_equal(c->outputs[2].name, "zeta");
+    assert_true(c->outputs[0].own && c->outputs[0].type == BACKEND_LOCAL && c->outputs[0].path[0] == '/');
+    assert_true(c->outputs[1].own && c->outputs[1].type == BACKEND_AWS);
+    assert_string_equal(c->outputs[1].region, "eu-west-1");
+    assert_false(c->outputs[2].own); /* a stream of the source */
+    assert_int_equal(c->outputs[2].type, BACKEND_LOCAL);
+    assert_string_equal(c->outputs[2].stream, "z");
+    config_free(c);
+}
+
+static void test_bad_outputs_name_the_output_and_field(void **state)
+{
+    expect_error(BASE "outputs = { o = { } }\nstreams = { { name = 'a', processor = 'p.lua' } }\n",
+                 "outputs.o.stream: required");
+    expect_error(BASE "outputs = { o = { stream = 'x', strem = 1 } }\nstreams = { { name = 'a', processor = 'p.lua' } }\n",
+                 "outputs.o.strem: unknown field (did you mean `stream`?)");
+    expect_error(BASE "outputs = { o = 'x' }\nstreams = { { name = 'a', processor = 'p.lua' } }\n",
+                 "outputs.o: expected a table { stream = ... }");
+    expect_error(BASE "outputs = { 'x' }\nstreams = { { name = 'a', processor = 'p.lua' } }\n",
+                 "outputs: expected name = { stream = ... } fields");
+    expect_error(BASE "outputs = { o = { stream = 'x', type = 'local', region = 'r' } }\n"
+                      "streams = { { name = 'a', processor = 'p.lua' } }\n",
+                 "outputs.o.region: a local output has a path");
+    expect_error(BASE "outputs = { o = { stream = 'x', type = 'local' } }\nstreams = { { name = 'a', processor = 'p.lua' } }\n",
+                 "outputs.o.path: required for a local output");
+    expect_error(BASE "outputs = { o = { stream = 'x', endpoint = '127.0.0.1:4567' } }\n"
+                      "streams = { { name = 'a', processor = 'p.lua' } }\n",
+                 "outputs.o.endpoint: expected a URL starting with http:// or https://");
+    expect_error(BASE "outputs = { o = { stream = 'x', region = 'EU' } }\nstreams = { { name = 'a', processor = 'p.lua' } }\n",
+                 "outputs.o.region: \"EU\" is not an AWS region name");
+}
+
+static void test_stream_processing_settings_and_their_defaults(void **state)
+{
+    errbuf_t err;
+    config_t *c = load(BASE "streams = { { name = 'a', processor = 'p.lua' },\n"
+                            "  { name = 'b', processor = 'p.lua', timer_interval_ms = 500, max_records = 100,\n"
+                            "    max_batching_window_ms = 2000, max_emit_buffer_mb = 4 },\n"
+                            "  { name = 'c', processor = 'p.lua', max_batching_window_ms = 10, min_batch_records = 7 } }\n",
+                       &err);
+    if (!c) fail_msg("%s", err.msg);
+    assert_int_equal(c->streams[0].timer_interval_ms, 0);
+    assert_int_equal(c->streams[0].max_batching_window_ms, 0);
+    assert_int_equal(c->streams[0].max_emit_buffer_mb, 32);
+    assert_int_equal(c->streams[1].timer_interval_ms, 500);
+    assert_int_equal(c->streams[1].min_batch_records, 100); /* a window waits for max_records by default */
+    assert_int_equal(c->streams[1].max_emit_buffer_mb, 4);
+    assert_int_equal(c->streams[2].min_batch_records, 7);
+    config_free(c);
+    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', min_batch_records = 5 } }\n",
+                 "streams[1].min_batch_records: needs max_batching_window_ms");
+    expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', max_emit_buffer_mb = 0 } }\n",
+                 "streams[1].max_emit_buffer_mb: expected a number from 1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +418,9 @@ int main(void)
         cmocka_unit_test(test_missing_processor_and_syntax_errors),
         cmocka_unit_test(test_policy_table),
         cmocka_unit_test(test_policy_shorthands_are_the_defaults_table),
+        cmocka_unit_test(test_outputs_are_read_in_name_order_with_their_destination),
+        cmocka_unit_test(test_bad_outputs_name_the_output_and_field),
+        cmocka_unit_test(test_stream_processing_settings_and_their_defaults),
         cmocka_unit_test(test_aws_credentials_table),
         cmocka_unit_test(test_errors_name_the_line_where_the_field_is_written),
         cmocka_unit_test(test_a_required_top_level_field_has_no_line_to_name),

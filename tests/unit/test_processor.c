@@ -105,7 +105,7 @@ static void open_fixture(fixture_t *f, const char *body, const proc_limits_t *li
     f->s = script("p.lua", body, &err);
     if (!f->s) fail_msg("%s", err.msg);
     proc_shard_info_t info = {"stream", "shardId-1", "TRIM_HORIZON", "w"};
-    proc_limits_t none = {0, 0};
+    proc_limits_t none = {0, 0, 0};
     f->ps = proc_state_new(f->s, &info, limits ? limits : &none, NULL, 0);
     run_job(&f->job, JOB_INIT, f->ps, NULL);
     assert_int_equal(f->job.decision, DEC_NONE);
@@ -237,7 +237,7 @@ static void kept_record_after(const char *how, const proc_limits_t *lim)
 
 static void test_a_record_kept_past_its_batch_never_reads_freed_memory(void **state)
 {
-    proc_limits_t timeout = {200, 0};
+    proc_limits_t timeout = {200, 0, 0};
     kept_record_after("while true do end", &timeout);                          /* timed out */
     kept_record_after("while true do pcall(function() end) end", &timeout);   /* timed out through pcall */
     kept_record_after("error('poison')", NULL);                               /* raised */
@@ -256,7 +256,7 @@ static void test_timeout_interrupts_busy_loops_even_through_pcall(void **state)
         snprintf(body, sizeof body, "local P = {}\nfunction P.processRecords(records)\n  %s\nend\nreturn P\n",
                  loops[i]);
         fixture_t f;
-        proc_limits_t lim = {200, 0};
+        proc_limits_t lim = {200, 0, 0};
         open_fixture(&f, body, &lim);
         f.job.kind = JOB_PROCESS;
         f.job.ps = f.ps;
@@ -276,7 +276,7 @@ static void test_timeout_interrupts_busy_loops_even_through_pcall(void **state)
 static void test_memory_cap_is_an_error_and_the_state_is_recreated(void **state)
 {
     fixture_t f;
-    proc_limits_t lim = {0, 16};
+    proc_limits_t lim = {0, 16, 0};
     open_fixture(&f, "local P = {}\nlocal inits = 0\nfunction P.initialize() inits = inits + 1 end\n"
                      "function P.processRecords(records)\n"
                      "  if records[1].data == 'grow' then local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(100) .. i end end\n"
@@ -311,6 +311,152 @@ static void test_script_validation(void **state)
     proc_script_unref(s);
 }
 
+/* ---- shard.emit and onTimer ---- */
+
+static void open_emitting(fixture_t *f, const char *body, int64_t limit)
+{
+    errbuf_t err;
+    memset(f, 0, sizeof *f);
+    f->s = script("e.lua", body, &err);
+    if (!f->s) fail_msg("%s", err.msg);
+    proc_shard_info_t info = {"stream", "shardId-1", "TRIM_HORIZON", "w"};
+    proc_limits_t lim = {0, 0, limit};
+    f->ps = proc_state_new(f->s, &info, &lim, NULL, 0);
+    char *names[] = {"a", "b"};
+    proc_state_set_outputs(f->ps, names, 2);
+    run_job(&f->job, JOB_INIT, f->ps, NULL);
+    if (f->job.decision != DEC_NONE) fail_msg("initialize: %s", f->job.error);
+    f->b = make_batch(5);
+}
+
+static void test_emitted_records_are_copied_into_the_job_in_emit_order(void **state)
+{
+    fixture_t f;
+    open_emitting(&f, "local P = {}\nfunction P.processRecords(records, shard)\n"
+                      "  for i = 1, #records do shard.emit('b', records[i].data .. '\\0!', 'k' .. i) end\n"
+                      "  shard.emit('a', '', 'key', '340282366920938463463374607431768211455')\n"
+                      "  collectgarbage() -- the strings may go: the job has its own copies\n"
+                      "  return 'checkpoint'\nend\nreturn P\n", 0);
+    run_job(&f.job, JOB_PROCESS, f.ps, f.b);
+    if (f.job.decision != DEC_ALL) fail_msg("%s", f.job.error);
+    const emitbuf_t *e = &f.job.emits;
+    assert_int_equal(e->count, 6);
+    assert_int_equal(e->recs[0].output, 1);
+    assert_int_equal(e->recs[0].data_len, 4);
+    assert_memory_equal(emitbuf_data(e, 0), "r0\0!", 4);
+    assert_string_equal(emitbuf_pkey(e, 4), "k5");
+    assert_null(emitbuf_hash_key(e, 4));
+    assert_int_equal(e->recs[5].output, 0);
+    assert_int_equal(e->recs[5].data_len, 0);
+    assert_string_equal(emitbuf_hash_key(e, 5), "340282366920938463463374607431768211455");
+    assert_int_equal(e->bytes, 5 * 4 + 5 * 2 + 3 + 39);
+    close_fixture(&f);
+}
+
+/* processRecords calls shard.emit(args); the error names the problem. */
+static void emit_error(const char *args, const char *want)
+{
+    char body[512];
+    snprintf(body, sizeof body, "local P = {}\nfunction P.processRecords(records, shard)\n  shard.emit(%s)\n"
+             "  return 'checkpoint'\nend\nreturn P\n", args);
+    fixture_t f;
+    open_emitting(&f, body, 0);
+    run_job(&f.job, JOB_PROCESS, f.ps, f.b);
+    assert_int_equal(f.job.decision, DEC_ERROR);
+    if (!strstr(f.job.error, want)) fail_msg("shard.emit(%s): \"%s\" lacks \"%s\"", args, f.job.error, want);
+    assert_non_null(strstr(f.job.error, "e.lua:3:")); /* the script's line, not the runtime's */
+    close_fixture(&f);
+}
+
+static void test_emit_checks_its_arguments(void **state)
+{
+    emit_error("'c', 'x', 'k'", "no output named \"c\" (outputs: a, b)");
+    emit_error("'a', nil, 'k'", "data must be a string, got a nil");
+    emit_error("'a', 'x', ''", "partitionKey must be a string of 1 to 256 bytes");
+    emit_error("'a', 'x', string.rep('k', 257)", "partitionKey must be a string of 1 to 256 bytes");
+    emit_error("'a', 'x', 'k\\0'", "without NUL");
+    emit_error("'a', 'x', 'k', 'abc'", "explicitHashKey must be a decimal string");
+    emit_error("'a', 'x', 'k', '340282366920938463463374607431768211456'", "explicitHashKey must be");
+    emit_error("'a', string.rep('x', 1024 * 1024 + 1), 'k'", "over the 1 MiB record limit");
+}
+
+static void test_one_call_emits_at_most_its_limit(void **state)
+{
+    fixture_t f;
+    open_emitting(&f, "local P = {}\nfunction P.processRecords(records, shard)\n"
+                      "  for i = 1, 10 do shard.emit('a', string.rep('x', 30), 'k') end\n"
+                      "end\nreturn P\n", 100);
+    run_job(&f.job, JOB_PROCESS, f.ps, f.b);
+    assert_int_equal(f.job.decision, DEC_ERROR);
+    assert_non_null(strstr(f.job.error, "emitted more than max_emit_buffer_mb"));
+    assert_int_equal(f.job.emits.count, 3); /* what came before the limit stays: the shard drops it */
+    close_fixture(&f);
+}
+
+static void test_leaseLost_cannot_emit(void **state)
+{
+    fixture_t f;
+    open_emitting(&f, "local P = {}\nfunction P.processRecords() end\n"
+                      "function P.leaseLost(shard) shard.emit('a', 'x', 'k') end\nreturn P\n", 0);
+    run_job(&f.job, JOB_LEASE_LOST, f.ps, NULL);
+    assert_int_equal(f.job.decision, DEC_ERROR);
+    assert_non_null(strstr(f.job.error, "not available in leaseLost"));
+    assert_int_equal(f.job.emits.count, 0);
+    close_fixture(&f);
+}
+
+/* onTimer returns `ret`; checks the decision (and position, for DEC_AT). */
+static void timer_decides(const char *ret, proc_decision_t want, const char *seq, int64_t sub, const char *error_part)
+{
+    char body[512];
+    snprintf(body, sizeof body, "local P = {}\nfunction P.processRecords() end\n"
+             "function P.onTimer(shard, now)\n  assert(now == 1700000000123)\n  return %s\nend\nreturn P\n", ret);
+    fixture_t f;
+    open_emitting(&f, body, 0);
+    f.job.now_ms = 1700000000123;
+    run_job(&f.job, JOB_TIMER, f.ps, NULL);
+    if (f.job.decision != want)
+        fail_msg("%s: decision %d, want %d (%s)", ret, f.job.decision, want, f.job.error ? f.job.error : "-");
+    if (seq) {
+        assert_string_equal(f.job.cp_seq, seq);
+        assert_int_equal(f.job.cp_sub, sub);
+    }
+    if (error_part && (!f.job.error || !strstr(f.job.error, error_part)))
+        fail_msg("%s: error \"%s\" lacks \"%s\"", ret, f.job.error ? f.job.error : "(none)", error_part);
+    close_fixture(&f);
+}
+
+static void test_onTimer_decisions(void **state)
+{
+    timer_decides("nil", DEC_NONE, NULL, 0, NULL);
+    timer_decides("'checkpoint'", DEC_ALL, NULL, 0, NULL);
+    timer_decides("'00000000000000000104'", DEC_AT, "00000000000000000104", 0, NULL);
+    timer_decides("{ sequenceNumber = '49590', subSequenceNumber = 3 }", DEC_AT, "49590", 3, NULL);
+    timer_decides("{ checkpoint = { sequenceNumber = '7' } }", DEC_AT, "7", 0, NULL);
+    timer_decides("42", DEC_ERROR, NULL, 0, "got a number 42");
+    timer_decides("'soon'", DEC_ERROR, NULL, 0, "invalid decision");
+    timer_decides("error('late')", DEC_ERROR, NULL, 0, "late");
+}
+
+static void test_onTimer_runs_in_the_shards_state_and_may_emit(void **state)
+{
+    fixture_t f;
+    open_emitting(&f, "local P = {}\nfunction P.processRecords(records, shard) shard.state.n = #records end\n"
+                      "function P.onTimer(shard, now) shard.emit('a', tostring(shard.state.n), 'k') end\n"
+                      "return P\n", 0);
+    run_job(&f.job, JOB_PROCESS, f.ps, f.b);
+    run_job(&f.job, JOB_TIMER, f.ps, NULL);
+    assert_int_equal(f.job.decision, DEC_NONE);
+    assert_int_equal(f.job.emits.count, 1);
+    assert_memory_equal(emitbuf_data(&f.job.emits, 0), "5", 1);
+    /* a script without onTimer: nothing happens */
+    close_fixture(&f);
+    open_emitting(&f, "return { processRecords = function() end }\n", 0);
+    run_job(&f.job, JOB_TIMER, f.ps, NULL);
+    assert_int_equal(f.job.decision, DEC_NONE);
+    close_fixture(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -322,6 +468,12 @@ int main(void)
         cmocka_unit_test(test_timeout_interrupts_busy_loops_even_through_pcall),
         cmocka_unit_test(test_memory_cap_is_an_error_and_the_state_is_recreated),
         cmocka_unit_test(test_script_validation),
+        cmocka_unit_test(test_emitted_records_are_copied_into_the_job_in_emit_order),
+        cmocka_unit_test(test_emit_checks_its_arguments),
+        cmocka_unit_test(test_one_call_emits_at_most_its_limit),
+        cmocka_unit_test(test_leaseLost_cannot_emit),
+        cmocka_unit_test(test_onTimer_decisions),
+        cmocka_unit_test(test_onTimer_runs_in_the_shards_state_and_may_emit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
