@@ -4,6 +4,7 @@
 --   shardrun.version            -- "0.1.0", the runtime's version (VERSION file)
 --   shardrun.json.decode(s)     -- = require "shardrun.json"
 --   shardrun.record.copy(r)     -- = require "shardrun.record"
+--   shardrun.window.tumbling{}  -- = require "shardrun.window" (windows flushed by onTimer)
 --   shardrun.testing            -- = require "shardrun.testing" (for specs)
 --
 -- Submodules are loaded on first use, so `require "shardrun"` costs nothing
@@ -13,7 +14,7 @@
 -- THE LUA CONTRACT), and testing it at the top of shardrun/testing.lua.
 local require, rawset = require, rawset
 
-local SUBMODULES = { json = true, record = true, testing = true }
+local SUBMODULES = { json = true, record = true, testing = true, window = true }
 
 local shardrun = { version = "0.1.0" }
 

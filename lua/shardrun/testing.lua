@@ -17,7 +17,14 @@
 --   30-digit decimal string, subSequenceNumber 0, approximateArrivalTimestamp
 --   1700000000000 + n. opts.start (default 1) is n for the first record: for a
 --   later batch of the same shard pass start = <records so far> + 1.
--- testing.shard(t) -> a shard context {id, stream, position, worker, state = {}}.
+-- testing.shard(t) -> a shard context {id, stream, position, worker, state = {},
+--   emit}. shard.emit checks its arguments as under the runtime (the same
+--   code); t.outputs = {"name", ...} are the outputs it accepts, as the
+--   config's `outputs` (without: any name). What it emits is kept for
+--   testing.emitted; a call that raises emits nothing, as under the runtime.
+-- testing.emitted(shard) -> the records emitted since the last look, in emit
+--   order, as { output = name, data = ..., partitionKey = ...,
+--   explicitHashKey = ... or nil }; the list starts empty again.
 -- testing.load(path [, opts]) -> P, the script's table, loaded fresh: a new
 --   global environment each time, and modules from the script's folder (and
 --   opts.lua_path folders) loaded again for it, as in a new lua_State per shard.
@@ -41,6 +48,11 @@
 --   record in the result is the item of `records` (the fake record given).
 -- testing.lifecycle(P, name [, shard]) -> { kind = "none" | "checkpoint" | "error", error = ... }
 --   for initialize, shardEnded, leaseLost, shutdownRequested.
+-- testing.timer(P, shard, now_ms) -> onTimer's decision, resolved as under the
+--   runtime: { kind = "none" }, { kind = "checkpoint" } (after the last record
+--   processed), { kind = "at", sequenceNumber = s, subSequenceNumber = n },
+--   or { kind = "error", error = ..., traceback = ... }. (Whether the shard
+--   processed that position is the runtime's check.)
 local ffi = require "ffi"
 local host = require "shardrun._host" -- also declares shardrun_record_t
 
@@ -94,16 +106,48 @@ function testing.records(list, opts)
   return out
 end
 
+-- What each fake shard emitted, not yet looked at (weak keys: a shard
+-- dropped by a spec takes its records with it).
+local emitted = setmetatable({}, { __mode = "k" })
+
 -- Builds a shard context as the runtime gives it to every call.
 function testing.shard(t)
   t = t or {}
-  return {
+  local shard = {
     id = t.id or "shardId-000000000000",
     stream = t.stream or "test",
     position = t.position or "TRIM_HORIZON",
     worker = t.worker or "test-worker",
     state = t.state or {},
   }
+  local list = {}
+  emitted[shard] = list
+  shard.emit = host.emitter(t.outputs, function(_, name, data, pkey, hk)
+    list[#list + 1] = { output = name, data = data, partitionKey = pkey, explicitHashKey = hk }
+  end)
+  return shard
+end
+
+-- Takes what the shard emitted since the last look (see the top of this file).
+function testing.emitted(shard)
+  local list = emitted[shard]
+  if not list then error("testing.emitted: not a shard made by testing.shard", 2) end
+  local out = {}
+  for i = 1, #list do out[i] = list[i] end
+  for i = #list, 1, -1 do list[i] = nil end
+  return out
+end
+
+-- Runs fn(); when it reports an error, what the call emitted is dropped, as
+-- the runtime drops a failed call's records.
+local function emitting(shard, fn)
+  local list = emitted[shard]
+  local before = list and #list or 0
+  local d = fn()
+  if d.kind == "error" and list then
+    for i = #list, before + 1, -1 do list[i] = nil end
+  end
+  return d
 end
 
 local function dirname(path)
@@ -176,16 +220,8 @@ local live = ffi.new("int32_t[1]")
 local generation = 0
 host.bind(live)
 
--- Calls P.processRecords as the runtime does (see the top of this file).
-function testing.process(P, records, shard)
-  if type(records) ~= "table" then error("testing.process: records must be a list, got a " .. type(records), 2) end
-  for i = 1, #records do
-    if record_problem(records[i]) then -- strings or partial tables: fill them in
-      records = testing.records(records)
-      break
-    end
-  end
-  shard = shard or testing.shard()
+-- One processRecords call on records laid out in C memory.
+local function process_call(P, records, shard)
   local n = #records
   local recs, arena = build_batch(records)
   local slot = #pinned + 1
@@ -203,13 +239,42 @@ function testing.process(P, records, shard)
   return d
 end
 
+-- Calls P.processRecords as the runtime does (see the top of this file).
+function testing.process(P, records, shard)
+  if type(records) ~= "table" then error("testing.process: records must be a list, got a " .. type(records), 2) end
+  for i = 1, #records do
+    if record_problem(records[i]) then -- strings or partial tables: fill them in
+      records = testing.records(records)
+      break
+    end
+  end
+  shard = shard or testing.shard()
+  return emitting(shard, function() return process_call(P, records, shard) end)
+end
+
 -- Calls a lifecycle function (initialize, shardEnded, leaseLost,
 -- shutdownRequested) as the runtime does; a missing one is "none".
 function testing.lifecycle(P, name, shard)
-  local kind, _, msg, tb = host.lifecycle(P, name, shard or testing.shard())
-  if kind == "all" then return { kind = "checkpoint" } end
-  if kind == "error" then return { kind = "error", error = msg, traceback = tb } end
-  return { kind = kind }
+  shard = shard or testing.shard()
+  return emitting(shard, function()
+    local kind, _, msg, tb = host.lifecycle(P, name, shard)
+    if kind == "all" then return { kind = "checkpoint" } end
+    if kind == "error" then return { kind = "error", error = msg, traceback = tb } end
+    return { kind = kind }
+  end)
+end
+
+-- Calls P.onTimer as the runtime does (see the top of this file).
+function testing.timer(P, shard, now_ms)
+  if type(now_ms) ~= "number" then error("testing.timer: now_ms must be a number (ms)", 2) end
+  shard = shard or testing.shard()
+  return emitting(shard, function()
+    local kind, a, b, c = host.timer(P, shard, now_ms)
+    if kind == "all" then return { kind = "checkpoint" } end
+    if kind == "at" then return { kind = "at", sequenceNumber = b, subSequenceNumber = a } end
+    if kind == "error" then return { kind = "error", error = b, traceback = c } end
+    return { kind = kind }
+  end)
 end
 
 return testing

@@ -9,9 +9,10 @@ describe("shardrun", function()
     assert.are.equal(v, shardrun.version)
   end)
 
-  it("re-exports json, record and testing as the submodules themselves", function()
+  it("re-exports json, record, window and testing as the submodules themselves", function()
     assert.are.equal(require "shardrun.json", shardrun.json)
     assert.are.equal(require "shardrun.record", shardrun.record)
+    assert.are.equal(require "shardrun.window", shardrun.window)
     assert.are.equal(require "shardrun.testing", shardrun.testing)
   end)
 
