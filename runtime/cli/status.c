@@ -48,7 +48,9 @@ static cJSON *status_info(const lease_t *l)
 {
     cJSON *info = l->info ? cJSON_Parse(l->info) : NULL;
     if (!info || l->owner) return info;
-    static const char *const momentary[] = {"state", "error", "attempt", "nextTryAtMs", "lastError", "millisBehind"};
+    static const char *const momentary[] = {"state",         "error",    "attempt",         "nextTryAtMs",
+                                            "lastError",     "millisBehind", "emitsUnacknowledged",
+                                            "emitBytes",     "outputError"};
     for (size_t i = 0; i < sizeof momentary / sizeof *momentary; i++)
         cJSON_DeleteItemFromObjectCaseSensitive(info, momentary[i]);
     return info;

@@ -46,6 +46,7 @@ typedef struct kin_req {
     size_t nput, put_done, put_sent;  /* records in all, sent so far, in the call in flight */
     unsigned char *put_failed;        /* KIN_PUT: per record, 1 = not written (NULL until a call fails) */
     int put_throttled;                /* KIN_PUT: the call answered, refusing records for throughput */
+    int put_answered;                 /* KIN_PUT: put_failed holds the refused records of the last call */
 } kin_req_t;
 
 struct kin_source {
@@ -104,10 +105,11 @@ static void kin_fail(kin_req_t *r)
         break;
     }
     case KIN_PUT: {
-        /* the call that failed and every record after it: none of them is
-         * known to be written (a refused entry or an unanswered call) */
+        /* the records of calls never sent, and those of the call that failed
+         * (all of them, unless its answer named the refused ones) */
         if (!r->put_failed) r->put_failed = xcalloc(r->nput ? r->nput : 1, 1);
-        for (size_t i = r->put_done - r->put_sent; i < r->nput; i++) r->put_failed[i] = 1;
+        size_t from = r->put_answered ? r->put_done : r->put_done - r->put_sent;
+        for (size_t i = from; i < r->nput; i++) r->put_failed[i] = 1;
         source_put_result_t res = {r->error, msg, r->put_failed, r->put_throttled};
         ((source_put_cb)r->cb)(r->ud, &res);
         break;
@@ -259,21 +261,25 @@ static void kin_records_done(kin_req_t *r, const aws_http_response_t *resp)
 
 static void kin_put_next(kin_req_t *r);
 
-/* PutRecords answers 200 with refused entries (ErrorCode set) when some were
- * throttled: the caller retries them all later (at-least-once). An entry
- * with ErrorCode null or absent was written. */
+/* PutRecords answers 200 with refused entries (ErrorCode set) when some
+ * were throttled: those alone are flagged, and the put ends there (the
+ * caller sends them again before anything after them). An entry with
+ * ErrorCode null or absent was written. */
 static void kin_put_done(kin_req_t *r, const aws_http_response_t *resp)
 {
     kinesis_put_result_t res;
-    char where[256];
-    awsjson_status_t st = kinesis_json_put_result(resp->body, resp->body_len, r->put_sent, NULL, &res, &r->err);
+    char where[256], msg[1024];
+    size_t base = r->put_done - r->put_sent;
+    if (!r->put_failed) r->put_failed = xcalloc(r->nput ? r->nput : 1, 1); /* freed with r */
+    awsjson_status_t st =
+        kinesis_json_put_result(resp->body, resp->body_len, r->put_sent, r->put_failed + base, &res, &r->err);
     if (st != AWSJSON_OK || res.refused) {
-        char msg[1024];
         if (st != AWSJSON_OK) snprintf(msg, sizeof msg, "%s", r->err.msg);
-        else snprintf(msg, sizeof msg, "PutRecords: %zu of %zu records refused (first: %s)", res.refused,
-                      r->put_sent, res.first_error);
+        else snprintf(msg, sizeof msg, "PutRecords: %zu of %zu records refused (first: %s)", res.refused, r->put_sent,
+                      res.first_error);
         errbuf_set(&r->err, "%s: %s", kin_where(r, where, sizeof where), msg);
         r->error = st == AWSJSON_ESYNTAX || res.retryable ? SOURCE_ERETRY : SOURCE_EFATAL;
+        r->put_answered = st == AWSJSON_OK;
         r->put_throttled = st == AWSJSON_OK && res.retryable;
         kin_fail(r);
         return;

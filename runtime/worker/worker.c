@@ -665,11 +665,12 @@ static int worker_preflight(worker_t *w)
 }
 
 /* Every output's stream exists before a shard can emit (a missing one is a
- * config error: exit 2). Returns the exit status, or 0. */
+ * config error: exit 2; one that cannot be opened or asked, exit 1).
+ * Returns the exit status, or 0. */
 static int worker_check_outputs(worker_t *w)
 {
     errbuf_t err;
-    int rc = destinations_open(&w->dests, w->cfg, w->loop, w->source, w->aws, &err) ? 2 : 0;
+    int rc = destinations_open(&w->dests, w->cfg, w->loop, w->source, w->aws, &err) ? 1 : 0;
     if (!rc) rc = destinations_check(&w->dests, w->loop, &err);
     if (!rc) return 0;
     char q[1200];

@@ -129,6 +129,10 @@ static void test_a_throttled_entry_is_retryable_and_named(void **state)
     assert_non_null(strstr(o.msg, "stream dead-letters"));
     assert_non_null(strstr(o.msg, "1 of 2 records refused"));
     assert_non_null(strstr(o.msg, "ProvisionedThroughputExceededException: Rate exceeded"));
+    /* only the refused entry is to be put again; the first is in the stream */
+    assert_true(o.flagged && o.throttled);
+    assert_int_equal(o.failed[0], 0);
+    assert_int_equal(o.failed[1], 1);
 }
 
 static void test_a_refusal_for_good_is_fatal(void **state)
@@ -138,6 +142,8 @@ static void test_a_refusal_for_good_is_fatal(void **state)
                           "\"ErrorMessage\":\"denied\"},{\"ErrorCode\":\"KMSAccessDeniedException\"}]}");
     assert_int_equal(o.err, SOURCE_EFATAL);
     assert_non_null(strstr(o.msg, "KMSAccessDeniedException: denied"));
+    assert_true(o.flagged && !o.throttled);
+    assert_true(o.failed[0] && o.failed[1]);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
