@@ -514,3 +514,45 @@ def test_kinesis_kill_9_while_enriching_20k_records_loses_no_output(env, emulato
         assert "output_throttled" in logs and "AddressSanitizer" not in logs
     finally:
         proxy.close()
+
+
+# ---- the batching window ------------------------------------------------------------------
+
+SIZES = r'''
+local P = {}
+function P.processRecords(records, shard)
+  local f = assert(io.open("sizes", "a"))
+  f:write(#records, " ", records[1].data, " ", records[#records].data, "\n")
+  f:close()
+  return "checkpoint"
+end
+return P
+'''
+
+
+def test_a_batching_window_gathers_trickling_records_into_larger_batches(env):
+    env.write("p.lua", SIZES)
+    env.config([{"name": "in", "processor": "p.lua", "idle_time_between_reads_ms": 20,
+                 "max_batching_window_ms": 1500, "min_batch_records": 60}])
+    env.create_stream("in", 1)
+    w = env.worker()
+    wait_for(lambda: w.events("shard_started"), 30, what="the shard starts")
+    n = 0
+    for _ in range(12):  # 10 records every 100 ms: reads of about 10
+        env.put("in", [f"r{n + i}" for i in range(10)], partition_key="k")
+        n += 10
+        time.sleep(0.1)
+
+    def sizes():
+        p = env.dir / "sizes"
+        return [l.split() for l in p.read_text().splitlines()] if p.exists() else []
+    wait_for(lambda: sum(int(s[0]) for s in sizes()) == n, 30, what="every record processed")
+    got = sizes()
+    assert int(got[0][0]) >= 60, f"the first batch waited for min_batch_records: {got}"
+    assert len(got) <= 3, f"120 records in a few batches, not a dozen: {got}"
+    # in order, nothing twice: each batch starts where the last ended
+    order = []
+    for _, first, last in got:
+        order += [int(first[1:]), int(last[1:])]
+    assert order == sorted(order) and order[0] == 0 and order[-1] == n - 1
+    assert w.stop(30) == 0
