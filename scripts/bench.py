@@ -8,6 +8,8 @@ Rows measured here (local source, no network):
   local no-op         1 M x 100 B records through `return "checkpoint"`, 4 shards
   local cjson         the same, cjson.decode of every record
   local 1000 shards   one worker owning 1000 shards, the same 1 M records in total
+  local enrich        1 M x 100 B JSON records decoded, a field added, each emitted to a local
+                      output stream (shard.emit), checkpoints waiting for the puts; against no-op
   2 threads vs 1      a CPU-heavy script, processor_threads = 2 against 1
   latency             put -> processRecords on a caught-up 2-shard stream
   reload              time from a script change to the first batch on the new version (median)
@@ -29,6 +31,7 @@ import time
 
 import bench_kinesis
 import bench_leases
+import benchlib
 from benchlib import (ENV, QUICK, BenchError, Dir, failed, floor_scan, latency_row, lines_file, print_table, row,
                       shardrun, snapshot, timing, verdict)
 
@@ -142,6 +145,65 @@ def bench_local():
         failed(name, e)
 
 
+ENRICH = '''local cjson = require "cjson"
+local decode, encode = cjson.decode, cjson.encode
+return { processRecords = function(records, shard)
+  local emit = shard.emit
+  for i = 1, #records do
+    local r = records[i]
+    local ev = decode(r.data)
+    ev.seq = r.sequenceNumber
+    emit("out", encode(ev), r.partitionKey)
+  end
+  return "checkpoint"
+end }
+'''
+T_ENRICH_RATIO = 3.0          # enriched local->local within 3x the no-op row (issue 16)
+NOOP_ROW = "local no-op, 100 B, 4 shards"
+
+
+def bench_enrich():
+    """Issue 16: decode + emit one record each, local -> local, against the no-op row of this run
+    (measured here too when the local section did not run)."""
+    n = 200_000 if QUICK else 1_000_000
+    name = f"local enrich -> local output, {'200 k' if QUICK else '1 M'}"
+    noop = next((r for r in benchlib.ROWS if r["name"] == NOOP_ROW), None)
+    try:
+        if noop is None:
+            noop = ratio_row(NOOP_ROW, n, drain(NOOP, n, 4, hundred))
+        d = Dir([{"name": "b", "processor": "p.lua", "idle_time_between_reads_ms": 100}],
+                outputs={"out": {"stream": "out"}})
+        try:
+            d.write("p.lua", ENRICH)
+            d.run("stream", "create", "b", "--shards", "4")
+            d.run("stream", "create", "out", "--shards", "4")
+            data = lines_file(n, lambda i: json.dumps({"i": i, "pad": "x" * (86 - len(str(i)))}))
+            try:
+                d.run("put", "b", input_path=data)
+            finally:
+                os.unlink(data)
+            records, secs, cpu, rss = d.drain()
+            con = sqlite3.connect(d.path / "streams.db")
+            try:
+                out = con.execute("SELECT count(*) FROM records r JOIN shards s ON r.sid = s.sid "
+                                  "WHERE s.stream = 'out'").fetchone()[0]
+            finally:
+                con.close()
+        finally:
+            d.cleanup()
+        if records != n or out != n:
+            raise BenchError(f"processed {records} and emitted {out}, expected {n} of each")
+    except BenchError as e:
+        failed(name, e)
+        return
+    rate, cpu_us = records / secs, cpu * 1e6 / n
+    k_rate, k_cpu = noop["rate"] / rate, cpu_us / noop["cpu"]
+    row(name, n, rate, cpu_us, rss / 1024,
+        f"4 shards -> 4; cjson decode + encode, one emit each; CPU/rec {k_cpu:.1f}x no-op (the puts' SQLite inserts)",
+        ratio=f"{k_rate:.2f}x no-op time",
+        target=verdict(k_rate <= T_ENRICH_RATIO, f"records/s within {T_ENRICH_RATIO:g}x the no-op row"))
+
+
 def bench_threads():
     n = 20_000 if QUICK else 60_000
     name = "2 processor threads vs 1"
@@ -234,7 +296,7 @@ def bench_lease_plan():
 
 
 SECTIONS = {
-    "local": (bench_local, bench_threads, bench_latency),
+    "local": (bench_local, bench_enrich, bench_threads, bench_latency),
     "kinesis": (bench_kinesis.add_rows,),
     "leases": (bench_leases.add_rows, bench_lease_plan),
     "reload": (bench_reload,),
