@@ -126,6 +126,11 @@ static const char project_processor[] =
     "end\n"
     "\n"
     "-- Optional, on a hot reload: P.migrate(old_state) may return a new state table.\n"
+    "-- Optional, with timer_interval_ms in the config: P.onTimer(shard, now_ms) runs\n"
+    "-- that often, between batches, idle shards too; it may return \"checkpoint\".\n"
+    "-- To write records to another stream (outputs in the config): shard.emit(output,\n"
+    "-- data, partitionKey); a checkpoint waits until they are written. README.md,\n"
+    "-- \"Stream processing\"; examples/enrich, examples/rollup.\n"
     "\n"
     "return P\n";
 
