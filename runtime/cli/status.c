@@ -50,7 +50,7 @@ static cJSON *status_info(const lease_t *l)
     if (!info || l->owner) return info;
     static const char *const momentary[] = {"state",         "error",    "attempt",         "nextTryAtMs",
                                             "lastError",     "millisBehind", "emitsUnacknowledged",
-                                            "emitBytes",     "outputError"};
+                                            "emitBytes",     "outputError",  "checkpointWaitsForOutputs"};
     for (size_t i = 0; i < sizeof momentary / sizeof *momentary; i++)
         cJSON_DeleteItemFromObjectCaseSensitive(info, momentary[i]);
     return info;

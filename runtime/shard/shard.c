@@ -1153,6 +1153,7 @@ char *shard_describe(const shard_t *s, const char *reload_error)
         cJSON_AddNumberToObject(o, "outputsSkipped", (double)os->skipped);
         cJSON_AddNumberToObject(o, "outputsDeadLettered", (double)os->dead_lettered);
         if (outputs_last_error(&s->out)) cJSON_AddStringToObject(o, "outputError", outputs_last_error(&s->out));
+        if (checkpoint_waiting_outputs(&s->cp)) cJSON_AddBoolToObject(o, "checkpointWaitsForOutputs", 1);
     }
     if (st->timer_failures) cJSON_AddNumberToObject(o, "timerFailures", (double)st->timer_failures);
     char *json = cJSON_PrintUnformatted(o); /* freed by the caller */

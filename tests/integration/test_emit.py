@@ -268,6 +268,10 @@ def test_an_output_put_that_fails_for_now_holds_the_checkpoint_until_it_succeeds
         wait_for(lambda: w.events("output_put_failed"), 30, what="the put fails (busy past its timeout)")
         assert "output out (stream out)" in w.events("output_put_failed")[0]["error"]
         assert checkpoints(env)["shardId-000000000000"] == "TRIM_HORIZON", "no checkpoint before the outputs"
+        wait_for(lambda: "outputError" in status_shards(env)[0], 10, what="status says why")
+        s = status_shards(env)[0]
+        assert s["checkpointWaitsForOutputs"], s
+        assert s["emitsUnacknowledged"] == 50 and "locked" in s["outputError"], s
     finally:
         lock.execute("COMMIT")
         lock.close()
