@@ -1,10 +1,8 @@
 #include "destinations.h"
 
-#include <ev.h>
-#include <stdio.h>
-
 #include "base/log.h"
 #include "base/xalloc.h"
+#include "preflight.h"
 #include "source/source_kinesis.h"
 #include "source/source_local.h"
 
@@ -47,62 +45,19 @@ int destinations_open(destinations_t *d, const config_t *cfg, struct ev_loop *lo
     return 0;
 }
 
-typedef struct destinations_probe {
-    int done;
-    source_err_t err;
-    char msg[1024];
-} destinations_probe_t;
-
-static void destinations_listed(void *ud, source_err_t err, const char *message, source_shard_list_t *shards)
-{
-    destinations_probe_t *p = ud;
-    p->done = 1;
-    p->err = err;
-    snprintf(p->msg, sizeof p->msg, "%s", message ? message : source_err_name(err));
-    source_shard_list_free(shards);
-}
-
-static void destinations_tick(struct ev_loop *loop, ev_timer *t, int revents)
-{
-}
-
-/* Runs the loop for at most `s` seconds, or until *flag (NULL: the whole time). */
-static void destinations_run(struct ev_loop *loop, const int *flag, double s)
-{
-    ev_timer t;
-    ev_timer_init(&t, destinations_tick, s, 0.0);
-    ev_timer_start(loop, &t);
-    while ((!flag || !*flag) && ev_is_active(&t)) ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &t);
-}
-
 int destinations_check(destinations_t *d, struct ev_loop *loop, errbuf_t *err)
 {
     for (size_t i = 0; i < d->n; i++) {
         const output_dest_t *dest = &d->dests[i];
-        destinations_probe_t p;
-        for (int attempt = 1;; attempt++) {
-            p = (destinations_probe_t){0};
-            source_list_shards(dest->source, dest->stream, destinations_listed, &p);
-            destinations_run(loop, &p.done, DESTINATIONS_CHECK_MAX_S);
-            if (!p.done) {
-                errbuf_set(err, "outputs.%s: stream %s: no answer within %.0f s", dest->name, dest->stream,
-                           DESTINATIONS_CHECK_MAX_S);
-                return 1;
-            }
-            if (p.err != SOURCE_ERETRY || attempt == DESTINATIONS_CHECK_TRIES) break;
-            char q[1100];
-            log_warn("output_check_retry", "output=%s destination=%s attempt=%d error=%s", dest->name, dest->stream,
-                     attempt, log_quote(p.msg, q, sizeof q));
-            destinations_run(loop, NULL, 1.0);
-        }
-        if (p.err == SOURCE_ENOTFOUND) {
+        char msg[1024];
+        source_err_t e = preflight_stream(loop, dest->source, dest->stream, msg, sizeof msg, NULL);
+        if (e == SOURCE_ENOTFOUND) {
             errbuf_set(err, "outputs.%s: stream %s does not exist (create it, or fix outputs.%s.stream): %s",
-                       dest->name, dest->stream, dest->name, p.msg);
+                       dest->name, dest->stream, dest->name, msg);
             return 2;
         }
-        if (p.err != SOURCE_OK) {
-            errbuf_set(err, "outputs.%s: stream %s cannot be checked: %s", dest->name, dest->stream, p.msg);
+        if (e != SOURCE_OK) {
+            errbuf_set(err, "outputs.%s: stream %s cannot be checked: %s", dest->name, dest->stream, msg);
             return 1;
         }
         log_info("output_found", "output=%s destination=%s", dest->name, dest->stream);

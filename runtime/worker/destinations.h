@@ -33,9 +33,10 @@ typedef struct destinations {
  * d points into cfg: cfg must outlive it. */
 int destinations_open(destinations_t *d, const config_t *cfg, struct ev_loop *loop, source_t *source,
                       aws_client_t *aws, errbuf_t *err);
-/* Asks each output's source for the stream's shards, running the loop until
- * it knows (before anything else is started on it). 0 when every stream
- * exists; 2 when one does not; 1 when one cannot be checked (err says). */
+/* Asks each output's source for the stream's shards as the configured
+ * streams are asked (preflight.h), before anything else is started on the
+ * loop. 0 when every stream exists; 2 when one does not; 1 when one cannot
+ * be checked (err says). */
 int destinations_check(destinations_t *d, struct ev_loop *loop, errbuf_t *err);
 /* Frees; each owned source is destroyed (its puts cancelled, no callback runs). */
 void destinations_close(destinations_t *d);
@@ -43,8 +44,5 @@ void destinations_close(destinations_t *d);
 /* Records and bytes one put to a local stream takes (one transaction). */
 #define DESTINATIONS_LOCAL_PUT_RECORDS 10000
 #define DESTINATIONS_LOCAL_PUT_BYTES (8 * 1024 * 1024)
-/* How often a check is tried when the source does not answer for now. */
-#define DESTINATIONS_CHECK_TRIES 3
-#define DESTINATIONS_CHECK_MAX_S 30.0
 
 #endif

@@ -39,31 +39,44 @@ static void preflight_run(struct ev_loop *loop, const int *flag, double s)
     ev_timer_stop(loop, &t);
 }
 
-int preflight_streams(struct ev_loop *loop, source_t *src, const config_t *cfg, errbuf_t *err)
+source_err_t preflight_stream(struct ev_loop *loop, source_t *src, const char *stream, char *msg, size_t n,
+                              size_t *shards)
 {
     ev_tstamp start = ev_time();
+    preflight_t p = {0};
+    for (int attempt = 1;; attempt++) {
+        p = (preflight_t){0};
+        source_list_shards(src, stream, preflight_listed, &p);
+        preflight_run(loop, &p.done, PREFLIGHT_MAX_S);
+        if (!p.done) {
+            snprintf(msg, n, "no answer to ListShards within %.0f s", PREFLIGHT_MAX_S);
+            return SOURCE_ERETRY;
+        }
+        if (p.err != SOURCE_ERETRY || attempt == PREFLIGHT_TRIES || ev_time() - start > PREFLIGHT_MAX_S) break;
+        char q[1100];
+        log_warn("preflight_retry", "stream=%s attempt=%d max_attempts=%d error=%s", stream, attempt,
+                 PREFLIGHT_TRIES, log_quote(p.msg, q, sizeof q));
+        preflight_run(loop, NULL, PREFLIGHT_PAUSE_S);
+    }
+    snprintf(msg, n, "%s", p.msg);
+    if (shards) *shards = p.shards;
+    return p.err;
+}
+
+int preflight_streams(struct ev_loop *loop, source_t *src, const config_t *cfg, errbuf_t *err)
+{
     for (size_t i = 0; i < cfg->nstreams; i++) {
         const char *name = cfg->streams[i].name;
-        preflight_t p = {0};
-        for (int attempt = 1;; attempt++) {
-            p = (preflight_t){0};
-            source_list_shards(src, name, preflight_listed, &p);
-            preflight_run(loop, &p.done, PREFLIGHT_MAX_S);
-            if (!p.done) return errbuf_set(err, "stream %s: no answer to ListShards within %.0f s", name,
-                                           PREFLIGHT_MAX_S);
-            if (p.err != SOURCE_ERETRY || attempt == PREFLIGHT_TRIES || ev_time() - start > PREFLIGHT_MAX_S) break;
-            char q[1100];
-            log_warn("preflight_retry", "stream=%s attempt=%d max_attempts=%d error=%s", name, attempt,
-                     PREFLIGHT_TRIES, log_quote(p.msg, q, sizeof q));
-            preflight_run(loop, NULL, PREFLIGHT_PAUSE_S);
-        }
-        if (p.err == SOURCE_ENOTFOUND)
-            return errbuf_set(err, "stream %s does not exist: %s (create it, or fix streams[%zu].name)", name, p.msg,
+        char msg[1024];
+        size_t shards = 0;
+        source_err_t e = preflight_stream(loop, src, name, msg, sizeof msg, &shards);
+        if (e == SOURCE_ENOTFOUND)
+            return errbuf_set(err, "stream %s does not exist: %s (create it, or fix streams[%zu].name)", name, msg,
                               i + 1);
-        if (p.err == SOURCE_ERETRY)
-            return errbuf_set(err, "stream %s cannot be read at start (%d tries): %s", name, PREFLIGHT_TRIES, p.msg);
-        if (p.err != SOURCE_OK) return errbuf_set(err, "stream %s cannot be read: %s", name, p.msg);
-        log_info("stream_found", "stream=%s shards=%zu", name, p.shards);
+        if (e == SOURCE_ERETRY)
+            return errbuf_set(err, "stream %s cannot be read at start (%d tries): %s", name, PREFLIGHT_TRIES, msg);
+        if (e != SOURCE_OK) return errbuf_set(err, "stream %s cannot be read: %s", name, msg);
+        log_info("stream_found", "stream=%s shards=%zu", name, shards);
     }
     return 0;
 }

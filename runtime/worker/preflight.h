@@ -17,6 +17,15 @@ struct ev_loop;
 /* 0 when every stream answered, -1 with err naming the stream otherwise. */
 int preflight_streams(struct ev_loop *loop, source_t *src, const config_t *cfg, errbuf_t *err);
 
+/* One stream (a configured stream, or an output's): asks src for its
+ * shards, running the loop until it answers, and tries again while the
+ * answer is "for now" (PREFLIGHT_TRIES, PREFLIGHT_PAUSE_S apart). Returns
+ * the last answer (SOURCE_OK, SOURCE_ENOTFOUND, ...; no answer within
+ * PREFLIGHT_MAX_S is SOURCE_ERETRY); msg (n bytes) says why, *shards how
+ * many it has. */
+source_err_t preflight_stream(struct ev_loop *loop, source_t *src, const char *stream, char *msg, size_t n,
+                              size_t *shards);
+
 #define PREFLIGHT_TRIES 3
 #define PREFLIGHT_PAUSE_S 1.0
 #define PREFLIGHT_MAX_S 30.0
