@@ -68,10 +68,12 @@ $(BIN): $(BUILD)/runtime/cli/main.o $(BUILD)/libshardrun.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDSAN) -o $@ $^ $(LIBS)
 
+# tests/common: what unit tests and the simulation share (virtual time, the
+# in-memory lease store).
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libshardrun.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
-	$(Q)$(CC) $(ALL_CFLAGS) $(LDSAN) -MMD -MP -o $@ $< $(BUILD)/libshardrun.a $(LIBS) -lcmocka
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/common $(LDSAN) -MMD -MP -o $@ $< $(BUILD)/libshardrun.a $(LIBS) -lcmocka
 
 # Benchmark programs (tests/bench): the floors, bare programs that read the
 # same records as a benchmark row without the runtime (see scripts/bench.py),
