@@ -755,6 +755,17 @@ static void shard_stats_from_info(shard_stats_t *st, const char *info)
     cJSON_Delete(o);
 }
 
+/* The backoff jitter's seed: from the scheduler's clock, the lease key and
+ * the worker (FNV-1a), so shards started together do not retry in step, and
+ * on virtual time (the simulation) a run replays exactly. */
+static unsigned shard_seed(const shard_env_t *env, const char *key)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = key; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+    for (const char *p = env->worker_id ? env->worker_id : ""; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+    return h ^ (unsigned)sched_now_ms(env->sched);
+}
+
 shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *script, breaker_t *breaker,
                    const lease_t *lease)
 {
@@ -783,7 +794,7 @@ shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *
     sched_timer_init(&s->wait_timer, shard_on_wait_timer, s);
     sched_timer_init(&s->job_timer, shard_on_job_timer, s);
     sched_timer_init(&s->halt_timer, shard_on_halt_timer, s);
-    s->seed = (unsigned)clock_mono_us() ^ (unsigned)(uintptr_t)s;
+    s->seed = shard_seed(env, s->key);
     return s;
 }
 
