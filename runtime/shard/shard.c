@@ -593,6 +593,13 @@ static void shard_on_fetch_failed(void *ud, const char *why)
     shard_step(s);
 }
 
+/* A read that was out when the shard stopped fetching answered: the shard
+ * may be closing and waiting for it (shard_freeable). */
+static void shard_on_fetch_settled(void *ud)
+{
+    shard_step(ud);
+}
+
 static int shard_fetch_room(void *ud)
 {
     shard_t *s = ud;
@@ -787,7 +794,8 @@ shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *
     pieces_init(&s->queue, env->budget);
     checkpoint_init(&s->cp, env->sched, cfg->checkpoint_interval_ms, lease->checkpoint, lease->checkpoint_sub,
                     shard_cp_write, s);
-    fetch_handler_t fh = {shard_on_records, shard_on_fetch_ended, shard_on_fetch_failed, shard_fetch_room};
+    fetch_handler_t fh = {shard_on_records, shard_on_fetch_ended, shard_on_fetch_failed, shard_fetch_room,
+                          shard_on_fetch_settled};
     fetch_options_t fo = shard_fetch_options(s);
     fetch_init(&s->fetch, env->sched, env->source, env->budget, cfg->name, lease->shard, lease->checkpoint,
                lease->checkpoint_sub, &fo, &fh, s);
