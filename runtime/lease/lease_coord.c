@@ -45,6 +45,7 @@ typedef struct op {
     waiters_t waiters;
     lease_t row;                /* OP_TAKE: the row as scanned; OP_RELEASE/OP_HANDOFF: the lease as written to */
     int stolen;                 /* OP_TAKE */
+    int64_t seen_ms;            /* OP_TAKE: when this worker first saw the counter it takes the row with */
     int lost;                   /* detached because the lease was lost (else forgotten) */
     struct op *prev, *next;
 } op_t;
@@ -53,6 +54,7 @@ struct owned {
     lease_coord_t *c;
     lease_t lease;              /* our view: the counter we expect in the table */
     int64_t valid_until_ms;     /* send time of the last successful write + lease_duration */
+    int64_t dispatch_from_ms;   /* taken from a live owner: that owner may dispatch until then */
     sched_timer_t expiry;       /* fires at valid_until_ms: the lease may have expired */
     op_t *inflight;             /* the write on its way (one at a time), or NULL */
     int want_checkpoint;
@@ -64,6 +66,18 @@ struct owned {
     waiters_t rel_waiters;
     char *told_to;              /* the requester our owner was told of (NULL: none pending) */
 };
+
+/* A take sent to a row whose owner was alive (a steal). Until that owner's
+ * deadline passes, the row must not be released by this worker if the take
+ * landed without this worker holding it (answered too late, answered with
+ * an error although written, or while stopping): a third worker would take
+ * the free row and dispatch at once, while the owner may still be. The row
+ * is left to expire instead, or released once the guard is over. */
+typedef struct guard {
+    char *key;
+    int64_t until_ms;
+    struct guard *next;
+} guard_t;
 
 /* A graceful handoff this worker asked for and waits on. */
 typedef struct request {
@@ -83,6 +97,7 @@ struct lease_coord {
     owned_t **owned;            /* sorted by key */
     size_t nowned, owned_cap;
     request_t *requests;
+    guard_t *guards;            /* steals whose previous owner may still be dispatching */
     op_t *ops;                  /* every request in flight */
     size_t nops;
     lease_obs_set_t obs;
@@ -436,6 +451,15 @@ static op_t *coord_write(lease_coord_t *c, owned_t *o, op_kind_t kind)
     return w;
 }
 
+/* A release or handoff is queued and may be written: a lease stolen from a
+ * live owner is given on only once that owner can no longer be dispatching
+ * (dispatch_from_ms), since whoever gets it next dispatches at once. Until
+ * then it is renewed. */
+static int coord_give_up_due(lease_coord_t *c, const owned_t *o)
+{
+    return o->want_release && coord_now(c) >= o->dispatch_from_ms;
+}
+
 /* Starts the next queued write on o, if none is in flight. Checkpoints come
  * before a release, so a graceful shutdown releases with its last checkpoint
  * written. */
@@ -452,7 +476,7 @@ static void coord_issue(lease_coord_t *c, owned_t *o)
         c->store->ops->checkpoint(c->store, &o->lease, w->seq, w->sub, coord_write_done, w);
         return;
     }
-    if (o->want_release) {
+    if (coord_give_up_due(c, o)) {
         op_t *w = coord_write(c, o, o->handoff ? OP_HANDOFF : OP_RELEASE);
         lease_copy(&w->row, &o->lease); /* to see it through if the lease is forgotten meanwhile */
         waiters_move(&w->waiters, &o->rel_waiters);
@@ -465,7 +489,7 @@ static void coord_issue(lease_coord_t *c, owned_t *o)
 static void coord_renew(lease_coord_t *c, owned_t *o)
 {
     if (o->inflight) return;
-    if (o->want_checkpoint || o->want_release) {
+    if (o->want_checkpoint || coord_give_up_due(c, o)) {
         coord_issue(c, o); /* a queued write (maybe a retry) renews too */
         return;
     }
@@ -492,8 +516,43 @@ static void coord_forget_done(void *ud, lease_status_t st, const char *msg, cons
     op_free(ud);
 }
 
+static void coord_guard(lease_coord_t *c, const char *key, int64_t until_ms)
+{
+    guard_t *g = xcalloc(1, sizeof *g); /* c->guards' until it is over */
+    g->key = xstrdup(key);
+    g->until_ms = until_ms;
+    g->next = c->guards;
+    c->guards = g;
+}
+
+/* The guard of key that is not over yet, or NULL; drops those that are. */
+static const guard_t *coord_guarded(lease_coord_t *c, const char *key)
+{
+    const guard_t *found = NULL;
+    int64_t now = coord_now(c);
+    for (guard_t **pp = &c->guards; *pp;) {
+        guard_t *g = *pp;
+        if (g->until_ms <= now) {
+            *pp = g->next;
+            free(g->key);
+            free(g);
+            continue;
+        }
+        if (!found && key && !strcmp(g->key, key)) found = g;
+        pp = &g->next;
+    }
+    return found;
+}
+
 static void coord_release_unheld(lease_coord_t *c, const lease_t *l, const char *why)
 {
+    const guard_t *g = coord_guarded(c, l->key);
+    if (g) {
+        log_info("lease_release_deferred", "lease=%s worker=%s counter=%lld reason=\"%s\" wait_ms=%lld "
+                 "why=\"taken from a live owner, which may dispatch until then\"", l->key, c->worker_id,
+                 (long long)l->counter, why, (long long)(g->until_ms - coord_now(c)));
+        return;
+    }
     for (op_t *op = c->ops; op; op = op->next)
         if (op->kind == OP_RELEASE_UNHELD && !strcmp(op->key, l->key)) return; /* on its way */
     log_info("lease_released", "lease=%s worker=%s counter=%lld reason=\"%s\"", l->key, c->worker_id,
@@ -509,9 +568,16 @@ static void coord_take_done(void *ud, lease_status_t st, const char *msg, const 
     int64_t until = t->sent_ms + c->opt.lease_duration_ms;
     if (st == LEASE_OK && updated && c->taking && !coord_find(c, updated->key) && until > coord_now(c)) {
         owned_t *o = coord_own(c, updated, t->sent_ms);
-        log_info("lease_taken", "lease=%s worker=%s counter=%lld checkpoint=%s previous_owner=%s stolen=%d",
-                 updated->key, c->worker_id, (long long)updated->counter, updated->checkpoint,
-                 t->row.owner ? t->row.owner : "-", t->stolen);
+        /* The previous owner's last write was sent before this worker first
+         * saw its counter: its deadline is at most lease_duration after that.
+         * An expired row is past it already, a released one has no owner; a
+         * row stolen from a live owner (a handoff request it left
+         * unanswered) waits for it. */
+        if (t->row.owner) o->dispatch_from_ms = t->seen_ms + c->opt.lease_duration_ms;
+        int64_t wait = o->dispatch_from_ms > coord_now(c) ? o->dispatch_from_ms - coord_now(c) : 0;
+        log_info("lease_taken", "lease=%s worker=%s counter=%lld checkpoint=%s previous_owner=%s stolen=%d "
+                 "dispatch_in_ms=%lld", updated->key, c->worker_id, (long long)updated->counter, updated->checkpoint,
+                 t->row.owner ? t->row.owner : "-", t->stolen, (long long)wait);
         op_free(t);
         c->h.acquired(c->ud, &o->lease);
         return;
@@ -531,6 +597,10 @@ static void coord_take(lease_coord_t *c, const lease_t *l, int stolen)
 {
     op_t *t = op_new(c, OP_TAKE, l->key);
     t->stolen = stolen;
+    const lease_obs_t *seen = lease_obs_find(&c->obs, l->key);
+    t->seen_ms = seen && seen->counter == l->counter ? seen->since_ms : coord_now(c);
+    if (l->owner && t->seen_ms + c->opt.lease_duration_ms > coord_now(c))
+        coord_guard(c, l->key, t->seen_ms + c->opt.lease_duration_ms);
     lease_copy(&t->row, l);
     c->store->ops->take(c->store, &t->row, c->worker_id, coord_take_done, t);
 }
@@ -776,6 +846,12 @@ void lease_coord_free(lease_coord_t *c)
     }
     free(c->owned);
     while (c->requests) coord_request_drop(c, c->requests);
+    while (c->guards) {
+        guard_t *g = c->guards;
+        c->guards = g->next;
+        free(g->key);
+        free(g);
+    }
     while (c->ops) op_free(c->ops); /* the store was destroyed first: no callback comes */
     lease_obs_clear(&c->obs);
     free(c->worker_id);
@@ -856,7 +932,8 @@ int lease_coord_may_dispatch(lease_coord_t *c, const char *key)
     owned_t *o = coord_find(c, key);
     if (!o || o->want_release) return 0;
     if (o->inflight && (o->inflight->kind == OP_RELEASE || o->inflight->kind == OP_HANDOFF)) return 0;
-    return coord_now(c) < o->valid_until_ms;
+    int64_t now = coord_now(c);
+    return now >= o->dispatch_from_ms && now < o->valid_until_ms;
 }
 
 size_t lease_coord_unclean(const lease_coord_t *c) { return c->unclean; }

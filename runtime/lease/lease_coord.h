@@ -17,6 +17,13 @@
  *   moment a timer declares it lost, whether or not a write is still hanging;
  *   lease_coord_may_dispatch turns 0 at the same moment (and once a release
  *   or handoff is queued), and the shard asks it before every batch.
+ * - A lease taken from an owner still alive (a steal: it left a handoff
+ *   request unanswered for lease_duration) is not dispatched before that
+ *   owner's own deadline: lease_duration after this worker first saw the
+ *   counter it took the lease with (the owner sent the write that made it
+ *   before). A row taken because it expired is past that moment already.
+ *   Nor is it released or handed on before then (it is renewed meanwhile):
+ *   whoever gets it next dispatches at once.
  * - A loss is recorded and told (handler `lost`) before any waiter of that
  *   lease runs; a write answered after the loss reports LEASE_CONFLICT to its
  *   waiters, never success.
@@ -111,8 +118,9 @@ size_t lease_coord_unclean(const lease_coord_t *c);
 size_t lease_coord_pending(lease_coord_t *c);
 
 /* 1 while this worker may dispatch a batch of the lease: it holds it, no
- * release or handoff is queued, and by this worker's clock it cannot have
- * expired yet (now < last successful write's send time + lease_duration). */
+ * release or handoff is queued, by this worker's clock it cannot have
+ * expired yet (now < last successful write's send time + lease_duration),
+ * and a previous owner it was stolen from can no longer be dispatching. */
 int lease_coord_may_dispatch(lease_coord_t *c, const char *key);
 
 /* 1 if the lease's counter moved within lease_duration while this worker
