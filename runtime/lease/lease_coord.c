@@ -103,6 +103,9 @@ struct lease_coord {
     lease_obs_set_t obs;
     sched_timer_t renew_timer, take_timer;
     int scanning, scanned_once, taking;
+    int settling;               /* stopping: not clear to exit until a clean scan (coord_settle) */
+    int scan_clean;             /* the scan in flight was sent holding nothing, with nothing in flight */
+    sched_timer_t settle_timer; /* settling: look whether the last scan can be sent now */
     int64_t scan_sent_ms, prev_scan_sent_ms;
     int stopping;               /* lease_coord_stop_taking was called: every lease should end released */
     size_t unclean;             /* leases that ended without their release or last checkpoint written */
@@ -142,6 +145,8 @@ static int64_t coord_now(lease_coord_t *c)
     return sched_now_ms(c->sched);
 }
 
+static void coord_settle_soon(lease_coord_t *c);
+
 static op_t *op_new(lease_coord_t *c, op_kind_t kind, const char *key)
 {
     op_t *op = xcalloc(1, sizeof *op); /* freed by op_free, after its callback */
@@ -168,6 +173,7 @@ static void op_free(op_t *op)
     free(op->waiters.v);
     lease_clear(&op->row);
     free(op);
+    coord_settle_soon(c);
 }
 
 /* ---- the owned set ------------------------------------------------------------- */
@@ -233,6 +239,7 @@ static void coord_drop(lease_coord_t *c, owned_t *o, waiters_t *waiters)
     }
     if (o->inflight) o->inflight->o = NULL;
     sched_timer_stop(c->sched, &o->expiry);
+    coord_settle_soon(c);
     waiters_move(waiters, &o->cp_waiters);
     waiters_move(waiters, &o->rel_waiters);
     lease_clear(&o->lease);
@@ -653,13 +660,21 @@ static void coord_ask(lease_coord_t *c, const lease_t *l)
     c->store->ops->request_handoff(c->store, l, c->worker_id, coord_ask_done, op);
 }
 
+/* Withdraws this worker's handoff request on key (owned by owner), once. */
+static void coord_cancel(lease_coord_t *c, const char *key, const char *owner)
+{
+    for (op_t *op = c->ops; op; op = op->next)
+        if (op->kind == OP_CANCEL && !strcmp(op->key, key)) return; /* on its way */
+    lease_t l = {0};
+    l.key = (char *)key;
+    l.owner = (char *)owner;
+    op_t *op = op_new(c, OP_CANCEL, key);
+    c->store->ops->cancel_handoff(c->store, &l, c->worker_id, coord_forget_done, op);
+}
+
 static void coord_withdraw(lease_coord_t *c, request_t *r)
 {
-    lease_t l = {0};
-    l.key = r->key;
-    l.owner = r->owner;
-    op_t *op = op_new(c, OP_CANCEL, r->key);
-    c->store->ops->cancel_handoff(c->store, &l, c->worker_id, coord_forget_done, op);
+    coord_cancel(c, r->key, r->owner);
     coord_request_drop(c, r);
 }
 
@@ -745,6 +760,9 @@ static void coord_carry_out(lease_coord_t *c, const lease_plan_decision_t *d)
     case LEASE_PLAN_RELEASE:
         if (!o) coord_release_unheld(c, l, "in this worker's name but not held");
         break;
+    case LEASE_PLAN_CANCEL:
+        if (!r) coord_cancel(c, l->key, l->owner);
+        break;
     case LEASE_PLAN_TAKE:
         coord_take(c, l, 0);
         break;
@@ -752,6 +770,52 @@ static void coord_carry_out(lease_coord_t *c, const lease_plan_decision_t *d)
         coord_ask(c, l);
         break;
     }
+}
+
+/* ---- settling before the exit --------------------------------------------------------- */
+
+/* A row names this worker as owner or requester, and it neither holds the
+ * lease nor waits for the request. */
+static int coord_names_me_unheld(lease_coord_t *c, const lease_list_t *all)
+{
+    for (size_t i = 0; i < all->count; i++) {
+        const lease_t *l = &all->leases[i];
+        if (l->invalid || !l->key) continue;
+        if (l->owner && !strcmp(l->owner, c->worker_id) && !coord_find(c, l->key)) return 1;
+        if (l->pending_owner && !strcmp(l->pending_owner, c->worker_id) && !coord_request_find(c, l->key)) return 1;
+    }
+    return 0;
+}
+
+/* Nothing held, nothing in flight: a scan sent now shows what this worker
+ * leaves behind. (A write answered with an error may have been carried out,
+ * a release refused by a counter our own lost write moved leaves the row in
+ * our name: only a scan after every answer can tell.) */
+static int coord_quiet(const lease_coord_t *c)
+{
+    return c->nowned == 0 && c->nops == 0;
+}
+
+/* Called whenever a write ends or a lease is dropped: once quiet, a
+ * stopping worker scans (on the next turn: the caller may still be busy). */
+static void coord_settle_soon(lease_coord_t *c)
+{
+    if (c->settling) sched_timer_start(c->sched, &c->settle_timer, 0);
+}
+
+static void coord_on_settle(sched_timer_t *t)
+{
+    lease_coord_t *c = t->data;
+    if (c->settling && !c->scanning && coord_quiet(c)) sched_timer_start(c->sched, &c->take_timer, 0);
+}
+
+/* After a stopping worker's scan: clear to exit when the scan was sent
+ * quiet, nothing was sent since, and no row names this worker that it does
+ * not hold (its plan released or withdrew those; their answers call for
+ * another scan, and a release deferred by a guard waits for a later one). */
+static void coord_settle(lease_coord_t *c, const lease_list_t *all)
+{
+    if (c->settling && c->scan_clean && coord_quiet(c) && !coord_names_me_unheld(c, all)) c->settling = 0;
 }
 
 static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_list_t *all)
@@ -782,6 +846,7 @@ static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_
     }
     lease_plan_free(&plan);
     c->prev_scan_sent_ms = c->scan_sent_ms;
+    coord_settle(c, all);
     if (c->h.scanned) c->h.scanned(c->ud, all);
     lease_list_free(all);
 }
@@ -793,6 +858,7 @@ static void coord_on_take(sched_timer_t *t)
     if (c->scanning) return;
     c->scanning = 1;
     c->scan_sent_ms = coord_now(c);
+    c->scan_clean = coord_quiet(c);
     c->store->ops->list(c->store, coord_scan_done, c);
 }
 
@@ -812,6 +878,7 @@ lease_coord_t *lease_coord_new(sched_t *sched, lease_store_t *store, const lease
     c->taking = 1;
     sched_timer_init(&c->renew_timer, coord_on_renew, c);
     sched_timer_init(&c->take_timer, coord_on_take, c);
+    sched_timer_init(&c->settle_timer, coord_on_settle, c);
     return c;
 }
 
@@ -823,10 +890,13 @@ void lease_coord_start(lease_coord_t *c)
 
 void lease_coord_stop_taking(lease_coord_t *c)
 {
+    if (!c->taking) return;
     c->taking = 0;
     c->stopping = 1;
     /* withdraw our handoff requests, so no lease is handed to a worker that is leaving */
     while (c->requests) coord_withdraw(c, c->requests);
+    c->settling = 1;
+    coord_settle_soon(c);
 }
 
 void lease_coord_scan_now(lease_coord_t *c)
@@ -837,8 +907,10 @@ void lease_coord_scan_now(lease_coord_t *c)
 void lease_coord_free(lease_coord_t *c)
 {
     if (!c) return;
+    c->settling = 0; /* nothing is scanned for any more */
     sched_timer_stop(c->sched, &c->renew_timer);
     sched_timer_stop(c->sched, &c->take_timer);
+    sched_timer_stop(c->sched, &c->settle_timer);
     while (c->nowned) {
         waiters_t dropped = {0};
         coord_drop(c, c->owned[c->nowned - 1], &dropped);
@@ -940,7 +1012,7 @@ size_t lease_coord_unclean(const lease_coord_t *c) { return c->unclean; }
 
 size_t lease_coord_pending(lease_coord_t *c)
 {
-    size_t n = c->nops;
+    size_t n = c->nops + (size_t)c->settling;
     for (size_t i = 0; i < c->nowned; i++) n += (size_t)(c->owned[i]->want_checkpoint + c->owned[i]->want_release);
     return n;
 }

@@ -83,7 +83,12 @@ lease_coord_t *lease_coord_new(sched_t *sched, lease_store_t *store, const lease
 void lease_coord_free(lease_coord_t *c);
 
 void lease_coord_start(lease_coord_t *c);   /* first scan now, then timers */
-void lease_coord_stop_taking(lease_coord_t *c);  /* shutdown: keep renewing, take nothing */
+/* Shutdown: keep renewing, take nothing, withdraw the handoff requests.
+ * lease_coord_pending stays above 0 until a scan shows no row naming this
+ * worker (as owner or requester) that it does not hold: a handoff granted as
+ * it withdrew, a take written though answered with an error, are released
+ * or withdrawn first, so leaving never orphans a lease until it expires. */
+void lease_coord_stop_taking(lease_coord_t *c);
 void lease_coord_scan_now(lease_coord_t *c);    /* run the taker soon (e.g. after shard sync) */
 
 typedef void (*lease_coord_done_cb)(void *ud, lease_status_t st);
@@ -114,7 +119,8 @@ const lease_t *lease_coord_owned(lease_coord_t *c, const char *key);
  * checkpoint_not_written). A shutdown is clean when this does not grow. */
 size_t lease_coord_unclean(const lease_coord_t *c);
 
-/* Writes in flight or queued, over all owned leases (shutdown waits for 0). */
+/* Writes in flight or queued, over all owned leases, and a stopping
+ * worker's last scan still to come (shutdown waits for 0). */
 size_t lease_coord_pending(lease_coord_t *c);
 
 /* 1 while this worker may dispatch a batch of the lease: it holds it, no

@@ -333,6 +333,32 @@ static void test_a_steal_that_landed_unheld_is_released_only_after_the_owners_de
     assert_null(memstore_row(&F.ms, "s1")->owner);
 }
 
+/* A worker stops while the owner it asked hands the lease over: its
+ * withdrawal comes too late (refused), the lease is in its name though it
+ * never held it. It is released before the coordinator reports nothing
+ * pending (the worker exits on 0), instead of waiting in a dead worker's
+ * name until it expires. Found by the simulation (seed 781). */
+static void test_a_handoff_granted_as_a_stopping_worker_withdrew_is_released_before_it_exits(void **state)
+{
+    start(1, 1);
+    put("s1", "B", 1);
+    put("s2", "B", 1);
+    lease_coord_start(F.c);
+    vsched_advance(&F.vs, 10);
+    lease_t *row = memstore_row(&F.ms, "s1");
+    assert_string_equal(row->pending_owner, "A");
+    set_str(&row->owner, "A");                  /* B hands over */
+    set_str(&row->pending_owner, NULL);
+    row->counter++;
+    lease_coord_stop_taking(F.c);               /* A stops: its withdrawal is refused */
+    assert_true(lease_coord_pending(F.c) > 0);
+    vsched_advance(&F.vs, 100);
+    assert_int_equal(F.acquired, 0);
+    assert_int_equal(F.ms.calls[LEASE_WRITE_RELEASE], 1);
+    assert_null(memstore_row(&F.ms, "s1")->owner);
+    assert_int_equal(lease_coord_pending(F.c), 0);
+}
+
 /* A graceful release queued behind a renewal still on its way, whose shard
  * closed (and forgot the lease) before the renewal answered, is still
  * written: the lease is free at once, not left in this worker's name until
@@ -369,6 +395,8 @@ int main(void)
                                   teardown),
         cmocka_unit_test_teardown(test_a_lease_stolen_from_a_live_owner_is_given_on_only_after_its_deadline, teardown),
         cmocka_unit_test_teardown(test_a_steal_that_landed_unheld_is_released_only_after_the_owners_deadline,
+                                  teardown),
+        cmocka_unit_test_teardown(test_a_handoff_granted_as_a_stopping_worker_withdrew_is_released_before_it_exits,
                                   teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
