@@ -22,7 +22,7 @@ shard_t *shardset_find(const shardset_t *ss, const char *key)
 int shardset_runnable(const shardset_t *ss, const lease_t *lease, const lease_list_t *all)
 {
     return shardset_stream_index(ss->cfg, shardsync_lease_stream(ss->cfg, lease)) >= 0 &&
-           shardsync_parents_done(ss->sync, lease, all);
+           shardsync_parents_done(ss->sync, lease, all) && !shardsync_resurrected(ss->sync, lease, all);
 }
 
 /* ---- coordinator events ---------------------------------------------------- */
@@ -63,6 +63,7 @@ static void shardset_scanned(void *ud, const lease_list_t *all)
 {
     shardset_t *ss = ud;
     if (ss->host.scanned) ss->host.scanned(ss->host_ud, all);
+    shardsync_table_gone(ss->sync, all); /* the coordinator frees it next */
 }
 
 static char *shardset_describe(void *ud, const char *key)

@@ -636,7 +636,7 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
                                   cfg->max_steal, 1};
     /* the set is the coordinator's handler; it is set up below, before the coordinator starts */
     w.coord = lease_coord_new(w.sched, w.store, &copt, shardset_coord_handler(), &w.set);
-    w.sync = shardsync_new(w.source, w.store, cfg, worker_synced, worker_fail_start, &w);
+    w.sync = shardsync_new(w.sched, w.source, w.store, cfg, worker_synced, worker_fail_start, &w);
     w.pool = proc_pool_new(w.loop, (int)cfg->processor_threads, worker_job_done, &w);
     w.dead_letters = deadletter_new(w.loop, w.source);
     w.config_thread = tpool_new(w.loop, 1, "config");
