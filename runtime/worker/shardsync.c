@@ -11,6 +11,7 @@
  * exists without its parents' rows (a worker would take a missing parent
  * for a finished one). */
 typedef struct sync_create {
+    struct shardsync *ss;          /* the create's callback gets this create */
     size_t stream;                 /* index in cfg->streams */
     const source_shard_t *shard;   /* in ss->lists[stream] */
     const char *checkpoint;        /* a SEQNUM_* sentinel */
@@ -37,6 +38,13 @@ typedef struct sync_known {
     int listed;                    /* a listing succeeded at least once */
 } sync_known_t;
 
+/* A listing's callback context: one per stream, in the shardsync (no
+ * allocation per request, so nothing leaks when a request is dropped). */
+typedef struct list_ctx {
+    struct shardsync *ss;
+    size_t idx;
+} list_ctx_t;
+
 struct shardsync {
     sched_t *sched;
     source_t *source;
@@ -46,6 +54,7 @@ struct shardsync {
     void (*failed)(void *ud, int status, const char *msg);
     void *ud;
     source_shard_list_t **lists;   /* per configured stream, from this run */
+    list_ctx_t *list_ctx;          /* per configured stream */
     sync_known_t *known;           /* per configured stream, from the last successful listing */
     sync_create_t *creates;        /* this run's, parents before children */
     size_t ncreates, creates_cap;
@@ -245,6 +254,8 @@ shardsync_t *shardsync_new(sched_t *sched, source_t *source, lease_store_t *stor
     ss->failed = failed;
     ss->ud = ud;
     ss->lists = xcalloc(cfg->nstreams, sizeof *ss->lists);
+    ss->list_ctx = xcalloc(cfg->nstreams, sizeof *ss->list_ctx);
+    for (size_t i = 0; i < cfg->nstreams; i++) ss->list_ctx[i] = (list_ctx_t){ss, i};
     ss->known = xcalloc(cfg->nstreams, sizeof *ss->known);
     return ss;
 }
@@ -308,6 +319,7 @@ void shardsync_free(shardsync_t *ss)
     free(ss->known);
     free(ss->creates);
     free(ss->lists);
+    free(ss->list_ctx);
     free(ss);
 }
 
@@ -338,11 +350,6 @@ static void shardsync_write_done(void *ud, lease_status_t st, const char *msg, c
     shardsync_finish(ss);
 }
 
-typedef struct create_ctx {
-    shardsync_t *ss;
-    size_t idx;                    /* in ss->creates */
-} create_ctx_t;
-
 static void shardsync_send_create(shardsync_t *ss, size_t idx);
 
 /* A failed create: its descendants are not created in this run either. */
@@ -356,12 +363,10 @@ static void shardsync_skip_create(shardsync_t *ss, size_t idx)
 
 static void shardsync_create_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
 {
-    create_ctx_t *ctx = ud;
-    shardsync_t *ss = ctx->ss;
-    size_t idx = ctx->idx;
-    free(ctx);
+    sync_create_t *c = ud; /* ss->creates does not move during a run */
+    shardsync_t *ss = c->ss;
+    size_t idx = (size_t)(c - ss->creates);
     ss->writes--;
-    sync_create_t *c = &ss->creates[idx];
     if (st == LEASE_OK || st == LEASE_CONFLICT) { /* CONFLICT: a peer created it first */
         c->state = CREATE_DONE;
         for (size_t i = 0; i < c->nchildren; i++) {
@@ -446,10 +451,7 @@ static void shardsync_send_create(shardsync_t *ss, size_t idx)
     log_info("lease_created", "stream=%s shard=%s lease=%s checkpoint=%s parents=%zu", cs->name, sh->id, l.key,
              checkpoint, l.nparents);
     ss->writes++;
-    create_ctx_t *ctx = xcalloc(1, sizeof *ctx); /* freed in shardsync_create_done */
-    ctx->ss = ss;
-    ctx->idx = idx;
-    ss->store->ops->create(ss->store, &l, shardsync_create_done, ctx);
+    ss->store->ops->create(ss->store, &l, shardsync_create_done, c);
     free(l.key);
 }
 
@@ -460,7 +462,7 @@ static void shardsync_create(shardsync_t *ss, size_t stream, const source_shard_
         ss->creates_cap = ss->creates_cap ? ss->creates_cap * 2 : 16;
         ss->creates = xrealloc(ss->creates, ss->creates_cap * sizeof *ss->creates);
     }
-    ss->creates[ss->ncreates++] = (sync_create_t){.stream = stream, .shard = sh, .checkpoint = checkpoint};
+    ss->creates[ss->ncreates++] = (sync_create_t){.ss = ss, .stream = stream, .shard = sh, .checkpoint = checkpoint};
 }
 
 typedef struct create_ref {
@@ -630,17 +632,11 @@ static void shardsync_reconcile(shardsync_t *ss)
     shardsync_finish(ss);
 }
 
-typedef struct list_ctx {
-    shardsync_t *ss;
-    size_t idx;
-} list_ctx_t;
-
 static void shardsync_on_shards(void *ud, source_err_t err, const char *msg, source_shard_list_t *shards)
 {
     list_ctx_t *ctx = ud;
     shardsync_t *ss = ctx->ss;
     size_t idx = ctx->idx;
-    free(ctx);
     ss->pending--;
     if (err) {
         char q[512];
@@ -675,12 +671,8 @@ static void shardsync_on_table(void *ud, lease_status_t st, const char *msg, lea
     }
     ss->table = all;
     ss->pending = ss->cfg->nstreams;
-    for (size_t i = 0; i < ss->cfg->nstreams; i++) {
-        list_ctx_t *ctx = xcalloc(1, sizeof *ctx); /* freed in shardsync_on_shards */
-        ctx->ss = ss;
-        ctx->idx = i;
-        source_list_shards(ss->source, ss->cfg->streams[i].name, shardsync_on_shards, ctx);
-    }
+    for (size_t i = 0; i < ss->cfg->nstreams; i++)
+        source_list_shards(ss->source, ss->cfg->streams[i].name, shardsync_on_shards, &ss->list_ctx[i]);
 }
 
 void shardsync_run(shardsync_t *ss)
