@@ -47,9 +47,9 @@ export AWS_EC2_METADATA_DISABLED := true
 # its own, and never writes over the normal run's. Not exported: a sub-make
 # with another BUILD computes its own.
 TEST_LOGS ?= $(CURDIR)/$(BUILD)/test-logs
-RUN_TESTS := TEST_LOG_DIR=$(TEST_LOGS) scripts/run-tests.sh
+RUN_TESTS := TEST_LOG_DIR=$(TEST_LOGS) SIM=$(CURDIR)/$(BUILD)/tests/sim scripts/run-tests.sh
 
-.PHONY: all deps demo test test-only unit spec integration asan-test bench bench-local \
+.PHONY: all deps demo test test-only unit sim spec integration asan-test bench bench-local \
         bench-leases bench-kinesis bench-reload bench-lease-plan format lint clean
 all: $(BIN)
 
@@ -68,10 +68,28 @@ $(BIN): $(BUILD)/runtime/cli/main.o $(BUILD)/libshardrun.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDSAN) -o $@ $^ $(LIBS)
 
+# tests/common: what unit tests and the simulation share (virtual time, the
+# in-memory lease store).
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libshardrun.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
-	$(Q)$(CC) $(ALL_CFLAGS) $(LDSAN) -MMD -MP -o $@ $< $(BUILD)/libshardrun.a $(LIBS) -lcmocka
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/common $(LDSAN) -MMD -MP -o $@ $< $(BUILD)/libshardrun.a $(LIBS) -lcmocka
+
+# The deterministic simulation (tests/sim): the coordinator, the shards and
+# their glue on simulated time, store, stream and processor, seed by seed.
+SIM_SRC := $(wildcard tests/sim/*.c)
+SIM_OBJ := $(SIM_SRC:tests/sim/%.c=$(BUILD)/sim/%.o)
+SIM_BIN := $(BUILD)/tests/sim
+
+$(BUILD)/sim/%.o: tests/sim/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/common -Itests/sim -MMD -MP -c $< -o $@
+
+$(SIM_BIN): $(SIM_OBJ) $(BUILD)/libshardrun.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(LDSAN) -o $@ $(SIM_OBJ) $(BUILD)/libshardrun.a $(LIBS)
 
 # Benchmark programs (tests/bench): the floors, bare programs that read the
 # same records as a benchmark row without the runtime (see scripts/bench.py),
@@ -90,7 +108,7 @@ $(BUILD)/bench/%: tests/bench/%.c
 	@$(if $(Q),echo "  BENCH   $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDSAN) -MMD -MP -o $@ $< $(BENCH_LIBS)
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/runtime/cli/main.d $(UNIT_BIN:=.d) $(BENCH_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(BUILD)/runtime/cli/main.d $(UNIT_BIN:=.d) $(BENCH_BIN:=.d) $(SIM_OBJ:.o=.d)
 
 deps:
 	@scripts/install-deps.sh
@@ -99,13 +117,17 @@ deps:
 unit: $(UNIT_BIN)
 	@$(RUN_TESTS) unit $(UNIT_BIN)
 
+# The deterministic simulation: SIM_SEEDS=N for more seeds, SIM_SEED=S for one.
+sim: $(SIM_BIN)
+	@$(RUN_TESTS) sim
+
 spec: $(BIN)
 	@$(RUN_TESTS) spec
 
 integration: $(BIN)
 	@SHARDRUN=$(CURDIR)/$(BIN) $(RUN_TESTS) integration
 
-test-only: $(BIN) $(UNIT_BIN)
+test-only: $(BIN) $(UNIT_BIN) $(SIM_BIN)
 	@SHARDRUN=$(CURDIR)/$(BIN) $(RUN_TESTS) all $(UNIT_BIN)
 
 test: deps

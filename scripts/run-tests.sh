@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # run-tests.sh: runs shardrun's test suites and prints one closing line,
 #   "tests: N passed, N failed"
-# usage: run-tests.sh unit BIN... | spec | integration | all BIN...
+# usage: run-tests.sh unit BIN... | sim | spec | integration | all BIN...
 # SHARDRUN names the binary under test (the integration tests drive it);
-# TEST_LOG_DIR the folder of the logs (the Makefile: $(BUILD)/test-logs).
+# SIM the deterministic simulation (tests/sim; SIM_SEEDS, SIM_SEED pass
+# through); TEST_LOG_DIR the folder of the logs (the Makefile: $(BUILD)/test-logs).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -77,6 +78,23 @@ run_layers() {
     fi
 }
 
+# The deterministic simulation: its regression seeds, then SIM_SEEDS seeds
+# (default 2000). One line per failing seed says how to replay it.
+run_sim() {
+    local out="$LOGDIR/sim.log" bin="${SIM:-$ROOT/build/tests/sim}"
+    if [[ ! -x "$bin" ]]; then echo "sim: $bin not built (make $bin)"; count 0 1; status=1; return; fi
+    if "$bin" >"$out" 2>&1; then :; else status=1; fi
+    local p f
+    p=$(grep -Eo 'passed=[0-9]+' "$out" | tail -1 | cut -d= -f2)
+    f=$(grep -Eo 'failed=[0-9]+' "$out" | tail -1 | cut -d= -f2)
+    p=${p:-0}; f=${f:-0}
+    if [[ $p -eq 0 && $f -eq 0 ]]; then f=1; status=1; fi # crashed before reporting
+    count "$p" "$f"
+    printf 'sim  %-28s %3d passed %3d failed  (seeds)\n' "deterministic-simulation" "$p" "$f"
+    grep -E '^sim: (seeds|injected)' "$out" | sed 's/^/     /'
+    if [[ $f -gt 0 ]]; then grep -E 'FAIL|replay' "$out" | head -20; fi
+}
+
 run_spec() {
     local out="$LOGDIR/spec.log"
     if scripts/run-spec.sh >"$out" 2>&1; then :; else status=1; fi
@@ -111,16 +129,18 @@ unit)
     run_unit "$@"
     run_valgrind "$@"
     ;;
+sim) run_sim ;;
 spec) run_spec ;;
 integration) run_integration ;;
 all)
     run_layers
     run_unit "$@"
     run_valgrind "$@"
+    run_sim
     run_spec
     run_integration
     ;;
-*) echo "usage: $0 unit BIN... | spec | integration | all BIN..." >&2; exit 2 ;;
+*) echo "usage: $0 unit BIN... | sim | spec | integration | all BIN..." >&2; exit 2 ;;
 esac
 
 echo "tests: $passed passed, $failed failed"

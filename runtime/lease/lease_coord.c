@@ -45,6 +45,7 @@ typedef struct op {
     waiters_t waiters;
     lease_t row;                /* OP_TAKE: the row as scanned; OP_RELEASE/OP_HANDOFF: the lease as written to */
     int stolen;                 /* OP_TAKE */
+    int64_t seen_ms;            /* OP_TAKE: when this worker first saw the counter it takes the row with */
     int lost;                   /* detached because the lease was lost (else forgotten) */
     struct op *prev, *next;
 } op_t;
@@ -53,6 +54,7 @@ struct owned {
     lease_coord_t *c;
     lease_t lease;              /* our view: the counter we expect in the table */
     int64_t valid_until_ms;     /* send time of the last successful write + lease_duration */
+    int64_t dispatch_from_ms;   /* taken from a live owner: that owner may dispatch until then */
     sched_timer_t expiry;       /* fires at valid_until_ms: the lease may have expired */
     op_t *inflight;             /* the write on its way (one at a time), or NULL */
     int want_checkpoint;
@@ -64,6 +66,18 @@ struct owned {
     waiters_t rel_waiters;
     char *told_to;              /* the requester our owner was told of (NULL: none pending) */
 };
+
+/* A take sent to a row whose owner was alive (a steal). Until that owner's
+ * deadline passes, the row must not be released by this worker if the take
+ * landed without this worker holding it (answered too late, answered with
+ * an error although written, or while stopping): a third worker would take
+ * the free row and dispatch at once, while the owner may still be. The row
+ * is left to expire instead, or released once the guard is over. */
+typedef struct guard {
+    char *key;
+    int64_t until_ms;
+    struct guard *next;
+} guard_t;
 
 /* A graceful handoff this worker asked for and waits on. */
 typedef struct request {
@@ -83,11 +97,15 @@ struct lease_coord {
     owned_t **owned;            /* sorted by key */
     size_t nowned, owned_cap;
     request_t *requests;
+    guard_t *guards;            /* steals whose previous owner may still be dispatching */
     op_t *ops;                  /* every request in flight */
     size_t nops;
     lease_obs_set_t obs;
     sched_timer_t renew_timer, take_timer;
     int scanning, scanned_once, taking;
+    int settling;               /* stopping: not clear to exit until a clean scan (coord_settle) */
+    int scan_clean;             /* the scan in flight was sent holding nothing, with nothing in flight */
+    sched_timer_t settle_timer; /* settling: look whether the last scan can be sent now */
     int64_t scan_sent_ms, prev_scan_sent_ms;
     int stopping;               /* lease_coord_stop_taking was called: every lease should end released */
     size_t unclean;             /* leases that ended without their release or last checkpoint written */
@@ -127,6 +145,8 @@ static int64_t coord_now(lease_coord_t *c)
     return sched_now_ms(c->sched);
 }
 
+static void coord_settle_soon(lease_coord_t *c);
+
 static op_t *op_new(lease_coord_t *c, op_kind_t kind, const char *key)
 {
     op_t *op = xcalloc(1, sizeof *op); /* freed by op_free, after its callback */
@@ -153,6 +173,7 @@ static void op_free(op_t *op)
     free(op->waiters.v);
     lease_clear(&op->row);
     free(op);
+    coord_settle_soon(c);
 }
 
 /* ---- the owned set ------------------------------------------------------------- */
@@ -218,6 +239,7 @@ static void coord_drop(lease_coord_t *c, owned_t *o, waiters_t *waiters)
     }
     if (o->inflight) o->inflight->o = NULL;
     sched_timer_stop(c->sched, &o->expiry);
+    coord_settle_soon(c);
     waiters_move(waiters, &o->cp_waiters);
     waiters_move(waiters, &o->rel_waiters);
     lease_clear(&o->lease);
@@ -436,6 +458,15 @@ static op_t *coord_write(lease_coord_t *c, owned_t *o, op_kind_t kind)
     return w;
 }
 
+/* A release or handoff is queued and may be written: a lease stolen from a
+ * live owner is given on only once that owner can no longer be dispatching
+ * (dispatch_from_ms), since whoever gets it next dispatches at once. Until
+ * then it is renewed. */
+static int coord_give_up_due(lease_coord_t *c, const owned_t *o)
+{
+    return o->want_release && coord_now(c) >= o->dispatch_from_ms;
+}
+
 /* Starts the next queued write on o, if none is in flight. Checkpoints come
  * before a release, so a graceful shutdown releases with its last checkpoint
  * written. */
@@ -452,7 +483,7 @@ static void coord_issue(lease_coord_t *c, owned_t *o)
         c->store->ops->checkpoint(c->store, &o->lease, w->seq, w->sub, coord_write_done, w);
         return;
     }
-    if (o->want_release) {
+    if (coord_give_up_due(c, o)) {
         op_t *w = coord_write(c, o, o->handoff ? OP_HANDOFF : OP_RELEASE);
         lease_copy(&w->row, &o->lease); /* to see it through if the lease is forgotten meanwhile */
         waiters_move(&w->waiters, &o->rel_waiters);
@@ -465,7 +496,7 @@ static void coord_issue(lease_coord_t *c, owned_t *o)
 static void coord_renew(lease_coord_t *c, owned_t *o)
 {
     if (o->inflight) return;
-    if (o->want_checkpoint || o->want_release) {
+    if (o->want_checkpoint || coord_give_up_due(c, o)) {
         coord_issue(c, o); /* a queued write (maybe a retry) renews too */
         return;
     }
@@ -492,8 +523,43 @@ static void coord_forget_done(void *ud, lease_status_t st, const char *msg, cons
     op_free(ud);
 }
 
+static void coord_guard(lease_coord_t *c, const char *key, int64_t until_ms)
+{
+    guard_t *g = xcalloc(1, sizeof *g); /* c->guards' until it is over */
+    g->key = xstrdup(key);
+    g->until_ms = until_ms;
+    g->next = c->guards;
+    c->guards = g;
+}
+
+/* The guard of key that is not over yet, or NULL; drops those that are. */
+static const guard_t *coord_guarded(lease_coord_t *c, const char *key)
+{
+    const guard_t *found = NULL;
+    int64_t now = coord_now(c);
+    for (guard_t **pp = &c->guards; *pp;) {
+        guard_t *g = *pp;
+        if (g->until_ms <= now) {
+            *pp = g->next;
+            free(g->key);
+            free(g);
+            continue;
+        }
+        if (!found && key && !strcmp(g->key, key)) found = g;
+        pp = &g->next;
+    }
+    return found;
+}
+
 static void coord_release_unheld(lease_coord_t *c, const lease_t *l, const char *why)
 {
+    const guard_t *g = coord_guarded(c, l->key);
+    if (g) {
+        log_info("lease_release_deferred", "lease=%s worker=%s counter=%lld reason=\"%s\" wait_ms=%lld "
+                 "why=\"taken from a live owner, which may dispatch until then\"", l->key, c->worker_id,
+                 (long long)l->counter, why, (long long)(g->until_ms - coord_now(c)));
+        return;
+    }
     for (op_t *op = c->ops; op; op = op->next)
         if (op->kind == OP_RELEASE_UNHELD && !strcmp(op->key, l->key)) return; /* on its way */
     log_info("lease_released", "lease=%s worker=%s counter=%lld reason=\"%s\"", l->key, c->worker_id,
@@ -509,9 +575,16 @@ static void coord_take_done(void *ud, lease_status_t st, const char *msg, const 
     int64_t until = t->sent_ms + c->opt.lease_duration_ms;
     if (st == LEASE_OK && updated && c->taking && !coord_find(c, updated->key) && until > coord_now(c)) {
         owned_t *o = coord_own(c, updated, t->sent_ms);
-        log_info("lease_taken", "lease=%s worker=%s counter=%lld checkpoint=%s previous_owner=%s stolen=%d",
-                 updated->key, c->worker_id, (long long)updated->counter, updated->checkpoint,
-                 t->row.owner ? t->row.owner : "-", t->stolen);
+        /* The previous owner's last write was sent before this worker first
+         * saw its counter: its deadline is at most lease_duration after that.
+         * An expired row is past it already, a released one has no owner; a
+         * row stolen from a live owner (a handoff request it left
+         * unanswered) waits for it. */
+        if (t->row.owner) o->dispatch_from_ms = t->seen_ms + c->opt.lease_duration_ms;
+        int64_t wait = o->dispatch_from_ms > coord_now(c) ? o->dispatch_from_ms - coord_now(c) : 0;
+        log_info("lease_taken", "lease=%s worker=%s counter=%lld checkpoint=%s previous_owner=%s stolen=%d "
+                 "dispatch_in_ms=%lld", updated->key, c->worker_id, (long long)updated->counter, updated->checkpoint,
+                 t->row.owner ? t->row.owner : "-", t->stolen, (long long)wait);
         op_free(t);
         c->h.acquired(c->ud, &o->lease);
         return;
@@ -531,6 +604,10 @@ static void coord_take(lease_coord_t *c, const lease_t *l, int stolen)
 {
     op_t *t = op_new(c, OP_TAKE, l->key);
     t->stolen = stolen;
+    const lease_obs_t *seen = lease_obs_find(&c->obs, l->key);
+    t->seen_ms = seen && seen->counter == l->counter ? seen->since_ms : coord_now(c);
+    if (l->owner && t->seen_ms + c->opt.lease_duration_ms > coord_now(c))
+        coord_guard(c, l->key, t->seen_ms + c->opt.lease_duration_ms);
     lease_copy(&t->row, l);
     c->store->ops->take(c->store, &t->row, c->worker_id, coord_take_done, t);
 }
@@ -583,13 +660,21 @@ static void coord_ask(lease_coord_t *c, const lease_t *l)
     c->store->ops->request_handoff(c->store, l, c->worker_id, coord_ask_done, op);
 }
 
+/* Withdraws this worker's handoff request on key (owned by owner), once. */
+static void coord_cancel(lease_coord_t *c, const char *key, const char *owner)
+{
+    for (op_t *op = c->ops; op; op = op->next)
+        if (op->kind == OP_CANCEL && !strcmp(op->key, key)) return; /* on its way */
+    lease_t l = {0};
+    l.key = (char *)key;
+    l.owner = (char *)owner;
+    op_t *op = op_new(c, OP_CANCEL, key);
+    c->store->ops->cancel_handoff(c->store, &l, c->worker_id, coord_forget_done, op);
+}
+
 static void coord_withdraw(lease_coord_t *c, request_t *r)
 {
-    lease_t l = {0};
-    l.key = r->key;
-    l.owner = r->owner;
-    op_t *op = op_new(c, OP_CANCEL, r->key);
-    c->store->ops->cancel_handoff(c->store, &l, c->worker_id, coord_forget_done, op);
+    coord_cancel(c, r->key, r->owner);
     coord_request_drop(c, r);
 }
 
@@ -675,6 +760,9 @@ static void coord_carry_out(lease_coord_t *c, const lease_plan_decision_t *d)
     case LEASE_PLAN_RELEASE:
         if (!o) coord_release_unheld(c, l, "in this worker's name but not held");
         break;
+    case LEASE_PLAN_CANCEL:
+        if (!r) coord_cancel(c, l->key, l->owner);
+        break;
     case LEASE_PLAN_TAKE:
         coord_take(c, l, 0);
         break;
@@ -682,6 +770,52 @@ static void coord_carry_out(lease_coord_t *c, const lease_plan_decision_t *d)
         coord_ask(c, l);
         break;
     }
+}
+
+/* ---- settling before the exit --------------------------------------------------------- */
+
+/* A row names this worker as owner or requester, and it neither holds the
+ * lease nor waits for the request. */
+static int coord_names_me_unheld(lease_coord_t *c, const lease_list_t *all)
+{
+    for (size_t i = 0; i < all->count; i++) {
+        const lease_t *l = &all->leases[i];
+        if (l->invalid || !l->key) continue;
+        if (l->owner && !strcmp(l->owner, c->worker_id) && !coord_find(c, l->key)) return 1;
+        if (l->pending_owner && !strcmp(l->pending_owner, c->worker_id) && !coord_request_find(c, l->key)) return 1;
+    }
+    return 0;
+}
+
+/* Nothing held, nothing in flight: a scan sent now shows what this worker
+ * leaves behind. (A write answered with an error may have been carried out,
+ * a release refused by a counter our own lost write moved leaves the row in
+ * our name: only a scan after every answer can tell.) */
+static int coord_quiet(const lease_coord_t *c)
+{
+    return c->nowned == 0 && c->nops == 0;
+}
+
+/* Called whenever a write ends or a lease is dropped: once quiet, a
+ * stopping worker scans (on the next turn: the caller may still be busy). */
+static void coord_settle_soon(lease_coord_t *c)
+{
+    if (c->settling) sched_timer_start(c->sched, &c->settle_timer, 0);
+}
+
+static void coord_on_settle(sched_timer_t *t)
+{
+    lease_coord_t *c = t->data;
+    if (c->settling && !c->scanning && coord_quiet(c)) sched_timer_start(c->sched, &c->take_timer, 0);
+}
+
+/* After a stopping worker's scan: clear to exit when the scan was sent
+ * quiet, nothing was sent since, and no row names this worker that it does
+ * not hold (its plan released or withdrew those; their answers call for
+ * another scan, and a release deferred by a guard waits for a later one). */
+static void coord_settle(lease_coord_t *c, const lease_list_t *all)
+{
+    if (c->settling && c->scan_clean && coord_quiet(c) && !coord_names_me_unheld(c, all)) c->settling = 0;
 }
 
 static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_list_t *all)
@@ -712,6 +846,7 @@ static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_
     }
     lease_plan_free(&plan);
     c->prev_scan_sent_ms = c->scan_sent_ms;
+    coord_settle(c, all);
     if (c->h.scanned) c->h.scanned(c->ud, all);
     lease_list_free(all);
 }
@@ -723,6 +858,7 @@ static void coord_on_take(sched_timer_t *t)
     if (c->scanning) return;
     c->scanning = 1;
     c->scan_sent_ms = coord_now(c);
+    c->scan_clean = coord_quiet(c);
     c->store->ops->list(c->store, coord_scan_done, c);
 }
 
@@ -742,6 +878,7 @@ lease_coord_t *lease_coord_new(sched_t *sched, lease_store_t *store, const lease
     c->taking = 1;
     sched_timer_init(&c->renew_timer, coord_on_renew, c);
     sched_timer_init(&c->take_timer, coord_on_take, c);
+    sched_timer_init(&c->settle_timer, coord_on_settle, c);
     return c;
 }
 
@@ -753,10 +890,13 @@ void lease_coord_start(lease_coord_t *c)
 
 void lease_coord_stop_taking(lease_coord_t *c)
 {
+    if (!c->taking) return;
     c->taking = 0;
     c->stopping = 1;
     /* withdraw our handoff requests, so no lease is handed to a worker that is leaving */
     while (c->requests) coord_withdraw(c, c->requests);
+    c->settling = 1;
+    coord_settle_soon(c);
 }
 
 void lease_coord_scan_now(lease_coord_t *c)
@@ -767,8 +907,10 @@ void lease_coord_scan_now(lease_coord_t *c)
 void lease_coord_free(lease_coord_t *c)
 {
     if (!c) return;
+    c->settling = 0; /* nothing is scanned for any more */
     sched_timer_stop(c->sched, &c->renew_timer);
     sched_timer_stop(c->sched, &c->take_timer);
+    sched_timer_stop(c->sched, &c->settle_timer);
     while (c->nowned) {
         waiters_t dropped = {0};
         coord_drop(c, c->owned[c->nowned - 1], &dropped);
@@ -776,6 +918,12 @@ void lease_coord_free(lease_coord_t *c)
     }
     free(c->owned);
     while (c->requests) coord_request_drop(c, c->requests);
+    while (c->guards) {
+        guard_t *g = c->guards;
+        c->guards = g->next;
+        free(g->key);
+        free(g);
+    }
     while (c->ops) op_free(c->ops); /* the store was destroyed first: no callback comes */
     lease_obs_clear(&c->obs);
     free(c->worker_id);
@@ -856,14 +1004,15 @@ int lease_coord_may_dispatch(lease_coord_t *c, const char *key)
     owned_t *o = coord_find(c, key);
     if (!o || o->want_release) return 0;
     if (o->inflight && (o->inflight->kind == OP_RELEASE || o->inflight->kind == OP_HANDOFF)) return 0;
-    return coord_now(c) < o->valid_until_ms;
+    int64_t now = coord_now(c);
+    return now >= o->dispatch_from_ms && now < o->valid_until_ms;
 }
 
 size_t lease_coord_unclean(const lease_coord_t *c) { return c->unclean; }
 
 size_t lease_coord_pending(lease_coord_t *c)
 {
-    size_t n = c->nops;
+    size_t n = c->nops + (size_t)c->settling;
     for (size_t i = 0; i < c->nowned; i++) n += (size_t)(c->owned[i]->want_checkpoint + c->owned[i]->want_release);
     return n;
 }

@@ -17,6 +17,13 @@
  *   moment a timer declares it lost, whether or not a write is still hanging;
  *   lease_coord_may_dispatch turns 0 at the same moment (and once a release
  *   or handoff is queued), and the shard asks it before every batch.
+ * - A lease taken from an owner still alive (a steal: it left a handoff
+ *   request unanswered for lease_duration) is not dispatched before that
+ *   owner's own deadline: lease_duration after this worker first saw the
+ *   counter it took the lease with (the owner sent the write that made it
+ *   before). A row taken because it expired is past that moment already.
+ *   Nor is it released or handed on before then (it is renewed meanwhile):
+ *   whoever gets it next dispatches at once.
  * - A loss is recorded and told (handler `lost`) before any waiter of that
  *   lease runs; a write answered after the loss reports LEASE_CONFLICT to its
  *   waiters, never success.
@@ -76,7 +83,12 @@ lease_coord_t *lease_coord_new(sched_t *sched, lease_store_t *store, const lease
 void lease_coord_free(lease_coord_t *c);
 
 void lease_coord_start(lease_coord_t *c);   /* first scan now, then timers */
-void lease_coord_stop_taking(lease_coord_t *c);  /* shutdown: keep renewing, take nothing */
+/* Shutdown: keep renewing, take nothing, withdraw the handoff requests.
+ * lease_coord_pending stays above 0 until a scan shows no row naming this
+ * worker (as owner or requester) that it does not hold: a handoff granted as
+ * it withdrew, a take written though answered with an error, are released
+ * or withdrawn first, so leaving never orphans a lease until it expires. */
+void lease_coord_stop_taking(lease_coord_t *c);
 void lease_coord_scan_now(lease_coord_t *c);    /* run the taker soon (e.g. after shard sync) */
 
 typedef void (*lease_coord_done_cb)(void *ud, lease_status_t st);
@@ -107,12 +119,14 @@ const lease_t *lease_coord_owned(lease_coord_t *c, const char *key);
  * checkpoint_not_written). A shutdown is clean when this does not grow. */
 size_t lease_coord_unclean(const lease_coord_t *c);
 
-/* Writes in flight or queued, over all owned leases (shutdown waits for 0). */
+/* Writes in flight or queued, over all owned leases, and a stopping
+ * worker's last scan still to come (shutdown waits for 0). */
 size_t lease_coord_pending(lease_coord_t *c);
 
 /* 1 while this worker may dispatch a batch of the lease: it holds it, no
- * release or handoff is queued, and by this worker's clock it cannot have
- * expired yet (now < last successful write's send time + lease_duration). */
+ * release or handoff is queued, by this worker's clock it cannot have
+ * expired yet (now < last successful write's send time + lease_duration),
+ * and a previous owner it was stolen from can no longer be dispatching. */
 int lease_coord_may_dispatch(lease_coord_t *c, const char *key);
 
 /* 1 if the lease's counter moved within lease_duration while this worker

@@ -165,6 +165,8 @@ static void plan_bookkeeping(plan_ctx_t *p)
             if (named_me) {
                 plan_add(p->out, LEASE_PLAN_RELEASE, l->key, l);
                 p->state[i] = ROW_DONE;
+            } else if (plan_is(l->pending_owner, me)) {
+                plan_add(p->out, LEASE_PLAN_CANCEL, l->key, l);
             }
             continue;
         }

@@ -33,7 +33,10 @@
  * - A valid row in this worker's name that it neither holds nor is taking
  *   (a take answered with a timeout although written, a handoff that landed
  *   after this worker withdrew, an earlier process with the same id) is
- *   released, so nobody waits for it to expire.
+ *   released, so nobody waits for it to expire. A handoff request in this
+ *   worker's name that it does not wait for (a withdrawal that failed, a
+ *   request answered with an error although written) is withdrawn, so it
+ *   is never granted to a worker that no longer wants the lease.
  * - Invalid rows are reported once per version and never taken. */
 #ifndef SHARDRUN_LEASE_PLAN_H
 #define SHARDRUN_LEASE_PLAN_H
@@ -93,6 +96,7 @@ typedef enum {
     LEASE_PLAN_WITHDRAW,        /* asked: withdraw the request (enough leases, or not taking) */
     LEASE_PLAN_STEAL,           /* asked: no answer within lease_duration: take it */
     LEASE_PLAN_RELEASE,         /* the row names this worker, which does not hold it */
+    LEASE_PLAN_CANCEL,          /* a handoff request names this worker, which does not wait for it */
     LEASE_PLAN_TAKE,            /* unowned or expired */
     LEASE_PLAN_ASK,             /* ask the owner for a graceful handoff */
 } lease_plan_kind_t;

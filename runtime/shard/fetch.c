@@ -138,6 +138,13 @@ static int fetch_stale(fetcher_t *f, fetch_state_t expected)
     return f->state != expected;
 }
 
+/* After a dropped answer: a stopped fetcher has nothing in flight any more,
+ * which its owner may be waiting for. Last use of f (the owner may free it). */
+static void fetch_settled(fetcher_t *f)
+{
+    if (f->state == FETCH_STOPPED && !f->in_flight) f->h.settled(f->ud);
+}
+
 static void fetch_on_records(void *ud, source_records_t *res)
 {
     fetcher_t *f = ud;
@@ -146,6 +153,7 @@ static void fetch_on_records(void *ud, source_records_t *res)
     if (fetch_stale(f, FETCH_READING)) {
         batch_free(res->batch);
         free(res->next_iterator);
+        fetch_settled(f);
         return;
     }
     f->state = FETCH_IDLE;
@@ -207,6 +215,7 @@ static void fetch_on_iterator(void *ud, source_err_t err, const char *msg, char 
     fetcher_t *f = ud;
     if (fetch_stale(f, FETCH_ITERATOR)) {
         free(iterator);
+        fetch_settled(f);
         return;
     }
     f->state = FETCH_IDLE;

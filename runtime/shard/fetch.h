@@ -51,6 +51,10 @@ typedef struct fetch_handler {
     void (*failed)(void *ud, const char *why);
     /* May the fetcher read more now (prefetch room)? */
     int (*room)(void *ud);
+    /* The request that was out when the owner stopped the fetcher answered
+     * (the answer is dropped): nothing is in flight now, so an owner waiting
+     * for fetch_busy() to turn 0 may free the fetcher from here. */
+    void (*settled)(void *ud);
 } fetch_handler_t;
 
 typedef enum {

@@ -730,6 +730,13 @@ static void shard_on_fetch_failed(void *ud, const char *why)
     shard_step(s);
 }
 
+/* A read that was out when the shard stopped fetching answered: the shard
+ * may be closing and waiting for it (shard_freeable). */
+static void shard_on_fetch_settled(void *ud)
+{
+    shard_step(ud);
+}
+
 static int shard_fetch_room(void *ud)
 {
     shard_t *s = ud;
@@ -916,6 +923,17 @@ static void shard_output_stats_from_info(outputs_stats_t *st, const char *info)
     cJSON_Delete(o);
 }
 
+/* The backoff jitter's seed: from the scheduler's clock, the lease key and
+ * the worker (FNV-1a), so shards started together do not retry in step, and
+ * on virtual time (the simulation) a run replays exactly. */
+static unsigned shard_seed(const shard_env_t *env, const char *key)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = key; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+    for (const char *p = env->worker_id ? env->worker_id : ""; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+    return h ^ (unsigned)sched_now_ms(env->sched);
+}
+
 shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *script, breaker_t *breaker,
                    const lease_t *lease)
 {
@@ -943,14 +961,15 @@ shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *
     pieces_init(&s->queue, env->budget);
     checkpoint_init(&s->cp, env->sched, cfg->checkpoint_interval_ms, lease->checkpoint, lease->checkpoint_sub,
                     shard_cp_write, s);
-    fetch_handler_t fh = {shard_on_records, shard_on_fetch_ended, shard_on_fetch_failed, shard_fetch_room};
+    fetch_handler_t fh = {shard_on_records, shard_on_fetch_ended, shard_on_fetch_failed, shard_fetch_room,
+                          shard_on_fetch_settled};
     fetch_options_t fo = shard_fetch_options(s);
     fetch_init(&s->fetch, env->sched, env->source, env->budget, cfg->name, lease->shard, lease->checkpoint,
                lease->checkpoint_sub, &fo, &fh, s);
     sched_timer_init(&s->wait_timer, shard_on_wait_timer, s);
     sched_timer_init(&s->job_timer, shard_on_job_timer, s);
     sched_timer_init(&s->halt_timer, shard_on_halt_timer, s);
-    s->seed = (unsigned)clock_mono_us() ^ (unsigned)(uintptr_t)s;
+    s->seed = shard_seed(env, s->key);
     return s;
 }
 

@@ -11,6 +11,7 @@
  * exists without its parents' rows (a worker would take a missing parent
  * for a finished one). */
 typedef struct sync_create {
+    struct shardsync *ss;          /* the create's callback gets this create */
     size_t stream;                 /* index in cfg->streams */
     const source_shard_t *shard;   /* in ss->lists[stream] */
     const char *checkpoint;        /* a SEQNUM_* sentinel */
@@ -22,14 +23,30 @@ typedef struct sync_create {
 
 enum { CREATE_WAITING, CREATE_SENT, CREATE_DONE, CREATE_SKIPPED };
 
-/* The shard ids a listing of one stream showed, sorted. */
+/* A parent and one of its children, as a listing showed them. */
+typedef struct sync_link {
+    char *parent, *child;
+} sync_link_t;
+
+/* The shard ids a listing of one stream showed, sorted; and its links,
+ * sorted by parent. */
 typedef struct sync_known {
     char **ids;
     size_t n;
+    sync_link_t *links;
+    size_t nlinks;
     int listed;                    /* a listing succeeded at least once */
 } sync_known_t;
 
+/* A listing's callback context: one per stream, in the shardsync (no
+ * allocation per request, so nothing leaks when a request is dropped). */
+typedef struct list_ctx {
+    struct shardsync *ss;
+    size_t idx;
+} list_ctx_t;
+
 struct shardsync {
+    sched_t *sched;
     source_t *source;
     lease_store_t *store;
     const config_t *cfg;
@@ -37,15 +54,23 @@ struct shardsync {
     void (*failed)(void *ud, int status, const char *msg);
     void *ud;
     source_shard_list_t **lists;   /* per configured stream, from this run */
+    list_ctx_t *list_ctx;          /* per configured stream */
     sync_known_t *known;           /* per configured stream, from the last successful listing */
     sync_create_t *creates;        /* this run's, parents before children */
     size_t ncreates, creates_cap;
     size_t pending;                /* list requests in flight */
+    lease_list_t *table;           /* this run's scan, until the listings are in */
+    int64_t scan_sent_ms;          /* when this run's scan was sent */
     int running;
     int again;                     /* a run was asked for during this one */
     size_t writes;                 /* creates/deletes in flight */
     int64_t runs;
     int reported_conflict;         /* a lease of another stream under our key was logged */
+    /* the lease keys that started rows of one table name as parents, sorted
+     * (shardsync_resurrected; dropped by shardsync_table_gone) */
+    const lease_list_t *indexed;
+    char **started_parents;
+    size_t nstarted_parents;
 };
 
 static const config_stream_t *shardsync_stream_cfg(const config_t *cfg, const char *stream)
@@ -153,10 +178,75 @@ int shardsync_parent_rows_done(const config_t *cfg, const lease_t *l, const leas
     return shardsync_parents_check(cfg, NULL, l, all);
 }
 
-shardsync_t *shardsync_new(source_t *source, lease_store_t *store, const config_t *cfg,
+void shardsync_table_gone(shardsync_t *ss, const lease_list_t *all)
+{
+    if (all && all != ss->indexed) return;
+    for (size_t i = 0; i < ss->nstarted_parents; i++) free(ss->started_parents[i]);
+    free(ss->started_parents);
+    ss->started_parents = NULL;
+    ss->nstarted_parents = 0;
+    ss->indexed = NULL;
+}
+
+/* The index of `all`: every lease key a started row names as a parent.
+ * O(n log n), once per table. */
+static void shardsync_index(shardsync_t *ss, const lease_list_t *all)
+{
+    shardsync_table_gone(ss, NULL);
+    size_t n = 0;
+    for (size_t i = 0; i < all->count; i++) n += all->leases[i].nparents;
+    ss->started_parents = xcalloc(n ? n : 1, sizeof *ss->started_parents); /* dropped by shardsync_table_gone */
+    for (size_t i = 0; i < all->count; i++) {
+        const lease_t *l = &all->leases[i];
+        const char *stream = shardsync_lease_stream(ss->cfg, l);
+        if (l->invalid || !stream || !shardsync_started(l)) continue;
+        for (size_t k = 0; k < l->nparents; k++)
+            ss->started_parents[ss->nstarted_parents++] = shardsync_lease_key(ss->cfg, stream, l->parents[k]);
+    }
+    qsort(ss->started_parents, ss->nstarted_parents, sizeof *ss->started_parents, shardsync_str_cmp);
+    ss->indexed = all;
+}
+
+/* 1 if a descendant of shard `id` (by the stream's last listing) has a row
+ * that started: rows of the generations between may be deleted already. */
+static int shardsync_listed_descendant_started(const shardsync_t *ss, int idx, const char *stream, const char *id,
+                                               const lease_list_t *all, int depth)
+{
+    const sync_known_t *k = &ss->known[idx];
+    if (depth > 64) return 0;
+    size_t lo = 0, hi = k->nlinks; /* the first link from id, then the rest */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(k->links[mid].parent, id) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    for (size_t i = lo; i < k->nlinks && !strcmp(k->links[i].parent, id); i++) {
+        char *key = shardsync_lease_key(ss->cfg, stream, k->links[i].child);
+        const lease_t *child = lease_list_find(all, key);
+        free(key);
+        if (child && !child->invalid && shardsync_started(child)) return 1;
+        if (shardsync_listed_descendant_started(ss, idx, stream, k->links[i].child, all, depth + 1)) return 1;
+    }
+    return 0;
+}
+
+int shardsync_resurrected(shardsync_t *ss, const lease_t *l, const lease_list_t *all)
+{
+    if (l->invalid || !l->key || !l->shard || !l->checkpoint || shardsync_started(l)) return 0;
+    if (ss->indexed != all) shardsync_index(ss, all);
+    const char *key = l->key;
+    if (bsearch(&key, ss->started_parents, ss->nstarted_parents, sizeof *ss->started_parents, shardsync_str_cmp))
+        return 1;
+    const char *stream = shardsync_lease_stream(ss->cfg, l);
+    int idx = shardsync_stream_index(ss->cfg, stream);
+    return idx >= 0 && shardsync_listed_descendant_started(ss, idx, stream, l->shard, all, 0);
+}
+
+shardsync_t *shardsync_new(sched_t *sched, source_t *source, lease_store_t *store, const config_t *cfg,
                            void (*synced)(void *ud), void (*failed)(void *ud, int status, const char *msg), void *ud)
 {
     shardsync_t *ss = xcalloc(1, sizeof *ss); /* owned by the caller: shardsync_free */
+    ss->sched = sched;
     ss->source = source;
     ss->store = store;
     ss->cfg = cfg;
@@ -164,6 +254,8 @@ shardsync_t *shardsync_new(source_t *source, lease_store_t *store, const config_
     ss->failed = failed;
     ss->ud = ud;
     ss->lists = xcalloc(cfg->nstreams, sizeof *ss->lists);
+    ss->list_ctx = xcalloc(cfg->nstreams, sizeof *ss->list_ctx);
+    for (size_t i = 0; i < cfg->nstreams; i++) ss->list_ctx[i] = (list_ctx_t){ss, i};
     ss->known = xcalloc(cfg->nstreams, sizeof *ss->known);
     return ss;
 }
@@ -182,30 +274,52 @@ static void shardsync_clear_known(sync_known_t *k)
 {
     for (size_t i = 0; i < k->n; i++) free(k->ids[i]);
     free(k->ids);
+    for (size_t i = 0; i < k->nlinks; i++) {
+        free(k->links[i].parent);
+        free(k->links[i].child);
+    }
+    free(k->links);
     k->ids = NULL;
-    k->n = 0;
+    k->links = NULL;
+    k->n = k->nlinks = 0;
 }
 
-/* Remembers which shards a successful listing showed (for missing parents). */
+static int shardsync_link_cmp(const void *a, const void *b)
+{
+    return strcmp(((const sync_link_t *)a)->parent, ((const sync_link_t *)b)->parent);
+}
+
+/* Remembers which shards a successful listing showed (for missing parents)
+ * and their parents (for rows that come back). */
 static void shardsync_remember(shardsync_t *ss, size_t idx, const source_shard_list_t *l)
 {
     sync_known_t *k = &ss->known[idx];
     shardsync_clear_known(k);
     k->ids = xcalloc(l->count ? l->count : 1, sizeof *k->ids); /* owned by ss->known */
-    for (size_t i = 0; i < l->count; i++) k->ids[i] = xstrdup(l->shards[i].id);
+    k->links = xcalloc(2 * l->count + 1, sizeof *k->links);
+    for (size_t i = 0; i < l->count; i++) {
+        const source_shard_t *sh = &l->shards[i];
+        k->ids[i] = xstrdup(sh->id);
+        if (sh->parent) k->links[k->nlinks++] = (sync_link_t){xstrdup(sh->parent), xstrdup(sh->id)};
+        if (sh->adjacent_parent) k->links[k->nlinks++] = (sync_link_t){xstrdup(sh->adjacent_parent), xstrdup(sh->id)};
+    }
     k->n = l->count;
     qsort(k->ids, k->n, sizeof *k->ids, shardsync_str_cmp);
+    qsort(k->links, k->nlinks, sizeof *k->links, shardsync_link_cmp);
     k->listed = 1;
 }
 
 void shardsync_free(shardsync_t *ss)
 {
     if (!ss) return;
+    shardsync_table_gone(ss, NULL);
+    lease_list_free(ss->table);
     shardsync_clear_lists(ss);
     for (size_t i = 0; i < ss->cfg->nstreams; i++) shardsync_clear_known(&ss->known[i]);
     free(ss->known);
     free(ss->creates);
     free(ss->lists);
+    free(ss->list_ctx);
     free(ss);
 }
 
@@ -236,11 +350,6 @@ static void shardsync_write_done(void *ud, lease_status_t st, const char *msg, c
     shardsync_finish(ss);
 }
 
-typedef struct create_ctx {
-    shardsync_t *ss;
-    size_t idx;                    /* in ss->creates */
-} create_ctx_t;
-
 static void shardsync_send_create(shardsync_t *ss, size_t idx);
 
 /* A failed create: its descendants are not created in this run either. */
@@ -254,12 +363,10 @@ static void shardsync_skip_create(shardsync_t *ss, size_t idx)
 
 static void shardsync_create_done(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
 {
-    create_ctx_t *ctx = ud;
-    shardsync_t *ss = ctx->ss;
-    size_t idx = ctx->idx;
-    free(ctx);
+    sync_create_t *c = ud; /* ss->creates does not move during a run */
+    shardsync_t *ss = c->ss;
+    size_t idx = (size_t)(c - ss->creates);
     ss->writes--;
-    sync_create_t *c = &ss->creates[idx];
     if (st == LEASE_OK || st == LEASE_CONFLICT) { /* CONFLICT: a peer created it first */
         c->state = CREATE_DONE;
         for (size_t i = 0; i < c->nchildren; i++) {
@@ -305,9 +412,26 @@ static int shardsync_stream_has_leases(shardsync_t *ss, const config_stream_t *c
     return 0;
 }
 
+/* The run's scan is older than lease_duration (the run was slow, or the
+ * worker paused): what it says is missing may have been created, finished
+ * and deleted since, and creating it now would bring a finished row back.
+ * The next run decides again. */
+static int shardsync_stale(shardsync_t *ss)
+{
+    int64_t limit = ss->cfg->lease_duration_ms;
+    return limit > 0 && sched_now_ms(ss->sched) - ss->scan_sent_ms >= limit;
+}
+
 static void shardsync_send_create(shardsync_t *ss, size_t idx)
 {
     sync_create_t *c = &ss->creates[idx];
+    if (shardsync_stale(ss)) {
+        log_warn("shard_sync_stale", "stream=%s shard=%s scan_age_ms=%lld action=\"not created: the next sync "
+                 "decides again\"", ss->cfg->streams[c->stream].name, c->shard->id,
+                 (long long)(sched_now_ms(ss->sched) - ss->scan_sent_ms));
+        shardsync_skip_create(ss, idx);
+        return;
+    }
     const config_stream_t *cs = &ss->cfg->streams[c->stream];
     const source_shard_t *sh = c->shard;
     const char *checkpoint = c->checkpoint;
@@ -327,10 +451,7 @@ static void shardsync_send_create(shardsync_t *ss, size_t idx)
     log_info("lease_created", "stream=%s shard=%s lease=%s checkpoint=%s parents=%zu", cs->name, sh->id, l.key,
              checkpoint, l.nparents);
     ss->writes++;
-    create_ctx_t *ctx = xcalloc(1, sizeof *ctx); /* freed in shardsync_create_done */
-    ctx->ss = ss;
-    ctx->idx = idx;
-    ss->store->ops->create(ss->store, &l, shardsync_create_done, ctx);
+    ss->store->ops->create(ss->store, &l, shardsync_create_done, c);
     free(l.key);
 }
 
@@ -341,7 +462,7 @@ static void shardsync_create(shardsync_t *ss, size_t stream, const source_shard_
         ss->creates_cap = ss->creates_cap ? ss->creates_cap * 2 : 16;
         ss->creates = xrealloc(ss->creates, ss->creates_cap * sizeof *ss->creates);
     }
-    ss->creates[ss->ncreates++] = (sync_create_t){.stream = stream, .shard = sh, .checkpoint = checkpoint};
+    ss->creates[ss->ncreates++] = (sync_create_t){.ss = ss, .stream = stream, .shard = sh, .checkpoint = checkpoint};
 }
 
 typedef struct create_ref {
@@ -393,7 +514,16 @@ static void shardsync_cleanup(shardsync_t *ss, const config_stream_t *cs, const 
     for (size_t i = 0; i < all->count; i++) {
         const lease_t *p = &all->leases[i];
         const char *stream = shardsync_lease_stream(ss->cfg, p);
-        if (p->invalid || !stream || strcmp(stream, cs->name) || strcmp(p->checkpoint, SEQNUM_SHARD_END)) continue;
+        if (p->invalid || !stream || strcmp(stream, cs->name)) continue;
+        if (shardsync_resurrected(ss, p, all)) {
+            log_warn("lease_deleted", "stream=%s shard=%s lease=%s checkpoint=%s reason=\"finished before (a child "
+                     "started), its row came back: a create sent before it finished was carried out after its "
+                     "row was deleted\"", cs->name, p->shard, p->key, p->checkpoint);
+            ss->writes++;
+            ss->store->ops->remove(ss->store, p, shardsync_write_done, ss);
+            continue;
+        }
+        if (strcmp(p->checkpoint, SEQNUM_SHARD_END)) continue;
         size_t children = 0, started = 0;
         for (size_t j = 0; j < l->count; j++) {
             const source_shard_t *c = &l->shards[j];
@@ -482,40 +612,31 @@ static void shardsync_reconcile_stream(shardsync_t *ss, size_t idx, const source
     shardsync_cleanup(ss, cs, l, all);
 }
 
-static void shardsync_on_table(void *ud, lease_status_t st, const char *msg, lease_list_t *all)
+/* The table and every listing are in: create what is missing, clean up. */
+static void shardsync_reconcile(shardsync_t *ss)
 {
-    shardsync_t *ss = ud;
-    ss->pending--;
-    if (st != LEASE_OK) {
-        char q[512];
-        log_warn("shard_sync_failed", "step=scan status=%s error=%s", lease_status_name(st),
-                 log_quote(msg, q, sizeof q));
-    } else {
-        for (size_t i = 0; i < ss->cfg->nstreams; i++) {
-            if (!ss->lists[i]) continue;
-            if (shardsync_foreign_row(ss, &ss->cfg->streams[i], ss->lists[i], all)) {
-                lease_list_free(all);
-                return; /* the worker stops: no run to finish */
-            }
-            shardsync_reconcile_stream(ss, i, ss->lists[i], all);
+    lease_list_t *all = ss->table;
+    ss->table = NULL;
+    for (size_t i = 0; i < ss->cfg->nstreams; i++) {
+        if (!ss->lists[i]) continue;
+        if (shardsync_foreign_row(ss, &ss->cfg->streams[i], ss->lists[i], all)) {
+            shardsync_table_gone(ss, all);
+            lease_list_free(all);
+            return; /* the worker stops: no run to finish */
         }
-        shardsync_send_creates(ss);
-        lease_list_free(all);
+        shardsync_reconcile_stream(ss, i, ss->lists[i], all);
     }
+    shardsync_send_creates(ss);
+    shardsync_table_gone(ss, all);
+    lease_list_free(all);
     shardsync_finish(ss);
 }
-
-typedef struct list_ctx {
-    shardsync_t *ss;
-    size_t idx;
-} list_ctx_t;
 
 static void shardsync_on_shards(void *ud, source_err_t err, const char *msg, source_shard_list_t *shards)
 {
     list_ctx_t *ctx = ud;
     shardsync_t *ss = ctx->ss;
     size_t idx = ctx->idx;
-    free(ctx);
     ss->pending--;
     if (err) {
         char q[512];
@@ -529,10 +650,29 @@ static void shardsync_on_shards(void *ud, source_err_t err, const char *msg, sou
         ss->lists[idx] = shards;
         shardsync_remember(ss, idx, shards);
     }
-    if (ss->pending == 0) {
-        ss->pending++;
-        ss->store->ops->list(ss->store, shardsync_on_table, ss);
+    if (ss->pending == 0) shardsync_reconcile(ss);
+}
+
+/* The table comes first, the listings after it: a row deleted before the
+ * scan belongs to a shard that finished and whose children started before
+ * then, which every later listing shows (so the shard is not given a row
+ * again). The other order could pair a listing from before a split with a
+ * table from after the parent's row was deleted, and create it again. */
+static void shardsync_on_table(void *ud, lease_status_t st, const char *msg, lease_list_t *all)
+{
+    shardsync_t *ss = ud;
+    ss->pending--;
+    if (st != LEASE_OK) {
+        char q[512];
+        log_warn("shard_sync_failed", "step=scan status=%s error=%s", lease_status_name(st),
+                 log_quote(msg, q, sizeof q));
+        shardsync_finish(ss);
+        return;
     }
+    ss->table = all;
+    ss->pending = ss->cfg->nstreams;
+    for (size_t i = 0; i < ss->cfg->nstreams; i++)
+        source_list_shards(ss->source, ss->cfg->streams[i].name, shardsync_on_shards, &ss->list_ctx[i]);
 }
 
 void shardsync_run(shardsync_t *ss)
@@ -542,11 +682,7 @@ void shardsync_run(shardsync_t *ss)
         return;
     }
     ss->running = 1;
-    ss->pending = ss->cfg->nstreams;
-    for (size_t i = 0; i < ss->cfg->nstreams; i++) {
-        list_ctx_t *ctx = xcalloc(1, sizeof *ctx); /* freed in shardsync_on_shards */
-        ctx->ss = ss;
-        ctx->idx = i;
-        source_list_shards(ss->source, ss->cfg->streams[i].name, shardsync_on_shards, ctx);
-    }
+    ss->pending = 1;
+    ss->scan_sent_ms = sched_now_ms(ss->sched);
+    ss->store->ops->list(ss->store, shardsync_on_table, ss);
 }

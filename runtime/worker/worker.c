@@ -20,6 +20,7 @@
 #include "reload.h"
 #include "record/seqnum.h"
 #include "shard/shard.h"
+#include "shardset.h"
 #include "shardsync.h"
 #include "base/sched.h"
 #include "base/tpool.h"
@@ -49,9 +50,7 @@ typedef struct worker {
     proc_script_t **previous;    /* per stream: the version before the last hot reload (breaker rollback), or NULL */
     breaker_t *breakers;         /* per stream: the poison-rate breaker over all its shards */
     reload_t *reload;
-    shard_env_t env;
-    shard_t **shards;
-    size_t nshards, cap;
+    shardset_t set;              /* the shards, and the glue between them and the coordinator */
     ev_signal sigterm, sigint, sighup;
     ev_timer sync_timer, drain_timer, grace_timer;
     notify_t notify;             /* systemd: READY after the first scan, the watchdog, STOPPING */
@@ -78,81 +77,18 @@ char *worker_default_id(void)
     return xstrdup(id);
 }
 
-static shard_t *worker_find_shard(worker_t *w, const char *key)
-{
-    for (size_t i = 0; i < w->nshards; i++)
-        if (!strcmp(shard_key(w->shards[i]), key)) return w->shards[i];
-    return NULL;
-}
-
-static int worker_stream_index(worker_t *w, const char *stream)
-{
-    for (size_t i = 0; stream && i < w->cfg->nstreams; i++)
-        if (!strcmp(w->cfg->streams[i].name, stream)) return (int)i;
-    return -1;
-}
-
 static void worker_maybe_exit(worker_t *w)
 {
-    if (w->stopping && w->nshards == 0 && lease_coord_pending(w->coord) == 0) ev_break(w->loop, EVBREAK_ALL);
+    if (w->stopping && w->set.nshards == 0 && lease_coord_pending(w->coord) == 0) ev_break(w->loop, EVBREAK_ALL);
 }
 
-/* ---- coordinator events ---------------------------------------------------- */
+/* ---- coordinator events (the rest is the set's: shardset.c) ------------------ */
 
-static void worker_acquired(void *ud, const lease_t *lease)
+static char *worker_describe(void *ud, shard_t *s)
 {
     worker_t *w = ud;
-    int idx = worker_stream_index(w, shardsync_lease_stream(w->cfg, lease));
-    if (idx < 0 || w->stopping) {
-        lease_coord_release(w->coord, lease->key, NULL, NULL);
-        return;
-    }
-    if (w->nshards == w->cap) {
-        w->cap = w->cap ? w->cap * 2 : 16;
-        w->shards = xrealloc(w->shards, w->cap * sizeof *w->shards);
-    }
-    shard_t *s = shard_new(&w->env, &w->cfg->streams[idx], w->scripts[idx], &w->breakers[idx], lease);
-    w->shards[w->nshards++] = s;
-    shard_start(s);
-}
-
-static void worker_lost(void *ud, const char *key)
-{
-    worker_t *w = ud;
-    shard_t *s = worker_find_shard(w, key);
-    if (s) shard_lost(s);
-}
-
-/* The lease is of a stream this worker runs, and its parents are finished. */
-static int worker_runnable(worker_t *w, const lease_t *lease, const lease_list_t *all)
-{
-    return worker_stream_index(w, shardsync_lease_stream(w->cfg, lease)) >= 0 &&
-           shardsync_parents_done(w->sync, lease, all);
-}
-
-static int worker_eligible(void *ud, const lease_t *lease, const lease_list_t *all)
-{
-    worker_t *w = ud;
-    /* a lease we run counts; one whose earlier shard object is still closing does not */
-    return !w->stopping && worker_runnable(w, lease, all) &&
-           (lease_coord_owned(w->coord, lease->key) || !worker_find_shard(w, lease->key));
-}
-
-static char *worker_describe(void *ud, const char *key)
-{
-    worker_t *w = ud;
-    shard_t *s = worker_find_shard(w, key);
-    if (!s) return NULL;
-    int idx = worker_stream_index(w, shard_stream(s));
+    int idx = shardset_stream_index(w->cfg, shard_stream(s));
     return shard_describe(s, idx >= 0 && w->reload ? reload_error(w->reload, (size_t)idx) : NULL);
-}
-
-static void worker_handoff_requested(void *ud, const char *key, const char *to)
-{
-    worker_t *w = ud;
-    shard_t *s = worker_find_shard(w, key);
-    if (s) shard_handoff(s);
-    else lease_coord_handoff(w->coord, key, NULL, NULL);
 }
 
 /* ---- the service manager (notify.c) --------------------------------------------- */
@@ -177,10 +113,10 @@ static void worker_scanned(void *ud, const lease_list_t *all)
     size_t unowned = 0;
     for (size_t i = 0; i < all->count; i++) {
         const lease_t *l = &all->leases[i];
-        if (l->invalid || !strcmp(l->checkpoint, SEQNUM_SHARD_END) || !worker_runnable(w, l, all)) continue;
+        if (l->invalid || !strcmp(l->checkpoint, SEQNUM_SHARD_END) || !shardset_runnable(&w->set, l, all)) continue;
         int mine = l->owner && !strcmp(l->owner, w->id);
         if (!l->owner || (!mine && !lease_coord_owner_alive(w->coord, l->key))) unowned++;
-        shard_t *s = mine && l->control ? worker_find_shard(w, l->key) : NULL;
+        shard_t *s = mine && l->control ? shardset_find(&w->set, l->key) : NULL;
         if (s) shard_control(s, l->control); /* `shardrun resume`, through the lease table */
     }
     w->unowned_eligible = unowned;
@@ -188,26 +124,11 @@ static void worker_scanned(void *ud, const lease_list_t *all)
     worker_notify_scanned(w, all);
 }
 
-/* ---- shard events ------------------------------------------------------------ */
+/* ---- shard events (the rest is the set's: shardset.c) ------------------------ */
 
-static void worker_shard_closed(void *ud, shard_t *s)
+static void worker_shard_closed(void *ud)
 {
-    worker_t *w = ud;
-    for (size_t i = 0; i < w->nshards; i++) {
-        if (w->shards[i] == s) {
-            w->shards[i] = w->shards[--w->nshards];
-            break;
-        }
-    }
-    lease_coord_forget(w->coord, shard_key(s));
-    shard_free(s);
-    worker_maybe_exit(w);
-}
-
-static void worker_shard_ended(void *ud, shard_t *s)
-{
-    worker_t *w = ud;
-    shardsync_run(w->sync); /* the children need leases now */
+    worker_maybe_exit(ud);
 }
 
 static void worker_halt(void *ud, shard_t *s)
@@ -228,14 +149,6 @@ static void worker_submit(void *ud, proc_job_t *job)
 {
     worker_t *w = ud;
     proc_pool_submit(w->pool, job);
-}
-
-/* Held, no release queued, and not expired by this worker's clock (the
- * deadline counts from when the last successful renewal was sent). */
-static int worker_may_dispatch(void *ud, const char *key)
-{
-    worker_t *w = ud;
-    return lease_coord_may_dispatch(w->coord, key);
 }
 
 /* A backend that fails fatally before it ever worked will not start working
@@ -260,7 +173,7 @@ static void worker_cannot_start(void *ud, const char *msg)
 static void worker_synced(void *ud)
 {
     worker_t *w = ud;
-    if (!w->stopping) lease_coord_scan_now(w->coord);
+    shardset_synced(&w->set);
 }
 
 /* ---- timers and signals ------------------------------------------------------ */
@@ -274,10 +187,10 @@ static void worker_on_sync(struct ev_loop *loop, ev_timer *t, int revents)
  * is released, and their last checkpoints may not be written. */
 static void worker_log_unreleased(worker_t *w, const char *why)
 {
-    for (size_t i = 0; i < w->nshards; i++)
+    for (size_t i = 0; i < w->set.nshards; i++)
         log_error("lease_not_released", "lease=%s stream=%s shard=%s worker=%s reason=%s state=%s",
-                  shard_key(w->shards[i]), shard_stream(w->shards[i]), shard_id(w->shards[i]), w->id, why,
-                  shard_state_name(shard_state(w->shards[i])));
+                  shard_key(w->set.shards[i]), shard_stream(w->set.shards[i]), shard_id(w->set.shards[i]), w->id, why,
+                  shard_state_name(shard_state(w->set.shards[i])));
 }
 
 /* A shutdown that left leases unreleased or checkpoints unwritten (the
@@ -297,7 +210,7 @@ static void worker_on_grace(struct ev_loop *loop, ev_timer *t, int revents)
     worker_t *w = t->data;
     worker_log_unreleased(w, "\"shutdown_grace_ms passed\"");
     log_error("shutdown_timeout", "shards_left=%zu grace_ms=%lld action=\"exit without release; leases expire\"",
-              w->nshards, (long long)w->cfg->shutdown_grace_ms);
+              w->set.nshards, (long long)w->cfg->shutdown_grace_ms);
     w->exit_code = 1;
     ev_break(loop, EVBREAK_ALL);
 }
@@ -307,11 +220,10 @@ static void worker_stop(worker_t *w, const char *why)
     if (w->stopping) return;
     w->stopping = 1;
     w->unclean_at_stop = lease_coord_unclean(w->coord);
-    log_info("worker_stopping", "worker=%s reason=%s shards=%zu", w->id, why, w->nshards);
+    log_info("worker_stopping", "worker=%s reason=%s shards=%zu", w->id, why, w->set.nshards);
     char status[128];
-    snprintf(status, sizeof status, "stopping (%s): releasing %zu shards", why, w->nshards);
+    snprintf(status, sizeof status, "stopping (%s): releasing %zu shards", why, w->set.nshards);
     notify_stopping(&w->notify, w->cfg->shutdown_grace_ms, status);
-    lease_coord_stop_taking(w->coord);
     ev_timer_stop(w->loop, &w->sync_timer);
     /* The drain timer now polls for the exit: a release written by an
      * asynchronous store (DynamoDB) may complete after the last shard closed,
@@ -323,12 +235,7 @@ static void worker_stop(worker_t *w, const char *why)
         ev_timer_set(&w->grace_timer, (double)w->cfg->shutdown_grace_ms / 1000.0, 0.0);
         ev_timer_start(w->loop, &w->grace_timer);
     }
-    /* shards remove themselves from the array as they close */
-    size_t n = w->nshards;
-    shard_t **copy = xmalloc((n ? n : 1) * sizeof *copy);
-    if (n) memcpy(copy, w->shards, n * sizeof *copy);
-    for (size_t i = 0; i < n; i++) shard_shutdown(copy[i]);
-    free(copy);
+    shardset_stop(&w->set);
     worker_maybe_exit(w);
 }
 
@@ -360,15 +267,16 @@ static void worker_use_script(worker_t *w, size_t idx, proc_script_t *script, co
     w->scripts[idx] = script;
     breaker_reset(&w->breakers[idx]);
     size_t n = 0, resumed = 0;
-    for (size_t i = 0; i < w->nshards; i++) {
-        if (strcmp(shard_stream(w->shards[i]), stream)) continue;
-        shard_set_script(w->shards[i], script);
+    for (size_t i = 0; i < w->set.nshards; i++) {
+        if (strcmp(shard_stream(w->set.shards[i]), stream)) continue;
+        shard_set_script(w->set.shards[i], script);
         n++;
     }
     log_info("reload_applied", "stream=%s version=%s previous=%s modules=%zu shards=%zu reason=%s swap=\"at each "
              "shard's next batch\"", stream, script->hash, previous, script->ndeps, n, why);
-    for (size_t i = 0; i < w->nshards; i++)
-        if (!strcmp(shard_stream(w->shards[i]), stream)) resumed += (size_t)shard_resume(w->shards[i], why, 0);
+    for (size_t i = 0; i < w->set.nshards; i++)
+        if (!strcmp(shard_stream(w->set.shards[i]), stream))
+            resumed += (size_t)shard_resume(w->set.shards[i], why, 0);
     if (resumed) log_info("halted_shards_resumed", "stream=%s version=%s shards=%zu", stream, script->hash, resumed);
 }
 
@@ -382,7 +290,7 @@ static void worker_swap_script(void *ud, size_t idx, proc_script_t *script)
 static void worker_tripped(void *ud, shard_t *s, const char *why)
 {
     worker_t *w = ud;
-    int idx = worker_stream_index(w, shard_stream(s));
+    int idx = shardset_stream_index(w->cfg, shard_stream(s));
     if (idx < 0) return;
     const char *stream = w->cfg->streams[idx].name;
     char q[1200];
@@ -399,9 +307,9 @@ static void worker_tripped(void *ud, shard_t *s, const char *why)
     }
     log_error("breaker_halt", "stream=%s reason=%s action=\"every shard of the stream halts; fix the script or the "
               "data, then save the script or run `shardrun resume`\"", stream, log_quote(why, q, sizeof q));
-    size_t n = w->nshards;
+    size_t n = w->set.nshards;
     shard_t **copy = xmalloc((n ? n : 1) * sizeof *copy);
-    if (n) memcpy(copy, w->shards, n * sizeof *copy);
+    if (n) memcpy(copy, w->set.shards, n * sizeof *copy);
     for (size_t i = 0; i < n; i++)
         if (!strcmp(shard_stream(copy[i]), stream)) shard_halt(copy[i], why);
     free(copy);
@@ -410,9 +318,9 @@ static void worker_tripped(void *ud, shard_t *s, const char *why)
 static int worker_sample_shard(void *ud, size_t idx, proc_shard_info_t *out)
 {
     worker_t *w = ud;
-    for (size_t i = 0; i < w->nshards; i++) {
-        if (strcmp(shard_stream(w->shards[i]), w->cfg->streams[idx].name)) continue;
-        *out = (proc_shard_info_t){w->cfg->streams[idx].name, shard_id(w->shards[i]), "reload-check", w->id};
+    for (size_t i = 0; i < w->set.nshards; i++) {
+        if (strcmp(shard_stream(w->set.shards[i]), w->cfg->streams[idx].name)) continue;
+        *out = (proc_shard_info_t){w->cfg->streams[idx].name, shard_id(w->set.shards[i]), "reload-check", w->id};
         return 1;
     }
     return 0;
@@ -492,8 +400,8 @@ static void worker_apply_stream(worker_t *w, size_t idx, config_stream_t *nu)
     char *path = old->processor;
     old->processor = nu->processor;
     nu->processor = path;
-    for (size_t i = 0; i < w->nshards; i++)
-        if (!strcmp(shard_stream(w->shards[i]), old->name)) shard_settings_changed(w->shards[i]);
+    for (size_t i = 0; i < w->set.nshards; i++)
+        if (!strcmp(shard_stream(w->set.shards[i]), old->name)) shard_settings_changed(w->set.shards[i]);
 }
 
 /* The config is user Lua: evaluated on a thread of its own, so a slow
@@ -531,7 +439,7 @@ static void worker_config_apply(worker_t *w, config_t *nu)
     w->budget.max = (size_t)nu->max_buffered_mb * 1024 * 1024;
     w->cfg->shutdown_grace_ms = nu->shutdown_grace_ms;
     w->cfg->reload_rollback_after_failures = nu->reload_rollback_after_failures;
-    w->env.rollback_after_failures = nu->reload_rollback_after_failures;
+    w->set.env.rollback_after_failures = nu->reload_rollback_after_failures;
     if (w->cfg->shard_sync_interval_ms != nu->shard_sync_interval_ms && !w->stopping) {
         w->cfg->shard_sync_interval_ms = nu->shard_sync_interval_ms;
         double every = (double)nu->shard_sync_interval_ms / 1000.0;
@@ -595,18 +503,18 @@ static void worker_on_drain(struct ev_loop *loop, ev_timer *t, int revents)
     if (w->scanned_after_sync != shardsync_runs(w->sync) || w->unowned_eligible > 0) return;
     if (lease_coord_pending(w->coord) > 0) return;
     size_t halted = 0;
-    for (size_t i = 0; i < w->nshards; i++) {
-        if (!shard_caught_up(w->shards[i])) return;
-        halted += shard_state(w->shards[i]) == SHARD_HALTED;
+    for (size_t i = 0; i < w->set.nshards; i++) {
+        if (!shard_caught_up(w->set.shards[i])) return;
+        halted += shard_state(w->set.shards[i]) == SHARD_HALTED;
     }
     if (halted) {
         /* a batch job must not look successful with shards stopped on errors */
         log_error("drain_incomplete", "worker=%s halted_shards=%zu exit=1", w->id, halted);
         w->exit_code = 1;
     }
-    int64_t busy_us = w->env.first_batch_us ? clock_mono_us() - w->env.first_batch_us : 0;
+    int64_t busy_us = w->set.env.first_batch_us ? clock_mono_us() - w->set.env.first_batch_us : 0;
     log_info("worker_drained", "worker=%s shards=%zu elapsed_ms=%lld records=%lld processing_ms=%lld", w->id,
-             w->nshards, (long long)(clock_mono_ms() - w->started_ms), (long long)w->env.records,
+             w->set.nshards, (long long)(clock_mono_ms() - w->started_ms), (long long)w->set.env.records,
              (long long)(busy_us / 1000));
     worker_stop(w, "drained");
 }
@@ -703,7 +611,7 @@ static void worker_close(worker_t *w)
     size_t running = (w->pool ? proc_pool_busy(w->pool) : 0) +
                      (w->dead_letters ? deadletter_busy(w->dead_letters) : 0) +
                      (w->config_thread ? tpool_busy(w->config_thread) : 0);
-    for (size_t i = 0; i < w->nshards; i++) running += (size_t)shard_outputs_busy(w->shards[i]);
+    for (size_t i = 0; i < w->set.nshards; i++) running += (size_t)shard_outputs_busy(w->set.shards[i]);
     if (w->exit_code != 0 && running > 0) {
         /* A script may be stuck in a processor thread, a dead-letter write on
          * a hung disk: joining them could hang. */
@@ -718,8 +626,7 @@ static void worker_close(worker_t *w)
         _exit(w->exit_code);
     }
     notify_stop(&w->notify);
-    for (size_t i = 0; i < w->nshards; i++) shard_free(w->shards[i]);
-    free(w->shards);
+    shardset_free(&w->set);
     proc_pool_free(w->pool);
     deadletter_free(w->dead_letters);
     tpool_free(w->config_thread);
@@ -770,10 +677,9 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
     }
     lease_coord_options_t copt = {w.id, cfg->lease_duration_ms, cfg->renew_interval_ms, cfg->taker_interval_ms,
                                   cfg->max_steal, 1};
-    lease_coord_handler_t h = {worker_acquired, worker_lost, worker_eligible, worker_scanned, worker_describe,
-                               worker_handoff_requested, worker_cannot_start};
-    w.coord = lease_coord_new(w.sched, w.store, &copt, &h, &w);
-    w.sync = shardsync_new(w.source, w.store, cfg, worker_synced, worker_fail_start, &w);
+    /* the set is the coordinator's handler; it is set up below, before the coordinator starts */
+    w.coord = lease_coord_new(w.sched, w.store, &copt, shardset_coord_handler(), &w.set);
+    w.sync = shardsync_new(w.sched, w.source, w.store, cfg, worker_synced, worker_fail_start, &w);
     w.pool = proc_pool_new(w.loop, (int)cfg->processor_threads, worker_job_done, &w);
     w.dead_letters = deadletter_new(w.loop, w.source);
     w.config_thread = tpool_new(w.loop, 1, "config");
@@ -786,14 +692,16 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
         return 1;
     }
     w.budget.max = (size_t)cfg->max_buffered_mb * 1024 * 1024;
-    w.env = (shard_env_t){.sched = w.sched, .source = w.source, .coord = w.coord, .dead_letters = w.dead_letters,
-                          .outputs = w.dests.dests, .output_names = w.dests.names, .noutputs = w.dests.n,
-                          .budget = &w.budget, .worker_id = w.id, .lua_path = cfg->lua_path,
-                          .nlua_path = cfg->nlua_path, .min_poll_interval_ms = backend_min_poll_interval_ms(cfg),
-                          .rollback_after_failures = cfg->reload_rollback_after_failures, .ud = &w,
-                          .submit = worker_submit, .may_dispatch = worker_may_dispatch,
-                          .closed = worker_shard_closed, .ended = worker_shard_ended, .halt_worker = worker_halt,
-                          .tripped = worker_tripped};
+    shard_env_t env = {.sched = w.sched, .source = w.source, .dead_letters = w.dead_letters, .budget = &w.budget,
+                       .outputs = w.dests.dests, .output_names = w.dests.names, .noutputs = w.dests.n,
+                       .worker_id = w.id, .lua_path = cfg->lua_path, .nlua_path = cfg->nlua_path,
+                       .min_poll_interval_ms = backend_min_poll_interval_ms(cfg),
+                       .rollback_after_failures = cfg->reload_rollback_after_failures};
+    shardset_host_t host = {.submit = worker_submit, .halt_worker = worker_halt, .tripped = worker_tripped,
+                            .closed = worker_shard_closed, .scanned = worker_scanned, .describe = worker_describe,
+                            .store_unusable = worker_cannot_start};
+    shardset_init(&w.set, cfg, w.scripts, w.breakers, &env, &host, &w);
+    shardset_attach(&w.set, w.coord, w.sync);
     worker_init_watchers(&w);
     notify_start(&w.notify, w.loop);
     log_info("worker_started", "worker=%s application=%s streams=%zu threads=%lld drain=%d", w.id,

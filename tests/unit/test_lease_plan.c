@@ -280,6 +280,28 @@ static void test_a_row_in_this_workers_name_that_it_does_not_hold_is_released(vo
     clear(&w);
 }
 
+/* A handoff request in this worker's name that it does not wait for (it
+ * withdrew and the withdrawal failed, or its request was answered with an
+ * error although written) is withdrawn: left there, it would be granted to
+ * a worker that no longer wants the lease (or is gone). Taking or not. */
+static void test_a_handoff_request_in_this_workers_name_that_it_does_not_wait_for_is_withdrawn(void **state)
+{
+    world_t w = {0};
+    add(&w, "s1", "B", 3);
+    set(&row(&w, "s1")->pending_owner, "A");
+    add(&w, "s2", "B", 3);
+    set(&row(&w, "s2")->pending_owner, "A");  /* asked, and waited for: left alone */
+    local(&w, "s2", LEASE_LOCAL_ASKED, "B", 0);
+    add(&w, "s3", "B", 3);
+    set(&row(&w, "s3")->pending_owner, "C");  /* another's request */
+    const lease_plan_t *p = plan_at(&w, "A", 0, 1, 0);
+    assert_true(has(p, LEASE_PLAN_CANCEL, "s1"));
+    assert_false(has(p, LEASE_PLAN_CANCEL, "s2"));
+    assert_false(has(p, LEASE_PLAN_CANCEL, "s3"));
+    assert_true(has(plan_at(&w, "A", 1, 1, 1), LEASE_PLAN_CANCEL, "s1"));
+    clear(&w);
+}
+
 /* Two takers see the same unowned lease and both try: the conditional take
  * lets exactly one win; the loser's next run takes nothing. */
 static void test_two_takers_racing_for_one_lease_one_wins_and_the_other_stays_off(void **state)
@@ -396,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_invalid_rows_are_reported_once_per_version_and_never_taken),
         cmocka_unit_test(test_finished_and_ineligible_rows_are_neither_taken_nor_counted),
         cmocka_unit_test(test_three_takers_on_the_same_scan_pick_disjoint_leases_and_take_them_all),
+        cmocka_unit_test(test_a_handoff_request_in_this_workers_name_that_it_does_not_wait_for_is_withdrawn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,8 @@
  *
  * Writes follow lease.h's rules (lease_write_allowed, lease_apply_write),
  * so what the coordinator sees is what SQLite and DynamoDB would answer.
+ * memstore_table_apply is that part alone, on any table: the simulation's
+ * store (tests/sim/simstore.h) carries its requests out with it too.
  * Answers come latency_ms later on the vsched, never inside the call. With
  * `stall` set, requests are neither carried out nor answered (a proxy that
  * accepts connections and never answers) until memstore_unstall. Tests may
@@ -42,6 +44,67 @@ typedef struct memstore {
     memstore_req_t *reqs;     /* not answered yet (timers running or stalled) */
 } memstore_t;
 
+/* Adds a row (deep copy); sort the table (lease_list_sort) before use. */
+static inline void memstore_table_put_unsorted(lease_list_t *table, const lease_t *l)
+{
+    table->leases = realloc(table->leases, (table->count + 1) * sizeof *table->leases);
+    if (!table->leases) abort();
+    lease_copy(&table->leases[table->count++], l);
+}
+
+static inline void memstore_table_free(lease_list_t *table)
+{
+    for (size_t i = 0; i < table->count; i++) lease_clear(&table->leases[i]);
+    free(table->leases);
+    memset(table, 0, sizeof *table);
+}
+
+/* Carries one request out against `table` (sorted by key), as a store
+ * holding it would: kind is a lease_write_kind_t, or MEMSTORE_LIST (then
+ * *list is a deep copy of the table, the caller's). A write the rules allow
+ * changes the table and *row is the row as written (the caller clears it);
+ * one they refuse is LEASE_CONFLICT and changes nothing. l: the writer's
+ * view; worker, seq, sub: the write's arguments (lease_write_t). */
+static inline lease_status_t memstore_table_apply(lease_list_t *table, int kind, const lease_t *l, const char *worker,
+                                                  const char *seq, int64_t sub, lease_t *row, lease_list_t **list)
+{
+    if (kind == MEMSTORE_LIST) {
+        *list = calloc(1, sizeof **list);
+        if (!*list) abort();
+        (*list)->count = table->count;
+        (*list)->leases = calloc(table->count ? table->count : 1, sizeof *(*list)->leases);
+        if (!(*list)->leases) abort();
+        for (size_t i = 0; i < table->count; i++) lease_copy(&(*list)->leases[i], &table->leases[i]);
+        return LEASE_OK;
+    }
+    lease_write_t w = {.kind = (lease_write_kind_t)kind, .worker = worker, .seq = seq, .sub = sub};
+    if (w.kind == LEASE_WRITE_CONTROL) w.control = seq; /* carried in seq */
+    lease_t *stored = (lease_t *)lease_list_find(table, l->key);
+    if (!lease_write_allowed(stored, l, &w)) return LEASE_CONFLICT;
+    lease_apply_write(l, &w, row);
+    if (w.kind == LEASE_WRITE_CREATE) {
+        memstore_table_put_unsorted(table, row);
+        lease_list_sort(table);
+    } else if (w.kind == LEASE_WRITE_REMOVE) {
+        size_t i = (size_t)(stored - table->leases);
+        lease_clear(stored);
+        memmove(stored, stored + 1, (table->count - i - 1) * sizeof *stored);
+        table->count--;
+    } else {
+        /* the stored row changes only in the fields the write names */
+        lease_t next;
+        lease_apply_write(stored, &w, &next);
+        if ((w.kind == LEASE_WRITE_RENEW || w.kind == LEASE_WRITE_RELEASE || w.kind == LEASE_WRITE_HANDOFF) &&
+            l->info) {
+            free(next.info);
+            next.info = strdup(l->info);
+        }
+        lease_clear(stored);
+        *stored = next;
+    }
+    return LEASE_OK;
+}
+
 static inline lease_t *memstore_row(memstore_t *ms, const char *key)
 {
     return (lease_t *)lease_list_find(&ms->table, key);
@@ -50,9 +113,7 @@ static inline lease_t *memstore_row(memstore_t *ms, const char *key)
 /* Adds a row (deep copy); sort the table (lease_list_sort) before use. */
 static inline void memstore_put_unsorted(memstore_t *ms, const lease_t *l)
 {
-    ms->table.leases = realloc(ms->table.leases, (ms->table.count + 1) * sizeof *ms->table.leases);
-    if (!ms->table.leases) abort();
-    lease_copy(&ms->table.leases[ms->table.count++], l);
+    memstore_table_put_unsorted(&ms->table, l);
 }
 
 /* Adds a row (deep copy). */
@@ -102,42 +163,7 @@ static inline void memstore_deliver(sched_timer_t *t)
 static inline void memstore_carry_out(memstore_t *ms, memstore_req_t *r)
 {
     r->carried = 1;
-    if (r->kind == MEMSTORE_LIST) {
-        r->list = calloc(1, sizeof *r->list);
-        r->list->count = ms->table.count;
-        r->list->leases = calloc(ms->table.count ? ms->table.count : 1, sizeof *r->list->leases);
-        for (size_t i = 0; i < ms->table.count; i++) lease_copy(&r->list->leases[i], &ms->table.leases[i]);
-        r->st = LEASE_OK;
-    } else {
-        lease_write_t w = {.kind = (lease_write_kind_t)r->kind, .worker = r->worker, .seq = r->seq, .sub = r->sub};
-        if (w.kind == LEASE_WRITE_CONTROL) w.control = r->seq; /* carried in seq */
-        lease_t *stored = memstore_row(ms, r->l.key);
-        if (!lease_write_allowed(stored, &r->l, &w)) {
-            r->st = LEASE_CONFLICT;
-        } else {
-            r->st = LEASE_OK;
-            lease_apply_write(&r->l, &w, &r->row);
-            if (w.kind == LEASE_WRITE_CREATE) {
-                memstore_put(ms, &r->row);
-            } else if (w.kind == LEASE_WRITE_REMOVE) {
-                size_t i = (size_t)(stored - ms->table.leases);
-                lease_clear(stored);
-                memmove(stored, stored + 1, (ms->table.count - i - 1) * sizeof *stored);
-                ms->table.count--;
-            } else {
-                /* the stored row changes only in the fields the write names */
-                lease_t next;
-                lease_apply_write(stored, &w, &next);
-                if ((w.kind == LEASE_WRITE_RENEW || w.kind == LEASE_WRITE_RELEASE || w.kind == LEASE_WRITE_HANDOFF) &&
-                    r->l.info) {
-                    free(next.info);
-                    next.info = strdup(r->l.info);
-                }
-                lease_clear(stored);
-                *stored = next;
-            }
-        }
-    }
+    r->st = memstore_table_apply(&ms->table, r->kind, &r->l, r->worker, r->seq, r->sub, &r->row, &r->list);
     sched_timer_init(&r->timer, memstore_deliver, r);
     sched_timer_start(&ms->vs->base, &r->timer, ms->latency_ms);
 }
@@ -230,9 +256,7 @@ static inline void ms_destroy(lease_store_t *s)
         sched_timer_stop(&ms->vs->base, &r->timer);
         memstore_req_free(r);
     }
-    for (size_t i = 0; i < ms->table.count; i++) lease_clear(&ms->table.leases[i]);
-    free(ms->table.leases);
-    memset(&ms->table, 0, sizeof ms->table);
+    memstore_table_free(&ms->table);
 }
 
 static const lease_store_ops_t memstore_ops = {
