@@ -86,6 +86,7 @@ static void simproc_done(sched_timer_t *t)
         if (sim_fault(sim, 0.05)) simproc_error(job, "simulated error raised by shutdownRequested");
         else job->decision = sim_chance(sim, 0.8) ? DEC_ALL : DEC_NONE;
         break;
+    case JOB_TIMER: /* the simulation configures no timer_interval_ms: never submitted */
     case JOB_LEASE_LOST:
     case JOB_CLOSE:
         break;
