@@ -541,10 +541,12 @@ static void shard_on_gather_timer(sched_timer_t *t)
     shard_step(t->data);
 }
 
-/* Unacknowledged outputs past max_emit_buffer_mb hold the next batch (and onTimer). */
+/* Unacknowledged outputs past max_emit_buffer_mb hold the next batch (and
+ * onTimer); nothing unacknowledged never holds anything. */
 static int shard_outputs_full(const shard_t *s)
 {
-    return outputs_bytes(&s->out) >= (size_t)s->cfg->max_emit_buffer_mb * 1024 * 1024;
+    size_t bytes = outputs_bytes(&s->out);
+    return bytes > 0 && bytes >= (size_t)s->cfg->max_emit_buffer_mb * 1024 * 1024;
 }
 
 static void shard_tick(shard_t *s)

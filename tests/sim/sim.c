@@ -315,6 +315,7 @@ static void sim_config(sim_t *sim)
     stream.checkpoint_interval_ms = sim_chance(sim, 0.5) ? 0 : sim_range(sim, 100, 5000);
     stream.prefetch_batches = sim_range(sim, 1, 3);
     stream.idle_time_between_reads_ms = sim_range(sim, 100, 1000);
+    stream.max_emit_buffer_mb = 32; /* the config's default (the simulation emits nothing) */
     cfg->application = "sim";
     cfg->leases.type = BACKEND_LOCAL;
     cfg->leases.path = "sim-leases.db";
