@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # install-deps.sh: everything shardrun needs to build, test and run its demo on
-# Debian 12, from Debian's packages (and kinesalite/dynalite from npm for the
-# AWS tests). A no-op when everything is there already. Uses sudo only when
-# not root.
+# Debian 12, from Debian's packages (and kinesalite/dynalite/kinesis-mock from
+# npm for the AWS tests). A no-op when everything is there already. Uses sudo
+# only when not root.
 #
 # Then it builds LuaJIT with LUAJIT_ENABLE_CHECKHOOK into .deps/luajit (see
 # scripts/build-luajit.sh: Debian's build cannot interrupt compiled loops,
@@ -45,5 +45,10 @@ fi
 if [[ ! -f "$ROOT/.deps/luajit/lib/libluajit-5.1.a" ]]; then
     echo "install-deps: LuaJIT build failed (see above)" >&2
     exit 1
+fi
+# Enhanced fan-out (SubscribeToShard) needs HTTP/2: Debian 12's libcurl4 is
+# built with nghttp2 (libnghttp2-14 comes with it), other builds may not be.
+if ! curl-config --features 2>/dev/null | grep -qx HTTP2; then
+    echo "install-deps: warning: this libcurl has no HTTP/2 (curl-config --features); enhanced fan-out needs it" >&2
 fi
 "$ROOT/scripts/emulators.sh" install >/dev/null
