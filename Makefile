@@ -9,7 +9,7 @@
 BUILD    ?= build
 SAN      ?=
 CC       ?= cc
-PKGS     := libcurl libcjson openssl sqlite3 libsystemd
+PKGS     := libcurl libcjson openssl sqlite3 libsystemd zlib
 
 # LuaJIT: the project's own build (with LUAJIT_ENABLE_CHECKHOOK, see
 # scripts/build-luajit.sh) when present, else the system's.
@@ -177,6 +177,8 @@ FUZZ_AWS_SRC := tests/fuzz/fuzz_aws_json.c runtime/source/kinesis_json.c runtime
                 runtime/aws/awsjson.c runtime/aws/jscan.c runtime/base/base64.c \
                 runtime/record/batch.c runtime/record/kpl.c runtime/lease/lease.c runtime/record/seqnum.c \
                 runtime/source/source.c runtime/base/buf.c runtime/base/errbuf.c runtime/base/log.c runtime/base/xalloc.c
+FUZZ_ES_SRC  := tests/fuzz/fuzz_eventstream.c runtime/aws/eventstream.c runtime/base/buf.c runtime/base/xalloc.c \
+                runtime/base/log.c
 
 $(BUILD)/fuzz/fuzz_kpl: $(FUZZ_KPL_SRC) $(wildcard runtime/*/*.h)
 	@mkdir -p $(dir $@)
@@ -186,11 +188,17 @@ $(BUILD)/fuzz/fuzz_aws_json: $(FUZZ_AWS_SRC) $(wildcard runtime/*/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_AWS_SRC) -lcjson -lcrypto -lpthread -o $@
 
+$(BUILD)/fuzz/fuzz_eventstream: $(FUZZ_ES_SRC) $(wildcard runtime/*/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_ES_SRC) -lz -lpthread -o $@
+
 .PHONY: fuzz
-fuzz: $(BUILD)/fuzz/fuzz_kpl $(BUILD)/fuzz/fuzz_aws_json
-	@mkdir -p $(BUILD)/fuzz/kpl-corpus $(BUILD)/fuzz/aws-corpus
+fuzz: $(BUILD)/fuzz/fuzz_kpl $(BUILD)/fuzz/fuzz_aws_json $(BUILD)/fuzz/fuzz_eventstream
+	@mkdir -p $(BUILD)/fuzz/kpl-corpus $(BUILD)/fuzz/aws-corpus $(BUILD)/fuzz/eventstream-corpus
 	$(BUILD)/fuzz/fuzz_kpl -max_total_time=$(FUZZ_TIME) -dict=tests/fuzz/fuzz_kpl.dict $(BUILD)/fuzz/kpl-corpus
 	$(BUILD)/fuzz/fuzz_aws_json -max_total_time=$(FUZZ_TIME) -dict=tests/fuzz/fuzz_aws_json.dict $(BUILD)/fuzz/aws-corpus
+	$(BUILD)/fuzz/fuzz_eventstream -max_total_time=$(FUZZ_TIME) -dict=tests/fuzz/fuzz_eventstream.dict \
+	    $(BUILD)/fuzz/eventstream-corpus tests/unit/data
 
 # ---- install and the Debian package --------------------------------------------
 # make install [PREFIX=/usr/local] [DESTDIR=...]: the binary; shardrun's Lua

@@ -14,7 +14,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PACKAGES=(
     build-essential pkg-config clang
     libluajit-5.1-dev luajit lua-cjson lua-busted
-    libev-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev sqlite3 libcjson-dev
+    libev-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev sqlite3 libcjson-dev zlib1g-dev
     libcmocka-dev libsystemd-dev
     python3 python3-pytest valgrind systemd man-db
     dpkg-dev ca-certificates curl
