@@ -201,9 +201,11 @@ static int client_split_url(aws_client_req_t *r, const char *url)
     return ok ? 0 : -1;
 }
 
-aws_client_req_t *aws_client_call(aws_client_t *c, const aws_endpoint_t *ep, const char *target,
-                                  const char *json_version, const char *body, long timeout_ms, aws_http_done_cb cb,
-                                  void *ud)
+/* A call (retried, whole-request timeout) or a stream (on_data set: never
+ * retried, idle watchdog). */
+static aws_client_req_t *client_start(aws_client_t *c, const aws_endpoint_t *ep, const char *target,
+                                      const char *json_version, const char *body, long timeout_ms,
+                                      void (*on_data)(void *, const char *, size_t), aws_http_done_cb cb, void *ud)
 {
     if (!c || !ep || !ep->region || !ep->service || !ep->url || !target || !json_version || !cb) return NULL;
     aws_client_req_t *r = xcalloc(1, sizeof *r); /* freed by client_req_free */
@@ -232,8 +234,10 @@ aws_client_req_t *aws_client_call(aws_client_t *c, const aws_endpoint_t *ep, con
     (void)buf_printf(&l2, "X-Amz-Target: %s", r->target);
     const char *headers[] = {buf_str(&l0), buf_str(&l1), buf_str(&l2), NULL};
     aws_http_request_t q = {.method = "POST", .url = ep->url, .headers = headers, .body = body ? body : "",
-                            .body_len = body ? strlen(body) : 0, .timeout_ms = timeout_ms, .retry = 1,
-                            .prepare = client_prepare, .prepare_ud = r};
+                            .body_len = body ? strlen(body) : 0, .timeout_ms = on_data ? 0 : timeout_ms,
+                            .retry = !on_data, .prepare = client_prepare, .prepare_ud = r,
+                            .http_version = ep->http_version, .on_data = on_data, .data_ud = ud,
+                            .idle_timeout_ms = on_data ? timeout_ms : 0};
     r->http = aws_http_send(c->http, &q, client_done, r);
     buf_free(&l0);
     buf_free(&l1);
@@ -243,6 +247,26 @@ aws_client_req_t *aws_client_call(aws_client_t *c, const aws_endpoint_t *ep, con
         return NULL;
     }
     return r;
+}
+
+aws_client_req_t *aws_client_call(aws_client_t *c, const aws_endpoint_t *ep, const char *target,
+                                  const char *json_version, const char *body, long timeout_ms, aws_http_done_cb cb,
+                                  void *ud)
+{
+    return client_start(c, ep, target, json_version, body, timeout_ms, NULL, cb, ud);
+}
+
+aws_client_req_t *aws_client_stream(aws_client_t *c, const aws_endpoint_t *ep, const char *target,
+                                    const char *json_version, const char *body, long idle_timeout_ms,
+                                    void (*on_data)(void *ud, const char *p, size_t n), aws_http_done_cb cb, void *ud)
+{
+    if (!on_data) return NULL;
+    return client_start(c, ep, target, json_version, body, idle_timeout_ms, on_data, cb, ud);
+}
+
+void aws_client_pause(aws_client_req_t *r, int paused)
+{
+    if (r) aws_http_pause(r->http, paused);
 }
 
 void aws_client_cancel(aws_client_t *c, aws_client_req_t *r)

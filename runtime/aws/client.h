@@ -30,6 +30,7 @@ typedef struct aws_endpoint {
     char *region;         /* "us-east-1" */
     const char *service;  /* signing name: "kinesis", "dynamodb" (a constant) */
     char *url;            /* config's endpoint, else https://<service>.<region>.amazonaws.com/ */
+    int http_version;     /* AWS_HTTP_VERSION_* of every call to it (0: curl's default) */
 } aws_endpoint_t;
 
 /* The HTTP client (http_opt may be NULL: defaults) and the credentials chain
@@ -65,6 +66,20 @@ void aws_client_endpoint_clear(aws_endpoint_t *ep);
 aws_client_req_t *aws_client_call(aws_client_t *c, const aws_endpoint_t *ep, const char *target,
                                   const char *json_version, const char *body, long timeout_ms, aws_http_done_cb cb,
                                   void *ud);
+
+/* Opens an event stream (SubscribeToShard): the same signed POST, never
+ * retried (its owner knows where to go on from). A 2xx body goes to on_data
+ * piece by piece (see http.h, streams), on the loop; `cb` runs exactly once,
+ * at its end: AWS_HTTP_OK when the server ended the body, else the error
+ * (an error status's body parsed as for any call). idle_timeout_ms: nothing
+ * received for that long (while not paused) ends it with AWS_HTTP_ETIMEOUT.
+ * Handle and NULL as for aws_client_call. */
+aws_client_req_t *aws_client_stream(aws_client_t *c, const aws_endpoint_t *ep, const char *target,
+                                    const char *json_version, const char *body, long idle_timeout_ms,
+                                    void (*on_data)(void *ud, const char *p, size_t n), aws_http_done_cb cb, void *ud);
+
+/* Pauses (1) or resumes (0) a stream's receiving (aws_http_pause). */
+void aws_client_pause(aws_client_req_t *r, int paused);
 
 /* Abandons a call (in flight or waiting for credentials): its callback will
  * not run. */

@@ -3,7 +3,13 @@
  * curl tells us which sockets to watch (http_sock_cb) and when to wake it
  * (http_timer_cb); libev calls back into curl_multi_socket_action. A request
  * owns one easy handle for all its attempts; the multi handle owns the
- * connection cache, so keep-alive connections are shared by all requests. */
+ * connection cache, so keep-alive connections are shared by all requests.
+ *
+ * A stream's body pieces are queued by curl's write callback (the request
+ * joins the `ready` queue) and handed to on_data by http_deliver once curl
+ * has returned, so a stream's owner may cancel or pause from its callback.
+ * Streams share the transfer machinery (easy handles, the multi, the error
+ * mapping), hence one file of a little over 800 lines. */
 #include "http.h"
 
 #include <cjson/cJSON.h>
@@ -45,6 +51,7 @@ struct aws_http {
     int max_retries;
     size_t max_response;
     aws_http_req_t *reqs; /* every live request */
+    aws_http_req_t *ready, *ready_tail; /* streams with received bytes to hand over, in order */
     http_sock_t *socks;
     uint64_t rng;
     struct http_host {
@@ -79,6 +86,16 @@ struct aws_http_req {
     int (*prepare)(void *, aws_http_req_t *, const char **);
     void *prepare_ud;
     int held;       /* the prepare hook asked to wait: aws_http_resume ends it */
+    /* a stream (on_data set): resp holds what was received and not yet handed over */
+    void (*on_data)(void *, const char *, size_t);
+    void *data_ud;
+    long idle_ms;
+    int http_version;
+    int paused;     /* aws_http_pause(1) */
+    int in_ready;
+    aws_http_req_t *ready_next;
+    ev_timer idle;  /* the watchdog */
+    ev_timer kick;  /* resumes a paused transfer on a loop turn */
 };
 
 static const char *const http_throttle_types[] = {
@@ -133,6 +150,8 @@ long aws_http_backoff_ms(aws_http_t *h, int retry)
 /* ---- curl <-> libev -------------------------------------------------------- */
 
 static void http_check_done(aws_http_t *h);
+static void http_idle_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void http_kick_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 static void http_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -279,11 +298,29 @@ aws_http_t *aws_http_new(struct ev_loop *loop, const aws_http_options_t *opt)
     return h;
 }
 
+static void http_ready_unlink(aws_http_req_t *r)
+{
+    aws_http_t *h = r->h;
+    aws_http_req_t **pp = &h->ready, *prev = NULL;
+    while (*pp && *pp != r) {
+        prev = *pp;
+        pp = &(*pp)->ready_next;
+    }
+    if (!*pp) return;
+    *pp = r->ready_next;
+    if (h->ready_tail == r) h->ready_tail = prev;
+    r->in_ready = 0;
+    r->ready_next = NULL;
+}
+
 static void http_req_free(aws_http_req_t *r)
 {
     aws_http_t *h = r->h;
     if (r->in_multi) (void)curl_multi_remove_handle(h->multi, r->easy);
     ev_timer_stop(h->loop, &r->wake);
+    ev_timer_stop(h->loop, &r->idle);
+    ev_timer_stop(h->loop, &r->kick);
+    if (r->in_ready) http_ready_unlink(r);
     if (r->prev) r->prev->next = r->next;
     else h->reqs = r->next;
     if (r->next) r->next->prev = r->prev;
@@ -332,9 +369,22 @@ void aws_http_free(aws_http_t *h)
 
 /* ---- one attempt ------------------------------------------------------------ */
 
+static int http_is_stream_body(const aws_http_req_t *r)
+{
+    return r->on_data && r->status >= 200 && r->status < 300;
+}
+
 static size_t http_write_cb(char *p, size_t size, size_t n, void *ud)
 {
     aws_http_req_t *r = ud;
+    if (http_is_stream_body(r) && r->idle_ms) ev_timer_again(r->h->loop, &r->idle);
+    if (http_is_stream_body(r) && !r->in_ready && size * n > 0) {
+        aws_http_t *h = r->h;
+        if (h->ready_tail) h->ready_tail->ready_next = r;
+        else h->ready = r;
+        h->ready_tail = r;
+        r->in_ready = 1;
+    }
     if (buf_append(&r->resp, p, size * n) != 0) {
         r->too_large = 1;
         return 0; /* curl aborts with CURLE_WRITE_ERROR */
@@ -361,6 +411,9 @@ static size_t http_header_cb(char *p, size_t size, size_t n, void *ud)
         free(r->error_type_hdr);
         free(r->request_id);
         r->error_type_hdr = r->request_id = NULL;
+        const char *sp = memchr(p, ' ', len);
+        r->status = sp ? strtol(sp + 1, NULL, 10) : 0; /* a stream's body is handed over only after a 2xx */
+        if (r->on_data && r->idle_ms) ev_timer_again(r->h->loop, &r->idle);
     } else if ((v = http_header_value(p, len, "x-amzn-ErrorType")) != NULL) {
         free(r->error_type_hdr);
         r->error_type_hdr = v;
@@ -370,6 +423,24 @@ static size_t http_header_cb(char *p, size_t size, size_t n, void *ud)
         r->request_id = v;
     }
     return len;
+}
+
+static int http_set_version(aws_http_req_t *r)
+{
+    CURL *e = r->easy;
+    int tls = !strncasecmp(r->url, "https://", 8);
+    switch (r->http_version) {
+    case AWS_HTTP_VERSION_1_1: return curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK;
+    case AWS_HTTP_VERSION_2:
+        /* never CURL_HTTP_VERSION_2_0 on http://: that is the Upgrade */
+        if (curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+                             tls ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE) != CURLE_OK)
+            return -1;
+        /* requests started together wait for the first connection rather than each opening one */
+        return curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) != CURLE_OK;
+    default:
+        return tls && r->on_data ? curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) != CURLE_OK : 0;
+    }
 }
 
 /* Sets up the easy handle once; attempts only change the headers. */
@@ -387,7 +458,9 @@ static int http_easy_setup(aws_http_req_t *r)
     bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms) != CURLE_OK;
+    /* a stream lasts as long as the server sends: the idle watchdog instead */
+    bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->on_data ? 0L : r->timeout_ms) != CURLE_OK;
+    bad |= http_set_version(r) != 0;
     bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, r) != CURLE_OK;
@@ -452,6 +525,10 @@ static void http_attempt(aws_http_req_t *r)
         return;
     }
     r->in_multi = 1;
+    if (r->on_data) {
+        if (r->paused) (void)curl_easy_pause(r->easy, CURLPAUSE_RECV);
+        else if (r->idle_ms) ev_timer_again(r->h->loop, &r->idle);
+    }
 }
 
 static void http_wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -592,10 +669,12 @@ static void http_attempt_done(aws_http_req_t *r, CURLcode rc)
 {
     int error, transient;
     char *type = NULL, *msg = NULL;
+    ev_timer_stop(r->h->loop, &r->idle);
     if (rc == CURLE_OK) {
         (void)curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
         if (r->status >= 200 && r->status < 300) {
             http_host_answered(r);
+            if (r->on_data) buf_reset(&r->resp); /* handed over already */
             http_finish(r, AWS_HTTP_OK, NULL, NULL);
             return;
         }
@@ -624,10 +703,30 @@ static void http_attempt_done(aws_http_req_t *r, CURLcode rc)
     free(msg);
 }
 
+/* Hands each stream what it received, in order of arrival. A callback may
+ * cancel or pause any request, this one included. */
+static void http_deliver(aws_http_t *h)
+{
+    aws_http_req_t *r;
+    while ((r = h->ready) != NULL) {
+        h->ready = r->ready_next;
+        if (!h->ready) h->ready_tail = NULL;
+        r->in_ready = 0;
+        r->ready_next = NULL;
+        buf_t piece = r->resp; /* taken out: r may be freed by the callback */
+        buf_init(&r->resp, h->max_response);
+        h->dispatching++;
+        r->on_data(r->data_ud, piece.data ? piece.data : "", piece.len);
+        h->dispatching--;
+        buf_free(&piece);
+    }
+}
+
 static void http_check_done(aws_http_t *h)
 {
     CURLMsg *m;
     int left;
+    http_deliver(h); /* a stream's last bytes before its end */
     while ((m = curl_multi_info_read(h->multi, &left)) != NULL) {
         if (m->msg != CURLMSG_DONE) continue;
         CURL *e = m->easy_handle;
@@ -669,6 +768,15 @@ static aws_http_req_t *http_req_new(aws_http_t *h, const aws_http_request_t *q, 
     r->wake.data = r;
     r->prepare = q->prepare;
     r->prepare_ud = q->prepare_ud;
+    r->http_version = q->http_version;
+    r->on_data = q->on_data;
+    r->data_ud = q->data_ud;
+    r->idle_ms = q->on_data && q->idle_timeout_ms > 0 ? q->idle_timeout_ms : 0;
+    ev_init(&r->idle, http_idle_cb);
+    r->idle.repeat = (double)r->idle_ms / 1000.0;
+    r->idle.data = r;
+    ev_init(&r->kick, http_kick_cb);
+    r->kick.data = r;
     r->next = h->reqs;
     if (h->reqs) h->reqs->prev = r;
     h->reqs = r;
@@ -698,10 +806,53 @@ aws_http_req_t *aws_http_send(aws_http_t *h, const aws_http_request_t *req, aws_
 {
     if (!h || h->closing || !req || !req->method || !*req->method || !http_url_ok(req->url) || !cb)
         return NULL;
+    if (req->on_data && req->retry) return NULL; /* a stream is never retried (see http.h) */
     return http_start(http_req_new(h, req, cb, ud));
 }
 
 void aws_http_cancel(aws_http_t *h, aws_http_req_t *r)
 {
     if (h && r) http_req_free(r);
+}
+
+/* ---- streams ------------------------------------------------------------- */
+
+static void http_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    aws_http_req_t *r = w->data;
+    char msg[96];
+    (void)loop;
+    (void)revents;
+    if (r->in_multi) (void)curl_multi_remove_handle(r->h->multi, r->easy);
+    r->in_multi = 0;
+    snprintf(msg, sizeof msg, "the stream sent nothing for %ld ms", r->idle_ms);
+    http_finish(r, AWS_HTTP_ETIMEOUT, NULL, msg);
+}
+
+static void http_kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    aws_http_req_t *r = w->data;
+    aws_http_t *h = r->h;
+    (void)loop;
+    (void)revents;
+    if (r->paused) return; /* paused again meanwhile */
+    if (r->idle_ms && r->in_multi) ev_timer_again(h->loop, &r->idle);
+    /* may hand what curl held back to the write callback at once: queued, delivered below */
+    if (r->in_multi) (void)curl_easy_pause(r->easy, CURLPAUSE_CONT);
+    http_check_done(h);
+}
+
+void aws_http_pause(aws_http_req_t *r, int paused)
+{
+    if (!r || !r->on_data || !paused == !r->paused) return;
+    aws_http_t *h = r->h;
+    r->paused = !!paused;
+    if (r->paused) {
+        ev_timer_stop(h->loop, &r->idle);
+        ev_timer_stop(h->loop, &r->kick);
+        if (r->in_multi) (void)curl_easy_pause(r->easy, CURLPAUSE_RECV);
+    } else {
+        ev_timer_set(&r->kick, 0., 0.);
+        ev_timer_start(h->loop, &r->kick);
+    }
 }

@@ -14,7 +14,22 @@
  * What must change from one attempt to the next (a SigV4 signature over the
  * current time and credentials) is added by the request's `prepare` hook,
  * which the layer above (aws_client) provides: this module knows neither
- * credentials nor signing. */
+ * credentials nor signing.
+ *
+ * Streams (request.on_data set: SubscribeToShard's event stream): a 2xx
+ * body goes to on_data piece by piece as it arrives instead of being
+ * collected; any other status is collected and ends in the done callback as
+ * usual. A stream is never retried (a blind retry would start again from the
+ * request's first position: its owner decides where to go on), has no
+ * whole-request timeout but an idle watchdog, and can be paused: curl then
+ * stops receiving it (HTTP/2 closes the stream's flow-control window,
+ * HTTP/1.1 stops reading the socket), so the sender is held back.
+ *
+ * HTTP versions (request.http_version): by default curl's (HTTP/2 over TLS
+ * when the server offers it by ALPN, HTTP/1.1 for http://). HTTP/2 on an
+ * http:// URL is h2c with prior knowledge, never the Upgrade (which
+ * emulators answer badly). HTTP/2 requests to one host share one connection
+ * (multiplexed) as far as the server's stream limit allows. */
 #ifndef SHARDRUN_AWS_HTTP_H
 #define SHARDRUN_AWS_HTTP_H
 
@@ -48,6 +63,13 @@ typedef struct aws_http_options {
     size_t max_response_bytes; /* 0 = 32 MiB */
 } aws_http_options_t;
 
+/* request.http_version */
+enum {
+    AWS_HTTP_VERSION_DEFAULT = 0, /* curl's: HTTP/2 by ALPN over TLS, else HTTP/1.1 */
+    AWS_HTTP_VERSION_1_1,         /* HTTP/1.1 only */
+    AWS_HTTP_VERSION_2,           /* https: HTTP/2 by ALPN (HTTP/1.1 if not offered); http: h2c, prior knowledge */
+};
+
 typedef struct aws_http_request {
     const char *method;          /* "GET", "POST", "PUT" */
     const char *url;             /* http:// or https:// */
@@ -64,6 +86,14 @@ typedef struct aws_http_request {
      * request with *why (valid until the hook returns) as its message. */
     int (*prepare)(void *prepare_ud, aws_http_req_t *r, const char **why);
     void *prepare_ud;
+    int http_version;            /* AWS_HTTP_VERSION_* */
+    /* A stream (see top) when set: a 2xx body's pieces, in order, on the loop
+     * and never inside curl, so it may pause, resume or cancel any request.
+     * retry must be 0; timeout_ms is ignored. */
+    void (*on_data)(void *data_ud, const char *p, size_t n);
+    void *data_ud;
+    long idle_timeout_ms;        /* stream: no byte for this long while not paused ends it
+                                    with AWS_HTTP_ETIMEOUT; 0 = no watchdog */
 } aws_http_request_t;
 
 #define AWS_HTTP_HOLD (-1)
@@ -102,6 +132,12 @@ aws_http_req_t *aws_http_send(aws_http_t *h, const aws_http_request_t *req, aws_
 
 /* Abandons a request: its callback will not be called. */
 void aws_http_cancel(aws_http_t *h, aws_http_req_t *r);
+
+/* A stream stops receiving (paused = 1): what curl already received is
+ * still handed over, nothing more is read until it is resumed (paused = 0;
+ * the transfer goes on at a later loop turn). The idle watchdog does not run
+ * while paused. No effect on a request that is not a stream. */
+void aws_http_pause(aws_http_req_t *r, int paused);
 
 /* For a prepare hook: adds a "Name: value" header line to the attempt
  * being prepared (copied; dropped again before the next attempt). */

@@ -3,7 +3,8 @@
  * Bound to 127.0.0.1 on an ephemeral port, never anything else. One thread
  * accepts, one thread per connection serves keep-alive requests. The test's
  * handler decides each answer: respond, stall (never answer), reset the
- * connection (RST), or close it without a word. The handler runs with the
+ * connection (RST), close it without a word, or stream: the body in chunks
+ * (Transfer-Encoding: chunked) `stream_ms` apart, then the end or a stall. The handler runs with the
  * server's mutex held; the test reads the recorded requests through
  * ts_lock()/ts_unlock() or after ts_stop(). Header-only, static: included by
  * each test binary. */
@@ -25,7 +26,7 @@
 #define TS_MAX_REQS 32
 #define TS_MAX_CONNS 64
 
-typedef enum { TS_RESPOND, TS_STALL, TS_RESET, TS_CLOSE } ts_action_t;
+typedef enum { TS_RESPOND, TS_STALL, TS_RESET, TS_CLOSE, TS_STREAM } ts_action_t;
 
 typedef struct ts_request {
     char method[16];
@@ -41,6 +42,10 @@ typedef struct ts_response {
     int status;
     char headers[2048]; /* extra "Name: value\r\n" lines */
     char body[16384];
+    /* TS_STREAM: body is sent in stream_pieces equal chunks, the first at
+     * once, then one every stream_ms; then the body ends, or the server
+     * stalls (stream_stall) */
+    int stream_pieces, stream_ms, stream_stall;
 } ts_response_t;
 
 typedef struct ts_server ts_server_t;
@@ -136,13 +141,47 @@ static int ts_read_request(ts_server_t *s, int fd, char *pending, size_t *plen, 
 static int ts_write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL); /* a client gone is an error, not SIGPIPE */
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) return -1;
         p += w;
         n -= (size_t)w;
     }
     return 0;
+}
+
+/* Sleeps ms unless the server is stopping; 0 = slept, -1 = stopping. */
+static int ts_sleep(ts_server_t *s, int ms)
+{
+    struct pollfd p = {s->stop_pipe[0], POLLIN, 0};
+    return poll(&p, 1, ms) == 0 ? 0 : -1;
+}
+
+/* A TS_STREAM answer; 0 = the body ended (keep-alive), -1 = close. */
+static int ts_stream(ts_server_t *s, int fd, const ts_response_t *resp)
+{
+    char head[4096], size[32];
+    size_t blen = strlen(resp->body), pieces = resp->stream_pieces > 0 ? (size_t)resp->stream_pieces : 1;
+    int n = snprintf(head, sizeof head, "HTTP/1.1 %d X\r\nTransfer-Encoding: chunked\r\n%s\r\n", resp->status,
+                     resp->headers);
+    if (ts_write_all(fd, head, (size_t)n) != 0) return -1;
+    for (size_t i = 0; i < pieces; i++) {
+        if (i > 0 && ts_sleep(s, resp->stream_ms) != 0) return -1;
+        size_t from = blen * i / pieces, to = blen * (i + 1) / pieces;
+        if (to == from) continue;
+        n = snprintf(size, sizeof size, "%zx\r\n", to - from);
+        if (ts_write_all(fd, size, (size_t)n) != 0 || ts_write_all(fd, resp->body + from, to - from) != 0 ||
+            ts_write_all(fd, "\r\n", 2) != 0)
+            return -1;
+    }
+    if (resp->stream_stall) {
+        while (ts_wait(s, fd) == 0) {
+            char sink[512];
+            if (read(fd, sink, sizeof sink) <= 0) break;
+        }
+        return -1;
+    }
+    return ts_write_all(fd, "0\r\n\r\n", 5);
 }
 
 static void *ts_conn_main(void *arg)
@@ -181,6 +220,10 @@ static void *ts_conn_main(void *arg)
             break;
         }
         if (resp.action == TS_CLOSE) break;
+        if (resp.action == TS_STREAM) {
+            if (ts_stream(s, a->fd, &resp) != 0) break;
+            continue;
+        }
         char head[4096];
         size_t blen = strlen(resp.body);
         int n = snprintf(head, sizeof head, "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s\r\n",

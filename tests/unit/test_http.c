@@ -1,6 +1,9 @@
 /* aws_http against a scripted local server (127.0.0.1 only): retries, typed
- * errors, timeouts, resets, keep-alive, cancellation and the per-attempt
- * prepare hook (signing itself is aws_client's: test_client). */
+ * errors, timeouts, resets, keep-alive, cancellation, the per-attempt
+ * prepare hook (signing itself is aws_client's: test_client), and streams
+ * (pieces as they arrive, pause and resume, the idle watchdog, no retry; the
+ * HTTP/2 side is covered against kinesis-mock by the fan-out integration
+ * tests). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -571,6 +574,175 @@ static void test_free_cancels_a_held_request(void **state)
     assert_int_equal(res.error, AWS_HTTP_ECANCELLED);
 }
 
+/* ---- streams ------------------------------------------------------------------ */
+
+typedef struct stream_result {
+    result_t end;
+    char got[16384];
+    size_t len;
+    int pieces;
+    int pause_after;          /* pause once this many pieces were handed over */
+    int cancel_in_callback;   /* cancel the request from inside on_data */
+    aws_http_req_t *req;
+    double last_piece_s;
+} stream_result_t;
+
+static void on_piece(void *ud, const char *p, size_t n)
+{
+    stream_result_t *sr = ud;
+    assert_true(sr->len + n < sizeof sr->got);
+    memcpy(sr->got + sr->len, p, n);
+    sr->len += n;
+    sr->got[sr->len] = '\0';
+    sr->pieces++;
+    sr->last_piece_s = ev_time();
+    if (sr->cancel_in_callback) {
+        aws_http_cancel(http, sr->req);
+        sr->end.done = -1; /* no done callback may follow */
+        return;
+    }
+    if (sr->pause_after && sr->pieces == sr->pause_after) aws_http_pause(sr->req, 1);
+}
+
+static void stream_script(int i, int status, const char *body, int pieces, int ms, int stall)
+{
+    memset(&script[i], 0, sizeof script[i]);
+    script[i].action = TS_STREAM;
+    script[i].status = status;
+    snprintf(script[i].body, sizeof script[i].body, "%s", body);
+    script[i].stream_pieces = pieces;
+    script[i].stream_ms = ms;
+    script[i].stream_stall = stall;
+    if (i + 1 > nscript) nscript = i + 1;
+}
+
+static aws_http_req_t *open_stream(stream_result_t *sr, long idle_ms)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s/stream", srv.base);
+    aws_http_request_t q = {.method = "POST", .url = url, .body = "{}", .body_len = 2, .on_data = on_piece,
+                            .data_ud = sr, .idle_timeout_ms = idle_ms, .timeout_ms = 100 /* ignored */};
+    sr->req = aws_http_send(http, &q, on_done, &sr->end);
+    return sr->req;
+}
+
+static void test_stream_hands_over_pieces_as_they_arrive(void **state)
+{
+    (void)state;
+    stream_script(0, 200, "0123456789abcdefghij", 4, 150, 0);
+    stream_result_t sr = {0};
+    assert_non_null(open_stream(&sr, 0));
+    double start = ev_time();
+    run_until(&sr.pieces, 10);
+    assert_true(ev_time() - start < 0.4); /* before the whole body (450 ms) was sent */
+    assert_int_equal(sr.end.done, 0);
+    run_until(&sr.end.done, 10);
+    assert_int_equal(sr.end.done, 1);
+    assert_int_equal(sr.end.error, AWS_HTTP_OK);
+    assert_int_equal(sr.end.status, 200);
+    assert_string_equal(sr.got, "0123456789abcdefghij");
+    assert_true(sr.pieces >= 2);
+    assert_string_equal(sr.end.body, ""); /* nothing collected: it was handed over */
+    /* the whole stream outlived timeout_ms: a stream has no whole-request timeout */
+}
+
+static void test_stream_error_status_is_collected_not_handed_over(void **state)
+{
+    (void)state;
+    say(0, 400, "x-amzn-ErrorType: ResourceNotFoundException:http://internal\r\n",
+        "{\"message\":\"Consumer not found\"}");
+    stream_result_t sr = {0};
+    assert_non_null(open_stream(&sr, 0));
+    run_until(&sr.end.done, 10);
+    assert_int_equal(sr.end.error, AWS_HTTP_EHTTP);
+    assert_int_equal(sr.end.status, 400);
+    assert_string_equal(sr.end.type, "ResourceNotFoundException");
+    assert_string_equal(sr.end.msg, "Consumer not found");
+    assert_int_equal(sr.pieces, 0);
+}
+
+static void test_stream_is_never_retried(void **state)
+{
+    (void)state;
+    say(0, 503, NULL, "{}");
+    say(1, 200, NULL, "ok");
+    stream_result_t sr = {0};
+    assert_non_null(open_stream(&sr, 0));
+    run_until(&sr.end.done, 10);
+    assert_int_equal(sr.end.error, AWS_HTTP_EHTTP);
+    assert_int_equal(sr.end.attempts, 1);
+    assert_int_equal(ts_count(&srv), 1);
+    /* asking for retries on a stream is refused */
+    char url[256];
+    snprintf(url, sizeof url, "%s/stream", srv.base);
+    aws_http_request_t q = {.method = "POST", .url = url, .on_data = on_piece, .data_ud = &sr, .retry = 1};
+    assert_null(aws_http_send(http, &q, on_done, &sr.end));
+}
+
+static void test_stream_idle_watchdog_ends_a_silent_stream(void **state)
+{
+    (void)state;
+    stream_script(0, 200, "hello", 1, 0, 1);
+    stream_result_t sr = {0};
+    assert_non_null(open_stream(&sr, 300));
+    double start = ev_time();
+    run_until(&sr.end.done, 10);
+    double took = ev_time() - start;
+    assert_int_equal(sr.end.error, AWS_HTTP_ETIMEOUT);
+    assert_string_equal(sr.got, "hello"); /* what came before is handed over */
+    assert_non_null(strstr(sr.end.msg, "nothing for 300 ms"));
+    assert_true(took >= 0.25 && took < 3.0);
+}
+
+static void test_stream_paused_receives_nothing_until_resumed(void **state)
+{
+    (void)state;
+    stream_script(0, 200, "AAAABBBBCCCCDDDD", 4, 100, 0);
+    stream_result_t sr = {.pause_after = 1};
+    assert_non_null(open_stream(&sr, 200)); /* the watchdog must not fire while paused */
+    run_until(&sr.pieces, 10);
+    assert_int_equal(sr.pieces, 1);
+    int never = 0;
+    run_until(&never, 0.8); /* the server sent the rest meanwhile */
+    assert_int_equal(sr.pieces, 1);
+    assert_int_equal(sr.end.done, 0);
+    assert_string_equal(sr.got, "AAAA");
+    double resumed = ev_time();
+    aws_http_pause(sr.req, 0);
+    assert_int_equal(sr.pieces, 1); /* handed over on a later loop turn, not inside the call */
+    run_until(&sr.end.done, 10);
+    assert_int_equal(sr.end.error, AWS_HTTP_OK);
+    assert_string_equal(sr.got, "AAAABBBBCCCCDDDD");
+    assert_true(sr.last_piece_s - resumed < 0.5); /* what was held back came at once */
+}
+
+static void test_stream_paused_then_silent_times_out_after_resume(void **state)
+{
+    (void)state;
+    stream_script(0, 200, "only", 1, 0, 1);
+    stream_result_t sr = {.pause_after = 1};
+    assert_non_null(open_stream(&sr, 200));
+    int never = 0;
+    run_until(&never, 0.6);
+    assert_int_equal(sr.end.done, 0); /* paused: the watchdog sleeps */
+    aws_http_pause(sr.req, 0);
+    run_until(&sr.end.done, 5);
+    assert_int_equal(sr.end.error, AWS_HTTP_ETIMEOUT);
+}
+
+static void test_stream_cancelled_from_its_callback(void **state)
+{
+    (void)state;
+    stream_script(0, 200, "abcdef", 3, 50, 0);
+    stream_result_t sr = {.cancel_in_callback = 1};
+    assert_non_null(open_stream(&sr, 0));
+    run_until(&sr.pieces, 10);
+    int never = 0;
+    run_until(&never, 0.3);
+    assert_int_equal(sr.pieces, 1);
+    assert_int_equal(sr.end.done, -1); /* on_done never ran */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -599,6 +771,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_held_request_waits_then_resumes_or_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepare_failure_ends_the_request_unsent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_cancels_a_held_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_hands_over_pieces_as_they_arrive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_error_status_is_collected_not_handed_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_is_never_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_idle_watchdog_ends_a_silent_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_paused_receives_nothing_until_resumed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_paused_then_silent_times_out_after_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_cancelled_from_its_callback, setup, teardown),
     };
     /* no test may reach a real metadata service or a proxy */
     setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
