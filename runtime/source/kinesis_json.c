@@ -18,7 +18,18 @@
 /* Base64 of the KPL magic's first three bytes: only data starting so can be an aggregate. */
 #define KPL_MAGIC_B64 "84ma"
 
-/* ---- GetRecords ------------------------------------------------------------ */
+/* ---- GetRecords and SubscribeToShardEvent ---------------------------------- */
+
+/* What is parsed: both carry the same Records; the position field differs,
+ * and an event may carry ChildShards. */
+typedef struct kj_form {
+    const char *what;      /* names it in messages */
+    const char *next_key;  /* NextShardIterator, ContinuationSequenceNumber */
+    int event;             /* ChildShards are read */
+} kj_form_t;
+
+static const kj_form_t kj_get_records = {"GetRecords response", "NextShardIterator", 0};
+static const kj_form_t kj_event = {"SubscribeToShardEvent", "ContinuationSequenceNumber", 1};
 
 /* What the first pass learns about one record, so the second needs no checks. */
 typedef struct kj_rec {
@@ -77,12 +88,12 @@ static int kj_seconds_to_ms(const char *p, size_t n, int64_t *ms)
 
 /* First pass over one record object: spans of its fields, its size, and its
  * KPL aggregate (decoded once into `aggs`) if it is one. */
-static awsjson_status_t kj_scan_record(jscan_t *js, size_t i, kj_rec_t *a, buf_t *aggs, size_t *nrecs,
-                                       size_t *arena, errbuf_t *err)
+static awsjson_status_t kj_scan_record(const kj_form_t *f, jscan_t *js, size_t i, kj_rec_t *a, buf_t *aggs,
+                                       size_t *nrecs, size_t *arena, errbuf_t *err)
 {
     if (jscan_peek(js) != JS_OBJECT) {
         if (jscan_skip(js)) return AWSJSON_ESYNTAX;
-        errbuf_set(err, "GetRecords response: Records[%zu] is not an object", i);
+        errbuf_set(err, "%s: Records[%zu] is not an object", f->what, i);
         return AWSJSON_ESHAPE;
     }
     jscan_expect(js, '{');
@@ -124,12 +135,12 @@ static awsjson_status_t kj_scan_record(jscan_t *js, size_t i, kj_rec_t *a, buf_t
         if (jscan_expect(js, '}')) return AWSJSON_ESYNTAX;
     }
     if (bad || !got_d || !got_k || !got_s) {
-        errbuf_set(err, "GetRecords response: Records[%zu]: Data, PartitionKey and SequenceNumber must be "
-                   "strings%s", i, got_t || !bad ? "" : " and ApproximateArrivalTimestamp a number");
+        errbuf_set(err, "%s: Records[%zu]: Data, PartitionKey and SequenceNumber must be strings%s", f->what, i,
+                   got_t || !bad ? "" : " and ApproximateArrivalTimestamp a number");
         return AWSJSON_ESHAPE;
     }
     if (!kj_decimal(a->seq, a->seq_len)) {
-        errbuf_set(err, "GetRecords response: Records[%zu].SequenceNumber is not a decimal number", i);
+        errbuf_set(err, "%s: Records[%zu].SequenceNumber is not a decimal number", f->what, i);
         return AWSJSON_ESHAPE;
     }
     /* seconds with a fraction, as the service sends it */
@@ -141,7 +152,7 @@ static awsjson_status_t kj_scan_record(jscan_t *js, size_t i, kj_rec_t *a, buf_t
         if (buf_reserve(aggs, base64_decoded_max(a->data_len))) xalloc_oom(a->data_len);
         long dl = base64_decode(a->data, a->data_len, (uint8_t *)aggs->data + at);
         if (dl < 0) {
-            errbuf_set(err, "GetRecords response: Records[%zu].Data (sequence number %.*s) is not valid base64", i,
+            errbuf_set(err, "%s: Records[%zu].Data (sequence number %.*s) is not valid base64", f->what, i,
                        (int)a->seq_len, a->seq);
             return AWSJSON_ESHAPE;
         }
@@ -158,8 +169,8 @@ static awsjson_status_t kj_scan_record(jscan_t *js, size_t i, kj_rec_t *a, buf_t
 }
 
 /* Fills the batch from the first pass; base64 is decoded in place in the arena. */
-static awsjson_status_t kj_records_fill(batch_t **bp, const kj_rec_t *recs, size_t n, const buf_t *aggs,
-                                       size_t *bytes, errbuf_t *err)
+static awsjson_status_t kj_records_fill(const kj_form_t *f, batch_t **bp, const kj_rec_t *recs, size_t n,
+                                       const buf_t *aggs, size_t *bytes, errbuf_t *err)
 {
     for (size_t i = 0; i < n; i++) {
         const kj_rec_t *a = &recs[i];
@@ -167,7 +178,7 @@ static awsjson_status_t kj_records_fill(batch_t **bp, const kj_rec_t *recs, size
             char *dst = batch_add_begin(bp, base64_decoded_max(a->data_len));
             long dl = dst ? base64_decode(a->data, a->data_len, (uint8_t *)dst) : -1;
             if (dl < 0) {
-                errbuf_set(err, "GetRecords response: Records[%zu].Data (sequence number %.*s) is not valid base64", i,
+                errbuf_set(err, "%s: Records[%zu].Data (sequence number %.*s) is not valid base64", f->what, i,
                            (int)a->seq_len, a->seq);
                 return AWSJSON_ESHAPE;
             }
@@ -183,7 +194,7 @@ static awsjson_status_t kj_records_fill(batch_t **bp, const kj_rec_t *recs, size
         while (kpl_iter_next(&it, &u) == 1) {
             if (batch_add(bp, u.data, u.data_len, u.pkey, u.pkey_len, a->seq, a->seq_len, (int64_t)u.index,
                           a->arrival_ms)) {
-                errbuf_set(err, "GetRecords response: more user records than counted");
+                errbuf_set(err, "%s: more user records than counted", f->what);
                 return AWSJSON_ESHAPE;
             }
         }
@@ -192,15 +203,30 @@ static awsjson_status_t kj_records_fill(batch_t **bp, const kj_rec_t *recs, size
     return AWSJSON_OK;
 }
 
-/* The top level: {"Records": [...], "NextShardIterator": "...",
- * "MillisBehindLatest": n, ...}; other members are skipped. */
-static awsjson_status_t kj_scan_top(jscan_t *js, kj_rec_t **recs, size_t *nrec, buf_t *aggs, size_t *nrecs,
-                                    size_t *arena, const char **next, size_t *next_len, double *behind,
-                                    int *have_behind, errbuf_t *err)
+/* What the first pass learns about the whole body. */
+typedef struct kj_top {
+    kj_rec_t *recs;          /* malloc'd */
+    size_t nrec;             /* source records */
+    size_t nrecs, arena;     /* user records (KPL expanded) and the arena they need */
+    buf_t aggs;              /* decoded aggregates */
+    const char *next;        /* the position field (a span), NULL when absent or null */
+    size_t next_len;
+    double behind;
+    int have_behind;
+    const char *children;    /* ChildShards' JSON text (events), NULL when absent or null */
+    size_t children_len;
+} kj_top_t;
+
+/* The top level: {"Records": [...], "<next_key>": "...", "MillisBehindLatest":
+ * n, ...}; other members are skipped. */
+static awsjson_status_t kj_scan_top(const kj_form_t *f, jscan_t *js, kj_top_t *t, errbuf_t *err)
 {
-    static const char *const shape = "GetRecords response: expected an object with Records (array), "
-                                     "NextShardIterator (string) and MillisBehindLatest (number)";
-    if (jscan_peek(js) != JS_OBJECT) return jscan_skip(js) ? AWSJSON_ESYNTAX : (errbuf_set(err, "%s", shape), AWSJSON_ESHAPE);
+    if (jscan_peek(js) != JS_OBJECT) {
+        if (jscan_skip(js)) return AWSJSON_ESYNTAX;
+        errbuf_set(err, "%s: expected an object with Records (array), %s (string) and MillisBehindLatest (number)",
+                   f->what, f->next_key);
+        return AWSJSON_ESHAPE;
+    }
     jscan_expect(js, '{');
     int bad = 0;
     size_t cap = 0;
@@ -211,30 +237,37 @@ static awsjson_status_t kj_scan_top(jscan_t *js, kj_rec_t **recs, size_t *nrec, 
         if (jscan_string(js, &k, &kn) || jscan_expect(js, ':')) return AWSJSON_ESYNTAX;
         int rc = 0;
         if (AWSJSON_KEY_IS(k, kn, "Records")) {
-            jscan_type_t t = jscan_peek(js);
-            if (t != JS_ARRAY) {
+            jscan_type_t ty = jscan_peek(js);
+            if (ty != JS_ARRAY) {
                 if (jscan_skip(js)) return AWSJSON_ESYNTAX;
-                if (t != JS_NULL) bad = 1;
+                if (ty != JS_NULL) bad = 1;
                 continue;
             }
             jscan_expect(js, '[');
             if (jscan_accept(js, ']')) continue;
             do {
-                if (*nrec == cap) {
+                if (t->nrec == cap) {
                     /* a record takes some 150 bytes of JSON: size for the whole body at once */
                     cap = cap ? cap * 2 : (size_t)(js->end - js->p) / 128 + 16;
-                    *recs = xrealloc(*recs, cap * sizeof **recs); /* freed by the caller */
+                    t->recs = xrealloc(t->recs, cap * sizeof *t->recs); /* freed by the caller */
                 }
-                awsjson_status_t st = kj_scan_record(js, *nrec, &(*recs)[*nrec], aggs, nrecs, arena, err);
+                awsjson_status_t st =
+                    kj_scan_record(f, js, t->nrec, &t->recs[t->nrec], &t->aggs, &t->nrecs, &t->arena, err);
                 if (st != AWSJSON_OK) return st;
-                (*nrec)++;
+                t->nrec++;
             } while (jscan_accept(js, ','));
             if (jscan_expect(js, ']')) return AWSJSON_ESYNTAX;
-        } else if (AWSJSON_KEY_IS(k, kn, "NextShardIterator")) {
-            rc = awsjson_scan_string(js, next, next_len, &bad);
+        } else if (kn == strlen(f->next_key) && !memcmp(k, f->next_key, kn)) {
+            rc = awsjson_scan_string(js, &t->next, &t->next_len, &bad);
         } else if (AWSJSON_KEY_IS(k, kn, "MillisBehindLatest")) {
-            rc = awsjson_scan_number(js, behind, &bad);
-            *have_behind |= rc == 1;
+            rc = awsjson_scan_number(js, &t->behind, &bad);
+            t->have_behind |= rc == 1;
+        } else if (f->event && AWSJSON_KEY_IS(k, kn, "ChildShards")) {
+            jscan_type_t ty = jscan_peek(js);
+            const char *from = js->p;
+            rc = jscan_skip(js) ? -2 : 0;
+            if (ty == JS_ARRAY) t->children = from, t->children_len = (size_t)(js->p - from);
+            else if (ty != JS_NULL) bad = 1;
         } else {
             rc = jscan_skip(js) ? -2 : 0;
         }
@@ -242,44 +275,89 @@ static awsjson_status_t kj_scan_top(jscan_t *js, kj_rec_t **recs, size_t *nrec, 
     } while (jscan_accept(js, ','));
     if (jscan_expect(js, '}')) return AWSJSON_ESYNTAX;
     if (bad) {
-        errbuf_set(err, "%s", shape);
+        errbuf_set(err, "%s: expected an object with Records (array), %s (string), MillisBehindLatest (number)%s",
+                   f->what, f->next_key, f->event ? " and ChildShards (array)" : "");
         return AWSJSON_ESHAPE;
     }
     return AWSJSON_OK;
 }
 
-awsjson_status_t kinesis_json_get_records(const char *body, size_t len, source_records_t *out, errbuf_t *err)
+/* The ShardIds of a ChildShards array: *ids malloc'd (each id too), *n. */
+static awsjson_status_t kj_children(const char *text, size_t len, char ***ids, size_t *n, errbuf_t *err)
+{
+    cJSON *arr = cJSON_ParseWithLength(text, len);
+    size_t count = (size_t)cJSON_GetArraySize(arr), i = 0;
+    char **out = xcalloc(count + 1, sizeof *out); /* the caller's */
+    const cJSON *o;
+    int bad = 0;
+    cJSON_ArrayForEach(o, arr) {
+        out[i] = awsjson_strdup(o, "ShardId", &bad);
+        if (bad || !out[i] || !*out[i]) {
+            errbuf_set(err, "SubscribeToShardEvent: ChildShards[%zu].ShardId is missing or not a string", i);
+            for (size_t k = 0; k <= i; k++) free(out[k]);
+            free(out);
+            cJSON_Delete(arr);
+            return AWSJSON_ESHAPE;
+        }
+        i++;
+    }
+    cJSON_Delete(arr);
+    *ids = out;
+    *n = i;
+    return AWSJSON_OK;
+}
+
+static awsjson_status_t kj_parse(const kj_form_t *f, const char *body, size_t len, source_records_t *out,
+                                 char ***children, size_t *nchildren, errbuf_t *err)
 {
     jscan_t js;
     jscan_init(&js, body ? body : "", body ? len : 0);
-    kj_rec_t *recs = NULL;
-    size_t nrec = 0, nrecs = 0, arena = 0, bytes = 0, next_len = 0;
-    const char *next = NULL;
-    double behind = -1;
-    int have_behind = 0;
-    buf_t aggs = BUF_INIT;
+    kj_top_t t = {.behind = -1};
+    size_t bytes = 0;
     batch_t *b = NULL;
-    awsjson_status_t st = kj_scan_top(&js, &recs, &nrec, &aggs, &nrecs, &arena, &next, &next_len, &behind,
-                                      &have_behind, err);
+    awsjson_status_t st = kj_scan_top(f, &js, &t, err);
     if (st == AWSJSON_OK && !jscan_at_end(&js)) st = AWSJSON_ESYNTAX;
     if (st == AWSJSON_ESYNTAX) {
-        errbuf_set(err, "GetRecords response is not JSON (%zu bytes)", len);
+        errbuf_set(err, "%s is not JSON (%zu bytes)", f->what, len);
         goto done;
     }
     if (st != AWSJSON_OK) goto done;
-    b = batch_new(nrecs, arena); /* handed to `out` on success */
-    if ((st = kj_records_fill(&b, recs, nrec, &aggs, &bytes, err)) != AWSJSON_OK) goto done;
+    if (t.children && (st = kj_children(t.children, t.children_len, children, nchildren, err)) != AWSJSON_OK)
+        goto done;
+    b = batch_new(t.nrecs, t.arena); /* handed to `out` on success */
+    if ((st = kj_records_fill(f, &b, t.recs, t.nrec, &t.aggs, &bytes, err)) != AWSJSON_OK) {
+        if (t.children) {
+            for (size_t i = 0; i < *nchildren; i++) free((*children)[i]);
+            free(*children);
+            *children = NULL;
+            *nchildren = 0;
+        }
+        goto done;
+    }
     out->batch = b;
     b = NULL;
-    out->next_iterator = next && next_len ? xstrndup(next, next_len) : NULL;
-    out->millis_behind = have_behind ? (int64_t)behind : -1;
+    out->next_iterator = t.next && t.next_len ? xstrndup(t.next, t.next_len) : NULL;
+    out->millis_behind = t.have_behind ? (int64_t)t.behind : -1;
     out->bytes = bytes;
 done:
     batch_free(b);
-    buf_free(&aggs);
-    free(recs);
+    buf_free(&t.aggs);
+    free(t.recs);
     free(js.scratch);
     return st;
+}
+
+awsjson_status_t kinesis_json_get_records(const char *body, size_t len, source_records_t *out, errbuf_t *err)
+{
+    return kj_parse(&kj_get_records, body, len, out, NULL, NULL, err);
+}
+
+awsjson_status_t kinesis_json_subscribe_event(const char *payload, size_t len, source_records_t *out,
+                                              char ***children, size_t *nchildren, errbuf_t *err)
+{
+    *children = NULL;
+    *nchildren = 0;
+    return kj_parse(&kj_event, payload, len, out, children, nchildren, err);
 }
 
 /* ---- ListShards ------------------------------------------------------------ */

@@ -1,6 +1,7 @@
 /* kinesis_json: what the Kinesis Data Streams responses shardrun reads mean
  * as a source: GetRecords as a batch (KPL aggregates expanded) and
- * ListShards as source shards.
+ * ListShards as source shards; the events of SubscribeToShard (enhanced
+ * fan-out) as a batch.
  *
  * Pure functions (no I/O, no loop), so they are unit-tested and fuzzed on
  * their own. Every parser takes any bytes: malformed JSON or a field of the
@@ -24,6 +25,15 @@
  * a record that is not a valid aggregate passes through unchanged. On error
  * nothing is allocated in `out`. */
 awsjson_status_t kinesis_json_get_records(const char *body, size_t len, source_records_t *out, errbuf_t *err);
+
+/* One SubscribeToShardEvent payload (enhanced fan-out): Records as in
+ * GetRecords, ContinuationSequenceNumber into out->next_iterator (malloc'd;
+ * NULL when absent or null: the shard's end), MillisBehindLatest, and the
+ * ShardIds of ChildShards into *children (a malloc'd array of malloc'd
+ * strings, *nchildren of them; NULL/0 when absent or null). On error nothing
+ * is allocated. */
+awsjson_status_t kinesis_json_subscribe_event(const char *payload, size_t len, source_records_t *out,
+                                              char ***children, size_t *nchildren, errbuf_t *err);
 
 /* ListShards: appends the page's shards to `acc` (which owns them) and sets
  * *next_token (malloc'd) or NULL on the last page. On error `acc` is left as

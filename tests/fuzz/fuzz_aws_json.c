@@ -1,5 +1,5 @@
 /* fuzz_aws_json: libFuzzer harness for the parsers of AWS responses: Kinesis
- * (source/kinesis_json), DynamoDB lease rows (lease/lease_ddb), on the generic
+ * (source/kinesis_json: GetRecords, ListShards, PutRecords, SubscribeToShardEvent), DynamoDB lease rows (lease/lease_ddb), on the generic
  * rules of aws/awsjson, and base64.
  *
  * The first byte picks the parser, the rest is the body. Checks, beyond
@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *body = (const char *)data + 1;
     size_t len = size - 1;
     errbuf_t err;
-    switch (data[0] % 5) {
+    switch (data[0] % 6) {
     case 0: {
         source_records_t r = {0};
         if (kinesis_json_get_records(body, len, &r, &err) == AWSJSON_OK) {
@@ -80,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     case 3: {
         /* PutRecords for a call of 1 to 4 records: refusals counted as flagged */
-        size_t n = (size_t)(data[0] / 5 % 4) + 1;
+        size_t n = (size_t)(data[0] / 6 % 4) + 1;
         unsigned char refused[4];
         kinesis_put_result_t r;
         if (kinesis_json_put_result(body, len, n, refused, &r, &err) == AWSJSON_OK) {
@@ -88,6 +88,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (size_t i = 0; i < n; i++) k += refused[i];
             if (k != r.refused || (r.refused == 0) != (r.first_error[0] == '\0' && !r.retryable)) abort();
         }
+        break;
+    }
+    case 4: {
+        /* a SubscribeToShardEvent payload (enhanced fan-out) */
+        source_records_t r = {0};
+        char **kids = NULL;
+        size_t nkids = 0;
+        if (kinesis_json_subscribe_event(body, len, &r, &kids, &nkids, &err) == AWSJSON_OK) {
+            check_batch(r.batch);
+            for (size_t i = 0; i < nkids; i++)
+                if (!kids[i] || !*kids[i]) abort();
+        } else if (r.batch || r.next_iterator || kids || nkids) {
+            abort();
+        }
+        for (size_t i = 0; i < nkids; i++) free(kids[i]);
+        free(kids);
+        batch_free(r.batch);
+        free(r.next_iterator);
         break;
     }
     default: {

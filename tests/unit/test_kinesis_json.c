@@ -1,5 +1,6 @@
 /* test_kinesis_json: the Kinesis responses a source reads (GetRecords with
- * KPL aggregates, ListShards, PutRecords), as the service (and kinesalite) send them.
+ * KPL aggregates, ListShards, PutRecords, SubscribeToShardEvent payloads), as
+ * the service (and kinesalite, kinesis-mock) send them.
  * Malformed bodies must give a clear error naming the field, never a crash
  * or a leak (run under ASan by `make asan-test`). */
 #include <setjmp.h>
@@ -319,6 +320,84 @@ static void test_put_result_rejects_wrong_shapes(void **state)
     }
 }
 
+/* ---- SubscribeToShardEvent ----------------------------------------------------------- */
+
+static void test_subscribe_event_as_kinesis_mock_sends_it(void **state)
+{
+    /* captured from kinesis-mock 0.6.2: ChildShards null, EncryptionType, seconds with a fraction */
+    const char *p = "{\"Records\":[{\"ApproximateArrivalTimestamp\":1795992592.942,\"Data\":\"aGVsbG8=\","
+                    "\"EncryptionType\":\"NONE\",\"PartitionKey\":\"a\",\"SequenceNumber\":\"4968001\"}],"
+                    "\"ContinuationSequenceNumber\":\"4968001\",\"MillisBehindLatest\":0,\"ChildShards\":null}";
+    source_records_t r = {0};
+    errbuf_t err = {0};
+    char **kids = (char **)&err; /* overwritten */
+    size_t nkids = 9;
+    assert_int_equal(kinesis_json_subscribe_event(p, strlen(p), &r, &kids, &nkids, &err), AWSJSON_OK);
+    assert_int_equal(r.batch->count, 1);
+    assert_string_equal(batch_data(r.batch, 0), "hello");
+    assert_int_equal(r.batch->recs[0].arrival_ms, 1795992592942LL);
+    assert_string_equal(r.next_iterator, "4968001");
+    assert_int_equal(r.millis_behind, 0);
+    assert_null(kids);
+    assert_int_equal(nkids, 0);
+    records_free(&r);
+
+    /* an empty event (the mock sends one every second) */
+    const char *e = "{\"Records\":[],\"ContinuationSequenceNumber\":\"4968001\",\"MillisBehindLatest\":0,"
+                    "\"ChildShards\":null}";
+    assert_int_equal(kinesis_json_subscribe_event(e, strlen(e), &r, &kids, &nkids, &err), AWSJSON_OK);
+    assert_int_equal(r.batch->count, 0);
+    assert_string_equal(r.next_iterator, "4968001");
+    records_free(&r);
+}
+
+static void test_subscribe_event_shard_end_names_the_children(void **state)
+{
+    /* as AWS ends a closed shard: no continuation, the children */
+    const char *p = "{\"Records\":[],\"MillisBehindLatest\":0,\"ChildShards\":["
+                    "{\"ShardId\":\"shardId-000000000001\",\"ParentShards\":[\"shardId-000000000000\"],"
+                    "\"HashKeyRange\":{\"StartingHashKey\":\"0\",\"EndingHashKey\":\"1\"}},"
+                    "{\"ShardId\":\"shardId-000000000002\",\"ParentShards\":[\"shardId-000000000000\"],"
+                    "\"HashKeyRange\":{\"StartingHashKey\":\"2\",\"EndingHashKey\":\"3\"}}]}";
+    source_records_t r = {0};
+    errbuf_t err = {0};
+    char **kids = NULL;
+    size_t nkids = 0;
+    assert_int_equal(kinesis_json_subscribe_event(p, strlen(p), &r, &kids, &nkids, &err), AWSJSON_OK);
+    assert_null(r.next_iterator);
+    assert_int_equal(nkids, 2);
+    assert_string_equal(kids[0], "shardId-000000000001");
+    assert_string_equal(kids[1], "shardId-000000000002");
+    for (size_t i = 0; i < nkids; i++) free(kids[i]);
+    free(kids);
+    records_free(&r);
+}
+
+static void test_subscribe_event_rejects_malformed_payloads(void **state)
+{
+    static const struct {
+        const char *payload, *says;
+        awsjson_status_t st;
+    } cases[] = {
+        {"{\"Records\":[],\"ContinuationSequenceNumber\":5}", "ContinuationSequenceNumber (string)", AWSJSON_ESHAPE},
+        {"{\"Records\":[],\"ChildShards\":{}}", "ChildShards (array)", AWSJSON_ESHAPE},
+        {"{\"Records\":[],\"ChildShards\":[{\"ParentShards\":[]}]}", "ChildShards[0].ShardId", AWSJSON_ESHAPE},
+        {"{\"Records\":[{\"Data\":1}]}", "SubscribeToShardEvent: Records[0]", AWSJSON_ESHAPE},
+        {"{\"Records\":[", "SubscribeToShardEvent is not JSON", AWSJSON_ESYNTAX},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        source_records_t r = {0};
+        errbuf_t err = {0};
+        char **kids = NULL;
+        size_t nkids = 0;
+        assert_int_equal(kinesis_json_subscribe_event(cases[i].payload, strlen(cases[i].payload), &r, &kids,
+                                                      &nkids, &err), cases[i].st);
+        if (!strstr(err.msg, cases[i].says)) fail_msg("case %zu: \"%s\" does not say \"%s\"", i, err.msg, cases[i].says);
+        assert_null(r.batch);
+        assert_null(kids);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +411,9 @@ int main(void)
         cmocka_unit_test(test_put_result_null_error_code_means_written),
         cmocka_unit_test(test_put_result_names_refused_entries_and_their_kind),
         cmocka_unit_test(test_put_result_rejects_wrong_shapes),
+        cmocka_unit_test(test_subscribe_event_as_kinesis_mock_sends_it),
+        cmocka_unit_test(test_subscribe_event_shard_end_names_the_children),
+        cmocka_unit_test(test_subscribe_event_rejects_malformed_payloads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
