@@ -28,8 +28,8 @@ kinesis-mock (npm kinesis-local, a Scala.js program run by Node, no JVM) is
 installed into a prefix of its own, .deps/kinesis-mock, and serves two ports:
 KINESIS_MOCK_PORT (default 4569; HTTP/1.1, or h2c with prior knowledge: an
 `Upgrade: h2c` POST gets 101 and then no answer) and KINESIS_MOCK_TLS_PORT
-(default 4570; TLS with the package's self-signed certificate, ALPN h2 and
-http/1.1). Its CLI binds every interface, so a few lines of Node bind its
+(default 4570; TLS with a self-signed certificate for 127.0.0.1 made at the
+first start, .deps/run/kinesis-mock-<port>.cert.pem, ALPN h2 and http/1.1). Its CLI binds every interface, so a few lines of Node bind its
 servers to 127.0.0.1 (and refuse to run otherwise) and exit at once on SIGTERM
 (its own graceful stop waits forever on HTTP/2 connections clients left).
 Nothing is persisted and its environment is built from nothing, so a caller's
@@ -187,13 +187,34 @@ class KinesisMock(Emulator):
     def tls_url(self):
         return f"https://127.0.0.1:{self.tls_port}"
 
+    @property
+    def ca_file(self):
+        """The PEM certificate its TLS port presents (for a client's ca_file)."""
+        return self.files("cert.pem")
+
+    def make_certificate(self):
+        """A self-signed certificate for 127.0.0.1 and localhost, written once:
+        the package's own has no subject alternative name, so a client that
+        verifies the host (shardrun always does) would refuse it. Returns the
+        JSON file kinesis-mock reads (KINESIS_MOCK_CERT_PATH)."""
+        pem, key, js = self.ca_file, self.files("key.pem"), self.files("cert.json")
+        if not (pem.exists() and js.exists()):
+            r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "36500",
+                                "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                                "-keyout", str(key), "-out", str(pem)], capture_output=True, text=True)
+            if r.returncode:
+                raise EmulatorError(f"openssl could not make kinesis-mock's certificate: {r.stderr.strip()}")
+            js.write_text(json.dumps({"server": {"key": key.read_text(), "cert": pem.read_text()}}))
+        return js
+
     def launch(self):
         pkg = self.prefix / "node_modules" / self.package
         data = RUN_DIR / f"{self.name}-{self.port}-data"   # its working directory: stays empty
         data.mkdir(parents=True, exist_ok=True)
+        cert = self.make_certificate()
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
                "KINESIS_MOCK_PLAIN_PORT": str(self.port), "KINESIS_MOCK_TLS_PORT": str(self.tls_port),
-               "KINESIS_MOCK_CERT_PATH": str(pkg / "server.json"),
+               "KINESIS_MOCK_CERT_PATH": str(cert),
                "SHOULD_PERSIST_DATA": "false", "LOAD_DATA_IF_EXISTS": "false", "PERSIST_PATH": str(data),
                "SHARD_LIMIT": "1000", "AWS_REGION": "us-east-1", "AWS_ACCOUNT_ID": "000000000000",
                "LOG_LEVEL": os.environ.get("KINESIS_MOCK_LOG_LEVEL", "INFO"), "ROOT_LOG_LEVEL": "ERROR"}
@@ -201,10 +222,13 @@ class KinesisMock(Emulator):
         return ["node", "-e", KINESIS_MOCK_MAIN, str(pkg / "main.js")], env, data
 
     def answers(self):
-        """Both ports answer /healthcheck (the TLS one with its self-signed certificate)."""
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        """Both ports answer /healthcheck (the TLS one verified with the certificate made for it)."""
+        if self.ca_file.exists():
+            ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        else:   # started elsewhere, before any certificate was made here
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
         for c in (http.client.HTTPConnection("127.0.0.1", self.port, timeout=2),
                   http.client.HTTPSConnection("127.0.0.1", self.tls_port, timeout=2, context=ctx)):
             try:

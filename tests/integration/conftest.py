@@ -3,7 +3,7 @@
 Every test drives the real `shardrun` binary (env SHARDRUN, default ./shardrun
 at the repo root) as separate processes, in a fresh temporary folder. Nothing
 here is a mock: the local stream and lease files are the real SQLite files,
-and the AWS tests talk to kinesalite and dynalite on 127.0.0.1.
+and the AWS tests talk to kinesalite, dynalite and kinesis-mock on 127.0.0.1.
 """
 import json
 import os
@@ -53,6 +53,30 @@ def emulators():
             pytest.fail(f"emulators did not start: {e}")
         pytest.skip(f"emulators unavailable: {e}")
     yield session
+    session.close()
+
+
+@pytest.fixture(scope="session")
+def kinesis_mock():
+    """kinesis-mock (Kinesis with enhanced fan-out) and dynalite on 127.0.0.1,
+    started and stopped as `emulators` does. A kinesis-mock started here logs
+    every request with its action (KINESIS_MOCK_LOG_LEVEL=DEBUG), so a test
+    can count the calls it got."""
+    from emulators import DYNALITE, KINESIS_MOCK
+    level = os.environ.get("KINESIS_MOCK_LOG_LEVEL")
+    os.environ["KINESIS_MOCK_LOG_LEVEL"] = "DEBUG"
+    try:
+        session = EmulatorSession((KINESIS_MOCK, DYNALITE)).__enter__()
+    except EmulatorError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"kinesis-mock did not start: {e}")
+        pytest.skip(f"kinesis-mock unavailable: {e}")
+    finally:
+        if level is None:
+            os.environ.pop("KINESIS_MOCK_LOG_LEVEL")
+        else:
+            os.environ["KINESIS_MOCK_LOG_LEVEL"] = level
+    yield KINESIS_MOCK
     session.close()
 
 
