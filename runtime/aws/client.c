@@ -269,6 +269,11 @@ void aws_client_pause(aws_client_req_t *r, int paused)
     if (r) aws_http_pause(r->http, paused);
 }
 
+const char *aws_client_http_version(aws_client_req_t *r)
+{
+    return r ? aws_http_version_used(r->http) : "unknown";
+}
+
 void aws_client_cancel(aws_client_t *c, aws_client_req_t *r)
 {
     if (!c || !r) return;

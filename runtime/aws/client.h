@@ -80,6 +80,8 @@ aws_client_req_t *aws_client_stream(aws_client_t *c, const aws_endpoint_t *ep, c
 
 /* Pauses (1) or resumes (0) a stream's receiving (aws_http_pause). */
 void aws_client_pause(aws_client_req_t *r, int paused);
+/* The HTTP version a call or stream uses (aws_http_version_used). */
+const char *aws_client_http_version(aws_client_req_t *r);
 
 /* Abandons a call (in flight or waiting for credentials): its callback will
  * not run. */

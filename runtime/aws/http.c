@@ -436,6 +436,13 @@ static int http_set_version(aws_http_req_t *r)
         if (curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                              tls ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE) != CURLE_OK)
             return -1;
+        if (!tls && curl_version_info(CURLVERSION_NOW)->version_num < 0x080000) {
+            /* libcurl before 8.0 fails every request that reuses an h2c
+             * prior-knowledge connection ("Error in the HTTP2 framing layer",
+             * curl#10634): a connection of its own per request there */
+            return curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK ||
+                   curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK;
+        }
         /* requests started together wait for the first connection rather than each opening one */
         return curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) != CURLE_OK;
     default:
@@ -840,6 +847,14 @@ static void http_kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     /* may hand what curl held back to the write callback at once: queued, delivered below */
     if (r->in_multi) (void)curl_easy_pause(r->easy, CURLPAUSE_CONT);
     http_check_done(h);
+}
+
+const char *aws_http_version_used(aws_http_req_t *r)
+{
+    long v = 0;
+    if (!r || !r->easy || curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &v) != CURLE_OK) return "unknown";
+    return v == CURL_HTTP_VERSION_2_0 ? "HTTP/2" : v == CURL_HTTP_VERSION_1_1 ? "HTTP/1.1"
+           : v == CURL_HTTP_VERSION_1_0 ? "HTTP/1.0" : "unknown";
 }
 
 void aws_http_pause(aws_http_req_t *r, int paused)

@@ -29,7 +29,9 @@
  * when the server offers it by ALPN, HTTP/1.1 for http://). HTTP/2 on an
  * http:// URL is h2c with prior knowledge, never the Upgrade (which
  * emulators answer badly). HTTP/2 requests to one host share one connection
- * (multiplexed) as far as the server's stream limit allows. */
+ * (multiplexed) as far as the server's stream limit allows; except h2c with
+ * libcurl before 8.0, whose reuse of such a connection fails (curl#10634):
+ * there each request has a connection of its own. */
 #ifndef SHARDRUN_AWS_HTTP_H
 #define SHARDRUN_AWS_HTTP_H
 
@@ -138,6 +140,10 @@ void aws_http_cancel(aws_http_t *h, aws_http_req_t *r);
  * the transfer goes on at a later loop turn). The idle watchdog does not run
  * while paused. No effect on a request that is not a stream. */
 void aws_http_pause(aws_http_req_t *r, int paused);
+
+/* The HTTP version the transfer uses ("HTTP/2", "HTTP/1.1"), once its
+ * response began; "unknown" before. */
+const char *aws_http_version_used(aws_http_req_t *r);
 
 /* For a prepare hook: adds a "Name: value" header line to the attempt
  * being prepared (copied; dropped again before the next attempt). */

@@ -338,11 +338,13 @@ static int cfg_check_kcl_identifier(cfg_t *c, const config_t *conf, const config
 
 static int cfg_source(cfg_t *c, config_t *conf)
 {
-    static const char *const keys[] = {"type", "path", "region", "endpoint", "ca_file", NULL};
+    static const char *const keys[] = {"type", "path", "region", "endpoint", "ca_file", "consumer", "http_version",
+                                       NULL};
+    static const char *const http_versions[] = {"1.1", "2", NULL};
     size_t saved;
     int in = cfg_enter(c, -1, "source", &saved);
     if (in <= 0) return in < 0 ? -1 : cfg_fail(c, "source", "required, expected a table");
-    int type = 0, rc = cfg_check_keys(c, lua_gettop(c->L), keys);
+    int type = 0, http = -1, rc = cfg_check_keys(c, lua_gettop(c->L), keys);
     if (!rc) rc = cfg_enum(c, -1, "type", backend_source_names, "\"local\" or \"kinesis\"", &type);
     conf->source.type = (backend_t)type;
     if (!rc) rc = cfg_string(c, -1, "path", type == BACKEND_LOCAL, &conf->source.path);
@@ -351,6 +353,17 @@ static int cfg_source(cfg_t *c, config_t *conf)
     if (!rc) rc = cfg_string(c, -1, "ca_file", 0, &conf->source.ca_file);
     if (!rc) rc = cfg_check_endpoint(c, conf->source.endpoint);
     if (!rc) rc = cfg_check_region(c, conf->source.region);
+    if (!rc) rc = cfg_string(c, -1, "consumer", 0, &conf->source.consumer);
+    if (!rc) rc = cfg_enum(c, -1, "http_version", http_versions, "\"1.1\" or \"2\"", &http);
+    conf->source.http_version = http + 1; /* AWS_HTTP_VERSION_1_1 = 1, _2 = 2, absent = 0 */
+    const char *cons = conf->source.consumer;
+    if (!rc && cons && (strlen(cons) > 128 || strspn(cons, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                           "0123456789_.-") != strlen(cons)))
+        rc = cfg_fail(c, "consumer", "\"%s\" is not a consumer name: 1 to 128 of the characters a-z A-Z 0-9 _ . -",
+                      cons);
+    if (!rc && type == BACKEND_LOCAL && (cons || http >= 0))
+        rc = cfg_fail(c, cons ? "consumer" : "http_version", "applies to type = \"kinesis\" only (the local "
+                      "stream has no enhanced fan-out nor HTTP)");
     cfg_leave(c, saved);
     if (!rc && conf->source.path) {
         char *abs = cfg_resolve(conf, conf->source.path);
@@ -962,6 +975,7 @@ void config_free(config_t *c)
     free(c->source.region);
     free(c->source.endpoint);
     free(c->source.ca_file);
+    free(c->source.consumer);
     free(c->aws.profile);
     free(c->aws.access_key_id);
     free(c->aws.secret_access_key);

@@ -74,6 +74,8 @@ typedef struct config {
         backend_t type;
         char *path;           /* local */
         char *region, *endpoint, *ca_file;   /* kinesis */
+        char *consumer;       /* kinesis: read by enhanced fan-out as this consumer; NULL = polling */
+        int http_version;     /* kinesis: AWS_HTTP_VERSION_* (0: HTTP/2 for https, HTTP/1.1 for http) */
     } source;
     struct {
         char *profile;        /* overrides AWS_PROFILE */

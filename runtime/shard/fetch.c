@@ -50,8 +50,21 @@ void fetch_init(fetcher_t *f, sched_t *sched, source_t *source, fetch_budget_t *
     sched_timer_init(&f->timer, fetch_on_timer, f);
 }
 
+/* A push source's read waits without a time limit: stopping or moving
+ * abandons it at once rather than waiting for the service's next push. */
+static void fetch_release(fetcher_t *f)
+{
+    if (!f->in_flight || !f->source->ops->release) return;
+    f->source->ops->release(f->source, f->stream, f->shard);
+    f->budget->reserved -= f->reservation;
+    f->reservation = 0;
+    f->in_flight = 0;
+    f->discard = 0;
+}
+
 void fetch_clear(fetcher_t *f)
 {
+    fetch_release(f);
     sched_timer_stop(f->sched, &f->timer);
     free(f->stream);
     free(f->shard);
@@ -75,6 +88,7 @@ static void fetch_later(fetcher_t *f, int64_t delay_ms)
 
 void fetch_stop(fetcher_t *f)
 {
+    fetch_release(f);
     sched_timer_stop(f->sched, &f->timer);
     if (f->state != FETCH_ENDED) f->state = FETCH_STOPPED;
 }
@@ -89,6 +103,7 @@ void fetch_restart(fetcher_t *f, const char *seq, int64_t sub)
     free(f->skip_to);
     f->skip_to = NULL;
     f->caught_up = 0;
+    fetch_release(f);
     f->discard = f->in_flight;
     f->state = FETCH_IDLE;
 }
@@ -189,7 +204,8 @@ static void fetch_on_records(void *ud, source_records_t *res)
     free(f->iterator);
     f->iterator = res->next_iterator;
     f->millis_behind = res->millis_behind;
-    f->caught_up = res->millis_behind == 0 && short_answer;
+    /* a push source answers as records come: at the tip when it says so */
+    f->caught_up = res->millis_behind == 0 && (f->source->ops->push || short_answer);
     if (n) {
         fetch_set(&f->from, batch_seq(b, n - 1)); /* a new iterator starts here, after this record */
         f->from_sub = b->recs[n - 1].sub_seq;
@@ -205,8 +221,9 @@ static void fetch_on_records(void *ud, source_records_t *res)
         f->h.ended(f->ud);
         return;
     }
-    /* Poll again at once while behind; idle between reads when caught up. */
-    if (f->caught_up) fetch_later(f, f->opt.idle_ms);
+    /* Poll again at once while behind; idle between reads when caught up
+     * (a push source waits for records itself). */
+    if (f->caught_up && !f->source->ops->push) fetch_later(f, f->opt.idle_ms);
     else fetch_poke(f);
 }
 
@@ -279,7 +296,11 @@ void fetch_poke(fetcher_t *f)
     size_t used = b->held + b->reserved, room = FETCH_MAX_READ, limit = f->opt.max_records, est;
     if (b->max) room = used < b->max ? b->max - used : 0;
     if (room > FETCH_MAX_READ) room = FETCH_MAX_READ;
-    if (f->source->ops->keeps_max_bytes) {
+    if (f->source->ops->push) {
+        /* the service decides what an event holds, and the read waits for it
+         * without a time limit: nothing reserved, room is all it needs */
+        est = 0;
+    } else if (f->source->ops->keeps_max_bytes) {
         est = room; /* the source stops there itself */
     } else if (f->bytes_per_record > 0) {
         double fit = (double)room / f->bytes_per_record;
@@ -297,7 +318,7 @@ void fetch_poke(fetcher_t *f)
         return;
     }
     int64_t now = sched_now_ms(f->sched);
-    if (now < f->next_read_ms) {
+    if (now < f->next_read_ms && !f->source->ops->push) {
         fetch_later(f, f->next_read_ms - now);
         return;
     }

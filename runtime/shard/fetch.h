@@ -20,6 +20,12 @@
  * A shard's first read from a source that cannot keep a byte limit, with no
  * history yet, asks for at most 10 records.
  *
+ * A push source (Kinesis enhanced fan-out) answers a read when the service
+ * pushes records, however long that takes: the fetcher reads again at once,
+ * without pacing, reserves nothing for the waiting read (a read starts while
+ * the budget has room; the source holds the service back when no read
+ * waits), and stopping or restarting releases the waiting read at once.
+ *
  * Loop thread only; timers from the shard's scheduler. */
 #ifndef SHARDRUN_FETCH_H
 #define SHARDRUN_FETCH_H
@@ -118,6 +124,13 @@ void fetch_stop(fetcher_t *f);
 void fetch_restart(fetcher_t *f, const char *seq, int64_t sub);
 /* A request is in flight: the owner must not free the fetcher. */
 static inline int fetch_busy(const fetcher_t *f) { return f->in_flight; }
+/* Nothing read is on its way: no request out, or only a push source's read
+ * waiting for the service with nothing to hand over. */
+static inline int fetch_nothing_coming(const fetcher_t *f)
+{
+    return !f->in_flight ||
+           (f->source->ops->waiting && f->source->ops->waiting(f->source, f->stream, f->shard));
+}
 /* Caught up: the last read brought everything there was. */
 static inline int fetch_caught_up(const fetcher_t *f) { return f->caught_up; }
 static inline int fetch_ended(const fetcher_t *f) { return f->state == FETCH_ENDED; }

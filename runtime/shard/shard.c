@@ -1186,7 +1186,7 @@ char *shard_describe(const shard_t *s, const char *reload_error)
 int shard_caught_up(shard_t *s)
 {
     if (s->state == SHARD_HALTED) return 1;
-    int idle = s->state == SHARD_RUNNING && !s->job_busy && !s->queue.head && !s->final && !fetch_busy(&s->fetch) &&
+    int idle = s->state == SHARD_RUNNING && !s->job_busy && !s->queue.head && !s->final && fetch_nothing_coming(&s->fetch) &&
                fetch_caught_up(&s->fetch) && !fetch_ended(&s->fetch) && !shard_waiting(s) &&
                outputs_acked(&s->out) == outputs_emitted(&s->out);
     /* caught up but for a coalesced checkpoint: write it now rather than at its timer */

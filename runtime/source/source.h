@@ -113,6 +113,19 @@ typedef struct source_ops {
     /* Records behind `checkpoint` in the shard, or -1 if unknown (status). */
     int64_t (*records_behind)(source_t *s, const char *stream, const char *shard, const char *checkpoint);
     void (*destroy)(source_t *s);
+
+    /* Push sources (Kinesis enhanced fan-out): the service pushes records and
+     * get_records answers when some came (or at the shard's end), without a
+     * time limit; max_records still bounds one answer. The reader then reads
+     * again at once (no polling interval), and uses the two functions below.
+     * NULL / 0 for sources that are polled. */
+    int push;
+    /* The shard is no longer read here (stopped, moved, restarted elsewhere
+     * in it): a read or iterator request in flight is abandoned (its callback
+     * never runs) and the source lets go of what it holds for the shard. */
+    void (*release)(source_t *s, const char *stream, const char *shard);
+    /* 1 while the shard's read waits for the service with nothing to hand over. */
+    int (*waiting)(source_t *s, const char *stream, const char *shard);
 } source_ops_t;
 
 struct source {

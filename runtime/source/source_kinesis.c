@@ -489,5 +489,6 @@ source_t *source_kinesis_new(struct ev_loop *loop, const source_kinesis_options_
         free(ks);
         return NULL;
     }
+    ks->ep.http_version = opt->http_version;
     return &ks->base;
 }

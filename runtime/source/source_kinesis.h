@@ -19,6 +19,7 @@ typedef struct source_kinesis_options {
     aws_client_t *aws;      /* the process's AWS client (shared; outlives the source) */
     const char *region;     /* NULL: AWS_REGION, AWS_DEFAULT_REGION, profile */
     const char *endpoint;   /* NULL: https://kinesis.<region>.amazonaws.com/ */
+    int http_version;       /* AWS_HTTP_VERSION_* of its calls (0: curl's default) */
 } source_kinesis_options_t;
 
 /* Caller owns the result (source_destroy, which cancels its calls and drops

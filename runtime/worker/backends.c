@@ -3,6 +3,7 @@
 #include "base/fspath.h"
 #include "lease/lease_dynamodb.h"
 #include "lease/lease_sqlite.h"
+#include "source/kinesis_fanout.h"
 #include "source/source_kinesis.h"
 #include "source/source_local.h"
 
@@ -32,8 +33,17 @@ int backend_aws_new(const config_t *cfg, struct ev_loop *loop, aws_client_t **ou
 source_t *backend_source_new(const config_t *cfg, struct ev_loop *loop, aws_client_t *aws, errbuf_t *err)
 {
     if (cfg->source.type == BACKEND_LOCAL) return source_local_new(loop, cfg->source.path, err);
-    source_kinesis_options_t opt = {aws, cfg->source.region, cfg->source.endpoint};
-    return source_kinesis_new(loop, &opt, err);
+    source_kinesis_options_t opt = {.aws = aws, .region = cfg->source.region, .endpoint = cfg->source.endpoint,
+                                    .http_version = cfg->source.http_version};
+    source_t *polling = source_kinesis_new(loop, &opt, err);
+    if (!polling || !cfg->source.consumer) return polling;
+    /* enhanced fan-out: the polling source still lists shards and puts; a
+     * subscription holds at most an eighth of max_buffered_mb past its pause */
+    size_t held = (size_t)cfg->max_buffered_mb * 1024 * 1024 / 8;
+    source_fanout_options_t fo = {.aws = aws, .region = cfg->source.region, .endpoint = cfg->source.endpoint,
+                                  .http_version = cfg->source.http_version, .consumer = cfg->source.consumer,
+                                  .max_held_bytes = held < ((size_t)1 << 20) ? (size_t)1 << 20 : held};
+    return source_fanout_new(loop, &fo, polling, err);
 }
 
 lease_store_t *backend_lease_store_new(const config_t *cfg, struct ev_loop *loop, aws_client_t *aws, int create,

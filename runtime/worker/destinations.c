@@ -13,7 +13,7 @@ static source_t *destinations_own(const config_output_t *o, struct ev_loop *loop
         errbuf_set(err, "outputs.%s: no AWS client for a kinesis output (internal: backend_aws_new)", o->name);
         return NULL;
     }
-    source_kinesis_options_t opt = {aws, o->region, o->endpoint};
+    source_kinesis_options_t opt = {.aws = aws, .region = o->region, .endpoint = o->endpoint};
     return source_kinesis_new(loop, &opt, err);
 }
 

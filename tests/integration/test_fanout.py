@@ -201,3 +201,36 @@ def test_put_to_kinesis_mock_stores_each_record_once(fo):
                                             "ShardIteratorType": "TRIM_HORIZON"})["ShardIterator"]
         total += len(mock_call("GetRecords", {"ShardIterator": it, "Limit": 10000})["Records"])
     assert total == 1200
+
+
+@pytest.mark.parametrize("combo", list(COMBOS))
+def test_fanout_drain_processes_every_record_once_without_polling(fo, combo):
+    fo.env.write("p.lua", RECORDING_PROCESSOR)
+    fo.create(4)
+    lines = [f"rec {i}" for i in range(20000)]
+    fo.put(lines)
+    fo.config(combo=combo)
+    before = mock_actions()
+    assert before["CreateStream"], "kinesis-mock does not log its requests: start it with KINESIS_MOCK_LOG_LEVEL=DEBUG"
+    w = fo.env.worker("--drain")
+    port = MOCK.tls_port if COMBOS[combo][0] == "https" else MOCK.port
+    sampler = ConnectionSampler(w.pid, port)
+    rc = w.wait(180)
+    most = sampler.stop()
+    assert rc == 0, w.logs()[-3000:]
+    assert_exactly_once(read_seen(fo.env.dir / "seen"), lines)
+    calls = mock_actions() - before
+    assert calls["GetRecords"] == 0 and calls["GetShardIterator"] == 0, f"polling calls were made: {calls}"
+    assert calls["SubscribeToShard"] >= 4, calls
+    used = {e["http"] for e in w.events("fanout_subscribed")}
+    assert used == {COMBOS[combo][2]}, f"subscriptions used {used}"
+    if combo == "h2c" and libcurl_version() < (8, 0):
+        # libcurl 7.x cannot reuse an h2c connection (curl#10634): one per request
+        assert most >= 4, f"h2c on libcurl < 8: a connection per request, saw at most {most}"
+    elif COMBOS[combo][2] == "HTTP/2":
+        assert most == 1, f"HTTP/2: every call and subscription shares one connection, saw {most}"
+    else:
+        assert most >= 4, f"HTTP/1.1: a connection per subscription, saw at most {most}"
+    leases = fo.leases()
+    assert len(leases) == 4 and all(l["checkpoint"].isdigit() for l in leases.values()), leases
+    assert [c["ConsumerName"] for c in fo.consumers()] == [fo.consumer]

@@ -247,6 +247,36 @@ static void test_aws_credentials_table(void **state)
                  "c.lua:4: aws.region: unknown field");
 }
 
+static void test_fan_out_consumer_and_http_version(void **state)
+{
+    errbuf_t err;
+    const char *streams = "streams = { { name = 'a', processor = 'p.lua' } }\n";
+    char text[1024];
+    snprintf(text, sizeof text, "application = 'app'\nsource = { type = 'kinesis', region = 'us-east-1', "
+             "consumer = 'my-app.v2', http_version = '1.1' }\nleases = { type = 'local', path = 'l.db' }\n%s", streams);
+    config_t *c = load(text, &err);
+    if (!c) fail_msg("%s", err.msg);
+    assert_string_equal(c->source.consumer, "my-app.v2");
+    assert_int_equal(c->source.http_version, 1); /* AWS_HTTP_VERSION_1_1 */
+    config_free(c);
+    snprintf(text, sizeof text, "application = 'app'\nsource = { type = 'kinesis', region = 'us-east-1' }\n"
+             "leases = { type = 'local', path = 'l.db' }\n%s", streams);
+    c = load(text, &err);
+    if (!c) fail_msg("%s", err.msg);
+    assert_null(c->source.consumer); /* polling */
+    assert_int_equal(c->source.http_version, 0);
+    config_free(c);
+    snprintf(text, sizeof text, "application = 'app'\nsource = { type = 'kinesis', consumer = 'a b' }\n"
+             "leases = { type = 'local', path = 'l.db' }\n%s", streams);
+    expect_error(text, "c.lua:2: source.consumer: \"a b\" is not a consumer name");
+    snprintf(text, sizeof text, "application = 'app'\nsource = { type = 'kinesis', http_version = '3' }\n"
+             "leases = { type = 'local', path = 'l.db' }\n%s", streams);
+    expect_error(text, "c.lua:2: source.http_version: expected \"1.1\" or \"2\", got \"3\"");
+    snprintf(text, sizeof text, "application = 'app'\nsource = { type = 'local', path = 's.db', consumer = 'c' }\n"
+             "leases = { type = 'local', path = 'l.db' }\n%s", streams);
+    expect_error(text, "c.lua:2: source.consumer: applies to type = \"kinesis\" only");
+}
+
 static void test_policy_table(void **state)
 {
     errbuf_t err;
@@ -429,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_wrongly_nested_streams_get_a_plain_message),
         cmocka_unit_test(test_recording_constructor_lines_keeps_the_config_meaning),
         cmocka_unit_test(test_aws_settings_are_checked_at_load),
+        cmocka_unit_test(test_fan_out_consumer_and_http_version),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

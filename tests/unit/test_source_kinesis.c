@@ -91,7 +91,7 @@ static outcome_t put_two(const char *answer)
     errbuf_t err;
     aws_client_t *aws = aws_client_new(loop, NULL, NULL, &err);
     assert_non_null(aws);
-    source_kinesis_options_t opt = {aws, "us-east-1", srv.base};
+    source_kinesis_options_t opt = {.aws = aws, .region = "us-east-1", .endpoint = srv.base};
     source_t *src = source_kinesis_new(loop, &opt, &err);
     assert_non_null(src);
     source_put_record_t recs[] = {{"one", 3, "k1", NULL}, {"two", 3, "k2", NULL}};
