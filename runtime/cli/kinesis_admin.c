@@ -262,6 +262,86 @@ int kinesis_admin_merge(kinesis_admin_t *ka, const char *stream, const char *sha
     return rc ? rc : ka_wait_active(ka, stream, err);
 }
 
+/* ---- enhanced fan-out consumers ------------------------------------------------ */
+
+/* The stream's ARN (what the consumer calls take), malloc'd. */
+static char *ka_stream_arn(kinesis_admin_t *ka, const char *stream, errbuf_t *err)
+{
+    ka_result_t res;
+    if (ka_call(ka, "DescribeStreamSummary", ka_stream_req(stream), &res, err)) {
+        ka_result_clear(&res);
+        return NULL;
+    }
+    int bad = 0;
+    const char *arn = awsjson_str(awsjson_object(res.json, "StreamDescriptionSummary", &bad), "StreamARN", &bad);
+    char *out = arn && !bad ? xstrdup(arn) : NULL; /* the caller's */
+    ka_result_clear(&res);
+    if (!out) errbuf_set(err, "DescribeStreamSummary: no StreamDescriptionSummary.StreamARN for stream %s", stream);
+    return out;
+}
+
+int kinesis_admin_consumers(kinesis_admin_t *ka, const char *stream, kinesis_admin_consumer_fn fn, void *ud,
+                            errbuf_t *err)
+{
+    char *arn = ka_stream_arn(ka, stream, err), *token = NULL;
+    if (!arn) return -1;
+    int rc = 0;
+    do {
+        cJSON *q = cJSON_CreateObject();
+        if (!q) xalloc_oom(0);
+        cJSON_AddStringToObject(q, "StreamARN", arn);
+        if (token) cJSON_AddStringToObject(q, "NextToken", token);
+        free(token);
+        token = NULL;
+        ka_result_t res;
+        if ((rc = ka_call(ka, "ListStreamConsumers", q, &res, err)) == 0) {
+            int bad = 0;
+            const cJSON *list = awsjson_array(res.json, "Consumers", &bad), *c;
+            cJSON_ArrayForEach(c, list) {
+                const char *name = awsjson_str(c, "ConsumerName", &bad), *status = awsjson_str(c, "ConsumerStatus", &bad);
+                const char *carn = awsjson_str(c, "ConsumerARN", &bad);
+                if (name && status && carn) fn(ud, name, status, carn);
+            }
+            const char *next = awsjson_str(res.json, "NextToken", &bad);
+            token = next && *next ? xstrdup(next) : NULL;
+        }
+        ka_result_clear(&res);
+    } while (!rc && token);
+    free(token);
+    free(arn);
+    return rc;
+}
+
+int kinesis_admin_deregister_consumer(kinesis_admin_t *ka, const char *stream, const char *consumer, errbuf_t *err)
+{
+    char *arn = ka_stream_arn(ka, stream, err);
+    if (!arn) return -1;
+    cJSON *q = cJSON_CreateObject();
+    if (!q) xalloc_oom(0);
+    cJSON_AddStringToObject(q, "StreamARN", arn);
+    cJSON_AddStringToObject(q, "ConsumerName", consumer);
+    ka_result_t res;
+    int rc = ka_call(ka, "DeregisterStreamConsumer", q, &res, err);
+    ka_result_clear(&res);
+    for (int i = 0; !rc && i < KINESIS_ADMIN_WAIT_ACTIVE_S * 10; i++) {
+        q = cJSON_CreateObject();
+        if (!q) xalloc_oom(0);
+        cJSON_AddStringToObject(q, "StreamARN", arn);
+        cJSON_AddStringToObject(q, "ConsumerName", consumer);
+        errbuf_t why;
+        int gone = ka_call(ka, "DescribeStreamConsumer", q, &res, &why) != 0 && res.type &&
+                   !strcmp(res.type, "ResourceNotFoundException");
+        ka_result_clear(&res);
+        if (gone) break;
+        ka_sleep_ms(100);
+        if (i + 1 == KINESIS_ADMIN_WAIT_ACTIVE_S * 10)
+            rc = errbuf_set(err, "consumer %s of stream %s is still there after %d s", consumer, stream,
+                            KINESIS_ADMIN_WAIT_ACTIVE_S);
+    }
+    free(arn);
+    return rc;
+}
+
 /* ---- put ---------------------------------------------------------------------- */
 
 /* One PutRecords call for recs[0..n); on return recs[0..*left) are the

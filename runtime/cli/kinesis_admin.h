@@ -36,6 +36,14 @@ int kinesis_admin_split(kinesis_admin_t *ka, const char *stream, const char *sha
 int kinesis_admin_merge(kinesis_admin_t *ka, const char *stream, const char *shard, const char *adjacent,
                         errbuf_t *err);
 
+/* The enhanced fan-out consumers registered on `stream` (ListStreamConsumers). */
+typedef void (*kinesis_admin_consumer_fn)(void *ud, const char *name, const char *status, const char *arn);
+int kinesis_admin_consumers(kinesis_admin_t *ka, const char *stream, kinesis_admin_consumer_fn fn, void *ud,
+                            errbuf_t *err);
+/* DeregisterStreamConsumer, then waits until the consumer is gone (a worker
+ * started afterwards registers it anew rather than finding it DELETING). */
+int kinesis_admin_deregister_consumer(kinesis_admin_t *ka, const char *stream, const char *consumer, errbuf_t *err);
+
 /* PutRecords in calls of at most 500 records / 5 MiB, retrying only the
  * entries a call reports as refused (ErrorCode set; a null ErrorCode is
  * success) while the refusal is retryable (throttled, internal failure):

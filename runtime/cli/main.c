@@ -197,7 +197,8 @@ static int cmd_resume(int argc, char **argv)
 /* ---- stream --------------------------------------------------------------- */
 
 static const char *const usage_stream =
-    "shardrun stream [-c FILE] create NAME --shards N | list | split NAME SHARD [--hash-key K] | merge NAME SHARD1 SHARD2";
+    "shardrun stream [-c FILE] create NAME --shards N | list | split NAME SHARD [--hash-key K] | merge NAME SHARD1 SHARD2\n"
+    "                          | consumers NAME | deregister-consumer NAME [CONSUMER]";
 
 /* The local stream file of a local-source config. */
 static streamdb_t *cli_streamdb(const config_t *cfg, int create)
@@ -234,6 +235,41 @@ static void cli_print_resharded(const char *sub, char **args, const source_shard
     printf("\n");
 }
 
+static void cli_print_consumer(void *ud, const char *name, const char *status, const char *arn)
+{
+    printf("%-24s status=%s arn=%s\n", name, status, arn);
+}
+
+/* stream consumers NAME | deregister-consumer NAME [CONSUMER] (enhanced
+ * fan-out); frees cfg. */
+static int cli_stream_consumers(config_t *cfg, const char *sub, char **args, int nargs)
+{
+    errbuf_t err;
+    if (cfg->source.type != BACKEND_AWS) {
+        config_free(cfg);
+        fprintf(stderr, "shardrun: stream %s: consumers are a Kinesis feature (enhanced fan-out); the local stream "
+                "has none\n", sub);
+        return EXIT_USAGE;
+    }
+    const char *consumer = nargs == 2 ? args[1] : cfg->source.consumer;
+    if (!strcmp(sub, "deregister-consumer") && !consumer) {
+        config_free(cfg);
+        return cli_usage_error(usage_stream, "%s", "deregister-consumer: name the CONSUMER (the config has no "
+                               "source.consumer)");
+    }
+    char *name = consumer ? xstrdup(consumer) : NULL;
+    kinesis_admin_t *ka = kinesis_admin_open(cfg, &err);
+    config_free(cfg);
+    int rc = -1;
+    if (ka && !strcmp(sub, "consumers")) rc = kinesis_admin_consumers(ka, args[0], cli_print_consumer, NULL, &err);
+    else if (ka) rc = kinesis_admin_deregister_consumer(ka, args[0], name, &err);
+    kinesis_admin_close(ka);
+    if (rc) fprintf(stderr, "shardrun: %s\n", err.msg);
+    else if (name && strcmp(sub, "consumers")) printf("ok %s %s %s\n", sub, args[0], name);
+    free(name);
+    return rc ? EXIT_RUNTIME : 0;
+}
+
 static int cmd_stream(int argc, char **argv)
 {
     const char *shards_s = NULL, *hash_key = NULL;
@@ -242,12 +278,15 @@ static int cmd_stream(int argc, char **argv)
     if (first >= argc) return cli_usage_error(usage_stream, "%s", "missing subcommand");
     const char *sub = argv[first];
     int nargs = argc - first - 1;
-    if (!strcmp(sub, "list") && !cli_verbose) log_set_level(LOG_WARN); /* a read: quiet unless -v */
+    /* a read: quiet unless -v */
+    if ((!strcmp(sub, "list") || !strcmp(sub, "consumers")) && !cli_verbose) log_set_level(LOG_WARN);
     char **args = argv + first + 1;
+    int fanout = !strcmp(sub, "consumers") || !strcmp(sub, "deregister-consumer");
     int want = !strcmp(sub, "create") ? 1 : !strcmp(sub, "list") ? 0 : !strcmp(sub, "split") ? 2
-             : !strcmp(sub, "merge") ? 3 : -1;
+             : !strcmp(sub, "merge") ? 3 : fanout ? 1 : -1;
     if (want < 0) return cli_usage_error(usage_stream, "unknown subcommand %s", sub);
-    if (nargs != want) return cli_usage_error(usage_stream, "wrong number of arguments for %s", sub);
+    if (nargs != want && !(!strcmp(sub, "deregister-consumer") && nargs == 2))
+        return cli_usage_error(usage_stream, "wrong number of arguments for %s", sub);
     long shards = 0;
     if (!strcmp(sub, "create")) {
         char *end = NULL;
@@ -256,6 +295,7 @@ static int cmd_stream(int argc, char **argv)
     }
     config_t *cfg = cli_config();
     if (!cfg) return EXIT_USAGE;
+    if (fanout) return cli_stream_consumers(cfg, sub, args, nargs);
     errbuf_t err;
     int rc = 0;
     if (cfg->source.type == BACKEND_AWS) {

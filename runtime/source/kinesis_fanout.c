@@ -486,10 +486,7 @@ static void fo_on_data(void *ud, const char *p, size_t n)
         }
     }
     if (rc < 0) {
-        char why[600];
-        snprintf(why, sizeof why, "%s: %s", eventstream_err_name(eventstream_error(&sub->dec)),
-                 eventstream_errmsg(&sub->dec));
-        fo_error(sub, NULL, why, 0);
+        fo_error(sub, NULL, eventstream_errmsg(&sub->dec), 0); /* it names the error and the offset */
     }
     if (!sub->head) return;
     if (sub->cb) {
@@ -497,6 +494,7 @@ static void fo_on_data(void *ud, const char *p, size_t n)
     } else if (sub->req && !sub->paused) {
         aws_client_pause(sub->req, 1); /* nobody reads: hold the service back */
         sub->paused = 1;
+        log_debug("fanout_paused", "stream=%s shard=%s held_bytes=%zu", sub->stream, sub->shard, sub->held);
     }
     if (sub->held > sub->fo->max_held && sub->head->next) fo_overflow(sub);
 }
@@ -509,10 +507,7 @@ static void fo_on_end(void *ud, const aws_http_response_t *resp)
     sub->paused = 0;
     if (resp->error == AWS_HTTP_OK) {
         if (eventstream_finish(&sub->dec) != 0) {
-            char why[600];
-            snprintf(why, sizeof why, "%s: %s", eventstream_err_name(eventstream_error(&sub->dec)),
-                     eventstream_errmsg(&sub->dec));
-            fo_error(sub, NULL, why, 0);
+            fo_error(sub, NULL, eventstream_errmsg(&sub->dec), 0); /* it names the error and the offset */
             return;
         }
         if (sub->ended) return;
@@ -794,6 +789,7 @@ static void fo_get_records(source_t *s, const char *stream, const char *shard, c
     } else if (sub->paused) {
         aws_client_pause(sub->req, 0); /* the shard has room again */
         sub->paused = 0;
+        log_debug("fanout_resumed", "stream=%s shard=%s", sub->stream, sub->shard);
     } else {
         fo_open_if_wanted(sub);
     }

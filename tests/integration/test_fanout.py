@@ -7,8 +7,8 @@ scripts/emulators.py). The drain test runs on each of those four
 combinations; the rest on TLS + HTTP/2, AWS's own. Its quirks shape some
 tests (docs-efo-notes.md): it pushes one event a second, never sends
 ChildShards (the source confirms a closed shard's end with GetRecords), and
-ends subscriptions only after 5 minutes (the h2proxy.js in front of it ends
-them sooner, and breaks frames on purpose)."""
+ends subscriptions only after 5 minutes (eventstream_proxy.js, in front of it,
+ends them sooner and breaks frames on purpose)."""
 import collections
 import hashlib
 import json
@@ -27,7 +27,7 @@ from aws_helpers import AWS_ENV, ROOT, scan_leases, unique
 from conftest import RECORDING_PROCESSOR, read_seen, wait_for
 
 MOCK = emulators.KINESIS_MOCK
-H2PROXY = Path(__file__).with_name("h2proxy.js")
+PROXY = Path(__file__).with_name("eventstream_proxy.js")
 
 # name -> (scheme, http_version in the config, the version curl must report)
 COMBOS = {
@@ -234,3 +234,309 @@ def test_fanout_drain_processes_every_record_once_without_polling(fo, combo):
     leases = fo.leases()
     assert len(leases) == 4 and all(l["checkpoint"].isdigit() for l in leases.values()), leases
     assert [c["ConsumerName"] for c in fo.consumers()] == [fo.consumer]
+
+
+class Proxy:
+    """eventstream_proxy.js in front of kinesis-mock's plain port (HTTP/1.1)."""
+
+    def __init__(self, plan):
+        self.proc = subprocess.Popen(["node", str(PROXY), str(MOCK.port), json.dumps(plan)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        first = self.proc.stdout.readline()
+        assert first.startswith("listening "), f"the proxy did not start: {first}{self.proc.stdout.read()}"
+        self.url = f"http://127.0.0.1:{int(first.split()[1])}"
+        self.lines = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.strip())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def proxy():
+    started = []
+
+    def start(plan):
+        p = Proxy(plan)
+        started.append(p)
+        return p
+    yield start
+    for p in started:
+        p.stop()
+
+
+class Trickle:
+    """Puts `per_put` records every `interval` s from a thread (shardrun put, to
+    the mock directly), data "t<n>", until stopped."""
+
+    def __init__(self, fo, per_put=25, interval=0.3):
+        self.fo, self.per_put, self.interval = fo, per_put, interval
+        self.produced = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            n = len(self.produced)
+            lines = [f"t{n + i}" for i in range(self.per_put)]
+            self.fo.put(lines)
+            self.produced += lines
+            self._stop.wait(self.interval)
+
+    def stop(self):
+        self._stop.set()
+        self._t.join(30)
+        return self.produced
+
+
+def wait_processed(fo, produced, timeout=60):
+    want = set(produced)
+    wait_for(lambda: want <= {d for _, _, _, d in read_seen(fo.env.dir / "seen")}, timeout, interval=0.2,
+             what=f"all {len(want)} records processed")
+
+
+def test_fanout_subscriptions_that_end_resume_without_gap_or_duplicate(fo, proxy):
+    fo.env.write("p.lua", RECORDING_PROCESSOR)
+    fo.create(2)
+    px = proxy({"end_after_ms": 2500})
+    fo.config(combo="http1", url=px.url)
+    w = fo.env.worker()
+    producer = Trickle(fo)
+    time.sleep(12)
+    produced = producer.stop()
+    wait_processed(fo, produced)
+    assert w.stop(30) == 0, w.logs()[-3000:]
+    assert_exactly_once(read_seen(fo.env.dir / "seen"), produced)
+    ended = w.events("fanout_subscription_ended")
+    assert len(ended) >= 4, f"subscriptions ended {len(ended)} times: {px.lines}"
+    assert all(e["from"].startswith("AFTER_SEQUENCE_NUMBER:") for e in ended), ended
+
+
+def test_fanout_broken_frames_are_named_then_resubscribed_and_nothing_is_lost(fo, proxy):
+    fo.env.write("p.lua", RECORDING_PROCESSOR)
+    fo.create(1)
+    px = proxy({"faults": {"1": "crc", "2": "truncate", "3": "unknown"}})
+    fo.config(combo="http1", url=px.url)
+    w = fo.env.worker()
+    producer = Trickle(fo)
+    wait_for(lambda: any("unknown event sent" in l for l in px.lines), 60, what="the third subscription's fault")
+    time.sleep(3)
+    produced = producer.stop()
+    wait_processed(fo, produced)
+    assert w.stop(30) == 0, w.logs()[-3000:]
+    assert_exactly_once(read_seen(fo.env.dir / "seen"), produced)
+    errors = [e["error"] for e in w.events("fanout_resubscribe")]
+    assert any("event stream message_crc" in e and "stream offset" in e for e in errors), errors
+    assert any("event stream truncated" in e for e in errors), errors
+    unknown = w.events("fanout_unknown_event")
+    assert len(unknown) == 1 and unknown[0]["event_type"] == "SomethingNew", unknown
+
+
+def test_fanout_workers_share_one_consumer_and_the_cli_lists_and_deregisters_it(fo):
+    fo.env.write("p.lua", RECORDING_PROCESSOR)
+    fo.create(2)
+    fo.config()
+    first = [f"a {i}" for i in range(300)]
+    fo.put(first)
+    ws = [fo.env.worker(name=f"w{i}") for i in range(2)]  # started together: both look for the consumer
+    wait_processed(fo, first)
+    assert [c["ConsumerName"] for c in fo.consumers()] == [fo.consumer], "one consumer for every worker"
+    listed = fo.env.run("stream", "consumers", fo.stream).stdout.decode()
+    assert re.search(rf"^{fo.consumer} +status=ACTIVE arn=arn:aws:kinesis:\S+/consumer/{fo.consumer}:", listed, re.M), listed
+    for w in ws:
+        assert w.stop(30) == 0, w.logs()[-3000:]
+    out = fo.env.run("stream", "deregister-consumer", fo.stream).stdout.decode()
+    assert out.strip() == f"ok deregister-consumer {fo.stream} {fo.consumer}"
+    assert fo.consumers() == []
+    # a worker started afterwards registers it again and goes on from the checkpoints
+    second = [f"b {i}" for i in range(300)]
+    fo.put(second)
+    w = fo.env.worker(name="w3")
+    wait_processed(fo, first + second)
+    assert w.stop(30) == 0, w.logs()[-3000:]
+    assert len(w.events("consumer_registered")) == 1
+    assert_exactly_once(read_seen(fo.env.dir / "seen"), first + second)
+
+
+def test_fanout_kill9_restart_redelivers_only_after_the_checkpoint(fo):
+    fo.env.write("p.lua", RECORDING_PROCESSOR)
+    fo.create(2)
+    fo.config(stream={"max_records": 50})
+    lines = [f"k {i}" for i in range(3000)]
+    fo.put(lines)
+    fo.env.extra_env.update(SEEN_DIR="seen1", SLOW_MS="50")
+    w1 = fo.env.worker(name="w1")
+    wait_for(lambda: len(read_seen(fo.env.dir / "seen1")) > 300, 60, what="some records processed")
+    w1.kill()
+    at_kill = {l["shardId"]: l["checkpoint"] for l in fo.leases().values()}
+    first = read_seen(fo.env.dir / "seen1")
+    fo.env.extra_env.update(SEEN_DIR="seen2", SLOW_MS="0")
+    w2 = fo.env.worker(name="w2")  # takes the leases once they expire; the mock frees w1's subscriptions
+    left = set(lines) - {d for _, _, _, d in first}
+    assert left, "w1 was killed before it processed everything"
+    wait_for(lambda: left <= {d for _, _, _, d in read_seen(fo.env.dir / "seen2")}, 90, what="the rest processed")
+    assert w2.stop(30) == 0, w2.logs()[-3000:]
+    second = read_seen(fo.env.dir / "seen2")
+    assert {d for _, _, _, d in first} | {d for _, _, _, d in second} == set(lines), "no record lost"
+    assert len(second) == len({d for _, _, _, d in second}), "the new owner processed each record once"
+    for _, shard, seq, d in second:
+        cp = at_kill.get(shard, "TRIM_HORIZON")
+        if d in {x for _, _, _, x in first}:
+            assert not cp.isdigit() or int(seq) > int(cp), f"{d} (seq {seq}) re-delivered though checkpointed at {cp}"
+
+
+def test_fanout_sigterm_hands_off_without_redelivery(fo):
+    fo.env.write("p.lua", RECORDING_PROCESSOR)
+    fo.create(4)
+    fo.config()
+    first = [f"a {i}" for i in range(2000)]
+    fo.put(first)
+    w1 = fo.env.worker(name="w1")
+    wait_processed(fo, first)
+    w2 = fo.env.worker(name="w2")
+    time.sleep(1.0)
+    assert w1.stop(30) == 0, w1.logs()[-3000:]
+
+    def w2_owns_all():
+        leases = fo.leases()
+        owners = {l.get("leaseOwner") for l in leases.values()}
+        return len(leases) == 4 and len(owners) == 1 and None not in owners
+    wait_for(w2_owns_all, 30, what="w2 owns all shards")
+    second = [f"b {i}" for i in range(2000)]
+    fo.put(second)
+    wait_processed(fo, first + second)
+    time.sleep(0.5)
+    assert w2.stop(30) == 0, w2.logs()[-3000:]
+    assert_exactly_once(read_seen(fo.env.dir / "seen"), first + second)
+    # the new owner's first subscriptions may find w1's still open on the mock, and try again
+    assert len({e["shard"] for e in w2.events("fanout_subscribed")}) == 4
+
+
+# One line per record, "partitionKey data", in processing order (one file for the worker).
+ORDER_PROCESSOR = r'''
+local P = {}
+function P.processRecords(records, shard)
+  local parts = {}
+  for i = 1, #records do parts[#parts + 1] = records[i].partitionKey .. " " .. records[i].data .. "\n" end
+  local f = assert(io.open("order.log", "a"))
+  f:write(table.concat(parts))
+  f:close()
+  return "checkpoint"
+end
+function P.shardEnded(shard) return "checkpoint" end
+function P.shutdownRequested(shard) return "checkpoint" end
+return P
+'''
+
+
+def test_fanout_split_while_consuming_keeps_per_key_order(fo):
+    fo.env.write("p.lua", ORDER_PROCESSOR)
+    fo.create(2)
+    fo.config()
+    w = fo.env.worker()
+    n, keys = 0, [f"key{k}" for k in range(8)]
+
+    def put_round(count):
+        nonlocal n
+        for k in keys:
+            fo.put([f"{n + i}" for i in range(count)], partition_key=k)
+        n += count
+
+    put_round(150)
+    wait_for(lambda: (fo.env.dir / "order.log").exists(), 30, what="processing started")
+    fo.env.run("stream", "-c", "admin.lua", "split", fo.stream, "shardId-000000000000")
+    put_round(150)
+    assert len(mock_call("ListShards", {"StreamName": fo.stream})["Shards"]) == 4
+    total = n * len(keys)
+    wait_for(lambda: len((fo.env.dir / "order.log").read_text().splitlines()) >= total, 90,
+             what="every record processed")
+    wait_for(lambda: any(e.get("shard") == "shardId-000000000000" for e in w.events("shard_finished")), 30,
+             what="the parent finished")
+    # kinesis-mock sends no ChildShards: the parent's end was confirmed by GetRecords
+    ends = [e for e in w.events("fanout_shard_end") if e["shard"] == "shardId-000000000000"]
+    assert ends and ends[0].get("confirmed_by") == "GetRecords", ends
+    assert fo.leases().get("shardId-000000000000", {}).get("checkpoint", "SHARD_END") == "SHARD_END"
+    assert w.stop(30) == 0, w.logs()[-3000:]
+    per_key = collections.defaultdict(list)
+    for line in (fo.env.dir / "order.log").read_text().splitlines():
+        k, d = line.split(" ")
+        per_key[k].append(int(d))
+    for k in keys:
+        assert per_key[k] == sorted(per_key[k]), f"{k}: records out of order across the split"
+        assert sorted(set(per_key[k])) == list(range(n)), f"{k}: records missing or repeated"
+
+
+# Writes "shard data mono_s" per record; the first STALLS batches of shard
+# STALL_SHARD take STALL_S seconds each.
+STALL_PROCESSOR = r'''
+local ffi = require "ffi"
+pcall(ffi.cdef, [[
+typedef struct { long tv_sec; long tv_nsec; } efo_timespec;
+int clock_gettime(int clk, efo_timespec *tp);
+int usleep(unsigned int usec);
+]])
+local ts = ffi.new("efo_timespec")
+local function now() ffi.C.clock_gettime(1, ts); return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9 end
+local stall_shard, stall_s, stalls = os.getenv("STALL_SHARD"), tonumber(os.getenv("STALL_S")), tonumber(os.getenv("STALLS"))
+local P = {}
+function P.initialize(shard)
+  shard.state.out = assert(io.open("done-" .. shard.id .. ".log", "a"))
+  shard.state.batches = 0
+end
+function P.processRecords(records, shard)
+  local t, parts = now(), {}
+  for i = 1, #records do parts[#parts + 1] = shard.id .. " " .. records[i].data .. " " .. string.format("%.3f", t) .. "\n" end
+  shard.state.out:write(table.concat(parts))
+  shard.state.out:flush()
+  shard.state.batches = shard.state.batches + 1
+  if shard.id == stall_shard and shard.state.batches <= stalls then ffi.C.usleep(stall_s * 1000000) end
+  return "checkpoint"
+end
+function P.shutdownRequested(shard) return "checkpoint" end
+return P
+'''
+
+
+def test_fanout_a_paused_shard_does_not_hold_up_the_other_on_the_same_connection(fo):
+    fo.env.write("p.lua", STALL_PROCESSOR)
+    fo.create(2)
+    fo.config(stream={"prefetch_batches": 1})
+    fo.env.extra_env.update(STALL_SHARD="shardId-000000000000", STALL_S="5", STALLS="2")
+    slow_key, fast_key = keys_for(0, 2, 1)[0], keys_for(1, 2, 1)[0]
+    w = fo.env.worker("-v")
+    wait_for(lambda: len(w.events("fanout_subscribed")) == 2, 30, what="both subscriptions")
+    sampler = ConnectionSampler(w.pid, MOCK.tls_port)
+    put_at, slow = {}, []
+    for i in range(24):  # 12 s: the slow shard stalls 10 s, holding an event it has no room for
+        fo.put([f"s{i}"], partition_key=slow_key)
+        slow.append(f"s{i}")
+        fo.put([f"f{i}"], partition_key=fast_key)
+        put_at[f"f{i}"] = time.monotonic()
+        time.sleep(0.5)
+
+    def done():
+        rows = {}
+        for f in fo.env.dir.glob("done-*.log"):
+            for line in f.read_text().splitlines():
+                shard, d, t = line.split(" ")
+                rows[d] = float(t)
+        return rows
+    wait_for(lambda: set(put_at) | set(slow) <= set(done()), 60, what="every record processed")
+    most = sampler.stop()
+    assert w.stop(30) == 0, w.logs()[-3000:]
+    rows = done()
+    lag = max(rows[d] - t for d, t in put_at.items())
+    # kinesis-mock pushes once a second: 3 s is the tick plus a generous margin
+    assert lag < 3.0, f"the fast shard waited {lag:.1f} s behind the paused one"
+    paused = [e for e in w.events("fanout_paused") if e["shard"] == "shardId-000000000000"]
+    assert paused, "the slow shard's subscription was never paused"
+    assert not [e for e in w.events("fanout_paused") if e["shard"] == "shardId-000000000001"]
+    assert most == 1, f"both subscriptions on one HTTP/2 connection, saw {most}"
+    assert len(rows) == len(slow) + len(put_at), "each record processed once"
