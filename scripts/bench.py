@@ -14,7 +14,8 @@ Rows measured here (local source, no network):
   latency             put -> processRecords on a caught-up 2-shard stream
   reload              time from a script change to the first batch on the new version (median)
 Elsewhere: scripts/bench_kinesis.py (kinesalite + dynalite: shardrun, its floor,
-lifion-kinesis, latency), scripts/bench_leases.py (takeover, handoff, lease writes).
+lifion-kinesis, latency; kinesis-mock: enhanced fan-out against polling),
+scripts/bench_leases.py (takeover, handoff, lease writes).
 The floors and ratios are explained under the table (benchlib.FOOTNOTES).
 Every process gets AWS_EC2_METADATA_DISABLED=true and dummy credentials and only talks to 127.0.0.1.
 The binaries are copied to a temporary folder first, so a concurrent rebuild cannot disturb the run.

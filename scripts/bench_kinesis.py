@@ -11,7 +11,19 @@ dynalite on 127.0.0.1), called by scripts/bench.py:
              the process exits once it has counted all N records
   latency    put -> processRecords on a caught-up 2-shard stream, polling with the
              default idle_time_between_reads_ms
+
+Enhanced fan-out (issue 15), against kinesis-mock + dynalite (the only
+emulator with SubscribeToShard), TLS + HTTP/2 as on AWS:
+  fan-out    the same stream of 4 shards (200k x 100 B in KPL aggregates of 200, as the
+             mock's PutRecords slows down with every plain record; BENCH_QUICK: 40k)
+             drained by polling and by fan-out: CPU per record and peak RSS, fan-out
+             as a ratio to polling's (target <= 1.2x)
+  latency    put -> processRecords with a slow steady producer (a record every 100 ms),
+             polling (default idle_time_between_reads_ms) and fan-out; on the mock,
+             fan-out waits for its once-a-second push, which carries the records of
+             the second before (so 1-2 s; AWS documents ~70 ms)
 """
+import base64
 import json
 import os
 import re
@@ -20,7 +32,9 @@ import time
 from pathlib import Path
 
 import emulators
-from benchlib import (BIN, ENV, QUICK, ROOT, BenchError, Dir, failed, latency_row, row, shardrun, verdict, wait4_run)
+from kpl import kpl_aggregate
+from benchlib import (BIN, ENV, LATENCY_PROCESSOR, QUICK, ROOT, BenchError, Dir, failed, latency_row, percentile,
+                      put_latency, row, shardrun, timing, verdict, wait4_run)
 
 NODE_PREFIX = ROOT / ".deps" / "node"
 LIFION_VERSION = "1.3.3"
@@ -173,6 +187,103 @@ def bench_latency():
     latency_row("put -> process, Kinesis (polling)", kinesis_dir(stream, stream, processor="lat.lua"), stream)
 
 
+# ---- enhanced fan-out, on kinesis-mock -----------------------------------------------
+
+T_FANOUT_CPU_RATIO = 1.2   # issue 15: fan-out CPU/rec <= 1.2x polling's
+
+
+def fanout_dir(stream, app, consumer=None, processor="p.lua", **stream_fields):
+    """A project on kinesis-mock's TLS port (HTTP/2 by ALPN), DynamoDB leases on
+    dynalite; consumer set: enhanced fan-out."""
+    mock = emulators.KINESIS_MOCK
+    source = {"type": "kinesis", "region": "us-east-1", "endpoint": mock.tls_url, "ca_file": str(mock.ca_file)}
+    if consumer:
+        source["consumer"] = consumer
+    return Dir([dict({"name": stream, "processor": processor}, **stream_fields)], application=app, source=source,
+               leases={"type": "dynamodb", "region": "us-east-1", "endpoint": emulators.DYNALITE.url})
+
+
+def prefill_aggregated(stream, n):
+    """n user records of 100 B, 200 to a KPL aggregate, put straight to
+    kinesis-mock: its PutRecords slows down as a shard fills (some 2.5 ms a
+    record, growing), so plain records would take minutes."""
+    mock, pad, per, done = emulators.KINESIS_MOCK, "0" * 90, 200, 0
+    while done < n:
+        recs = []
+        while done < n and len(recs) < 25:
+            users = [(f"k{done + i}", f"{done + i:09d} {pad}") for i in range(min(per, n - done))]
+            done += len(users)
+            recs.append({"PartitionKey": f"p{done}", "Data": base64.b64encode(kpl_aggregate(users)).decode()})
+        status, out = emulators.call(mock, "PutRecords", {"StreamName": stream, "Records": recs}, timeout=120)
+        if status != 200 or out.get("FailedRecordCount"):
+            raise BenchError(f"kinesis-mock PutRecords: HTTP {status}: {str(out)[:300]}")
+
+
+def bench_fanout_throughput(mock_pid):
+    """Polling and fan-out drain the same kinesis-mock stream: CPU/rec and RSS of each."""
+    n = int(os.environ.get("BENCH_FANOUT_RECORDS", 40_000 if QUICK else 200_000))
+    stream = f"efo{int(time.time())}{os.getpid()}"
+    poll = fanout_dir(stream, f"{stream}-poll", idle_time_between_reads_ms=200)
+    fan = fanout_dir(stream, f"{stream}-fan", consumer=f"{stream}-bench")
+    try:
+        for d in (poll, fan):
+            d.write("p.lua", NOOP)
+        poll.run("stream", "create", stream, "--shards", str(SHARDS), timeout=120)
+        t0 = time.monotonic()
+        prefill_aggregated(stream, n)
+        print(f"    kinesis-mock stream {stream}: {n} x 100 B in KPL aggregates of 200 over {SHARDS} shards, "
+              f"prefilled in {time.monotonic() - t0:.1f} s", flush=True)
+        measured = {}
+        for name, d in (("polling", poll), ("fan-out", fan)):
+            try:
+                measured[name] = drain_shardrun(d, n, mock_pid)
+            except BenchError as e:
+                failed(f"kinesis-mock {SHARDS} shards: {name}", e)
+        for name, (rate, cpu, rss, emu) in measured.items():
+            note = "KPL aggregates of 200, run --drain, TLS + HTTP/2, DynamoDB leases" + (
+                f"; kinesis-mock spent {emu:.1f} us/rec serving it" if emu is not None else "")
+            ratio = target = None
+            if name == "fan-out" and "polling" in measured:
+                r = cpu / measured["polling"][1]
+                ratio, target = f"{r:.2f}x polling", verdict(r <= T_FANOUT_CPU_RATIO, f"<= {T_FANOUT_CPU_RATIO:g}x "
+                                                                                      "polling's CPU/rec")
+            row(f"kinesis-mock {SHARDS} shards: {name}", n, rate, cpu, rss, note, ratio=ratio, target=target or "")
+    finally:
+        poll.cleanup()
+        fan.cleanup()
+
+
+def bench_fanout_latency():
+    """put -> processRecords, a record every 100 ms, polling then fan-out."""
+    n = 30 if QUICK else 100
+    for name, consumer in (("polling", None), ("fan-out", "lat")):
+        stream = f"efolat{int(time.time())}{os.getpid()}"
+        label = f"put -> process, kinesis-mock ({name})"
+        d = fanout_dir(stream, stream, consumer=consumer and f"{stream}-{consumer}", processor="lat.lua")
+        try:
+            d.write("lat.lua", LATENCY_PROCESSOR)
+            d.run("stream", "create", stream, "--shards", "2", timeout=120)
+            lat = put_latency(d, stream, n, 0.1)
+        except BenchError as e:
+            failed(label, e)
+            continue
+        finally:
+            d.cleanup()
+        timing(label, f"p50 {percentile(lat, 50):.0f} ms, p99 {percentile(lat, 99):.0f} ms ({len(lat)} records)",
+               note="2 shards; " + ("idle_time_between_reads_ms 1000 (default)" if not consumer else
+                                    "the mock pushes once a second the records of the second before: 1-2 s by construction (AWS documents ~70 ms)"))
+
+
+def add_fanout_rows():
+    """The enhanced fan-out rows (starting kinesis-mock and dynalite only if they are not running)."""
+    try:
+        with emulators.Session((emulators.KINESIS_MOCK, emulators.DYNALITE)) as s:
+            bench_fanout_throughput(s.started.get("kinesis-mock") or emulators.saved_pid(emulators.KINESIS_MOCK))
+            bench_fanout_latency()
+    except emulators.EmulatorError as e:
+        failed(f"kinesis-mock {SHARDS} shards: fan-out", f"emulators: {e}")
+
+
 def add_rows():
     """Measures every Kinesis row (starting the emulators only if they are not running)."""
     try:
@@ -182,4 +293,5 @@ def add_rows():
             bench_latency()
     except emulators.EmulatorError as e:
         failed(f"kinesis {SHARDS} shards", f"emulators: {e}")
+    add_fanout_rows()
 

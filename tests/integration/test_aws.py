@@ -14,6 +14,7 @@ import pytest
 from aws_helpers import (AWS_ENV, DYNALITE_PORT, KINESALITE_PORT, FaultProxy, create_lease_table, dynamodb, kinesis,
                          read_shard, scan_leases, unique)
 from conftest import ASAN, RECORDING_PROCESSOR, read_seen, rss_kb, wait_for
+from kpl import kpl_aggregate  # scripts/ (on sys.path through conftest.py)
 
 
 class Aws:
@@ -325,32 +326,6 @@ def test_kinesis_dlq_replay_puts_binary_records_back_with_their_keys(aws):
     assert "replayed 600 records to " + again in r.stderr.decode()
     (shard,) = [s["ShardId"] for s in kinesis("ListShards", {"StreamName": again})["Shards"]]
     assert [(d, k) for _, d, k in read_shard(again, shard)] == recs
-
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(num, wire, payload):
-    key = _varint((num << 3) | wire)
-    return key + (_varint(len(payload)) + payload if wire == 2 else _varint(payload))
-
-
-def kpl_aggregate(user_records):
-    """A KPL aggregated record: magic, protobuf AggregatedRecord, MD5 trailer."""
-    import hashlib
-    keys = sorted({k for k, _ in user_records})
-    msg = b"".join(_field(1, 2, k.encode()) for k in keys)
-    for k, data in user_records:
-        rec = _field(1, 0, keys.index(k)) + _field(3, 2, data.encode())
-        msg += _field(3, 2, rec)
-    return b"\xf3\x89\x9a\xc2" + msg + hashlib.md5(msg).digest()
 
 
 CHECKPOINT_AT_THIRD = r'''
