@@ -496,7 +496,8 @@ static void fo_on_data(void *ud, const char *p, size_t n)
         sub->paused = 1;
         log_debug("fanout_paused", "stream=%s shard=%s held_bytes=%zu", sub->stream, sub->shard, sub->held);
     }
-    if (sub->held > sub->fo->max_held && sub->head->next) fo_overflow(sub);
+    /* nobody reads and more than the bound came before the pause took effect */
+    if (!sub->cb && sub->held > sub->fo->max_held && sub->head->next) fo_overflow(sub);
 }
 
 /* The subscription ended: the service closed it (5 minutes) or it failed. */

@@ -11,6 +11,9 @@
 //                  event, not the refused) -> what happens to its second frame: "crc" flips a bit of the message CRC, "truncate"
 //                  sends half of it and ends the body, "unknown" first sends a
 //                  well-formed event of a type nobody knows
+//   burst          subscription number -> N: from its third frame on, N frames
+//                  are held back and then written at once (so the client gets
+//                  several events in one read, past its pause)
 //
 // Prints "listening PORT" once ready; one line per subscription and fault on
 // stdout. Node's own modules only; binds 127.0.0.1 only.
@@ -71,7 +74,7 @@ function subscription(res, up, upRes) {
   // numbered once its first frame is an event: refused subscriptions do not count
   let n = 0, fault;
   const started = Date.now();
-  let pending = Buffer.alloc(0), frames = 0, over = false;
+  let pending = Buffer.alloc(0), frames = 0, over = false, burst = 0, held = [];
   const finish = () => {
     over = true;
     up.destroy(); // the mock notices at its next write and lets the shard go
@@ -89,6 +92,7 @@ function subscription(res, up, upRes) {
       if (frames === 1 && !isException(frame)) {
         n = ++subscriptions;
         fault = (plan.faults || {})[String(n)];
+        burst = (plan.burst || {})[String(n)] || 0;
         console.log(`subscription ${n} fault=${fault || '-'}`);
       }
       if (plan.end_after_ms && Date.now() - started >= plan.end_after_ms) {
@@ -109,6 +113,14 @@ function subscription(res, up, upRes) {
         res.write(message([[':message-type', 'event'], [':event-type', 'SomethingNew'],
                            [':content-type', 'application/json']], Buffer.from('{"hello":1}')));
         console.log(`subscription ${n} unknown event sent`);
+      }
+      if (burst && frames >= 3 && held.length < burst) {
+        held.push(Buffer.from(frame));
+        if (held.length === burst) {
+          res.write(Buffer.concat(held));
+          console.log(`subscription ${n} burst of ${burst} frames`);
+        }
+        continue;
       }
       res.write(frame);
     }

@@ -540,3 +540,39 @@ def test_fanout_a_paused_shard_does_not_hold_up_the_other_on_the_same_connection
     assert not [e for e in w.events("fanout_paused") if e["shard"] == "shardId-000000000001"]
     assert most == 1, f"both subscriptions on one HTTP/2 connection, saw {most}"
     assert len(rows) == len(slow) + len(put_at), "each record processed once"
+
+
+def test_fanout_events_past_the_pause_over_the_bound_are_dropped_and_read_again(fo, proxy):
+    # max_buffered_mb = 1: a subscription keeps at most 1 MiB of events nobody
+    # reads; while the shard is busy (its first batch takes 8 s, the second
+    # fills its prefetch), the proxy hands over three events (most of 800 KB) at once
+    fo.env.write("p.lua", STALL_PROCESSOR)
+    fo.create(1)
+    px = proxy({"burst": {"1": 3}})
+    fo.config(combo="http1", url=px.url, max_buffered_mb=1, stream={"prefetch_batches": 1})
+    fo.env.extra_env.update(STALL_SHARD="shardId-000000000000", STALL_S="8", STALLS="1")
+    produced = []
+
+    def put_burst():
+        lines = [f"b{len(produced)}-{i}-" + "x" * 6000 for i in range(100)]
+        fo.put(lines)
+        produced.extend(lines)
+    put_burst()  # the first event: the batch that stalls
+    w = fo.env.worker("-v")
+    wait_for(lambda: w.events("fanout_subscribed"), 30, what="the subscription")
+    for _ in range(4):
+        put_burst()
+        time.sleep(1.0)
+    wait_for(lambda: any("burst of 3" in l for l in px.lines), 30, what="the burst")
+
+    def done():
+        got = []
+        for f in fo.env.dir.glob("done-*.log"):
+            got += [line.split(" ")[1] for line in f.read_text().splitlines()]
+        return got
+    wait_for(lambda: set(produced) <= set(done()), 90, what="every record processed")
+    assert w.stop(30) == 0, w.logs()[-3000:]
+    assert sorted(done()) == sorted(produced), "each record once"
+    assert w.events("fanout_paused"), "the subscription was paused"
+    over = w.events("fanout_overflow")
+    assert over and int(over[0]["held_bytes"]) > 1 << 20 and int(over[0]["dropped_events"]) >= 1, over
