@@ -292,16 +292,22 @@ class Trickle:
         self._t.start()
 
     def _run(self):
-        while not self._stop.is_set():
-            n = len(self.produced)
-            lines = [f"t{n + i}" for i in range(self.per_put)]
-            self.fo.put(lines)
-            self.produced += lines
-            self._stop.wait(self.interval)
+        try:
+            while not self._stop.is_set():
+                n = len(self.produced)
+                lines = [f"t{n + i}" for i in range(self.per_put)]
+                self.fo.put(lines)
+                self.produced += lines
+                self._stop.wait(self.interval)
+        except Exception as e:  # noqa: BLE001 (reported by stop)
+            self.error = e
+
+    error = None
 
     def stop(self):
         self._stop.set()
         self._t.join(30)
+        assert self.error is None, f"the producer failed: {self.error}"
         return self.produced
 
 
