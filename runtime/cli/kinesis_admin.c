@@ -312,33 +312,63 @@ int kinesis_admin_consumers(kinesis_admin_t *ka, const char *stream, kinesis_adm
     return rc;
 }
 
-int kinesis_admin_deregister_consumer(kinesis_admin_t *ka, const char *stream, const char *consumer, errbuf_t *err)
+/* The ARN of consumer `name` of the stream (malloc'd), or NULL: *missing set
+ * when there is none, else err says why the call failed. */
+static char *ka_consumer_arn(kinesis_admin_t *ka, const char *stream_arn, const char *name, int *missing,
+                             errbuf_t *err)
 {
-    char *arn = ka_stream_arn(ka, stream, err);
-    if (!arn) return -1;
     cJSON *q = cJSON_CreateObject();
     if (!q) xalloc_oom(0);
-    cJSON_AddStringToObject(q, "StreamARN", arn);
-    cJSON_AddStringToObject(q, "ConsumerName", consumer);
+    cJSON_AddStringToObject(q, "StreamARN", stream_arn);
+    cJSON_AddStringToObject(q, "ConsumerName", name);
     ka_result_t res;
-    int rc = ka_call(ka, "DeregisterStreamConsumer", q, &res, err);
+    char *arn = NULL;
+    *missing = 0;
+    if (ka_call(ka, "DescribeStreamConsumer", q, &res, err) == 0) {
+        int bad = 0;
+        const char *a = awsjson_str(awsjson_object(res.json, "ConsumerDescription", &bad), "ConsumerARN", &bad);
+        arn = a && !bad ? xstrdup(a) : NULL; /* the caller's */
+        if (!arn) errbuf_set(err, "DescribeStreamConsumer: no ConsumerDescription.ConsumerARN");
+    } else {
+        *missing = res.type && !strcmp(res.type, "ResourceNotFoundException");
+    }
     ka_result_clear(&res);
-    for (int i = 0; !rc && i < KINESIS_ADMIN_WAIT_ACTIVE_S * 10; i++) {
-        q = cJSON_CreateObject();
-        if (!q) xalloc_oom(0);
-        cJSON_AddStringToObject(q, "StreamARN", arn);
-        cJSON_AddStringToObject(q, "ConsumerName", consumer);
+    return arn;
+}
+
+int kinesis_admin_deregister_consumer(kinesis_admin_t *ka, const char *stream, const char *consumer, errbuf_t *err)
+{
+    char *sarn = ka_stream_arn(ka, stream, err);
+    if (!sarn) return -1;
+    int missing = 0, rc = 0;
+    char *carn = ka_consumer_arn(ka, sarn, consumer, &missing, err);
+    if (!carn) {
+        if (missing) errbuf_set(err, "stream %s has no consumer %s (shardrun stream consumers %s lists them)",
+                                stream, consumer, stream);
+        free(sarn);
+        return -1;
+    }
+    cJSON *q = cJSON_CreateObject();
+    if (!q) xalloc_oom(0);
+    cJSON_AddStringToObject(q, "ConsumerARN", carn);
+    ka_result_t res;
+    rc = ka_call(ka, "DeregisterStreamConsumer", q, &res, err);
+    ka_result_clear(&res);
+    /* until that consumer is gone: absent, or another of the same name (a
+     * running worker registered it again) */
+    for (int i = 0; !rc; i++) {
         errbuf_t why;
-        int gone = ka_call(ka, "DescribeStreamConsumer", q, &res, &why) != 0 && res.type &&
-                   !strcmp(res.type, "ResourceNotFoundException");
-        ka_result_clear(&res);
+        char *now = ka_consumer_arn(ka, sarn, consumer, &missing, &why);
+        int gone = missing || (now && strcmp(now, carn) != 0);
+        free(now);
         if (gone) break;
-        ka_sleep_ms(100);
-        if (i + 1 == KINESIS_ADMIN_WAIT_ACTIVE_S * 10)
+        if (i + 1 >= KINESIS_ADMIN_WAIT_ACTIVE_S * 10)
             rc = errbuf_set(err, "consumer %s of stream %s is still there after %d s", consumer, stream,
                             KINESIS_ADMIN_WAIT_ACTIVE_S);
+        else ka_sleep_ms(100);
     }
-    free(arn);
+    free(carn);
+    free(sarn);
     return rc;
 }
 

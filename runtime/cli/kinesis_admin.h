@@ -40,8 +40,9 @@ int kinesis_admin_merge(kinesis_admin_t *ka, const char *stream, const char *sha
 typedef void (*kinesis_admin_consumer_fn)(void *ud, const char *name, const char *status, const char *arn);
 int kinesis_admin_consumers(kinesis_admin_t *ka, const char *stream, kinesis_admin_consumer_fn fn, void *ud,
                             errbuf_t *err);
-/* DeregisterStreamConsumer, then waits until the consumer is gone (a worker
- * started afterwards registers it anew rather than finding it DELETING). */
+/* DeregisterStreamConsumer (by its ARN), then waits until that consumer is
+ * gone (a worker started afterwards registers it anew rather than finding it
+ * DELETING; a worker still running may have registered it again already). */
 int kinesis_admin_deregister_consumer(kinesis_admin_t *ka, const char *stream, const char *consumer, errbuf_t *err);
 
 /* PutRecords in calls of at most 500 records / 5 MiB, retrying only the

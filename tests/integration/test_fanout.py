@@ -609,3 +609,23 @@ def test_fanout_the_mocks_own_five_minute_end_resumes_without_gap_or_duplicate(f
     assert_exactly_once(read_seen(fo.env.dir / "seen"), produced)
     subscribed = w.events("fanout_subscribe")
     assert len(subscribed) >= 2 and subscribed[1]["from"].startswith("AFTER_SEQUENCE_NUMBER:"), subscribed
+
+
+def test_fanout_a_consumer_deregistered_under_a_running_worker_is_registered_again(fo, proxy):
+    fo.env.write("p.lua", RECORDING_PROCESSOR)
+    fo.create(1)
+    px = proxy({"end_after_ms": 2500})  # the next subscription soon finds the consumer gone
+    fo.config(combo="http1", url=px.url)
+    w = fo.env.worker()
+    producer = Trickle(fo)
+    wait_for(lambda: w.events("fanout_subscribed"), 30, what="reading with the first registration")
+    out = fo.env.run("stream", "deregister-consumer", fo.stream).stdout.decode()
+    assert out.strip() == f"ok deregister-consumer {fo.stream} {fo.consumer}"
+    wait_for(lambda: len(w.events("consumer_registered")) == 2, 30, what="the consumer registered again")
+    assert w.events("consumer_lost"), "the subscription's ResourceNotFoundException made it look again"
+    time.sleep(3)
+    produced = producer.stop()
+    wait_processed(fo, produced)
+    assert w.stop(30) == 0, w.logs()[-3000:]
+    assert_exactly_once(read_seen(fo.env.dir / "seen"), produced)
+    assert [c["ConsumerName"] for c in fo.consumers()] == [fo.consumer]
