@@ -16,8 +16,8 @@
 #include "lease/lease_coord.h"
 #include "base/log.h"
 #include "lease/lease_plan.h"
-#include "../unit/memstore.h"
-#include "../unit/vsched.h"
+#include "../common/memstore.h"
+#include "../common/vsched.h"
 
 static double cpu_ms(void)
 {
