@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include "logjson.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -8,11 +10,13 @@
 
 static log_level_t log_min_level = LOG_INFO;
 static int log_fd = 2;
+static int log_json;
 
 static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
 
 void log_set_level(log_level_t level) { log_min_level = level; }
 void log_set_fd(int fd) { log_fd = fd; }
+void log_set_json(int json) { log_json = json; }
 
 const char *log_quote(const char *s, char *out, size_t outsz)
 {
@@ -37,6 +41,18 @@ const char *log_quote(const char *s, char *out, size_t outsz)
     return out;
 }
 
+/* The key=value line just formatted, as a JSON object (logjson.h): the
+ * ts, level and event are the line's first three fields. Leaves room for
+ * the newline. */
+static size_t log_event_json(char *line, size_t len, char *out, size_t outsz)
+{
+    line[len] = '\0';
+    char ts[40] = "", level[8] = "", event[128] = "";
+    int n = 0;
+    if (sscanf(line, "ts=%39s level=%7s event=%127s%n", ts, level, event, &n) < 3) n = 0;
+    return logjson_format(out, outsz - 1, ts, level, event, line + n);
+}
+
 void log_eventv(log_level_t level, const char *event, const char *fmt, va_list ap)
 {
     if (level < log_min_level) return;
@@ -56,9 +72,12 @@ void log_eventv(log_level_t level, const char *event, const char *fmt, va_list a
         if (m > 0) len += (size_t)m < sizeof line - len ? (size_t)m : sizeof line - len - 1;
     }
     if (len + 1 >= sizeof line) len = sizeof line - 2;
-    line[len++] = '\n';
+    char json[8192];
+    if (log_json) len = log_event_json(line, len, json, sizeof json);
+    char *text = log_json ? json : line;
+    text[len++] = '\n';
     /* one write per line keeps lines whole across threads and processes */
-    if (write(log_fd, line, len) < 0) {
+    if (write(log_fd, text, len) < 0) {
         /* stderr gone: nothing sensible to do */
     }
 }

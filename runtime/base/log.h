@@ -16,6 +16,9 @@ typedef enum { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } log_level_t;
 /* Sets the lowest level written (default LOG_INFO) and the output fd (default 2). */
 void log_set_level(log_level_t level);
 void log_set_fd(int fd);
+/* 1: each line is one JSON object with the same fields (log_format = "json",
+ * see logjson.h); 0: key=value (the default). */
+void log_set_json(int json);
 
 /* Writes one event line. `fmt` formats the key=value tail (may be NULL); use
  * log_quote() for values that come from outside (file names, errors, data). */

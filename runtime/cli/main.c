@@ -102,6 +102,7 @@ static config_t *cli_config(void)
     errbuf_t err;
     config_t *c = config_load(cli_config_path, &err);
     if (!c) fprintf(stderr, "shardrun: %s\n", err.msg);
+    else log_set_json(c->log_format == CONFIG_LOG_JSON);
     return c;
 }
 

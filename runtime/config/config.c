@@ -4,6 +4,7 @@
  * it is longer than ~800 lines. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <lauxlib.h>
 #include <limits.h>
 #include <lua.h>
@@ -417,6 +418,64 @@ static int cfg_aws(cfg_t *c, config_t *conf)
     return rc;
 }
 
+/* "host:port": an IPv4 literal or a bracketed IPv6 one, and a port from 0
+ * (the OS chooses) to 65535. Sets conf->metrics.host and port. */
+static int cfg_metrics_listen(cfg_t *c, config_metrics_t *m)
+{
+    const char *v = m->listen, *colon = strrchr(v, ':');
+    char host[64];
+    size_t hlen = colon ? (size_t)(colon - v) : 0;
+    int bracketed = hlen >= 2 && v[0] == '[' && v[hlen - 1] == ']';
+    if (bracketed) {
+        v++;
+        hlen -= 2;
+    } else if (colon && memchr(v, ':', hlen)) {
+        return cfg_fail(c, "listen", "an IPv6 address is written in brackets: \"[%.*s]:%s\"", (int)hlen, v, colon + 1);
+    }
+    if (!colon || hlen == 0 || hlen >= sizeof host)
+        return cfg_fail(c, "listen", "expected \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9464\", \"[::1]:9464\"), got \"%s\"",
+                        m->listen);
+    memcpy(host, v, hlen);
+    host[hlen] = '\0';
+    unsigned char addr[16];
+    if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1)
+        return cfg_fail(c, "listen", "%s is not an IP address (write 127.0.0.1 to serve this host only, 0.0.0.0 for "
+                        "every interface)", host);
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || port < 0 || port > 65535)
+        return cfg_fail(c, "listen", "port must be a number from 0 to 65535 (0: any free port), got \"%s\"", colon + 1);
+    m->host = xstrdup(host);
+    m->port = (int)port;
+    return 0;
+}
+
+/* metrics = { listen = "127.0.0.1:9464", loop_stall_ms = 2000 } */
+static int cfg_metrics(cfg_t *c, config_t *conf)
+{
+    static const char *const keys[] = {"listen", "loop_stall_ms", NULL};
+    size_t saved;
+    conf->metrics.loop_stall_ms = 2000;
+    int in = cfg_enter(c, -1, "metrics", &saved);
+    if (in <= 0) return in;
+    int rc = cfg_check_keys(c, lua_gettop(c->L), keys);
+    if (!rc) rc = cfg_string(c, -1, "listen", 1, &conf->metrics.listen);
+    if (!rc) rc = cfg_metrics_listen(c, &conf->metrics);
+    if (!rc) rc = cfg_int(c, -1, "loop_stall_ms", 100, 3600000, &conf->metrics.loop_stall_ms);
+    cfg_leave(c, saved);
+    return rc;
+}
+
+/* log_format = "text" | "json" */
+static int cfg_log_format(cfg_t *c, config_t *conf)
+{
+    static const char *const names[] = {"text", "json", NULL};
+    int which = CONFIG_LOG_TEXT;
+    int rc = cfg_enum(c, -1, "log_format", names, "\"text\" or \"json\"", &which);
+    conf->log_format = (config_log_format_t)which;
+    return rc;
+}
+
 static const char *const policy_final_names[] = {"skip", "dead_letter", "halt", NULL};
 
 /* The one set of defaults (README "Error policy"): every shorthand string is
@@ -812,7 +871,7 @@ static int cfg_top(cfg_t *c, config_t *conf)
     static const char *const keys[] = {
         "application", "worker_id", "source", "leases", "streams", "processor_threads", "lease_duration_ms",
         "renew_interval_ms", "taker_interval_ms", "max_steal", "shard_sync_interval_ms", "max_buffered_mb",
-        "shutdown_grace_ms", "lua_path", "reload", "aws", "outputs", NULL};
+        "shutdown_grace_ms", "lua_path", "reload", "aws", "outputs", "metrics", "log_format", NULL};
     static const char *const reload_keys[] = {"rollback_after_failures", NULL};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     conf->processor_threads = cores > 0 ? cores : 2;
@@ -841,6 +900,8 @@ static int cfg_top(cfg_t *c, config_t *conf)
     if (!rc) rc = cfg_int(c, -1, "shutdown_grace_ms", 0, 3600000, &conf->shutdown_grace_ms);
     if (!rc) rc = cfg_lua_path(c, conf);
     if (!rc) rc = cfg_aws(c, conf);
+    if (!rc) rc = cfg_metrics(c, conf);
+    if (!rc) rc = cfg_log_format(c, conf);
     size_t saved;
     if (!rc) {
         int in = cfg_enter(c, -1, "reload", &saved);
@@ -984,5 +1045,7 @@ void config_free(config_t *c)
     free(c->leases.table);
     free(c->leases.region);
     free(c->leases.endpoint);
+    free(c->metrics.listen);
+    free(c->metrics.host);
     free(c);
 }

@@ -15,6 +15,16 @@
 
 typedef enum { BACKEND_LOCAL, BACKEND_AWS } backend_t;
 
+typedef enum { CONFIG_LOG_TEXT, CONFIG_LOG_JSON } config_log_format_t;
+
+/* metrics = { listen = "127.0.0.1:9464", loop_stall_ms = 2000 } (off when absent) */
+typedef struct config_metrics {
+    char *listen;             /* as written; NULL: no metrics server */
+    char *host;               /* the address part: an IPv4 or IPv6 literal (no brackets) */
+    int port;                 /* 0: the OS chooses (the worker logs the port it got) */
+    int64_t loop_stall_ms;    /* /healthz is 503 once the loop has not turned for this long */
+} config_metrics_t;
+
 typedef enum { FINAL_SKIP, FINAL_DEAD_LETTER, FINAL_HALT } policy_final_t;
 
 typedef struct policy_config {
@@ -103,6 +113,8 @@ typedef struct config {
     char **lua_path;             /* extra folders for require */
     size_t nlua_path;
     int64_t reload_rollback_after_failures;  /* 0 = never */
+    config_metrics_t metrics;
+    config_log_format_t log_format;          /* log_format = "text" (key=value, default) | "json" */
 } config_t;
 
 /* Loads and validates; on error returns NULL with err set. Caller owns the

@@ -367,6 +367,8 @@ static void worker_refused_changes(const config_t *old, const config_t *nu, buf_
               "lease timing");
     REFUSE_IF(old->processor_threads != nu->processor_threads, "processor_threads");
     REFUSE_IF(old->nlua_path != nu->nlua_path, "lua_path");
+    REFUSE_IF(worker_str_differs(old->metrics.listen, nu->metrics.listen) ||
+                  old->metrics.loop_stall_ms != nu->metrics.loop_stall_ms, "metrics");
     int same_streams = old->nstreams == nu->nstreams;
     for (size_t i = 0; same_streams && i < old->nstreams; i++)
         same_streams = !strcmp(old->streams[i].name, nu->streams[i].name);
@@ -439,6 +441,8 @@ static void worker_config_apply(worker_t *w, config_t *nu)
     w->budget.max = (size_t)nu->max_buffered_mb * 1024 * 1024;
     w->cfg->shutdown_grace_ms = nu->shutdown_grace_ms;
     w->cfg->reload_rollback_after_failures = nu->reload_rollback_after_failures;
+    w->cfg->log_format = nu->log_format;
+    log_set_json(nu->log_format == CONFIG_LOG_JSON);
     w->set.env.rollback_after_failures = nu->reload_rollback_after_failures;
     if (w->cfg->shard_sync_interval_ms != nu->shard_sync_interval_ms && !w->stopping) {
         w->cfg->shard_sync_interval_ms = nu->shard_sync_interval_ms;
