@@ -9,7 +9,7 @@
 BUILD    ?= build
 SAN      ?=
 CC       ?= cc
-PKGS     := libcurl libcjson openssl sqlite3 libsystemd zlib
+PKGS     := libcurl libcjson openssl sqlite3 libsystemd zlib libmicrohttpd
 
 # LuaJIT: the project's own build (with LUAJIT_ENABLE_CHECKHOOK, see
 # scripts/build-luajit.sh) when present, else the system's.

@@ -15,8 +15,9 @@ PACKAGES=(
     build-essential pkg-config clang
     libluajit-5.1-dev luajit lua-cjson lua-busted
     libev-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev sqlite3 libcjson-dev zlib1g-dev
-    libcmocka-dev libsystemd-dev
+    libcmocka-dev libsystemd-dev libmicrohttpd-dev
     python3 python3-pytest valgrind systemd man-db
+    prometheus  # the metrics tests scrape a worker with the real server; promtool checks the exposition
     dpkg-dev ca-certificates curl
 )
 

@@ -250,13 +250,14 @@ function host.attach_check_emit(shard)
 end
 
 -- Calls processRecords on a batch the C host made live as generation `gen`;
--- returns kind, index, message, traceback (kind "error": raised or invalid).
+-- returns kind, index, message, traceback (kind "error": raised; "invalid":
+-- the return value is not a decision).
 function host.process(P, recs, arena, n, shard, gen)
   local records, h = host.records(recs, arena, n, gen)
   local ok, ret = xpcall(P.processRecords, handler, records, shard)
   if not ok then return fail(ret) end
   local ok2, kind, i, msg = pcall(classify, ret, h, records)
-  if not ok2 then return "error", nil, tostring(kind), "" end
+  if not ok2 then return "invalid", nil, tostring(kind), "" end
   return kind, i, msg
 end
 

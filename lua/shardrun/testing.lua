@@ -231,7 +231,7 @@ local function process_call(P, records, shard)
   local kind, i, msg, tb = host.process(P, recs, arena, n, shard, generation)
   live[0] = 0
   pinned[slot] = nil
-  if kind == "error" then return { kind = "error", error = msg, traceback = tb } end
+  if kind == "error" or kind == "invalid" then return { kind = "error", error = msg, traceback = tb } end
   if kind == "none" then return { kind = "none" } end
   if kind == "all" then return { kind = "checkpoint", index = n > 0 and n or nil, record = records[n] } end
   local d = { kind = kind, index = i, record = records[i] }

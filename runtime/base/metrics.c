@@ -19,6 +19,7 @@ struct metric_family {
     double bounds[METRICS_MAX_BUCKETS];
     char le[METRICS_MAX_BUCKETS + 1][32];   /* the bounds as rendered, then "+Inf" */
     size_t nbounds;
+    int keep;                 /* series stay after their last holder */
     metric_t **series;        /* owned, in creation order */
     size_t nseries, cap;
 };
@@ -139,10 +140,19 @@ metric_t *metrics_series(metric_family_t *f, const char *v1, const char *v2, con
     return s;
 }
 
+void metrics_family_keep(metric_family_t *f)
+{
+    if (f) f->keep = 1;
+}
+
 void metric_put(metric_t *s)
 {
     if (!s || --s->refs > 0) return;
     metric_family_t *f = s->family;
+    if (f->keep) {
+        s->refs = 0;
+        return;
+    }
     for (size_t i = 0; i < f->nseries; i++) {
         if (f->series[i] != s) continue;
         memmove(&f->series[i], &f->series[i + 1], (f->nseries - i - 1) * sizeof *f->series);
@@ -158,6 +168,19 @@ void metric_observe(metric_t *s, double v)
     const metric_family_t *f = s->family;
     size_t i = 0;
     while (i < f->nbounds && v > f->bounds[i]) i++;
+    s->buckets[i]++;
+    s->count++;
+    s->sum += v;
+}
+
+void metric_observe_near(metric_t *s, double v, size_t *hint)
+{
+    if (!s || !s->buckets) return;
+    const metric_family_t *f = s->family;
+    size_t i = *hint > f->nbounds ? f->nbounds : *hint;
+    while (i > 0 && v <= f->bounds[i - 1]) i--;
+    while (i < f->nbounds && v > f->bounds[i]) i++;
+    *hint = i;
     s->buckets[i]++;
     s->count++;
     s->sum += v;

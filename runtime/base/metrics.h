@@ -59,6 +59,10 @@ void metrics_free(metrics_t *m);
 metric_family_t *metrics_family(metrics_t *m, metric_type_t type, const char *name, const char *help,
                                 const char *const *labels, const double *buckets, size_t nbuckets);
 
+/* The family's series stay after their last holder lets go (a stream's
+ * series, whose label values come from the config: bounded). */
+void metrics_family_keep(metric_family_t *f);
+
 /* The series of family f with these label values (as many as f has labels;
  * the others NULL), created at 0 if new, with one more holder. */
 metric_t *metrics_series(metric_family_t *f, const char *v1, const char *v2, const char *v3);
@@ -76,6 +80,10 @@ static inline void metric_set(metric_t *s, double v)
 /* A histogram observation (the bucket found by a scan of at most
  * METRICS_MAX_BUCKETS bounds). */
 void metric_observe(metric_t *s, double v);
+/* The same, for values that move slowly from one to the next (record ages
+ * along a batch): the scan starts at *hint, the bucket of the last one, and
+ * *hint becomes this one's. */
+void metric_observe_near(metric_t *s, double v, size_t *hint);
 
 /* Called at each render, before the families are written: the owner sets
  * gauges whose value it does not push (bytes held, leases owned). At most

@@ -327,7 +327,8 @@ static void proc_read_decision(lua_State *L, int base, proc_job_t *job)
 {
     const char *kind = lua_tostring(L, base);
     if (!kind) kind = "error";
-    if (!strcmp(kind, "error")) {
+    if (!strcmp(kind, "error") || !strcmp(kind, "invalid")) {
+        job->invalid_decision = !strcmp(kind, "invalid");
         proc_job_set_error(job, lua_tostring(L, base + 2), lua_tostring(L, base + 3));
         return;
     }
@@ -345,6 +346,7 @@ static void proc_read_decision(lua_State *L, int base, proc_job_t *job)
         char msg[128];
         snprintf(msg, sizeof msg, "invalid decision: record index %lld is outside the batch", (long long)i);
         proc_job_set_error(job, msg, NULL);
+        job->invalid_decision = 1;
         return;
     }
     job->index = (size_t)i - 1;
@@ -481,6 +483,7 @@ static void proc_run(proc_job_t *job)
     ps->emits = NULL;
     if (job->out_of_memory) proc_close_lua(ps); /* recreated before the retry */
     else lua_gc(ps->L, LUA_GCSTEP, 0);
+    job->lua_bytes = ps->L ? (int64_t)lua_gc(ps->L, LUA_GCCOUNT, 0) * 1024 + lua_gc(ps->L, LUA_GCCOUNTB, 0) : -1;
 }
 
 void proc_job_reset(proc_job_t *job)
@@ -493,8 +496,9 @@ void proc_job_reset(proc_job_t *job)
     job->cp_sub = 0;
     job->decision = DEC_NONE;
     job->index = 0;
-    job->timed_out = job->out_of_memory = 0;
+    job->timed_out = job->out_of_memory = job->invalid_decision = 0;
     job->elapsed_us = 0;
+    job->lua_bytes = -1;
 }
 
 /* ---- the pool ------------------------------------------------------------- */

@@ -85,6 +85,8 @@ typedef struct proc_job {
     char *traceback;
     int timed_out;
     int out_of_memory;
+    int invalid_decision;     /* DEC_ERROR because the script returned something that is not a decision */
+    int64_t lua_bytes;        /* the state's memory after the call (-1: no state) */
     int64_t started_us;       /* monotonic, set when a thread picks the job */
     int64_t elapsed_us;
     struct proc_pool *pool;   /* the pool it was submitted to */

@@ -172,6 +172,9 @@ static void fetch_on_records(void *ud, source_records_t *res)
         return;
     }
     f->state = FETCH_IDLE;
+    shard_metrics_read(f->metrics, !res->error ? SHARD_READ_OK : res->error == SOURCE_EEXPIRED ? SHARD_READ_EXPIRED
+                                                                                              : SHARD_READ_ERROR,
+                       res->millis_behind);
     if (res->error) {
         char q[1024];
         batch_free(res->batch);

@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "base/sched.h"
+#include "shard_metrics.h"
 #include "source/source.h"
 
 /* One worker's memory bound for prefetched records. */
@@ -105,6 +106,7 @@ typedef struct fetcher {
     char *backoff_error;      /* set while waiting after a transient read error (throttled, network): why */
     int64_t millis_behind;    /* as the source reported it last (-1: unknown) */
     sched_timer_t timer;
+    shard_metrics_t *metrics;  /* the owner's, set after fetch_init (NULL: none) */
 } fetcher_t;
 
 /* checkpoint: where processing resumes (a sequence number, a sentinel or

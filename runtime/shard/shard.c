@@ -88,6 +88,7 @@ struct shard {
     char *control_seen;          /* the last shardrunControl request handled (or there at the take) */
     char *last_error;            /* of the last failed call, for status while retrying */
     shard_stats_t stats;
+    shard_metrics_t metrics;     /* the same events as Prometheus series (shard_metrics.h) */
 };
 
 static void shard_step(shard_t *s);
@@ -142,6 +143,7 @@ static void shard_transition(shard_t *s, shard_state_t to)
     log_debug("shard_state", "stream=%s shard=%s from=%s to=%s", s->stream, s->id, shard_state_name(s->state),
               shard_state_name(to));
     s->state = to;
+    shard_metrics_halted(&s->metrics, to == SHARD_HALTED);
 }
 
 /* ---- checkpoints ----------------------------------------------------------- */
@@ -150,6 +152,7 @@ static void shard_cp_answered(void *ud, lease_status_t st)
 {
     shard_t *s = ud;
     /* LEASE_CONFLICT: the coordinator reports the loss itself (shard_lost). */
+    if (st == LEASE_OK) shard_metrics_checkpoint(&s->metrics);
     checkpoint_answered(&s->cp, st == LEASE_OK);
     shard_step(s);
 }
@@ -297,6 +300,7 @@ static void shard_maybe_rollback(shard_t *s)
     if (n <= 0 || !s->previous || ++s->fails_since_swap < n) return;
     log_warn("reload_rolled_back", "stream=%s shard=%s from=%s to=%s failures=%lld", s->stream, s->id,
              s->script->hash, s->previous->hash, (long long)s->fails_since_swap);
+    shard_metrics_rolled_back(&s->metrics);
     proc_script_t *bad = s->script;
     s->script = s->previous;
     s->previous = NULL;
@@ -336,6 +340,7 @@ static void shard_dead_letter_done(void *ud, const deadletter_result_t *r)
     } else if (r->status == DEADLETTER_SENT) {
         s->final = NULL;
         s->stats.dead_lettered += (int64_t)p->batch->count;
+        shard_metrics_dead_lettered(&s->metrics, p->batch->count);
         s->stats.dead_letter_data_omitted += (int64_t)r->data_omitted;
         log_warn("records_dead_lettered", "stream=%s shard=%s first=%s last=%s count=%zu destination=%s "
                  "data_omitted=%zu error=%s", s->stream, s->id, piece_first(p), piece_last(p), p->batch->count,
@@ -378,6 +383,7 @@ static void shard_final(shard_t *s, piece_t *p, const char *error, const char *t
                  piece_first(p), piece_last(p));
         s->stats.breaker_trips++;
         shard_remember_halt_at(s, p); /* should the worker halt the stream */
+        shard_metrics_breaker_trip(&s->metrics);
         pieces_push_front(&s->queue, p);
         log_error("breaker_tripped", "stream=%s shard=%s window=%zu threshold=%.2f first=%s last=%s error=%s",
                   s->stream, s->id, s->breaker->window, s->breaker->threshold, piece_first(p), piece_last(p),
@@ -404,6 +410,7 @@ static void shard_final(shard_t *s, piece_t *p, const char *error, const char *t
         return;
     }
     s->stats.skipped += (int64_t)p->batch->count;
+    shard_metrics_skipped(&s->metrics, p->batch->count);
     log_warn("records_skipped", "stream=%s shard=%s first=%s last=%s count=%zu attempts=%lld error=%s", s->stream,
              s->id, piece_first(p), piece_last(p), p->batch->count, (long long)p->failures,
              log_quote(error, q, sizeof q));
@@ -424,6 +431,7 @@ static void shard_piece_failed(shard_t *s, piece_t *p, const char *error, const 
              tb && *tb ? log_quote(tb, tq, sizeof tq) : "");
     if (step == POLICY_RETRY) {
         s->stats.retries++;
+        shard_metrics_retry(&s->metrics);
         pieces_push_front(&s->queue, p);
         shard_wait(s, policy_backoff_ms(pol, p->failures, &s->seed));
         return;
@@ -578,6 +586,7 @@ static void shard_process_done(shard_t *s, proc_job_t *job)
     size_t n = b->count;
     if (job->timed_out) s->stats.timeouts++;
     if (job->out_of_memory) s->stats.memory_cap_hits++;
+    shard_metrics_job(&s->metrics, job);
     if (s->state == SHARD_LOST) {
         pieces_free(&s->queue, p); /* whatever it decided: no checkpoint */
         return;
@@ -586,6 +595,7 @@ static void shard_process_done(shard_t *s, proc_job_t *job)
         breaker_processed(s->breaker, n);
         s->stats.records += (int64_t)n;
         s->env->records += (int64_t)n;
+        shard_metrics_records(&s->metrics, b, n, clock_wall_ms());
         s->fails_since_swap = 0;
         shard_finished(s, b, n - 1);
         if (job->decision == DEC_ALL) {
@@ -601,6 +611,7 @@ static void shard_process_done(shard_t *s, proc_job_t *job)
         return;
     }
     s->stats.batches_failed++;
+    shard_metrics_job_failed(&s->metrics, job);
     shard_maybe_rollback(s);
     const char *error = job->error ? job->error : "error";
     if (s->state != SHARD_RUNNING) { /* stopping, or halted meanwhile: no retries */
@@ -617,6 +628,7 @@ static void shard_process_done(shard_t *s, proc_job_t *job)
         breaker_processed(s->breaker, from);
         s->stats.records += (int64_t)from;
         s->env->records += (int64_t)from;
+        shard_metrics_records(&s->metrics, b, from, clock_wall_ms());
         shard_finished(s, b, from - 1);
         s->held = 0;
         checkpoint_request(&s->cp, s->done_seq, s->done_sub);
@@ -653,6 +665,7 @@ static void shard_init_done(shard_t *s, proc_job_t *job)
     shard_set_str(&s->last_error, why);
     if (p->retries < 0 || s->fails_since_swap <= p->retries) {
         s->stats.retries++;
+        shard_metrics_retry(&s->metrics);
         int64_t delay = policy_backoff_ms(p, s->fails_since_swap, &s->seed);
         log_warn("initialize_failed", "stream=%s shard=%s attempt=%lld retry_in_ms=%lld error=%s", s->stream, s->id,
                  (long long)s->fails_since_swap, (long long)delay, log_quote(why, q, sizeof q));
@@ -968,6 +981,8 @@ shard_t *shard_new(shard_env_t *env, const config_stream_t *cfg, proc_script_t *
     fetch_options_t fo = shard_fetch_options(s);
     fetch_init(&s->fetch, env->sched, env->source, env->budget, cfg->name, lease->shard, lease->checkpoint,
                lease->checkpoint_sub, &fo, &fh, s);
+    shard_metrics_init(&s->metrics, env->metrics, cfg->name, lease->shard);
+    s->fetch.metrics = &s->metrics;
     sched_timer_init(&s->wait_timer, shard_on_wait_timer, s);
     sched_timer_init(&s->job_timer, shard_on_job_timer, s);
     sched_timer_init(&s->halt_timer, shard_on_halt_timer, s);
@@ -1043,6 +1058,7 @@ int shard_resume(shard_t *s, const char *why, int skip)
     if (skip && s->halt_first) {
         /* the records it stopped at are given up on, as a skip would */
         s->stats.skipped += (int64_t)s->halt_count;
+        shard_metrics_skipped(&s->metrics, s->halt_count);
         log_warn("records_skipped", "stream=%s shard=%s first=%s last=%s count=%zu reason=%s", s->stream, s->id,
                  s->halt_first, s->halt_last, s->halt_count, log_quote(why, q, sizeof q));
         shard_set_str(&s->done_seq, s->halt_last);
@@ -1208,6 +1224,7 @@ void shard_free(shard_t *s)
     fetch_clear(&s->fetch);
     checkpoint_clear(&s->cp);
     outputs_clear(&s->out);
+    shard_metrics_clear(&s->metrics);
     proc_job_reset(&s->job);
     proc_state_free(s->ps);
     proc_script_unref(s->script);

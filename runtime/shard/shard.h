@@ -42,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/metrics.h"
 #include "base/sched.h"
 #include "breaker.h"
 #include "config/config.h"
@@ -65,6 +66,7 @@ typedef struct shard_env {
     char *const *output_names;
     size_t noutputs;
     fetch_budget_t *budget;      /* all shards' prefetched records (max_buffered_mb) */
+    metrics_t *metrics;          /* the worker's registry (NULL: metrics off) */
     const char *worker_id;
     char *const *lua_path;
     size_t nlua_path;

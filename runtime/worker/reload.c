@@ -139,6 +139,11 @@ static void reload_check_done(tpool_job_t *job)
     }
 }
 
+int64_t reload_failures(const reload_t *r, size_t idx)
+{
+    return r->streams[idx].failures;
+}
+
 void reload_check(reload_t *r, size_t idx)
 {
     reload_stream_t *rs = &r->streams[idx];

@@ -42,6 +42,8 @@ void reload_free(reload_t *r);
 void reload_check(reload_t *r, size_t idx);
 /* Checks running or queued (a script's initialize may never return). */
 size_t reload_busy(const reload_t *r);
+/* Versions of stream idx's script refused by the checks, since the start. */
+int64_t reload_failures(const reload_t *r, size_t idx);
 /* The last reload error of stream idx (NULL when the last attempt worked). */
 const char *reload_error(const reload_t *r, size_t idx);
 

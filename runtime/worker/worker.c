@@ -15,6 +15,8 @@
 #include "lease/lease_coord.h"
 #include "base/log.h"
 #include "notify.h"
+#include "base/metrics.h"
+#include "metrics_server.h"
 #include "proc/processor.h"
 #include "preflight.h"
 #include "reload.h"
@@ -25,6 +27,7 @@
 #include "base/sched.h"
 #include "base/tpool.h"
 #include "base/xalloc.h"
+#include "worker_metrics.h"
 
 #define WORKER_DRAIN_CHECK_S 0.1
 
@@ -61,6 +64,9 @@ typedef struct worker {
     int64_t scanned_after_sync;  /* shardsync_runs() seen complete at the last scan */
     int64_t started_ms;
     size_t unclean_at_stop;      /* lease_coord_unclean() when the shutdown began */
+    metrics_t *metrics;          /* loop thread only; NULL: metrics off (no metrics.listen) */
+    worker_metrics_t wm;
+    metrics_server_t *metrics_server;
 } worker_t;
 
 char *worker_default_id(void)
@@ -265,6 +271,7 @@ static void worker_use_script(worker_t *w, size_t idx, proc_script_t *script, co
     proc_script_unref(w->previous[idx]);
     w->previous[idx] = w->scripts[idx];
     w->scripts[idx] = script;
+    worker_metrics_script(&w->wm, idx, script->hash);
     breaker_reset(&w->breakers[idx]);
     size_t n = 0, resumed = 0;
     for (size_t i = 0; i < w->set.nshards; i++) {
@@ -282,6 +289,7 @@ static void worker_use_script(worker_t *w, size_t idx, proc_script_t *script, co
 
 static void worker_swap_script(void *ud, size_t idx, proc_script_t *script)
 {
+    worker_metrics_reloaded(&((worker_t *)ud)->wm, idx);
     worker_use_script(ud, idx, script, "\"new script version\"");
 }
 
@@ -299,6 +307,7 @@ static void worker_tripped(void *ud, shard_t *s, const char *why)
         log_error("breaker_rollback", "stream=%s from=%s to=%s reason=%s", stream, w->scripts[idx]->hash, good->hash,
                   log_quote(why, q, sizeof q));
         w->previous[idx] = NULL;
+        worker_metrics_rolled_back(&w->wm, (size_t)idx);
         worker_use_script(w, (size_t)idx, good, "\"breaker rollback\"");
         /* the version that failed is not a rollback target */
         proc_script_unref(w->previous[idx]);
@@ -523,6 +532,42 @@ static void worker_on_drain(struct ev_loop *loop, ev_timer *t, int revents)
     worker_stop(w, "drained");
 }
 
+/* ---- metrics: /readyz ---------------------------------------------------------- */
+
+/* Ready once the first lease scan after a shard sync is done (the worker
+ * owns its share or is taking it), until it stops; not while a shard it
+ * owns is halted. Asked by the metrics server at each heartbeat. */
+static int worker_ready(void *ud, char *why, size_t n)
+{
+    worker_t *w = ud;
+    if (w->stopping) {
+        snprintf(why, n, "draining: the worker is stopping (%zu shards left)", w->set.nshards);
+        return 0;
+    }
+    if (!w->scanned_after_sync) {
+        snprintf(why, n, "starting: no lease scan since the first shard sync yet");
+        return 0;
+    }
+    for (size_t i = 0; i < w->set.nshards; i++) {
+        if (shard_state(w->set.shards[i]) != SHARD_HALTED) continue;
+        snprintf(why, n, "shard %s of stream %s is halted (shardrun status shows why)", shard_id(w->set.shards[i]),
+                 shard_stream(w->set.shards[i]));
+        return 0;
+    }
+    return 1;
+}
+
+static int worker_start_metrics(worker_t *w)
+{
+    if (!w->metrics) return 0;
+    errbuf_t err;
+    w->metrics_server = metrics_server_start(w->loop, w->metrics, &w->cfg->metrics, worker_ready, w, &err);
+    if (w->metrics_server) return 0;
+    log_error("metrics_failed", "error=\"%s\" exit=1", err.msg);
+    fprintf(stderr, "shardrun: %s\n", err.msg);
+    return -1;
+}
+
 /* ---- set-up and tear-down ----------------------------------------------------- */
 
 static int worker_load_scripts(worker_t *w)
@@ -546,6 +591,7 @@ static int worker_load_scripts(worker_t *w)
         }
         log_info("script_loaded", "stream=%s script=%s version=%s modules=%zu", cs->name, cs->processor,
                  w->scripts[i]->hash, w->scripts[i]->ndeps);
+        worker_metrics_script(&w->wm, i, w->scripts[i]->hash);
     }
     return 0;
 }
@@ -630,6 +676,8 @@ static void worker_close(worker_t *w)
         _exit(w->exit_code);
     }
     notify_stop(&w->notify);
+    metrics_server_free(w->metrics_server); /* its threads first: nothing reads the loop's state after */
+    worker_metrics_clear(&w->wm);
     shardset_free(&w->set);
     proc_pool_free(w->pool);
     deadletter_free(w->dead_letters);
@@ -649,6 +697,7 @@ static void worker_close(worker_t *w)
     free(w->previous);
     free(w->breakers);
     free(w->id);
+    metrics_free(w->metrics);
 }
 
 int worker_run(config_t *cfg, const worker_options_t *opt)
@@ -660,6 +709,8 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
     w.loop = ev_default_loop(EVFLAG_AUTO);
     w.sched = sched_ev_new(w.loop);
     w.id = cfg->worker_id ? xstrdup(cfg->worker_id) : worker_default_id();
+    w.metrics = cfg->metrics.listen ? metrics_new() : NULL;
+    worker_metrics_init(&w.wm, w.metrics, cfg, &w.budget, &w.set.nshards, &w.reload);
     signal(SIGPIPE, SIG_IGN);
     /* Reads arrive in blocks of megabytes (response bodies, batches). Above
      * glibc's default threshold each would be mmap'd, faulted in and zeroed
@@ -697,6 +748,7 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
     }
     w.budget.max = (size_t)cfg->max_buffered_mb * 1024 * 1024;
     shard_env_t env = {.sched = w.sched, .source = w.source, .dead_letters = w.dead_letters, .budget = &w.budget,
+                       .metrics = w.metrics,
                        .outputs = w.dests.dests, .output_names = w.dests.names, .noutputs = w.dests.n,
                        .worker_id = w.id, .lua_path = cfg->lua_path, .nlua_path = cfg->nlua_path,
                        .min_poll_interval_ms = backend_min_poll_interval_ms(cfg),
@@ -708,6 +760,10 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
     shardset_attach(&w.set, w.coord, w.sync);
     worker_init_watchers(&w);
     notify_start(&w.notify, w.loop);
+    if (worker_start_metrics(&w)) {
+        worker_close(&w);
+        return 1;
+    }
     log_info("worker_started", "worker=%s application=%s streams=%zu threads=%lld drain=%d", w.id,
              cfg->application, cfg->nstreams, (long long)cfg->processor_threads, opt->drain);
     shardsync_run(w.sync);

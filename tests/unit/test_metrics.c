@@ -114,6 +114,42 @@ static void test_values_are_formatted_as_prometheus_reads_them(void **state)
     buf_free(&b);
 }
 
+static void test_observe_near_counts_as_observe_from_any_hint(void **state)
+{
+    static const double bounds[] = {1, 2, 3, 4};
+    static const double values[] = {0.5, 3.5, 3.5, 1, 9, 2.5, 0, 4, 4.0001, 1.5};
+    metrics_t *m = metrics_new();
+    metric_family_t *f = metrics_family(m, METRIC_HISTOGRAM, "shardrun_h_seconds", "H.", NULL, bounds, 4);
+    metric_family_t *g = metrics_family(m, METRIC_HISTOGRAM, "shardrun_g_seconds", "G.", NULL, bounds, 4);
+    metric_t *plain = metrics_series(f, NULL, NULL, NULL), *near = metrics_series(g, NULL, NULL, NULL);
+    size_t hint = 99; /* out of range at first: clamped */
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+        metric_observe(plain, values[i]);
+        metric_observe_near(near, values[i], &hint);
+    }
+    for (size_t i = 0; i <= 4; i++) assert_int_equal(plain->buckets[i], near->buckets[i]);
+    assert_int_equal(plain->buckets[0], 3); /* 0.5, 1, 0 */
+    assert_int_equal(plain->buckets[4], 2); /* 9, 4.0001 */
+    assert_true(plain->sum == near->sum && plain->count == near->count);
+    metrics_free(m);
+}
+
+static void test_kept_families_keep_series_after_the_last_holder(void **state)
+{
+    metrics_t *m = metrics_new();
+    metric_family_t *f = metrics_family(m, METRIC_COUNTER, "shardrun_trips_total", "T.", stream_only, NULL, 0);
+    metrics_family_keep(f);
+    metric_t *s = metrics_series(f, "words", NULL, NULL);
+    metric_add(s, 2);
+    metric_put(s);
+    assert_int_equal(metrics_series_count(m), 1);
+    metric_t *again = metrics_series(f, "words", NULL, NULL);
+    assert_ptr_equal(again, s);
+    assert_true(again->value == 2); /* a counter goes on where it was */
+    metric_put(again);
+    metrics_free(m);
+}
+
 typedef struct held {
     metric_t *g;
     int calls;
@@ -168,6 +204,8 @@ int main(void)
         cmocka_unit_test(test_histograms_are_cumulative_with_sum_count_and_inf),
         cmocka_unit_test(test_label_values_are_escaped),
         cmocka_unit_test(test_values_are_formatted_as_prometheus_reads_them),
+        cmocka_unit_test(test_observe_near_counts_as_observe_from_any_hint),
+        cmocka_unit_test(test_kept_families_keep_series_after_the_last_holder),
         cmocka_unit_test(test_collectors_set_pulled_gauges_before_each_render),
         cmocka_unit_test(test_everything_accepts_null_when_metrics_are_off),
     };

@@ -158,6 +158,28 @@ static void test_invalid_decisions_are_errors_naming_the_value(void **state)
     decide("{ foo = 1 }", DEC_ERROR, 0, "invalid decision");
 }
 
+/* What the metrics count by kind: an invalid decision is not a raised error;
+ * the job reports its state's memory. */
+static void test_invalid_decisions_are_told_apart_from_raised_errors(void **state)
+{
+    static const char *const bodies[] = {
+        "local P = {}\nfunction P.processRecords(r) return 42 end\nreturn P\n",
+        "local P = {}\nfunction P.processRecords(r) return { checkpoint = 'nope' } end\nreturn P\n",
+        "local P = {}\nfunction P.processRecords(r) error('boom') end\nreturn P\n",
+        "local P = {}\nfunction P.processRecords(r) return 'checkpoint' end\nreturn P\n",
+    };
+    static const int invalid[] = {1, 1, 0, 0};
+    for (size_t i = 0; i < 4; i++) {
+        fixture_t f;
+        open_fixture(&f, bodies[i], NULL);
+        run_job(&f.job, JOB_PROCESS, f.ps, f.b);
+        assert_int_equal(f.job.decision, i < 3 ? DEC_ERROR : DEC_ALL);
+        assert_int_equal(f.job.invalid_decision, invalid[i]);
+        assert_true(f.job.lua_bytes > 1000); /* a Lua state with the standard libraries */
+        close_fixture(&f);
+    }
+}
+
 static void test_raised_error_carries_message_and_traceback(void **state)
 {
     fixture_t f;
@@ -462,6 +484,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decisions),
         cmocka_unit_test(test_invalid_decisions_are_errors_naming_the_value),
+        cmocka_unit_test(test_invalid_decisions_are_told_apart_from_raised_errors),
         cmocka_unit_test(test_raised_error_carries_message_and_traceback),
         cmocka_unit_test(test_records_read_lazily_and_unusable_after_the_batch),
         cmocka_unit_test(test_a_record_kept_past_its_batch_never_reads_freed_memory),
