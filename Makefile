@@ -33,6 +33,13 @@ ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 LDSAN      := -fsanitize=address,undefined
 endif
 
+# The test build: the same sources with the fault hooks compiled in
+# (runtime/worker/faults.h); `make faults` builds it as $(BUILD)-faults/shardrun.
+ifeq ($(FAULTS),1)
+ALL_CFLAGS += -DSHARDRUN_FAULTS
+endif
+FAULTS_BIN := $(BUILD)-faults/shardrun
+
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 ALL_CFLAGS += -DSHARDRUN_VERSION='"$(VERSION)"'
 
@@ -49,7 +56,7 @@ export AWS_EC2_METADATA_DISABLED := true
 TEST_LOGS ?= $(CURDIR)/$(BUILD)/test-logs
 RUN_TESTS := TEST_LOG_DIR=$(TEST_LOGS) SIM=$(CURDIR)/$(BUILD)/tests/sim scripts/run-tests.sh
 
-.PHONY: all deps demo test test-only unit sim spec integration asan-test bench bench-local \
+.PHONY: all deps demo test test-only unit sim spec integration asan-test bench bench-local faults \
         bench-leases bench-kinesis bench-reload bench-lease-plan format lint clean
 all: $(BIN)
 
@@ -124,13 +131,16 @@ sim: $(SIM_BIN)
 spec: $(BIN)
 	@$(RUN_TESTS) spec
 
-integration: $(BIN)
-	@SHARDRUN=$(CURDIR)/$(BIN) $(RUN_TESTS) integration
+faults:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)-faults FAULTS=1 $(FAULTS_BIN)
+
+integration: $(BIN) faults
+	@SHARDRUN=$(CURDIR)/$(BIN) SHARDRUN_FAULTS=$(CURDIR)/$(FAULTS_BIN) $(RUN_TESTS) integration
 
 # The benchmark programs are built too (not run): a benchmark that no longer
 # builds is found by make test, not by the next make bench.
-test-only: $(BIN) $(UNIT_BIN) $(SIM_BIN) $(BENCH_BIN)
-	@SHARDRUN=$(CURDIR)/$(BIN) $(RUN_TESTS) all $(UNIT_BIN)
+test-only: $(BIN) $(UNIT_BIN) $(SIM_BIN) $(BENCH_BIN) faults
+	@SHARDRUN=$(CURDIR)/$(BIN) SHARDRUN_FAULTS=$(CURDIR)/$(FAULTS_BIN) $(RUN_TESTS) all $(UNIT_BIN)
 
 test: deps
 	@$(MAKE) --no-print-directory all
@@ -167,7 +177,7 @@ lint:
 	    --suppress=missingIncludeSystem -Iruntime runtime
 
 clean:
-	rm -rf build build-asan shardrun
+	rm -rf build build-asan build-faults build-asan-faults shardrun
 
 # Coverage-guided fuzzing of the parsers that read outside input (libFuzzer).
 FUZZ_TIME ?= 30

@@ -219,11 +219,26 @@ void metrics_escape_label(buf_t *out, const char *v)
     }
 }
 
+/* Integers by hand: a rendering writes tens of thousands of them, and
+ * printf's float path is most of its time. */
+static void metrics_append_int(buf_t *out, int64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof tmp;
+    uint64_t u = v < 0 ? (uint64_t)(-(v + 1)) + 1 : (uint64_t)v;
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) tmp[--i] = '-';
+    buf_append(out, tmp + i, sizeof tmp - i);
+}
+
 void metrics_format_value(buf_t *out, double v)
 {
     if (isnan(v)) buf_append_str(out, "NaN");
     else if (isinf(v)) buf_append_str(out, v > 0 ? "+Inf" : "-Inf");
-    else if (v == floor(v) && fabs(v) < 1e15) buf_printf(out, "%.0f", v);
+    else if (v == floor(v) && fabs(v) < 1e15) metrics_append_int(out, (int64_t)v);
     else {
         /* the shortest of %.15g and %.17g that reads back as v: 0.005, not 0.0050000000000000001 */
         char tmp[40];
@@ -242,11 +257,17 @@ static void metrics_series_name(buf_t *out, const metric_family_t *f, const metr
     if (!f->nlabels && !le) return;
     buf_append_char(out, '{');
     for (size_t i = 0; i < f->nlabels; i++) {
-        buf_printf(out, "%s%s=\"", i ? "," : "", f->labels[i]);
+        if (i) buf_append_char(out, ',');
+        buf_append_str(out, f->labels[i]);
+        buf_append(out, "=\"", 2);
         metrics_escape_label(out, s->values[i]);
         buf_append_char(out, '"');
     }
-    if (le) buf_printf(out, "%sle=\"%s\"", f->nlabels ? "," : "", le);
+    if (le) {
+        buf_append_str(out, f->nlabels ? ",le=\"" : "le=\"");
+        buf_append_str(out, le);
+        buf_append_char(out, '"');
+    }
     buf_append_char(out, '}');
 }
 
@@ -256,14 +277,18 @@ static void metrics_render_histogram(buf_t *out, const metric_family_t *f, const
     for (size_t i = 0; i <= f->nbounds; i++) {
         cumulative += s->buckets[i];
         metrics_series_name(out, f, s, "_bucket", f->le[i]);
-        buf_printf(out, " %llu\n", (unsigned long long)cumulative);
+        buf_append_char(out, ' ');
+        metrics_append_int(out, (int64_t)cumulative);
+        buf_append_char(out, '\n');
     }
     metrics_series_name(out, f, s, "_sum", NULL);
     buf_append_char(out, ' ');
     metrics_format_value(out, s->sum);
     buf_append_char(out, '\n');
     metrics_series_name(out, f, s, "_count", NULL);
-    buf_printf(out, " %llu\n", (unsigned long long)s->count);
+    buf_append_char(out, ' ');
+    metrics_append_int(out, (int64_t)s->count);
+    buf_append_char(out, '\n');
 }
 
 void metrics_render(metrics_t *m, buf_t *out)

@@ -27,9 +27,10 @@
 typedef struct snapshot {
     atomic_int refs;
     int64_t taken_ms;          /* monotonic */
+    int64_t render_us;         /* what the rendering cost the loop */
     uint64_t generation;
     size_t len;
-    char text[];
+    char *text;                /* owned */
 } snapshot_t;
 
 struct metrics_server {
@@ -42,6 +43,7 @@ struct metrics_server {
     int fd;
     struct MHD_Daemon *mhd;
     ev_async render_req;       /* a handler wants a fresh rendering */
+    size_t last_len;           /* of the last rendering (loop thread) */
     ev_timer beat;
 
     atomic_llong beat_ms;      /* monotonic time of the last heartbeat on the loop */
@@ -58,7 +60,10 @@ struct metrics_server {
 
 static void snapshot_unref(snapshot_t *s)
 {
-    if (s && atomic_fetch_sub(&s->refs, 1) == 1) free(s);
+    if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+        free(s->text);
+        free(s);
+    }
 }
 
 /* ---- the loop's side ---------------------------------------------------------- */
@@ -66,14 +71,16 @@ static void snapshot_unref(snapshot_t *s)
 static void metrics_server_on_render(struct ev_loop *loop, ev_async *a, int revents)
 {
     metrics_server_t *ms = a->data;
+    int64_t t0 = clock_mono_us();
     buf_t b = BUF_INIT;
+    buf_reserve(&b, ms->last_len + ms->last_len / 8); /* one allocation, not a doubling series */
     metrics_render(ms->registry, &b);
-    snapshot_t *s = xmalloc(sizeof *s + b.len + 1); /* shared: the last reference frees it */
+    snapshot_t *s = xmalloc(sizeof *s); /* shared: the last reference frees it */
     atomic_init(&s->refs, 1);
     s->taken_ms = clock_mono_ms();
-    s->len = b.len;
-    memcpy(s->text, buf_str(&b), b.len + 1);
-    buf_free(&b);
+    s->len = ms->last_len = b.len;
+    s->text = buf_detach(&b);
+    s->render_us = clock_mono_us() - t0;
     pthread_mutex_lock(&ms->mu);
     snapshot_t *old = ms->current;
     s->generation = old ? old->generation + 1 : 1;
@@ -156,6 +163,9 @@ static enum MHD_Result metrics_server_metrics(metrics_server_t *ms, struct MHD_C
                        "(high: the loop did not answer in time; its last rendering is served).\n"
                        "# TYPE shardrun_metrics_snapshot_age_seconds gauge\nshardrun_metrics_snapshot_age_seconds ");
     metrics_format_value(&b, s ? (double)(clock_mono_ms() - s->taken_ms) / 1000.0 : -1);
+    buf_append_str(&b, "\n# HELP shardrun_metrics_render_seconds Time the loop spent rendering these metrics.\n"
+                       "# TYPE shardrun_metrics_render_seconds gauge\nshardrun_metrics_render_seconds ");
+    metrics_format_value(&b, s ? (double)s->render_us / 1e6 : 0);
     buf_append_char(&b, '\n');
     snapshot_unref(s);
     procstat_render(&b);

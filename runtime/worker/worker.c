@@ -12,6 +12,7 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "shard/deadletter.h"
+#include "faults.h"
 #include "lease/lease_coord.h"
 #include "base/log.h"
 #include "notify.h"
@@ -677,6 +678,7 @@ static void worker_close(worker_t *w)
     }
     notify_stop(&w->notify);
     metrics_server_free(w->metrics_server); /* its threads first: nothing reads the loop's state after */
+    faults_stop(w->loop);
     worker_metrics_clear(&w->wm);
     shardset_free(&w->set);
     proc_pool_free(w->pool);
@@ -760,6 +762,7 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
     shardset_attach(&w.set, w.coord, w.sync);
     worker_init_watchers(&w);
     notify_start(&w.notify, w.loop);
+    faults_start(w.loop); /* the test build's hooks; nothing in production */
     if (worker_start_metrics(&w)) {
         worker_close(&w);
         return 1;
