@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "base/logsum.h"
 #include "base/xalloc.h"
+#include "lease_metrics.h"
 #include "lease_plan.h"
 
 typedef struct waiter {
@@ -110,6 +111,7 @@ struct lease_coord {
     int stopping;               /* lease_coord_stop_taking was called: every lease should end released */
     size_t unclean;             /* leases that ended without their release or last checkpoint written */
     logsum_t store_sum;         /* store failures (writes, scans), told once per outage */
+    lease_metrics_t metrics;
 };
 
 /* ---- small helpers --------------------------------------------------------------- */
@@ -292,6 +294,7 @@ static void coord_lose(lease_coord_t *c, owned_t *o, const char *why)
     snprintf(key, sizeof key, "%s", o->lease.key);
     log_warn("lease_lost", "lease=%s worker=%s reason=%s", key, c->worker_id, log_quote(why, q, sizeof q));
     coord_lost_unclean(c, o);
+    lease_metrics_lost(&c->metrics);
     if (o->inflight) o->inflight->lost = 1;
     waiters_t waiters = {0};
     coord_drop(c, o, &waiters);
@@ -361,6 +364,7 @@ static void coord_write_done(void *ud, lease_status_t st, const char *msg, const
     lease_coord_t *c = w->c;
     owned_t *o = w->o;
     char q[512];
+    lease_metrics_store(&c->metrics, op_name(w->kind), coord_now(c) - w->sent_ms, st);
     if (!o) {
         coord_write_detached(c, w, st, updated);
         return;
@@ -573,8 +577,10 @@ static void coord_take_done(void *ud, lease_status_t st, const char *msg, const 
     op_t *t = ud;
     lease_coord_t *c = t->c;
     int64_t until = t->sent_ms + c->opt.lease_duration_ms;
+    lease_metrics_store(&c->metrics, "take", coord_now(c) - t->sent_ms, st);
     if (st == LEASE_OK && updated && c->taking && !coord_find(c, updated->key) && until > coord_now(c)) {
         owned_t *o = coord_own(c, updated, t->sent_ms);
+        lease_metrics_taken(&c->metrics, t->stolen);
         /* The previous owner's last write was sent before this worker first
          * saw its counter: its deadline is at most lease_duration after that.
          * An expired row is past it already, a released one has no owner; a
@@ -689,6 +695,7 @@ static void coord_adopt(lease_coord_t *c, const lease_t *l, request_t *r)
         return;
     }
     owned_t *o = coord_own(c, l, from);
+    lease_metrics_taken(&c->metrics, 1);
     log_info("lease_taken", "lease=%s worker=%s counter=%lld checkpoint=%s previous_owner=%s stolen=1 "
              "graceful=1", l->key, c->worker_id, (long long)l->counter, l->checkpoint, r->owner);
     coord_renew(c, o);
@@ -822,6 +829,7 @@ static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_
 {
     lease_coord_t *c = ud;
     c->scanning = 0;
+    lease_metrics_store(&c->metrics, "scan", coord_now(c) - c->scan_sent_ms, st);
     if (st != LEASE_OK) {
         char q[512];
         if (coord_store_failed(c, msg))
@@ -879,6 +887,7 @@ lease_coord_t *lease_coord_new(sched_t *sched, lease_store_t *store, const lease
     sched_timer_init(&c->renew_timer, coord_on_renew, c);
     sched_timer_init(&c->take_timer, coord_on_take, c);
     sched_timer_init(&c->settle_timer, coord_on_settle, c);
+    lease_metrics_init(&c->metrics, opt->metrics, &c->nowned);
     return c;
 }
 
@@ -926,6 +935,7 @@ void lease_coord_free(lease_coord_t *c)
     }
     while (c->ops) op_free(c->ops); /* the store was destroyed first: no callback comes */
     lease_obs_clear(&c->obs);
+    lease_metrics_clear(&c->metrics);
     free(c->worker_id);
     free(c);
 }

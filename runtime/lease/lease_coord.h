@@ -37,6 +37,7 @@
 
 #include <stdint.h>
 
+#include "base/metrics.h"
 #include "base/sched.h"
 #include "lease.h"
 
@@ -49,6 +50,7 @@ typedef struct lease_coord_options {
     int64_t taker_interval_ms;
     int64_t max_steal;
     int take;                 /* 0: never take leases (status, tools) */
+    metrics_t *metrics;       /* the worker's registry (lease_metrics.h); NULL: none */
 } lease_coord_options_t;
 
 typedef struct lease_coord_handler {

@@ -733,7 +733,7 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
         return code;
     }
     lease_coord_options_t copt = {w.id, cfg->lease_duration_ms, cfg->renew_interval_ms, cfg->taker_interval_ms,
-                                  cfg->max_steal, 1};
+                                  cfg->max_steal, 1, w.metrics};
     /* the set is the coordinator's handler; it is set up below, before the coordinator starts */
     w.coord = lease_coord_new(w.sched, w.store, &copt, shardset_coord_handler(), &w.set);
     w.sync = shardsync_new(w.sched, w.source, w.store, cfg, worker_synced, worker_fail_start, &w);

@@ -131,7 +131,7 @@ static double bench_coordinator(const lease_list_t *table, size_t workers, int r
         for (size_t i = 0; i < table->count; i++) memstore_put_unsorted(&ms, &table->leases[i]);
         lease_list_sort(&ms.table);
         size_t acquired = 0;
-        lease_coord_options_t opt = {"fresh", 10000, 3333, 2000, 1, 1};
+        lease_coord_options_t opt = {"fresh", 10000, 3333, 2000, 1, 1, NULL};
         lease_coord_handler_t h = {on_acquired, on_lost, eligible, NULL, NULL, NULL, NULL};
         lease_coord_t *c = lease_coord_new(&vs.base, &ms.base, &opt, &h, &acquired);
         lease_coord_start(c);

@@ -289,3 +289,36 @@ def test_json_logs_carry_the_same_fields_as_key_value(env):
     assert started[0]["checkpoint"] == "TRIM_HORIZON" and started[0]["level"] == "info"
     assert all(isinstance(v, str) for o in objs for v in o.values())
     assert any(o["event"] == "worker_stopped" and o["status"] == "0" for o in objs)
+
+
+def test_lease_metrics_count_takes_handoffs_steals_losses_and_store_calls(env):
+    env.write("p.lua", RECORDING_PROCESSOR)
+    env.config([{"name": "s", "processor": "p.lua"}], metrics=METRICS)
+    env.create_stream("s", 4)
+    a = env.worker(name="a")
+    pa = metrics_port(a)
+    wait_for(lambda: total(get(pa, "/metrics")[1], "shardrun_leases_owned") == 4, what="a owns all 4")
+    b = env.worker(name="b")
+    pb = metrics_port(b)
+    # b asks for its share; a hands two over
+    wait_for(lambda: total(get(pb, "/metrics")[1], "shardrun_leases_owned") == 2, timeout=30, what="b owns 2")
+    ta, tb = get(pa, "/metrics")[1], get(pb, "/metrics")[1]
+    assert total(ta, "shardrun_leases_taken_total") == 4
+    assert total(ta, "shardrun_leases_handed_off_total") == 2
+    assert total(tb, "shardrun_leases_stolen_total") == 2  # taken from a live owner, gracefully
+    assert total(tb, "shardrun_leases_taken_total") == 0
+    wait_for(lambda: total(get(pa, "/metrics")[1], "shardrun_lease_store_duration_seconds_count", op="renew") > 0,
+             what="renewals timed")
+    assert total(ta, "shardrun_lease_store_duration_seconds_count", op="scan") > 0
+    assert total(ta, "shardrun_lease_store_errors_total") == 0
+    # a pauses past lease_duration: b takes the expired leases, a loses them when it wakes
+    a.signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: total(get(pb, "/metrics")[1], "shardrun_leases_owned") == 4, timeout=30,
+                 what="b takes a's expired leases")
+    finally:
+        a.signal(signal.SIGCONT)
+    assert total(get(pb, "/metrics")[1], "shardrun_leases_taken_total") == 2
+    wait_for(lambda: total(get(pa, "/metrics")[1], "shardrun_leases_lost_total") == 2, timeout=30,
+             what="a counts its 2 leases lost")
+    assert total(get(pa, "/metrics")[1], "shardrun_leases_owned") == 0

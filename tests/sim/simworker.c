@@ -125,7 +125,7 @@ simworker_t *simworker_start(sim_t *sim)
     breaker_init(&w->breaker, 0, 1.0);
     const config_t *cfg = &sim->cfg;
     lease_coord_options_t copt = {w->id, cfg->lease_duration_ms, cfg->renew_interval_ms, cfg->taker_interval_ms,
-                                  cfg->max_steal, 1};
+                                  cfg->max_steal, 1, NULL};
     w->coord = lease_coord_new(&w->vs.base, w->store, &copt, shardset_coord_handler(), &w->set);
     w->sync = shardsync_new(&w->vs.base, w->source, w->store, cfg, simworker_synced, simworker_sync_failed, w);
     shard_env_t env = {.sched = &w->vs.base, .source = w->source, .budget = &w->budget, .worker_id = w->id,

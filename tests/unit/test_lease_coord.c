@@ -76,7 +76,7 @@ static void start(int64_t latency_ms, int64_t max_steal)
     memset(&F, 0, sizeof F);
     vsched_init(&F.vs, 0);
     memstore_init(&F.ms, &F.vs, latency_ms);
-    lease_coord_options_t opt = {"A", D, RENEW, TAKER, max_steal, 1};
+    lease_coord_options_t opt = {"A", D, RENEW, TAKER, max_steal, 1, NULL};
     lease_coord_handler_t h = {on_acquired, on_lost, on_eligible, NULL, NULL, on_handoff_requested, NULL};
     F.c = lease_coord_new(&F.vs.base, &F.ms.base, &opt, &h, NULL);
 }
