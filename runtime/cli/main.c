@@ -20,6 +20,7 @@
 #include "project.h"
 #include "resume.h"
 #include "status.h"
+#include "status_watch.h"
 #include "source/streamdb.h"
 #include "worker/worker.h"
 #include "base/xalloc.h"
@@ -154,19 +155,21 @@ static int cmd_check(int argc, char **argv)
 
 /* ---- status --------------------------------------------------------------- */
 
-static const char *const usage_status = "shardrun status [-c FILE] [--json]\n"
-                                        "  every lease: stream, shard, owner, checkpoint, counter, parents, state, lag";
+static const char *const usage_status = "shardrun status [-c FILE] [--json | --watch]\n"
+                                        "  every lease: stream, shard, owner, checkpoint, counter, parents, state, lag;\n"
+                                        "  --watch: a live view, refreshed every second (q or Ctrl-C quits)";
 
 static int cmd_status(int argc, char **argv)
 {
-    int json = 0;
-    cli_flag_t flags[] = {{"json", 0, NULL, &json}};
+    int json = 0, watch = 0;
+    cli_flag_t flags[] = {{"json", 0, NULL, &json}, {"watch", 0, NULL, &watch}};
     log_set_level(LOG_WARN); /* a read: quiet on stderr unless -v (which comes next) */
-    CLI_PARSE(argc, argv, usage_status, flags, 1);
+    CLI_PARSE(argc, argv, usage_status, flags, 2);
     if (first < argc) return cli_usage_error(usage_status, "unexpected argument %s", argv[first]);
+    if (json && watch) return cli_usage_error(usage_status, "%s", "--json and --watch do not go together");
     config_t *cfg = cli_config();
     if (!cfg) return EXIT_USAGE;
-    int rc = status_print(cfg, json, stdout);
+    int rc = watch ? status_watch(cfg, stdout) : status_print(cfg, json, stdout);
     config_free(cfg);
     return rc;
 }

@@ -2,6 +2,8 @@
 promtool; /healthz when the loop stops turning; /readyz through starting,
 owning, a halted shard and draining; 1,000 shards; JSON logs."""
 import json
+import os
+import select
 import signal
 import subprocess
 import threading
@@ -322,3 +324,109 @@ def test_lease_metrics_count_takes_handoffs_steals_losses_and_store_calls(env):
     wait_for(lambda: total(get(pa, "/metrics")[1], "shardrun_leases_lost_total") == 2, timeout=30,
              what="a counts its 2 leases lost")
     assert total(get(pa, "/metrics")[1], "shardrun_leases_owned") == 0
+
+
+class Watch:
+    """`shardrun status --watch` under a pseudo-terminal (200 x 40)."""
+
+    def __init__(self, env, config="shardrun.lua"):
+        import fcntl
+        import pty
+        import struct
+        import termios
+        from conftest import SHARDRUN
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: the real binary on the pty
+            os.chdir(env.dir)
+            os.execve(SHARDRUN, [SHARDRUN, "status", "-c", config, "--watch"], env.proc_env())
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))
+        self.out = b""
+
+    def read(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            r, _, _ = select.select([self.fd], [], [], 0.1)
+            if r:
+                try:
+                    data = os.read(self.fd, 65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                self.out += data
+
+    def frame(self):
+        """The last whole frame drawn (from cursor-home to clear-below), as text lines."""
+        text = self.out.decode(errors="replace")
+        frames = [f.split("\x1b[J")[0] for f in text.split("\x1b[H")[1:] if "\x1b[J" in f]
+        return [l.replace("\x1b[K", "").rstrip() for l in (frames[-1] if frames else "").split("\n")]
+
+    def wait_frame(self, pred, timeout=30, what="frame"):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.read(0.3)
+            f = self.frame()
+            if pred(f):
+                return f
+        raise AssertionError(f"timed out waiting for {what}; last frame:\n" + "\n".join(self.frame()))
+
+    def quit(self):
+        os.write(self.fd, b"q")
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.read(0.2)
+                return os.waitstatus_to_exitcode(status)
+            self.read(0.1)
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        raise AssertionError("status --watch did not quit on q")
+
+
+def rows(frame, state=None):
+    return [l for l in frame if l.startswith("s ") and (state is None or f" {state} " in l)]
+
+
+def watch_scenario(env, w):
+    """A worker runs 3 shards; the view shows each and follows the worker's stop."""
+    watch = Watch(env)
+    try:
+        f = watch.wait_frame(lambda f: len(rows(f, "idle")) + len(rows(f, "processing")) == 3, what="3 owned shards")
+        assert f[0].startswith("shardrun status --watch") and "STREAM" in f[1]
+        for i in range(3):
+            assert any(f"shardId-00000000000{i}" in l for l in rows(f)), f
+        assert any(l.startswith("TOTAL 3 shards") for l in f), f
+        assert w.stop() == 0  # released: the view updates on its own
+        f = watch.wait_frame(lambda f: len(rows(f, "unowned")) == 3, what="3 unowned shards after the stop")
+        assert watch.quit() == 0
+        assert watch.out.endswith(b"\x1b[?25h\x1b[?1049l")  # the terminal as it was
+    finally:
+        if watch.pid:
+            try:
+                os.kill(watch.pid, signal.SIGKILL)
+                os.waitpid(watch.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+
+def test_status_watch_shows_every_shard_and_updates_over_the_local_store(env):
+    env.write("p.lua", RECORDING_PROCESSOR)
+    env.config([{"name": "s", "processor": "p.lua"}])
+    env.create_stream("s", 3)
+    env.put("s", [f"r{i}" for i in range(300)])
+    w = env.worker()
+    wait_for(lambda: len(read_seen(env.dir / "seen")) == 300, what="records")
+    watch_scenario(env, w)
+
+
+def test_status_watch_works_over_dynamodb_leases(env, emulators):
+    env.extra_env.update(AWS_ENV)
+    env.write("p.lua", RECORDING_PROCESSOR)
+    env.config([{"name": "s", "processor": "p.lua"}], application=unique("app"),
+               leases={"type": "dynamodb", "region": "us-east-1", "endpoint": f"http://127.0.0.1:{DYNALITE_PORT}"})
+    env.create_stream("s", 3)
+    env.put("s", [f"r{i}" for i in range(30)])
+    w = env.worker()
+    wait_for(lambda: len(read_seen(env.dir / "seen")) == 30, what="records")
+    watch_scenario(env, w)
