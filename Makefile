@@ -57,7 +57,7 @@ TEST_LOGS ?= $(CURDIR)/$(BUILD)/test-logs
 RUN_TESTS := TEST_LOG_DIR=$(TEST_LOGS) SIM=$(CURDIR)/$(BUILD)/tests/sim scripts/run-tests.sh
 
 .PHONY: all deps demo test test-only unit sim spec integration asan-test bench bench-local faults \
-        bench-leases bench-kinesis bench-reload bench-lease-plan format lint clean
+        bench-leases bench-kinesis bench-reload bench-metrics bench-lease-plan format lint clean
 all: $(BIN)
 
 # V=1 shows the full commands.
@@ -154,10 +154,10 @@ demo: deps
 	@scripts/demo.sh
 
 # One table; BENCH_QUICK=1 for a smaller run. Each part alone: bench-local,
-# bench-kinesis, bench-leases, bench-reload.
+# bench-kinesis, bench-leases, bench-reload, bench-metrics.
 BENCH_RUN := SHARDRUN=$(CURDIR)/$(BIN) BENCH_FLOOR_DIR=$(CURDIR)/$(BUILD)/bench /usr/bin/python3 scripts/bench.py
 
-bench-local bench-kinesis bench-leases bench-reload: all $(BENCH_BIN)
+bench-local bench-kinesis bench-leases bench-reload bench-metrics: all $(BENCH_BIN)
 	@$(BENCH_RUN) $(@:bench-%=%)
 
 # The lease planner and one taker run with 10,000 leases in one table.

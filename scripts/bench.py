@@ -15,7 +15,8 @@ Rows measured here (local source, no network):
   reload              time from a script change to the first batch on the new version (median)
 Elsewhere: scripts/bench_kinesis.py (kinesalite + dynalite: shardrun, its floor,
 lifion-kinesis, latency; kinesis-mock: enhanced fan-out against polling),
-scripts/bench_leases.py (takeover, handoff, lease writes).
+scripts/bench_leases.py (takeover, handoff, lease writes), scripts/bench_metrics.py
+(the no-op rows with metrics on vs off).
 The floors and ratios are explained under the table (benchlib.FOOTNOTES).
 Every process gets AWS_EC2_METADATA_DISABLED=true and dummy credentials and only talks to 127.0.0.1.
 The binaries are copied to a temporary folder first, so a concurrent rebuild cannot disturb the run.
@@ -32,6 +33,7 @@ import time
 
 import bench_kinesis
 import bench_leases
+import bench_metrics
 import benchlib
 from benchlib import (ENV, QUICK, BenchError, Dir, failed, floor_scan, latency_row, lines_file, print_table, row,
                       shardrun, snapshot, timing, verdict)
@@ -301,6 +303,7 @@ SECTIONS = {
     "kinesis": (bench_kinesis.add_rows,),
     "leases": (bench_leases.add_rows, bench_lease_plan),
     "reload": (bench_reload,),
+    "metrics": (bench_metrics.add_rows,),
 }
 
 

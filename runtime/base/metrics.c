@@ -173,17 +173,15 @@ void metric_observe(metric_t *s, double v)
     s->sum += v;
 }
 
-void metric_observe_near(metric_t *s, double v, size_t *hint)
+void metric_observe_counted(metric_t *s, const uint64_t *counts, size_t ncounts, double sum)
 {
     if (!s || !s->buckets) return;
-    const metric_family_t *f = s->family;
-    size_t i = *hint > f->nbounds ? f->nbounds : *hint;
-    while (i > 0 && v <= f->bounds[i - 1]) i--;
-    while (i < f->nbounds && v > f->bounds[i]) i++;
-    *hint = i;
-    s->buckets[i]++;
-    s->count++;
-    s->sum += v;
+    if (ncounts != s->family->nbounds + 1) metrics_misuse(s->family->name, "bucket counts do not match the bounds");
+    for (size_t i = 0; i < ncounts; i++) {
+        s->buckets[i] += counts[i];
+        s->count += counts[i];
+    }
+    s->sum += sum;
 }
 
 void metrics_on_render(metrics_t *m, metrics_collect_fn fn, void *ud)

@@ -80,10 +80,10 @@ static inline void metric_set(metric_t *s, double v)
 /* A histogram observation (the bucket found by a scan of at most
  * METRICS_MAX_BUCKETS bounds). */
 void metric_observe(metric_t *s, double v);
-/* The same, for values that move slowly from one to the next (record ages
- * along a batch): the scan starts at *hint, the bucket of the last one, and
- * *hint becomes this one's. */
-void metric_observe_near(metric_t *s, double v, size_t *hint);
+/* Many observations at once, counted by the caller per bucket (counts has
+ * one entry per bound, then the +Inf one), with their sum: for a hot loop
+ * that buckets its values itself (integer bounds) and calls no function. */
+void metric_observe_counted(metric_t *s, const uint64_t *counts, size_t ncounts, double sum);
 
 /* Called at each render, before the families are written: the owner sets
  * gauges whose value it does not push (bytes held, leases owned). At most

@@ -36,7 +36,7 @@ typedef struct shard_metrics {
         *checkpoints, *millis_behind, *lua_bytes, *halted, *reads, *read_errors, *expired;
     /* the stream's, shared by its shards */
     metric_t *batch_seconds, *record_age, *breaker_trips, *rolled_back;
-    size_t age_hint;           /* record ages move slowly: the bucket scan starts at the last one */
+    size_t age_hint;           /* the age bucket of the last record: the next batch's scan starts there */
 } shard_metrics_t;
 
 /* m NULL (metrics off): every series NULL. */

@@ -3,6 +3,7 @@ promtool; /healthz when the loop stops turning; /readyz through starting,
 owning, a halted shard and draining; 1,000 shards; JSON logs."""
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -10,7 +11,7 @@ import threading
 import time
 
 from aws_helpers import AWS_ENV, DYNALITE_PORT, FaultProxy, unique
-from conftest import RECORDING_PROCESSOR, read_seen, wait_for
+from conftest import RECORDING_PROCESSOR, ROOT, read_seen, wait_for
 from metrics_helpers import PROMTOOL, FaultsWorker, Prometheus, get, metrics_port, samples, total
 
 METRICS = {"listen": "127.0.0.1:0"}
@@ -58,6 +59,17 @@ def test_prometheus_sums_exactly_the_records_the_processor_saw(env, tmp_path):
         assert prom.query("shardrun_shards") == 4
         assert prom.query("up") == 1
         assert prom.query("process_resident_memory_bytes") > 1e6
+        # the Grafana dashboard asks only for what the worker exports, in queries Prometheus accepts
+        text = get(port, "/metrics")[1]
+        dash = json.loads((ROOT / "examples" / "grafana" / "shardrun.json").read_text())
+        exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+        assert len(exprs) > 20
+        for e in exprs:
+            for name in re.findall(r"\b((?:shardrun|process)_[a-z_]+)", e):
+                family = re.sub(r"_bucket$", "", name)
+                assert f"# TYPE {family} " in text, f"{name} in the dashboard is not exported"
+            q = e.replace("$stream", ".*").replace("$job", ".*").replace("$__rate_interval", "1m")
+            prom.query(q)  # a syntax or type error fails here (HTTP 400)
     finally:
         prom.stop()
 

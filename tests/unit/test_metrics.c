@@ -114,23 +114,20 @@ static void test_values_are_formatted_as_prometheus_reads_them(void **state)
     buf_free(&b);
 }
 
-static void test_observe_near_counts_as_observe_from_any_hint(void **state)
+static void test_counted_observations_add_per_bucket_with_their_sum(void **state)
 {
-    static const double bounds[] = {1, 2, 3, 4};
-    static const double values[] = {0.5, 3.5, 3.5, 1, 9, 2.5, 0, 4, 4.0001, 1.5};
+    static const double bounds[] = {1, 2};
     metrics_t *m = metrics_new();
-    metric_family_t *f = metrics_family(m, METRIC_HISTOGRAM, "shardrun_h_seconds", "H.", NULL, bounds, 4);
-    metric_family_t *g = metrics_family(m, METRIC_HISTOGRAM, "shardrun_g_seconds", "G.", NULL, bounds, 4);
-    metric_t *plain = metrics_series(f, NULL, NULL, NULL), *near = metrics_series(g, NULL, NULL, NULL);
-    size_t hint = 99; /* out of range at first: clamped */
-    for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
-        metric_observe(plain, values[i]);
-        metric_observe_near(near, values[i], &hint);
-    }
-    for (size_t i = 0; i <= 4; i++) assert_int_equal(plain->buckets[i], near->buckets[i]);
-    assert_int_equal(plain->buckets[0], 3); /* 0.5, 1, 0 */
-    assert_int_equal(plain->buckets[4], 2); /* 9, 4.0001 */
-    assert_true(plain->sum == near->sum && plain->count == near->count);
+    metric_t *h = metrics_series(metrics_family(m, METRIC_HISTOGRAM, "shardrun_c_seconds", "C.", NULL, bounds, 2),
+                                 NULL, NULL, NULL);
+    metric_observe(h, 1.5);
+    const uint64_t counts[] = {3, 0, 2};
+    metric_observe_counted(h, counts, 3, 12.5);
+    assert_int_equal(h->buckets[0], 3);
+    assert_int_equal(h->buckets[1], 1);
+    assert_int_equal(h->buckets[2], 2);
+    assert_int_equal(h->count, 6);
+    assert_true(h->sum == 14);
     metrics_free(m);
 }
 
@@ -204,7 +201,7 @@ int main(void)
         cmocka_unit_test(test_histograms_are_cumulative_with_sum_count_and_inf),
         cmocka_unit_test(test_label_values_are_escaped),
         cmocka_unit_test(test_values_are_formatted_as_prometheus_reads_them),
-        cmocka_unit_test(test_observe_near_counts_as_observe_from_any_hint),
+        cmocka_unit_test(test_counted_observations_add_per_bucket_with_their_sum),
         cmocka_unit_test(test_kept_families_keep_series_after_the_last_holder),
         cmocka_unit_test(test_collectors_set_pulled_gauges_before_each_render),
         cmocka_unit_test(test_everything_accepts_null_when_metrics_are_off),

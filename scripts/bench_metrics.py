@@ -1,0 +1,202 @@
+"""Metrics on vs off (issue 14): the no-op rows again, local and Kinesis, each
+drained by a worker without metrics and by one with metrics = { listen = ... }
+that a scraper reads every second while it drains, in the same run. The
+cost is the worker's CPU per record with metrics over without (the target:
+at most 3% more). Each pair runs several times, alternating off and on,
+and the medians are compared: one drain is short and the machine is shared,
+so a few percent either way is noise. The same local drain is also counted
+in instructions (valgrind's callgrind, one drain each way), which does not
+depend on the load: that row shows what metrics cost without the noise.
+
+    python3 scripts/bench.py metrics"""
+import os
+import re
+import statistics
+import subprocess
+import threading
+import time
+import urllib.request
+
+import emulators
+from benchlib import ENV, QUICK, BenchError, Dir, failed, lines_file, row, shardrun, verdict
+
+T_METRICS_COST = 1.03   # CPU/rec with metrics on <= 1.03x off
+SCRAPE_EVERY_S = 1.0    # 15x Prometheus's default scrape interval: a worst case
+NOOP = 'return { processRecords = function(records) return "checkpoint" end }\n'
+
+
+def drain_scraped(d, metrics, log_name):
+    """Runs `run --drain` in d; with metrics, scrapes /metrics every second
+    meanwhile. Returns (records, cpu_s, scrapes)."""
+    log_path = d.path / log_name
+    scrapes = [0]
+    with open(log_path, "wb") as out:
+        p = subprocess.Popen([shardrun(), "run", "--drain"], cwd=d.path, stdout=out, stderr=subprocess.STDOUT,
+                             env=ENV)
+    stop = threading.Event()
+
+    def scrape():
+        port = None
+        while not stop.is_set() and port is None:
+            m = re.search(r"event=metrics_listening .*port=(\d+)", log_path.read_text(errors="replace"))
+            port = int(m.group(1)) if m else None
+            stop.wait(0.02)
+        while port and not stop.is_set():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    r.read()
+                scrapes[0] += 1
+            except OSError:
+                pass  # the worker is exiting
+            stop.wait(SCRAPE_EVERY_S)
+
+    t = threading.Thread(target=scrape, daemon=True)
+    if metrics:
+        t.start()
+    timer = threading.Timer(600, lambda: p.poll() is None and os.kill(p.pid, 9))
+    timer.start()
+    try:
+        _, status, ru = os.wait4(p.pid, 0)
+    finally:
+        timer.cancel()
+        stop.set()
+    if metrics:
+        t.join(10)
+    text = log_path.read_text(errors="replace")
+    m = re.search(r"event=worker_drained .*records=(\d+)", text)
+    if os.waitstatus_to_exitcode(status) != 0 or not m:
+        raise BenchError(f"worker failed: {text[-300:]!r}")
+    return int(m.group(1)), ru.ru_utime + ru.ru_stime, scrapes[0]
+
+
+def configure(d, metrics, app):
+    """Rewrites d's config with or without metrics (and its own lease table)."""
+    text = (d.path / "shardrun.lua").read_text()
+    text = re.sub(r"(?m)^(application|metrics) = .*\n", "", text)
+    text += f'application = "{app}"\n'
+    if metrics:
+        text += 'metrics = { listen = "127.0.0.1:0" }\n'
+    (d.path / "shardrun.lua").write_text(text)
+
+
+def pair_row(name, n, cpu, scrapes, note):
+    """cpu: {False: [cpu_s of each drain without metrics], True: [... with]}; medians compared."""
+    off, on = statistics.median(cpu[False]), statistics.median(cpu[True])
+    each = lambda v: "/".join(f"{c * 1e6 / n:.3f}" for c in v)   # noqa: E731
+    cost = on / off
+    row(f"{name}, metrics off", n, None, off * 1e6 / n, None, f"{note}; each: {each(cpu[False])}")
+    row(f"{name}, metrics on", n, None, on * 1e6 / n, None,
+        f"{scrapes} scrapes per drain, one every {SCRAPE_EVERY_S:g} s; each: {each(cpu[True])}",
+        ratio=f"{cost:.3f}x off", target=verdict(cost <= T_METRICS_COST, f"<= {T_METRICS_COST}x off"))
+
+
+def bench_local_pair():
+    n = 200_000 if QUICK else 1_000_000
+    pairs = 2 if QUICK else 3
+    name = "local no-op, 4 shards"
+    d = Dir([{"name": "b", "processor": "p.lua", "idle_time_between_reads_ms": 100}])
+    try:
+        d.write("p.lua", NOOP)
+        d.run("stream", "create", "b", "--shards", "4")
+        data = lines_file(n, lambda i: f"{i:099d}")
+        try:
+            d.run("put", "b", input_path=data)
+        finally:
+            os.unlink(data)
+        cpu = {False: [], True: []}
+        scrapes = 0
+        for i in range(pairs):
+            for metrics in (False, True) if i % 2 == 0 else (True, False):
+                configure(d, metrics, f"m{i}{int(metrics)}")   # a fresh lease table: the whole stream again
+                records, c, s = drain_scraped(d, metrics, f"drain-{i}-{int(metrics)}.log")
+                if records != n:
+                    raise BenchError(f"processed {records} of {n}")
+                cpu[metrics].append(c)
+                scrapes += s
+        pair_row(name, n, cpu, scrapes // pairs, f"median of {pairs} drains each, alternating")
+    except BenchError as e:
+        failed(f"{name}, metrics on vs off", e)
+    finally:
+        d.cleanup()
+
+
+def callgrind_instructions(d, metrics, app):
+    """Instructions the worker executes draining the stream under callgrind."""
+    configure(d, metrics, app)
+    out = d.path / f"callgrind.{app}"
+    log = d.path / f"callgrind-{app}.log"
+    with open(log, "wb") as f:
+        r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", shardrun(), "run",
+                            "--drain"], cwd=d.path, stdout=f, stderr=subprocess.STDOUT, env=ENV, timeout=900)
+    text = log.read_text(errors="replace")
+    m = re.search(r"Collected : (\d+)", text)
+    if r.returncode or not m or "event=worker_drained" not in text:
+        raise BenchError(f"callgrind drain failed (exit {r.returncode}): {text[-300:]!r}")
+    return int(m.group(1))
+
+
+def bench_local_instructions():
+    n = 50_000 if QUICK else 200_000
+    name = "local no-op, 4 shards, instructions"
+    d = Dir([{"name": "b", "processor": "p.lua", "idle_time_between_reads_ms": 100}])
+    try:
+        d.write("p.lua", NOOP)
+        d.run("stream", "create", "b", "--shards", "4")
+        data = lines_file(n, lambda i: f"{i:099d}")
+        try:
+            d.run("put", "b", input_path=data)
+        finally:
+            os.unlink(data)
+        off = callgrind_instructions(d, False, "ioff")
+        on = callgrind_instructions(d, True, "ion")
+        cost = on / off
+        row(name, n, None, None, None,
+            f"callgrind: {off / n:,.0f} instructions/rec off, {on / n:,.0f} on (start-up included, no scrape)",
+            ratio=f"{cost:.3f}x off", target=verdict(cost <= T_METRICS_COST, f"<= {T_METRICS_COST}x off"))
+    except (BenchError, OSError, subprocess.TimeoutExpired) as e:
+        failed(name, e)
+    finally:
+        d.cleanup()
+
+
+def bench_kinesis_pair():
+    n = 20_000 if QUICK else 100_000
+    name = "kinesis no-op, 4 shards"
+    stream = f"metrics{int(time.time())}{os.getpid()}"
+    d = Dir([{"name": stream, "processor": "p.lua", "idle_time_between_reads_ms": 200}], application=stream,
+            source={"type": "kinesis", "region": "us-east-1", "endpoint": emulators.KINESALITE.url},
+            leases={"type": "dynamodb", "region": "us-east-1", "endpoint": emulators.DYNALITE.url})
+    try:
+        d.write("p.lua", NOOP)
+        d.run("stream", "create", stream, "--shards", "4", timeout=120)
+        data = lines_file(n, lambda i: f"{i:099d}")
+        try:
+            d.run("put", stream, input_path=data)
+        finally:
+            os.unlink(data)
+        cpu = {False: [], True: []}
+        scrapes = 0
+        pairs = 1 if QUICK else 3
+        for i in range(pairs):
+            for metrics in (False, True) if i % 2 == 0 else (True, False):
+                configure(d, metrics, f"{stream}-{i}{int(metrics)}")   # a fresh lease table: the whole stream again
+                records, c, s = drain_scraped(d, metrics, f"drain-{i}-{int(metrics)}.log")
+                if records != n:
+                    raise BenchError(f"processed {records} of {n}")
+                cpu[metrics].append(c)
+                scrapes += s
+        pair_row(name, n, cpu, scrapes // pairs, f"kinesalite + dynalite, median of {pairs} drains each, alternating")
+    except BenchError as e:
+        failed(f"{name}, metrics on vs off", e)
+    finally:
+        d.cleanup()
+
+
+def add_rows():
+    bench_local_pair()
+    bench_local_instructions()
+    try:
+        with emulators.Session():
+            bench_kinesis_pair()
+    except emulators.EmulatorError as e:
+        failed("kinesis no-op, metrics on vs off", f"emulators: {e}")
