@@ -282,10 +282,10 @@ metrics_server_t *metrics_server_start(struct ev_loop *loop, metrics_t *registry
     ev_timer_start(loop, &ms->beat);
     /* a thread per connection: a scrape waiting for the loop never holds up /healthz */
     ms->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
-                               0, NULL, NULL, metrics_server_handle, ms, MHD_OPTION_LISTEN_SOCKET, fd,
+                               0, NULL, NULL, metrics_server_handle, ms, MHD_OPTION_EXTERNAL_LOGGER,
+                               metrics_server_mhd_log, ms, MHD_OPTION_LISTEN_SOCKET, fd,
                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_SERVER_MAX_CONNECTIONS,
-                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_EXTERNAL_LOGGER,
-                               metrics_server_mhd_log, ms, MHD_OPTION_END);
+                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
     if (!ms->mhd) {
         errbuf_set(err, "metrics.listen: cannot start the HTTP server on %s", cfg->listen);
         ms->fd = -1; /* closed below */

@@ -14,6 +14,7 @@
 #include "shard/deadletter.h"
 #include "faults.h"
 #include "lease/lease_coord.h"
+#include "local_lag.h"
 #include "base/log.h"
 #include "notify.h"
 #include "base/metrics.h"
@@ -68,6 +69,7 @@ typedef struct worker {
     metrics_t *metrics;          /* loop thread only; NULL: metrics off (no metrics.listen) */
     worker_metrics_t wm;
     metrics_server_t *metrics_server;
+    local_lag_t *local_lag;      /* shardrun_records_behind (metrics on, local source) */
 } worker_t;
 
 char *worker_default_id(void)
@@ -558,9 +560,26 @@ static int worker_ready(void *ud, char *why, size_t n)
     return 1;
 }
 
+/* The owned shards and their checkpoints, for shardrun_records_behind. */
+static size_t worker_lag_list(void *ud, local_lag_shard_t *out, size_t max)
+{
+    worker_t *w = ud;
+    size_t n = 0;
+    for (size_t i = 0; i < w->set.nshards; i++) {
+        shard_t *s = w->set.shards[i];
+        const lease_t *l = lease_coord_owned(w->coord, shard_key(s));
+        if (!l) continue;
+        if (n < max) out[n] = (local_lag_shard_t){shard_stream(s), shard_id(s), l->checkpoint};
+        n++;
+    }
+    return n;
+}
+
 static int worker_start_metrics(worker_t *w)
 {
     if (!w->metrics) return 0;
+    if (w->cfg->source.type == BACKEND_LOCAL)
+        w->local_lag = local_lag_new(w->loop, w->metrics, w->cfg->source.path, worker_lag_list, w);
     errbuf_t err;
     w->metrics_server = metrics_server_start(w->loop, w->metrics, &w->cfg->metrics, worker_ready, w, &err);
     if (w->metrics_server) return 0;
@@ -678,6 +697,7 @@ static void worker_close(worker_t *w)
     }
     notify_stop(&w->notify);
     metrics_server_free(w->metrics_server); /* its threads first: nothing reads the loop's state after */
+    local_lag_free(w->local_lag);
     faults_stop(w->loop);
     worker_metrics_clear(&w->wm);
     shardset_free(&w->set);

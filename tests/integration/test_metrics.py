@@ -130,9 +130,11 @@ def test_promtool_accepts_the_exposition(env):
                  "shardrun_checkpoints_total", "shardrun_prefetched_bytes", "shardrun_prefetch_limit_bytes",
                  "shardrun_script_info", "shardrun_reloads_total", "shardrun_lua_memory_bytes",
                  "process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
-                 "process_start_time_seconds"]:
+                 "process_start_time_seconds", "shardrun_records_behind", "shardrun_leases_owned",
+                 "shardrun_lease_store_duration_seconds", "shardrun_leases_lost_total"]:
         assert f"# TYPE {name} " in text, name
     assert total(text, "shardrun_record_age_seconds_count") == 600 - 12
+    assert not w.events("metrics_http_error"), w.events("metrics_http_error")
 
 
 def test_healthz_is_503_while_the_loop_does_not_turn_and_200_after(env):
@@ -281,8 +283,9 @@ def test_a_thousand_shards_keep_a_bounded_series_count_and_a_quick_scrape(env):
           f" {bytes_ / 1024:.0f} KiB; scrape: median {sorted(times)[2] * 1000:.1f} ms,"
           f" min {min(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms; of which the loop's rendering"
           f" {series['shardrun_metrics_render_seconds'] * 1000:.1f} ms")
-    # 17 series per shard (4 of them failure kinds), whatever happens to it; the rest does not grow with shards
-    assert len(per_shard) == 17 * shards
+    # 18 series per shard (4 of them failure kinds; records_behind on the local source), whatever happens to it;
+    # the rest does not grow with shards
+    assert len(per_shard) == 18 * shards
     assert len(series) - len(per_shard) < 200
     assert sorted(times)[2] < 2.0  # generous: the machine is shared
     assert w.stop(60) == 0
@@ -442,3 +445,23 @@ def test_status_watch_works_over_dynamodb_leases(env, emulators):
     w = env.worker()
     wait_for(lambda: len(read_seen(env.dir / "seen")) == 30, what="records")
     watch_scenario(env, w)
+
+
+def test_records_behind_counts_the_local_backlog_down_to_zero(env):
+    from conftest import HEX_RECORDING_PROCESSOR
+    env.write("p.lua", HEX_RECORDING_PROCESSOR)
+    env.extra_env["SLOW_MS"] = "100"  # 75 batches of 20 a shard: about 8 s behind at first
+    env.config([{"name": "s", "processor": "p.lua", "max_records": 20}], metrics=METRICS)
+    env.create_stream("s", 2)
+    env.put("s", [f"r{i}" for i in range(3000)])
+    w = env.worker()
+    port = metrics_port(w)
+    series = lambda: {k: v for k, v in samples(get(port, "/metrics")[1]).items()  # noqa: E731
+                      if k.startswith("shardrun_records_behind{")}
+    first = wait_for(lambda: (lambda s: s if len(s) == 2 and sum(s.values()) > 0 else None)(series()), timeout=30,
+                     what="a backlog counted on both shards")
+    assert 0 < sum(first.values()) <= 3000
+    wait_for(lambda: len(read_seen(env.dir / "seen")) == 3000, timeout=120, what="every record")
+    wait_for(lambda: (lambda s: len(s) == 2 and sum(s.values()) == 0)(series()), timeout=30,
+             what="nothing behind once caught up")
+    assert w.stop() == 0
