@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "aws_metrics.h"
 #include "base/buf.h"
 #include "base/xalloc.h"
 #include "sigv4.h"
@@ -22,6 +23,7 @@ struct aws_client {
     aws_cred_t *cred;
     char *profile;              /* the config's, for region resolution; NULL = AWS_PROFILE */
     aws_client_req_t *reqs;     /* calls until their callback */
+    aws_metrics_t *metrics;     /* NULL: none */
 };
 
 /* One call: what signing needs, and the waiter for the first credentials.
@@ -78,6 +80,7 @@ void aws_client_free(aws_client_t *c)
     /* http first: its requests (the calls' and the providers') end cancelled */
     aws_http_free(c->http);
     aws_cred_free(c->cred);
+    aws_metrics_free(c->metrics);
     free(c->profile);
     free(c);
 }
@@ -201,6 +204,20 @@ static int client_split_url(aws_client_req_t *r, const char *url)
     return ok ? 0 : -1;
 }
 
+/* "Kinesis_20131202.GetRecords" -> "GetRecords": the API, for the metrics. */
+static const char *client_api(const char *target)
+{
+    const char *dot = strrchr(target, '.');
+    return dot ? dot + 1 : target;
+}
+
+void aws_client_set_metrics(aws_client_t *c, metrics_t *registry)
+{
+    if (!c || c->metrics || !registry) return;
+    c->metrics = aws_metrics_new(registry);
+    aws_http_set_observer(c->http, aws_metrics_observe, c->metrics);
+}
+
 /* A call (retried, whole-request timeout) or a stream (on_data set: never
  * retried, idle watchdog). */
 static aws_client_req_t *client_start(aws_client_t *c, const aws_endpoint_t *ep, const char *target,
@@ -237,7 +254,8 @@ static aws_client_req_t *client_start(aws_client_t *c, const aws_endpoint_t *ep,
                             .body_len = body ? strlen(body) : 0, .timeout_ms = on_data ? 0 : timeout_ms,
                             .retry = !on_data, .prepare = client_prepare, .prepare_ud = r,
                             .http_version = ep->http_version, .on_data = on_data, .data_ud = ud,
-                            .idle_timeout_ms = on_data ? timeout_ms : 0};
+                            .idle_timeout_ms = on_data ? timeout_ms : 0,
+                            .label = client_api(r->target)};
     r->http = aws_http_send(c->http, &q, client_done, r);
     buf_free(&l0);
     buf_free(&l1);

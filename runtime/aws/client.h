@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include "base/errbuf.h"
+#include "base/metrics.h"
 #include "credentials.h"
 #include "http.h"
 
@@ -45,6 +46,10 @@ aws_client_t *aws_client_new(struct ev_loop *loop, const aws_http_options_t *htt
 /* Cancels what is still in flight (callbacks run with AWS_HTTP_ECANCELLED),
  * then frees the HTTP client and the chain. Not from inside a callback. */
 void aws_client_free(aws_client_t *c);
+
+/* Counts every HTTP attempt of the client in registry (aws_metrics.h);
+ * NULL: nothing. Once, before the first call. */
+void aws_client_set_metrics(aws_client_t *c, metrics_t *registry);
 
 /* The chain (for its resolution state and errors). */
 aws_cred_t *aws_client_cred(aws_client_t *c);

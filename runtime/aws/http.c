@@ -61,6 +61,8 @@ struct aws_http {
     size_t nhosts, next_host;
     int closing;     /* in aws_http_free: no new requests */
     int dispatching; /* inside a user callback: aws_http_free is forbidden */
+    aws_http_observe_fn observe;  /* every attempt (metrics); NULL: none */
+    void *observe_ud;
 };
 
 struct aws_http_req {
@@ -96,6 +98,7 @@ struct aws_http_req {
     aws_http_req_t *ready_next;
     ev_timer idle;  /* the watchdog */
     ev_timer kick;  /* resumes a paused transfer on a loop turn */
+    char *label;    /* for the observer; NULL: none */
 };
 
 static const char *const http_throttle_types[] = {
@@ -334,6 +337,7 @@ static void http_req_free(aws_http_req_t *r)
     buf_free(&r->resp);
     free(r->error_type_hdr);
     free(r->request_id);
+    free(r->label);
     free(r);
 }
 
@@ -672,6 +676,23 @@ static void http_host_answered(aws_http_req_t *r)
     logsum_ok(&x->sum, clock_mono_ms(), "aws_http", scope);
 }
 
+void aws_http_set_observer(aws_http_t *h, aws_http_observe_fn fn, void *ud)
+{
+    h->observe = fn;
+    h->observe_ud = ud;
+}
+
+/* Tells the observer how an attempt went. */
+static void http_observe(aws_http_req_t *r, int error, const char *type)
+{
+    if (!r->h->observe) return;
+    curl_off_t us = 0;
+    (void)curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us);
+    aws_http_attempt_t a = {r->label, error, r->status, r->status == 429 || aws_http_is_throttle(type),
+                            (double)us / 1e6};
+    r->h->observe(r->h->observe_ud, &a);
+}
+
 static void http_attempt_done(aws_http_req_t *r, CURLcode rc)
 {
     int error, transient;
@@ -680,6 +701,7 @@ static void http_attempt_done(aws_http_req_t *r, CURLcode rc)
     if (rc == CURLE_OK) {
         (void)curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
         if (r->status >= 200 && r->status < 300) {
+            http_observe(r, AWS_HTTP_OK, NULL);
             http_host_answered(r);
             if (r->on_data) buf_reset(&r->resp); /* handed over already */
             http_finish(r, AWS_HTTP_OK, NULL, NULL);
@@ -696,6 +718,7 @@ static void http_attempt_done(aws_http_req_t *r, CURLcode rc)
         error = http_map_curl(rc, &transient);
         msg = xstrdup(r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
     }
+    http_observe(r, error, type);
     int limit = r->max_retries < 0 ? 0 : r->max_retries ? r->max_retries : r->h->max_retries;
     if (!transient && error == AWS_HTTP_EHTTP) http_host_answered(r);
     if (r->retry && transient && r->attempts <= limit && !r->h->closing) {
@@ -784,6 +807,7 @@ static aws_http_req_t *http_req_new(aws_http_t *h, const aws_http_request_t *q, 
     r->idle.data = r;
     ev_init(&r->kick, http_kick_cb);
     r->kick.data = r;
+    r->label = xstrdup(q->label);
     r->next = h->reqs;
     if (h->reqs) h->reqs->prev = r;
     h->reqs = r;

@@ -96,6 +96,7 @@ typedef struct aws_http_request {
     void *data_ud;
     long idle_timeout_ms;        /* stream: no byte for this long while not paused ends it
                                     with AWS_HTTP_ETIMEOUT; 0 = no watchdog */
+    const char *label;           /* what the observer calls it: the API ("GetRecords"); NULL: "other" */
 } aws_http_request_t;
 
 #define AWS_HTTP_HOLD (-1)
@@ -148,6 +149,21 @@ const char *aws_http_version_used(aws_http_req_t *r);
 /* For a prepare hook: adds a "Name: value" header line to the attempt
  * being prepared (copied; dropped again before the next attempt). */
 void aws_http_attempt_header(aws_http_req_t *r, const char *line);
+
+/* One attempt that reached an answer or a transport error, for an observer
+ * (metrics): valid during the call. */
+typedef struct aws_http_attempt {
+    const char *label;          /* the request's label, or NULL */
+    int error;                  /* AWS_HTTP_* of this attempt */
+    long status;                /* HTTP status, 0 when none */
+    int throttled;              /* HTTP 429 or a throttling error type */
+    double seconds;             /* the attempt's transfer time (libcurl's) */
+} aws_http_attempt_t;
+
+typedef void (*aws_http_observe_fn)(void *ud, const aws_http_attempt_t *a);
+
+/* Calls fn after every attempt, on the loop (NULL: none). */
+void aws_http_set_observer(aws_http_t *h, aws_http_observe_fn fn, void *ud);
 
 /* The request's body (as sent by every attempt) and its length. */
 const char *aws_http_body(const aws_http_req_t *r, size_t *len);

@@ -747,6 +747,7 @@ int worker_run(config_t *cfg, const worker_options_t *opt)
         worker_close(&w);
         return 1;
     }
+    aws_client_set_metrics(w.aws, w.metrics); /* every AWS HTTP attempt, when both are on */
     if (worker_check_outputs(&w)) {
         int code = w.exit_code;
         worker_close(&w);

@@ -465,3 +465,46 @@ def test_records_behind_counts_the_local_backlog_down_to_zero(env):
     wait_for(lambda: (lambda s: len(s) == 2 and sum(s.values()) == 0)(series()), timeout=30,
              what="nothing behind once caught up")
     assert w.stop() == 0
+
+
+def test_aws_http_metrics_count_every_attempt_by_api_class_and_throttle(env, emulators):
+    """Kinesis through a proxy that answers some requests 500 and some with a
+    throttling error: the worker's counters match what the proxy sent."""
+    from aws_helpers import KINESALITE_PORT
+    plan = lambda n: "500" if n % 7 == 3 else "throttle" if n % 7 == 5 else "ok"  # noqa: E731
+    kp = FaultProxy(KINESALITE_PORT, "ProvisionedThroughputExceededException", plan=plan)
+    try:
+        env.extra_env.update(AWS_ENV)
+        stream, app = unique("s"), unique("app")
+        common = {"application": app, "leases": {"type": "dynamodb", "region": "us-east-1",
+                                                 "endpoint": f"http://127.0.0.1:{DYNALITE_PORT}"}}
+        direct = {"type": "kinesis", "region": "us-east-1", "endpoint": f"http://127.0.0.1:{KINESALITE_PORT}"}
+        env.config([{"name": stream, "processor": "p.lua"}], name="direct.lua", source=direct, **common)
+        env.config([{"name": stream, "processor": "p.lua", "idle_time_between_reads_ms": 200}], metrics=METRICS,
+                   source=dict(direct, endpoint=kp.url), **common)
+        env.write("p.lua", RECORDING_PROCESSOR)
+        env.create_stream(stream, 2, config="direct.lua")
+        env.put(stream, [f"k{i}" for i in range(200)], config="direct.lua")
+        w = env.worker()
+        port = metrics_port(w)
+        wait_for(lambda: len(read_seen(env.dir / "seen")) == 200, timeout=60, what="every record")
+        wait_for(lambda: kp.faults["throttle"] >= 3 and kp.faults["500"] >= 3, timeout=30, what="faults injected")
+        before = dict(kp.faults)
+        text = get(port, "/metrics")[1]
+        after = dict(kp.faults)
+        # every faulted answer the proxy sent is one attempt counted (each reaches the worker before the scrape,
+        # or is still on its way)
+        got_throttled = total(text, "shardrun_aws_throttled_total")
+        got_500 = total(text, "shardrun_aws_requests_total", code_class="5xx")
+        assert before["throttle"] - 4 <= got_throttled <= after["throttle"], (got_throttled, before, after)
+        assert before["500"] - 4 <= got_500 <= after["500"], (got_500, before, after)
+        assert total(text, "shardrun_aws_requests_total", api="GetRecords", code_class="2xx") > 0
+        assert total(text, "shardrun_aws_requests_total", api="Scan", code_class="2xx") > 0  # the lease table
+        assert total(text, "shardrun_aws_request_duration_seconds_count", api="GetRecords") == \
+            total(text, "shardrun_aws_requests_total", api="GetRecords")
+        r = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=60)
+        assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), (r.stdout + r.stderr).decode()
+        assert w.stop() == 0
+    finally:
+        kp.close()
+
