@@ -24,19 +24,41 @@ struct aws_metrics {
 
 static const char *const class_names[5] = {"2xx", "3xx", "4xx", "5xx", "error"};
 
+static metric_family_t *aws_metrics_requests(metrics_t *registry)
+{
+    return metrics_family(registry, METRIC_COUNTER, "shardrun_aws_requests_total",
+                          "AWS HTTP attempts (retries included) by API and status class (error: no status: connect, "
+                          "timeout, TLS).", api_class, NULL, 0);
+}
+
+static metric_family_t *aws_metrics_seconds(metrics_t *registry)
+{
+    return metrics_family(registry, METRIC_HISTOGRAM, "shardrun_aws_request_duration_seconds",
+                          "AWS HTTP attempts, request to answer, by API.", api_only, aws_bounds,
+                          sizeof aws_bounds / sizeof *aws_bounds);
+}
+
+static metric_family_t *aws_metrics_throttled(metrics_t *registry)
+{
+    return metrics_family(registry, METRIC_COUNTER, "shardrun_aws_throttled_total",
+                          "AWS HTTP attempts answered with a throttling error (HTTP 429, "
+                          "ProvisionedThroughputExceededException, ...), by API.", api_only, NULL, 0);
+}
+
+void aws_metrics_declare(metrics_t *registry)
+{
+    aws_metrics_requests(registry);
+    aws_metrics_seconds(registry);
+    aws_metrics_throttled(registry);
+}
+
 aws_metrics_t *aws_metrics_new(metrics_t *registry)
 {
     if (!registry) return NULL;
     aws_metrics_t *am = xcalloc(1, sizeof *am); /* owned by the caller: aws_metrics_free */
-    am->requests = metrics_family(registry, METRIC_COUNTER, "shardrun_aws_requests_total",
-                                  "AWS HTTP attempts (retries included) by API and status class (error: no status: "
-                                  "connect, timeout, TLS).", api_class, NULL, 0);
-    am->seconds = metrics_family(registry, METRIC_HISTOGRAM, "shardrun_aws_request_duration_seconds",
-                                 "AWS HTTP attempts, request to answer, by API.", api_only, aws_bounds,
-                                 sizeof aws_bounds / sizeof *aws_bounds);
-    am->throttled = metrics_family(registry, METRIC_COUNTER, "shardrun_aws_throttled_total",
-                                   "AWS HTTP attempts answered with a throttling error (HTTP 429, "
-                                   "ProvisionedThroughputExceededException, ...), by API.", api_only, NULL, 0);
+    am->requests = aws_metrics_requests(registry);
+    am->seconds = aws_metrics_seconds(registry);
+    am->throttled = aws_metrics_throttled(registry);
     return am;
 }
 

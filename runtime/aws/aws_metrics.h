@@ -16,6 +16,9 @@ typedef struct aws_metrics aws_metrics_t;
  * NULL (metrics off). */
 aws_metrics_t *aws_metrics_new(metrics_t *registry);
 void aws_metrics_free(aws_metrics_t *am);
+/* Declares the families (shown with HELP and TYPE before any AWS call, and
+ * in a worker that makes none). */
+void aws_metrics_declare(metrics_t *registry);
 /* An aws_http observer (aws_http_set_observer), ud = the aws_metrics_t. */
 void aws_metrics_observe(void *ud, const aws_http_attempt_t *a);
 

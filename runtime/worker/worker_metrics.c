@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "aws/aws_metrics.h"
 #include "base/xalloc.h"
 #include "shard/shard_metrics.h"
 
@@ -50,6 +51,7 @@ void worker_metrics_init(worker_metrics_t *wm, metrics_t *registry, const config
                                               SHARD_METRICS_RELOADS_HELP, stream_result, NULL, 0);
     metrics_family_keep(reloads);
     shard_metrics_declare(registry);
+    aws_metrics_declare(registry);
     wm->script_info = xcalloc(cfg->nstreams, sizeof *wm->script_info); /* owned: worker_metrics_clear */
     wm->reloads_ok = xcalloc(cfg->nstreams, sizeof *wm->reloads_ok);
     wm->reloads_failed = xcalloc(cfg->nstreams, sizeof *wm->reloads_failed);

@@ -131,7 +131,8 @@ def test_promtool_accepts_the_exposition(env):
                  "shardrun_script_info", "shardrun_reloads_total", "shardrun_lua_memory_bytes",
                  "process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
                  "process_start_time_seconds", "shardrun_records_behind", "shardrun_leases_owned",
-                 "shardrun_lease_store_duration_seconds", "shardrun_leases_lost_total"]:
+                 "shardrun_lease_store_duration_seconds", "shardrun_leases_lost_total", "shardrun_aws_requests_total",
+                 "shardrun_aws_request_duration_seconds", "shardrun_aws_throttled_total"]:
         assert f"# TYPE {name} " in text, name
     assert total(text, "shardrun_record_age_seconds_count") == 600 - 12
     assert not w.events("metrics_http_error"), w.events("metrics_http_error")
