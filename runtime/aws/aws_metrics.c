@@ -12,7 +12,7 @@ static const double aws_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 /* The series of one API, made at its first attempt. */
 typedef struct aws_api {
     char *name;
-    metric_t *by_class[5];      /* 2xx, 3xx, 4xx, 5xx, error */
+    metric_t *by_class[5]; /* 2xx, 3xx, 4xx, 5xx, error */
     metric_t *seconds, *throttled;
 } aws_api_t;
 
@@ -28,7 +28,8 @@ static metric_family_t *aws_metrics_requests(metrics_t *registry)
 {
     return metrics_family(registry, METRIC_COUNTER, "shardrun_aws_requests_total",
                           "AWS HTTP attempts (retries included) by API and status class (error: no status: connect, "
-                          "timeout, TLS).", api_class, NULL, 0);
+                          "timeout, TLS).",
+                          api_class, NULL, 0);
 }
 
 static metric_family_t *aws_metrics_seconds(metrics_t *registry)
@@ -42,7 +43,8 @@ static metric_family_t *aws_metrics_throttled(metrics_t *registry)
 {
     return metrics_family(registry, METRIC_COUNTER, "shardrun_aws_throttled_total",
                           "AWS HTTP attempts answered with a throttling error (HTTP 429, "
-                          "ProvisionedThroughputExceededException, ...), by API.", api_only, NULL, 0);
+                          "ProvisionedThroughputExceededException, ...), by API.",
+                          api_only, NULL, 0);
 }
 
 void aws_metrics_declare(metrics_t *registry)
@@ -66,7 +68,8 @@ void aws_metrics_free(aws_metrics_t *am)
 {
     if (!am) return;
     for (size_t i = 0; i < am->napis; i++) {
-        for (int k = 0; k < 5; k++) metric_put(am->apis[i].by_class[k]);
+        for (int k = 0; k < 5; k++)
+            metric_put(am->apis[i].by_class[k]);
         metric_put(am->apis[i].seconds);
         metric_put(am->apis[i].throttled);
         free(am->apis[i].name);
@@ -82,7 +85,8 @@ static aws_api_t *aws_metrics_api(aws_metrics_t *am, const char *name)
     am->apis = xrealloc(am->apis, (am->napis + 1) * sizeof *am->apis); /* owned by am */
     aws_api_t *a = &am->apis[am->napis++];
     a->name = xstrdup(name);
-    for (int k = 0; k < 5; k++) a->by_class[k] = metrics_series(am->requests, name, class_names[k], NULL);
+    for (int k = 0; k < 5; k++)
+        a->by_class[k] = metrics_series(am->requests, name, class_names[k], NULL);
     a->seconds = metrics_series(am->seconds, name, NULL, NULL);
     a->throttled = metrics_series(am->throttled, name, NULL, NULL);
     return a;

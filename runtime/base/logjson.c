@@ -29,10 +29,14 @@ static size_t logjson_utf8_len(const unsigned char *s, size_t n)
     unsigned min;
     unsigned cp;
     if (c < 0x80) return 1;
-    if ((c & 0xe0) == 0xc0) len = 2, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0) len = 3, cp = c & 0x0f, min = 0x800;
-    else if ((c & 0xf8) == 0xf0) len = 4, cp = c & 0x07, min = 0x10000;
-    else return 0;
+    if ((c & 0xe0) == 0xc0)
+        len = 2, cp = c & 0x1f, min = 0x80;
+    else if ((c & 0xf0) == 0xe0)
+        len = 3, cp = c & 0x0f, min = 0x800;
+    else if ((c & 0xf8) == 0xf0)
+        len = 4, cp = c & 0x07, min = 0x10000;
+    else
+        return 0;
     if (len > n) return 0;
     for (size_t i = 1; i < len; i++) {
         if ((s[i] & 0xc0) != 0x80) return 0;
@@ -56,7 +60,8 @@ static void jw_escaped(jw_t *w, const char *s, size_t n)
             i++;
         } else if (c < 0x20) {
             const char *named = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : NULL;
-            if (named) jw_raw(w, named, 2);
+            if (named)
+                jw_raw(w, named, 2);
             else {
                 snprintf(esc, sizeof esc, "\\u%04x", c);
                 jw_raw(w, esc, 6);
@@ -64,8 +69,10 @@ static void jw_escaped(jw_t *w, const char *s, size_t n)
             i++;
         } else {
             size_t len = logjson_utf8_len(p + i, n - i);
-            if (len) jw_raw(w, s + i, len);
-            else jw_raw(w, "\\ufffd", 6); /* not UTF-8: the replacement character */
+            if (len)
+                jw_raw(w, s + i, len);
+            else
+                jw_raw(w, "\\ufffd", 6); /* not UTF-8: the replacement character */
             i += len ? len : 1;
         }
     }
@@ -99,8 +106,7 @@ static const char *logjson_unquote(const char *s, char *buf, size_t bufsz, size_
     return s;
 }
 
-size_t logjson_format(char *out, size_t outsz, const char *ts, const char *level, const char *event,
-                      const char *fields)
+size_t logjson_format(char *out, size_t outsz, const char *ts, const char *level, const char *event, const char *fields)
 {
     jw_t w = {out, outsz, 0, 1};
     jw_raw(&w, "{\"ts\":\"", 7);
@@ -119,7 +125,8 @@ size_t logjson_format(char *out, size_t outsz, const char *ts, const char *level
     size_t msglen = 0;
     const char *p = fields ? fields : "";
     while (*p) {
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         if (!*p) break;
         size_t saved = w.len;
         const char *key = p;

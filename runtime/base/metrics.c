@@ -17,10 +17,10 @@ struct metric_family {
     const char *labels[METRICS_MAX_LABELS];
     size_t nlabels;
     double bounds[METRICS_MAX_BUCKETS];
-    char le[METRICS_MAX_BUCKETS + 1][32];   /* the bounds as rendered, then "+Inf" */
+    char le[METRICS_MAX_BUCKETS + 1][32]; /* the bounds as rendered, then "+Inf" */
     size_t nbounds;
-    int keep;                 /* series stay after their last holder */
-    metric_t **series;        /* owned, in creation order */
+    int keep;          /* series stay after their last holder */
+    metric_t **series; /* owned, in creation order */
     size_t nseries, cap;
 };
 
@@ -30,7 +30,7 @@ typedef struct metrics_collector {
 } metrics_collector_t;
 
 struct metrics {
-    metric_family_t **families;   /* owned, in declaration order */
+    metric_family_t **families; /* owned, in declaration order */
     size_t nfamilies, cap;
     metrics_collector_t collectors[METRICS_MAX_COLLECTORS];
     size_t ncollectors;
@@ -43,7 +43,8 @@ metrics_t *metrics_new(void)
 
 static void metric_free(metric_t *s)
 {
-    for (size_t i = 0; i < METRICS_MAX_LABELS; i++) free(s->values[i]);
+    for (size_t i = 0; i < METRICS_MAX_LABELS; i++)
+        free(s->values[i]);
     free(s->buckets);
     free(s);
 }
@@ -53,7 +54,8 @@ void metrics_free(metrics_t *m)
     if (!m) return;
     for (size_t i = 0; i < m->nfamilies; i++) {
         metric_family_t *f = m->families[i];
-        for (size_t j = 0; j < f->nseries; j++) metric_free(f->series[j]);
+        for (size_t j = 0; j < f->nseries; j++)
+            metric_free(f->series[j]);
         free(f->series);
         free(f);
     }
@@ -72,14 +74,16 @@ metric_family_t *metrics_family(metrics_t *m, metric_type_t type, const char *na
 {
     if (!m) return NULL;
     size_t nlabels = 0;
-    while (labels && labels[nlabels]) nlabels++;
+    while (labels && labels[nlabels])
+        nlabels++;
     if (nlabels > METRICS_MAX_LABELS) metrics_misuse(name, "too many labels");
     if (nbuckets > METRICS_MAX_BUCKETS) metrics_misuse(name, "too many buckets");
     for (size_t i = 0; i < m->nfamilies; i++) {
         metric_family_t *f = m->families[i];
         if (strcmp(f->name, name)) continue;
         int same = f->type == type && f->nlabels == nlabels;
-        for (size_t j = 0; same && j < nlabels; j++) same = !strcmp(f->labels[j], labels[j]);
+        for (size_t j = 0; same && j < nlabels; j++)
+            same = !strcmp(f->labels[j], labels[j]);
         if (!same) metrics_misuse(name, "declared twice with different types or labels");
         return f;
     }
@@ -89,7 +93,8 @@ metric_family_t *metrics_family(metrics_t *m, metric_type_t type, const char *na
     f->name = name;
     f->help = help;
     f->nlabels = nlabels;
-    for (size_t j = 0; j < nlabels; j++) f->labels[j] = labels[j];
+    for (size_t j = 0; j < nlabels; j++)
+        f->labels[j] = labels[j];
     if (type == METRIC_HISTOGRAM) {
         for (size_t j = 0; j < nbuckets; j++) {
             if (j && buckets[j] <= buckets[j - 1]) metrics_misuse(name, "histogram buckets must increase");
@@ -130,7 +135,8 @@ metric_t *metrics_series(metric_family_t *f, const char *v1, const char *v2, con
     metric_t *s = xcalloc(1, sizeof *s); /* owned by the family until its last metric_put */
     s->family = f;
     s->refs = 1;
-    for (size_t i = 0; i < f->nlabels; i++) s->values[i] = xstrdup(v[i] ? v[i] : "");
+    for (size_t i = 0; i < f->nlabels; i++)
+        s->values[i] = xstrdup(v[i] ? v[i] : "");
     if (f->type == METRIC_HISTOGRAM) s->buckets = xcalloc(f->nbounds + 1, sizeof *s->buckets);
     if (f->nseries == f->cap) {
         f->cap = f->cap ? f->cap * 2 : 8;
@@ -167,7 +173,8 @@ void metric_observe(metric_t *s, double v)
     if (!s || !s->buckets) return;
     const metric_family_t *f = s->family;
     size_t i = 0;
-    while (i < f->nbounds && v > f->bounds[i]) i++;
+    while (i < f->nbounds && v > f->bounds[i])
+        i++;
     s->buckets[i]++;
     s->count++;
     s->sum += v;
@@ -210,10 +217,14 @@ void metrics_escape_label(buf_t *out, const char *v)
         return;
     }
     for (const char *p = v; *p; p++) {
-        if (*p == '\\') buf_append(out, "\\\\", 2);
-        else if (*p == '"') buf_append(out, "\\\"", 2);
-        else if (*p == '\n') buf_append(out, "\\n", 2);
-        else buf_append_char(out, *p);
+        if (*p == '\\')
+            buf_append(out, "\\\\", 2);
+        else if (*p == '"')
+            buf_append(out, "\\\"", 2);
+        else if (*p == '\n')
+            buf_append(out, "\\n", 2);
+        else
+            buf_append_char(out, *p);
     }
 }
 
@@ -234,9 +245,12 @@ static void metrics_append_int(buf_t *out, int64_t v)
 
 void metrics_format_value(buf_t *out, double v)
 {
-    if (isnan(v)) buf_append_str(out, "NaN");
-    else if (isinf(v)) buf_append_str(out, v > 0 ? "+Inf" : "-Inf");
-    else if (v == floor(v) && fabs(v) < 1e15) metrics_append_int(out, (int64_t)v);
+    if (isnan(v))
+        buf_append_str(out, "NaN");
+    else if (isinf(v))
+        buf_append_str(out, v > 0 ? "+Inf" : "-Inf");
+    else if (v == floor(v) && fabs(v) < 1e15)
+        metrics_append_int(out, (int64_t)v);
     else {
         /* the shortest of %.15g and %.17g that reads back as v: 0.005, not 0.0050000000000000001 */
         char tmp[40];
@@ -292,7 +306,8 @@ static void metrics_render_histogram(buf_t *out, const metric_family_t *f, const
 void metrics_render(metrics_t *m, buf_t *out)
 {
     if (!m) return;
-    for (size_t i = 0; i < m->ncollectors; i++) m->collectors[i].fn(m->collectors[i].ud);
+    for (size_t i = 0; i < m->ncollectors; i++)
+        m->collectors[i].fn(m->collectors[i].ud);
     static const char *const type_names[] = {"counter", "gauge", "histogram"};
     for (size_t i = 0; i < m->nfamilies; i++) {
         const metric_family_t *f = m->families[i];

@@ -26,7 +26,7 @@
 
 #include "buf.h"
 
-#define METRICS_MAX_LABELS 3
+#define METRICS_MAX_LABELS  3
 #define METRICS_MAX_BUCKETS 24
 
 typedef enum { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM } metric_type_t;
@@ -37,12 +37,12 @@ typedef struct metric_family metric_family_t;
 /* One series. Read and written by the registry's thread only. */
 typedef struct metric {
     metric_family_t *family;
-    char *values[METRICS_MAX_LABELS];   /* owned; NULL past the family's labels */
+    char *values[METRICS_MAX_LABELS]; /* owned; NULL past the family's labels */
     int refs;
-    double value;                       /* counter, gauge */
-    uint64_t count;                     /* histogram: observations */
-    double sum;                         /* histogram: their sum */
-    uint64_t *buckets;                  /* histogram: per bucket (not cumulative), the last is +Inf; owned */
+    double value;      /* counter, gauge */
+    uint64_t count;    /* histogram: observations */
+    double sum;        /* histogram: their sum */
+    uint64_t *buckets; /* histogram: per bucket (not cumulative), the last is +Inf; owned */
 } metric_t;
 
 /* Caller owns the registry: metrics_free once every series was put (the

@@ -20,13 +20,13 @@
 #include "worker/backends.h"
 #include "worker/shardsync.h"
 
-#define WATCH_REFRESH_MS 1000
-#define WATCH_RATE_SAMPLES 10   /* records/s over the last ~10 refreshes */
+#define WATCH_REFRESH_MS     1000
+#define WATCH_RATE_SAMPLES   10 /* records/s over the last ~10 refreshes */
 #define WATCH_LIST_TIMEOUT_S 10.0
 
 /* The records counter of one lease as seen at each refresh. */
 typedef struct watch_hist {
-    char *key;                  /* owned */
+    char *key; /* owned */
     int64_t t_ms[WATCH_RATE_SAMPLES];
     double records[WATCH_RATE_SAMPLES];
     size_t n, next;
@@ -37,10 +37,10 @@ typedef struct watch {
     struct ev_loop *loop;
     aws_client_t *aws;
     lease_store_t *store;
-    source_t *src;              /* NULL: no lag column from the source */
-    watch_hist_t *hist;         /* sorted by key */
+    source_t *src;      /* NULL: no lag column from the source */
+    watch_hist_t *hist; /* sorted by key */
     size_t nhist;
-    int tty;                    /* out is a terminal: redraw in place */
+    int tty; /* out is a terminal: redraw in place */
 } watch_t;
 
 typedef struct watch_list {
@@ -104,7 +104,8 @@ static int watch_read(watch_t *w, watch_list_t *l)
     ev_timer_start(w->loop, &timeout);
     int64_t until = clock_mono_ms() + (int64_t)(WATCH_LIST_TIMEOUT_S * 1000);
     w->store->ops->list(w->store, watch_on_list, l);
-    while (!l->done && !watch_stop && clock_mono_ms() < until) ev_run(w->loop, EVRUN_ONCE);
+    while (!l->done && !watch_stop && clock_mono_ms() < until)
+        ev_run(w->loop, EVRUN_ONCE);
     ev_timer_stop(w->loop, &timeout);
     if (!l->done) {
         /* the answer still comes, later: it must not land in this frame */
@@ -172,11 +173,16 @@ static const char *watch_str(const cJSON *info, const char *name)
 /* "-", "0", "850ms", "12.3s", "4m05s", "3h12m" */
 static void watch_duration(char *out, size_t n, double ms)
 {
-    if (ms < 0) snprintf(out, n, "-");
-    else if (ms < 1000) snprintf(out, n, "%.0fms", ms);
-    else if (ms < 60000) snprintf(out, n, "%.1fs", ms / 1000);
-    else if (ms < 3600000) snprintf(out, n, "%dm%02ds", (int)(ms / 60000), (int)(ms / 1000) % 60);
-    else snprintf(out, n, "%dh%02dm", (int)(ms / 3600000), (int)(ms / 60000) % 60);
+    if (ms < 0)
+        snprintf(out, n, "-");
+    else if (ms < 1000)
+        snprintf(out, n, "%.0fms", ms);
+    else if (ms < 60000)
+        snprintf(out, n, "%.1fs", ms / 1000);
+    else if (ms < 3600000)
+        snprintf(out, n, "%dm%02ds", (int)(ms / 60000), (int)(ms / 1000) % 60);
+    else
+        snprintf(out, n, "%dh%02dm", (int)(ms / 3600000), (int)(ms / 60000) % 60);
 }
 
 /* One line, cut at the terminal's width, cleared to its end. */
@@ -189,8 +195,9 @@ static void watch_line(watch_t *w, buf_t *frame, int width, const char *fmt, ...
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (width > 0 && (size_t)width < sizeof line) line[width] = '\0';
-    buf_append_str(frame, line);
+    size_t len = strlen(line);
+    if (width > 0 && len > (size_t)width) len = (size_t)width;
+    buf_append(frame, line, len);
     buf_append_str(frame, w->tty ? "\033[K\n" : "\n");
 }
 
@@ -220,7 +227,8 @@ static void watch_frame(watch_t *w, const watch_list_t *l, buf_t *frame, int wid
         const char *stream = shardsync_lease_stream(w->cfg, le);
         const char *state = watch_state(w->cfg, le, l->leases, info);
         size_t k = 0;
-        while (k < 5 && strcmp(state, kinds[k])) k++;
+        while (k < 5 && strcmp(state, kinds[k]))
+            k++;
         counts[k]++;
         double behind_ms = info ? watch_num(info, "millisBehind", -1) : -1;
         int64_t behind_n = w->src && stream && le->shard && !le->invalid && w->src->ops->records_behind
@@ -231,10 +239,14 @@ static void watch_frame(watch_t *w, const watch_list_t *l, buf_t *frame, int wid
         if (behind_ms > max_lag) max_lag = behind_ms;
         char lag[48], rate_s[24], dur[24];
         watch_duration(dur, sizeof dur, behind_ms);
-        if (behind_n >= 0) snprintf(lag, sizeof lag, "%lld rec", (long long)behind_n);
-        else snprintf(lag, sizeof lag, "%s", dur);
-        if (rate >= 0) snprintf(rate_s, sizeof rate_s, "%.0f", rate);
-        else snprintf(rate_s, sizeof rate_s, "-");
+        if (behind_n >= 0)
+            snprintf(lag, sizeof lag, "%lld rec", (long long)behind_n);
+        else
+            snprintf(lag, sizeof lag, "%s", dur);
+        if (rate >= 0)
+            snprintf(rate_s, sizeof rate_s, "%.0f", rate);
+        else
+            snprintf(rate_s, sizeof rate_s, "-");
         const char *err = le->invalid ? le->invalid : info ? watch_str(info, "error") : NULL;
         if (!err && info) err = watch_str(info, "lastError");
         if (!err && info) err = watch_str(info, "reloadError");
@@ -278,7 +290,8 @@ static void watch_close(watch_t *w)
     lease_store_destroy(w->store);
     aws_client_free(w->aws);
     if (w->loop) ev_loop_destroy(w->loop);
-    for (size_t i = 0; i < w->nhist; i++) free(w->hist[i].key);
+    for (size_t i = 0; i < w->nhist; i++)
+        free(w->hist[i].key);
     free(w->hist);
 }
 
@@ -332,8 +345,10 @@ int status_watch(const config_t *cfg, FILE *out)
         int width = 0, height = 0;
         if (w.tty && ioctl(fd, TIOCGWINSZ, &ws) == 0) width = ws.ws_col, height = ws.ws_row;
         watch_list_t l;
-        if (watch_read(&w, &l)) rc = 1;
-        else rc = 0;
+        if (watch_read(&w, &l))
+            rc = 1;
+        else
+            rc = 0;
         if (l.done && l.st != LEASE_OK) {
             lease_list_free(l.leases);
             l.leases = NULL;

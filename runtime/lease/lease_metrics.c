@@ -24,9 +24,9 @@ void lease_metrics_init(lease_metrics_t *lm, metrics_t *registry, const size_t *
     if (!registry) return;
     lm->registry = registry;
     lm->owned = owned;
-    lm->owned_g = metrics_series(metrics_family(registry, METRIC_GAUGE, "shardrun_leases_owned",
-                                                "Leases this worker holds.", NULL, NULL, 0),
-                                 NULL, NULL, NULL);
+    lm->owned_g = metrics_series(
+        metrics_family(registry, METRIC_GAUGE, "shardrun_leases_owned", "Leases this worker holds.", NULL, NULL, 0),
+        NULL, NULL, NULL);
     lm->taken = lease_metrics_counter(registry, "shardrun_leases_taken_total",
                                       "Leases taken that nobody held (unowned or expired).");
     lm->stolen = lease_metrics_counter(registry, "shardrun_leases_stolen_total",
@@ -41,7 +41,8 @@ void lease_metrics_init(lease_metrics_t *lm, metrics_t *registry, const size_t *
                                           sizeof store_bounds / sizeof *store_bounds);
     metric_family_t *err = metrics_family(registry, METRIC_COUNTER, "shardrun_lease_store_errors_total",
                                           "Lease store calls that failed (not a refused conditional write), by "
-                                          "operation.", op_label, NULL, 0);
+                                          "operation.",
+                                          op_label, NULL, 0);
     for (int i = 0; i < LEASE_METRICS_OPS; i++) {
         lm->latency[i] = metrics_series(lat, op_names[i], NULL, NULL);
         lm->errors[i] = metrics_series(err, op_names[i], NULL, NULL);
@@ -54,7 +55,8 @@ void lease_metrics_clear(lease_metrics_t *lm)
     if (!lm->registry) return;
     metrics_off_render(lm->registry, lease_metrics_collect, lm);
     metric_t *all[] = {lm->owned_g, lm->taken, lm->stolen, lm->handed_off, lm->lost};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) metric_put(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        metric_put(all[i]);
     for (int i = 0; i < LEASE_METRICS_OPS; i++) {
         metric_put(lm->latency[i]);
         metric_put(lm->errors[i]);

@@ -13,11 +13,11 @@
 #include "base/metrics.h"
 #include "lease.h"
 
-#define LEASE_METRICS_OPS 6   /* renew, checkpoint, release, handoff, take, scan */
+#define LEASE_METRICS_OPS 6 /* renew, checkpoint, release, handoff, take, scan */
 
 typedef struct lease_metrics {
     metrics_t *registry;
-    const size_t *owned;       /* the coordinator's count, read at each rendering */
+    const size_t *owned; /* the coordinator's count, read at each rendering */
     metric_t *owned_g, *taken, *stolen, *handed_off, *lost;
     metric_t *latency[LEASE_METRICS_OPS], *errors[LEASE_METRICS_OPS];
 } lease_metrics_t;
@@ -31,7 +31,10 @@ static inline void lease_metrics_taken(lease_metrics_t *lm, int stolen)
 {
     metric_add(stolen ? lm->stolen : lm->taken, 1);
 }
-static inline void lease_metrics_lost(lease_metrics_t *lm) { metric_add(lm->lost, 1); }
+static inline void lease_metrics_lost(lease_metrics_t *lm)
+{
+    metric_add(lm->lost, 1);
+}
 /* A store call `op` (renew, checkpoint, release, handoff, take or scan;
  * others are not counted) answered st after elapsed_ms. LEASE_CONFLICT is
  * an answer (the row moved), not an error. A handoff answered LEASE_OK is a

@@ -8,13 +8,13 @@ static const char *const stream_only[] = {"stream", NULL};
 static const char *const stream_result[] = {"stream", "result", NULL};
 
 /* Processing a batch: 1 ms to 5 min. */
-static const double batch_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
-                                      60, 300};
+static const double batch_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                      0.5,   1,      2.5,   5,    10,    30,   60,  300};
 /* Put to processed: 10 ms to a day (a backlog being read). The same in
  * milliseconds: records are bucketed by integer compares in their loop. */
 static const double age_bounds[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400};
-static const int64_t age_bounds_ms[] = {10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 900000,
-                                        3600000, 21600000, 86400000};
+static const int64_t age_bounds_ms[] = {10,    50,    100,   250,    500,    1000,    2500,     5000,
+                                        10000, 30000, 60000, 300000, 900000, 3600000, 21600000, 86400000};
 #define AGE_BUCKETS (sizeof age_bounds_ms / sizeof *age_bounds_ms + 1)
 
 #define NBOUNDS(a) (sizeof(a) / sizeof *(a))
@@ -28,19 +28,36 @@ typedef struct shard_family {
     const char *const *labels;
     const double *bounds;
     size_t nbounds;
-    int keep;                  /* the stream's series: kept for the worker's life */
+    int keep; /* the stream's series: kept for the worker's life */
 } shard_family_t;
 
 enum {
-    F_RECORDS, F_BYTES, F_BATCHES, F_FAILURES, F_RETRIES, F_SKIPPED, F_DEAD, F_CHECKPOINTS, F_BEHIND, F_LUA,
-    F_HALTED, F_READS, F_READ_ERRORS, F_EXPIRED, F_BATCH_SECONDS, F_AGE, F_TRIPS, F_ROLLED_BACK, F_COUNT
+    F_RECORDS,
+    F_BYTES,
+    F_BATCHES,
+    F_FAILURES,
+    F_RETRIES,
+    F_SKIPPED,
+    F_DEAD,
+    F_CHECKPOINTS,
+    F_BEHIND,
+    F_LUA,
+    F_HALTED,
+    F_READS,
+    F_READ_ERRORS,
+    F_EXPIRED,
+    F_BATCH_SECONDS,
+    F_AGE,
+    F_TRIPS,
+    F_ROLLED_BACK,
+    F_COUNT
 };
 
 static const shard_family_t shard_families[F_COUNT] = {
     [F_RECORDS] = {METRIC_COUNTER, "shardrun_records_processed_total",
                    "Records processRecords finished without a failure.", stream_shard, NULL, 0, 0},
-    [F_BYTES] = {METRIC_COUNTER, "shardrun_bytes_processed_total", "Data bytes of the records processed.",
-                 stream_shard, NULL, 0, 0},
+    [F_BYTES] = {METRIC_COUNTER, "shardrun_bytes_processed_total", "Data bytes of the records processed.", stream_shard,
+                 NULL, 0, 0},
     [F_BATCHES] = {METRIC_COUNTER, "shardrun_batches_total", "processRecords calls, whatever they returned.",
                    stream_shard, NULL, 0, 0},
     [F_FAILURES] = {METRIC_COUNTER, "shardrun_batch_failures_total",
@@ -48,8 +65,8 @@ static const shard_family_t shard_families[F_COUNT] = {
                     stream_shard_kind, NULL, 0, 0},
     [F_RETRIES] = {METRIC_COUNTER, "shardrun_retries_total", "Failed records given to processRecords again.",
                    stream_shard, NULL, 0, 0},
-    [F_SKIPPED] = {METRIC_COUNTER, "shardrun_records_skipped_total", "Records the error policy skipped.",
-                   stream_shard, NULL, 0, 0},
+    [F_SKIPPED] = {METRIC_COUNTER, "shardrun_records_skipped_total", "Records the error policy skipped.", stream_shard,
+                   NULL, 0, 0},
     [F_DEAD] = {METRIC_COUNTER, "shardrun_records_dead_lettered_total",
                 "Records the error policy wrote to the dead-letter destination.", stream_shard, NULL, 0, 0},
     [F_CHECKPOINTS] = {METRIC_COUNTER, "shardrun_checkpoints_total", "Checkpoints written to the lease store.",
@@ -60,8 +77,7 @@ static const shard_family_t shard_families[F_COUNT] = {
     [F_LUA] = {METRIC_GAUGE, "shardrun_lua_memory_bytes", "Memory of the shard's Lua state after its last call.",
                stream_shard, NULL, 0, 0},
     [F_HALTED] = {METRIC_GAUGE, "shardrun_shard_halted",
-                  "1 while the shard is halted on an error (lease kept, nothing processed).", stream_shard, NULL, 0,
-                  0},
+                  "1 while the shard is halted on an error (lease kept, nothing processed).", stream_shard, NULL, 0, 0},
     [F_READS] = {METRIC_COUNTER, "shardrun_get_records_total", "Reads of the shard (GetRecords calls) answered.",
                  stream_shard, NULL, 0, 0},
     [F_READ_ERRORS] = {METRIC_COUNTER, "shardrun_get_records_errors_total",
@@ -76,8 +92,7 @@ static const shard_family_t shard_families[F_COUNT] = {
                age_bounds, NBOUNDS(age_bounds), 1},
     [F_TRIPS] = {METRIC_COUNTER, "shardrun_breaker_trips_total",
                  "Times the stream's poison-rate breaker stopped skips and dead letters.", stream_only, NULL, 0, 1},
-    [F_ROLLED_BACK] = {METRIC_COUNTER, SHARD_METRICS_RELOADS, SHARD_METRICS_RELOADS_HELP, stream_result, NULL, 0,
-                       1},
+    [F_ROLLED_BACK] = {METRIC_COUNTER, SHARD_METRICS_RELOADS, SHARD_METRICS_RELOADS_HELP, stream_result, NULL, 0, 1},
 };
 
 static metric_family_t *shard_family(metrics_t *m, int i)
@@ -90,20 +105,20 @@ static metric_family_t *shard_family(metrics_t *m, int i)
 
 void shard_metrics_declare(metrics_t *m)
 {
-    for (int i = 0; i < F_COUNT; i++) shard_family(m, i);
+    for (int i = 0; i < F_COUNT; i++)
+        shard_family(m, i);
 }
 
 void shard_metrics_init(shard_metrics_t *sm, metrics_t *m, const char *stream, const char *shard)
 {
     memset(sm, 0, sizeof *sm);
     if (!m) return;
-    metric_t **per_shard[] = {[F_RECORDS] = &sm->records,     [F_BYTES] = &sm->bytes,
-                              [F_BATCHES] = &sm->batches,     [F_RETRIES] = &sm->retries,
-                              [F_SKIPPED] = &sm->skipped,     [F_DEAD] = &sm->dead_lettered,
-                              [F_CHECKPOINTS] = &sm->checkpoints, [F_BEHIND] = &sm->millis_behind,
-                              [F_LUA] = &sm->lua_bytes,       [F_HALTED] = &sm->halted,
-                              [F_READS] = &sm->reads,         [F_READ_ERRORS] = &sm->read_errors,
-                              [F_EXPIRED] = &sm->expired};
+    metric_t **per_shard[] = {
+        [F_RECORDS] = &sm->records,         [F_BYTES] = &sm->bytes,          [F_BATCHES] = &sm->batches,
+        [F_RETRIES] = &sm->retries,         [F_SKIPPED] = &sm->skipped,      [F_DEAD] = &sm->dead_lettered,
+        [F_CHECKPOINTS] = &sm->checkpoints, [F_BEHIND] = &sm->millis_behind, [F_LUA] = &sm->lua_bytes,
+        [F_HALTED] = &sm->halted,           [F_READS] = &sm->reads,          [F_READ_ERRORS] = &sm->read_errors,
+        [F_EXPIRED] = &sm->expired};
     for (int i = 0; i < (int)NBOUNDS(per_shard); i++)
         if (per_shard[i]) *per_shard[i] = metrics_series(shard_family(m, i), stream, shard, NULL);
     for (int k = 0; k < SHARD_FAIL_KINDS; k++)
@@ -117,11 +132,14 @@ void shard_metrics_init(shard_metrics_t *sm, metrics_t *m, const char *stream, c
 
 void shard_metrics_clear(shard_metrics_t *sm)
 {
-    metric_t *all[] = {sm->records, sm->bytes, sm->batches, sm->retries, sm->skipped, sm->dead_lettered,
-                       sm->checkpoints, sm->millis_behind, sm->lua_bytes, sm->halted, sm->reads, sm->read_errors,
-                       sm->expired, sm->batch_seconds, sm->record_age, sm->breaker_trips, sm->rolled_back};
-    for (size_t i = 0; i < NBOUNDS(all); i++) metric_put(all[i]);
-    for (int k = 0; k < SHARD_FAIL_KINDS; k++) metric_put(sm->failures[k]);
+    metric_t *all[] = {sm->records,       sm->bytes,       sm->batches,       sm->retries,       sm->skipped,
+                       sm->dead_lettered, sm->checkpoints, sm->millis_behind, sm->lua_bytes,     sm->halted,
+                       sm->reads,         sm->read_errors, sm->expired,       sm->batch_seconds, sm->record_age,
+                       sm->breaker_trips, sm->rolled_back};
+    for (size_t i = 0; i < NBOUNDS(all); i++)
+        metric_put(all[i]);
+    for (int k = 0; k < SHARD_FAIL_KINDS; k++)
+        metric_put(sm->failures[k]);
     memset(sm, 0, sizeof *sm);
 }
 
@@ -153,8 +171,10 @@ void shard_metrics_records(shard_metrics_t *sm, const batch_t *b, size_t done, i
         int64_t age = now_ms - b->recs[i].arrival_ms;
         bytes += b->recs[i].data_len;
         sum_ms += age;
-        while (k > 0 && age <= age_bounds_ms[k - 1]) k--;
-        while (k < AGE_BUCKETS - 1 && age > age_bounds_ms[k]) k++;
+        while (k > 0 && age <= age_bounds_ms[k - 1])
+            k--;
+        while (k < AGE_BUCKETS - 1 && age > age_bounds_ms[k])
+            k++;
         counts[k]++;
     }
     sm->age_hint = k;
@@ -167,7 +187,10 @@ void shard_metrics_read(shard_metrics_t *sm, shard_read_t what, int64_t millis_b
 {
     if (!sm) return;
     metric_add(sm->reads, 1);
-    if (what == SHARD_READ_ERROR) metric_add(sm->read_errors, 1);
-    else if (what == SHARD_READ_EXPIRED) metric_add(sm->expired, 1);
-    else if (millis_behind >= 0) metric_set(sm->millis_behind, (double)millis_behind);
+    if (what == SHARD_READ_ERROR)
+        metric_add(sm->read_errors, 1);
+    else if (what == SHARD_READ_EXPIRED)
+        metric_add(sm->expired, 1);
+    else if (millis_behind >= 0)
+        metric_set(sm->millis_behind, (double)millis_behind);
 }

@@ -23,20 +23,20 @@
 #include "record/batch.h"
 
 typedef enum {
-    SHARD_FAIL_ERROR,          /* raised, or {failed = record} */
-    SHARD_FAIL_TIMEOUT,        /* process_timeout_ms */
-    SHARD_FAIL_MEMORY,         /* memory_limit_mb */
-    SHARD_FAIL_INVALID,        /* an invalid decision */
+    SHARD_FAIL_ERROR,   /* raised, or {failed = record} */
+    SHARD_FAIL_TIMEOUT, /* process_timeout_ms */
+    SHARD_FAIL_MEMORY,  /* memory_limit_mb */
+    SHARD_FAIL_INVALID, /* an invalid decision */
     SHARD_FAIL_KINDS,
 } shard_fail_kind_t;
 
 typedef struct shard_metrics {
     /* per shard */
-    metric_t *records, *bytes, *batches, *failures[SHARD_FAIL_KINDS], *retries, *skipped, *dead_lettered,
-        *checkpoints, *millis_behind, *lua_bytes, *halted, *reads, *read_errors, *expired;
+    metric_t *records, *bytes, *batches, *failures[SHARD_FAIL_KINDS], *retries, *skipped, *dead_lettered, *checkpoints,
+        *millis_behind, *lua_bytes, *halted, *reads, *read_errors, *expired;
     /* the stream's, shared by its shards */
     metric_t *batch_seconds, *record_age, *breaker_trips, *rolled_back;
-    size_t age_hint;           /* the age bucket of the last record: the next batch's scan starts there */
+    size_t age_hint; /* the age bucket of the last record: the next batch's scan starts there */
 } shard_metrics_t;
 
 /* m NULL (metrics off): every series NULL. */
@@ -53,17 +53,35 @@ void shard_metrics_job_failed(shard_metrics_t *sm, const proc_job_t *job);
 void shard_metrics_records(shard_metrics_t *sm, const batch_t *b, size_t done, int64_t now_ms);
 
 /* The stream's poison-rate breaker and hot-reload rollbacks. */
-static inline void shard_metrics_breaker_trip(shard_metrics_t *sm) { metric_add(sm->breaker_trips, 1); }
-static inline void shard_metrics_rolled_back(shard_metrics_t *sm) { metric_add(sm->rolled_back, 1); }
+static inline void shard_metrics_breaker_trip(shard_metrics_t *sm)
+{
+    metric_add(sm->breaker_trips, 1);
+}
+static inline void shard_metrics_rolled_back(shard_metrics_t *sm)
+{
+    metric_add(sm->rolled_back, 1);
+}
 
-static inline void shard_metrics_retry(shard_metrics_t *sm) { metric_add(sm->retries, 1); }
-static inline void shard_metrics_skipped(shard_metrics_t *sm, size_t n) { metric_add(sm->skipped, (double)n); }
+static inline void shard_metrics_retry(shard_metrics_t *sm)
+{
+    metric_add(sm->retries, 1);
+}
+static inline void shard_metrics_skipped(shard_metrics_t *sm, size_t n)
+{
+    metric_add(sm->skipped, (double)n);
+}
 static inline void shard_metrics_dead_lettered(shard_metrics_t *sm, size_t n)
 {
     metric_add(sm->dead_lettered, (double)n);
 }
-static inline void shard_metrics_checkpoint(shard_metrics_t *sm) { metric_add(sm->checkpoints, 1); }
-static inline void shard_metrics_halted(shard_metrics_t *sm, int halted) { metric_set(sm->halted, halted); }
+static inline void shard_metrics_checkpoint(shard_metrics_t *sm)
+{
+    metric_add(sm->checkpoints, 1);
+}
+static inline void shard_metrics_halted(shard_metrics_t *sm, int halted)
+{
+    metric_set(sm->halted, halted);
+}
 
 /* A read answered: lag (millis_behind < 0: unknown), or an error (its
  * retries inside the AWS client, throttles among them, are counted there,
@@ -74,8 +92,8 @@ void shard_metrics_read(shard_metrics_t *sm, shard_read_t what, int64_t millis_b
 /* Hot reloads by stream and result (ok, failed, rolled_back): the worker
  * counts versions loaded and refused, a shard its rollbacks. */
 #define SHARD_METRICS_RELOADS "shardrun_reloads_total"
-#define SHARD_METRICS_RELOADS_HELP                                                                                 \
-    "Script versions by result: ok (loaded), failed (refused by the checks), rolled_back (a shard, or the breaker, " \
+#define SHARD_METRICS_RELOADS_HELP                                                                                     \
+    "Script versions by result: ok (loaded), failed (refused by the checks), rolled_back (a shard, or the breaker, "   \
     "went back to the previous version)."
 
 /* Declares the families of this module (and of the worker's stream-level

@@ -11,7 +11,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 
-static ev_signal faults_stall;   /* one worker per process: the test build's only hook */
+static ev_signal faults_stall; /* one worker per process: the test build's only hook */
 
 static void faults_on_stall(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -23,7 +23,8 @@ static void faults_on_stall(struct ev_loop *loop, ev_signal *w, int revents)
     log_warn("fault_loop_stalled", "file=%s", path);
     int64_t start = clock_mono_ms();
     struct timespec ten_ms = {0, 10 * 1000 * 1000};
-    while (access(path, F_OK) == 0) nanosleep(&ten_ms, NULL);
+    while (access(path, F_OK) == 0)
+        nanosleep(&ten_ms, NULL);
     log_warn("fault_loop_resumed", "stalled_ms=%lld", (long long)(clock_mono_ms() - start));
 }
 
@@ -41,7 +42,13 @@ void faults_stop(struct ev_loop *loop)
 
 #else
 
-void faults_start(struct ev_loop *loop) { (void)loop; }
-void faults_stop(struct ev_loop *loop) { (void)loop; }
+void faults_start(struct ev_loop *loop)
+{
+    (void)loop;
+}
+void faults_stop(struct ev_loop *loop)
+{
+    (void)loop;
+}
 
 #endif

@@ -10,11 +10,11 @@
 
 typedef struct lag_item {
     char *stream, *shard, *checkpoint;
-    int64_t behind;            /* the thread's answer; -1: unknown */
+    int64_t behind; /* the thread's answer; -1: unknown */
 } lag_item_t;
 
 typedef struct lag_job {
-    tpool_job_t job;           /* first: the pool's handle */
+    tpool_job_t job; /* first: the pool's handle */
     local_lag_t *ll;
     lag_item_t *items;
     size_t n;
@@ -24,7 +24,7 @@ typedef struct lag_job {
 typedef struct lag_gauge {
     char *stream, *shard;
     metric_t *g;
-    int seen;                  /* in the last answer */
+    int seen; /* in the last answer */
 } lag_gauge_t;
 
 struct local_lag {
@@ -34,7 +34,7 @@ struct local_lag {
     local_lag_list_fn list;
     void *ud;
     tpool_t *thread;
-    streamdb_t *db;            /* the thread's own connection (opened there, on first use) */
+    streamdb_t *db; /* the thread's own connection (opened there, on first use) */
     ev_timer timer;
     lag_job_t job;
     int busy;
@@ -66,8 +66,8 @@ static void lag_run(tpool_job_t *job)
         }
     }
     for (size_t i = 0; i < j->n; i++)
-        j->items[i].behind = streamdb_records_behind(ll->db, j->items[i].stream, j->items[i].shard,
-                                                     j->items[i].checkpoint);
+        j->items[i].behind =
+            streamdb_records_behind(ll->db, j->items[i].stream, j->items[i].shard, j->items[i].checkpoint);
 }
 
 static lag_gauge_t *lag_gauge(local_lag_t *ll, const char *stream, const char *shard)
@@ -95,7 +95,8 @@ static void lag_done(tpool_job_t *job)
     lag_job_t *j = (lag_job_t *)job;
     local_lag_t *ll = j->ll;
     ll->busy = 0;
-    for (size_t i = 0; i < ll->ngauges; i++) ll->gauges[i].seen = 0;
+    for (size_t i = 0; i < ll->ngauges; i++)
+        ll->gauges[i].seen = 0;
     for (size_t i = 0; i < j->n; i++) {
         if (j->items[i].behind < 0) continue;
         lag_gauge_t *g = lag_gauge(ll, j->items[i].stream, j->items[i].shard);
@@ -104,8 +105,10 @@ static void lag_done(tpool_job_t *job)
     }
     size_t kept = 0;
     for (size_t i = 0; i < ll->ngauges; i++) {
-        if (ll->gauges[i].seen) ll->gauges[kept++] = ll->gauges[i];
-        else lag_gauge_drop(&ll->gauges[i]);
+        if (ll->gauges[i].seen)
+            ll->gauges[kept++] = ll->gauges[i];
+        else
+            lag_gauge_drop(&ll->gauges[i]);
     }
     ll->ngauges = kept;
     lag_items_free(j->items, j->n);
@@ -124,8 +127,7 @@ static void lag_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
     ll->job.items = xcalloc(n ? n : 1, sizeof *ll->job.items); /* freed in lag_done */
     ll->job.n = n;
     for (size_t i = 0; i < n; i++) {
-        ll->job.items[i] = (lag_item_t){xstrdup(now[i].stream), xstrdup(now[i].shard), xstrdup(now[i].checkpoint),
-                                        -1};
+        ll->job.items[i] = (lag_item_t){xstrdup(now[i].stream), xstrdup(now[i].shard), xstrdup(now[i].checkpoint), -1};
     }
     free(now);
     ll->job.job = (tpool_job_t){.run = lag_run, .done = lag_done};
@@ -162,7 +164,8 @@ void local_lag_free(local_lag_t *ll)
     tpool_free(ll->thread); /* waits for a count in progress; its done is not called */
     streamdb_close(ll->db); /* the thread is gone: no one else uses it */
     lag_items_free(ll->job.items, ll->job.n);
-    for (size_t i = 0; i < ll->ngauges; i++) lag_gauge_drop(&ll->gauges[i]);
+    for (size_t i = 0; i < ll->ngauges; i++)
+        lag_gauge_drop(&ll->gauges[i]);
     free(ll->gauges);
     free(ll->path);
     free(ll);

@@ -20,7 +20,7 @@ struct ev_loop;
 typedef struct local_lag local_lag_t;
 
 typedef struct local_lag_shard {
-    const char *stream, *shard, *checkpoint;   /* borrowed for the call */
+    const char *stream, *shard, *checkpoint; /* borrowed for the call */
 } local_lag_shard_t;
 
 /* Fills out (up to max) with the shards owned now; returns how many there are

@@ -19,40 +19,40 @@
 #include "base/procstat.h"
 #include "base/xalloc.h"
 
-#define METRICS_SERVER_BEAT_MS 100   /* the heartbeat (and readiness) timer of the loop */
-#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+#define METRICS_SERVER_BEAT_MS 100 /* the heartbeat (and readiness) timer of the loop */
+#define METRICS_CONTENT_TYPE   "text/plain; version=0.0.4; charset=utf-8"
 
 /* One rendering of the registry: immutable once published; freed by
  * whoever drops the last reference (the loop or a handler). */
 typedef struct snapshot {
     atomic_int refs;
-    int64_t taken_ms;          /* monotonic */
-    int64_t render_us;         /* what the rendering cost the loop */
+    int64_t taken_ms;  /* monotonic */
+    int64_t render_us; /* what the rendering cost the loop */
     uint64_t generation;
     size_t len;
-    char *text;                /* owned */
+    char *text; /* owned */
 } snapshot_t;
 
 struct metrics_server {
     struct ev_loop *loop;
-    metrics_t *registry;       /* the loop's: only read on the loop thread */
+    metrics_t *registry; /* the loop's: only read on the loop thread */
     metrics_ready_fn ready;
     void *ud;
     int64_t stall_ms;
     int port;
     int fd;
     struct MHD_Daemon *mhd;
-    ev_async render_req;       /* a handler wants a fresh rendering */
-    size_t last_len;           /* of the last rendering (loop thread) */
+    ev_async render_req; /* a handler wants a fresh rendering */
+    size_t last_len;     /* of the last rendering (loop thread) */
     ev_timer beat;
 
-    atomic_llong beat_ms;      /* monotonic time of the last heartbeat on the loop */
+    atomic_llong beat_ms; /* monotonic time of the last heartbeat on the loop */
 
     /* mu guards everything below; the loop holds it only to swap pointers
      * and copy the readiness line, handlers to take a reference or wait. */
     pthread_mutex_t mu;
     pthread_cond_t rendered;
-    snapshot_t *current;       /* NULL until the first rendering */
+    snapshot_t *current; /* NULL until the first rendering */
     int closing;
     int is_ready;
     char not_ready[256];
@@ -176,7 +176,8 @@ static enum MHD_Result metrics_server_metrics(metrics_server_t *ms, struct MHD_C
 static enum MHD_Result metrics_server_healthz(metrics_server_t *ms, struct MHD_Connection *c)
 {
     int64_t age = clock_mono_ms() - atomic_load(&ms->beat_ms);
-    if (age <= ms->stall_ms) return metrics_server_text(c, MHD_HTTP_OK, "ok: the loop turned %lld ms ago\n", (long long)age);
+    if (age <= ms->stall_ms)
+        return metrics_server_text(c, MHD_HTTP_OK, "ok: the loop turned %lld ms ago\n", (long long)age);
     return metrics_server_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
                                "unhealthy: the loop has not turned for %lld ms (limit: metrics.loop_stall_ms = %lld)\n",
                                (long long)age, (long long)ms->stall_ms);
@@ -193,9 +194,9 @@ static enum MHD_Result metrics_server_readyz(metrics_server_t *ms, struct MHD_Co
     return metrics_server_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: %s\n", why);
 }
 
-static enum MHD_Result metrics_server_handle(void *cls, struct MHD_Connection *c, const char *url,
-                                             const char *method, const char *version, const char *upload_data,
-                                             size_t *upload_data_size, void **con_cls)
+static enum MHD_Result metrics_server_handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                             const char *version, const char *upload_data, size_t *upload_data_size,
+                                             void **con_cls)
 {
     metrics_server_t *ms = cls;
     if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
@@ -241,8 +242,10 @@ static int metrics_server_listen(const config_metrics_t *cfg, int *port, errbuf_
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 64) != 0) {
-        errbuf_set(err, "metrics.listen: cannot listen on %s: %s (another process has the port, or the address is "
-                   "not on this host; choose another in metrics.listen)", cfg->listen, strerror(errno));
+        errbuf_set(err,
+                   "metrics.listen: cannot listen on %s: %s (another process has the port, or the address is "
+                   "not on this host; choose another in metrics.listen)",
+                   cfg->listen, strerror(errno));
         if (fd >= 0) close(fd);
         return -1;
     }
@@ -281,11 +284,11 @@ metrics_server_t *metrics_server_start(struct ev_loop *loop, metrics_t *registry
     ms->beat.data = ms;
     ev_timer_start(loop, &ms->beat);
     /* a thread per connection: a scrape waiting for the loop never holds up /healthz */
-    ms->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
-                               0, NULL, NULL, metrics_server_handle, ms, MHD_OPTION_EXTERNAL_LOGGER,
-                               metrics_server_mhd_log, ms, MHD_OPTION_LISTEN_SOCKET, fd,
-                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_SERVER_MAX_CONNECTIONS,
-                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+    ms->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0,
+                               NULL, NULL, metrics_server_handle, ms, MHD_OPTION_EXTERNAL_LOGGER,
+                               metrics_server_mhd_log, ms, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+                               (unsigned)METRICS_SERVER_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+                               MHD_OPTION_END);
     if (!ms->mhd) {
         errbuf_set(err, "metrics.listen: cannot start the HTTP server on %s", cfg->listen);
         ms->fd = -1; /* closed below */

@@ -25,8 +25,8 @@ static void worker_metrics_collect(void *ud)
         metric_set(wm->reloads_failed[i], (double)reload_failures(*wm->reload, i));
 }
 
-void worker_metrics_init(worker_metrics_t *wm, metrics_t *registry, const config_t *cfg,
-                         const fetch_budget_t *budget, const size_t *nshards, reload_t *const *reload)
+void worker_metrics_init(worker_metrics_t *wm, metrics_t *registry, const config_t *cfg, const fetch_budget_t *budget,
+                         const size_t *nshards, reload_t *const *reload)
 {
     memset(wm, 0, sizeof *wm);
     if (!registry) return;

@@ -17,17 +17,17 @@ typedef struct worker_metrics {
     const config_t *cfg;
     const fetch_budget_t *budget;
     const size_t *nshards;
-    reload_t *const *reload;      /* the worker's pointer: set once its checker thread runs */
+    reload_t *const *reload; /* the worker's pointer: set once its checker thread runs */
     metric_t *prefetched, *prefetch_limit, *shards;
-    metric_t **script_info;       /* per stream: shardrun_script_info{stream, version} */
+    metric_t **script_info; /* per stream: shardrun_script_info{stream, version} */
     metric_t **reloads_ok, **reloads_failed, **rolled_back;
 } worker_metrics_t;
 
 /* Declares every family (the shards' too), so a scrape shows them all
  * before the first shard is owned. budget, nshards and *reload are read at
  * each rendering; they outlive wm. */
-void worker_metrics_init(worker_metrics_t *wm, metrics_t *registry, const config_t *cfg,
-                         const fetch_budget_t *budget, const size_t *nshards, reload_t *const *reload);
+void worker_metrics_init(worker_metrics_t *wm, metrics_t *registry, const config_t *cfg, const fetch_budget_t *budget,
+                         const size_t *nshards, reload_t *const *reload);
 void worker_metrics_clear(worker_metrics_t *wm);
 
 /* Stream idx runs version `hash` from now on. */

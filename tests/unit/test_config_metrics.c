@@ -39,8 +39,8 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-#define BASE                                                                                                       \
-    "application = 'app'\nsource = { type = 'local', path = 's.db' }\nleases = { type = 'local', path = 'l.db' }\n" \
+#define BASE                                                                                                           \
+    "application = 'app'\nsource = { type = 'local', path = 's.db' }\nleases = { type = 'local', path = 'l.db' }\n"    \
     "streams = { { name = 'a', processor = 'p.lua' } }\n"
 
 static config_t *load(const char *text, errbuf_t *err)
@@ -92,7 +92,8 @@ static void test_bad_metrics_addresses_and_ports_name_the_field(void **state)
     expect_error(BASE "metrics = { listen = ':9464' }\n", "metrics.listen: expected \"ADDRESS:PORT\"");
     expect_error(BASE "metrics = { listen = '127.0.0.1:65536' }\n", "metrics.listen: port must be a number from 0");
     expect_error(BASE "metrics = { listen = '127.0.0.1:http' }\n", "metrics.listen: port must be a number from 0");
-    expect_error(BASE "metrics = { listen = '::1:9464' }\n", "metrics.listen: an IPv6 address is written in brackets: \"[::1]:9464\"");
+    expect_error(BASE "metrics = { listen = '::1:9464' }\n",
+                 "metrics.listen: an IPv6 address is written in brackets: \"[::1]:9464\"");
     expect_error(BASE "metrics = { }\n", "metrics.listen: required");
     expect_error(BASE "metrics = { listen = '127.0.0.1:1', port = 2 }\n", "metrics.port: unknown field");
     expect_error(BASE "metrics = '127.0.0.1:9464'\n", "metrics: expected a table");

@@ -44,7 +44,8 @@ static void test_a_line_too_long_is_cut_at_a_field_and_stays_json(void **state)
 {
     char fields[4000], out[300];
     size_t n = 0;
-    for (int i = 0; i < 100; i++) n += (size_t)snprintf(fields + n, sizeof fields - n, "key%d=value%d ", i, i);
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(fields + n, sizeof fields - n, "key%d=value%d ", i, i);
     for (size_t size = 64; size <= sizeof out; size += 7) {
         size_t len = logjson_format(out, size, "t", "info", "e", fields);
         assert_true(len < size);

@@ -66,8 +66,8 @@ static void test_histograms_are_cumulative_with_sum_count_and_inf(void **state)
 {
     static const double bounds[] = {0.005, 0.1, 1};
     metrics_t *m = metrics_new();
-    metric_family_t *f = metrics_family(m, METRIC_HISTOGRAM, "shardrun_batch_duration_seconds", "Batch time.",
-                                        stream_only, bounds, 3);
+    metric_family_t *f =
+        metrics_family(m, METRIC_HISTOGRAM, "shardrun_batch_duration_seconds", "Batch time.", stream_only, bounds, 3);
     metric_t *h = metrics_series(f, "words", NULL, NULL);
     metric_observe(h, 0.001);
     metric_observe(h, 0.005); /* on a bound: counted in it (le is "less or equal") */
@@ -118,8 +118,8 @@ static void test_counted_observations_add_per_bucket_with_their_sum(void **state
 {
     static const double bounds[] = {1, 2};
     metrics_t *m = metrics_new();
-    metric_t *h = metrics_series(metrics_family(m, METRIC_HISTOGRAM, "shardrun_c_seconds", "C.", NULL, bounds, 2),
-                                 NULL, NULL, NULL);
+    metric_t *h = metrics_series(metrics_family(m, METRIC_HISTOGRAM, "shardrun_c_seconds", "C.", NULL, bounds, 2), NULL,
+                                 NULL, NULL);
     metric_observe(h, 1.5);
     const uint64_t counts[] = {3, 0, 2};
     metric_observe_counted(h, counts, 3, 12.5);
