@@ -438,6 +438,8 @@ static void worker_load_config(worker_t *w);
 
 static void worker_config_apply(worker_t *w, config_t *nu)
 {
+    w->cfg->log_format = nu->log_format; /* first: the reload's own lines are in the new format */
+    log_set_json(nu->log_format == CONFIG_LOG_JSON);
     buf_t refused = BUF_INIT;
     worker_refused_changes(w->cfg, nu, &refused);
     if (refused.len) {
@@ -453,8 +455,6 @@ static void worker_config_apply(worker_t *w, config_t *nu)
     w->budget.max = (size_t)nu->max_buffered_mb * 1024 * 1024;
     w->cfg->shutdown_grace_ms = nu->shutdown_grace_ms;
     w->cfg->reload_rollback_after_failures = nu->reload_rollback_after_failures;
-    w->cfg->log_format = nu->log_format;
-    log_set_json(nu->log_format == CONFIG_LOG_JSON);
     w->set.env.rollback_after_failures = nu->reload_rollback_after_failures;
     if (w->cfg->shard_sync_interval_ms != nu->shard_sync_interval_ms && !w->stopping) {
         w->cfg->shard_sync_interval_ms = nu->shard_sync_interval_ms;

@@ -509,3 +509,21 @@ def test_aws_http_metrics_count_every_attempt_by_api_class_and_throttle(env, emu
     finally:
         kp.close()
 
+
+
+def test_sighup_applies_log_format_and_refuses_a_metrics_change(env):
+    env.write("p.lua", RECORDING_PROCESSOR)
+    env.config([{"name": "s", "processor": "p.lua"}], metrics=METRICS)
+    env.create_stream("s", 1)
+    w = env.worker()
+    port = metrics_port(w)
+    env.config([{"name": "s", "processor": "p.lua"}], metrics={"listen": "127.0.0.1:1"}, log_format="json")
+    w.signal(signal.SIGHUP)
+
+    def json_lines():
+        return [json.loads(l) for l in w.logs().splitlines() if l.startswith("{")]
+    refused = wait_for(lambda: [o for o in json_lines() if o["event"] == "config_reload_refused"], what="refusal")
+    assert "metrics" in refused[0]["fields"]
+    assert any(o["event"] == "config_reloaded" for o in json_lines())  # the log is JSON from then on
+    assert get(port, "/healthz")[0] == 200  # still serving where it was
+    assert w.stop() == 0
