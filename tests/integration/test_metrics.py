@@ -527,3 +527,23 @@ def test_sighup_applies_log_format_and_refuses_a_metrics_change(env):
     assert any(o["event"] == "config_reloaded" for o in json_lines())  # the log is JSON from then on
     assert get(port, "/healthz")[0] == 200  # still serving where it was
     assert w.stop() == 0
+
+
+def test_status_watch_started_before_any_worker_waits_for_the_leases(env):
+    env.write("p.lua", RECORDING_PROCESSOR)
+    env.config([{"name": "s", "processor": "p.lua"}])
+    env.create_stream("s", 3)
+    watch = Watch(env)
+    try:
+        watch.wait_frame(lambda f: any("no lease file" in l and "waiting for it" in l for l in f), what="waiting")
+        assert not (env.dir / "leases.db").exists()  # it creates nothing
+        w = env.worker()
+        watch.wait_frame(lambda f: len(rows(f)) == 3 and not rows(f, "unowned"), what="the worker's 3 shards")
+        assert watch.quit() == 0
+        assert w.stop() == 0
+    finally:
+        try:
+            os.kill(watch.pid, signal.SIGKILL)
+            os.waitpid(watch.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
