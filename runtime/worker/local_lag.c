@@ -3,6 +3,7 @@
 #include <ev.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/tpool.h"
 #include "base/xalloc.h"
@@ -18,6 +19,7 @@ typedef struct lag_job {
     local_lag_t *ll;
     lag_item_t *items;
     size_t n;
+    int64_t took_us; /* the counts, on the thread */
 } lag_job_t;
 
 /* A gauge per shard that has had an answer. */
@@ -57,6 +59,7 @@ static void lag_run(tpool_job_t *job)
 {
     lag_job_t *j = (lag_job_t *)job;
     local_lag_t *ll = j->ll;
+    j->took_us = 0;
     if (!ll->db) {
         errbuf_t err;
         if (streamdb_open(ll->path, 0, &ll->db, &err)) {
@@ -65,9 +68,11 @@ static void lag_run(tpool_job_t *job)
             return;
         }
     }
+    int64_t t0 = clock_mono_us();
     for (size_t i = 0; i < j->n; i++)
         j->items[i].behind =
             streamdb_records_behind(ll->db, j->items[i].stream, j->items[i].shard, j->items[i].checkpoint);
+    j->took_us = clock_mono_us() - t0;
 }
 
 static lag_gauge_t *lag_gauge(local_lag_t *ll, const char *stream, const char *shard)
@@ -95,6 +100,10 @@ static void lag_done(tpool_job_t *job)
     lag_job_t *j = (lag_job_t *)job;
     local_lag_t *ll = j->ll;
     ll->busy = 0;
+    /* the next count waits in proportion to this one: a deep backlog is counted less often */
+    double next = (double)j->took_us / 1e6 * LOCAL_LAG_PACE;
+    ev_timer_set(&ll->timer, next > LOCAL_LAG_INTERVAL_S ? next : LOCAL_LAG_INTERVAL_S, 0.0);
+    ev_timer_start(ll->loop, &ll->timer);
     for (size_t i = 0; i < ll->ngauges; i++)
         ll->gauges[i].seen = 0;
     for (size_t i = 0; i < j->n; i++) {
@@ -151,7 +160,7 @@ local_lag_t *local_lag_new(struct ev_loop *loop, metrics_t *registry, const char
     ll->ud = ud;
     ll->thread = thread;
     ll->job.ll = ll;
-    ev_timer_init(&ll->timer, lag_on_timer, 1.0, LOCAL_LAG_INTERVAL_S);
+    ev_timer_init(&ll->timer, lag_on_timer, LOCAL_LAG_INTERVAL_S, 0.0); /* restarted when each count is done */
     ll->timer.data = ll;
     ev_timer_start(loop, &ll->timer);
     return ll;

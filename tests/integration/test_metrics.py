@@ -451,7 +451,7 @@ def test_status_watch_works_over_dynamodb_leases(env, emulators):
 def test_records_behind_counts_the_local_backlog_down_to_zero(env):
     from conftest import HEX_RECORDING_PROCESSOR
     env.write("p.lua", HEX_RECORDING_PROCESSOR)
-    env.extra_env["SLOW_MS"] = "100"  # 75 batches of 20 a shard: about 8 s behind at first
+    env.extra_env["SLOW_MS"] = "200"  # 75 batches of 20 a shard: about 15 s behind at first (counted from 5 s)
     env.config([{"name": "s", "processor": "p.lua", "max_records": 20}], metrics=METRICS)
     env.create_stream("s", 2)
     env.put("s", [f"r{i}" for i in range(3000)])
