@@ -19,7 +19,10 @@
 #include "base/procstat.h"
 #include "base/xalloc.h"
 
-#define METRICS_SERVER_BEAT_MS 100 /* the heartbeat (and readiness) timer of the loop */
+/* The loop's heartbeat (and readiness) timer: a quarter of loop_stall_ms,
+ * within these bounds (each beat wakes the loop: a few microseconds). */
+#define METRICS_SERVER_BEAT_MIN_MS 25
+#define METRICS_SERVER_BEAT_MAX_MS 500
 #define METRICS_CONTENT_TYPE   "text/plain; version=0.0.4; charset=utf-8"
 
 /* One rendering of the registry: immutable once published; freed by
@@ -279,7 +282,10 @@ metrics_server_t *metrics_server_start(struct ev_loop *loop, metrics_t *registry
     ev_async_init(&ms->render_req, metrics_server_on_render);
     ms->render_req.data = ms;
     ev_async_start(loop, &ms->render_req);
-    double beat = METRICS_SERVER_BEAT_MS / 1000.0;
+    int64_t beat_ms = cfg->loop_stall_ms / 4;
+    if (beat_ms < METRICS_SERVER_BEAT_MIN_MS) beat_ms = METRICS_SERVER_BEAT_MIN_MS;
+    if (beat_ms > METRICS_SERVER_BEAT_MAX_MS) beat_ms = METRICS_SERVER_BEAT_MAX_MS;
+    double beat = (double)beat_ms / 1000.0;
     ev_timer_init(&ms->beat, metrics_server_on_beat, 0.0, beat);
     ms->beat.data = ms;
     ev_timer_start(loop, &ms->beat);

@@ -13,8 +13,9 @@
  *     last snapshot is served; shardrun_metrics_snapshot_age_seconds says
  *     how old it is. The process_* families are read by the handler itself
  *     from /proc (base/procstat.h).
- *   - /healthz: a timer on the loop stores the time of each turn (an
- *     atomic); 200 while the last one is within loop_stall_ms, else 503.
+ *   - /healthz: a timer on the loop (every loop_stall_ms / 4, 25 to 500
+ *     ms) stores the time it fired (an atomic); 200 while the last one is
+ *     within loop_stall_ms, else 503.
  *     Answered at once, without waiting on the loop.
  *   - /readyz: at each of those turns the loop asks the worker whether it
  *     is ready and stores the answer (and why not) under `mu`; 200 or 503
