@@ -22,6 +22,7 @@ void fetch_budget_release(fetch_budget_t *b, size_t bytes)
 }
 
 static void fetch_on_timer(sched_timer_t *t);
+static void fetch_on_wake(source_watch_t *w);
 void fetch_poke(fetcher_t *f);
 
 static void fetch_set(char **dst, const char *v)
@@ -48,6 +49,9 @@ void fetch_init(fetcher_t *f, sched_t *sched, source_t *source, fetch_budget_t *
     fetch_set(&f->from, checkpoint);
     f->from_sub = checkpoint_sub;
     sched_timer_init(&f->timer, fetch_on_timer, f);
+    f->watch.cb = fetch_on_wake;
+    f->watch.data = f;
+    source_watch(source, stream, shard, &f->watch); /* -1: this source cannot; polling alone */
 }
 
 /* A push source's read waits without a time limit: stopping or moving
@@ -66,6 +70,7 @@ void fetch_clear(fetcher_t *f)
 {
     fetch_release(f);
     sched_timer_stop(f->sched, &f->timer);
+    source_unwatch(f->source, &f->watch);
     free(f->stream);
     free(f->shard);
     free(f->iterator);
@@ -83,7 +88,28 @@ void fetch_set_options(fetcher_t *f, const fetch_options_t *opt)
 static void fetch_later(fetcher_t *f, int64_t delay_ms)
 {
     f->state = FETCH_WAITING;
+    f->idle_wait = 0;
     sched_timer_start(f->sched, &f->timer, delay_ms);
+}
+
+/* Caught up: the next read waits for idle_ms, or for a wake-up. */
+static void fetch_idle(fetcher_t *f)
+{
+    fetch_later(f, f->opt.idle_ms);
+    f->idle_wait = 1;
+}
+
+/* The source says the shard may have new records. */
+static void fetch_on_wake(source_watch_t *w)
+{
+    fetcher_t *f = w->data;
+    if (f->in_flight) {
+        f->woken = 1; /* the read out may have been made before them */
+    } else if (f->state == FETCH_WAITING && f->idle_wait) {
+        sched_timer_stop(f->sched, &f->timer);
+        f->state = FETCH_IDLE;
+        fetch_poke(f);
+    }
 }
 
 void fetch_stop(fetcher_t *f)
@@ -224,9 +250,10 @@ static void fetch_on_records(void *ud, source_records_t *res)
         f->h.ended(f->ud);
         return;
     }
-    /* Poll again at once while behind; idle between reads when caught up
-     * (a push source waits for records itself). */
-    if (f->caught_up && !f->source->ops->push) fetch_later(f, f->opt.idle_ms);
+    /* Poll again at once while behind, or when woken since the read was
+     * made; idle between reads when caught up (a push source waits for
+     * records itself). */
+    if (f->caught_up && !f->woken && !f->source->ops->push) fetch_idle(f);
     else fetch_poke(f);
 }
 
@@ -331,6 +358,7 @@ void fetch_poke(fetcher_t *f)
     b->reserved += est;
     f->state = FETCH_READING;
     f->in_flight = 1;
+    f->woken = 0; /* this read sees what was committed before it: a later wake-up asks for another */
     source_get_records(f->source, f->stream, f->shard, f->iterator, limit, est, fetch_on_records, f);
 }
 

@@ -8,6 +8,12 @@
  * KPL aggregate can continue at its next sub-record). What it reads goes to
  * its owner; it reads again when the owner says there is room.
  *
+ * Where the source can wake readers (source_watch: the local source), a
+ * wake-up ends the idle wait at once, and one that comes while a read is in
+ * flight makes the fetcher read again as soon as that read is answered (the
+ * read may have missed the new records), so a put is read within a loop
+ * turn. The idle poll stays: wake-ups may be missed.
+ *
  * Memory: all fetchers of a worker share one budget (max_buffered_mb),
  * counted in batch bytes as they sit in memory, KPL aggregates expanded. A
  * read starts only when the bytes held by every shard, plus what the reads in
@@ -104,6 +110,9 @@ typedef struct fetcher {
     double bytes_per_record;  /* per source record (an aggregate whole) in the last read; 0: unknown */
     int caught_up;            /* the last read found nothing more to read now */
     char *backoff_error;      /* set while waiting after a transient read error (throttled, network): why */
+    int idle_wait;            /* WAITING only because caught up: a wake-up may end it */
+    int woken;                /* a wake-up came while a request was out: read again after it */
+    source_watch_t watch;     /* the source's wake-ups for this shard, where it has them */
     int64_t millis_behind;    /* as the source reported it last (-1: unknown) */
     sched_timer_t timer;
     shard_metrics_t *metrics;  /* the owner's, set after fetch_init (NULL: none) */

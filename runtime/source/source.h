@@ -97,6 +97,23 @@ typedef void (*source_put_cb)(void *ud, const source_put_result_t *r);
 
 typedef struct source source_t;
 
+/* A reader's request to be woken when its shard may have new records (or
+ * may have ended), so a caught-up reader need not poll. Embedded in its
+ * owner (no allocation); the source links it while it watches. The callback
+ * runs on the loop thread, never inside source_watch(). A wake-up may be
+ * spurious, and one may be missed (see doorbell.h for the local source), so
+ * readers keep polling as well: wake-ups make them quick, polls make them
+ * sure. */
+typedef struct source_watch source_watch_t;
+struct source_watch {
+    void (*cb)(source_watch_t *w);
+    void *data;                  /* the owner's */
+    /* private to the source */
+    int64_t key;
+    source_watch_t *next, *prev;
+    int active;
+};
+
 typedef struct source_ops {
     const char *name;
     int keeps_max_bytes;     /* 1: get_records never returns more than max_bytes (but one record) */
@@ -110,6 +127,10 @@ typedef struct source_ops {
     /* Appends records to `stream` (routed by partition key as a producer would). */
     void (*put)(source_t *s, const char *stream, const source_put_record_t *recs, size_t n, source_put_cb cb,
                 void *ud);
+    /* Optional (NULL: the source cannot wake readers). Starts waking w for
+     * the shard: 0, or -1 when it cannot (the reader only polls). */
+    int (*watch)(source_t *s, const char *stream, const char *shard, source_watch_t *w);
+    void (*unwatch)(source_t *s, source_watch_t *w);   /* no-op when w is not watching */
     /* Records behind `checkpoint` in the shard, or -1 if unknown (status). */
     int64_t (*records_behind)(source_t *s, const char *stream, const char *shard, const char *checkpoint);
     void (*destroy)(source_t *s);
@@ -146,6 +167,14 @@ static inline void source_get_records(source_t *s, const char *stream, const cha
                                       size_t max, size_t max_bytes, source_records_cb cb, void *ud)
 {
     s->ops->get_records(s, stream, shard, it, max, max_bytes, cb, ud);
+}
+static inline int source_watch(source_t *s, const char *stream, const char *shard, source_watch_t *w)
+{
+    return s->ops->watch ? s->ops->watch(s, stream, shard, w) : -1;
+}
+static inline void source_unwatch(source_t *s, source_watch_t *w)
+{
+    if (w->active && s->ops->unwatch) s->ops->unwatch(s, w);
 }
 static inline void source_destroy(source_t *s)
 {

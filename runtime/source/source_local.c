@@ -10,13 +10,20 @@
 #include "base/log.h"
 #include "base/tpool.h"
 #include "base/xalloc.h"
+#include "doorbell.h"
 #include "record/seqnum.h"
 #include "streamdb.h"
+
+#define LOCAL_WATCH_BUCKETS 256
 
 /* Reads are short and never wait for a writer (WAL): they run on the loop.
  * Puts take the file's write lock, which another process may hold for
  * seconds (busy timeout): they run on a thread of their own, with a
- * connection of their own, opened there at the first put. */
+ * connection of their own, opened there at the first put.
+ *
+ * Readers are woken by the file's doorbells (doorbell.h) once a writer
+ * committed records to their shard; SHARDRUN_LOCAL_WAKE=0 turns that off
+ * (readers only poll: the fallback, which tests exercise). */
 typedef struct source_local {
     source_t base;
     char *path;
@@ -24,6 +31,9 @@ typedef struct source_local {
     defer_queue_t *defer;
     tpool_t *put_thread;         /* NULL until the first put */
     streamdb_t *put_db;          /* put thread only */
+    int wake;                    /* 0: no wake-ups (switched off, or the doorbells cannot be watched) */
+    doorbell_t *bell;            /* NULL until the first watch */
+    source_watch_t *watchers[LOCAL_WATCH_BUCKETS];   /* by shard row id; loop thread */
 } source_local_t;
 
 /* One completed request waiting for its callback. */
@@ -214,6 +224,58 @@ static void local_put(source_t *s, const char *stream, const source_put_record_t
     tpool_submit(ls->put_thread, &j->job);
 }
 
+/* A doorbell rang: wake the readers of that shard (sid < 0: of every shard). */
+static void local_on_bell(void *ud, int64_t sid)
+{
+    source_local_t *ls = ud;
+    for (size_t b = sid < 0 ? 0 : (size_t)sid % LOCAL_WATCH_BUCKETS; b < LOCAL_WATCH_BUCKETS; b++) {
+        for (source_watch_t *w = ls->watchers[b], *next; w; w = next) {
+            next = w->next; /* the callback may stop watching */
+            if (sid < 0 || w->key == sid) w->cb(w);
+        }
+        if (sid >= 0) break;
+    }
+}
+
+static int local_watch(source_t *s, const char *stream, const char *shard, source_watch_t *w)
+{
+    source_local_t *ls = (source_local_t *)s;
+    errbuf_t err;
+    if (!ls->wake) return -1;
+    if (!ls->bell) {
+        ls->bell = doorbell_open(ls->base.loop, ls->path, local_on_bell, ls, &err);
+        if (!ls->bell) {
+            char q[1200];
+            log_warn("wake_unavailable", "stream_file=%s error=%s action=\"readers poll every "
+                     "idle_time_between_reads_ms\"", ls->path, log_quote(err.msg, q, sizeof q));
+            ls->wake = 0;
+            return -1;
+        }
+    }
+    int64_t sid;
+    if (streamdb_shard_rowid(ls->db, stream, shard, &sid, &err)) return -1; /* the reads will say why */
+    source_unwatch(s, w);
+    size_t b = (size_t)sid % LOCAL_WATCH_BUCKETS;
+    w->key = sid;
+    w->prev = NULL;
+    w->next = ls->watchers[b];
+    if (w->next) w->next->prev = w;
+    ls->watchers[b] = w;
+    w->active = 1;
+    return 0;
+}
+
+static void local_unwatch(source_t *s, source_watch_t *w)
+{
+    source_local_t *ls = (source_local_t *)s;
+    if (!w->active) return;
+    if (w->prev) w->prev->next = w->next;
+    else ls->watchers[(size_t)w->key % LOCAL_WATCH_BUCKETS] = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+    w->active = 0;
+}
+
 static int64_t local_records_behind(source_t *s, const char *stream, const char *shard, const char *checkpoint)
 {
     return streamdb_records_behind(((source_local_t *)s)->db, stream, shard, checkpoint);
@@ -223,6 +285,7 @@ static void local_destroy(source_t *s)
 {
     source_local_t *ls = (source_local_t *)s;
     tpool_free(ls->put_thread); /* waits for a put in progress; its callback is not delivered */
+    doorbell_close(ls->bell);
     streamdb_close(ls->put_db);
     defer_queue_free(ls->defer, local_drop);
     streamdb_close(ls->db);
@@ -237,6 +300,8 @@ static const source_ops_t source_local_ops = {
     .get_iterator = local_get_iterator,
     .get_records = local_get_records,
     .put = local_put,
+    .watch = local_watch,
+    .unwatch = local_unwatch,
     .records_behind = local_records_behind,
     .destroy = local_destroy,
 };
@@ -251,5 +316,7 @@ source_t *source_local_new(struct ev_loop *loop, const char *path, errbuf_t *err
     ls->db = db;
     ls->path = xstrdup(path);
     ls->defer = defer_queue_new(loop);
+    const char *wake = getenv("SHARDRUN_LOCAL_WAKE");
+    ls->wake = !(wake && !strcmp(wake, "0"));
     return &ls->base;
 }

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "base/fspath.h"
+#include "doorbell.h"
 #include "record/seqnum.h"
 #include "base/xalloc.h"
 
@@ -19,6 +20,7 @@ typedef struct route {
     int64_t sid;
     char shard[32];
     hashkey_t lo, hi;
+    int rung;                  /* put to in this transaction: its readers are woken at commit */
 } route_t;
 
 struct streamdb {
@@ -28,6 +30,8 @@ struct streamdb {
     int64_t next_seq;          /* within a transaction: the counter, written at commit */
     route_t *routes;           /* within a transaction: open shards of the streams put to */
     size_t nroutes;
+    int64_t *rung;             /* within a transaction: shards (row ids) to ring once it commits */
+    size_t nrung, rung_cap;
     sqlite3_stmt *read_stmt;   /* cached: the hot path */
     sqlite3_stmt *put_stmt;
     sqlite3_stmt *shard_stmt;  /* stream, shard -> sid, end_seq */
@@ -122,6 +126,7 @@ void streamdb_close(streamdb_t *db)
 {
     if (!db) return;
     streamdb_drop_routes(db);
+    free(db->rung);
     sqlite3_finalize(db->read_stmt);
     sqlite3_finalize(db->put_stmt);
     sqlite3_finalize(db->shard_stmt);
@@ -134,6 +139,21 @@ static int streamdb_exec(streamdb_t *db, const char *sql, errbuf_t *err)
 {
     if (sqlite3_exec(db->db, sql, NULL, NULL, NULL) != SQLITE_OK) return streamdb_fail(db, err, sql);
     return 0;
+}
+
+/* The shard's readers are woken once the transaction commits (outside
+ * one: at once, the statement has committed). */
+static void streamdb_ring_later(streamdb_t *db, int64_t sid)
+{
+    if (!db->in_txn) {
+        doorbell_ring(db->path, &sid, 1);
+        return;
+    }
+    if (db->nrung == db->rung_cap) {
+        db->rung_cap = db->rung_cap ? db->rung_cap * 2 : 16;
+        db->rung = xrealloc(db->rung, db->rung_cap * sizeof *db->rung);
+    }
+    db->rung[db->nrung++] = sid;
 }
 
 static void streamdb_drop_routes(streamdb_t *db)
@@ -154,6 +174,7 @@ int streamdb_begin(streamdb_t *db, errbuf_t *err)
     if (streamdb_exec(db, "BEGIN IMMEDIATE", err)) return -1;
     db->in_txn = 1;
     db->next_seq = -1;
+    db->nrung = 0;
     return 0;
 }
 
@@ -167,12 +188,19 @@ int streamdb_commit(streamdb_t *db, errbuf_t *err)
         streamdb_rollback(db);
         return -1;
     }
-    return streamdb_exec(db, "COMMIT", err);
+    if (streamdb_exec(db, "COMMIT", err)) {
+        db->nrung = 0;
+        return -1;
+    }
+    doorbell_ring(db->path, db->rung, db->nrung); /* after the commit: a reader it wakes sees the records */
+    db->nrung = 0;
+    return 0;
 }
 
 void streamdb_rollback(streamdb_t *db)
 {
     db->in_txn = 0;
+    db->nrung = 0;
     streamdb_drop_routes(db);
     sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
 }
@@ -400,20 +428,21 @@ static int streamdb_load_routes(streamdb_t *db, const char *stream, errbuf_t *er
     return n;
 }
 
-static const route_t *streamdb_find_route(const streamdb_t *db, const char *stream, hashkey_t h)
+static route_t *streamdb_find_route(streamdb_t *db, const char *stream, hashkey_t h)
 {
     for (size_t i = 0; i < db->nroutes; i++) {
-        const route_t *r = &db->routes[i];
+        route_t *r = &db->routes[i];
         if (!strcmp(r->stream, stream) && h >= r->lo && h <= r->hi) return r;
     }
     return NULL;
 }
 
-/* The open shard of `stream` whose range holds h. */
+/* The open shard of `stream` whose range holds h. *first = 1 the first
+ * time a transaction routes to it (outside one: always). */
 static int streamdb_route(streamdb_t *db, const char *stream, hashkey_t h, int64_t *sid, char *shard_out,
-                          errbuf_t *err)
+                          int *first, errbuf_t *err)
 {
-    const route_t *r = streamdb_find_route(db, stream, h);
+    route_t *r = streamdb_find_route(db, stream, h);
     if (!r) {
         if (streamdb_load_routes(db, stream, err) < 0) return -1;
         r = streamdb_find_route(db, stream, h);
@@ -421,6 +450,8 @@ static int streamdb_route(streamdb_t *db, const char *stream, hashkey_t h, int64
     if (r) {
         *sid = r->sid;
         memcpy(shard_out, r->shard, sizeof r->shard);
+        *first = !r->rung;
+        r->rung = 1;
     }
     if (!db->in_txn) streamdb_drop_routes(db); /* outside a transaction the shards may change */
     if (r) return 0;
@@ -449,7 +480,8 @@ int streamdb_put_hashed(streamdb_t *db, const char *stream, hashkey_t h, const v
         return STREAMDB_EINVAL;
     }
     int64_t sid = 0;
-    if (streamdb_route(db, stream, h, &sid, shard_out, err)) return -1;
+    int first = 0;
+    if (streamdb_route(db, stream, h, &sid, shard_out, &first, err)) return -1;
     int64_t seq = db->in_txn && db->next_seq >= 0 ? db->next_seq : streamdb_next_seq(db);
     if (seq < 0) return streamdb_fail(db, err, "read sequence counter");
     sqlite3_stmt *st = db->put_stmt;
@@ -464,6 +496,7 @@ int streamdb_put_hashed(streamdb_t *db, const char *stream, hashkey_t h, const v
     if (rc != SQLITE_DONE) return streamdb_fail(db, err, "insert record");
     if (db->in_txn) db->next_seq = seq + 1; /* written at commit */
     else if (streamdb_set_next_seq(db, seq + 1, err)) return -1;
+    if (first) streamdb_ring_later(db, sid);
     streamdb_format_seq(seq, seq_out);
     return 0;
 }
@@ -577,6 +610,12 @@ int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t
     return 0;
 }
 
+int streamdb_shard_rowid(streamdb_t *db, const char *stream, const char *shard, int64_t *sid, errbuf_t *err)
+{
+    int64_t end_seq;
+    return streamdb_shard(db, stream, shard, sid, &end_seq, err);
+}
+
 int64_t streamdb_records_behind(streamdb_t *db, const char *stream, const char *shard, const char *checkpoint)
 {
     int64_t sid = 0, end_seq = -1, after = -1, n = 0;
@@ -637,6 +676,9 @@ static int streamdb_reshard(streamdb_t *db, const char *stream, int64_t sid1, in
     if (next_seq < 0) return streamdb_fail(db, err, "read sequence counter");
     if (streamdb_close_shard(db, sid1, next_seq - 1, err)) return -1;
     if (sid2 >= 0 && streamdb_close_shard(db, sid2, next_seq - 1, err)) return -1;
+    /* the parents' readers learn of their end at once */
+    streamdb_ring_later(db, sid1);
+    if (sid2 >= 0) streamdb_ring_later(db, sid2);
     for (int i = 0; i < nchildren; i++) {
         char id[32];
         if (streamdb_insert_shard(db, stream, next_shard + i, parent, i == 0 ? adjacent : NULL, ranges[2 * i],

@@ -55,6 +55,8 @@ int streamdb_iterator(streamdb_t *db, const char *stream, const char *shard, con
  * = where the next read starts. Caller owns *out. */
 int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t from, size_t max, size_t max_bytes,
                   batch_t **out, int64_t *next, int *ended, int64_t *millis_behind, errbuf_t *err);
+/* The shard's row id: the name of its doorbell (doorbell.h). */
+int streamdb_shard_rowid(streamdb_t *db, const char *stream, const char *shard, int64_t *sid, errbuf_t *err);
 /* Records in the shard after `checkpoint` (a sentinel or a number); -1 on error. */
 int64_t streamdb_records_behind(streamdb_t *db, const char *stream, const char *shard, const char *checkpoint);
 
