@@ -64,6 +64,8 @@ void lease_list_free(lease_list_t *l)
     if (!l) return;
     for (size_t i = 0; i < l->count; i++) lease_clear(&l->leases[i]);
     free(l->leases);
+    for (size_t i = 0; i < l->ndead; i++) free(l->dead[i]);
+    free(l->dead);
     free(l);
 }
 

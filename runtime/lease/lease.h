@@ -49,6 +49,10 @@ typedef struct lease {
 typedef struct lease_list {
     size_t count;
     lease_t *leases;       /* owned by the list */
+    /* Owners the store knows dead at the scan (a store whose workers joined
+     * it, see lease_store_ops.join), sorted by strcmp; owned by the list. */
+    char **dead;
+    size_t ndead;
 } lease_list_t;
 
 void lease_clear(lease_t *l);               /* frees the fields, not l itself */
@@ -147,6 +151,14 @@ typedef struct lease_store_ops {
     /* shardrunControl := control if the row exists, whoever owns it; the
      * counter does not move (the owner's writes go on). */
     void (*control)(lease_store_t *s, const lease_t *l, const char *control, lease_write_cb cb, void *ud);
+    /* Optional (NULL: only the lease clock tells who is alive). This worker
+     * takes leases as worker_id: the store lets peers on the same machine
+     * know at once when it dies (local store: a kernel-released lock, see
+     * lease_alive.h), lists the owners it knows dead in each scan
+     * (lease_list_t.dead), and calls gone(ud) on the loop when a peer may
+     * have died or left. 0, or -1 when it cannot (logged; the lease clock
+     * rules). Called once, before the first scan. */
+    int (*join)(lease_store_t *s, const char *worker_id, void (*gone)(void *ud), void *ud);
     void (*destroy)(lease_store_t *s);
 } lease_store_ops_t;
 

@@ -107,6 +107,7 @@ struct lease_coord {
     int settling;               /* stopping: not clear to exit until a clean scan (coord_settle) */
     int scan_clean;             /* the scan in flight was sent holding nothing, with nothing in flight */
     sched_timer_t settle_timer; /* settling: look whether the last scan can be sent now */
+    int scan_again;             /* asked for a scan while one was out: another follows it */
     int64_t scan_sent_ms, prev_scan_sent_ms;
     int stopping;               /* lease_coord_stop_taking was called: every lease should end released */
     size_t unclean;             /* leases that ended without their release or last checkpoint written */
@@ -831,6 +832,7 @@ static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_
     c->scanning = 0;
     lease_metrics_store(&c->metrics, "scan", coord_now(c) - c->scan_sent_ms, st);
     if (st != LEASE_OK) {
+        c->scan_again = 0; /* the taker timer tries again */
         char q[512];
         if (coord_store_failed(c, msg))
             log_warn("lease_scan_failed", "status=%s error=%s", lease_status_name(st), log_quote(msg, q, sizeof q));
@@ -857,6 +859,10 @@ static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_
     coord_settle(c, all);
     if (c->h.scanned) c->h.scanned(c->ud, all);
     lease_list_free(all);
+    if (c->scan_again) {
+        c->scan_again = 0;
+        lease_coord_scan_now(c);
+    }
 }
 
 static void coord_on_take(sched_timer_t *t)
@@ -891,8 +897,18 @@ lease_coord_t *lease_coord_new(sched_t *sched, lease_store_t *store, const lease
     return c;
 }
 
+/* The store says a peer died or left (same machine): its leases may be
+ * free now, so the taker runs at once rather than at its next tick. */
+static void coord_on_peer_gone(void *ud)
+{
+    lease_coord_scan_now(ud);
+}
+
 void lease_coord_start(lease_coord_t *c)
 {
+    /* before the first scan: peers must be able to tell this worker's death
+     * before it holds any lease */
+    if (c->opt.take && c->store->ops->join) c->store->ops->join(c->store, c->worker_id, coord_on_peer_gone, c);
     sched_timer_start(c->sched, &c->renew_timer, c->opt.renew_interval_ms);
     sched_timer_start(c->sched, &c->take_timer, 0);
 }
@@ -910,7 +926,8 @@ void lease_coord_stop_taking(lease_coord_t *c)
 
 void lease_coord_scan_now(lease_coord_t *c)
 {
-    sched_timer_start(c->sched, &c->take_timer, 0);
+    if (c->scanning) c->scan_again = 1; /* that scan may have read the table before the news */
+    else sched_timer_start(c->sched, &c->take_timer, 0);
 }
 
 void lease_coord_free(lease_coord_t *c)

@@ -31,7 +31,11 @@
  *   transient failure of a release is retried while the lease is valid; a row
  *   in this worker's name that it does not hold is released. No lease is
  *   left owned by nobody who renews it.
- * - At most max_steal handoff requests are outstanding. */
+ * - At most max_steal handoff requests are outstanding.
+ * - Where the store can tell that a peer on the same machine died (a local
+ *   store's kernel-released lock, lease_store_ops.join), that peer's leases
+ *   are taken at once: the store names it dead in a scan, and says when to
+ *   scan. A peer that is only paused is not dead: the lease clock rules. */
 #ifndef SHARDRUN_LEASE_COORD_H
 #define SHARDRUN_LEASE_COORD_H
 

@@ -107,6 +107,22 @@ static int plan_is(const char *a, const char *b)
     return a && b && !strcmp(a, b);
 }
 
+/* The store knows the owner dead (all->dead, sorted): a binary search. */
+static int plan_dead(const lease_plan_input_t *in, const char *owner)
+{
+    if (!owner || plan_is(owner, in->worker_id)) return 0;
+    char *const *v = in->all->dead;
+    size_t lo = 0, hi = in->all->ndead;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(v[mid], owner);
+        if (c == 0) return 1;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return 0;
+}
+
 /* What the bookkeeping made of a row's local entry. */
 typedef enum {
     ROW_NONE,       /* nothing local */
@@ -309,7 +325,8 @@ void lease_plan_run(const lease_plan_input_t *in, lease_plan_t *out)
             continue; /* never anything else: rowloc stays NULL, usable 0 */
         }
         p.rowloc[i] = plan_local_find(&p, l->key, matched);
-        p.expired[i] = l->owner && o && lease_obs_expired(o, in->now_ms, in->lease_duration_ms);
+        p.expired[i] = l->owner && ((o && lease_obs_expired(o, in->now_ms, in->lease_duration_ms)) ||
+                                    plan_dead(in, l->owner));
         p.usable[i] = strcmp(l->checkpoint, SEQNUM_SHARD_END) && in->eligible(in->ud, l, in->all);
     }
     plan_bookkeeping(&p);

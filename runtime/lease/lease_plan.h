@@ -12,6 +12,9 @@
  * - Expiry is judged by this worker's clock only: a row whose counter has not
  *   moved for lease_duration since this worker first saw that value is
  *   expired. A worker is live when it owns an unexpired row.
+ * - Rows owned by a worker the store knows dead (all->dead: on this machine,
+ *   its kernel-released lock is free) are expired at once, and that worker
+ *   is not live.
  * - Eligible rows: valid, not finished (SHARD_END), and eligible() says so.
  *   target = ceil(eligible / live workers, this one included). "Mine" counts
  *   eligible rows this worker owns, is taking, or has asked for.
@@ -113,7 +116,7 @@ typedef struct lease_plan_input {
     int64_t lease_duration_ms;
     int64_t max_steal;
     int taking;                    /* 0: stopping, or a tool: take and ask for nothing */
-    const lease_list_t *all;       /* sorted by key */
+    const lease_list_t *all;       /* sorted by key; all->dead: owners known dead */
     const lease_obs_set_t *obs;    /* lease_obs_update'd with `all` */
     const lease_local_t *local;
     size_t nlocal;

@@ -16,7 +16,9 @@
 
 #include "base/buf.h"
 #include "base/clock.h"
+#include "base/log.h"
 #include "base/tpool.h"
+#include "lease_alive.h"
 #include "record/seqnum.h"
 #include "base/xalloc.h"
 
@@ -28,6 +30,8 @@
  * started at the same moment, set up the same file (it runs before the loop). */
 #define LEASE_SQLITE_SETUP_MS 10000
 #define SQLITE_MAX_ARGS 16
+/* How often a scan removes the files of dead workers that own nothing (lease_alive_sweep). */
+#define LEASE_SQLITE_SWEEP_MS 60000
 
 typedef struct sqlite_reply sqlite_reply_t;
 
@@ -39,6 +43,10 @@ typedef struct lease_sqlite {
     char *name;             /* the table's name as configured */
     tpool_t *pool;          /* one thread */
     sqlite_reply_t *inflight;   /* submitted, not answered yet (loop thread) */
+    lease_alive_t *alive;   /* NULL unless a worker joined (lease_alive.h); read by the pool's thread */
+    void (*gone)(void *ud);
+    void *gone_ud;
+    int64_t swept_ms;       /* pool thread: the last sweep */
 } lease_sqlite_t;
 
 /* Binds ?1.. in order: text values (NULL allowed) and integers. */
@@ -221,6 +229,34 @@ static int sqlite_bind(sqlite3_stmt *st, const sqlite_reply_t *r)
     return SQLITE_OK;
 }
 
+static int sqlite_str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Pool thread: the owners of l's rows that are known dead (l->dead), and
+ * now and then a sweep of the dead workers' files. */
+static void sqlite_find_dead(lease_sqlite_t *ls, lease_list_t *l)
+{
+    const char **owners = xcalloc(l->count ? l->count : 1, sizeof *owners); /* freed below */
+    size_t n = 0;
+    for (size_t i = 0; i < l->count; i++)
+        if (l->leases[i].owner) owners[n++] = l->leases[i].owner;
+    qsort(owners, n, sizeof *owners, sqlite_str_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (i && !strcmp(owners[i], owners[i - 1])) continue;
+        if (!lease_alive_dead(ls->alive, owners[i])) continue;
+        l->dead = xrealloc(l->dead, (l->ndead + 1) * sizeof *l->dead); /* owned by the list */
+        l->dead[l->ndead++] = xstrdup(owners[i]);
+    }
+    int64_t now = clock_mono_ms();
+    if (now - ls->swept_ms >= LEASE_SQLITE_SWEEP_MS) {
+        ls->swept_ms = now;
+        lease_alive_sweep(ls->alive, owners, n);
+    }
+    free(owners);
+}
+
 /* Pool thread: the scan. */
 static void sqlite_run_list(lease_sqlite_t *ls, sqlite_reply_t *r)
 {
@@ -247,6 +283,7 @@ static void sqlite_run_list(lease_sqlite_t *ls, sqlite_reply_t *r)
         lease_list_free(l);
     } else {
         lease_list_sort(l); /* the interface's order (strcmp), whatever the column's collation */
+        if (ls->alive) sqlite_find_dead(ls, l);
         r->list = l;
         r->st = LEASE_OK;
     }
@@ -491,12 +528,38 @@ static void sqlite_remove(lease_store_t *s, const lease_t *l, lease_write_cb cb,
     sqlite_submit(ls, r);
 }
 
+static void sqlite_on_gone(void *ud, const char *worker_id)
+{
+    lease_sqlite_t *ls = ud;
+    ls->gone(ls->gone_ud);
+}
+
+static int sqlite_join(lease_store_t *s, const char *worker_id, void (*gone)(void *ud), void *ud)
+{
+    lease_sqlite_t *ls = (lease_sqlite_t *)s;
+    errbuf_t err;
+    if (ls->alive) return 0;
+    lease_alive_t *a = lease_alive_new(ls->base.loop, ls->path);
+    ls->gone = gone;
+    ls->gone_ud = ud;
+    if (lease_alive_join(a, worker_id, sqlite_on_gone, ls, &err)) {
+        char q[1200];
+        log_warn("worker_lock_unavailable", "worker=%s error=%s action=\"peers take this worker's leases only "
+                 "once they expire (lease_duration_ms)\"", worker_id, log_quote(err.msg, q, sizeof q));
+        lease_alive_free(a);
+        return -1;
+    }
+    ls->alive = a; /* the pool's thread sees it from the next submit on (the queue's lock) */
+    return 0;
+}
+
 /* Lets the thread finish what it started, then drops every answer not
  * delivered yet (their callbacks never run), as the DynamoDB store does. */
 static void sqlite_destroy(lease_store_t *s)
 {
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
     tpool_free(ls->pool);
+    lease_alive_free(ls->alive); /* after the thread: it may be probing */
     while (ls->inflight) {
         if (ls->base.loop) ev_unref(ls->base.loop);
         sqlite_reply_free(ls->inflight);
@@ -521,6 +584,7 @@ static const lease_store_ops_t lease_sqlite_ops = {
     .cancel_handoff = sqlite_cancel_handoff,
     .control = sqlite_control,
     .remove = sqlite_remove,
+    .join = sqlite_join,
     .destroy = sqlite_destroy,
 };
 

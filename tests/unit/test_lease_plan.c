@@ -404,6 +404,51 @@ static void test_three_takers_on_the_same_scan_pick_disjoint_leases_and_take_the
     }
 }
 
+/* Issue 18: the store knows a worker on this machine dead (its kernel lock
+ * is free): its leases are taken at the first scan, long before its counters
+ * could look expired, by live workers that do not collide; a worker only
+ * paused is not in the list and keeps its leases until the clock says so. */
+static void test_a_dead_owners_leases_are_taken_at_once_and_a_paused_owners_only_by_the_clock(void **state)
+{
+    world_t w = {0};
+    const char *ids[] = {"A", "B", "C"};
+    for (int who = 0; who < 3; who++) {
+        for (int k = 0; k < 2; k++) {
+            char key[32];
+            snprintf(key, sizeof key, "shard-%d%d", who, k);
+            add(&w, key, ids[who], 1);
+        }
+    }
+    lease_obs_update(&w.obs, &w.all, 0);
+    renew_all_but(&w, "C");
+    lease_obs_update(&w.obs, &w.all, 100);     /* C's counters still look fresh */
+    lease_plan_t pa = {0}, pb = {0};
+    /* C paused (not known dead): nobody takes anything */
+    plan_other(&w, "A", 100, 1, &pa);
+    plan_other(&w, "B", 100, 1, &pb);
+    assert_int_equal(pa.n + pb.n, 0);
+    lease_plan_free(&pa);
+    lease_plan_free(&pb);
+    /* C killed: both of its leases are taken now, one by each live worker */
+    char *dead[] = {"C", "Z-not-an-owner"};
+    w.all.dead = dead;
+    w.all.ndead = 2;
+    plan_other(&w, "A", 100, 1, &pa);
+    plan_other(&w, "B", 100, 1, &pb);
+    assert_int_equal(pa.workers, 2);           /* C does not count as live any more */
+    assert_int_equal(pa.target, 3);
+    assert_int_equal(count(&pa, LEASE_PLAN_TAKE), 1);
+    assert_int_equal(count(&pb, LEASE_PLAN_TAKE), 1);
+    assert_string_equal(pa.v[0].row->owner, "C");
+    assert_string_equal(pb.v[0].row->owner, "C");
+    assert_string_not_equal(pa.v[0].key, pb.v[0].key);
+    lease_plan_free(&pa);
+    lease_plan_free(&pb);
+    w.all.dead = NULL;
+    w.all.ndead = 0;
+    clear(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -419,6 +464,7 @@ int main(void)
         cmocka_unit_test(test_finished_and_ineligible_rows_are_neither_taken_nor_counted),
         cmocka_unit_test(test_three_takers_on_the_same_scan_pick_disjoint_leases_and_take_them_all),
         cmocka_unit_test(test_a_handoff_request_in_this_workers_name_that_it_does_not_wait_for_is_withdrawn),
+        cmocka_unit_test(test_a_dead_owners_leases_are_taken_at_once_and_a_paused_owners_only_by_the_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
