@@ -125,12 +125,58 @@ void proc_script_set_path(lua_State *L, const char *script, char *const *lua_pat
     lua_pop(L, 1);
 }
 
-/* Pushes require("shardrun._host"), or returns -1 with the error pushed. */
+/* ---- compiled once: every shard's state loads bytecode, not source ------- */
+
+static int proc_dump_writer(lua_State *L, const void *p, size_t n, void *ud)
+{
+    return buf_append(ud, p, n); /* an unbounded buffer: never fails */
+}
+
+/* The function on top of L as bytecode (debug info kept: tracebacks name
+ * the file and line). Caller frees *out. */
+static void proc_dump(lua_State *L, char **out, size_t *len)
+{
+    buf_t b = BUF_INIT;
+    lua_dump(L, proc_dump_writer, &b);
+    *len = b.len;
+    *out = buf_detach(&b); /* handed to the caller */
+}
+
+/* shardrun._host compiled once per process: parsing it took most of a new
+ * shard's start (issue 18's 1,000 shards). NULL when it cannot be read:
+ * require then finds it, or says why not. */
+static char *proc_host_bc;
+static size_t proc_host_bc_len;
+static pthread_once_t proc_host_once = PTHREAD_ONCE_INIT;
+
+static void proc_compile_host(void)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/shardrun/_host.lua", proc_lua_dir());
+    lua_State *L = luaL_newstate();
+    if (!L) xalloc_oom(0);
+    if (luaL_loadfile(L, path) == 0) proc_dump(L, &proc_host_bc, &proc_host_bc_len);
+    lua_close(L);
+}
+
 int proc_script_push_host(lua_State *L)
 {
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "shardrun._host");
-    return lua_pcall(L, 1, 1, 0) == 0 ? 0 : -1;
+    pthread_once(&proc_host_once, proc_compile_host);
+    if (!proc_host_bc) {
+        lua_getglobal(L, "require");
+        lua_pushstring(L, "shardrun._host");
+        return lua_pcall(L, 1, 1, 0) == 0 ? 0 : -1;
+    }
+    if (luaL_loadbuffer(L, proc_host_bc, proc_host_bc_len, "=shardrun._host") != 0) return -1;
+    lua_pushstring(L, "shardrun._host"); /* what require passes */
+    if (lua_pcall(L, 1, 1, 0) != 0) return -1;
+    /* as require would: other modules (shardrun.testing) find it loaded */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "shardrun._host");
+    lua_pop(L, 2);
+    return 0;
 }
 
 /* Runs the script's code; on success pushes P (checked). */
@@ -138,7 +184,8 @@ int proc_script_run_code(lua_State *L, const proc_script_t *s, int host_idx, err
 {
     char chunk[PATH_MAX + 2];
     snprintf(chunk, sizeof chunk, "@%s", s->path);
-    if (luaL_loadbuffer(L, s->code, s->len, chunk) != 0 || lua_pcall(L, 0, 1, 0) != 0) {
+    int rc = s->bc ? luaL_loadbuffer(L, s->bc, s->bc_len, chunk) : luaL_loadbuffer(L, s->code, s->len, chunk);
+    if (rc != 0 || lua_pcall(L, 0, 1, 0) != 0) {
         errbuf_set(err, "%s", lua_tostring(L, -1));
         lua_pop(L, 1);
         return -1;
@@ -291,9 +338,15 @@ proc_script_t *proc_script_load(const char *path, char *const *lua_path, size_t 
     luaL_openlibs(L);
     proc_script_set_path(L, path, lua_path, nlua_path);
     int rc = 0;
+    char chunk[PATH_MAX + 2];
+    snprintf(chunk, sizeof chunk, "@%s", path);
     if (proc_script_push_host(L)) {
         rc = errbuf_set(err, "cannot load the runtime's Lua side: %s", lua_tostring(L, -1));
+    } else if (luaL_loadbuffer(L, s->code, s->len, chunk) != 0) {
+        rc = errbuf_set(err, "%s", lua_tostring(L, -1)); /* a syntax error: file and line */
     } else {
+        proc_dump(L, &s->bc, &s->bc_len); /* compiled once, for every shard */
+        lua_pop(L, 1);
         int host = lua_gettop(L);
         proc_script_push_loaded_names(L);
         int base = lua_gettop(L);
@@ -324,5 +377,6 @@ void proc_script_unref(proc_script_t *s)
     free(s->deps);
     free(s->path);
     free(s->code);
+    free(s->bc);
     free(s);
 }

@@ -25,6 +25,8 @@ typedef struct proc_script {
     char *path;
     char *code;
     size_t len;
+    char *bc;                 /* the code compiled once (lua_dump): each shard's state loads this */
+    size_t bc_len;
     char hash[17];            /* hex of the first 8 bytes of the SHA-256 of the code */
     int64_t loaded_ms;        /* wall clock, for status */
     char **deps;              /* files of the modules it required from its folder or lua_path */
@@ -48,7 +50,8 @@ const char *proc_lua_dir(void);
 
 /* package.path: the script's folder, the config's lua_path, lua/, then the default. */
 void proc_script_set_path(lua_State *L, const char *script, char *const *lua_path, size_t n);
-/* Pushes require("shardrun._host"), or returns -1 with the error pushed. */
+/* Pushes the runtime's shardrun._host module (also in package.loaded), or
+ * returns -1 with the error pushed. Its code is compiled once per process. */
 int proc_script_push_host(lua_State *L);
 /* Marks the modules loaded so far (the runtime's): pushes a set of names. */
 void proc_script_push_loaded_names(lua_State *L);
