@@ -18,7 +18,7 @@ typedef struct shardrun_record {
 local rec_ptr_t = ffi.typeof("const shardrun_record_t *")
 local char_ptr_t = ffi.typeof("const char *")
 local ffi_string, rawget, rawset, setmetatable = ffi.string, rawget, rawset, setmetatable
-local tostring, type, error = tostring, type, error
+local tostring, type, error, getmetatable = tostring, type, error, getmetatable
 
 local host = {}
 
@@ -46,8 +46,10 @@ function host.bind(cell, fn, ctx)
   end
 end
 
--- A record is a small table {_h = batch handle, _i = index}; its fields are
--- read from the batch only when the script asks for them, then cached.
+-- A record is a small table {batch handle, index} (in its array part: one
+-- allocation, the cheapest table there is, as a batch makes one per record);
+-- its fields are read from the batch only when the script asks for them, then
+-- cached. Records are told from other tables by their metatable.
 local getters = {
   data = function(r, a) return ffi_string(a + r.data_off, r.data_len) end,
   partitionKey = function(r, a) return ffi_string(a + r.pkey_off, r.pkey_len) end,
@@ -60,12 +62,12 @@ local record_mt = {}
 record_mt.__index = function(t, k)
   local get = getters[k]
   if not get then return nil end
-  local h = rawget(t, "_h")
+  local h = rawget(t, 1)
   if h.gen ~= live[0] then
-    error("record " .. tostring(rawget(t, "_i")) .. " of an earlier batch was used after that batch ended;"
+    error("record " .. tostring(rawget(t, 2)) .. " of an earlier batch was used after that batch ended;"
       .. " copy the fields you need (e.g. local d = r.data) inside processRecords", 2)
   end
-  local v = get(h.recs[rawget(t, "_i") - 1], h.arena)
+  local v = get(h.recs[rawget(t, 2) - 1], h.arena)
   rawset(t, k, v)
   return v
 end
@@ -80,7 +82,7 @@ function host.records(recs, arena, n, gen)
   local h = { recs = ffi.cast(rec_ptr_t, recs), arena = ffi.cast(char_ptr_t, arena), gen = gen }
   local records = table_new(n, 0)
   for i = 1, n do
-    records[i] = setmetatable({ _h = h, _i = i }, record_mt)
+    records[i] = setmetatable({ h, i }, record_mt)
   end
   return records, h
 end
@@ -94,8 +96,7 @@ end
 local function resolve(v, h, records, what)
   local seq, sub
   if type(v) == "table" then
-    local i = rawget(v, "_i")
-    if i and rawget(v, "_h") == h then return i end
+    if getmetatable(v) == record_mt and rawget(v, 1) == h then return rawget(v, 2) end
     seq = v.sequenceNumber
     if type(seq) ~= "string" then
       error(what .. " must be a record of this batch or a sequence number string", 0)
@@ -141,7 +142,7 @@ local function classify(ret, h, records)
       return "failed", resolve(ret.failed, h, records, "failed"), msg
     end
     if ret.checkpoint ~= nil then return "at", resolve(ret.checkpoint, h, records, "checkpoint") end
-    if rawget(ret, "_i") then return "at", resolve(ret, h, records, "checkpoint") end
+    if getmetatable(ret) == record_mt then return "at", resolve(ret, h, records, "checkpoint") end
     error("invalid decision: a table needs checkpoint = record or failed = record", 0)
   end
   error("invalid decision: expected nil, \"checkpoint\", a sequence number, {checkpoint = record} or"
