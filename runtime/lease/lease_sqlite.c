@@ -3,7 +3,13 @@
  * holds locked makes SQLite wait up to LEASE_SQLITE_BUSY_MS, and a slow disk
  * stalls a commit; neither may hold up the loop (renewals of other leases,
  * processing, other stores). Answers come back on the loop through the
- * pool's ev_async, so a callback never runs inside the call. */
+ * pool's ev_async, so a callback never runs inside the call.
+ *
+ * Requests asked while a batch runs wait, and then run together, in order,
+ * in one transaction (group commit, at most LEASE_SQLITE_BATCH): a thousand
+ * shards' takes, checkpoints or releases cost a few commits, not a thousand.
+ * Each write keeps its own condition and answer; a batch that cannot commit
+ * answers every request in it LEASE_ERETRY (nothing of it was written). */
 #include "lease_sqlite.h"
 
 #include <cjson/cJSON.h>
@@ -30,10 +36,28 @@
  * started at the same moment, set up the same file (it runs before the loop). */
 #define LEASE_SQLITE_SETUP_MS 10000
 #define SQLITE_MAX_ARGS 16
+/* Requests run in one transaction at most: the lock is held for that long. */
+#define LEASE_SQLITE_BATCH 256
+/* Distinct statement texts the store prepares once and keeps. */
+#define LEASE_SQLITE_STMTS 16
 /* How often a scan removes the files of dead workers that own nothing (lease_alive_sweep). */
 #define LEASE_SQLITE_SWEEP_MS 60000
 
 typedef struct sqlite_reply sqlite_reply_t;
+
+/* Prepared once, reused: the store's statements differ only by kind. */
+typedef struct sqlite_cached_stmt {
+    char *sql;
+    sqlite3_stmt *st;
+} sqlite_cached_stmt_t;
+
+/* The requests the store's thread runs at once (one batch at a time). */
+typedef struct sqlite_batch {
+    tpool_job_t job;            /* first: a tpool_job_t * is a sqlite_batch_t * */
+    struct lease_sqlite *ls;
+    sqlite_reply_t *v[LEASE_SQLITE_BATCH];
+    size_t n;
+} sqlite_batch_t;
 
 typedef struct lease_sqlite {
     lease_store_t base;
@@ -43,6 +67,11 @@ typedef struct lease_sqlite {
     char *name;             /* the table's name as configured */
     tpool_t *pool;          /* one thread */
     sqlite_reply_t *inflight;   /* submitted, not answered yet (loop thread) */
+    sqlite_reply_t *queue_head, *queue_tail;   /* asked, waiting for the next batch (loop thread) */
+    int running;            /* the batch is with the thread (loop thread) */
+    sqlite_batch_t batch;
+    sqlite_cached_stmt_t stmts[LEASE_SQLITE_STMTS];   /* pool thread */
+    size_t nstmts;
     lease_alive_t *alive;   /* NULL unless a worker joined (lease_alive.h); read by the pool's thread */
     void (*gone)(void *ud);
     void *gone_ud;
@@ -59,7 +88,6 @@ typedef struct sqlite_arg {
 /* One request: built on the loop, run on the pool's thread, answered on the
  * loop. Owned by the store's inflight list until answered or dropped. */
 struct sqlite_reply {
-    tpool_job_t job;        /* first: a tpool_job_t * is a sqlite_reply_t * */
     lease_sqlite_t *ls;
     int is_list;
     void *cb, *ud;
@@ -70,7 +98,8 @@ struct sqlite_reply {
     errbuf_t err;
     lease_t row;            /* a write's row as written */
     lease_list_t *list;
-    sqlite_reply_t *prev, *next;
+    sqlite_reply_t *prev, *next;   /* the inflight list */
+    sqlite_reply_t *queued;        /* the queue */
 };
 
 static void sqlite_reply_free(sqlite_reply_t *r)
@@ -100,7 +129,7 @@ static void sqlite_arg_int(sqlite_reply_t *r, int64_t v)
 
 static sqlite_reply_t *sqlite_reply_new(lease_sqlite_t *ls, int is_list, void *cb, void *ud)
 {
-    sqlite_reply_t *r = xcalloc(1, sizeof *r); /* freed by sqlite_done or sqlite_destroy */
+    sqlite_reply_t *r = xcalloc(1, sizeof *r); /* freed by sqlite_batch_done or sqlite_destroy */
     r->ls = ls;
     r->is_list = is_list;
     r->cb = cb;
@@ -290,17 +319,42 @@ static void sqlite_run_list(lease_sqlite_t *ls, sqlite_reply_t *r)
     sqlite3_finalize(st);
 }
 
+/* Pool thread: the statement for r->sql, prepared once; NULL with r->st set. */
+static sqlite3_stmt *sqlite_stmt(lease_sqlite_t *ls, sqlite_reply_t *r)
+{
+    for (size_t i = 0; i < ls->nstmts; i++) {
+        if (strcmp(ls->stmts[i].sql, r->sql)) continue;
+        sqlite3_reset(ls->stmts[i].st);
+        sqlite3_clear_bindings(ls->stmts[i].st);
+        return ls->stmts[i].st;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(ls->db, r->sql, -1, &st, NULL) != SQLITE_OK) {
+        r->st = sqlite_fail(ls, r, "prepare");
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    if (ls->nstmts == LEASE_SQLITE_STMTS) { /* never with the statements of this file: keep the newest */
+        sqlite3_finalize(ls->stmts[0].st);
+        free(ls->stmts[0].sql);
+        memmove(&ls->stmts[0], &ls->stmts[1], (LEASE_SQLITE_STMTS - 1) * sizeof *ls->stmts);
+        ls->nstmts--;
+    }
+    ls->stmts[ls->nstmts++] = (sqlite_cached_stmt_t){xstrdup(r->sql), st}; /* finalized by sqlite_destroy */
+    return st;
+}
+
 /* Pool thread: one write statement; LEASE_CONFLICT when it changed no row. */
 static void sqlite_run_write(lease_sqlite_t *ls, sqlite_reply_t *r)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(ls->db, r->sql, -1, &st, NULL) != SQLITE_OK || sqlite_bind(st, r) != SQLITE_OK) {
-        r->st = sqlite_fail(ls, r, "prepare");
-        sqlite3_finalize(st);
+    sqlite3_stmt *st = sqlite_stmt(ls, r);
+    if (!st) return;
+    if (sqlite_bind(st, r) != SQLITE_OK) {
+        r->st = sqlite_fail(ls, r, "bind");
         return;
     }
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
         if (sqlite3_errcode(ls->db) == SQLITE_CONSTRAINT) {
             errbuf_set(&r->err, "lease exists already");
@@ -318,40 +372,113 @@ static void sqlite_run_write(lease_sqlite_t *ls, sqlite_reply_t *r)
     r->st = LEASE_OK;
 }
 
-static void sqlite_run(tpool_job_t *job)
+/* Pool thread: nothing of the batch was written (its transaction could not
+ * begin or commit, or an error rolled it back): every request in it is
+ * answered LEASE_ERETRY, lists too (they may have seen its writes). */
+static void sqlite_batch_undone(sqlite_batch_t *b, const char *why)
 {
-    sqlite_reply_t *r = (sqlite_reply_t *)job;
-    if (!r->sql) return;
-    if (r->is_list) sqlite_run_list(r->ls, r);
-    else sqlite_run_write(r->ls, r);
-}
-
-/* Loop thread: the answer. */
-static void sqlite_done(tpool_job_t *job)
-{
-    sqlite_reply_t *r = (sqlite_reply_t *)job;
-    lease_sqlite_t *ls = r->ls;
-    ev_unref(ls->base.loop); /* the request no longer keeps the loop running */
-    const char *msg = r->st ? r->err.msg : NULL;
-    if (r->is_list) {
-        lease_list_t *l = r->st == LEASE_OK ? r->list : NULL;
+    for (size_t i = 0; i < b->n; i++) {
+        sqlite_reply_t *r = b->v[i];
+        if (!r->sql) continue;
+        lease_list_free(r->list);
         r->list = NULL;
-        ((lease_list_cb)r->cb)(r->ud, r->st, msg, l);
-    } else {
-        ((lease_write_cb)r->cb)(r->ud, r->st, msg, r->st == LEASE_OK ? &r->row : NULL);
+        if (r->st == LEASE_OK || r->st == LEASE_CONFLICT || !r->err.msg[0])
+            errbuf_set(&r->err, "%s: lease table %s: %s", b->ls->path, b->ls->table, why);
+        r->st = LEASE_ERETRY;
     }
-    sqlite_reply_free(r);
 }
 
-/* Hands r to the store's thread. A request in flight keeps the loop running
- * (as an active watcher would), so a caller waiting for its answer is not
- * left with a loop that has nothing to do. */
+/* Pool thread: the batch's requests in order; more than one write runs in
+ * one transaction. */
+static void sqlite_run_batch(tpool_job_t *job)
+{
+    sqlite_batch_t *b = (sqlite_batch_t *)job;
+    lease_sqlite_t *ls = b->ls;
+    size_t writes = 0;
+    for (size_t i = 0; i < b->n; i++) writes += b->v[i]->sql && !b->v[i]->is_list;
+    int txn = writes > 1;
+    char why[600];
+    if (txn && sqlite3_exec(ls->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        int code = sqlite3_errcode(ls->db);
+        snprintf(why, sizeof why, "begin: %s", sqlite3_errmsg(ls->db));
+        sqlite_batch_undone(b, why);
+        if (code != SQLITE_BUSY && code != SQLITE_LOCKED)
+            for (size_t i = 0; i < b->n; i++) if (b->v[i]->sql) b->v[i]->st = LEASE_EFATAL;
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        sqlite_reply_t *r = b->v[i];
+        if (!r->sql) continue;
+        if (r->is_list) sqlite_run_list(ls, r);
+        else sqlite_run_write(ls, r);
+        if (txn && sqlite3_get_autocommit(ls->db)) { /* the error rolled the transaction back */
+            snprintf(why, sizeof why, "rolled back with its batch: %.500s", r->err.msg);
+            sqlite_batch_undone(b, why);
+            return;
+        }
+    }
+    if (txn && sqlite3_exec(ls->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(why, sizeof why, "commit: %s", sqlite3_errmsg(ls->db));
+        sqlite3_exec(ls->db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite_batch_undone(b, why);
+    }
+}
+
+static void sqlite_kick(lease_sqlite_t *ls);
+
+/* Loop thread: the answers, in order. */
+static void sqlite_batch_done(tpool_job_t *job)
+{
+    sqlite_batch_t *b = (sqlite_batch_t *)job;
+    lease_sqlite_t *ls = b->ls;
+    for (size_t i = 0; i < b->n; i++) {
+        sqlite_reply_t *r = b->v[i];
+        ev_unref(ls->base.loop); /* the request no longer keeps the loop running */
+        const char *msg = r->st ? r->err.msg : NULL;
+        if (r->is_list) {
+            lease_list_t *l = r->st == LEASE_OK ? r->list : NULL;
+            r->list = NULL;
+            ((lease_list_cb)r->cb)(r->ud, r->st, msg, l); /* may ask more: it waits for the next batch */
+        } else {
+            ((lease_write_cb)r->cb)(r->ud, r->st, msg, r->st == LEASE_OK ? &r->row : NULL);
+        }
+        sqlite_reply_free(r);
+    }
+    b->n = 0;
+    ls->running = 0;
+    sqlite_kick(ls);
+}
+
+/* Loop thread: the queue's head, as the next batch, to the thread. */
+static void sqlite_kick(lease_sqlite_t *ls)
+{
+    if (ls->running || !ls->queue_head) return;
+    sqlite_batch_t *b = &ls->batch;
+    b->ls = ls;
+    b->n = 0;
+    while (ls->queue_head && b->n < LEASE_SQLITE_BATCH) {
+        sqlite_reply_t *r = ls->queue_head;
+        ls->queue_head = r->queued;
+        r->queued = NULL;
+        b->v[b->n++] = r;
+    }
+    if (!ls->queue_head) ls->queue_tail = NULL;
+    b->job = (tpool_job_t){.run = sqlite_run_batch, .done = sqlite_batch_done};
+    ls->running = 1;
+    tpool_submit(ls->pool, &b->job);
+}
+
+/* Queues r for the store's thread: it runs at once, or with the next batch
+ * while one runs. A request in flight keeps the loop running (as an active
+ * watcher would), so a caller waiting for its answer is not left with a loop
+ * that has nothing to do. */
 static void sqlite_submit(lease_sqlite_t *ls, sqlite_reply_t *r)
 {
-    r->job.run = sqlite_run;
-    r->job.done = sqlite_done;
     ev_ref(ls->base.loop);
-    tpool_submit(ls->pool, &r->job);
+    if (ls->queue_tail) ls->queue_tail->queued = r;
+    else ls->queue_head = r;
+    ls->queue_tail = r;
+    sqlite_kick(ls);
 }
 
 static void sqlite_list(lease_store_t *s, lease_list_cb cb, void *ud)
@@ -560,6 +687,10 @@ static void sqlite_destroy(lease_store_t *s)
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
     tpool_free(ls->pool);
     lease_alive_free(ls->alive); /* after the thread: it may be probing */
+    for (size_t i = 0; i < ls->nstmts; i++) {
+        sqlite3_finalize(ls->stmts[i].st);
+        free(ls->stmts[i].sql);
+    }
     while (ls->inflight) {
         if (ls->base.loop) ev_unref(ls->base.loop);
         sqlite_reply_free(ls->inflight);

@@ -292,6 +292,83 @@ static void test_a_locked_lease_file_does_not_hold_up_the_loop(void **state)
     unlink(path2);
 }
 
+/* Issue 18: requests asked while the store's thread is busy run together in
+ * one transaction (group commit); each keeps its own condition and answer,
+ * in the order asked, and a list asked after writes sees them. */
+static void test_writes_asked_together_commit_together_each_with_its_own_answer(void **state)
+{
+    enum { N = 40 };
+    result_t created[N], dup, taken[N], stale[N], lr = {0};
+    lease_t ls[N];
+    char keys[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%02d", i);
+        ls[i] = new_lease(keys[i]);
+        memset(&created[i], 0, sizeof created[i]);
+        store->ops->create(store, &ls[i], on_write, &created[i]);
+    }
+    memset(&dup, 0, sizeof dup);
+    store->ops->create(store, &ls[3], on_write, &dup); /* in the same batch as the first create of k03 */
+    for (int i = 0; i < N; i++) wait_for(&created[i]);
+    wait_for(&dup);
+    for (int i = 0; i < N; i++) assert_int_equal(created[i].st, LEASE_OK);
+    assert_int_equal(dup.st, LEASE_CONFLICT);
+    /* takes with the right view and, right behind each, one with the same (now stale) view */
+    for (int i = 0; i < N; i++) {
+        memset(&taken[i], 0, sizeof taken[i]);
+        memset(&stale[i], 0, sizeof stale[i]);
+        store->ops->take(store, &ls[i], "a", on_write, &taken[i]);
+        store->ops->take(store, &ls[i], "b", on_write, &stale[i]);
+    }
+    store->ops->list(store, on_list, &lr);
+    wait_for(&lr);
+    for (int i = 0; i < N; i++) {
+        assert_true(taken[i].done && stale[i].done); /* answered before the list asked after them */
+        assert_int_equal(taken[i].st, LEASE_OK);
+        assert_int_equal(stale[i].st, LEASE_CONFLICT);
+        assert_int_equal(taken[i].row.counter, 1);
+    }
+    assert_int_equal(lr.list->count, N);
+    for (size_t i = 0; i < lr.list->count; i++) {
+        assert_string_equal(lr.list->leases[i].owner, "a");
+        assert_int_equal(lr.list->leases[i].counter, 1);
+    }
+    lease_list_free(lr.list);
+    for (int i = 0; i < N; i++) {
+        lease_clear(&created[i].row);
+        lease_clear(&taken[i].row);
+    }
+}
+
+/* A batch that cannot take the file's write lock writes nothing and answers
+ * every request in it LEASE_ERETRY (the coordinator tries again). */
+static void test_a_batch_that_cannot_begin_writes_nothing_and_answers_every_request_retry(void **state)
+{
+    sqlite3 *locker = NULL;
+    assert_int_equal(sqlite3_open(path, &locker), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(locker, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    enum { N = 5 };
+    result_t r[N];
+    lease_t ls[N];
+    char keys[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "x%d", i);
+        ls[i] = new_lease(keys[i]);
+        memset(&r[i], 0, sizeof r[i]);
+        store->ops->create(store, &ls[i], on_write, &r[i]);
+    }
+    for (int i = 0; i < N; i++) wait_for(&r[i]);
+    for (int i = 0; i < N; i++) assert_int_equal(r[i].st, LEASE_ERETRY);
+    assert_int_equal(sqlite3_exec(locker, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(locker);
+    result_t lr = {0};
+    store->ops->list(store, on_list, &lr);
+    wait_for(&lr);
+    assert_int_equal(lr.st, LEASE_OK);
+    assert_int_equal(lr.list->count, 0);
+    lease_list_free(lr.list);
+}
+
 static lease_t row_written(const lease_t *l, lease_write_t w)
 {
     lease_t out;
@@ -401,6 +478,10 @@ int main(void)
         cmocka_unit_test(test_each_write_names_the_row_as_written_once_for_every_store),
         cmocka_unit_test(test_a_sorted_list_finds_every_key_and_misses_absent_ones),
         cmocka_unit_test_setup_teardown(test_a_locked_lease_file_does_not_hold_up_the_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writes_asked_together_commit_together_each_with_its_own_answer, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_batch_that_cannot_begin_writes_nothing_and_answers_every_request_retry,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
