@@ -35,6 +35,7 @@ struct streamdb {
     sqlite3_stmt *read_stmt;   /* cached: the hot path */
     sqlite3_stmt *put_stmt;
     sqlite3_stmt *shard_stmt;  /* stream, shard -> sid, end_seq */
+    sqlite3_stmt *begin_stmt, *commit_stmt;   /* a read's two statements in one transaction */
 };
 
 static void streamdb_drop_routes(streamdb_t *db);
@@ -114,7 +115,8 @@ int streamdb_open(const char *path, int create, streamdb_t **out, errbuf_t *err)
         streamdb_prepare(db, &db->put_stmt,
                          "INSERT INTO records(seq, sid, arrival_ms, pkey, data) VALUES(?,?,?,?,?)", err) ||
         streamdb_prepare(db, &db->shard_stmt, "SELECT sid, end_seq FROM shards WHERE stream=? AND shard_id=?",
-                         err)) {
+                         err) ||
+        streamdb_prepare(db, &db->begin_stmt, "BEGIN", err) || streamdb_prepare(db, &db->commit_stmt, "COMMIT", err)) {
         streamdb_close(db);
         return -1;
     }
@@ -130,6 +132,8 @@ void streamdb_close(streamdb_t *db)
     sqlite3_finalize(db->read_stmt);
     sqlite3_finalize(db->put_stmt);
     sqlite3_finalize(db->shard_stmt);
+    sqlite3_finalize(db->begin_stmt);
+    sqlite3_finalize(db->commit_stmt);
     sqlite3_close(db->db);
     free(db->path);
     free(db);
@@ -558,8 +562,33 @@ int streamdb_iterator(streamdb_t *db, const char *stream, const char *shard, con
     return errbuf_set(err, "unknown position");
 }
 
+static int streamdb_read_in(streamdb_t *db, const char *stream, const char *shard, int64_t from, size_t max,
+                            size_t max_bytes, batch_t **out, int64_t *next, int *ended, int64_t *millis_behind,
+                            errbuf_t *err);
+
+/* The shard's row and its records are read in one transaction: one lock
+ * taken and dropped per read, not one per statement (most reads of a
+ * caught-up shard find nothing, and cost little else). */
 int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t from, size_t max, size_t max_bytes,
                   batch_t **out, int64_t *next, int *ended, int64_t *millis_behind, errbuf_t *err)
+{
+    int own = !db->in_txn && sqlite3_get_autocommit(db->db);
+    if (own) {
+        int rc = sqlite3_step(db->begin_stmt);
+        sqlite3_reset(db->begin_stmt);
+        if (rc != SQLITE_DONE) return streamdb_fail(db, err, "begin a read");
+    }
+    int rc = streamdb_read_in(db, stream, shard, from, max, max_bytes, out, next, ended, millis_behind, err);
+    if (own) {
+        sqlite3_step(db->commit_stmt); /* a read-only transaction: ending it cannot fail in a way that matters */
+        sqlite3_reset(db->commit_stmt);
+    }
+    return rc;
+}
+
+static int streamdb_read_in(streamdb_t *db, const char *stream, const char *shard, int64_t from, size_t max,
+                            size_t max_bytes, batch_t **out, int64_t *next, int *ended, int64_t *millis_behind,
+                            errbuf_t *err)
 {
     int64_t sid = 0, end_seq = -1;
     if (streamdb_shard(db, stream, shard, &sid, &end_seq, err)) return -1;
@@ -575,11 +604,12 @@ int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t
         sqlite3_bind_null(st, 4);
     }
     sqlite3_bind_int64(st, 5, (sqlite3_int64)max);
-    batch_t *b = batch_new(max, max * 128); /* handed to the caller */
+    batch_t *b = NULL; /* made at the first record: a caught-up shard's read allocates little */
     int64_t last = from - 1, last_arrival = 0;
     int rc, full = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         char seq[24];
+        if (!b) b = batch_new(max, max * 128); /* handed to the caller */
         const void *pkey = sqlite3_column_blob(st, 2);
         int pkey_len = sqlite3_column_bytes(st, 2);
         const void *data = sqlite3_column_blob(st, 3);
@@ -600,6 +630,7 @@ int streamdb_read(streamdb_t *db, const char *stream, const char *shard, int64_t
         batch_free(b);
         return streamdb_fail(db, err, "read records");
     }
+    if (!b) b = batch_new(0, 0);
     *next = last + 1;
     batch_compact(&b); /* counted by what it holds, not by what a full read would need */
     /* A closed shard holds all its records already: a short read reached its end. */
