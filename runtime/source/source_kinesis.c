@@ -238,6 +238,11 @@ static void kin_iterator_done(kin_req_t *r, const aws_http_response_t *resp)
     kin_req_free(r);
 }
 
+int64_t kinesis_read_pace_ms(const source_records_t *res)
+{
+    return (int64_t)((uint64_t)res->bytes * 1000 / SOURCE_KINESIS_BYTES_PER_S);
+}
+
 static void kin_records_done(kin_req_t *r, const aws_http_response_t *resp)
 {
     source_records_t res = {0};
@@ -254,7 +259,7 @@ static void kin_records_done(kin_req_t *r, const aws_http_response_t *resp)
     kin_pace_t *p = kin_pace(r->ks, r->stream, r->shard);
     int64_t now = clock_mono_ms();
     if (p->next_ok_ms < now) p->next_ok_ms = now;
-    p->next_ok_ms += (int64_t)(resp->body_len * 1000 / SOURCE_KINESIS_BYTES_PER_S);
+    p->next_ok_ms += kinesis_read_pace_ms(&res);
     ((source_records_cb)r->cb)(r->ud, &res);
     kin_req_free(r);
 }

@@ -39,6 +39,12 @@ struct cJSON *kinesis_put_request(const char *stream, const source_put_record_t 
 
 /* Per shard read budget (bytes per second) and the request timeouts. */
 #define SOURCE_KINESIS_BYTES_PER_S (2 * 1024 * 1024)
+/* How long a shard's next GetRecords waits after one that returned `res`:
+ * its records' bytes (data as stored, KPL aggregates whole) at
+ * SOURCE_KINESIS_BYTES_PER_S, what Kinesis counts against the shard's 2 MB/s.
+ * Not the response's size: base64 and JSON make that about 3x the data of
+ * small records, and pacing by it read three times slower than allowed. */
+int64_t kinesis_read_pace_ms(const source_records_t *res);
 #define SOURCE_KINESIS_READ_TIMEOUT_MS 10000
 #define SOURCE_KINESIS_CALL_TIMEOUT_MS 5000
 
