@@ -51,13 +51,35 @@ static uint64_t batch_put(batch_t **bp, const void *p, size_t n)
     return off;
 }
 
+/* The hot path of every source (a local read adds each record with it):
+ * room for the three strings is made once, then they are copied. */
 int batch_add(batch_t **bp, const void *data, size_t data_len, const void *pkey, size_t pkey_len,
               const char *seq, size_t seq_len, int64_t sub_seq, int64_t arrival_ms)
 {
-    char *dst = batch_add_begin(bp, data_len);
-    if (!dst) return -1;
+    if ((*bp)->count >= (*bp)->cap) return -1;
+    size_t need = data_len + pkey_len + seq_len + 3;
+    if ((*bp)->arena_cap - (*bp)->arena_len < need) batch_grow_arena(bp, need);
+    batch_t *b = *bp;
+    char *base = (char *)batch_arena(b), *dst = base + b->arena_len;
+    batch_record_t *r = &b->recs[b->count++];
+    r->data_off = b->arena_len;
     if (data_len) memcpy(dst, data, data_len);
-    batch_add_end(bp, data_len, pkey, pkey_len, seq, seq_len, sub_seq, arrival_ms);
+    dst[data_len] = '\0';
+    dst += data_len + 1;
+    r->pkey_off = (uint64_t)(dst - base);
+    if (pkey_len) memcpy(dst, pkey, pkey_len);
+    dst[pkey_len] = '\0'; /* sequence numbers and keys are usable as C strings */
+    dst += pkey_len + 1;
+    r->seq_off = (uint64_t)(dst - base);
+    memcpy(dst, seq, seq_len);
+    dst[seq_len] = '\0';
+    b->arena_len += need;
+    r->data_len = (uint32_t)data_len;
+    r->pkey_len = (uint32_t)pkey_len;
+    r->seq_len = (uint32_t)seq_len;
+    r->reserved = 0;
+    r->sub_seq = sub_seq;
+    r->arrival_ms = arrival_ms;
     return 0;
 }
 

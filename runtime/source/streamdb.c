@@ -36,6 +36,7 @@ struct streamdb {
     sqlite3_stmt *put_stmt;
     sqlite3_stmt *shard_stmt;  /* stream, shard -> sid, end_seq */
     sqlite3_stmt *begin_stmt, *commit_stmt;   /* a read's two statements in one transaction */
+    size_t arena_per_record;   /* arena bytes per record in the last read: sizes the next read's batch */
 };
 
 static void streamdb_drop_routes(streamdb_t *db);
@@ -73,6 +74,20 @@ void streamdb_format_seq(int64_t seq, char *out)
     out[STREAMDB_SEQ_DIGITS] = '\0';
 }
 
+/* seq += delta on its formatted digits (delta > 0, small): the records of a
+ * shard come in increasing order, a few numbers apart, so the next one is
+ * its predecessor with a digit or two changed rather than twenty divisions. */
+static void streamdb_seq_add(char *seq, uint64_t delta)
+{
+    unsigned carry = 0;
+    for (int i = STREAMDB_SEQ_DIGITS - 1; i >= 0 && (delta || carry); i--) {
+        unsigned d = (unsigned)(seq[i] - '0') + (unsigned)(delta % 10) + carry;
+        delta /= 10;
+        carry = d >= 10;
+        seq[i] = (char)('0' + (carry ? d - 10 : d));
+    }
+}
+
 static int streamdb_fail(streamdb_t *db, errbuf_t *err, const char *what)
 {
     return errbuf_set(err, "%s: %s: %s", db->path, what, sqlite3_errmsg(db->db));
@@ -90,6 +105,7 @@ int streamdb_open(const char *path, int create, streamdb_t **out, errbuf_t *err)
     if (create && fspath_mkdir_parents(path, err)) return -1;
     streamdb_t *db = xcalloc(1, sizeof *db); /* owned by the caller: streamdb_close */
     db->path = xstrdup(path);
+    db->arena_per_record = 128; /* until a read says */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path, &db->db, flags, NULL) != SQLITE_OK) {
         errbuf_set(err, "%s: cannot open stream file: %s%s", path, db->db ? sqlite3_errmsg(db->db) : "out of memory",
@@ -607,9 +623,12 @@ static int streamdb_read_in(streamdb_t *db, const char *stream, const char *shar
     batch_t *b = NULL; /* made at the first record: a caught-up shard's read allocates little */
     int64_t last = from - 1, last_arrival = 0;
     int rc, full = 0;
+    char seq[24];
+    int64_t formatted = -1; /* the number seq holds */
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        char seq[24];
-        if (!b) b = batch_new(max, max * 128); /* handed to the caller */
+        /* handed to the caller; sized as the last read's records were, so
+         * it rarely grows (a growth copies everything read so far) */
+        if (!b) b = batch_new(max, max * (db->arena_per_record + db->arena_per_record / 8 + 8));
         const void *pkey = sqlite3_column_blob(st, 2);
         int pkey_len = sqlite3_column_bytes(st, 2);
         const void *data = sqlite3_column_blob(st, 3);
@@ -622,7 +641,9 @@ static int streamdb_read_in(streamdb_t *db, const char *stream, const char *shar
         }
         last = sqlite3_column_int64(st, 0);
         last_arrival = sqlite3_column_int64(st, 1);
-        streamdb_format_seq(last, seq);
+        if (formatted >= 0 && last > formatted && last - formatted < 1000000) streamdb_seq_add(seq, (uint64_t)(last - formatted));
+        else streamdb_format_seq(last, seq);
+        formatted = last;
         batch_add(&b, data, (size_t)data_len, pkey, (size_t)pkey_len, seq, STREAMDB_SEQ_DIGITS, 0, last_arrival);
     }
     sqlite3_reset(st);
@@ -631,6 +652,7 @@ static int streamdb_read_in(streamdb_t *db, const char *stream, const char *shar
         return streamdb_fail(db, err, "read records");
     }
     if (!b) b = batch_new(0, 0);
+    if (b->count) db->arena_per_record = b->arena_len / b->count;
     *next = last + 1;
     batch_compact(&b); /* counted by what it holds, not by what a full read would need */
     /* A closed shard holds all its records already: a short read reached its end. */
