@@ -1,5 +1,6 @@
 #include "lease_coord.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "base/xalloc.h"
 #include "lease_metrics.h"
 #include "lease_plan.h"
+#include "record/seqnum.h"
 
 typedef struct waiter {
     lease_coord_done_cb done;
@@ -103,6 +105,7 @@ struct lease_coord {
     size_t nops;
     lease_obs_set_t obs;
     sched_timer_t renew_timer, take_timer;
+    sched_timer_t expiry_timer;  /* when the next peer lease expires unless renewed: a scan then */
     int scanning, scanned_once, taking;
     int settling;               /* stopping: not clear to exit until a clean scan (coord_settle) */
     int scan_clean;             /* the scan in flight was sent holding nothing, with nothing in flight */
@@ -826,6 +829,31 @@ static void coord_settle(lease_coord_t *c, const lease_list_t *all)
     if (c->settling && c->scan_clean && coord_quiet(c) && !coord_names_me_unheld(c, all)) c->settling = 0;
 }
 
+static void coord_on_expiry_due(sched_timer_t *t)
+{
+    lease_coord_scan_now(t->data);
+}
+
+/* A peer's lease that stops moving expires lease_duration after this worker
+ * first saw its counter; the taker looks again at that moment instead of at
+ * its next tick, up to taker_interval later (issue 18: a dead worker's
+ * leases within lease_duration + taker_interval, the interval being the lag
+ * before its last counter was first seen). While peers renew, every scan
+ * moves this later and it never fires. `all` and c->obs are aligned. */
+static void coord_watch_expiry(lease_coord_t *c, const lease_list_t *all, int64_t now)
+{
+    int64_t due = INT64_MAX;
+    for (size_t i = 0; i < all->count && i < c->obs.n; i++) {
+        const lease_t *l = &all->leases[i];
+        if (!l->owner || l->invalid || !strcmp(l->owner, c->worker_id) || !strcmp(l->checkpoint, SEQNUM_SHARD_END))
+            continue;
+        int64_t at = c->obs.v[i].since_ms + c->opt.lease_duration_ms;
+        if (at > now && at < due) due = at;
+    }
+    if (due == INT64_MAX || !c->taking || !c->opt.take) sched_timer_stop(c->sched, &c->expiry_timer);
+    else sched_timer_start(c->sched, &c->expiry_timer, due - now);
+}
+
 static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_list_t *all)
 {
     lease_coord_t *c = ud;
@@ -843,6 +871,7 @@ static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_
     coord_store_ok(c);
     int64_t now = coord_now(c);
     lease_obs_update(&c->obs, all, now);
+    coord_watch_expiry(c, all, now);
     size_t nlocal;
     lease_local_t *local = coord_local(c, &nlocal);
     lease_plan_input_t in = {c->worker_id, now, c->opt.lease_duration_ms, c->opt.max_steal, c->taking && c->opt.take,
@@ -894,6 +923,7 @@ lease_coord_t *lease_coord_new(sched_t *sched, lease_store_t *store, const lease
     sched_timer_init(&c->take_timer, coord_on_take, c);
     sched_timer_init(&c->settle_timer, coord_on_settle, c);
     lease_metrics_init(&c->metrics, opt->metrics, &c->nowned);
+    sched_timer_init(&c->expiry_timer, coord_on_expiry_due, c);
     return c;
 }
 
@@ -918,6 +948,7 @@ void lease_coord_stop_taking(lease_coord_t *c)
     if (!c->taking) return;
     c->taking = 0;
     c->stopping = 1;
+    sched_timer_stop(c->sched, &c->expiry_timer);
     /* withdraw our handoff requests, so no lease is handed to a worker that is leaving */
     while (c->requests) coord_withdraw(c, c->requests);
     c->settling = 1;
@@ -937,6 +968,7 @@ void lease_coord_free(lease_coord_t *c)
     sched_timer_stop(c->sched, &c->renew_timer);
     sched_timer_stop(c->sched, &c->take_timer);
     sched_timer_stop(c->sched, &c->settle_timer);
+    sched_timer_stop(c->sched, &c->expiry_timer);
     while (c->nowned) {
         waiters_t dropped = {0};
         coord_drop(c, c->owned[c->nowned - 1], &dropped);

@@ -377,6 +377,41 @@ static void test_a_release_queued_behind_a_renewal_is_written_although_the_lease
     assert_null(lease_coord_owned(F.c, "s1"));
 }
 
+/* Issue 18: a peer that stops renewing loses its lease lease_duration after
+ * this worker first saw its last counter, and the taker takes it then, not
+ * at its next tick (up to taker_interval later): with the lag before that
+ * counter was first seen, a dead worker's leases go within lease_duration +
+ * taker_interval. While the peer renews, no extra scan happens. */
+static void test_a_stopped_peers_lease_is_taken_when_it_expires_not_at_the_next_tick(void **state)
+{
+    start(1, 1);
+    put("s1", "B", 1);
+    put("s2", NULL, 0);                          /* A takes this one: then the target is 1 each */
+    lease_coord_start(F.c);
+    vsched_advance(&F.vs, 10);
+    size_t lists = F.ms.calls[MEMSTORE_LIST];
+    for (int i = 0; i < 4; i++) {                /* B renews every 3 s: A only scans on its ticks */
+        memstore_row(&F.ms, "s1")->counter++;
+        vsched_advance(&F.vs, RENEW);
+    }
+    assert_int_equal(F.ms.calls[MEMSTORE_LIST] - lists, 4 * RENEW / TAKER); /* no scan beyond the ticks */
+    assert_int_equal(F.acquired, 1);
+    vsched_advance(&F.vs, 4500 - F.vs.now % TAKER); /* between two ticks */
+    memstore_row(&F.ms, "s1")->counter++;        /* B's last renewal */
+    int64_t renewed = F.vs.now;
+    lease_coord_scan_now(F.c);                   /* A sees it now (e.g. after a shard sync) */
+    vsched_advance(&F.vs, 1);
+    int64_t seen = F.vs.now;
+    vsched_advance(&F.vs, 800);
+    lease_coord_scan_now(F.c);                   /* another scan shifts the ticks off the expiry */
+    vsched_advance(&F.vs, D + 10 - 800);         /* B is dead: nothing moves */
+    assert_int_equal(F.acquired, 2);
+    printf("B's last renewal at %lld, first seen at %lld, taken at %lld (the ticks: %lld + k * %d)\n",
+           (long long)renewed, (long long)seen, (long long)F.acquired_at, (long long)seen + 800, TAKER);
+    assert_true(F.acquired_at >= seen + D);
+    assert_true(F.acquired_at <= seen + D + 5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -398,6 +433,7 @@ int main(void)
                                   teardown),
         cmocka_unit_test_teardown(test_a_handoff_granted_as_a_stopping_worker_withdrew_is_released_before_it_exits,
                                   teardown),
+        cmocka_unit_test_teardown(test_a_stopped_peers_lease_is_taken_when_it_expires_not_at_the_next_tick, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
