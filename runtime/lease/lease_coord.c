@@ -49,6 +49,7 @@ typedef struct op {
     lease_t row;                /* OP_TAKE: the row as scanned; OP_RELEASE/OP_HANDOFF: the lease as written to */
     int stolen;                 /* OP_TAKE */
     int64_t seen_ms;            /* OP_TAKE: when this worker first saw the counter it takes the row with */
+    int owner_dead;             /* OP_TAKE: the store knows the owner dead (its process is gone) */
     int lost;                   /* detached because the lease was lost (else forgotten) */
     struct op *prev, *next;
 } op_t;
@@ -590,7 +591,7 @@ static void coord_take_done(void *ud, lease_status_t st, const char *msg, const 
          * An expired row is past it already, a released one has no owner; a
          * row stolen from a live owner (a handoff request it left
          * unanswered) waits for it. */
-        if (t->row.owner) o->dispatch_from_ms = t->seen_ms + c->opt.lease_duration_ms;
+        if (t->row.owner && !t->owner_dead) o->dispatch_from_ms = t->seen_ms + c->opt.lease_duration_ms;
         int64_t wait = o->dispatch_from_ms > coord_now(c) ? o->dispatch_from_ms - coord_now(c) : 0;
         log_info("lease_taken", "lease=%s worker=%s counter=%lld checkpoint=%s previous_owner=%s stolen=%d "
                  "dispatch_in_ms=%lld", updated->key, c->worker_id, (long long)updated->counter, updated->checkpoint,
@@ -610,13 +611,17 @@ static void coord_take_done(void *ud, lease_status_t st, const char *msg, const 
     op_free(t);
 }
 
-static void coord_take(lease_coord_t *c, const lease_t *l, int stolen)
+/* owner_dead: the store knows the owner's process is gone (a local store's
+ * kernel lock, lease_alive.h): it can dispatch nothing any more, so the
+ * lease is dispatched at once and needs no guard. */
+static void coord_take(lease_coord_t *c, const lease_t *l, int stolen, int owner_dead)
 {
     op_t *t = op_new(c, OP_TAKE, l->key);
     t->stolen = stolen;
+    t->owner_dead = owner_dead && l->owner;
     const lease_obs_t *seen = lease_obs_find(&c->obs, l->key);
     t->seen_ms = seen && seen->counter == l->counter ? seen->since_ms : coord_now(c);
-    if (l->owner && t->seen_ms + c->opt.lease_duration_ms > coord_now(c))
+    if (l->owner && !t->owner_dead && t->seen_ms + c->opt.lease_duration_ms > coord_now(c))
         coord_guard(c, l->key, t->seen_ms + c->opt.lease_duration_ms);
     lease_copy(&t->row, l);
     c->store->ops->take(c->store, &t->row, c->worker_id, coord_take_done, t);
@@ -723,7 +728,22 @@ static lease_local_t *coord_local(lease_coord_t *c, size_t *n)
     return v;
 }
 
-static void coord_carry_out(lease_coord_t *c, const lease_plan_decision_t *d)
+/* The scan listed the row's owner as dead (all->dead is sorted). */
+static int coord_owner_dead(const lease_list_t *all, const lease_t *l)
+{
+    if (!l || !l->owner) return 0;
+    size_t lo = 0, hi = all->ndead;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = strcmp(all->dead[mid], l->owner);
+        if (r == 0) return 1;
+        if (r < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return 0;
+}
+
+static void coord_carry_out(lease_coord_t *c, const lease_list_t *all, const lease_plan_decision_t *d)
 {
     char q[512];
     const lease_t *l = d->row;
@@ -765,7 +785,7 @@ static void coord_carry_out(lease_coord_t *c, const lease_plan_decision_t *d)
         if (r) {
             log_warn("lease_handoff_timeout", "lease=%s owner=%s action=steal", l->key, l->owner);
             coord_request_drop(c, r);
-            coord_take(c, l, 1);
+            coord_take(c, l, 1, coord_owner_dead(all, l));
         }
         break;
     case LEASE_PLAN_RELEASE:
@@ -775,7 +795,7 @@ static void coord_carry_out(lease_coord_t *c, const lease_plan_decision_t *d)
         if (!r) coord_cancel(c, l->key, l->owner);
         break;
     case LEASE_PLAN_TAKE:
-        coord_take(c, l, 0);
+        coord_take(c, l, 0, coord_owner_dead(all, l));
         break;
     case LEASE_PLAN_ASK:
         coord_ask(c, l);
@@ -881,7 +901,7 @@ static void coord_scan_done(void *ud, lease_status_t st, const char *msg, lease_
     free(local); /* its strings belong to owned entries and requests, which decisions change */
     for (size_t i = 0; i < plan.n; i++) {
         if (plan.v[i].kind == LEASE_PLAN_REPORT_INVALID) c->obs.v[plan.v[i].row - all->leases].reported = 1;
-        coord_carry_out(c, &plan.v[i]);
+        coord_carry_out(c, all, &plan.v[i]);
     }
     lease_plan_free(&plan);
     c->prev_scan_sent_ms = c->scan_sent_ms;

@@ -42,6 +42,7 @@ typedef struct memstore {
     int stall;
     size_t calls[MEMSTORE_LIST + 1];   /* requests made, per kind */
     memstore_req_t *reqs;     /* not answered yet (timers running or stalled) */
+    const char *dead;         /* an owner each list names dead (lease_list_t.dead), as a local store would */
 } memstore_t;
 
 /* Adds a row (deep copy); sort the table (lease_list_sort) before use. */
@@ -150,6 +151,11 @@ static inline void memstore_deliver(sched_timer_t *t)
     if (r->kind == MEMSTORE_LIST) {
         lease_list_t *l = r->list;
         r->list = NULL;
+        if (l && r->ms->dead) {
+            l->dead = calloc(1, sizeof *l->dead);
+            if (!l->dead || !(l->dead[0] = strdup(r->ms->dead))) abort();
+            l->ndead = 1;
+        }
         ((lease_list_cb)r->cb)(r->ud, r->st, NULL, r->st == LEASE_OK ? l : NULL);
         if (r->st != LEASE_OK) lease_list_free(l);
     } else {

@@ -412,6 +412,31 @@ static void test_a_stopped_peers_lease_is_taken_when_it_expires_not_at_the_next_
     assert_true(F.acquired_at <= seen + D + 5);
 }
 
+/* Issue 18: a lease whose owner the store knows dead (a local store: its
+ * process is gone, its kernel lock free) is taken at the next scan and
+ * dispatched at once: that owner can dispatch nothing any more, so there is
+ * no deadline of its to wait for (a live owner's lease taken by a steal
+ * waits for it: see the tests above). */
+static void test_a_lease_of_an_owner_known_dead_is_taken_and_dispatched_at_once(void **state)
+{
+    start(1, 1);
+    put("s1", "B", 1);
+    put("s2", NULL, 0);
+    lease_coord_start(F.c);
+    vsched_advance(&F.vs, 10);
+    assert_int_equal(F.acquired, 1);              /* s2 */
+    memstore_row(&F.ms, "s1")->counter++;         /* B alive a moment ago */
+    vsched_advance(&F.vs, TAKER);
+    F.ms.dead = "B";                              /* then its process ended */
+    lease_coord_scan_now(F.c);
+    int64_t t0 = F.vs.now;
+    vsched_advance(&F.vs, 5);
+    assert_int_equal(F.acquired, 2);
+    assert_true(F.acquired_at - t0 <= 3);         /* not lease_duration later */
+    assert_string_equal(memstore_row(&F.ms, "s1")->owner, "A");
+    assert_true(lease_coord_may_dispatch(F.c, "s1")); /* at once, not after B's deadline */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +459,7 @@ int main(void)
         cmocka_unit_test_teardown(test_a_handoff_granted_as_a_stopping_worker_withdrew_is_released_before_it_exits,
                                   teardown),
         cmocka_unit_test_teardown(test_a_stopped_peers_lease_is_taken_when_it_expires_not_at_the_next_tick, teardown),
+        cmocka_unit_test_teardown(test_a_lease_of_an_owner_known_dead_is_taken_and_dispatched_at_once, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
