@@ -209,7 +209,8 @@ static void alive_on_event(struct ev_loop *loop, ev_io *io, int revents)
                 return;
             }
             if (!ev->len || !strcmp(ev->name, a->self)) continue;
-            if (ev->mask & IN_DELETE) alive_tell(a, ev->name, "left"); /* a graceful exit removes its file */
+            /* a graceful exit removes its file; so does a peer sweeping a dead worker's */
+            if (ev->mask & IN_DELETE) alive_tell(a, ev->name, "file_removed");
             else if (ev->mask & IN_CLOSE_WRITE) alive_closed(a, ev->name);
         }
     }
