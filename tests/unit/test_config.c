@@ -10,40 +10,30 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "tempdir.h"
 
 static char dir[256];
 
-static const char *write_file(const char *name, const char *text)
-{
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
+/* A fresh directory per test: every config loads from it, beside its p.lua. */
 static int setup(void **state)
 {
-    snprintf(dir, sizeof dir, "/tmp/shardrun-test-config-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    write_file("p.lua", "return { processRecords = function() end }\n");
+    (void)state;
+    if (tempdir_make(dir, sizeof dir, "config") != 0) return -1;
+    tempdir_write(dir, "p.lua", "return { processRecords = function() end }\n");
     return 0;
 }
 
 static int teardown(void **state)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    (void)state;
+    return tempdir_remove(dir);
 }
 
 #define BASE "application = 'app'\nsource = { type = 'local', path = 's.db' }\nleases = { type = 'local', path = 'l.db' }\n"
 
 static config_t *load(const char *text, errbuf_t *err)
 {
-    return config_load(write_file("c.lua", text), err);
+    return config_load(tempdir_write(dir, "c.lua", text), err);
 }
 
 /* Loads text and asserts the error message contains `want`. */
@@ -167,7 +157,7 @@ static void test_a_required_top_level_field_has_no_line_to_name(void **state)
 
 static void test_a_table_from_another_file_has_no_line(void **state)
 {
-    write_file("s.lua", "return { name = 'a', processor = 'p.lua', max_records = 'x' }\n");
+    tempdir_write(dir, "s.lua", "return { name = 'a', processor = 'p.lua', max_records = 'x' }\n");
     char text[1024];
     snprintf(text, sizeof text, BASE "streams = { dofile('%s/s.lua') }\n", dir);
     expect_error(text, "c.lua: streams[1].max_records: expected a whole number");

@@ -10,33 +10,23 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "tempdir.h"
 
 static char dir[256];
 
-static const char *write_file(const char *name, const char *text)
-{
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
+/* A fresh directory per test: every config loads from it, beside its p.lua. */
 static int setup(void **state)
 {
-    snprintf(dir, sizeof dir, "/tmp/shardrun-test-config-metrics-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    write_file("p.lua", "return { processRecords = function() end }\n");
+    (void)state;
+    if (tempdir_make(dir, sizeof dir, "config-metrics") != 0) return -1;
+    tempdir_write(dir, "p.lua", "return { processRecords = function() end }\n");
     return 0;
 }
 
 static int teardown(void **state)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    (void)state;
+    return tempdir_remove(dir);
 }
 
 #define BASE                                                                                                           \
@@ -45,7 +35,7 @@ static int teardown(void **state)
 
 static config_t *load(const char *text, errbuf_t *err)
 {
-    return config_load(write_file("c.lua", text), err);
+    return config_load(tempdir_write(dir, "c.lua", text), err);
 }
 
 static void expect_error(const char *text, const char *want)
