@@ -7,7 +7,7 @@
  * (Transfer-Encoding: chunked) `stream_ms` apart, then the end or a stall. The handler runs with the
  * server's mutex held; the test reads the recorded requests through
  * ts_lock()/ts_unlock() or after ts_stop(). Header-only, static: included by
- * each test binary. */
+ * each test binary; aws_fixture.h builds each test's fixture around it. */
 #ifndef SHARDRUN_AWS_TEST_SERVER_H
 #define SHARDRUN_AWS_TEST_SERVER_H
 

@@ -11,42 +11,27 @@
 #include <cmocka.h>
 
 #include <ev.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "aws/client.h"
 #include "aws/sigv4.h"
-#include "aws_test_server.h"
+#include "aws_fixture.h"
 #include "base/log.h"
 
-static ts_server_t srv;
-static struct ev_loop *loop;
-static char home[] = "/tmp/shardrun-test-client-XXXXXX";
-static int log_fd = -1;
+static aws_fixture_t fx;
 
-/* what the fake services do; read by server threads under srv.mu */
+/* what the fake services do; read by server threads under fx.srv.mu */
 static int fail_first_call;   /* the first /svc/ call answers 503 */
 static int svc_calls, sts_calls, imds_fetches;
 static int imds_delay_ms;     /* the credentials document comes this late */
 
-static const char *const aws_vars[] = {
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_CONFIG_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_ENDPOINT_URL_STS", "AWS_REGION", "AWS_DEFAULT_REGION",
-    "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL};
-
-static void iso_time(time_t t, char *out, size_t n)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
+/* what teardown looks for in the log of every test */
+static const char *const secrets[] = {"test+secret", "imds/secret", "sts/secret", "Signature=",
+                                      "imds-token-", "sts-token", NULL};
 
 static void route(ts_server_t *s, const ts_request_t *req, ts_response_t *resp)
 {
@@ -59,18 +44,13 @@ static void route(ts_server_t *s, const ts_request_t *req, ts_response_t *resp)
     } else if (!strcmp(req->target, "/latest/meta-data/iam/security-credentials/role")) {
         int n = ++imds_fetches;
         if (imds_delay_ms) usleep((useconds_t)imds_delay_ms * 1000);
-        iso_time(time(NULL) + 3600, exp, sizeof exp);
+        fx_iso_time(time(NULL) + 3600, exp, sizeof exp);
         snprintf(resp->body, sizeof resp->body,
                  "{\"Code\":\"Success\",\"AccessKeyId\":\"AKIDIMDS%d\",\"SecretAccessKey\":\"imds/secret%d\","
                  "\"Token\":\"imds-token-%d\",\"Expiration\":\"%s\"}", n, n, n, exp);
     } else if (!strcmp(req->target, "/sts/")) {
         sts_calls++;
-        iso_time(time(NULL) + 3600, exp, sizeof exp);
-        snprintf(resp->body, sizeof resp->body,
-                 "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
-                 "<AccessKeyId>ASIASTS</AccessKeyId><SecretAccessKey>sts/secret</SecretAccessKey>"
-                 "<SessionToken>sts-token</SessionToken><Expiration>%s</Expiration></Credentials>"
-                 "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>", exp);
+        fx_sts_answer(resp, "ASIASTS", "sts/secret", "sts-token");
     } else if (!strncmp(req->target, "/svc/", 5)) {
         if (fail_first_call && svc_calls++ == 0) {
             resp->status = 503;
@@ -86,62 +66,15 @@ static void route(ts_server_t *s, const ts_request_t *req, ts_response_t *resp)
 static int setup(void **state)
 {
     (void)state;
-    for (int i = 0; aws_vars[i]; i++) unsetenv(aws_vars[i]);
-    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
-    strcpy(home, "/tmp/shardrun-test-client-XXXXXX");
-    if (!mkdtemp(home)) return -1;
-    setenv("HOME", home, 1);
     fail_first_call = svc_calls = sts_calls = imds_fetches = imds_delay_ms = 0;
-    if (ts_start(&srv, route, NULL) != 0) return -1;
-    loop = ev_loop_new(EVFLAG_AUTO);
-    char path[600];
-    snprintf(path, sizeof path, "%s/log", home);
-    log_fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    log_set_fd(log_fd);
-    log_set_level(LOG_DEBUG);
-    return log_fd >= 0 ? 0 : -1;
-}
-
-static char *read_log(void)
-{
-    static char text[1 << 16];
-    ssize_t n = pread(log_fd, text, sizeof text - 1, 0);
-    text[n > 0 ? n : 0] = '\0';
-    return text;
+    return fx_start(&fx, "client", route, 1);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    ev_loop_destroy(loop);
-    ts_stop(&srv);
-    const char *log = read_log();
-    int leaked = strstr(log, "test+secret") || strstr(log, "imds/secret") || strstr(log, "sts/secret") ||
-                 strstr(log, "Signature=") || strstr(log, "imds-token-") || strstr(log, "sts-token");
-    if (leaked) fprintf(stderr, "a secret reached the log:\n%s\n", log);
-    log_set_fd(2);
-    close(log_fd);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", home);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", home);
-    return leaked ? -1 : 0;
-}
-
-static void tick(struct ev_loop *l, ev_timer *w, int revents)
-{
-    (void)l;
-    (void)w;
-    (void)revents;
-}
-
-static void run_until(const int *flag, double max_s)
-{
-    ev_timer t;
-    ev_timer_init(&t, tick, 0.02, 0.02);
-    ev_timer_start(loop, &t);
-    double start = ev_time();
-    while (!*flag && ev_time() - start < max_s) ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &t);
+    int leaked = fx_log_leaks(&fx, secrets);
+    return fx_stop(&fx) != 0 || leaked ? -1 : 0;
 }
 
 typedef struct result {
@@ -162,7 +95,7 @@ static aws_client_t *client(const aws_cred_options_t *co, long retry_base_ms)
     aws_http_options_t ho = {.retry_base_ms = retry_base_ms ? retry_base_ms : 10,
                              .retry_max_ms = retry_base_ms ? retry_base_ms : 20};
     errbuf_t err;
-    aws_client_t *c = aws_client_new(loop, &ho, co, &err);
+    aws_client_t *c = aws_client_new(fx.loop, &ho, co, &err);
     assert_non_null(c);
     return c;
 }
@@ -171,7 +104,7 @@ static void endpoint(aws_client_t *c, aws_endpoint_t *ep, const char *service)
 {
     char url[128];
     errbuf_t err;
-    snprintf(url, sizeof url, "%s/svc/%s", srv.base, service);
+    snprintf(url, sizeof url, "%s/svc/%s", fx.srv.base, service);
     assert_int_equal(aws_client_endpoint(c, ep, service, "source", "us-east-1", url, &err), 0);
 }
 
@@ -190,7 +123,7 @@ static void verify_signed(const ts_request_t *req, const char *ak, const char *s
     assert_string_equal(ctype, "application/x-amz-json-1.1");
     assert_string_equal(target, "Kinesis_20131202.GetRecords");
     char want_host[64];
-    snprintf(want_host, sizeof want_host, "127.0.0.1:%d", srv.port);
+    snprintf(want_host, sizeof want_host, "127.0.0.1:%d", fx.srv.port);
     assert_string_equal(host, want_host);
     aws_sigv4_credentials_t cr = {ak, sk, token};
     aws_sigv4_header_t h[] = {{"Host", host}, {"Content-Type", ctype}, {"X-Amz-Target", target}};
@@ -217,16 +150,16 @@ static void test_every_attempt_is_signed(void **state)
     fail_first_call = 1;
     result_t res = {0};
     assert_non_null(aws_client_call(c, &ep, "Kinesis_20131202.GetRecords", "1.1", body, 5000, on_done, &res));
-    run_until(&res.done, 10);
+    fx_run_until(fx.loop, &res.done, 10);
     assert_int_equal(res.error, AWS_HTTP_OK);
     assert_int_equal(res.attempts, 2);
-    ts_lock(&srv);
-    assert_int_equal(srv.nreqs, 2);
-    verify_signed(&srv.reqs[0], "AKIDCLIENT", "client/test+secret", "tok/en+1==");
-    verify_signed(&srv.reqs[1], "AKIDCLIENT", "client/test+secret", "tok/en+1==");
-    assert_memory_equal(srv.reqs[1].body, body, strlen(body));
-    ts_unlock(&srv);
-    assert_non_null(strstr(read_log(), "aws_http_retry"));
+    ts_lock(&fx.srv);
+    assert_int_equal(fx.srv.nreqs, 2);
+    verify_signed(&fx.srv.reqs[0], "AKIDCLIENT", "client/test+secret", "tok/en+1==");
+    verify_signed(&fx.srv.reqs[1], "AKIDCLIENT", "client/test+secret", "tok/en+1==");
+    assert_memory_equal(fx.srv.reqs[1].body, body, strlen(body));
+    ts_unlock(&fx.srv);
+    assert_non_null(strstr(fx_log(&fx), "aws_http_retry"));
     aws_client_endpoint_clear(&ep);
     aws_client_free(c);
 }
@@ -237,7 +170,7 @@ static void test_a_retry_after_a_refresh_carries_the_new_credentials(void **stat
 {
     (void)state;
     unsetenv("AWS_EC2_METADATA_DISABLED");
-    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.base, 1);
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fx.srv.base, 1);
     /* credentials expire in 3600 s and are refreshed 3598 s early: 1-2 s after
      * the first ones arrive; the retry waits 3-6 s, so it comes after. */
     aws_cred_options_t co = {.refresh_before_s = 3598};
@@ -247,22 +180,22 @@ static void test_a_retry_after_a_refresh_carries_the_new_credentials(void **stat
     fail_first_call = 1;
     result_t res = {0};
     assert_non_null(aws_client_call(c, &ep, "Kinesis_20131202.GetRecords", "1.1", body, 5000, on_done, &res));
-    run_until(&res.done, 15);
+    fx_run_until(fx.loop, &res.done, 15);
     assert_int_equal(res.error, AWS_HTTP_OK);
     assert_int_equal(res.attempts, 2);
-    ts_lock(&srv);
+    ts_lock(&fx.srv);
     int first = -1, second = -1;
-    for (int i = 0; i < srv.nreqs && i < TS_MAX_REQS; i++)
-        if (!strncmp(srv.reqs[i].target, "/svc/", 5)) {
+    for (int i = 0; i < fx.srv.nreqs && i < TS_MAX_REQS; i++)
+        if (!strncmp(fx.srv.reqs[i].target, "/svc/", 5)) {
             if (first < 0) first = i;
             else second = i;
         }
     assert_true(first >= 0 && second > first);
-    verify_signed(&srv.reqs[first], "AKIDIMDS1", "imds/secret1", "imds-token-1");
+    verify_signed(&fx.srv.reqs[first], "AKIDIMDS1", "imds/secret1", "imds-token-1");
     /* the retry carries a refreshed key (the 2nd, or a later one if the
      * refresh ran again meanwhile), signed with its own secret */
     char auth[512], ak[32], sk[32], tok[32];
-    assert_true(ts_header(&srv.reqs[second], "Authorization", auth, sizeof auth));
+    assert_true(ts_header(&fx.srv.reqs[second], "Authorization", auth, sizeof auth));
     const char *k = strstr(auth, "Credential=AKIDIMDS");
     assert_non_null(k);
     int n = atoi(k + strlen("Credential=AKIDIMDS"));
@@ -270,8 +203,8 @@ static void test_a_retry_after_a_refresh_carries_the_new_credentials(void **stat
     snprintf(ak, sizeof ak, "AKIDIMDS%d", n);
     snprintf(sk, sizeof sk, "imds/secret%d", n);
     snprintf(tok, sizeof tok, "imds-token-%d", n);
-    verify_signed(&srv.reqs[second], ak, sk, tok);
-    ts_unlock(&srv);
+    verify_signed(&fx.srv.reqs[second], ak, sk, tok);
+    ts_unlock(&fx.srv);
     aws_client_endpoint_clear(&ep);
     aws_client_free(c);
 }
@@ -281,22 +214,22 @@ static void test_a_call_waits_for_the_first_credentials(void **state)
 {
     (void)state;
     unsetenv("AWS_EC2_METADATA_DISABLED");
-    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.base, 1);
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fx.srv.base, 1);
     aws_client_t *c = client(NULL, 0);
     aws_endpoint_t ep;
     endpoint(c, &ep, "kinesis");
     result_t res = {0};
     assert_non_null(aws_client_call(c, &ep, "Kinesis_20131202.ListShards", "1.1", "{}", 5000, on_done, &res));
     assert_int_equal(res.done, 0);
-    run_until(&res.done, 10);
+    fx_run_until(fx.loop, &res.done, 10);
     assert_int_equal(res.error, AWS_HTTP_OK);
     char auth[512];
-    ts_lock(&srv);
-    assert_int_equal(srv.nreqs, 4); /* token, role, credentials, then the call */
-    assert_string_equal(srv.reqs[3].target, "/svc/kinesis");
-    assert_true(ts_header(&srv.reqs[3], "Authorization", auth, sizeof auth));
+    ts_lock(&fx.srv);
+    assert_int_equal(fx.srv.nreqs, 4); /* token, role, credentials, then the call */
+    assert_string_equal(fx.srv.reqs[3].target, "/svc/kinesis");
+    assert_true(ts_header(&fx.srv.reqs[3], "Authorization", auth, sizeof auth));
     assert_non_null(strstr(auth, "Credential=AKIDIMDS1/"));
-    ts_unlock(&srv);
+    ts_unlock(&fx.srv);
     aws_client_endpoint_clear(&ep);
     aws_client_free(c);
 }
@@ -309,9 +242,9 @@ static void test_a_call_without_credentials_fails_typed_and_unsent(void **state)
     endpoint(c, &ep, "kinesis");
     result_t res = {0};
     assert_non_null(aws_client_call(c, &ep, "Kinesis_20131202.ListShards", "1.1", "{}", 5000, on_done, &res));
-    run_until(&res.done, 10);
+    fx_run_until(fx.loop, &res.done, 10);
     assert_int_equal(res.error, AWS_HTTP_ECREDENTIALS);
-    assert_int_equal(ts_count(&srv), 0);
+    assert_int_equal(ts_count(&fx.srv), 0);
     aws_client_endpoint_clear(&ep);
     aws_client_free(c);
 }
@@ -322,7 +255,7 @@ static void test_a_cancelled_call_never_calls_back(void **state)
 {
     (void)state;
     unsetenv("AWS_EC2_METADATA_DISABLED");
-    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.base, 1);
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fx.srv.base, 1);
     imds_delay_ms = 300;
     aws_client_t *c = client(NULL, 0);
     aws_endpoint_t ep;
@@ -332,16 +265,16 @@ static void test_a_cancelled_call_never_calls_back(void **state)
         aws_client_call(c, &ep, "Kinesis_20131202.ListShards", "1.1", "{}", 5000, on_done, &res);
     assert_non_null(aws_client_call(c, &ep, "Kinesis_20131202.ListShards", "1.1", "{}", 5000, on_done, &other));
     int never = 0;
-    run_until(&never, 0.1); /* the calls now wait for the IMDS answers */
+    fx_run_until(fx.loop, &never, 0.1); /* the calls now wait for the IMDS answers */
     aws_client_cancel(c, r);
-    run_until(&other.done, 10);
+    fx_run_until(fx.loop, &other.done, 10);
     assert_int_equal(other.error, AWS_HTTP_OK);
     assert_int_equal(res.done, 0);
-    ts_lock(&srv);
+    ts_lock(&fx.srv);
     int calls = 0;
-    for (int i = 0; i < srv.nreqs; i++) calls += !strncmp(srv.reqs[i].target, "/svc/", 5);
+    for (int i = 0; i < fx.srv.nreqs; i++) calls += !strncmp(fx.srv.reqs[i].target, "/svc/", 5);
     assert_int_equal(calls, 1);
-    ts_unlock(&srv);
+    ts_unlock(&fx.srv);
     aws_client_endpoint_clear(&ep);
     aws_client_free(c);
     assert_int_equal(res.done, 0);
@@ -351,16 +284,7 @@ static void test_a_cancelled_call_never_calls_back(void **state)
 static void test_endpoints_of_one_client_share_one_credentials_chain(void **state)
 {
     (void)state;
-    char path[600], url[128];
-    snprintf(path, sizeof path, "%s/token.jwt", home);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs("webid-jwt\n", f);
-    fclose(f);
-    snprintf(url, sizeof url, "%s/sts/", srv.base);
-    setenv("AWS_WEB_IDENTITY_TOKEN_FILE", path, 1);
-    setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/shardrun", 1);
-    setenv("AWS_ENDPOINT_URL_STS", url, 1);
+    fx_web_identity(&fx);
     aws_client_t *c = client(NULL, 0);
     aws_endpoint_t kin, ddb;
     endpoint(c, &kin, "kinesis");
@@ -368,13 +292,13 @@ static void test_endpoints_of_one_client_share_one_credentials_chain(void **stat
     result_t a = {0}, b = {0};
     assert_non_null(aws_client_call(c, &kin, "Kinesis_20131202.ListShards", "1.1", "{}", 5000, on_done, &a));
     assert_non_null(aws_client_call(c, &ddb, "DynamoDB_20120810.Scan", "1.0", "{}", 5000, on_done, &b));
-    run_until(&a.done, 10);
-    run_until(&b.done, 10);
+    fx_run_until(fx.loop, &a.done, 10);
+    fx_run_until(fx.loop, &b.done, 10);
     assert_int_equal(a.error, AWS_HTTP_OK);
     assert_int_equal(b.error, AWS_HTTP_OK);
-    ts_lock(&srv);
+    ts_lock(&fx.srv);
     assert_int_equal(sts_calls, 1);
-    ts_unlock(&srv);
+    ts_unlock(&fx.srv);
     aws_client_endpoint_clear(&kin);
     aws_client_endpoint_clear(&ddb);
     aws_client_free(c);

@@ -9,7 +9,6 @@
 #include <cmocka.h>
 
 #include <ev.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,19 +16,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "aws_test_server.h"
+#include "aws_fixture.h"
 #include "aws/credentials.h"
 #include "aws/http.h"
 #include "base/log.h"
 
-static ts_server_t srv;
-static struct ev_loop *loop;
+static aws_fixture_t fx;
 static aws_http_t *http;
-static char home[] = "/tmp/shardrun-test-cred-XXXXXX";
-static char log_path[512];
-static int log_fd = -1;
 
-/* what the fake services answer; read by server threads under srv.mu */
+/* what the fake services answer; read by server threads under fx.srv.mu */
 static int imds_fetches;
 static int imds_refresh_delay_ms;
 static long imds_expires_in_s = 3600;
@@ -39,21 +34,6 @@ static const char *const secrets[] = {
     "env/secret", "explicit/secret", "profile/secret", "dev/secret", "ops/secret", "sts/secret",
     "ecs/secret", "imds/secret", "sess-token-", "webid-jwt-token", "ecs-auth-token", "IMDSTOKEN-1",
     NULL};
-
-static const char *const aws_vars[] = {
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_CONFIG_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-    "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_ENDPOINT_URL_STS", "AWS_REGION", "AWS_DEFAULT_REGION",
-    "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL};
-
-static void iso_time(time_t t, char *out, size_t n)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 static void imds(const ts_request_t *req, ts_response_t *resp)
 {
@@ -78,7 +58,7 @@ static void imds(const ts_request_t *req, ts_response_t *resp)
     } else if (!strcmp(rest, "shardrun-role")) {
         int n = ++imds_fetches;
         if (n >= 2 && imds_refresh_delay_ms) usleep((useconds_t)imds_refresh_delay_ms * 1000);
-        iso_time(time(NULL) + imds_expires_in_s, exp, sizeof exp);
+        fx_iso_time(time(NULL) + imds_expires_in_s, exp, sizeof exp);
         snprintf(resp->body, sizeof resp->body,
                  "{\"Code\":\"Success\",\"Type\":\"AWS-HMAC\",\"AccessKeyId\":\"AKIDIMDS%d\","
                  "\"SecretAccessKey\":\"imds/secret%d\",\"Token\":\"sess-token-imds%d\","
@@ -90,7 +70,6 @@ static void imds(const ts_request_t *req, ts_response_t *resp)
 
 static void sts(const ts_request_t *req, ts_response_t *resp)
 {
-    char exp[32];
     const char *want[] = {"Action=AssumeRoleWithWebIdentity", "Version=2011-06-15",
                           "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fshardrun",
                           "RoleSessionName=test-session", "WebIdentityToken=webid-jwt-token", NULL};
@@ -103,14 +82,7 @@ static void sts(const ts_request_t *req, ts_response_t *resp)
                            "</Error></ErrorResponse>");
         return;
     }
-    iso_time(time(NULL) + 3600, exp, sizeof exp);
-    snprintf(resp->body, sizeof resp->body,
-             "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
-             "<AssumeRoleWithWebIdentityResult><AssumedRoleUser><Arn>arn:aws:sts::123456789012:"
-             "assumed-role/shardrun/test-session</Arn></AssumedRoleUser><Credentials>"
-             "<AccessKeyId>ASIASTSEXAMPLE</AccessKeyId><SecretAccessKey>sts/secret&amp;x</SecretAccessKey>"
-             "<SessionToken>sess-token-sts</SessionToken><Expiration>%s</Expiration></Credentials>"
-             "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>", exp);
+    fx_sts_answer(resp, "ASIASTSEXAMPLE", "sts/secret&amp;x", "sess-token-sts");
 }
 
 static void ecs(const ts_request_t *req, ts_response_t *resp)
@@ -120,7 +92,7 @@ static void ecs(const ts_request_t *req, ts_response_t *resp)
         resp->status = 401;
         return;
     }
-    iso_time(time(NULL) + 3600, exp, sizeof exp);
+    fx_iso_time(time(NULL) + 3600, exp, sizeof exp);
     snprintf(resp->body, sizeof resp->body,
              "{\"AccessKeyId\":\"ASIAECSEXAMPLE\",\"SecretAccessKey\":\"ecs/secret\","
              "\"Token\":\"sess-token-ecs\",\"Expiration\":\"%s\",\"RoleArn\":\"arn:aws:iam::1:role/t\"}", exp);
@@ -137,46 +109,23 @@ static void route(ts_server_t *s, const ts_request_t *req, ts_response_t *resp)
 
 static void write_file(const char *rel, const char *text)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", home, rel);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    tempdir_write(fx.home, rel, text);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    for (int i = 0; aws_vars[i]; i++) unsetenv(aws_vars[i]);
-    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
-    strcpy(home, "/tmp/shardrun-test-cred-XXXXXX");
-    if (!mkdtemp(home)) return -1;
-    setenv("HOME", home, 1);
-    char aws_dir[512];
-    snprintf(aws_dir, sizeof aws_dir, "%s/.aws", home);
-    mkdir(aws_dir, 0700);
     imds_fetches = 0;
     imds_refresh_delay_ms = 0;
     imds_expires_in_s = 3600;
     sts_fail = 0;
-    if (ts_start(&srv, route, NULL) != 0) return -1;
-    loop = ev_loop_new(EVFLAG_AUTO);
+    if (fx_start(&fx, "cred", route, 1) != 0) return -1;
+    char aws_dir[512];
+    snprintf(aws_dir, sizeof aws_dir, "%s/.aws", fx.home);
+    mkdir(aws_dir, 0700);
     aws_http_options_t o = {.retry_base_ms = 10, .retry_max_ms = 20};
-    http = aws_http_new(loop, &o);
-    snprintf(log_path, sizeof log_path, "%s/log", home);
-    log_fd = open(log_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    log_set_fd(log_fd);
-    log_set_level(LOG_DEBUG);
-    return http && log_fd >= 0 ? 0 : -1;
-}
-
-static char *read_log(void)
-{
-    static char text[1 << 16];
-    ssize_t n = pread(log_fd, text, sizeof text - 1, 0);
-    text[n > 0 ? n : 0] = '\0';
-    return text;
+    http = aws_http_new(fx.loop, &o);
+    return http ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -184,38 +133,8 @@ static int teardown(void **state)
     (void)state;
     if (http) aws_http_free(http);
     http = NULL;
-    ev_loop_destroy(loop);
-    ts_stop(&srv);
-    const char *log = read_log();
-    int leaked = 0;
-    for (int i = 0; secrets[i]; i++)
-        if (strstr(log, secrets[i])) {
-            fprintf(stderr, "secret %s found in log:\n%s\n", secrets[i], log);
-            leaked = 1;
-        }
-    log_set_fd(2);
-    close(log_fd);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", home);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", home);
-    return leaked ? -1 : 0;
-}
-
-static void tick(struct ev_loop *l, ev_timer *w, int revents)
-{
-    (void)l;
-    (void)w;
-    (void)revents;
-}
-
-static void run_until(const int *flag, double max_s)
-{
-    ev_timer t;
-    ev_timer_init(&t, tick, 0.02, 0.02);
-    ev_timer_start(loop, &t);
-    double start = ev_time();
-    while (!*flag && ev_time() - start < max_s) ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &t);
+    int leaked = fx_log_leaks(&fx, secrets);
+    return fx_stop(&fx) != 0 || leaked ? -1 : 0;
 }
 
 typedef struct waited {
@@ -238,7 +157,7 @@ static int resolve(aws_cred_t *c)
     int r = aws_cred_wait(c, &x.w);
     if (r != 0) return r;
     assert_int_equal(x.done, 0); /* never from inside aws_cred_wait */
-    run_until(&x.done, 10);
+    fx_run_until(fx.loop, &x.done, 10);
     assert_int_equal(x.done, 1);
     return x.status == 0 ? 1 : -1;
 }
@@ -270,7 +189,7 @@ static void test_explicit_config_beats_environment(void **state)
     setenv("AWS_ACCESS_KEY_ID", "AKIDENV", 1);
     setenv("AWS_SECRET_ACCESS_KEY", "env/secret", 1);
     aws_cred_options_t o = {.access_key_id = "AKIDEXPLICIT", .secret_access_key = "explicit/secret"};
-    aws_cred_t *c = aws_cred_new(loop, http, &o);
+    aws_cred_t *c = aws_cred_new(fx.loop, http, &o);
     assert_int_equal(aws_cred_current(c, &(aws_sigv4_credentials_t){0}), -1); /* nothing before resolving */
     assert_int_equal(resolve(c), 1);
     expect_describe(c, "source=explicit ");
@@ -286,7 +205,7 @@ static void test_environment_with_session_token(void **state)
     setenv("AWS_SECRET_ACCESS_KEY", "env/secret", 1);
     setenv("AWS_SESSION_TOKEN", "sess-token-env", 1);
     write_file(".aws/credentials", "[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile/secret\n");
-    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    aws_cred_t *c = aws_cred_new(fx.loop, http, NULL);
     assert_int_equal(resolve(c), 1);
     expect_describe(c, "source=env ");
     expect_creds(c, "AKIDENV1", "env/secret", "sess-token-env");
@@ -301,7 +220,7 @@ static void test_profile_from_credentials_file_by_aws_profile(void **state)
                                    "aws_access_key_id=AKIDDEV\naws_secret_access_key=dev/secret\n"
                                    "aws_session_token = sess-token-dev\n");
     setenv("AWS_PROFILE", "dev", 1);
-    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    aws_cred_t *c = aws_cred_new(fx.loop, http, NULL);
     assert_int_equal(resolve(c), 1);
     expect_describe(c, "source=profile ");
     expect_creds(c, "AKIDDEV", "dev/secret", "sess-token-dev");
@@ -317,7 +236,7 @@ static void test_config_file_profiles_are_named_profile_x(void **state)
                               "[profile ops]\naws_access_key_id = AKIDOPS\naws_secret_access_key = ops/secret\n"
                               "region = eu-north-1\n");
     aws_cred_options_t o = {.profile = "ops"};
-    aws_cred_t *c = aws_cred_new(loop, http, &o);
+    aws_cred_t *c = aws_cred_new(fx.loop, http, &o);
     assert_int_equal(resolve(c), 1);
     expect_creds(c, "AKIDOPS", "ops/secret", NULL);
     aws_cred_free(c);
@@ -332,15 +251,15 @@ static void test_shared_file_locations_from_environment(void **state)
     write_file("creds-elsewhere", "[default]\naws_access_key_id = AKIDFILEENV\naws_secret_access_key = profile/secret\n");
     write_file(".aws/credentials", "[default]\naws_access_key_id = AKIDHOME\naws_secret_access_key = x\n");
     char path[600];
-    snprintf(path, sizeof path, "%s/creds-elsewhere", home);
+    snprintf(path, sizeof path, "%s/creds-elsewhere", fx.home);
     setenv("AWS_SHARED_CREDENTIALS_FILE", path, 1);
-    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    aws_cred_t *c = aws_cred_new(fx.loop, http, NULL);
     assert_int_equal(resolve(c), 1);
     expect_creds(c, "AKIDFILEENV", "profile/secret", NULL);
     aws_cred_free(c);
 
     write_file("config-elsewhere", "[default]\nregion = ap-south-1\n");
-    snprintf(path, sizeof path, "%s/config-elsewhere", home);
+    snprintf(path, sizeof path, "%s/config-elsewhere", fx.home);
     setenv("AWS_CONFIG_FILE", path, 1);
     char *r = aws_cred_region_resolve(NULL, NULL);
     assert_string_equal(r, "ap-south-1");
@@ -374,17 +293,17 @@ static void test_region_resolution_order(void **state)
 static void test_nothing_configured_fails_without_network(void **state)
 {
     (void)state;
-    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.base, 1); /* must not be used: disabled */
-    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fx.srv.base, 1); /* must not be used: disabled */
+    aws_cred_t *c = aws_cred_new(fx.loop, http, NULL);
     waited_t x = {.w = {.cb = on_ready}};
     x.w.data = &x;
     assert_int_equal(aws_cred_wait(c, &x.w), -1);
     assert_non_null(strstr(aws_cred_error(c), "no AWS credentials found"));
     expect_describe(c, "source=none state=failed");
     int never = 0;
-    run_until(&never, 0.1);
+    fx_run_until(fx.loop, &never, 0.1);
     assert_int_equal(x.done, 0);
-    assert_int_equal(ts_count(&srv), 0);
+    assert_int_equal(ts_count(&fx.srv), 0);
     aws_cred_free(c);
 }
 
@@ -397,11 +316,11 @@ static void test_config_profile_beats_environment(void **state)
     setenv("AWS_SECRET_ACCESS_KEY", "env/secret", 1);
     write_file(".aws/credentials", "[prod]\naws_access_key_id = AKIDPROD\naws_secret_access_key = profile/secret\n");
     aws_cred_options_t o = {.profile = "prod"};
-    aws_cred_t *c = aws_cred_new(loop, http, &o);
+    aws_cred_t *c = aws_cred_new(fx.loop, http, &o);
     assert_int_equal(resolve(c), 1);
     expect_describe(c, "source=profile profile=prod key=****PROD");
     expect_creds(c, "AKIDPROD", "profile/secret", NULL);
-    assert_non_null(strstr(read_log(), "event=aws_credentials_resolved source=profile profile=prod"));
+    assert_non_null(strstr(fx_log(&fx), "event=aws_credentials_resolved source=profile profile=prod"));
     aws_cred_free(c);
 }
 
@@ -417,14 +336,14 @@ static void test_config_profile_that_gives_nothing_fails_naming_it(void **state)
     };
     for (size_t i = 0; i < 2; i++) {
         aws_cred_options_t o = {.profile = cases[i].profile};
-        aws_cred_t *c = aws_cred_new(loop, http, &o);
+        aws_cred_t *c = aws_cred_new(fx.loop, http, &o);
         errbuf_t err;
         assert_int_equal(aws_cred_check(c, &err), -1);
         if (!strstr(err.msg, "aws.profile") || !strstr(err.msg, cases[i].want)) fail_msg("%s", err.msg);
         assert_int_equal(aws_cred_current(c, &(aws_sigv4_credentials_t){0}), -1);
         aws_cred_free(c);
     }
-    assert_null(strstr(read_log(), "aws_credentials_failed")); /* aws_cred_check's caller reports it */
+    assert_null(strstr(fx_log(&fx), "aws_credentials_failed")); /* aws_cred_check's caller reports it */
 }
 
 /* Nothing configured: one error naming each step and why it gave nothing. */
@@ -439,7 +358,7 @@ static void test_the_chain_error_names_each_step_and_why(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         setenv(cases[i].var, cases[i].value, 1);
-        aws_cred_t *c = aws_cred_new(loop, http, NULL);
+        aws_cred_t *c = aws_cred_new(fx.loop, http, NULL);
         errbuf_t err;
         assert_int_equal(aws_cred_check(c, &err), -1);
         if (!strstr(err.msg, cases[i].want)) fail_msg("case %zu: %s", i, err.msg);
@@ -456,9 +375,9 @@ static void test_the_chain_error_names_each_step_and_why(void **state)
 static void test_a_failure_is_logged_once_however_often_it_is_met(void **state)
 {
     (void)state;
-    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    aws_cred_t *c = aws_cred_new(fx.loop, http, NULL);
     for (int i = 0; i < 3; i++) assert_int_equal(aws_cred_resolve(c), -1);
-    const char *log = read_log(), *first = strstr(log, "event=aws_credentials_failed");
+    const char *log = fx_log(&fx), *first = strstr(log, "event=aws_credentials_failed");
     assert_non_null(first);
     assert_null(strstr(first + 1, "event=aws_credentials_failed"));
     aws_cred_free(c);
@@ -466,45 +385,33 @@ static void test_a_failure_is_logged_once_however_often_it_is_met(void **state)
 
 /* ---- HTTP providers -------------------------------------------------------- */
 
-static void setup_web_identity(void)
-{
-    write_file("token.jwt", "webid-jwt-token\n");
-    char path[600], url[128];
-    snprintf(path, sizeof path, "%s/token.jwt", home);
-    snprintf(url, sizeof url, "%s/sts/", srv.base);
-    setenv("AWS_WEB_IDENTITY_TOKEN_FILE", path, 1);
-    setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/shardrun", 1);
-    setenv("AWS_ROLE_SESSION_NAME", "test-session", 1);
-    setenv("AWS_ENDPOINT_URL_STS", url, 1);
-}
-
 static void test_web_identity_assumes_role_via_sts(void **state)
 {
     (void)state;
-    setup_web_identity();
+    fx_web_identity(&fx);
     write_file(".aws/credentials", "[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile/secret\n");
-    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    aws_cred_t *c = aws_cred_new(fx.loop, http, NULL);
     assert_int_equal(resolve(c), 1);
     expect_describe(c, "source=web-identity ");
     expect_creds(c, "ASIASTSEXAMPLE", "sts/secret&x", "sess-token-sts");
     expect_describe(c, "source=web-identity role=arn:aws:sts::123456789012:assumed-role/shardrun/test-session");
-    ts_lock(&srv);
-    assert_int_equal(srv.nreqs, 1);
-    assert_string_equal(srv.reqs[0].method, "POST");
-    ts_unlock(&srv);
+    ts_lock(&fx.srv);
+    assert_int_equal(fx.srv.nreqs, 1);
+    assert_string_equal(fx.srv.reqs[0].method, "POST");
+    ts_unlock(&fx.srv);
     aws_cred_free(c);
 }
 
 static void test_web_identity_sts_error_is_reported(void **state)
 {
     (void)state;
-    setup_web_identity();
+    fx_web_identity(&fx);
     sts_fail = 1;
-    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    aws_cred_t *c = aws_cred_new(fx.loop, http, NULL);
     assert_int_equal(resolve(c), -1);
     assert_non_null(strstr(aws_cred_error(c), "AccessDenied"));
     assert_int_equal(aws_cred_current(c, &(aws_sigv4_credentials_t){0}), -1);
-    assert_int_equal(ts_count(&srv), 1); /* 403 is not retried */
+    assert_int_equal(ts_count(&fx.srv), 1); /* 403 is not retried */
     aws_cred_free(c);
 }
 
@@ -512,10 +419,10 @@ static void test_container_full_uri_with_token(void **state)
 {
     (void)state;
     char url[128];
-    snprintf(url, sizeof url, "%s/ecs/creds", srv.base);
+    snprintf(url, sizeof url, "%s/ecs/creds", fx.srv.base);
     setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", url, 1);
     setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "ecs-auth-token", 1);
-    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    aws_cred_t *c = aws_cred_new(fx.loop, http, NULL);
     assert_int_equal(resolve(c), 1);
     expect_describe(c, "source=ecs ");
     expect_creds(c, "ASIAECSEXAMPLE", "ecs/secret", "sess-token-ecs");
@@ -526,13 +433,13 @@ static void test_container_token_file_wins_over_variable(void **state)
 {
     (void)state;
     char url[128], path[600];
-    snprintf(url, sizeof url, "%s/ecs/creds", srv.base);
+    snprintf(url, sizeof url, "%s/ecs/creds", fx.srv.base);
     write_file("ecs-token", "ecs-auth-token\n");
-    snprintf(path, sizeof path, "%s/ecs-token", home);
+    snprintf(path, sizeof path, "%s/ecs-token", fx.home);
     setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", url, 1);
     setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "wrong-token", 1);
     setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", path, 1);
-    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    aws_cred_t *c = aws_cred_new(fx.loop, http, NULL);
     assert_int_equal(resolve(c), 1);
     expect_creds(c, "ASIAECSEXAMPLE", "ecs/secret", "sess-token-ecs");
     aws_cred_free(c);
@@ -557,18 +464,18 @@ static void test_imds_v2_token_role_and_credentials(void **state)
 {
     (void)state;
     unsetenv("AWS_EC2_METADATA_DISABLED");
-    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.base, 1);
-    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fx.srv.base, 1);
+    aws_cred_t *c = aws_cred_new(fx.loop, http, NULL);
     assert_int_equal(resolve(c), 1);
     expect_describe(c, "source=imds ");
     expect_creds(c, "AKIDIMDS1", "imds/secret1", "sess-token-imds1");
     expect_describe(c, "source=imds role=shardrun-role key=****MDS1 expires=");
-    ts_lock(&srv);
-    assert_int_equal(srv.nreqs, 3);
-    assert_string_equal(srv.reqs[0].method, "PUT");
-    assert_string_equal(srv.reqs[1].target, "/latest/meta-data/iam/security-credentials/");
-    assert_string_equal(srv.reqs[2].target, "/latest/meta-data/iam/security-credentials/shardrun-role");
-    ts_unlock(&srv);
+    ts_lock(&fx.srv);
+    assert_int_equal(fx.srv.nreqs, 3);
+    assert_string_equal(fx.srv.reqs[0].method, "PUT");
+    assert_string_equal(fx.srv.reqs[1].target, "/latest/meta-data/iam/security-credentials/");
+    assert_string_equal(fx.srv.reqs[2].target, "/latest/meta-data/iam/security-credentials/shardrun-role");
+    ts_unlock(&fx.srv);
     aws_cred_free(c);
 }
 
@@ -576,10 +483,10 @@ static void test_imds_disabled_sends_nothing(void **state)
 {
     (void)state;
     setenv("AWS_EC2_METADATA_DISABLED", "TRUE", 1);
-    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.base, 1);
-    aws_cred_t *c = aws_cred_new(loop, http, NULL);
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fx.srv.base, 1);
+    aws_cred_t *c = aws_cred_new(fx.loop, http, NULL);
     assert_int_equal(aws_cred_resolve(c), -1);
-    assert_int_equal(ts_count(&srv), 0);
+    assert_int_equal(ts_count(&fx.srv), 0);
     aws_cred_free(c);
 }
 
@@ -589,35 +496,35 @@ static void test_refresh_before_expiry_keeps_old_credentials_meanwhile(void **st
 {
     (void)state;
     unsetenv("AWS_EC2_METADATA_DISABLED");
-    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.base, 1);
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fx.srv.base, 1);
     imds_refresh_delay_ms = 400;
     /* Expiry comes in whole seconds 3600 s ahead, so 3599 or 3600 s remain when
      * the answer is read: refreshing 3598 s early lands 1-2 s from now. (3599
      * could leave 0 s, which the provider rightly treats as "lifetime shorter
      * than refresh_before" and refreshes halfway, 30 minutes later.) */
     aws_cred_options_t o = {.refresh_before_s = 3598};
-    aws_cred_t *c = aws_cred_new(loop, http, &o);
+    aws_cred_t *c = aws_cred_new(fx.loop, http, &o);
     assert_int_equal(resolve(c), 1);
     expect_creds(c, "AKIDIMDS1", "imds/secret1", "sess-token-imds1");
     /* wait until the refresh asks for the new credentials (request 6) */
     int seen = 0;
     double start = ev_time();
     while (!seen && ev_time() - start < 10) {
-        run_until(&seen, 0.02);
-        seen = ts_count(&srv) >= 6;
+        fx_run_until(fx.loop, &seen, 0.02);
+        seen = ts_count(&fx.srv) >= 6;
     }
     assert_true(seen);
     expect_creds(c, "AKIDIMDS1", "imds/secret1", "sess-token-imds1"); /* still the old ones */
     int refreshed = 0;
     start = ev_time();
     while (!refreshed && ev_time() - start < 10) {
-        run_until(&refreshed, 0.02);
+        fx_run_until(fx.loop, &refreshed, 0.02);
         aws_sigv4_credentials_t cr;
         refreshed = aws_cred_current(c, &cr) == 0 && !strcmp(cr.access_key_id, "AKIDIMDS2");
     }
     assert_true(refreshed);
     expect_creds(c, "AKIDIMDS2", "imds/secret2", "sess-token-imds2");
-    assert_non_null(strstr(read_log(), "event=aws_credentials_refreshed"));
+    assert_non_null(strstr(fx_log(&fx), "event=aws_credentials_refreshed"));
     aws_cred_free(c);
 }
 

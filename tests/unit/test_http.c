@@ -11,26 +11,22 @@
 #include <cmocka.h>
 
 #include <ev.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "aws_test_server.h"
+#include "aws_fixture.h"
 #include "aws/http.h"
 #include "base/log.h"
 
 /* ---- fixture ----------------------------------------------------------------- */
 
-static ts_server_t srv;
-static struct ev_loop *loop;
+static aws_fixture_t fx;
 static aws_http_t *http;
 static ts_response_t script[8]; /* request i gets script[min(i, nscript - 1)] */
 static int nscript;
-static char log_path[] = "/tmp/shardrun-test-http-log-XXXXXX";
-static int log_fd = -1;
 
 typedef struct result {
     int done, error, attempts;
@@ -65,7 +61,7 @@ static aws_http_t *new_client(size_t max_response)
 {
     aws_http_options_t o = {.connect_timeout_ms = 2000, .max_retries = 3, .retry_base_ms = 10,
                             .retry_max_ms = 40, .max_response_bytes = max_response};
-    return aws_http_new(loop, &o);
+    return aws_http_new(fx.loop, &o);
 }
 
 static int setup(void **state)
@@ -75,14 +71,9 @@ static int setup(void **state)
     memset(script, 0, sizeof script);
     say(0, 200, NULL, "ok");
     nscript = 1;
-    if (ts_start(&srv, scripted, NULL) != 0) return -1;
-    loop = ev_loop_new(EVFLAG_AUTO);
+    if (fx_start(&fx, "http", scripted, 1) != 0) return -1;
     http = new_client(0);
-    strcpy(log_path, "/tmp/shardrun-test-http-log-XXXXXX");
-    log_fd = mkstemp(log_path);
-    log_set_fd(log_fd);
-    log_set_level(LOG_DEBUG);
-    return http && loop && log_fd >= 0 ? 0 : -1;
+    return http ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -90,12 +81,7 @@ static int teardown(void **state)
     (void)state;
     if (http) aws_http_free(http);
     http = NULL;
-    ev_loop_destroy(loop);
-    ts_stop(&srv);
-    log_set_fd(2);
-    close(log_fd);
-    unlink(log_path);
-    return 0;
+    return fx_stop(&fx);
 }
 
 static void on_done(void *ud, const aws_http_response_t *r)
@@ -111,43 +97,15 @@ static void on_done(void *ud, const aws_http_response_t *r)
     snprintf(res->request_id, sizeof res->request_id, "%s", r->request_id ? r->request_id : "");
 }
 
-static void tick(struct ev_loop *l, ev_timer *w, int revents)
-{
-    (void)l;
-    (void)w;
-    (void)revents;
-}
-
-/* Runs the loop until *flag or max_s seconds; a ticking timer bounds each turn. */
-static void run_until(const int *flag, double max_s)
-{
-    ev_timer t;
-    ev_timer_init(&t, tick, 0.02, 0.02);
-    ev_timer_start(loop, &t);
-    double start = ev_time();
-    while (!*flag && ev_time() - start < max_s) ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &t);
-}
-
 static void send_simple(const char *path, int retry, long timeout_ms, result_t *res)
 {
     char url[256];
-    snprintf(url, sizeof url, "%s%s", srv.base, path);
+    snprintf(url, sizeof url, "%s%s", fx.srv.base, path);
     aws_http_request_t q = {.method = "GET", .url = url, .timeout_ms = timeout_ms, .retry = retry};
     assert_non_null(aws_http_send(http, &q, on_done, res));
     assert_int_equal(res->done, 0); /* never called from inside aws_http_send */
-    run_until(&res->done, 10);
+    fx_run_until(fx.loop, &res->done, 10);
     assert_int_equal(res->done, 1);
-}
-
-static char *read_log(void)
-{
-    static char text[1 << 16];
-    int fd = open(log_path, O_RDONLY);
-    ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
-    if (fd >= 0) close(fd);
-    text[n > 0 ? n : 0] = '\0';
-    return text;
 }
 
 /* ---- tests ----------------------------------------------------------------- */
@@ -157,26 +115,26 @@ static void test_post_delivers_body_headers_and_response(void **state)
     (void)state;
     say(0, 200, "x-amzn-RequestId: rid-1\r\n", "hello");
     char url[256];
-    snprintf(url, sizeof url, "%s/path?q=1", srv.base);
+    snprintf(url, sizeof url, "%s/path?q=1", fx.srv.base);
     const char *hdrs[] = {"X-Test: 1", NULL};
     aws_http_request_t q = {.method = "POST", .url = url, .headers = hdrs, .body = "abc", .body_len = 3};
     result_t res = {0};
     assert_non_null(aws_http_send(http, &q, on_done, &res));
-    run_until(&res.done, 10);
+    fx_run_until(fx.loop, &res.done, 10);
     assert_int_equal(res.error, AWS_HTTP_OK);
     assert_int_equal(res.status, 200);
     assert_string_equal(res.body, "hello");
     assert_string_equal(res.request_id, "rid-1");
     assert_int_equal(res.attempts, 1);
     char v[64];
-    ts_lock(&srv);
-    assert_string_equal(srv.reqs[0].method, "POST");
-    assert_string_equal(srv.reqs[0].target, "/path?q=1");
-    assert_true(ts_header(&srv.reqs[0], "X-Test", v, sizeof v));
+    ts_lock(&fx.srv);
+    assert_string_equal(fx.srv.reqs[0].method, "POST");
+    assert_string_equal(fx.srv.reqs[0].target, "/path?q=1");
+    assert_true(ts_header(&fx.srv.reqs[0], "X-Test", v, sizeof v));
     assert_string_equal(v, "1");
-    assert_int_equal(srv.reqs[0].body_len, 3);
-    assert_memory_equal(srv.reqs[0].body, "abc", 3);
-    ts_unlock(&srv);
+    assert_int_equal(fx.srv.reqs[0].body_len, 3);
+    assert_memory_equal(fx.srv.reqs[0].body, "abc", 3);
+    ts_unlock(&fx.srv);
 }
 
 static void test_500_then_200_is_retried(void **state)
@@ -189,7 +147,7 @@ static void test_500_then_200_is_retried(void **state)
     assert_int_equal(res.error, AWS_HTTP_OK);
     assert_string_equal(res.body, "fine");
     assert_int_equal(res.attempts, 2);
-    assert_int_equal(ts_count(&srv), 2);
+    assert_int_equal(ts_count(&fx.srv), 2);
 }
 
 static void test_500_without_retry_is_typed_ehttp(void **state)
@@ -204,7 +162,7 @@ static void test_500_without_retry_is_typed_ehttp(void **state)
     assert_string_equal(res.type, "InternalFailure");
     assert_string_equal(res.msg, "boom");
     assert_int_equal(res.attempts, 1);
-    assert_int_equal(ts_count(&srv), 1);
+    assert_int_equal(ts_count(&fx.srv), 1);
 }
 
 static void test_throttling_json_then_success(void **state)
@@ -225,18 +183,18 @@ static void test_throttle_header_is_retried_until_exhausted(void **state)
     say(0, 400, "x-amzn-ErrorType: ThrottlingException:http://internal.amazon.com/coral/\r\n",
         "{\"message\":\"slow down\"}");
     char url[256];
-    snprintf(url, sizeof url, "%s/", srv.base);
+    snprintf(url, sizeof url, "%s/", fx.srv.base);
     aws_http_request_t q = {.method = "GET", .url = url, .retry = 1, .max_retries = 2};
     result_t res = {0};
     assert_non_null(aws_http_send(http, &q, on_done, &res));
-    run_until(&res.done, 10);
+    fx_run_until(fx.loop, &res.done, 10);
     assert_int_equal(res.error, AWS_HTTP_EHTTP);
     assert_int_equal(res.status, 400);
     assert_string_equal(res.type, "ThrottlingException");
     assert_string_equal(res.msg, "slow down");
     assert_int_equal(res.attempts, 3);
-    assert_int_equal(ts_count(&srv), 3);
-    assert_non_null(strstr(read_log(), "event=aws_http_retry"));
+    assert_int_equal(ts_count(&fx.srv), 3);
+    assert_non_null(strstr(fx_log(&fx), "event=aws_http_retry"));
 }
 
 static void test_validation_error_is_not_retried(void **state)
@@ -328,7 +286,7 @@ static void test_refused_connection_is_econnect_after_retries(void **state)
     aws_http_request_t q = {.method = "GET", .url = url, .retry = 1, .max_retries = 2};
     result_t res = {0};
     assert_non_null(aws_http_send(http, &q, on_done, &res));
-    run_until(&res.done, 10);
+    fx_run_until(fx.loop, &res.done, 10);
     assert_int_equal(res.error, AWS_HTTP_ECONNECT);
     assert_int_equal(res.attempts, 3);
 }
@@ -336,13 +294,13 @@ static void test_refused_connection_is_econnect_after_retries(void **state)
 static void test_tls_failure_is_etls(void **state)
 {
     (void)state;
-    srv.greeting = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    fx.srv.greeting = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
     char url[128];
-    snprintf(url, sizeof url, "https://127.0.0.1:%d/", srv.port);
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/", fx.srv.port);
     aws_http_request_t q = {.method = "GET", .url = url, .timeout_ms = 3000};
     result_t res = {0};
     assert_non_null(aws_http_send(http, &q, on_done, &res));
-    run_until(&res.done, 10);
+    fx_run_until(fx.loop, &res.done, 10);
     assert_int_equal(res.error, AWS_HTTP_ETLS);
 }
 
@@ -351,16 +309,16 @@ static void test_free_cancels_in_flight_requests(void **state)
     (void)state;
     act(0, TS_STALL);
     char url[128];
-    snprintf(url, sizeof url, "%s/", srv.base);
+    snprintf(url, sizeof url, "%s/", fx.srv.base);
     aws_http_request_t q = {.method = "GET", .url = url, .timeout_ms = 10000};
     result_t a = {0}, b = {0};
     assert_non_null(aws_http_send(http, &q, on_done, &a));
-    snprintf(url, sizeof url, "%s/backoff", srv.base);
+    snprintf(url, sizeof url, "%s/backoff", fx.srv.base);
     int seen = 0;
     double start = ev_time();
     while (!seen && ev_time() - start < 5) {
-        run_until(&a.done, 0.05);
-        seen = ts_count(&srv) >= 1;
+        fx_run_until(fx.loop, &a.done, 0.05);
+        seen = ts_count(&fx.srv) >= 1;
     }
     assert_true(seen);
     assert_non_null(aws_http_send(http, &q, on_done, &b)); /* not yet started when freed */
@@ -377,14 +335,14 @@ static void test_cancel_suppresses_the_callback(void **state)
     (void)state;
     act(0, TS_STALL);
     char url[128];
-    snprintf(url, sizeof url, "%s/", srv.base);
+    snprintf(url, sizeof url, "%s/", fx.srv.base);
     aws_http_request_t q = {.method = "GET", .url = url, .timeout_ms = 200};
     result_t a = {0};
     aws_http_req_t *r = aws_http_send(http, &q, on_done, &a);
     assert_non_null(r);
     aws_http_cancel(http, r);
     int never = 0;
-    run_until(&never, 0.4);
+    fx_run_until(fx.loop, &never, 0.4);
     assert_int_equal(a.done, 0);
 }
 
@@ -396,11 +354,11 @@ static void test_keep_alive_reuses_one_connection(void **state)
     send_simple("/two", 0, 5000, &b);
     assert_int_equal(a.error, AWS_HTTP_OK);
     assert_int_equal(b.error, AWS_HTTP_OK);
-    ts_lock(&srv);
-    assert_int_equal(srv.nreqs, 2);
-    assert_int_equal(srv.nconns, 1);
-    assert_int_equal(srv.reqs[1].conn, 1);
-    ts_unlock(&srv);
+    ts_lock(&fx.srv);
+    assert_int_equal(fx.srv.nreqs, 2);
+    assert_int_equal(fx.srv.nconns, 1);
+    assert_int_equal(fx.srv.reqs[1].conn, 1);
+    ts_unlock(&fx.srv);
 }
 
 static void test_response_above_limit_is_etoolarge(void **state)
@@ -424,7 +382,7 @@ static void test_invalid_arguments_are_rejected(void **state)
     q.url = NULL;
     assert_null(aws_http_send(http, &q, on_done, &res));
     int never = 0;
-    run_until(&never, 0.05);
+    fx_run_until(fx.loop, &never, 0.05);
     assert_int_equal(res.done, 0);
 }
 
@@ -433,7 +391,7 @@ static void test_backoff_is_jittered_exponential_and_capped(void **state)
     (void)state;
     aws_http_free(http);
     aws_http_options_t o = {.retry_base_ms = 100, .retry_max_ms = 1000};
-    http = aws_http_new(loop, &o);
+    http = aws_http_new(fx.loop, &o);
     long lo[] = {0, 50, 100, 200, 400, 500, 500}, hi[] = {0, 100, 200, 400, 800, 1000, 1000};
     for (int retry = 1; retry <= 6; retry++) {
         long min = 1 << 30, max = 0;
@@ -488,7 +446,7 @@ static int prepare(void *ud, aws_http_req_t *r, const char **why)
 static aws_http_req_t *send_prepared(prep_t *p, result_t *res)
 {
     char url[256];
-    snprintf(url, sizeof url, "%s/p", srv.base);
+    snprintf(url, sizeof url, "%s/p", fx.srv.base);
     static const char *const fixed[] = {"X-Fixed: yes", NULL};
     aws_http_request_t q = {.method = "POST", .url = url, .headers = fixed, .body = "b", .body_len = 1,
                             .retry = 1, .prepare = prepare, .prepare_ud = p};
@@ -503,20 +461,20 @@ static void test_prepare_hook_runs_before_every_attempt_with_fresh_headers(void 
     prep_t p = {0};
     result_t res = {0};
     assert_non_null(send_prepared(&p, &res));
-    run_until(&res.done, 10);
+    fx_run_until(fx.loop, &res.done, 10);
     assert_int_equal(res.error, AWS_HTTP_OK);
     assert_int_equal(p.calls, 2);
     char v[64];
-    ts_lock(&srv);
-    assert_int_equal(srv.nreqs, 2);
+    ts_lock(&fx.srv);
+    assert_int_equal(fx.srv.nreqs, 2);
     for (int i = 0; i < 2; i++) {
         char want[16];
         snprintf(want, sizeof want, "%d", i + 1);
-        assert_true(ts_header(&srv.reqs[i], "X-Attempt", v, sizeof v));
+        assert_true(ts_header(&fx.srv.reqs[i], "X-Attempt", v, sizeof v));
         assert_string_equal(v, want); /* the header of that attempt only, not both */
-        assert_true(ts_header(&srv.reqs[i], "X-Fixed", v, sizeof v));
+        assert_true(ts_header(&fx.srv.reqs[i], "X-Fixed", v, sizeof v));
     }
-    ts_unlock(&srv);
+    ts_unlock(&fx.srv);
 }
 
 static void test_held_request_waits_then_resumes_or_fails(void **state)
@@ -526,24 +484,24 @@ static void test_held_request_waits_then_resumes_or_fails(void **state)
     result_t res = {0};
     assert_non_null(send_prepared(&p, &res));
     int never = 0;
-    run_until(&never, 0.2);
+    fx_run_until(fx.loop, &never, 0.2);
     assert_non_null(p.held);
     assert_int_equal(res.done, 0);
-    assert_int_equal(ts_count(&srv), 0); /* nothing sent while held */
+    assert_int_equal(ts_count(&fx.srv), 0); /* nothing sent while held */
     aws_http_resume(p.held, 0, NULL);
-    run_until(&res.done, 10);
+    fx_run_until(fx.loop, &res.done, 10);
     assert_int_equal(res.error, AWS_HTTP_OK);
     assert_int_equal(p.calls, 2); /* asked again on resume */
 
     prep_t q = {.hold_first = 1};
     result_t res2 = {0};
     assert_non_null(send_prepared(&q, &res2));
-    run_until(&never, 0.2);
+    fx_run_until(fx.loop, &never, 0.2);
     aws_http_resume(q.held, AWS_HTTP_ECREDENTIALS, "none to be had");
     assert_int_equal(res2.done, 1);
     assert_int_equal(res2.error, AWS_HTTP_ECREDENTIALS);
     assert_string_equal(res2.msg, "none to be had");
-    assert_int_equal(ts_count(&srv), 1);
+    assert_int_equal(ts_count(&fx.srv), 1);
 }
 
 static void test_prepare_failure_ends_the_request_unsent(void **state)
@@ -552,11 +510,11 @@ static void test_prepare_failure_ends_the_request_unsent(void **state)
     prep_t p = {.fail_with = AWS_HTTP_ECREDENTIALS};
     result_t res = {0};
     assert_non_null(send_prepared(&p, &res));
-    run_until(&res.done, 10);
+    fx_run_until(fx.loop, &res.done, 10);
     assert_int_equal(res.error, AWS_HTTP_ECREDENTIALS);
     assert_string_equal(res.msg, "no way to prepare");
     assert_int_equal(res.attempts, 0);
-    assert_int_equal(ts_count(&srv), 0);
+    assert_int_equal(ts_count(&fx.srv), 0);
 }
 
 static void test_free_cancels_a_held_request(void **state)
@@ -566,7 +524,7 @@ static void test_free_cancels_a_held_request(void **state)
     result_t res = {0};
     assert_non_null(send_prepared(&p, &res));
     int never = 0;
-    run_until(&never, 0.1);
+    fx_run_until(fx.loop, &never, 0.1);
     assert_non_null(p.held);
     aws_http_free(http);
     http = NULL;
@@ -619,7 +577,7 @@ static void stream_script(int i, int status, const char *body, int pieces, int m
 static aws_http_req_t *open_stream(stream_result_t *sr, long idle_ms)
 {
     char url[256];
-    snprintf(url, sizeof url, "%s/stream", srv.base);
+    snprintf(url, sizeof url, "%s/stream", fx.srv.base);
     aws_http_request_t q = {.method = "POST", .url = url, .body = "{}", .body_len = 2, .on_data = on_piece,
                             .data_ud = sr, .idle_timeout_ms = idle_ms, .timeout_ms = 100 /* ignored */};
     sr->req = aws_http_send(http, &q, on_done, &sr->end);
@@ -633,10 +591,10 @@ static void test_stream_hands_over_pieces_as_they_arrive(void **state)
     stream_result_t sr = {0};
     assert_non_null(open_stream(&sr, 0));
     double start = ev_time();
-    run_until(&sr.pieces, 10);
+    fx_run_until(fx.loop, &sr.pieces, 10);
     assert_true(ev_time() - start < 0.4); /* before the whole body (450 ms) was sent */
     assert_int_equal(sr.end.done, 0);
-    run_until(&sr.end.done, 10);
+    fx_run_until(fx.loop, &sr.end.done, 10);
     assert_int_equal(sr.end.done, 1);
     assert_int_equal(sr.end.error, AWS_HTTP_OK);
     assert_int_equal(sr.end.status, 200);
@@ -653,7 +611,7 @@ static void test_stream_error_status_is_collected_not_handed_over(void **state)
         "{\"message\":\"Consumer not found\"}");
     stream_result_t sr = {0};
     assert_non_null(open_stream(&sr, 0));
-    run_until(&sr.end.done, 10);
+    fx_run_until(fx.loop, &sr.end.done, 10);
     assert_int_equal(sr.end.error, AWS_HTTP_EHTTP);
     assert_int_equal(sr.end.status, 400);
     assert_string_equal(sr.end.type, "ResourceNotFoundException");
@@ -668,13 +626,13 @@ static void test_stream_is_never_retried(void **state)
     say(1, 200, NULL, "ok");
     stream_result_t sr = {0};
     assert_non_null(open_stream(&sr, 0));
-    run_until(&sr.end.done, 10);
+    fx_run_until(fx.loop, &sr.end.done, 10);
     assert_int_equal(sr.end.error, AWS_HTTP_EHTTP);
     assert_int_equal(sr.end.attempts, 1);
-    assert_int_equal(ts_count(&srv), 1);
+    assert_int_equal(ts_count(&fx.srv), 1);
     /* asking for retries on a stream is refused */
     char url[256];
-    snprintf(url, sizeof url, "%s/stream", srv.base);
+    snprintf(url, sizeof url, "%s/stream", fx.srv.base);
     aws_http_request_t q = {.method = "POST", .url = url, .on_data = on_piece, .data_ud = &sr, .retry = 1};
     assert_null(aws_http_send(http, &q, on_done, &sr.end));
 }
@@ -686,7 +644,7 @@ static void test_stream_idle_watchdog_ends_a_silent_stream(void **state)
     stream_result_t sr = {0};
     assert_non_null(open_stream(&sr, 300));
     double start = ev_time();
-    run_until(&sr.end.done, 10);
+    fx_run_until(fx.loop, &sr.end.done, 10);
     double took = ev_time() - start;
     assert_int_equal(sr.end.error, AWS_HTTP_ETIMEOUT);
     assert_string_equal(sr.got, "hello"); /* what came before is handed over */
@@ -700,17 +658,17 @@ static void test_stream_paused_receives_nothing_until_resumed(void **state)
     stream_script(0, 200, "AAAABBBBCCCCDDDD", 4, 100, 0);
     stream_result_t sr = {.pause_after = 1};
     assert_non_null(open_stream(&sr, 200)); /* the watchdog must not fire while paused */
-    run_until(&sr.pieces, 10);
+    fx_run_until(fx.loop, &sr.pieces, 10);
     assert_int_equal(sr.pieces, 1);
     int never = 0;
-    run_until(&never, 0.8); /* the server sent the rest meanwhile */
+    fx_run_until(fx.loop, &never, 0.8); /* the server sent the rest meanwhile */
     assert_int_equal(sr.pieces, 1);
     assert_int_equal(sr.end.done, 0);
     assert_string_equal(sr.got, "AAAA");
     double resumed = ev_time();
     aws_http_pause(sr.req, 0);
     assert_int_equal(sr.pieces, 1); /* handed over on a later loop turn, not inside the call */
-    run_until(&sr.end.done, 10);
+    fx_run_until(fx.loop, &sr.end.done, 10);
     assert_int_equal(sr.end.error, AWS_HTTP_OK);
     assert_string_equal(sr.got, "AAAABBBBCCCCDDDD");
     assert_true(sr.last_piece_s - resumed < 0.5); /* what was held back came at once */
@@ -723,10 +681,10 @@ static void test_stream_paused_then_silent_times_out_after_resume(void **state)
     stream_result_t sr = {.pause_after = 1};
     assert_non_null(open_stream(&sr, 200));
     int never = 0;
-    run_until(&never, 0.6);
+    fx_run_until(fx.loop, &never, 0.6);
     assert_int_equal(sr.end.done, 0); /* paused: the watchdog sleeps */
     aws_http_pause(sr.req, 0);
-    run_until(&sr.end.done, 5);
+    fx_run_until(fx.loop, &sr.end.done, 5);
     assert_int_equal(sr.end.error, AWS_HTTP_ETIMEOUT);
 }
 
@@ -736,9 +694,9 @@ static void test_stream_cancelled_from_its_callback(void **state)
     stream_script(0, 200, "abcdef", 3, 50, 0);
     stream_result_t sr = {.cancel_in_callback = 1};
     assert_non_null(open_stream(&sr, 0));
-    run_until(&sr.pieces, 10);
+    fx_run_until(fx.loop, &sr.pieces, 10);
     int never = 0;
-    run_until(&never, 0.3);
+    fx_run_until(fx.loop, &never, 0.3);
     assert_int_equal(sr.pieces, 1);
     assert_int_equal(sr.end.done, -1); /* on_done never ran */
 }
@@ -780,12 +738,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_cancelled_from_its_callback, setup, teardown),
     };
     /* no test may reach a real metadata service or a proxy */
-    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
-    unsetenv("http_proxy");
-    unsetenv("HTTP_PROXY");
-    unsetenv("https_proxy");
-    unsetenv("HTTPS_PROXY");
-    unsetenv("ALL_PROXY");
-    unsetenv("all_proxy");
+    fx_clear_aws_env();
     return cmocka_run_group_tests_name("aws_http", tests, NULL, NULL);
 }

@@ -14,12 +14,11 @@
 #include <string.h>
 
 #include "aws/client.h"
-#include "aws_test_server.h"
+#include "aws_fixture.h"
 #include "base/log.h"
 #include "source/source_kinesis.h"
 
-static ts_server_t srv;
-static struct ev_loop *loop;
+static aws_fixture_t fx;
 static const char *put_answer; /* the body PutRecords answers with */
 
 static void route(ts_server_t *s, const ts_request_t *req, ts_response_t *resp)
@@ -38,23 +37,17 @@ static void route(ts_server_t *s, const ts_request_t *req, ts_response_t *resp)
 static int setup(void **state)
 {
     (void)state;
-    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    if (fx_start(&fx, "source-kinesis", route, 0) != 0) return -1;
     setenv("AWS_ACCESS_KEY_ID", "AKIDTEST", 1);
     setenv("AWS_SECRET_ACCESS_KEY", "test/secret", 1);
-    unsetenv("http_proxy");
-    unsetenv("HTTP_PROXY");
-    if (ts_start(&srv, route, NULL) != 0) return -1;
-    loop = ev_loop_new(EVFLAG_AUTO);
     log_set_level(LOG_ERROR);
-    return loop ? 0 : -1;
+    return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    ev_loop_destroy(loop);
-    ts_stop(&srv);
-    return 0;
+    return fx_stop(&fx);
 }
 
 typedef struct outcome {
@@ -77,32 +70,20 @@ static void on_put(void *ud, const source_put_result_t *r)
     o->throttled = r->throttled;
 }
 
-static void tick(struct ev_loop *l, ev_timer *w, int revents)
-{
-    (void)l;
-    (void)w;
-    (void)revents;
-}
-
 /* Puts two records with PutRecords answering `answer`. */
 static outcome_t put_two(const char *answer)
 {
     put_answer = answer;
     errbuf_t err;
-    aws_client_t *aws = aws_client_new(loop, NULL, NULL, &err);
+    aws_client_t *aws = aws_client_new(fx.loop, NULL, NULL, &err);
     assert_non_null(aws);
-    source_kinesis_options_t opt = {.aws = aws, .region = "us-east-1", .endpoint = srv.base};
-    source_t *src = source_kinesis_new(loop, &opt, &err);
+    source_kinesis_options_t opt = {.aws = aws, .region = "us-east-1", .endpoint = fx.srv.base};
+    source_t *src = source_kinesis_new(fx.loop, &opt, &err);
     assert_non_null(src);
     source_put_record_t recs[] = {{"one", 3, "k1", NULL}, {"two", 3, "k2", NULL}};
     outcome_t o = {0};
     src->ops->put(src, "dead-letters", recs, 2, on_put, &o);
-    ev_timer t;
-    ev_timer_init(&t, tick, 0.02, 0.02);
-    ev_timer_start(loop, &t);
-    double start = ev_time();
-    while (!o.done && ev_time() - start < 10) ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &t);
+    fx_run_until(fx.loop, &o.done, 10);
     assert_int_equal(o.done, 1);
     source_destroy(src);
     aws_client_free(aws);
