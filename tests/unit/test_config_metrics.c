@@ -10,47 +10,16 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "tempdir.h"
-
-static char dir[256];
-
-/* A fresh directory per test: every config loads from it, beside its p.lua. */
-static int setup(void **state)
-{
-    (void)state;
-    if (tempdir_make(dir, sizeof dir, "config-metrics") != 0) return -1;
-    tempdir_write(dir, "p.lua", "return { processRecords = function() end }\n");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tempdir_remove(dir);
-}
+#include "config_fixture.h"
 
 #define BASE                                                                                                           \
     "application = 'app'\nsource = { type = 'local', path = 's.db' }\nleases = { type = 'local', path = 'l.db' }\n"    \
     "streams = { { name = 'a', processor = 'p.lua' } }\n"
 
-static config_t *load(const char *text, errbuf_t *err)
-{
-    return config_load(tempdir_write(dir, "c.lua", text), err);
-}
-
-static void expect_error(const char *text, const char *want)
-{
-    errbuf_t err = {{0}};
-    config_t *c = load(text, &err);
-    if (c) config_free(c);
-    assert_null(c);
-    if (!strstr(err.msg, want)) fail_msg("error \"%s\" does not contain \"%s\"", err.msg, want);
-}
-
 static void test_metrics_are_off_and_logs_text_when_absent(void **state)
 {
     errbuf_t err;
-    config_t *c = load(BASE, &err);
+    config_t *c = cfg_load(BASE, &err);
     assert_non_null(c);
     assert_null(c->metrics.listen);
     assert_int_equal(c->log_format, CONFIG_LOG_TEXT);
@@ -60,14 +29,14 @@ static void test_metrics_are_off_and_logs_text_when_absent(void **state)
 static void test_metrics_listen_takes_ipv4_and_bracketed_ipv6_with_a_port(void **state)
 {
     errbuf_t err;
-    config_t *c = load(BASE "metrics = { listen = '127.0.0.1:9464' }\nlog_format = 'json'\n", &err);
+    config_t *c = cfg_load(BASE "metrics = { listen = '127.0.0.1:9464' }\nlog_format = 'json'\n", &err);
     assert_non_null(c);
     assert_string_equal(c->metrics.host, "127.0.0.1");
     assert_int_equal(c->metrics.port, 9464);
     assert_int_equal(c->metrics.loop_stall_ms, 2000);
     assert_int_equal(c->log_format, CONFIG_LOG_JSON);
     config_free(c);
-    c = load(BASE "metrics = { listen = '[::1]:0', loop_stall_ms = 500 }\n", &err);
+    c = cfg_load(BASE "metrics = { listen = '[::1]:0', loop_stall_ms = 500 }\n", &err);
     assert_non_null(c);
     assert_string_equal(c->metrics.host, "::1");
     assert_int_equal(c->metrics.port, 0); /* the OS chooses */
@@ -77,17 +46,18 @@ static void test_metrics_listen_takes_ipv4_and_bracketed_ipv6_with_a_port(void *
 
 static void test_bad_metrics_addresses_and_ports_name_the_field(void **state)
 {
-    expect_error(BASE "metrics = { listen = 'localhost:9464' }\n", "metrics.listen: localhost is not an IP address");
-    expect_error(BASE "metrics = { listen = '127.0.0.1' }\n", "metrics.listen: expected \"ADDRESS:PORT\"");
-    expect_error(BASE "metrics = { listen = ':9464' }\n", "metrics.listen: expected \"ADDRESS:PORT\"");
-    expect_error(BASE "metrics = { listen = '127.0.0.1:65536' }\n", "metrics.listen: port must be a number from 0");
-    expect_error(BASE "metrics = { listen = '127.0.0.1:http' }\n", "metrics.listen: port must be a number from 0");
-    expect_error(BASE "metrics = { listen = '::1:9464' }\n",
-                 "metrics.listen: an IPv6 address is written in brackets: \"[::1]:9464\"");
-    expect_error(BASE "metrics = { }\n", "metrics.listen: required");
-    expect_error(BASE "metrics = { listen = '127.0.0.1:1', port = 2 }\n", "metrics.port: unknown field");
-    expect_error(BASE "metrics = '127.0.0.1:9464'\n", "metrics: expected a table");
-    expect_error(BASE "log_format = 'logfmt'\n", "log_format: expected \"text\" or \"json\", got \"logfmt\"");
+    cfg_expect_error(BASE "metrics = { listen = 'localhost:9464' }\n",
+                     "metrics.listen: localhost is not an IP address");
+    cfg_expect_error(BASE "metrics = { listen = '127.0.0.1' }\n", "metrics.listen: expected \"ADDRESS:PORT\"");
+    cfg_expect_error(BASE "metrics = { listen = ':9464' }\n", "metrics.listen: expected \"ADDRESS:PORT\"");
+    cfg_expect_error(BASE "metrics = { listen = '127.0.0.1:65536' }\n", "metrics.listen: port must be a number from 0");
+    cfg_expect_error(BASE "metrics = { listen = '127.0.0.1:http' }\n", "metrics.listen: port must be a number from 0");
+    cfg_expect_error(BASE "metrics = { listen = '::1:9464' }\n",
+                     "metrics.listen: an IPv6 address is written in brackets: \"[::1]:9464\"");
+    cfg_expect_error(BASE "metrics = { }\n", "metrics.listen: required");
+    cfg_expect_error(BASE "metrics = { listen = '127.0.0.1:1', port = 2 }\n", "metrics.port: unknown field");
+    cfg_expect_error(BASE "metrics = '127.0.0.1:9464'\n", "metrics: expected a table");
+    cfg_expect_error(BASE "log_format = 'logfmt'\n", "log_format: expected \"text\" or \"json\", got \"logfmt\"");
 }
 
 int main(void)
@@ -97,5 +67,5 @@ int main(void)
         cmocka_unit_test(test_metrics_listen_takes_ipv4_and_bracketed_ipv6_with_a_port),
         cmocka_unit_test(test_bad_metrics_addresses_and_ports_name_the_field),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, cfg_setup, cfg_teardown);
 }
