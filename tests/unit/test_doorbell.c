@@ -16,6 +16,7 @@
 #include "base/clock.h"
 #include "source/doorbell.h"
 #include "source/streamdb.h"
+#include "tempdir.h"
 
 typedef struct heard {
     int64_t sids[64];
@@ -72,8 +73,7 @@ typedef struct fx {
 static int setup(void **state)
 {
     fx_t *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/shardrun-doorbell-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    assert_int_equal(tempdir_make(f->dir, sizeof f->dir, "doorbell"), 0);
     snprintf(f->path, sizeof f->path, "%s/streams.db", f->dir);
     f->loop = ev_loop_new(EVFLAG_AUTO);
     errbuf_t err;
@@ -86,11 +86,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
-    char cmd[160];
     streamdb_close(f->db);
     ev_loop_destroy(f->loop);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tempdir_remove(f->dir), 0);
     free(f);
     return 0;
 }
@@ -110,13 +108,21 @@ static void put(fx_t *f, const char *pkey, char *shard_out)
     assert_int_equal(streamdb_put(f->db, "s", pkey, strlen(pkey), "x", 1, 1, shard_out, seq, &err), 0);
 }
 
+/* A reader's doorbell on the fixture's stream file; what it hears goes into h. */
+static doorbell_t *hear(fx_t *f, heard_t *h)
+{
+    errbuf_t err;
+    doorbell_t *bell = doorbell_open(f->loop, f->path, on_bell, h, &err);
+    if (!bell) fail_msg("doorbell_open %s: %s", f->path, err.msg);
+    return bell;
+}
+
 static void test_a_reader_hears_the_shard_a_committed_put_wrote_to_and_not_before_the_commit(void **state)
 {
     fx_t *f = *state;
     heard_t h = {0};
     errbuf_t err;
-    doorbell_t *bell = doorbell_open(f->loop, f->path, on_bell, &h, &err);
-    assert_non_null(bell);
+    doorbell_t *bell = hear(f, &h);
     char shard[32];
     assert_int_equal(streamdb_begin(f->db, &err), 0);
     for (int i = 0; i < 10; i++) put(f, "same-key", shard);
@@ -134,8 +140,7 @@ static void test_a_rolled_back_put_rings_nothing(void **state)
     fx_t *f = *state;
     heard_t h = {0};
     errbuf_t err;
-    doorbell_t *bell = doorbell_open(f->loop, f->path, on_bell, &h, &err);
-    assert_non_null(bell);
+    doorbell_t *bell = hear(f, &h);
     char shard[32];
     assert_int_equal(streamdb_begin(f->db, &err), 0);
     put(f, "k", shard);
@@ -150,8 +155,7 @@ static void test_each_shard_written_in_a_transaction_rings_and_a_split_rings_its
     fx_t *f = *state;
     heard_t h = {0};
     errbuf_t err;
-    doorbell_t *bell = doorbell_open(f->loop, f->path, on_bell, &h, &err);
-    assert_non_null(bell);
+    doorbell_t *bell = hear(f, &h);
     char shard[32];
     int64_t want[4];
     int nwant = 0;
@@ -186,9 +190,7 @@ static void test_names_that_are_not_shards_are_ignored(void **state)
 {
     fx_t *f = *state;
     heard_t h = {0};
-    errbuf_t err;
-    doorbell_t *bell = doorbell_open(f->loop, f->path, on_bell, &h, &err);
-    assert_non_null(bell);
+    doorbell_t *bell = hear(f, &h);
     char other[200];
     snprintf(other, sizeof other, "%s-wake/notes.txt", f->path);
     FILE *fp = fopen(other, "w");

@@ -21,6 +21,7 @@
 
 #include "base/clock.h"
 #include "lease/lease_alive.h"
+#include "tempdir.h"
 
 typedef struct fx {
     char dir[64];
@@ -33,8 +34,7 @@ typedef struct fx {
 static int setup(void **state)
 {
     fx_t *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/shardrun-alive-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    assert_int_equal(tempdir_make(f->dir, sizeof f->dir, "alive"), 0);
     snprintf(f->lease, sizeof f->lease, "%s/leases.db", f->dir);
     f->loop = ev_loop_new(EVFLAG_AUTO);
     *state = f;
@@ -44,12 +44,20 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
-    char cmd[160];
     ev_loop_destroy(f->loop);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tempdir_remove(f->dir), 0);
     free(f);
     return 0;
+}
+
+/* 1 when the lock file named `name` (the worker id as encoded on disk)
+ * exists beside the lease file. */
+static int worker_file_exists(const fx_t *f, const char *name)
+{
+    char path[256];
+    struct stat st;
+    snprintf(path, sizeof path, "%s-workers/%s", f->lease, name);
+    return stat(path, &st) == 0;
 }
 
 static void on_gone(void *ud, const char *id)
@@ -155,12 +163,8 @@ static void test_no_file_or_a_file_of_another_boot_is_never_dead(void **state)
     fx_t *f = *state;
     lease_alive_t *me = join(f, "me");
     assert_false(lease_alive_dead(me, "on-another-host")); /* no file */
-    char path[256];
-    snprintf(path, sizeof path, "%s-workers/stale", f->lease);
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs("00000000-0000-0000-0000-000000000000\npid 1\n", fp); /* unlocked, but not this boot's */
-    fclose(fp);
+    /* unlocked, but not this boot's */
+    tempdir_write(f->dir, "leases.db-workers/stale", "00000000-0000-0000-0000-000000000000\npid 1\n");
     assert_false(lease_alive_dead(me, "stale"));
     lease_alive_free(me);
 }
@@ -189,10 +193,7 @@ static void test_a_graceful_exit_removes_the_file_and_tells_the_peers(void **sta
     wait_told(f, "leaving");
     assert_true(told(f, "leaving"));
     assert_false(lease_alive_dead(me, "leaving")); /* gone without a trace: its leases were released */
-    char path[256];
-    struct stat st;
-    snprintf(path, sizeof path, "%s-workers/leaving", f->lease);
-    assert_int_not_equal(stat(path, &st), 0);
+    assert_false(worker_file_exists(f, "leaving"));
     lease_alive_free(me);
 }
 
@@ -205,10 +206,7 @@ static void test_ids_that_are_not_file_names_are_encoded(void **state)
     wait_told(f, "../odd id/%");
     assert_true(told(f, "../odd id/%"));
     assert_true(lease_alive_dead(me, "../odd id/%"));
-    char path[256];
-    struct stat st;
-    snprintf(path, sizeof path, "%s-workers/..%%2Fodd%%20id%%2F%%25", f->lease);
-    assert_int_equal(stat(path, &st), 0);
+    assert_true(worker_file_exists(f, "..%2Fodd%20id%2F%25"));
     lease_alive_free(me);
 }
 
@@ -221,14 +219,10 @@ static void test_the_sweep_removes_dead_workers_files_that_own_nothing(void **st
     reap(b);
     const char *owners[] = {"dead-owner", "live", "me", NULL};
     lease_alive_sweep(me, owners, 4);
-    char path[256];
-    struct stat st;
-    snprintf(path, sizeof path, "%s-workers/dead-idle", f->lease);
-    assert_int_not_equal(stat(path, &st), 0);
+    assert_false(worker_file_exists(f, "dead-idle"));
     assert_true(lease_alive_dead(me, "dead-owner")); /* still named by a row: kept, still dead */
     assert_false(lease_alive_dead(me, "live"));
-    snprintf(path, sizeof path, "%s-workers/me", f->lease);
-    assert_int_equal(stat(path, &st), 0);
+    assert_true(worker_file_exists(f, "me"));
     reap(c);
     lease_alive_free(me);
 }
