@@ -292,6 +292,19 @@ static void test_a_locked_lease_file_does_not_hold_up_the_loop(void **state)
     unlink(path2);
 }
 
+/* Asks the store to create n leases keyed <prefix>00, <prefix>01, ... at
+ * once (keys and ls keep the keys and leases alive until answered); each
+ * answer goes to r[i]. */
+static void ask_creates(int n, const char *prefix, char keys[][16], lease_t *ls, result_t *r)
+{
+    for (int i = 0; i < n; i++) {
+        snprintf(keys[i], sizeof keys[i], "%s%02d", prefix, i);
+        ls[i] = new_lease(keys[i]);
+        memset(&r[i], 0, sizeof r[i]);
+        store->ops->create(store, &ls[i], on_write, &r[i]);
+    }
+}
+
 /* Issue 18: requests asked while the store's thread is busy run together in
  * one transaction (group commit); each keeps its own condition and answer,
  * in the order asked, and a list asked after writes sees them. */
@@ -301,12 +314,7 @@ static void test_writes_asked_together_commit_together_each_with_its_own_answer(
     result_t created[N], dup, taken[N], stale[N], lr = {0};
     lease_t ls[N];
     char keys[N][16];
-    for (int i = 0; i < N; i++) {
-        snprintf(keys[i], sizeof keys[i], "k%02d", i);
-        ls[i] = new_lease(keys[i]);
-        memset(&created[i], 0, sizeof created[i]);
-        store->ops->create(store, &ls[i], on_write, &created[i]);
-    }
+    ask_creates(N, "k", keys, ls, created);
     memset(&dup, 0, sizeof dup);
     store->ops->create(store, &ls[3], on_write, &dup); /* in the same batch as the first create of k03 */
     for (int i = 0; i < N; i++) wait_for(&created[i]);
@@ -351,12 +359,7 @@ static void test_a_batch_that_cannot_begin_writes_nothing_and_answers_every_requ
     result_t r[N];
     lease_t ls[N];
     char keys[N][16];
-    for (int i = 0; i < N; i++) {
-        snprintf(keys[i], sizeof keys[i], "x%d", i);
-        ls[i] = new_lease(keys[i]);
-        memset(&r[i], 0, sizeof r[i]);
-        store->ops->create(store, &ls[i], on_write, &r[i]);
-    }
+    ask_creates(N, "x", keys, ls, r);
     for (int i = 0; i < N; i++) wait_for(&r[i]);
     for (int i = 0; i < N; i++) assert_int_equal(r[i].st, LEASE_ERETRY);
     assert_int_equal(sqlite3_exec(locker, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
