@@ -63,11 +63,15 @@ static void quiet(struct ev_loop *loop)
     }
 }
 
+/* Each test: a stream "s" of 4 shards in a fresh file, and a reader's
+ * doorbell on it, what it hears going into h. */
 typedef struct fx {
     char dir[64];
     char path[128];
     struct ev_loop *loop;
     streamdb_t *db;
+    heard_t h;
+    doorbell_t *bell;
 } fx_t;
 
 static int setup(void **state)
@@ -79,6 +83,8 @@ static int setup(void **state)
     errbuf_t err;
     assert_int_equal(streamdb_open(f->path, 1, &f->db, &err), 0);
     assert_int_equal(streamdb_create_stream(f->db, "s", 4, &err), 0);
+    f->bell = doorbell_open(f->loop, f->path, on_bell, &f->h, &err);
+    if (!f->bell) fail_msg("doorbell_open %s: %s", f->path, err.msg);
     *state = f;
     return 0;
 }
@@ -86,6 +92,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
+    doorbell_close(f->bell);
     streamdb_close(f->db);
     ev_loop_destroy(f->loop);
     assert_int_equal(tempdir_remove(f->dir), 0);
@@ -108,54 +115,37 @@ static void put(fx_t *f, const char *pkey, char *shard_out)
     assert_int_equal(streamdb_put(f->db, "s", pkey, strlen(pkey), "x", 1, 1, shard_out, seq, &err), 0);
 }
 
-/* A reader's doorbell on the fixture's stream file; what it hears goes into h. */
-static doorbell_t *hear(fx_t *f, heard_t *h)
-{
-    errbuf_t err;
-    doorbell_t *bell = doorbell_open(f->loop, f->path, on_bell, h, &err);
-    if (!bell) fail_msg("doorbell_open %s: %s", f->path, err.msg);
-    return bell;
-}
-
 static void test_a_reader_hears_the_shard_a_committed_put_wrote_to_and_not_before_the_commit(void **state)
 {
     fx_t *f = *state;
-    heard_t h = {0};
     errbuf_t err;
-    doorbell_t *bell = hear(f, &h);
     char shard[32];
     assert_int_equal(streamdb_begin(f->db, &err), 0);
     for (int i = 0; i < 10; i++) put(f, "same-key", shard);
     quiet(f->loop);
-    assert_int_equal(h.n, 0); /* nothing committed yet: a woken reader would find nothing */
+    assert_int_equal(f->h.n, 0); /* nothing committed yet: a woken reader would find nothing */
     assert_int_equal(streamdb_commit(f->db, &err), 0);
-    listen(f->loop, &h, 1);
-    assert_int_equal(h.n, 1); /* ten records, one shard: one ring */
-    assert_int_equal(h.sids[0], rowid(f, shard));
-    doorbell_close(bell);
+    listen(f->loop, &f->h, 1);
+    assert_int_equal(f->h.n, 1); /* ten records, one shard: one ring */
+    assert_int_equal(f->h.sids[0], rowid(f, shard));
 }
 
 static void test_a_rolled_back_put_rings_nothing(void **state)
 {
     fx_t *f = *state;
-    heard_t h = {0};
     errbuf_t err;
-    doorbell_t *bell = hear(f, &h);
     char shard[32];
     assert_int_equal(streamdb_begin(f->db, &err), 0);
     put(f, "k", shard);
     streamdb_rollback(f->db);
     quiet(f->loop);
-    assert_int_equal(h.n, 0);
-    doorbell_close(bell);
+    assert_int_equal(f->h.n, 0);
 }
 
 static void test_each_shard_written_in_a_transaction_rings_and_a_split_rings_its_parent(void **state)
 {
     fx_t *f = *state;
-    heard_t h = {0};
     errbuf_t err;
-    doorbell_t *bell = hear(f, &h);
     char shard[32];
     int64_t want[4];
     int nwant = 0;
@@ -170,27 +160,24 @@ static void test_each_shard_written_in_a_transaction_rings_and_a_split_rings_its
     }
     assert_int_equal(streamdb_commit(f->db, &err), 0);
     assert_int_equal(nwant, 4);
-    listen(f->loop, &h, 4);
-    for (int j = 0; j < nwant; j++) assert_true(heard_has(&h, want[j]));
+    listen(f->loop, &f->h, 4);
+    for (int j = 0; j < nwant; j++) assert_true(heard_has(&f->h, want[j]));
     /* a put outside a transaction rings too (it commits by itself) */
-    h.n = 0;
+    f->h.n = 0;
     put(f, "k0", shard);
-    listen(f->loop, &h, 1);
-    assert_true(heard_has(&h, rowid(f, shard)));
+    listen(f->loop, &f->h, 1);
+    assert_true(heard_has(&f->h, rowid(f, shard)));
     /* the readers of a split shard learn of its end at once */
-    h.n = 0;
+    f->h.n = 0;
     int64_t parent = rowid(f, "shardId-000000000001");
     assert_int_equal(streamdb_split(f->db, "s", "shardId-000000000001", NULL, &err), 0);
-    listen(f->loop, &h, 1);
-    assert_true(heard_has(&h, parent));
-    doorbell_close(bell);
+    listen(f->loop, &f->h, 1);
+    assert_true(heard_has(&f->h, parent));
 }
 
 static void test_names_that_are_not_shards_are_ignored(void **state)
 {
     fx_t *f = *state;
-    heard_t h = {0};
-    doorbell_t *bell = hear(f, &h);
     char other[200];
     snprintf(other, sizeof other, "%s-wake/notes.txt", f->path);
     FILE *fp = fopen(other, "w");
@@ -198,10 +185,9 @@ static void test_names_that_are_not_shards_are_ignored(void **state)
     fclose(fp);
     int64_t sids[] = {7};
     doorbell_ring(f->path, sids, 1);
-    listen(f->loop, &h, 1);
-    assert_int_equal(h.n, 1);
-    assert_int_equal(h.sids[0], 7);
-    doorbell_close(bell);
+    listen(f->loop, &f->h, 1);
+    assert_int_equal(f->h.n, 1);
+    assert_int_equal(f->h.sids[0], 7);
 }
 
 int main(void)
