@@ -6,8 +6,8 @@
  * HOME (so no ~/.aws of the user's is read), the server on 127.0.0.1, a loop,
  * and optionally the log captured into HOME/log for the test to read back
  * (for the "no secret in the log" checks). Also here: the loop driver, the
- * fake STS answer and the web identity settings that point at it, which the
- * client, credentials and backends tests all use alike. */
+ * fake STS answer, and the IMDS and web identity settings that point at the
+ * fake, which the client, credentials and backends tests all use alike. */
 #ifndef SHARDRUN_TEST_AWS_FIXTURE_H
 #define SHARDRUN_TEST_AWS_FIXTURE_H
 
@@ -150,6 +150,13 @@ static inline void fx_sts_answer(ts_response_t *resp, const char *key_id, const 
              "<SessionToken>%s</SessionToken><Expiration>%s</Expiration></Credentials>"
              "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
              key_id, secret, token, exp);
+}
+
+/* Turns IMDS on (fx_start leaves it disabled), aimed at the fake server. */
+static inline void fx_imds_on(const aws_fixture_t *f)
+{
+    unsetenv("AWS_EC2_METADATA_DISABLED");
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", f->srv.base, 1);
 }
 
 /* Web identity settings aimed at the fake STS (<base>/sts/): the token file

@@ -169,8 +169,7 @@ static void test_every_attempt_is_signed(void **state)
 static void test_a_retry_after_a_refresh_carries_the_new_credentials(void **state)
 {
     (void)state;
-    unsetenv("AWS_EC2_METADATA_DISABLED");
-    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fx.srv.base, 1);
+    fx_imds_on(&fx);
     /* credentials expire in 3600 s and are refreshed 3598 s early: 1-2 s after
      * the first ones arrive; the retry waits 3-6 s, so it comes after. */
     aws_cred_options_t co = {.refresh_before_s = 3598};
@@ -213,8 +212,7 @@ static void test_a_retry_after_a_refresh_carries_the_new_credentials(void **stat
 static void test_a_call_waits_for_the_first_credentials(void **state)
 {
     (void)state;
-    unsetenv("AWS_EC2_METADATA_DISABLED");
-    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fx.srv.base, 1);
+    fx_imds_on(&fx);
     aws_client_t *c = client(NULL, 0);
     aws_endpoint_t ep;
     endpoint(c, &ep, "kinesis");
@@ -254,8 +252,7 @@ static void test_a_call_without_credentials_fails_typed_and_unsent(void **state)
 static void test_a_cancelled_call_never_calls_back(void **state)
 {
     (void)state;
-    unsetenv("AWS_EC2_METADATA_DISABLED");
-    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fx.srv.base, 1);
+    fx_imds_on(&fx);
     imds_delay_ms = 300;
     aws_client_t *c = client(NULL, 0);
     aws_endpoint_t ep;

@@ -463,8 +463,7 @@ static void test_container_url_rule(void **state)
 static void test_imds_v2_token_role_and_credentials(void **state)
 {
     (void)state;
-    unsetenv("AWS_EC2_METADATA_DISABLED");
-    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fx.srv.base, 1);
+    fx_imds_on(&fx);
     aws_cred_t *c = aws_cred_new(fx.loop, http, NULL);
     assert_int_equal(resolve(c), 1);
     expect_describe(c, "source=imds ");
@@ -495,8 +494,7 @@ static void test_imds_disabled_sends_nothing(void **state)
 static void test_refresh_before_expiry_keeps_old_credentials_meanwhile(void **state)
 {
     (void)state;
-    unsetenv("AWS_EC2_METADATA_DISABLED");
-    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fx.srv.base, 1);
+    fx_imds_on(&fx);
     imds_refresh_delay_ms = 400;
     /* Expiry comes in whole seconds 3600 s ahead, so 3599 or 3600 s remain when
      * the answer is read: refreshing 3598 s early lands 1-2 s from now. (3599
