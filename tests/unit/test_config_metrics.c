@@ -46,18 +46,22 @@ static void test_metrics_listen_takes_ipv4_and_bracketed_ipv6_with_a_port(void *
 
 static void test_bad_metrics_addresses_and_ports_name_the_field(void **state)
 {
-    cfg_expect_error(BASE "metrics = { listen = 'localhost:9464' }\n",
-                     "metrics.listen: localhost is not an IP address");
-    cfg_expect_error(BASE "metrics = { listen = '127.0.0.1' }\n", "metrics.listen: expected \"ADDRESS:PORT\"");
-    cfg_expect_error(BASE "metrics = { listen = ':9464' }\n", "metrics.listen: expected \"ADDRESS:PORT\"");
-    cfg_expect_error(BASE "metrics = { listen = '127.0.0.1:65536' }\n", "metrics.listen: port must be a number from 0");
-    cfg_expect_error(BASE "metrics = { listen = '127.0.0.1:http' }\n", "metrics.listen: port must be a number from 0");
-    cfg_expect_error(BASE "metrics = { listen = '::1:9464' }\n",
-                     "metrics.listen: an IPv6 address is written in brackets: \"[::1]:9464\"");
-    cfg_expect_error(BASE "metrics = { }\n", "metrics.listen: required");
-    cfg_expect_error(BASE "metrics = { listen = '127.0.0.1:1', port = 2 }\n", "metrics.port: unknown field");
-    cfg_expect_error(BASE "metrics = '127.0.0.1:9464'\n", "metrics: expected a table");
-    cfg_expect_error(BASE "log_format = 'logfmt'\n", "log_format: expected \"text\" or \"json\", got \"logfmt\"");
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {BASE "metrics = { listen = 'localhost:9464' }\n", "metrics.listen: localhost is not an IP address"},
+        {BASE "metrics = { listen = '127.0.0.1' }\n", "metrics.listen: expected \"ADDRESS:PORT\""},
+        {BASE "metrics = { listen = ':9464' }\n", "metrics.listen: expected \"ADDRESS:PORT\""},
+        {BASE "metrics = { listen = '127.0.0.1:65536' }\n", "metrics.listen: port must be a number from 0"},
+        {BASE "metrics = { listen = '127.0.0.1:http' }\n", "metrics.listen: port must be a number from 0"},
+        {BASE "metrics = { listen = '::1:9464' }\n",
+         "metrics.listen: an IPv6 address is written in brackets: \"[::1]:9464\""},
+        {BASE "metrics = { }\n", "metrics.listen: required"},
+        {BASE "metrics = { listen = '127.0.0.1:1', port = 2 }\n", "metrics.port: unknown field"},
+        {BASE "metrics = '127.0.0.1:9464'\n", "metrics: expected a table"},
+        {BASE "log_format = 'logfmt'\n", "log_format: expected \"text\" or \"json\", got \"logfmt\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) cfg_expect_error(cases[i].text, cases[i].want);
 }
 
 int main(void)
