@@ -139,20 +139,30 @@ static void verify_signed(const ts_request_t *req, const char *ak, const char *s
 
 static const char *const body = "{\"ShardIterator\":\"it\",\"Limit\":10}";
 
-static void test_every_attempt_is_signed(void **state)
+/* A GetRecords call whose first attempt the fake refuses (503): it must
+ * succeed on its second attempt, made retry_base_ms later (0: 10 ms), within
+ * max_s. The requests stay in fx.srv for the test to check. */
+static void get_records_retried_once(const aws_cred_options_t *co, long retry_base_ms, double max_s)
 {
-    (void)state;
-    aws_cred_options_t co = {.access_key_id = "AKIDCLIENT", .secret_access_key = "client/test+secret",
-                             .session_token = "tok/en+1=="};
-    aws_client_t *c = client(&co, 0);
+    aws_client_t *c = client(co, retry_base_ms);
     aws_endpoint_t ep;
     endpoint(c, &ep, "kinesis");
     fail_first_call = 1;
     result_t res = {0};
     assert_non_null(aws_client_call(c, &ep, "Kinesis_20131202.GetRecords", "1.1", body, 5000, on_done, &res));
-    fx_run_until(fx.loop, &res.done, 10);
+    fx_run_until(fx.loop, &res.done, max_s);
     assert_int_equal(res.error, AWS_HTTP_OK);
     assert_int_equal(res.attempts, 2);
+    aws_client_endpoint_clear(&ep);
+    aws_client_free(c);
+}
+
+static void test_every_attempt_is_signed(void **state)
+{
+    (void)state;
+    aws_cred_options_t co = {.access_key_id = "AKIDCLIENT", .secret_access_key = "client/test+secret",
+                             .session_token = "tok/en+1=="};
+    get_records_retried_once(&co, 0, 10);
     ts_lock(&fx.srv);
     assert_int_equal(fx.srv.nreqs, 2);
     verify_signed(&fx.srv.reqs[0], "AKIDCLIENT", "client/test+secret", "tok/en+1==");
@@ -160,8 +170,6 @@ static void test_every_attempt_is_signed(void **state)
     assert_memory_equal(fx.srv.reqs[1].body, body, strlen(body));
     ts_unlock(&fx.srv);
     assert_non_null(strstr(fx_log(&fx), "aws_http_retry"));
-    aws_client_endpoint_clear(&ep);
-    aws_client_free(c);
 }
 
 /* The retry after a credentials refresh is signed with the new key: the
@@ -173,15 +181,7 @@ static void test_a_retry_after_a_refresh_carries_the_new_credentials(void **stat
     /* credentials expire in 3600 s and are refreshed 3598 s early: 1-2 s after
      * the first ones arrive; the retry waits 3-6 s, so it comes after. */
     aws_cred_options_t co = {.refresh_before_s = 3598};
-    aws_client_t *c = client(&co, 6000);
-    aws_endpoint_t ep;
-    endpoint(c, &ep, "kinesis");
-    fail_first_call = 1;
-    result_t res = {0};
-    assert_non_null(aws_client_call(c, &ep, "Kinesis_20131202.GetRecords", "1.1", body, 5000, on_done, &res));
-    fx_run_until(fx.loop, &res.done, 15);
-    assert_int_equal(res.error, AWS_HTTP_OK);
-    assert_int_equal(res.attempts, 2);
+    get_records_retried_once(&co, 6000, 15);
     ts_lock(&fx.srv);
     int first = -1, second = -1;
     for (int i = 0; i < fx.srv.nreqs && i < TS_MAX_REQS; i++)
@@ -204,8 +204,6 @@ static void test_a_retry_after_a_refresh_carries_the_new_credentials(void **stat
     snprintf(tok, sizeof tok, "imds-token-%d", n);
     verify_signed(&fx.srv.reqs[second], ak, sk, tok);
     ts_unlock(&fx.srv);
-    aws_client_endpoint_clear(&ep);
-    aws_client_free(c);
 }
 
 /* A call made before any credentials exist waits for them. */
