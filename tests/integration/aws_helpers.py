@@ -2,6 +2,7 @@
 emulators (kinesalite, dynalite) from the test itself, and a fault-injecting
 HTTP proxy. The emulators themselves (ports, start, stop) are
 scripts/emulators.py, behind the `emulators` fixture of conftest.py."""
+import collections
 import http.client
 import itertools
 import json
@@ -12,6 +13,7 @@ import time
 import uuid
 
 import emulators  # scripts/ (on sys.path through conftest.py)
+from conftest import wait_for
 from emulators import AWS_ENV, ROOT  # noqa: F401  (re-exported for the tests)
 
 KINESALITE_PORT = emulators.KINESALITE.port
@@ -83,6 +85,57 @@ def create_lease_table(table):
             return
         time.sleep(0.05)
     raise AssertionError(f"table {table} not ACTIVE")
+
+
+# One file for every shard of the worker, a line per record ("partitionKey data"),
+# written in the order batches were processed: per partition key, data must come in order.
+ORDER_PROCESSOR = r'''
+local P = {}
+function P.processRecords(records, shard)
+  local parts = {}
+  for i = 1, #records do parts[#parts + 1] = records[i].partitionKey .. " " .. records[i].data .. "\n" end
+  local f = assert(io.open("order.log", "a"))
+  f:write(table.concat(parts))
+  f:close()
+  return "checkpoint"
+end
+function P.shardEnded(shard) return "checkpoint" end
+function P.shutdownRequested(shard) return "checkpoint" end
+return P
+'''
+
+
+class KeyedRounds:
+    """Numbered records on eight partition keys, put in rounds through
+    `target.put` (the Kinesis or the fan-out fixture of a test), and the
+    check of ORDER_PROCESSOR's order.log: each key's numbers in order, none
+    missing. Shared by the split-while-consuming tests of both sources."""
+
+    def __init__(self, target):
+        self.target, self.n = target, 0
+        self.keys = [f"key{k}" for k in range(8)]
+        self.log = target.env.dir / "order.log"
+
+    def put_round(self, count):
+        for k in self.keys:
+            self.target.put([f"{self.n + i}" for i in range(count)], partition_key=k)
+        self.n += count
+
+    def wait_started(self):
+        wait_for(self.log.exists, 30, what="processing started")
+
+    def wait_all_processed(self):
+        total = self.n * len(self.keys)
+        wait_for(lambda: len(self.log.read_text().splitlines()) >= total, 90, what="every record processed")
+
+    def assert_in_order(self):
+        per_key = collections.defaultdict(list)
+        for line in self.log.read_text().splitlines():
+            k, d = line.split(" ")
+            per_key[k].append(int(d))
+        for k in self.keys:
+            assert per_key[k] == sorted(per_key[k]), f"{k}: records out of order across the split"
+            assert sorted(set(per_key[k])) == list(range(self.n)), f"{k}: records missing"
 
 
 class FaultProxy:

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from aws_helpers import (AWS_ENV, DYNALITE_PORT, KINESALITE_PORT, FaultProxy, create_lease_table, dynamodb, kinesis,
-                         read_shard, scan_leases, unique)
+from aws_helpers import (AWS_ENV, DYNALITE_PORT, KINESALITE_PORT, ORDER_PROCESSOR, FaultProxy, KeyedRounds,
+                         create_lease_table, dynamodb, kinesis, read_shard, scan_leases, unique)
 from conftest import ASAN, RECORDING_PROCESSOR, read_seen, rss_kb, wait_for
 from kpl import kpl_aggregate  # scripts/ (on sys.path through conftest.py)
 
@@ -170,58 +170,25 @@ def test_kinesis_three_workers_share_the_shards(aws):
     assert len({wk for wk, _, _, _ in seen}) >= 2, "the work was shared"
 
 
-# One file for every shard of the worker, a line per record, written in the
-# order batches were processed: per partition key, data must come in order.
-ORDER_PROCESSOR = r'''
-local P = {}
-function P.processRecords(records, shard)
-  local parts = {}
-  for i = 1, #records do parts[#parts + 1] = records[i].partitionKey .. " " .. records[i].data .. "\n" end
-  local f = assert(io.open("order.log", "a"))
-  f:write(table.concat(parts))
-  f:close()
-  return "checkpoint"
-end
-function P.shardEnded(shard) return "checkpoint" end
-function P.shutdownRequested(shard) return "checkpoint" end
-return P
-'''
-
-
 def test_kinesis_split_while_consuming_keeps_per_key_order(aws):
     aws.env.write("p.lua", ORDER_PROCESSOR)
     aws.config()
     aws.create(2)
     w = aws.env.worker()
-    n, keys = 0, [f"key{k}" for k in range(8)]
-
-    def put_round(count):
-        nonlocal n
-        for k in keys:
-            aws.put([f"{n + i}" for i in range(count)], partition_key=k)
-        n += count
-
-    put_round(150)
-    wait_for(lambda: (aws.env.dir / "order.log").exists(), 30, what="processing started")
+    rounds = KeyedRounds(aws)
+    rounds.put_round(150)
+    rounds.wait_started()
     aws.env.run("stream", "split", aws.stream, "shardId-000000000000")
-    put_round(150)
+    rounds.put_round(150)
     shards = kinesis("ListShards", {"StreamName": aws.stream})["Shards"]
     assert len(shards) == 4
-    total = n * len(keys)
-    wait_for(lambda: len((aws.env.dir / "order.log").read_text().splitlines()) >= total, 90,
-             what="every record processed")
+    rounds.wait_all_processed()
     # the parent's lease is checkpointed at SHARD_END, then removed once its children started
     wait_for(lambda: any(e.get("shard") == "shardId-000000000000" for e in w.events("shard_finished")), 30,
              what="the parent finished")
     assert aws.leases().get("shardId-000000000000", {}).get("checkpoint", "SHARD_END") == "SHARD_END"
     assert w.stop(30) == 0, w.logs()[-3000:]
-    per_key = collections.defaultdict(list)
-    for line in (aws.env.dir / "order.log").read_text().splitlines():
-        k, d = line.split(" ")
-        per_key[k].append(int(d))
-    for k in keys:
-        assert per_key[k] == sorted(per_key[k]), f"{k}: records out of order across the split"
-        assert sorted(set(per_key[k])) == list(range(n)), f"{k}: records missing"
+    rounds.assert_in_order()
 
 
 def test_kinesis_honours_a_lease_row_written_by_the_kcl(aws):

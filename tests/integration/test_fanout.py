@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import emulators
-from aws_helpers import AWS_ENV, ROOT, scan_leases, unique
+from aws_helpers import AWS_ENV, ORDER_PROCESSOR, ROOT, KeyedRounds, scan_leases, unique
 from conftest import RECORDING_PROCESSOR, Env, read_seen, wait_for
 
 MOCK = emulators.KINESIS_MOCK
@@ -434,44 +434,18 @@ def test_fanout_sigterm_hands_off_without_redelivery(fo):
     assert len({e["shard"] for e in w2.events("fanout_subscribed")}) == 4
 
 
-# One line per record, "partitionKey data", in processing order (one file for the worker).
-ORDER_PROCESSOR = r'''
-local P = {}
-function P.processRecords(records, shard)
-  local parts = {}
-  for i = 1, #records do parts[#parts + 1] = records[i].partitionKey .. " " .. records[i].data .. "\n" end
-  local f = assert(io.open("order.log", "a"))
-  f:write(table.concat(parts))
-  f:close()
-  return "checkpoint"
-end
-function P.shardEnded(shard) return "checkpoint" end
-function P.shutdownRequested(shard) return "checkpoint" end
-return P
-'''
-
-
 def test_fanout_split_while_consuming_keeps_per_key_order(fo):
     fo.env.write("p.lua", ORDER_PROCESSOR)
     fo.create(2)
     fo.config()
     w = fo.env.worker()
-    n, keys = 0, [f"key{k}" for k in range(8)]
-
-    def put_round(count):
-        nonlocal n
-        for k in keys:
-            fo.put([f"{n + i}" for i in range(count)], partition_key=k)
-        n += count
-
-    put_round(150)
-    wait_for(lambda: (fo.env.dir / "order.log").exists(), 30, what="processing started")
+    rounds = KeyedRounds(fo)
+    rounds.put_round(150)
+    rounds.wait_started()
     fo.env.run("stream", "-c", "admin.lua", "split", fo.stream, "shardId-000000000000")
-    put_round(150)
+    rounds.put_round(150)
     assert len(mock_call("ListShards", {"StreamName": fo.stream})["Shards"]) == 4
-    total = n * len(keys)
-    wait_for(lambda: len((fo.env.dir / "order.log").read_text().splitlines()) >= total, 90,
-             what="every record processed")
+    rounds.wait_all_processed()
     wait_for(lambda: any(e.get("shard") == "shardId-000000000000" for e in w.events("shard_finished")), 30,
              what="the parent finished")
     # kinesis-mock sends no ChildShards: the parent's end was confirmed by GetRecords
@@ -479,13 +453,7 @@ def test_fanout_split_while_consuming_keeps_per_key_order(fo):
     assert ends and ends[0].get("confirmed_by") == "GetRecords", ends
     assert fo.leases().get("shardId-000000000000", {}).get("checkpoint", "SHARD_END") == "SHARD_END"
     assert w.stop(30) == 0, w.logs()[-3000:]
-    per_key = collections.defaultdict(list)
-    for line in (fo.env.dir / "order.log").read_text().splitlines():
-        k, d = line.split(" ")
-        per_key[k].append(int(d))
-    for k in keys:
-        assert per_key[k] == sorted(per_key[k]), f"{k}: records out of order across the split"
-        assert sorted(set(per_key[k])) == list(range(n)), f"{k}: records missing or repeated"
+    rounds.assert_in_order()
 
 
 # Writes "shard data mono_s" per record; the first STALLS batches of shard
