@@ -8,25 +8,14 @@
 
 #include "base/clock.h"
 #include "base/xalloc.h"
-#include "worker/backends.h"
+#include "leaselist.h"
 #include "worker/shardsync.h"
 
+/* The requests written so far. */
 typedef struct resume_ctx {
-    lease_list_t *leases;
-    lease_status_t st;
-    char err[1024];
     int pending;                 /* answers awaited */
     int failed;
 } resume_ctx_t;
-
-static void resume_on_list(void *ud, lease_status_t st, const char *msg, lease_list_t *all)
-{
-    resume_ctx_t *c = ud;
-    c->st = st;
-    c->leases = all;
-    if (msg) snprintf(c->err, sizeof c->err, "%s", msg);
-    c->pending--;
-}
 
 static void resume_on_written(void *ud, lease_status_t st, const char *msg, const lease_t *updated)
 {
@@ -61,26 +50,17 @@ static char *resume_control(int skip)
 
 int resume_request(const config_t *cfg, const char *stream, const char *shard, int skip, FILE *out)
 {
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    errbuf_t err;
-    aws_client_t *aws = NULL;
-    lease_store_t *store = NULL;
-    if (backend_aws_new(cfg, loop, &aws, &err) || !(store = backend_lease_store_new(cfg, loop, aws, 0, &err))) {
-        fprintf(stderr, "shardrun: %s\n", err.msg);
-        aws_client_free(aws);
-        ev_loop_destroy(loop);
-        return 1;
-    }
-    resume_ctx_t c = {.pending = 1};
-    store->ops->list(store, resume_on_list, &c);
-    while (c.pending) ev_run(loop, EVRUN_ONCE);
+    leaselist_conn_t conn;
+    if (leaselist_connect(cfg, &conn)) return 1;
+    leaselist_t list;
+    resume_ctx_t c = {0};
     int asked = 0, rc = 1;
-    if (c.st != LEASE_OK) {
-        fprintf(stderr, "shardrun: cannot read leases: %s\n", c.err);
+    if (leaselist_read(conn.loop, conn.store, 0, NULL, &list)) {
+        fprintf(stderr, "shardrun: cannot read leases: %s\n", list.err);
     } else {
         char *control = resume_control(skip);
-        for (size_t i = 0; i < c.leases->count; i++) {
-            const lease_t *l = &c.leases->leases[i];
+        for (size_t i = 0; i < list.leases->count; i++) {
+            const lease_t *l = &list.leases->leases[i];
             const char *ls = shardsync_lease_stream(cfg, l);
             if (l->invalid || !ls || strcmp(ls, stream) || (shard && strcmp(l->shard, shard))) continue;
             char *state = resume_owner_state(l);
@@ -95,19 +75,17 @@ int resume_request(const config_t *cfg, const char *stream, const char *shard, i
                              : "asked; nobody holds the lease, the next owner starts afresh anyway");
             free(state);
             c.pending++;
-            store->ops->control(store, l, control, resume_on_written, &c);
+            conn.store->ops->control(conn.store, l, control, resume_on_written, &c);
             asked++;
         }
         free(control);
-        while (c.pending) ev_run(loop, EVRUN_ONCE);
+        while (c.pending) ev_run(conn.loop, EVRUN_ONCE);
         if (!asked)
             fprintf(stderr, "shardrun: %s\n", shard ? "no such shard in the lease table"
                                                    : "no halted shard of that stream in the lease table");
         rc = asked && !c.failed ? 0 : 1;
     }
-    lease_list_free(c.leases);
-    lease_store_destroy(store);
-    aws_client_free(aws);
-    ev_loop_destroy(loop);
+    lease_list_free(list.leases);
+    leaselist_disconnect(&conn);
     return rc;
 }

@@ -6,28 +6,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "worker/backends.h"
 #include "base/buf.h"
 #include "base/log.h"
-#include "record/seqnum.h"
-#include "worker/shardsync.h"
 #include "base/xalloc.h"
-
-typedef struct status_ctx {
-    lease_list_t *leases;
-    lease_status_t st;
-    char err[1024];
-    int done;
-} status_ctx_t;
-
-static void status_on_list(void *ud, lease_status_t st, const char *msg, lease_list_t *all)
-{
-    status_ctx_t *c = ud;
-    c->st = st;
-    c->leases = all;
-    if (msg) snprintf(c->err, sizeof c->err, "%s", msg);
-    c->done = 1;
-}
+#include "leaselist.h"
+#include "record/seqnum.h"
+#include "worker/backends.h"
+#include "worker/shardsync.h"
 
 /* The owner's own word (shardrunInfo) when it is there: processing,
  * retrying, idle, halted, ending... */
@@ -144,21 +129,30 @@ static void status_print_json(const status_row_t *rows, size_t n, FILE *out)
     cJSON_Delete(arr);
 }
 
-#define STATUS_COLS 8
+#define STATUS_COLS        8
+#define STATUS_COUNTER_LEN 32
+
+/* The table's cells of one row; the COUNTER cell is written into counter. */
+static void status_cells(const status_row_t *r, char counter[STATUS_COUNTER_LEN], const char *cell[STATUS_COLS])
+{
+    snprintf(counter, STATUS_COUNTER_LEN, "%lld", (long long)r->l->counter);
+    const char *c[STATUS_COLS] = {r->stream ? r->stream : "?", r->l->shard ? r->l->shard : "?",
+                                  r->l->owner ? r->l->owner : "-", r->checkpoint, counter, r->parents,
+                                  r->state, r->behind};
+    memcpy(cell, c, sizeof c);
+}
 
 static void status_print_table(const status_row_t *rows, size_t n, FILE *out)
 {
     static const char *const head[STATUS_COLS] = {"STREAM", "SHARD", "OWNER", "CHECKPOINT", "COUNTER", "PARENTS",
                                                   "STATE", "BEHIND"};
     size_t width[STATUS_COLS];
-    char counter[32];
+    char counter[STATUS_COUNTER_LEN];
     for (int k = 0; k < STATUS_COLS; k++) width[k] = strlen(head[k]);
     for (size_t i = 0; i < n; i++) {
         const status_row_t *r = &rows[i];
-        snprintf(counter, sizeof counter, "%lld", (long long)r->l->counter);
-        const char *cell[STATUS_COLS] = {r->stream ? r->stream : "?", r->l->shard ? r->l->shard : "?",
-                                         r->l->owner ? r->l->owner : "-", r->checkpoint, counter, r->parents,
-                                         r->state, r->behind};
+        const char *cell[STATUS_COLS];
+        status_cells(r, counter, cell);
         for (int k = 0; k < STATUS_COLS; k++)
             if (strlen(cell[k]) > width[k]) width[k] = strlen(cell[k]);
     }
@@ -166,10 +160,8 @@ static void status_print_table(const status_row_t *rows, size_t n, FILE *out)
         fprintf(out, k == 4 ? "%*s%s" : "%-*s%s", (int)width[k], head[k], k + 1 < STATUS_COLS ? "  " : "\n");
     for (size_t i = 0; i < n; i++) {
         const status_row_t *r = &rows[i];
-        snprintf(counter, sizeof counter, "%lld", (long long)r->l->counter);
-        const char *cell[STATUS_COLS] = {r->stream ? r->stream : "?", r->l->shard ? r->l->shard : "?",
-                                         r->l->owner ? r->l->owner : "-", r->checkpoint, counter, r->parents,
-                                         r->state, r->behind};
+        const char *cell[STATUS_COLS];
+        status_cells(r, counter, cell);
         for (int k = 0; k < STATUS_COLS; k++)
             fprintf(out, k == 4 ? "%*s%s" : "%-*s%s", k + 1 < STATUS_COLS ? (int)width[k] : 0, cell[k],
                     k + 1 < STATUS_COLS ? "  " : "");
@@ -189,27 +181,19 @@ int status_print(const config_t *cfg, int json, FILE *out)
         else status_print_table(NULL, 0, out);
         return 0;
     }
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    leaselist_conn_t conn;
+    if (leaselist_connect(cfg, &conn)) return 1;
+    leaselist_t c;
+    int listed = leaselist_read(conn.loop, conn.store, 0, NULL, &c) == 0;
     errbuf_t err;
-    aws_client_t *aws = NULL;
-    lease_store_t *store = NULL;
-    if (backend_aws_new(cfg, loop, &aws, &err) || !(store = backend_lease_store_new(cfg, loop, aws, 0, &err))) {
-        fprintf(stderr, "shardrun: %s\n", err.msg);
-        aws_client_free(aws);
-        ev_loop_destroy(loop);
-        return 1;
-    }
-    status_ctx_t c = {0};
-    store->ops->list(store, status_on_list, &c);
-    while (!c.done) ev_run(loop, EVRUN_ONCE);
-    source_t *src = backend_source_new(cfg, loop, aws, &err);
+    source_t *src = backend_source_new(cfg, conn.loop, conn.aws, &err);
     int rc = 0;
     if (!src) {
         /* the leases are still worth showing; the lag column cannot be */
         fprintf(stderr, "shardrun: %s\n", err.msg);
         rc = 1;
     }
-    if (c.st != LEASE_OK) {
+    if (!listed) {
         fprintf(stderr, "shardrun: cannot read leases: %s\n", c.err);
         rc = 1;
     } else {
@@ -227,8 +211,6 @@ int status_print(const config_t *cfg, int json, FILE *out)
     }
     lease_list_free(c.leases);
     source_destroy(src);
-    lease_store_destroy(store);
-    aws_client_free(aws);
-    ev_loop_destroy(loop);
+    leaselist_disconnect(&conn);
     return rc;
 }

@@ -16,6 +16,7 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/xalloc.h"
+#include "leaselist.h"
 #include "record/seqnum.h"
 #include "worker/backends.h"
 #include "worker/shardsync.h"
@@ -43,13 +44,6 @@ typedef struct watch {
     int tty; /* out is a terminal: redraw in place */
 } watch_t;
 
-typedef struct watch_list {
-    lease_list_t *leases;
-    lease_status_t st;
-    char err[512];
-    int done;
-} watch_list_t;
-
 static volatile sig_atomic_t watch_stop;
 
 static void watch_on_signal(int sig)
@@ -57,23 +51,9 @@ static void watch_on_signal(int sig)
     watch_stop = 1;
 }
 
-static void watch_on_list(void *ud, lease_status_t st, const char *msg, lease_list_t *all)
-{
-    watch_list_t *l = ud;
-    l->st = st;
-    l->leases = all;
-    if (msg) snprintf(l->err, sizeof l->err, "%s", msg);
-    l->done = 1;
-}
-
-static void watch_on_list_timeout(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    ev_break(loop, EVBREAK_ONE);
-}
-
 /* The lease store (read-only: it creates nothing) and the source, opened at
  * the first refresh that can: before any worker ran there is no table yet. */
-static int watch_connect(watch_t *w, watch_list_t *l)
+static int watch_connect(watch_t *w, leaselist_t *l)
 {
     errbuf_t err;
     if (!w->store && w->cfg->leases.type == BACKEND_LOCAL && access(w->cfg->leases.path, F_OK) != 0) {
@@ -91,7 +71,7 @@ static int watch_connect(watch_t *w, watch_list_t *l)
 }
 
 /* The table now; 0, or -1 with l->err set. */
-static int watch_read(watch_t *w, watch_list_t *l)
+static int watch_read(watch_t *w, leaselist_t *l)
 {
     memset(l, 0, sizeof *l);
     if (watch_connect(w, l)) {
@@ -99,20 +79,12 @@ static int watch_read(watch_t *w, watch_list_t *l)
         l->st = LEASE_EFATAL;
         return -1;
     }
-    ev_timer timeout;
-    ev_timer_init(&timeout, watch_on_list_timeout, WATCH_LIST_TIMEOUT_S, 0.0);
-    ev_timer_start(w->loop, &timeout);
-    int64_t until = clock_mono_ms() + (int64_t)(WATCH_LIST_TIMEOUT_S * 1000);
-    w->store->ops->list(w->store, watch_on_list, l);
-    while (!l->done && !watch_stop && clock_mono_ms() < until)
-        ev_run(w->loop, EVRUN_ONCE);
-    ev_timer_stop(w->loop, &timeout);
+    if (!leaselist_read(w->loop, w->store, WATCH_LIST_TIMEOUT_S, &watch_stop, l)) return 0;
     if (!l->done) {
         /* the answer still comes, later: it must not land in this frame */
         snprintf(l->err, sizeof l->err, "the lease store did not answer within %.0f s", WATCH_LIST_TIMEOUT_S);
-        return -1;
     }
-    return l->st == LEASE_OK ? 0 : -1;
+    return -1;
 }
 
 static int watch_hist_cmp(const void *a, const void *b)
@@ -201,7 +173,7 @@ static void watch_line(watch_t *w, buf_t *frame, int width, const char *fmt, ...
     buf_append_str(frame, w->tty ? "\033[K\n" : "\n");
 }
 
-static void watch_frame(watch_t *w, const watch_list_t *l, buf_t *frame, int width, int height)
+static void watch_frame(watch_t *w, const leaselist_t *l, buf_t *frame, int width, int height)
 {
     int64_t now = clock_mono_ms();
     time_t wall = time(NULL);
@@ -344,7 +316,7 @@ int status_watch(const config_t *cfg, FILE *out)
         struct winsize ws = {0};
         int width = 0, height = 0;
         if (w.tty && ioctl(fd, TIOCGWINSZ, &ws) == 0) width = ws.ws_col, height = ws.ws_row;
-        watch_list_t l;
+        leaselist_t l;
         if (watch_read(&w, &l))
             rc = 1;
         else
