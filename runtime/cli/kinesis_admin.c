@@ -144,14 +144,21 @@ static int ka_wait_active(kinesis_admin_t *ka, const char *stream, errbuf_t *err
                       last);
 }
 
+/* Calls op, which changes the stream (its answer says nothing more), then
+ * waits until the stream is ACTIVE again. `q` is consumed. */
+static int ka_change(kinesis_admin_t *ka, const char *op, cJSON *q, const char *stream, errbuf_t *err)
+{
+    ka_result_t res;
+    int rc = ka_call(ka, op, q, &res, err);
+    ka_result_clear(&res);
+    return rc ? rc : ka_wait_active(ka, stream, err);
+}
+
 int kinesis_admin_create(kinesis_admin_t *ka, const char *stream, int shards, errbuf_t *err)
 {
     cJSON *q = ka_stream_req(stream);
     cJSON_AddNumberToObject(q, "ShardCount", shards);
-    ka_result_t res;
-    int rc = ka_call(ka, "CreateStream", q, &res, err);
-    ka_result_clear(&res);
-    return rc ? rc : ka_wait_active(ka, stream, err);
+    return ka_change(ka, "CreateStream", q, stream, err);
 }
 
 source_shard_list_t *kinesis_admin_shards(kinesis_admin_t *ka, const char *stream, errbuf_t *err)
@@ -244,10 +251,7 @@ int kinesis_admin_split(kinesis_admin_t *ka, const char *stream, const char *sha
     cJSON *q = ka_stream_req(stream);
     cJSON_AddStringToObject(q, "ShardToSplit", shard);
     cJSON_AddStringToObject(q, "NewStartingHashKey", hash_key);
-    ka_result_t res;
-    int rc = ka_call(ka, "SplitShard", q, &res, err);
-    ka_result_clear(&res);
-    return rc ? rc : ka_wait_active(ka, stream, err);
+    return ka_change(ka, "SplitShard", q, stream, err);
 }
 
 int kinesis_admin_merge(kinesis_admin_t *ka, const char *stream, const char *shard, const char *adjacent,
@@ -256,10 +260,7 @@ int kinesis_admin_merge(kinesis_admin_t *ka, const char *stream, const char *sha
     cJSON *q = ka_stream_req(stream);
     cJSON_AddStringToObject(q, "ShardToMerge", shard);
     cJSON_AddStringToObject(q, "AdjacentShardToMerge", adjacent);
-    ka_result_t res;
-    int rc = ka_call(ka, "MergeShards", q, &res, err);
-    ka_result_clear(&res);
-    return rc ? rc : ka_wait_active(ka, stream, err);
+    return ka_change(ka, "MergeShards", q, stream, err);
 }
 
 /* ---- enhanced fan-out consumers ------------------------------------------------ */
