@@ -536,16 +536,24 @@ static void sqlite_create(lease_store_t *s, const lease_t *l, lease_write_cb cb,
     sqlite_submit(ls, r);
 }
 
+/* The condition of a write made by whoever saw the lease as l: the row still
+ * has l's counter and owner. sqlite_arg_held binds its ?s. */
+#define SQLITE_HELD "leaseKey=? AND leaseCounter=? AND leaseOwner IS ?"
+
+static void sqlite_arg_held(sqlite_reply_t *r, const lease_t *l)
+{
+    sqlite_arg_text(r, l->key);
+    sqlite_arg_int(r, l->counter);
+    sqlite_arg_text(r, l->owner);
+}
+
 /* The conditional update behind renew, take, checkpoint and release: `set`
  * is the SET clause with the ?s already bound; the condition (key, counter,
  * owner as in l) binds after it. */
 static void sqlite_update(lease_sqlite_t *ls, sqlite_reply_t *r, const lease_t *l, const char *set)
 {
-    sqlite_set_sql(r, "UPDATE %s SET %s, leaseCounter=leaseCounter+1 WHERE leaseKey=? AND leaseCounter=?"
-                   " AND leaseOwner IS ?", ls->table, set);
-    sqlite_arg_text(r, l->key);
-    sqlite_arg_int(r, l->counter);
-    sqlite_arg_text(r, l->owner);
+    sqlite_set_sql(r, "UPDATE %s SET %s, leaseCounter=leaseCounter+1 WHERE " SQLITE_HELD, ls->table, set);
+    sqlite_arg_held(r, l);
     sqlite_submit(ls, r);
 }
 
@@ -592,12 +600,9 @@ static void sqlite_request_handoff(lease_store_t *s, const lease_t *l, const cha
     lease_sqlite_t *ls = (lease_sqlite_t *)s;
     sqlite_reply_t *r = sqlite_write_reply(
         ls, l, &(lease_write_t){.kind = LEASE_WRITE_REQUEST_HANDOFF, .worker = requester}, cb, ud);
-    sqlite_set_sql(r, "UPDATE %s SET pendingOwner=? WHERE leaseKey=? AND leaseCounter=? AND leaseOwner IS ?"
-                   " AND pendingOwner IS NULL", ls->table, NULL);
+    sqlite_set_sql(r, "UPDATE %s SET pendingOwner=? WHERE " SQLITE_HELD " AND pendingOwner IS NULL", ls->table, NULL);
     sqlite_arg_text(r, requester);
-    sqlite_arg_text(r, l->key);
-    sqlite_arg_int(r, l->counter);
-    sqlite_arg_text(r, l->owner);
+    sqlite_arg_held(r, l);
     sqlite_submit(ls, r);
 }
 
@@ -612,12 +617,10 @@ static void sqlite_handoff(lease_store_t *s, const lease_t *l, lease_write_cb cb
         return;
     }
     sqlite_set_sql(r, "UPDATE %s SET leaseOwner=pendingOwner, pendingOwner=NULL, leaseCounter=leaseCounter+1,"
-                   " ownerSwitchesSinceCheckpoint=ownerSwitchesSinceCheckpoint+1%s WHERE leaseKey=? AND leaseCounter=?"
-                   " AND leaseOwner IS ? AND pendingOwner IS ?", ls->table, l->info ? ", shardrunInfo=?" : "");
+                   " ownerSwitchesSinceCheckpoint=ownerSwitchesSinceCheckpoint+1%s WHERE " SQLITE_HELD
+                   " AND pendingOwner IS ?", ls->table, l->info ? ", shardrunInfo=?" : "");
     if (l->info) sqlite_arg_text(r, l->info);
-    sqlite_arg_text(r, l->key);
-    sqlite_arg_int(r, l->counter);
-    sqlite_arg_text(r, l->owner);
+    sqlite_arg_held(r, l);
     sqlite_arg_text(r, l->pending_owner);
     sqlite_submit(ls, r);
 }
