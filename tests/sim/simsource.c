@@ -1,11 +1,13 @@
 #include "simsource.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/xalloc.h"
+#include "simwire.h"
 #include "simworker.h"
 
 #define SIMSOURCE_STREAM "sim"
@@ -23,7 +25,7 @@ struct simsource {
     simshard_t *shards;
     size_t n, cap;
     uint64_t next_seq;
-    simsource_req_t *reqs;       /* every request not answered yet, of every handle */
+    simwire_t wire;              /* the requests on their way, of every handle */
 };
 
 struct simsource_handle {
@@ -35,9 +37,9 @@ struct simsource_handle {
 /* One request: to the stream on a world timer, answered there, the answer
  * back on a timer of the worker's. */
 struct simsource_req {
-    sched_timer_t timer;
+    simwire_req_t wire;          /* first; wire.sender: the simsource_handle_t, NULL once it is gone
+                                    (dropped when it reaches the stream) */
     simsource_t *src;
-    simsource_handle_t *h;       /* NULL once the handle is gone: the answer is dropped */
     req_kind_t kind;
     void *cb, *ud;
     char *shard;                 /* ITERATOR */
@@ -46,15 +48,17 @@ struct simsource_req {
     char *iterator;              /* RECORDS */
     size_t max_records, max_bytes;
     int64_t back_ms;             /* the answer's way back */
-    int answered;                /* the answer is on its way back */
     /* the answer */
     source_err_t err;
     const char *msg;
     source_shard_list_t *list;
     char *it_out;
     source_records_t res;
-    simsource_req_t *prev, *next;
 };
+
+_Static_assert(offsetof(simsource_req_t, wire) == 0, "the wire frees a simsource_req_t by its simwire_req_t");
+
+static void simsource_req_free(simwire_req_t *wr);
 
 /* ---- the stream ------------------------------------------------------------- */
 
@@ -80,6 +84,7 @@ simsource_t *simsource_new(sim_t *sim, int nshards)
     simsource_t *src = xcalloc(1, sizeof *src); /* the run's: simsource_free */
     src->sim = sim;
     src->next_seq = SIMSOURCE_SEQ_BASE;
+    src->wire.free_req = simsource_req_free;
     uint64_t width = (SIMSOURCE_HASH_MAX + 1) / (uint64_t)nshards;
     for (int i = 0; i < nshards; i++) {
         uint64_t lo = width * (uint64_t)i, hi = i == nshards - 1 ? SIMSOURCE_HASH_MAX : lo + width - 1;
@@ -331,15 +336,9 @@ static void simsource_answer_records(simsource_t *src, simsource_req_t *r)
     r->res.next_iterator = last && (at == end || sim_chance(sim, 0.5)) ? NULL : simsource_iterator(idx, end, sim->now);
 }
 
-static void simsource_unlink(simsource_t *src, simsource_req_t *r)
+static void simsource_req_free(simwire_req_t *wr)
 {
-    if (r->prev) r->prev->next = r->next;
-    else src->reqs = r->next;
-    if (r->next) r->next->prev = r->prev;
-}
-
-static void simsource_req_free(simsource_req_t *r)
-{
+    simsource_req_t *r = (simsource_req_t *)wr;
     free(r->shard);
     free(r->pos_seq);
     free(r->iterator);
@@ -354,7 +353,7 @@ static void simsource_req_free(simsource_req_t *r)
 static void simsource_deliver(sched_timer_t *t)
 {
     simsource_req_t *r = t->data;
-    simsource_unlink(r->src, r);
+    simwire_unlink(&r->src->wire, &r->wire);
     switch (r->kind) {
     case REQ_LIST: {
         source_shard_list_t *l = r->list;
@@ -381,7 +380,7 @@ static void simsource_deliver(sched_timer_t *t)
         break;
     }
     }
-    simsource_req_free(r);
+    simsource_req_free(&r->wire);
 }
 
 /* The request reaches the stream: answered now, the answer sent back. */
@@ -390,9 +389,10 @@ static void simsource_arrive(sched_timer_t *t)
     simsource_req_t *r = t->data;
     simsource_t *src = r->src;
     sim_t *sim = src->sim;
-    if (!r->h) {
-        simsource_unlink(src, r); /* its worker is gone */
-        simsource_req_free(r);
+    simsource_handle_t *h = r->wire.sender;
+    if (!h) {
+        simwire_unlink(&src->wire, &r->wire); /* its worker is gone */
+        simsource_req_free(&r->wire);
         return;
     }
     if (sim_fault(sim, 0.03)) {
@@ -407,9 +407,7 @@ static void simsource_arrive(sched_timer_t *t)
     } else {
         simsource_answer_records(src, r);
     }
-    r->answered = 1;
-    sched_timer_init(&r->timer, simsource_deliver, r);
-    sched_timer_start(&r->h->w->vs.base, &r->timer, r->back_ms);
+    simwire_answer(&r->wire, &h->w->vs.base, r->back_ms, simsource_deliver);
 }
 
 static simsource_req_t *simsource_send(simsource_handle_t *h, req_kind_t kind, void *cb, void *ud)
@@ -417,16 +415,11 @@ static simsource_req_t *simsource_send(simsource_handle_t *h, req_kind_t kind, v
     simsource_t *src = h->src;
     simsource_req_t *r = xcalloc(1, sizeof *r); /* freed when answered or dropped */
     r->src = src;
-    r->h = h;
     r->kind = kind;
     r->cb = cb;
     r->ud = ud;
     r->back_ms = sim_latency(src->sim);
-    r->next = src->reqs;
-    if (src->reqs) src->reqs->prev = r;
-    src->reqs = r;
-    sched_timer_init(&r->timer, simsource_arrive, r);
-    sched_timer_start(&src->sim->world.base, &r->timer, sim_latency(src->sim));
+    simwire_send(&src->wire, &r->wire, h, &src->sim->world.base, sim_latency(src->sim), simsource_arrive);
     return r;
 }
 
@@ -464,18 +457,7 @@ static int64_t simsource_records_behind(source_t *s, const char *stream, const c
 static void simsource_destroy(source_t *s)
 {
     simsource_handle_t *h = (simsource_handle_t *)s;
-    simsource_t *src = h->src;
-    for (simsource_req_t *r = src->reqs, *next; r; r = next) {
-        next = r->next;
-        if (r->h != h) continue;
-        if (!r->answered) {
-            r->h = NULL;
-            continue;
-        }
-        sched_timer_stop(&h->w->vs.base, &r->timer);
-        simsource_unlink(src, r);
-        simsource_req_free(r);
-    }
+    simwire_forget(&h->src->wire, h, &h->w->vs.base);
     free(h);
 }
 
@@ -496,11 +478,7 @@ source_t *simsource_connect(simsource_t *src, simworker_t *w)
 
 void simsource_free(simsource_t *src)
 {
-    while (src->reqs) {
-        simsource_req_t *r = src->reqs;
-        src->reqs = r->next;
-        simsource_req_free(r); /* the run is over: its schedulers are dropped */
-    }
+    simwire_free(&src->wire);
     for (size_t i = 0; i < src->n; i++) free(src->shards[i].recs);
     free(src->shards);
     free(src);

@@ -1,11 +1,13 @@
 #include "simstore.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/xalloc.h"
 #include "memstore.h"
 #include "simcheck.h"
+#include "simwire.h"
 #include "simworker.h"
 
 typedef struct simstore_req simstore_req_t;
@@ -14,8 +16,7 @@ struct simstore {
     sim_t *sim;
     lease_list_t table;
     uint64_t version;
-    simstore_req_t *reqs;        /* every request not answered yet, of every handle */
-    size_t nreqs;
+    simwire_t wire;              /* the requests on their way, of every handle */
 };
 
 typedef struct simstore_handle {
@@ -27,9 +28,9 @@ typedef struct simstore_handle {
 typedef enum { FATE_OK, FATE_ERROR, FATE_LOST, FATE_DUP } fate_t;
 
 struct simstore_req {
-    sched_timer_t timer;
+    simwire_req_t wire;          /* first; wire.sender: the simstore_handle_t, NULL once it is gone
+                                    (carried out, never answered) */
     simstore_t *st;
-    simstore_handle_t *h;        /* NULL once the handle is gone: carried out, never answered */
     int worker;                  /* the sender's index (for the truth) */
     int kind;                    /* a lease_write_kind_t, or MEMSTORE_LIST */
     lease_t l;
@@ -40,12 +41,12 @@ struct simstore_req {
     int64_t sent_ms;
     fate_t fate;
     int64_t back_ms;
-    int answered;                /* carried out (or failed): the answer is on its way back */
     lease_status_t status;
     lease_t row;
     lease_list_t *list;
-    simstore_req_t *prev, *next;
 };
+
+_Static_assert(offsetof(simstore_req_t, wire) == 0, "the wire frees a simstore_req_t by its simwire_req_t");
 
 /* By lease_write_kind_t, then MEMSTORE_LIST. */
 static const char *const simstore_kind_names[] = {"create", "renew", "take", "checkpoint", "release",
@@ -54,16 +55,9 @@ static const char *const simstore_kind_names[] = {"create", "renew", "take", "ch
 _Static_assert(sizeof simstore_kind_names / sizeof *simstore_kind_names == MEMSTORE_LIST + 1,
                "one name per write kind, and the list");
 
-static void simstore_unlink(simstore_t *st, simstore_req_t *r)
+static void simstore_req_free(simwire_req_t *wr)
 {
-    if (r->prev) r->prev->next = r->next;
-    else st->reqs = r->next;
-    if (r->next) r->next->prev = r->prev;
-    st->nreqs--;
-}
-
-static void simstore_req_free(simstore_req_t *r)
-{
+    simstore_req_t *r = (simstore_req_t *)wr;
     lease_clear(&r->l);
     lease_clear(&r->row);
     lease_list_free(r->list);
@@ -74,7 +68,7 @@ static void simstore_req_free(simstore_req_t *r)
 static void simstore_deliver(sched_timer_t *t)
 {
     simstore_req_t *r = t->data;
-    simstore_unlink(r->st, r);
+    simwire_unlink(&r->st->wire, &r->wire);
     if (r->kind == MEMSTORE_LIST) {
         lease_list_t *l = r->list;
         r->list = NULL;
@@ -87,7 +81,7 @@ static void simstore_deliver(sched_timer_t *t)
                                                       : NULL;
         ((lease_write_cb)r->cb)(r->ud, r->status, msg, r->status == LEASE_OK ? &r->row : NULL);
     }
-    simstore_req_free(r);
+    simstore_req_free(&r->wire);
 }
 
 /* Carries the request out once against the table; tells the truth. */
@@ -139,14 +133,13 @@ static void simstore_arrive(sched_timer_t *t)
             r->back_ms = at > sim->now ? at - sim->now : 0;
         }
     }
-    if (!r->h) {
-        simstore_unlink(st, r); /* its worker is gone: carried out, never answered */
-        simstore_req_free(r);
+    simstore_handle_t *h = r->wire.sender;
+    if (!h) {
+        simwire_unlink(&st->wire, &r->wire); /* its worker is gone: carried out, never answered */
+        simstore_req_free(&r->wire);
         return;
     }
-    r->answered = 1;
-    sched_timer_init(&r->timer, simstore_deliver, r);
-    sched_timer_start(&r->h->w->vs.base, &r->timer, r->back_ms);
+    simwire_answer(&r->wire, &h->w->vs.base, r->back_ms, simstore_deliver);
 }
 
 static void simstore_send(lease_store_t *s, int kind, const lease_t *l, const char *arg, int64_t sub, void *cb,
@@ -157,7 +150,6 @@ static void simstore_send(lease_store_t *s, int kind, const lease_t *l, const ch
     sim_t *sim = st->sim;
     simstore_req_t *r = xcalloc(1, sizeof *r); /* freed when answered or dropped */
     r->st = st;
-    r->h = h;
     r->worker = h->w->idx;
     r->kind = kind;
     if (l) lease_copy(&r->l, l);
@@ -174,12 +166,7 @@ static void simstore_send(lease_store_t *s, int kind, const lease_t *l, const ch
     sim->stats.store_lost_answers += r->fate == FATE_LOST;
     sim->stats.store_duplicates += r->fate == FATE_DUP;
     r->back_ms = sim_latency(sim);
-    r->next = st->reqs;
-    if (st->reqs) st->reqs->prev = r;
-    st->reqs = r;
-    st->nreqs++;
-    sched_timer_init(&r->timer, simstore_arrive, r);
-    sched_timer_start(&sim->world.base, &r->timer, sim_latency(sim));
+    simwire_send(&st->wire, &r->wire, h, &sim->world.base, sim_latency(sim), simstore_arrive);
 }
 
 static void ss_list(lease_store_t *s, lease_list_cb cb, void *ud)
@@ -233,18 +220,7 @@ static void ss_control(lease_store_t *s, const lease_t *l, const char *control, 
 static void ss_destroy(lease_store_t *s)
 {
     simstore_handle_t *h = (simstore_handle_t *)s;
-    simstore_t *st = h->st;
-    for (simstore_req_t *r = st->reqs, *next; r; r = next) {
-        next = r->next;
-        if (r->h != h) continue;
-        if (!r->answered) {
-            r->h = NULL;
-            continue;
-        }
-        sched_timer_stop(&h->w->vs.base, &r->timer);
-        simstore_unlink(st, r);
-        simstore_req_free(r);
-    }
+    simwire_forget(&h->st->wire, h, &h->w->vs.base);
     free(h);
 }
 
@@ -259,6 +235,7 @@ simstore_t *simstore_new(sim_t *sim)
 {
     simstore_t *st = xcalloc(1, sizeof *st); /* the run's: simstore_free */
     st->sim = sim;
+    st->wire.free_req = simstore_req_free;
     return st;
 }
 
@@ -273,15 +250,11 @@ lease_store_t *simstore_connect(simstore_t *st, simworker_t *w)
 
 const lease_list_t *simstore_table(const simstore_t *st) { return &st->table; }
 uint64_t simstore_version(const simstore_t *st) { return st->version; }
-size_t simstore_in_flight(const simstore_t *st) { return st->nreqs; }
+size_t simstore_in_flight(const simstore_t *st) { return st->wire.n; }
 
 void simstore_free(simstore_t *st)
 {
-    while (st->reqs) {
-        simstore_req_t *r = st->reqs;
-        st->reqs = r->next;
-        simstore_req_free(r); /* the run is over: its schedulers are dropped */
-    }
+    simwire_free(&st->wire);
     memstore_table_free(&st->table);
     free(st);
 }
