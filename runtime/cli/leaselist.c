@@ -55,7 +55,8 @@ int leaselist_read(struct ev_loop *loop, lease_store_t *store, double timeout_s,
     if (timeout_s > 0) ev_timer_start(loop, &timeout);
     int64_t until = clock_mono_ms() + (int64_t)(timeout_s * 1000);
     store->ops->list(store, leaselist_on_list, l);
-    while (!l->done && !(stop && *stop) && (timeout_s <= 0 || clock_mono_ms() < until)) ev_run(loop, EVRUN_ONCE);
+    while (!l->done && !(stop && *stop) && (timeout_s <= 0 || clock_mono_ms() < until))
+        ev_run(loop, EVRUN_ONCE);
     ev_timer_stop(loop, &timeout);
     return l->done && l->st == LEASE_OK ? 0 : -1;
 }

@@ -24,8 +24,8 @@ typedef struct leaselist_conn {
 typedef struct leaselist {
     lease_list_t *leases; /* the caller frees it (lease_list_free), answered or not */
     lease_status_t st;
-    char err[1024];       /* the store's message when st is not LEASE_OK */
-    int done;             /* the answer came */
+    char err[1024]; /* the store's message when st is not LEASE_OK */
+    int done;       /* the answer came */
 } leaselist_t;
 
 /* Opens c: a new loop, the AWS client and the lease store with create 0 (a

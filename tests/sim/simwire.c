@@ -21,8 +21,10 @@ void simwire_answer(simwire_req_t *r, sched_t *back, int64_t delay_ms, sched_cb 
 
 void simwire_unlink(simwire_t *w, simwire_req_t *r)
 {
-    if (r->prev) r->prev->next = r->next;
-    else w->reqs = r->next;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        w->reqs = r->next;
     if (r->next) r->next->prev = r->prev;
     w->n--;
 }

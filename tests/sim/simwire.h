@@ -19,14 +19,14 @@
 #include "base/sched.h"
 
 typedef struct simwire_req {
-    sched_timer_t timer;         /* out to the service, then back to the sender */
-    void *sender;                /* the handle that sent it; NULL once that is gone */
-    int answered;                /* the answer is on its way back */
+    sched_timer_t timer; /* out to the service, then back to the sender */
+    void *sender;        /* the handle that sent it; NULL once that is gone */
+    int answered;        /* the answer is on its way back */
     struct simwire_req *prev, *next;
 } simwire_req_t;
 
 typedef struct simwire {
-    simwire_req_t *reqs;         /* every request not answered yet, of every handle */
+    simwire_req_t *reqs; /* every request not answered yet, of every handle */
     size_t n;
     void (*free_req)(simwire_req_t *r); /* frees the whole request (the service's type) */
 } simwire_t;
