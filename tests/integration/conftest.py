@@ -81,17 +81,17 @@ def kinesis_mock():
 
 
 class Worker:
-    """One `shardrun run` process; its log goes to a file."""
+    """One `shardrun run` process (of `binary`, default SHARDRUN); its log goes to a file."""
 
-    def __init__(self, env, args, name):
+    def __init__(self, env, args, name, binary=None):
         self.env = env
         self.name = name
         self.log_path = env.dir / f"{name}.log"
         self.log = open(self.log_path, "ab")
         penv = env.proc_env()
         penv["SHARDRUN_TEST_NAME"] = name
-        self.proc = subprocess.Popen([SHARDRUN, *args], cwd=env.dir, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=penv)
+        self.proc = subprocess.Popen([binary or SHARDRUN, *args], cwd=env.dir, stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=penv)
 
     @property
     def pid(self):
