@@ -33,6 +33,17 @@ def rss_kb(pid):
         pass
     return 0
 
+
+def peak_rss_kb(worker, seconds=None, interval=0.05):
+    """The largest resident set (KiB) of a Worker's process, sampled every
+    `interval` s while it runs, for `seconds` at most (None: until it exits)."""
+    peak = 0
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while worker.alive() and (deadline is None or time.monotonic() < deadline):
+        peak = max(peak, rss_kb(worker.pid))
+        time.sleep(interval)
+    return peak
+
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -291,6 +302,49 @@ return P
 '''
 RECORDING_PROCESSOR = _RECORDING_TEMPLATE.replace("@DATA@", "r.data")
 HEX_RECORDING_PROCESSOR = _RECORDING_TEMPLATE.replace("@DATA@", "hex(r.data)")
+
+
+# Appends the data of every record of a batch to processed.log, a line each, and
+# checkpoints; @FIRST@: Lua that runs first in processRecords (when it raises,
+# nothing of the batch is written).
+_PROCESSED_LOG_TEMPLATE = r'''
+local P = {}
+function P.processRecords(records)
+@FIRST@  local out = assert(io.open("processed.log", "a"))
+  for i = 1, #records do out:write(records[i].data, "\n") end
+  out:close()
+  return "checkpoint"
+end
+return P
+'''
+
+
+def processed_log_processor(first=""):
+    """The processed.log processor; `first`: Lua lines (each ending in a
+    newline) run before the batch is written."""
+    return _PROCESSED_LOG_TEMPLATE.replace("@FIRST@", first)
+
+
+def processed_log(env):
+    """The data of every record in processed.log, in the order written ([] before the first)."""
+    p = env.dir / "processed.log"
+    return p.read_text().split() if p.exists() else []
+
+
+# Spins the CPU for @SECONDS@ s per batch, then checkpoints: a processor slower than its producer.
+_BUSY_TEMPLATE = r'''
+local P = {}
+function P.processRecords(records)
+  local t = os.clock() + @SECONDS@
+  while os.clock() < t do end
+  return "checkpoint"
+end
+return P
+'''
+
+
+def busy_processor(seconds):
+    return _BUSY_TEMPLATE.replace("@SECONDS@", repr(seconds))
 
 
 def read_seen(path):

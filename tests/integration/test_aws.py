@@ -13,7 +13,8 @@ import pytest
 
 from aws_helpers import (AWS_ENV, DYNALITE_PORT, KINESALITE_PORT, ORDER_PROCESSOR, FaultProxy, KeyedRounds,
                          create_lease_table, dynamodb, kinesis, read_shard, scan_leases, unique)
-from conftest import ASAN, RECORDING_PROCESSOR, read_seen, rss_kb, wait_for
+from conftest import (ASAN, RECORDING_PROCESSOR, busy_processor, peak_rss_kb, processed_log, processed_log_processor,
+                      read_seen, wait_for)
 from kpl import kpl_aggregate  # scripts/ (on sys.path through conftest.py)
 
 
@@ -239,19 +240,10 @@ def test_kinesis_survives_http_faults_without_losing_records(aws):
         dp.close()
 
 
-POISON_PROCESSOR = r'''
-local P = {}
-function P.processRecords(records)
-  for i = 1, #records do
+POISON_PROCESSOR = processed_log_processor('''  for i = 1, #records do
     if records[i].data == "poison" then error("poison record") end
   end
-  local out = assert(io.open("processed.log", "a"))
-  for i = 1, #records do out:write(records[i].data, "\n") end
-  out:close()
-  return "checkpoint"
-end
-return P
-'''
+''')
 
 
 def test_kinesis_dead_letter_stream_gets_the_poison_record_before_the_checkpoint_passes_it(aws):
@@ -267,7 +259,7 @@ def test_kinesis_dead_letter_stream_gets_the_poison_record_before_the_checkpoint
     aws.put(lines, partition_key="k")
     w = aws.env.worker("--drain")
     assert w.wait(120) == 0, w.logs()[-3000:]
-    processed = (aws.env.dir / "processed.log").read_text().split()
+    processed = processed_log(aws.env)
     assert processed == [l for l in lines if l != "poison"]
     (shard,) = [s["ShardId"] for s in kinesis("ListShards", {"StreamName": dlq})["Shards"]]
     dead = [json.loads(data) for _, data, _ in read_shard(dlq, shard)]
@@ -463,25 +455,14 @@ def test_kpl_max_buffered_mb_bounds_records_as_expanded_in_memory(aws):
     # once expanded into batches. With max_buffered_mb = 8 the worker reads a
     # few aggregates at a time, sized by what they expand into.
     import base64
-    aws.env.write("p.lua", '''
-local P = {}
-function P.processRecords(records)
-  local t = os.clock() + 0.05
-  while os.clock() < t do end
-  return "checkpoint"
-end
-return P
-''')
+    aws.env.write("p.lua", busy_processor(0.05))
     aws.config(max_buffered_mb=8, processor_threads=1)
     aws.create(1)
     data = base64.b64encode(kpl_aggregate([("k", f"{i:020d}") for i in range(2000)])).decode()
     for _ in range(300):
         kinesis("PutRecord", {"StreamName": aws.stream, "PartitionKey": "k", "Data": data})
     w = aws.env.worker("--drain")
-    peak = 0
-    while w.alive():
-        peak = max(peak, rss_kb(w.pid))
-        time.sleep(0.05)
+    peak = peak_rss_kb(w)
     assert w.wait(5) == 0, w.logs()[-3000:]
     assert w.events("worker_drained")[0]["records"] == "600000"
     assert peak < 60 * 1024, f"peak RSS {peak // 1024} MB"

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, rss_kb, stream_records, wait_for
+from conftest import ROOT, peak_rss_kb, stream_records, wait_for
 
 ENRICH = r'''
 local ffi = require "ffi"
@@ -394,10 +394,7 @@ def test_the_emit_buffer_bound_holds_memory_with_a_slow_output(env):
     lock.execute("BEGIN IMMEDIATE")  # the output takes nothing for now
     try:
         env.put("in", [f"r{i}" for i in range(5000)], partition_key="k")  # 100 MB emitted in all
-        peak, deadline = 0, time.monotonic() + 4
-        while time.monotonic() < deadline:
-            peak = max(peak, rss_kb(w.pid))
-            time.sleep(0.05)
+        peak = peak_rss_kb(w, seconds=4)
         # generous: the bound is 4 MB (+ one batch of 1 MB); unbounded, 100 MB would be held
         assert peak < 60 * 1024, f"RSS {peak} KiB"
         wait_for(lambda: any(l.get("state") == "waiting_for_outputs" for l in status_shards(env)), 30,
