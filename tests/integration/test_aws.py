@@ -378,22 +378,34 @@ def seen_lines(aws, name):
     return (aws.env.dir / f"seen-{name}.log").read_text().split("\n")[:-1]
 
 
+def kpl_first_drain(aws, processor, mode, **config):
+    """One shard holding one KPL aggregate of user0..user4; a first worker
+    ("first") drains it with `mode` ({variable: value}) in its environment."""
+    aws.env.write("p.lua", processor)
+    aws.config(**config)
+    aws.create(1)
+    kpl_put(aws, 5)
+    aws.env.extra_env.update(mode)
+    w1 = aws.env.worker("--drain", name="first")
+    assert w1.wait(60) == 0, w1.logs()[-3000:]
+    for k in mode:
+        del aws.env.extra_env[k]
+
+
+def kpl_second_drain(aws, config="shardrun.lua"):
+    """A second worker ("second") drains the shard again."""
+    w2 = aws.env.worker("--drain", config=config, name="second")
+    assert w2.wait(60) == 0, w2.logs()[-3000:]
+
+
 def test_kpl_a_bare_sequence_number_checkpoints_sub_record_0_only(aws):
     # {checkpoint = r.sequenceNumber} names the aggregate's sub-record 0 (the
     # KCL's checkpoint(String)): the sub-records after it were not named, so a
     # restart delivers them again; never the other way round.
-    aws.env.write("p.lua", KPL_DECIDE)
-    aws.config()
-    aws.create(1)
-    kpl_put(aws, 5)
-    aws.env.extra_env["MODE"] = "bare_seq"
-    w1 = aws.env.worker("--drain", name="first")
-    assert w1.wait(60) == 0, w1.logs()[-3000:]
+    kpl_first_drain(aws, KPL_DECIDE, {"MODE": "bare_seq"})
     (lease,) = aws.leases().values()
     assert lease["checkpointSubSequenceNumber"] == 0
-    del aws.env.extra_env["MODE"]
-    w2 = aws.env.worker("--drain", name="second")
-    assert w2.wait(60) == 0, w2.logs()[-3000:]
+    kpl_second_drain(aws)
     assert seen_lines(aws, "second") == [f"user{i} {i}" for i in range(1, 5)]
 
 
@@ -402,17 +414,11 @@ def test_kpl_checkpoints_advance_inside_one_aggregate(aws):
     # retried alone and checkpointed at 3, then user4 at 4. Each advance
     # inside the one aggregate must be written (same sequence number, a
     # higher sub-sequence number), or a restart re-delivers them.
-    aws.env.write("p.lua", KPL_DECIDE)
-    aws.config(stream={"on_error": {"retries": 3, "backoff_ms": 50, "final": "halt"}})
-    aws.create(1)
-    kpl_put(aws, 5)
-    aws.env.extra_env["MODE"] = "fail_once"
-    w1 = aws.env.worker("--drain", name="first")
-    assert w1.wait(60) == 0, w1.logs()[-3000:]
+    kpl_first_drain(aws, KPL_DECIDE, {"MODE": "fail_once"},
+                    stream={"on_error": {"retries": 3, "backoff_ms": 50, "final": "halt"}})
     (lease,) = aws.leases().values()
     assert lease["checkpointSubSequenceNumber"] == 4, lease
-    w2 = aws.env.worker("--drain", name="second")
-    assert w2.wait(60) == 0, w2.logs()[-3000:]
+    kpl_second_drain(aws)
     assert not (aws.env.dir / "seen-second.log").exists(), "nothing is re-delivered"
 
 
@@ -420,14 +426,7 @@ def test_kpl_an_empty_first_read_keeps_the_resume_inside_the_aggregate(aws):
     # A resume reads AT the checkpoint's sequence number and drops the
     # sub-records up to the checkpoint. Kinesis may answer the first read with
     # no records: the filter must survive it, or the next read re-delivers.
-    aws.env.write("p.lua", CHECKPOINT_AT_THIRD)
-    aws.config()
-    aws.create(1)
-    kpl_put(aws, 5)
-    aws.env.extra_env["STOP_AT_THIRD"] = "1"
-    w1 = aws.env.worker("--drain", name="first")
-    assert w1.wait(60) == 0, w1.logs()[-3000:]
-    del aws.env.extra_env["STOP_AT_THIRD"]
+    kpl_first_drain(aws, CHECKPOINT_AT_THIRD, {"STOP_AT_THIRD": "1"})
     empty = {"n": 0}
 
     def first_read_empty(headers, body):
@@ -441,8 +440,7 @@ def test_kpl_an_empty_first_read_keeps_the_resume_inside_the_aggregate(aws):
                        answer=first_read_empty)
     try:
         aws.config(name="proxied.lua", kinesis_url=proxy.url)
-        w2 = aws.env.worker("--drain", config="proxied.lua", name="second")
-        assert w2.wait(60) == 0, w2.logs()[-3000:]
+        kpl_second_drain(aws, config="proxied.lua")
     finally:
         proxy.close()
     assert empty["n"] == 1
