@@ -308,6 +308,12 @@ class FakeAws:
         self.server.shutdown()
         self.server.server_close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 def proxied_kinesis_project(env, proxy, records, **top):
     """A Kinesis + DynamoDB project whose worker reads Kinesis through `proxy`
