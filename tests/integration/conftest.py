@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -512,7 +513,27 @@ def wait_all_processed(env, produced, timeout=40):
     wait_for(done, timeout=timeout, interval=0.2, what=f"all {len(want)} produced records processed")
 
 
-class Producer:
+class Background:
+    """A daemon thread running self._run(), which returns once self._stop is
+    set: start() starts it (and returns self), stop() sets _stop and waits up
+    to join_s for the thread."""
+
+    join_s = 30
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(self.join_s)
+
+
+class Producer(Background):
     """Puts records continuously with `shardrun put` (the real write path) from a thread.
 
     keys=None: every line gets its own partition key (the MD5 of the line), so
@@ -520,18 +541,12 @@ class Producer:
     to one key in turn, data "<key>:<n>" with n counting per key (put order)."""
 
     def __init__(self, env, stream, keys=None, batch=10, interval=0.05, config="shardrun.lua"):
-        import threading
+        super().__init__()
         self.env, self.stream, self.keys, self.batch, self.interval, self.config = env, stream, keys, batch, interval, config
         self.produced = []          # data strings, in put order (per call)
         self.errors = []
         self._n = 0
         self._per_key = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
 
     def put_once(self):
         if self.keys:
@@ -560,24 +575,19 @@ class Producer:
             self._stop.wait(self.interval)
 
     def stop(self):
-        self._stop.set()
-        self._thread.join(30)
+        super().stop()
         return self.produced
 
 
-class LeaseMonitor:
+class LeaseMonitor(Background):
     """Samples the lease table from a thread: [(monotonic, key, owner, counter, checkpoint)]."""
 
+    join_s = 10
+
     def __init__(self, env, table="test", interval=0.03):
-        import threading
+        super().__init__()
         self.env, self.table, self.interval = env, table, interval
         self.samples = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
 
     def _run(self):
         path = self.env.dir / "leases.db"
@@ -595,8 +605,7 @@ class LeaseMonitor:
             self._stop.wait(self.interval)
 
     def stop(self):
-        self._stop.set()
-        self._thread.join(10)
+        super().stop()
         return self.samples
 
     def checkpoint_regressions(self):
