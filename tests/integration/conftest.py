@@ -377,18 +377,9 @@ def stream_records(env, stream, path="streams.db"):
     return [(shard, "%020d" % seq, bytes(data)) for shard, seq, data in rows]
 
 
-# ---- helpers for test_leases*.py / test_reshard*.py / test_chaos*.py -------------
-#
-# TIMED_PROCESSOR writes, per processor instance (one lease stint of one shard in
-# one worker), seen/<name>-<instance>-<shard>.log with lines
-#   S <worker_id> <shard> <position> <mono_us>     initialize (position: the checkpoint it resumed from)
-#   R <worker_id> <shard> <seq> <mono_us> <data>   one per record, flushed per batch
-#   E <worker_id> <shard> <callback> <mono_us>     shardEnded / shutdownRequested / leaseLost
-# mono_us is CLOCK_MONOTONIC in microseconds, the clock of Python's time.monotonic().
-# worker_id is the runtime's own id for the worker (shard.worker), as in the lease table.
-# Environment: SEEN_DIR, SLOW_MS (sleep per batch), END_GATE (a file: shardEnded
-# checkpoints only while it exists; without END_GATE it always checkpoints).
-TIMED_PROCESSOR = r'''
+# The opening of a processor that reads CLOCK_MONOTONIC (Python's time.monotonic()):
+# now_us() as text in microseconds, now_s() a number in seconds; and ffi.C.usleep.
+MONOTONIC_LUA = r'''
 local ffi = require "ffi"
 pcall(ffi.cdef, [[
 typedef struct { long tv_sec; long tv_nsec; } shardrun_test_timespec;
@@ -400,6 +391,25 @@ local function now_us()
   ffi.C.clock_gettime(1, ts)
   return string.format("%d", tonumber(ts.tv_sec) * 1000000 + math.floor(tonumber(ts.tv_nsec) / 1000))
 end
+local function now_s()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
+end
+'''
+
+
+# ---- helpers for test_leases*.py / test_reshard*.py / test_chaos*.py -------------
+#
+# TIMED_PROCESSOR writes, per processor instance (one lease stint of one shard in
+# one worker), seen/<name>-<instance>-<shard>.log with lines
+#   S <worker_id> <shard> <position> <mono_us>     initialize (position: the checkpoint it resumed from)
+#   R <worker_id> <shard> <seq> <mono_us> <data>   one per record, flushed per batch
+#   E <worker_id> <shard> <callback> <mono_us>     shardEnded / shutdownRequested / leaseLost
+# mono_us is CLOCK_MONOTONIC in microseconds, the clock of Python's time.monotonic().
+# worker_id is the runtime's own id for the worker (shard.worker), as in the lease table.
+# Environment: SEEN_DIR, SLOW_MS (sleep per batch), END_GATE (a file: shardEnded
+# checkpoints only while it exists; without END_GATE it always checkpoints).
+TIMED_PROCESSOR = MONOTONIC_LUA + r'''
 local P = {}
 local name = os.getenv("SHARDRUN_TEST_NAME") or "w"
 local dir = os.getenv("SEEN_DIR") or "seen"

@@ -24,7 +24,7 @@ import pytest
 
 import emulators
 from aws_helpers import AWS_ENV, ORDER_PROCESSOR, ROOT, KeyedRounds, scan_leases, unique
-from conftest import RECORDING_PROCESSOR, Env, read_seen, wait_for
+from conftest import MONOTONIC_LUA, RECORDING_PROCESSOR, Env, read_seen, wait_for
 
 MOCK = emulators.KINESIS_MOCK
 PROXY = Path(__file__).with_name("eventstream_proxy.js")
@@ -458,15 +458,7 @@ def test_fanout_split_while_consuming_keeps_per_key_order(fo):
 
 # Writes "shard data mono_s" per record; the first STALLS batches of shard
 # STALL_SHARD take STALL_S seconds each.
-STALL_PROCESSOR = r'''
-local ffi = require "ffi"
-pcall(ffi.cdef, [[
-typedef struct { long tv_sec; long tv_nsec; } efo_timespec;
-int clock_gettime(int clk, efo_timespec *tp);
-int usleep(unsigned int usec);
-]])
-local ts = ffi.new("efo_timespec")
-local function now() ffi.C.clock_gettime(1, ts); return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9 end
+STALL_PROCESSOR = MONOTONIC_LUA + r'''
 local stall_shard, stall_s, stalls = os.getenv("STALL_SHARD"), tonumber(os.getenv("STALL_S")), tonumber(os.getenv("STALLS"))
 local P = {}
 function P.initialize(shard)
@@ -474,7 +466,7 @@ function P.initialize(shard)
   shard.state.batches = 0
 end
 function P.processRecords(records, shard)
-  local t, parts = now(), {}
+  local t, parts = now_s(), {}
   for i = 1, #records do parts[#parts + 1] = shard.id .. " " .. records[i].data .. " " .. string.format("%.3f", t) .. "\n" end
   shard.state.out:write(table.concat(parts))
   shard.state.out:flush()
