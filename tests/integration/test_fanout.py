@@ -317,6 +317,15 @@ def wait_processed(fo, produced, timeout=60):
              what=f"all {len(want)} records processed")
 
 
+def stop_exactly_once(fo, producer, w):
+    """Stops the producer, waits until the worker processed all it put, stops
+    the worker (exit 0) and checks every record was processed once."""
+    produced = producer.stop()
+    wait_processed(fo, produced)
+    assert w.stop(30) == 0, w.logs()[-3000:]
+    assert_exactly_once(read_seen(fo.env.dir / "seen"), produced)
+
+
 def test_fanout_subscriptions_that_end_resume_without_gap_or_duplicate(fo, proxy):
     fo.env.write("p.lua", RECORDING_PROCESSOR)
     fo.create(2)
@@ -325,10 +334,7 @@ def test_fanout_subscriptions_that_end_resume_without_gap_or_duplicate(fo, proxy
     w = fo.env.worker()
     producer = Trickle(fo)
     time.sleep(12)
-    produced = producer.stop()
-    wait_processed(fo, produced)
-    assert w.stop(30) == 0, w.logs()[-3000:]
-    assert_exactly_once(read_seen(fo.env.dir / "seen"), produced)
+    stop_exactly_once(fo, producer, w)
     ended = w.events("fanout_subscription_ended")
     assert len(ended) >= 4, f"subscriptions ended {len(ended)} times: {px.lines}"
     assert all(e["from"].startswith("AFTER_SEQUENCE_NUMBER:") for e in ended), ended
@@ -343,10 +349,7 @@ def test_fanout_broken_frames_are_named_then_resubscribed_and_nothing_is_lost(fo
     producer = Trickle(fo)
     wait_for(lambda: any("unknown event sent" in l for l in px.lines), 60, what="the third subscription's fault")
     time.sleep(3)
-    produced = producer.stop()
-    wait_processed(fo, produced)
-    assert w.stop(30) == 0, w.logs()[-3000:]
-    assert_exactly_once(read_seen(fo.env.dir / "seen"), produced)
+    stop_exactly_once(fo, producer, w)
     errors = [e["error"] for e in w.events("fanout_resubscribe")]
     assert any("event stream message_crc" in e and "stream offset" in e for e in errors), errors
     assert any("event stream truncated" in e for e in errors), errors
@@ -563,10 +566,7 @@ def test_fanout_the_mocks_own_five_minute_end_resumes_without_gap_or_duplicate(f
     producer = Trickle(fo, per_put=5, interval=1.0)
     wait_for(lambda: w.events("fanout_subscription_ended"), 330, interval=1.0, what="the mock's 5-minute end")
     time.sleep(5)
-    produced = producer.stop()
-    wait_processed(fo, produced)
-    assert w.stop(30) == 0, w.logs()[-3000:]
-    assert_exactly_once(read_seen(fo.env.dir / "seen"), produced)
+    stop_exactly_once(fo, producer, w)
     subscribed = w.events("fanout_subscribe")
     assert len(subscribed) >= 2 and subscribed[1]["from"].startswith("AFTER_SEQUENCE_NUMBER:"), subscribed
 
@@ -584,8 +584,5 @@ def test_fanout_a_consumer_deregistered_under_a_running_worker_is_registered_aga
     wait_for(lambda: len(w.events("consumer_registered")) == 2, 30, what="the consumer registered again")
     assert w.events("consumer_lost"), "the subscription's ResourceNotFoundException made it look again"
     time.sleep(3)
-    produced = producer.stop()
-    wait_processed(fo, produced)
-    assert w.stop(30) == 0, w.logs()[-3000:]
-    assert_exactly_once(read_seen(fo.env.dir / "seen"), produced)
+    stop_exactly_once(fo, producer, w)
     assert [c["ConsumerName"] for c in fo.consumers()] == [fo.consumer]
