@@ -166,6 +166,15 @@ class Fanout:
     def put(self, lines, partition_key=None):
         self.env.put(self.stream, lines, partition_key=partition_key, config="admin.lua")
 
+    def recording(self, shards, lines, **config):
+        """RECORDING_PROCESSOR, config(**config) and a new stream of `shards`
+        shards holding `lines` (returned)."""
+        self.env.write("p.lua", RECORDING_PROCESSOR)
+        self.create(shards)
+        self.config(**config)
+        self.put(lines)
+        return lines
+
     def leases(self):
         try:
             return scan_leases(self.app)
@@ -358,11 +367,7 @@ def test_fanout_broken_frames_are_named_then_resubscribed_and_nothing_is_lost(fo
 
 
 def test_fanout_workers_share_one_consumer_and_the_cli_lists_and_deregisters_it(fo):
-    fo.env.write("p.lua", RECORDING_PROCESSOR)
-    fo.create(2)
-    fo.config()
-    first = [f"a {i}" for i in range(300)]
-    fo.put(first)
+    first = fo.recording(2, [f"a {i}" for i in range(300)])
     ws = [fo.env.worker(name=f"w{i}") for i in range(2)]  # started together: both look for the consumer
     wait_processed(fo, first)
     assert [c["ConsumerName"] for c in fo.consumers()] == [fo.consumer], "one consumer for every worker"
@@ -384,11 +389,7 @@ def test_fanout_workers_share_one_consumer_and_the_cli_lists_and_deregisters_it(
 
 
 def test_fanout_kill9_restart_redelivers_only_after_the_checkpoint(fo):
-    fo.env.write("p.lua", RECORDING_PROCESSOR)
-    fo.create(2)
-    fo.config(stream={"max_records": 50})
-    lines = [f"k {i}" for i in range(3000)]
-    fo.put(lines)
+    lines = fo.recording(2, [f"k {i}" for i in range(3000)], stream={"max_records": 50})
     fo.env.extra_env.update(SEEN_DIR="seen1", SLOW_MS="50")
     w1 = fo.env.worker(name="w1")
     wait_for(lambda: len(read_seen(fo.env.dir / "seen1")) > 300, 60, what="some records processed")
@@ -411,11 +412,7 @@ def test_fanout_kill9_restart_redelivers_only_after_the_checkpoint(fo):
 
 
 def test_fanout_sigterm_hands_off_without_redelivery(fo):
-    fo.env.write("p.lua", RECORDING_PROCESSOR)
-    fo.create(4)
-    fo.config()
-    first = [f"a {i}" for i in range(2000)]
-    fo.put(first)
+    first = fo.recording(4, [f"a {i}" for i in range(2000)])
     w1 = fo.env.worker(name="w1")
     wait_processed(fo, first)
     w2 = fo.env.worker(name="w2")
