@@ -11,7 +11,7 @@ import time
 
 from conftest import TIMED_PROCESSOR, Producer, read_stints, seq_rank, wait_all_processed, wait_for
 from test_leases import (assert_all_processed, first_takeover, load, max_overlap, resumed_stints, takeover_delays,
-                         two_workers_at_2_2, worker_ids)
+                         two_workers_at_2_2, w2_joins_w1)
 
 LEASE_S = 20.0
 
@@ -45,13 +45,7 @@ def test_a_paused_worker_keeps_its_lock_and_its_leases_until_the_lease_clock_say
     lease_s = 4.0
     prepare(env, 2, lease_ms=int(lease_s * 1000))
     prod = Producer(env, "s", batch=4, interval=0.05).start()
-    w1 = env.worker(name="w1")
-    ids = worker_ids([w1])
-    wait_for(lambda: load(env) == [2], timeout=30, what="w1 owns both shards")
-    w2 = env.worker(name="w2")
-    ids.update(worker_ids([w2]))
-    w1_id = next(k for k, v in ids.items() if v is w1)
-    w2_id = next(k for k, v in ids.items() if v is w2)
+    w1, w2, w1_id, w2_id = w2_joins_w1(env, timeout=30, what="w1 owns both shards")
     # balance: one shard each (a graceful handoff), then w1 is paused
     wait_for(lambda: load(env) == [1, 1], timeout=30, what=f"1/1 (now {load(env)})")
     time.sleep(1.0)

@@ -62,6 +62,16 @@ def first_takeover(stints, shard, victim_id, after):
     return min(ts) if ts else None
 
 
+def w2_joins_w1(env, timeout, what="w1 owns both leases"):
+    """w1 starts and takes both leases, then w2 starts: (w1, w2, w1's worker id, w2's)."""
+    w1 = env.worker(name="w1")
+    (w1_id,) = worker_ids([w1])
+    wait_for(lambda: load(env) == [2], timeout=timeout, what=what)
+    w2 = env.worker(name="w2")
+    (w2_id,) = worker_ids([w2])
+    return w1, w2, w1_id, w2_id
+
+
 def two_workers_at_2_2(env, timeout):
     """A producer and workers w1 and w2 sharing 4 shards 2/2, processing for a
     second: (producer, w1, w2, w1's worker id, w1's shards in order)."""
@@ -472,12 +482,7 @@ def test_a_stolen_lease_names_its_previous_owner(env):
     # lease_taken carries previous_owner: after a steal (graceful or not), who had it
     prepare(env, 2)
     prod = Producer(env, "s", batch=4, interval=0.05).start()
-    w1 = env.worker(name="w1")
-    ids = worker_ids([w1])
-    wait_for(lambda: load(env) == [2], timeout=10, what="w1 owns both leases")
-    w2 = env.worker(name="w2")
-    ids.update(worker_ids([w2]))
-    w1_id = next(k for k, v in ids.items() if v is w1)
+    w1, w2, w1_id, _ = w2_joins_w1(env, timeout=10)
     stolen = wait_for(lambda: [e for e in w2.events("lease_taken") if e["stolen"] == "1"], timeout=10,
                       what="w2 steals one lease")
     prod.stop()
@@ -516,12 +521,7 @@ def test_a_worker_stopped_while_its_handoff_request_is_pending_leaves_no_lease_i
     prepare(env, 2, stream={"max_records": 5})
     env.extra_env["SLOW_MS"] = "1500"
     prod = Producer(env, "s", batch=4, interval=0.05).start()
-    w1 = env.worker(name="w1")
-    ids = worker_ids([w1])
-    wait_for(lambda: load(env) == [2], timeout=10, what="w1 owns both leases")
-    w2 = env.worker(name="w2")
-    ids.update(worker_ids([w2]))
-    w2_id = next(k for k, v in ids.items() if v is w2)
+    w1, w2, _, w2_id = w2_joins_w1(env, timeout=10)
     wait_for(lambda: w2.events("lease_handoff_requested"), timeout=10, what="w2 asks for a lease")
     assert w2.stop() == 0
     t_exit = time.monotonic()
