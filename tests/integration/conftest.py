@@ -5,6 +5,7 @@ at the repo root) as separate processes, in a fresh temporary folder. Nothing
 here is a mock: the local stream and lease files are the real SQLite files,
 and the AWS tests talk to kinesalite, dynalite and kinesis-mock on 127.0.0.1.
 """
+import collections
 import json
 import os
 import signal
@@ -359,6 +360,15 @@ def read_seen(path):
             if len(parts) == 4:
                 out.append(tuple(parts))
     return out
+
+def assert_exactly_once(seen, expected):
+    """Every expected data in `seen` (read_seen's rows) exactly once, and nothing else."""
+    counts = collections.Counter(d for _, _, _, d in seen)
+    dups = {d: n for d, n in counts.items() if n > 1}
+    missing = set(expected) - set(counts)
+    assert not missing, f"{len(missing)} records never processed, e.g. {sorted(missing)[:5]}"
+    assert not dups, f"{len(dups)} records processed more than once, e.g. {list(dups.items())[:5]}"
+    assert set(counts) == set(expected)
 
 
 # ---- helpers for test_foundation*.py / test_bad_input*.py ----------------------

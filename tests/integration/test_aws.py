@@ -13,8 +13,8 @@ import pytest
 
 from aws_helpers import (AWS_ENV, DYNALITE_PORT, KINESALITE_PORT, ORDER_PROCESSOR, FaultProxy, KeyedRounds,
                          create_lease_table, dynamodb, kinesis, read_shard, scan_leases, unique)
-from conftest import (ASAN, RECORDING_PROCESSOR, busy_processor, peak_rss_kb, processed_log, processed_log_processor,
-                      read_seen, wait_for)
+from conftest import (ASAN, RECORDING_PROCESSOR, assert_exactly_once, busy_processor, peak_rss_kb, processed_log,
+                      processed_log_processor, read_seen, wait_for)
 from kpl import kpl_aggregate  # scripts/ (on sys.path through conftest.py)
 
 
@@ -63,15 +63,6 @@ def aws(env, emulators):
 
 def datas(seen):
     return [d for _, _, _, d in seen]
-
-
-def assert_exactly_once(seen, expected):
-    counts = collections.Counter(datas(seen))
-    dups = {d: n for d, n in counts.items() if n > 1}
-    missing = set(expected) - set(counts)
-    assert not missing, f"{len(missing)} records never processed, e.g. {sorted(missing)[:5]}"
-    assert not dups, f"{len(dups)} records processed more than once, e.g. {list(dups.items())[:5]}"
-    assert set(counts) == set(expected)
 
 
 def test_kinesis_drain_processes_every_record_exactly_once(aws):

@@ -24,7 +24,7 @@ import pytest
 
 import emulators
 from aws_helpers import AWS_ENV, ORDER_PROCESSOR, ROOT, KeyedRounds, scan_leases, unique
-from conftest import MONOTONIC_LUA, RECORDING_PROCESSOR, Env, read_seen, wait_for
+from conftest import MONOTONIC_LUA, RECORDING_PROCESSOR, Env, assert_exactly_once, read_seen, wait_for
 
 MOCK = emulators.KINESIS_MOCK
 PROXY = Path(__file__).with_name("eventstream_proxy.js")
@@ -189,15 +189,6 @@ class Fanout:
 @pytest.fixture
 def fo(env, kinesis_mock):
     return Fanout(env)
-
-
-def assert_exactly_once(seen, expected):
-    counts = collections.Counter(d for _, _, _, d in seen)
-    dups = {d: n for d, n in counts.items() if n > 1}
-    missing = set(expected) - set(counts)
-    assert not missing, f"{len(missing)} records never processed, e.g. {sorted(missing)[:5]}"
-    assert not dups, f"{len(dups)} records processed more than once, e.g. {list(dups.items())[:5]}"
-    assert set(counts) == set(expected)
 
 
 def test_put_to_kinesis_mock_stores_each_record_once(fo):
