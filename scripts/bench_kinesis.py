@@ -33,8 +33,8 @@ from pathlib import Path
 
 import emulators
 from kpl import kpl_aggregate
-from benchlib import (BIN, ENV, LATENCY_PROCESSOR, QUICK, ROOT, BenchError, Dir, failed, latency_row, percentile,
-                      put_latency, row, shardrun, timing, verdict, wait4_run)
+from benchlib import (BIN, ENV, QUICK, ROOT, BenchError, Dir, failed, latency_row, row, shardrun, verdict,
+                      wait4_run)
 
 NODE_PREFIX = ROOT / ".deps" / "node"
 LIFION_VERSION = "1.3.3"
@@ -255,23 +255,13 @@ def bench_fanout_throughput(mock_pid):
 
 def bench_fanout_latency():
     """put -> processRecords, a record every 100 ms, polling then fan-out."""
-    n = 30 if QUICK else 100
     for name, consumer in (("polling", None), ("fan-out", "lat")):
         stream = f"efolat{int(time.time())}{os.getpid()}"
-        label = f"put -> process, kinesis-mock ({name})"
         d = fanout_dir(stream, stream, consumer=consumer and f"{stream}-{consumer}", processor="lat.lua")
-        try:
-            d.write("lat.lua", LATENCY_PROCESSOR)
-            d.run("stream", "create", stream, "--shards", "2", timeout=120)
-            lat = put_latency(d, stream, n, 0.1)
-        except BenchError as e:
-            failed(label, e)
-            continue
-        finally:
-            d.cleanup()
-        timing(label, f"p50 {percentile(lat, 50):.0f} ms, p99 {percentile(lat, 99):.0f} ms ({len(lat)} records)",
-               note="2 shards; " + ("idle_time_between_reads_ms 1000 (default)" if not consumer else
-                                    "the mock pushes once a second the records of the second before: 1-2 s by construction (AWS documents ~70 ms)"))
+        latency_row(f"put -> process, kinesis-mock ({name})", d, stream, judged=False,
+                    note="2 shards; " + ("idle_time_between_reads_ms 1000 (default)" if not consumer else
+                                         "the mock pushes once a second the records of the second before: 1-2 s "
+                                         "by construction (AWS documents ~70 ms)"))
 
 
 def add_fanout_rows():

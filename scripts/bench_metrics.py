@@ -90,34 +90,52 @@ def pair_row(name, n, cpu, scrapes, note):
         ratio=f"{cost:.3f}x off", target=verdict(cost <= T_METRICS_COST, f"<= {T_METRICS_COST}x off"))
 
 
-def bench_local_pair():
-    n = 200_000 if QUICK else 1_000_000
-    pairs = 2 if QUICK else 3
-    name = "local no-op, 4 shards"
-    d = Dir([{"name": "b", "processor": "p.lua", "idle_time_between_reads_ms": 100}])
+def fill_noop(d, stream, n, timeout=600):
+    """NOOP as d's processor; a new 4-shard stream holding n records of 99 digits."""
+    d.write("p.lua", NOOP)
+    d.run("stream", "create", stream, "--shards", "4", timeout=timeout)
+    data = lines_file(n, lambda i: f"{i:099d}")
     try:
-        d.write("p.lua", NOOP)
-        d.run("stream", "create", "b", "--shards", "4")
-        data = lines_file(n, lambda i: f"{i:099d}")
-        try:
-            d.run("put", "b", input_path=data)
-        finally:
-            os.unlink(data)
-        cpu = {False: [], True: []}
-        scrapes = 0
-        for i in range(pairs):
-            for metrics in (False, True) if i % 2 == 0 else (True, False):
-                configure(d, metrics, f"m{i}{int(metrics)}")   # a fresh lease table: the whole stream again
-                records, c, s = drain_scraped(d, metrics, f"drain-{i}-{int(metrics)}.log")
-                if records != n:
-                    raise BenchError(f"processed {records} of {n}")
-                cpu[metrics].append(c)
-                scrapes += s
-        pair_row(name, n, cpu, scrapes // pairs, f"median of {pairs} drains each, alternating")
+        d.run("put", stream, input_path=data)
+    finally:
+        os.unlink(data)
+
+
+def drain_pairs(d, n, pairs, app):
+    """`pairs` rounds of one drain without metrics and one with (alternating
+    which goes first), each under its own application (app + round + on/off):
+    a fresh lease table, so the whole stream again. Returns ({False: [cpu_s of
+    each drain without], True: [... with]}, scrapes per drain)."""
+    cpu = {False: [], True: []}
+    scrapes = 0
+    for i in range(pairs):
+        for metrics in (False, True) if i % 2 == 0 else (True, False):
+            configure(d, metrics, f"{app}{i}{int(metrics)}")
+            records, c, s = drain_scraped(d, metrics, f"drain-{i}-{int(metrics)}.log")
+            if records != n:
+                raise BenchError(f"processed {records} of {n}")
+            cpu[metrics].append(c)
+            scrapes += s
+    return cpu, scrapes // pairs
+
+
+def pair_bench(name, d, stream, n, pairs, app, note, create_timeout=600):
+    """The off/on rows of one project folder (fill_noop, drain_pairs); cleans `d` up."""
+    try:
+        fill_noop(d, stream, n, create_timeout)
+        cpu, scrapes = drain_pairs(d, n, pairs, app)
+        pair_row(name, n, cpu, scrapes, note)
     except BenchError as e:
         failed(f"{name}, metrics on vs off", e)
     finally:
         d.cleanup()
+
+
+def bench_local_pair():
+    n = 200_000 if QUICK else 1_000_000
+    pairs = 2 if QUICK else 3
+    d = Dir([{"name": "b", "processor": "p.lua", "idle_time_between_reads_ms": 100}])
+    pair_bench("local no-op, 4 shards", d, "b", n, pairs, "m", f"median of {pairs} drains each, alternating")
 
 
 def callgrind_instructions(d, metrics, app):
@@ -140,13 +158,7 @@ def bench_local_instructions():
     name = "local no-op, 4 shards, instructions"
     d = Dir([{"name": "b", "processor": "p.lua", "idle_time_between_reads_ms": 100}])
     try:
-        d.write("p.lua", NOOP)
-        d.run("stream", "create", "b", "--shards", "4")
-        data = lines_file(n, lambda i: f"{i:099d}")
-        try:
-            d.run("put", "b", input_path=data)
-        finally:
-            os.unlink(data)
+        fill_noop(d, "b", n)
         off = callgrind_instructions(d, False, "ioff")
         on = callgrind_instructions(d, True, "ion")
         cost = on / off
@@ -161,35 +173,13 @@ def bench_local_instructions():
 
 def bench_kinesis_pair():
     n = 20_000 if QUICK else 100_000
-    name = "kinesis no-op, 4 shards"
+    pairs = 1 if QUICK else 3
     stream = f"metrics{int(time.time())}{os.getpid()}"
     d = Dir([{"name": stream, "processor": "p.lua", "idle_time_between_reads_ms": 200}], application=stream,
             source={"type": "kinesis", "region": "us-east-1", "endpoint": emulators.KINESALITE.url},
             leases={"type": "dynamodb", "region": "us-east-1", "endpoint": emulators.DYNALITE.url})
-    try:
-        d.write("p.lua", NOOP)
-        d.run("stream", "create", stream, "--shards", "4", timeout=120)
-        data = lines_file(n, lambda i: f"{i:099d}")
-        try:
-            d.run("put", stream, input_path=data)
-        finally:
-            os.unlink(data)
-        cpu = {False: [], True: []}
-        scrapes = 0
-        pairs = 1 if QUICK else 3
-        for i in range(pairs):
-            for metrics in (False, True) if i % 2 == 0 else (True, False):
-                configure(d, metrics, f"{stream}-{i}{int(metrics)}")   # a fresh lease table: the whole stream again
-                records, c, s = drain_scraped(d, metrics, f"drain-{i}-{int(metrics)}.log")
-                if records != n:
-                    raise BenchError(f"processed {records} of {n}")
-                cpu[metrics].append(c)
-                scrapes += s
-        pair_row(name, n, cpu, scrapes // pairs, f"kinesalite + dynalite, median of {pairs} drains each, alternating")
-    except BenchError as e:
-        failed(f"{name}, metrics on vs off", e)
-    finally:
-        d.cleanup()
+    pair_bench("kinesis no-op, 4 shards", d, stream, n, pairs, f"{stream}-",
+               f"kinesalite + dynalite, median of {pairs} drains each, alternating", create_timeout=120)
 
 
 def add_rows():

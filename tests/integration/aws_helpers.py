@@ -13,7 +13,7 @@ import time
 import uuid
 
 import emulators  # scripts/ (on sys.path through conftest.py)
-from conftest import wait_for
+from conftest import RECORDING_PROCESSOR, wait_for
 from emulators import AWS_ENV, ROOT  # noqa: F401  (re-exported for the tests)
 
 KINESALITE_PORT = emulators.KINESALITE.port
@@ -307,3 +307,29 @@ class FakeAws:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def proxied_kinesis_project(env, proxy, records, **top):
+    """A Kinesis + DynamoDB project whose worker reads Kinesis through `proxy`
+    (a FaultProxy in front of kinesalite): direct.lua goes straight to
+    kinesalite (for stream create and put), shardrun.lua through the proxy
+    with the extra top-level fields `top`. RECORDING_PROCESSOR; a 2-shard
+    stream holding `records` records k0, k1, ... Returns (stream, application)."""
+    env.extra_env.update(AWS_ENV)
+    stream, app = unique("s"), unique("app")
+    common = {"application": app, "leases": {"type": "dynamodb", "region": "us-east-1",
+                                             "endpoint": f"http://127.0.0.1:{DYNALITE_PORT}"}}
+    direct = {"type": "kinesis", "region": "us-east-1", "endpoint": f"http://127.0.0.1:{KINESALITE_PORT}"}
+    env.config([{"name": stream, "processor": "p.lua"}], name="direct.lua", source=direct, **common)
+    env.config([{"name": stream, "processor": "p.lua", "idle_time_between_reads_ms": 200}],
+               source=dict(direct, endpoint=proxy.url), **common, **top)
+    env.write("p.lua", RECORDING_PROCESSOR)
+    env.create_stream(stream, 2, config="direct.lua")
+    env.put(stream, [f"k{i}" for i in range(records)], config="direct.lua")
+    return stream, app

@@ -5,12 +5,14 @@ at the repo root) as separate processes, in a fresh temporary folder. Nothing
 here is a mock: the local stream and lease files are the real SQLite files,
 and the AWS tests talk to kinesalite, dynalite and kinesis-mock on 127.0.0.1.
 """
+import collections
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +34,17 @@ def rss_kb(pid):
     except OSError:
         pass
     return 0
+
+
+def peak_rss_kb(worker, seconds=None, interval=0.05):
+    """The largest resident set (KiB) of a Worker's process, sampled every
+    `interval` s while it runs, for `seconds` at most (None: until it exits)."""
+    peak = 0
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while worker.alive() and (deadline is None or time.monotonic() < deadline):
+        peak = max(peak, rss_kb(worker.pid))
+        time.sleep(interval)
+    return peak
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
@@ -81,17 +94,17 @@ def kinesis_mock():
 
 
 class Worker:
-    """One `shardrun run` process; its log goes to a file."""
+    """One `shardrun run` process (of `binary`, default SHARDRUN); its log goes to a file."""
 
-    def __init__(self, env, args, name):
+    def __init__(self, env, args, name, binary=None):
         self.env = env
         self.name = name
         self.log_path = env.dir / f"{name}.log"
         self.log = open(self.log_path, "ab")
         penv = env.proc_env()
         penv["SHARDRUN_TEST_NAME"] = name
-        self.proc = subprocess.Popen([SHARDRUN, *args], cwd=env.dir, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=penv)
+        self.proc = subprocess.Popen([binary or SHARDRUN, *args], cwd=env.dir, stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=penv)
 
     @property
     def pid(self):
@@ -293,6 +306,49 @@ RECORDING_PROCESSOR = _RECORDING_TEMPLATE.replace("@DATA@", "r.data")
 HEX_RECORDING_PROCESSOR = _RECORDING_TEMPLATE.replace("@DATA@", "hex(r.data)")
 
 
+# Appends the data of every record of a batch to processed.log, a line each, and
+# checkpoints; @FIRST@: Lua that runs first in processRecords (when it raises,
+# nothing of the batch is written).
+_PROCESSED_LOG_TEMPLATE = r'''
+local P = {}
+function P.processRecords(records)
+@FIRST@  local out = assert(io.open("processed.log", "a"))
+  for i = 1, #records do out:write(records[i].data, "\n") end
+  out:close()
+  return "checkpoint"
+end
+return P
+'''
+
+
+def processed_log_processor(first=""):
+    """The processed.log processor; `first`: Lua lines (each ending in a
+    newline) run before the batch is written."""
+    return _PROCESSED_LOG_TEMPLATE.replace("@FIRST@", first)
+
+
+def processed_log(env):
+    """The data of every record in processed.log, in the order written ([] before the first)."""
+    p = env.dir / "processed.log"
+    return p.read_text().split() if p.exists() else []
+
+
+# Spins the CPU for @SECONDS@ s per batch, then checkpoints: a processor slower than its producer.
+_BUSY_TEMPLATE = r'''
+local P = {}
+function P.processRecords(records)
+  local t = os.clock() + @SECONDS@
+  while os.clock() < t do end
+  return "checkpoint"
+end
+return P
+'''
+
+
+def busy_processor(seconds):
+    return _BUSY_TEMPLATE.replace("@SECONDS@", repr(seconds))
+
+
 def read_seen(path):
     """[(worker, shard, seq, data)] from a recording processor's folder (or one file)."""
     out = []
@@ -304,6 +360,15 @@ def read_seen(path):
             if len(parts) == 4:
                 out.append(tuple(parts))
     return out
+
+def assert_exactly_once(seen, expected):
+    """Every expected data in `seen` (read_seen's rows) exactly once, and nothing else."""
+    counts = collections.Counter(d for _, _, _, d in seen)
+    dups = {d: n for d, n in counts.items() if n > 1}
+    missing = set(expected) - set(counts)
+    assert not missing, f"{len(missing)} records never processed, e.g. {sorted(missing)[:5]}"
+    assert not dups, f"{len(dups)} records processed more than once, e.g. {list(dups.items())[:5]}"
+    assert set(counts) == set(expected)
 
 
 # ---- helpers for test_foundation*.py / test_bad_input*.py ----------------------
@@ -322,18 +387,9 @@ def stream_records(env, stream, path="streams.db"):
     return [(shard, "%020d" % seq, bytes(data)) for shard, seq, data in rows]
 
 
-# ---- helpers for test_leases*.py / test_reshard*.py / test_chaos*.py -------------
-#
-# TIMED_PROCESSOR writes, per processor instance (one lease stint of one shard in
-# one worker), seen/<name>-<instance>-<shard>.log with lines
-#   S <worker_id> <shard> <position> <mono_us>     initialize (position: the checkpoint it resumed from)
-#   R <worker_id> <shard> <seq> <mono_us> <data>   one per record, flushed per batch
-#   E <worker_id> <shard> <callback> <mono_us>     shardEnded / shutdownRequested / leaseLost
-# mono_us is CLOCK_MONOTONIC in microseconds, the clock of Python's time.monotonic().
-# worker_id is the runtime's own id for the worker (shard.worker), as in the lease table.
-# Environment: SEEN_DIR, SLOW_MS (sleep per batch), END_GATE (a file: shardEnded
-# checkpoints only while it exists; without END_GATE it always checkpoints).
-TIMED_PROCESSOR = r'''
+# The opening of a processor that reads CLOCK_MONOTONIC (Python's time.monotonic()):
+# now_us() as text in microseconds, now_s() a number in seconds; and ffi.C.usleep.
+MONOTONIC_LUA = r'''
 local ffi = require "ffi"
 pcall(ffi.cdef, [[
 typedef struct { long tv_sec; long tv_nsec; } shardrun_test_timespec;
@@ -345,6 +401,25 @@ local function now_us()
   ffi.C.clock_gettime(1, ts)
   return string.format("%d", tonumber(ts.tv_sec) * 1000000 + math.floor(tonumber(ts.tv_nsec) / 1000))
 end
+local function now_s()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
+end
+'''
+
+
+# ---- helpers for test_leases*.py / test_reshard*.py / test_chaos*.py -------------
+#
+# TIMED_PROCESSOR writes, per processor instance (one lease stint of one shard in
+# one worker), seen/<name>-<instance>-<shard>.log with lines
+#   S <worker_id> <shard> <position> <mono_us>     initialize (position: the checkpoint it resumed from)
+#   R <worker_id> <shard> <seq> <mono_us> <data>   one per record, flushed per batch
+#   E <worker_id> <shard> <callback> <mono_us>     shardEnded / shutdownRequested / leaseLost
+# mono_us is CLOCK_MONOTONIC in microseconds, the clock of Python's time.monotonic().
+# worker_id is the runtime's own id for the worker (shard.worker), as in the lease table.
+# Environment: SEEN_DIR, SLOW_MS (sleep per batch), END_GATE (a file: shardEnded
+# checkpoints only while it exists; without END_GATE it always checkpoints).
+TIMED_PROCESSOR = MONOTONIC_LUA + r'''
 local P = {}
 local name = os.getenv("SHARDRUN_TEST_NAME") or "w"
 local dir = os.getenv("SEEN_DIR") or "seen"
@@ -458,7 +533,27 @@ def wait_all_processed(env, produced, timeout=40):
     wait_for(done, timeout=timeout, interval=0.2, what=f"all {len(want)} produced records processed")
 
 
-class Producer:
+class Background:
+    """A daemon thread running self._run(), which returns once self._stop is
+    set: start() starts it (and returns self), stop() sets _stop and waits up
+    to join_s for the thread."""
+
+    join_s = 30
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(self.join_s)
+
+
+class Producer(Background):
     """Puts records continuously with `shardrun put` (the real write path) from a thread.
 
     keys=None: every line gets its own partition key (the MD5 of the line), so
@@ -466,18 +561,12 @@ class Producer:
     to one key in turn, data "<key>:<n>" with n counting per key (put order)."""
 
     def __init__(self, env, stream, keys=None, batch=10, interval=0.05, config="shardrun.lua"):
-        import threading
+        super().__init__()
         self.env, self.stream, self.keys, self.batch, self.interval, self.config = env, stream, keys, batch, interval, config
         self.produced = []          # data strings, in put order (per call)
         self.errors = []
         self._n = 0
         self._per_key = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
 
     def put_once(self):
         if self.keys:
@@ -506,24 +595,19 @@ class Producer:
             self._stop.wait(self.interval)
 
     def stop(self):
-        self._stop.set()
-        self._thread.join(30)
+        super().stop()
         return self.produced
 
 
-class LeaseMonitor:
+class LeaseMonitor(Background):
     """Samples the lease table from a thread: [(monotonic, key, owner, counter, checkpoint)]."""
 
+    join_s = 10
+
     def __init__(self, env, table="test", interval=0.03):
-        import threading
+        super().__init__()
         self.env, self.table, self.interval = env, table, interval
         self.samples = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
 
     def _run(self):
         path = self.env.dir / "leases.db"
@@ -541,8 +625,7 @@ class LeaseMonitor:
             self._stop.wait(self.interval)
 
     def stop(self):
-        self._stop.set()
-        self._thread.join(10)
+        super().stop()
         return self.samples
 
     def checkpoint_regressions(self):

@@ -35,14 +35,7 @@ class FaultsWorker(Worker):
     """A `shardrun run` of the test build (faults_binary)."""
 
     def __init__(self, env, args, name):
-        self.env = env
-        self.name = name
-        self.log_path = env.dir / f"{name}.log"
-        self.log = open(self.log_path, "ab")
-        penv = env.proc_env()
-        penv["SHARDRUN_TEST_NAME"] = name
-        self.proc = subprocess.Popen([faults_binary(), *args], cwd=env.dir, stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=penv)
+        super().__init__(env, args, name, binary=faults_binary())
         env.workers.append(self)
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from aws_helpers import (AWS_ENV, DYNALITE_PORT, KINESALITE_PORT, ORDER_PROCESSOR, FaultProxy, KeyedRounds,
                          create_lease_table, dynamodb, kinesis, read_shard, scan_leases, unique)
-from conftest import ASAN, RECORDING_PROCESSOR, read_seen, rss_kb, wait_for
+from conftest import (ASAN, RECORDING_PROCESSOR, assert_exactly_once, busy_processor, peak_rss_kb, processed_log,
+                      processed_log_processor, read_seen, wait_for)
 from kpl import kpl_aggregate  # scripts/ (on sys.path through conftest.py)
 
 
@@ -62,15 +63,6 @@ def aws(env, emulators):
 
 def datas(seen):
     return [d for _, _, _, d in seen]
-
-
-def assert_exactly_once(seen, expected):
-    counts = collections.Counter(datas(seen))
-    dups = {d: n for d, n in counts.items() if n > 1}
-    missing = set(expected) - set(counts)
-    assert not missing, f"{len(missing)} records never processed, e.g. {sorted(missing)[:5]}"
-    assert not dups, f"{len(dups)} records processed more than once, e.g. {list(dups.items())[:5]}"
-    assert set(counts) == set(expected)
 
 
 def test_kinesis_drain_processes_every_record_exactly_once(aws):
@@ -239,19 +231,10 @@ def test_kinesis_survives_http_faults_without_losing_records(aws):
         dp.close()
 
 
-POISON_PROCESSOR = r'''
-local P = {}
-function P.processRecords(records)
-  for i = 1, #records do
+POISON_PROCESSOR = processed_log_processor('''  for i = 1, #records do
     if records[i].data == "poison" then error("poison record") end
   end
-  local out = assert(io.open("processed.log", "a"))
-  for i = 1, #records do out:write(records[i].data, "\n") end
-  out:close()
-  return "checkpoint"
-end
-return P
-'''
+''')
 
 
 def test_kinesis_dead_letter_stream_gets_the_poison_record_before_the_checkpoint_passes_it(aws):
@@ -267,7 +250,7 @@ def test_kinesis_dead_letter_stream_gets_the_poison_record_before_the_checkpoint
     aws.put(lines, partition_key="k")
     w = aws.env.worker("--drain")
     assert w.wait(120) == 0, w.logs()[-3000:]
-    processed = (aws.env.dir / "processed.log").read_text().split()
+    processed = processed_log(aws.env)
     assert processed == [l for l in lines if l != "poison"]
     (shard,) = [s["ShardId"] for s in kinesis("ListShards", {"StreamName": dlq})["Shards"]]
     dead = [json.loads(data) for _, data, _ in read_shard(dlq, shard)]
@@ -386,22 +369,34 @@ def seen_lines(aws, name):
     return (aws.env.dir / f"seen-{name}.log").read_text().split("\n")[:-1]
 
 
+def kpl_first_drain(aws, processor, mode, **config):
+    """One shard holding one KPL aggregate of user0..user4; a first worker
+    ("first") drains it with `mode` ({variable: value}) in its environment."""
+    aws.env.write("p.lua", processor)
+    aws.config(**config)
+    aws.create(1)
+    kpl_put(aws, 5)
+    aws.env.extra_env.update(mode)
+    w1 = aws.env.worker("--drain", name="first")
+    assert w1.wait(60) == 0, w1.logs()[-3000:]
+    for k in mode:
+        del aws.env.extra_env[k]
+
+
+def kpl_second_drain(aws, config="shardrun.lua"):
+    """A second worker ("second") drains the shard again."""
+    w2 = aws.env.worker("--drain", config=config, name="second")
+    assert w2.wait(60) == 0, w2.logs()[-3000:]
+
+
 def test_kpl_a_bare_sequence_number_checkpoints_sub_record_0_only(aws):
     # {checkpoint = r.sequenceNumber} names the aggregate's sub-record 0 (the
     # KCL's checkpoint(String)): the sub-records after it were not named, so a
     # restart delivers them again; never the other way round.
-    aws.env.write("p.lua", KPL_DECIDE)
-    aws.config()
-    aws.create(1)
-    kpl_put(aws, 5)
-    aws.env.extra_env["MODE"] = "bare_seq"
-    w1 = aws.env.worker("--drain", name="first")
-    assert w1.wait(60) == 0, w1.logs()[-3000:]
+    kpl_first_drain(aws, KPL_DECIDE, {"MODE": "bare_seq"})
     (lease,) = aws.leases().values()
     assert lease["checkpointSubSequenceNumber"] == 0
-    del aws.env.extra_env["MODE"]
-    w2 = aws.env.worker("--drain", name="second")
-    assert w2.wait(60) == 0, w2.logs()[-3000:]
+    kpl_second_drain(aws)
     assert seen_lines(aws, "second") == [f"user{i} {i}" for i in range(1, 5)]
 
 
@@ -410,17 +405,11 @@ def test_kpl_checkpoints_advance_inside_one_aggregate(aws):
     # retried alone and checkpointed at 3, then user4 at 4. Each advance
     # inside the one aggregate must be written (same sequence number, a
     # higher sub-sequence number), or a restart re-delivers them.
-    aws.env.write("p.lua", KPL_DECIDE)
-    aws.config(stream={"on_error": {"retries": 3, "backoff_ms": 50, "final": "halt"}})
-    aws.create(1)
-    kpl_put(aws, 5)
-    aws.env.extra_env["MODE"] = "fail_once"
-    w1 = aws.env.worker("--drain", name="first")
-    assert w1.wait(60) == 0, w1.logs()[-3000:]
+    kpl_first_drain(aws, KPL_DECIDE, {"MODE": "fail_once"},
+                    stream={"on_error": {"retries": 3, "backoff_ms": 50, "final": "halt"}})
     (lease,) = aws.leases().values()
     assert lease["checkpointSubSequenceNumber"] == 4, lease
-    w2 = aws.env.worker("--drain", name="second")
-    assert w2.wait(60) == 0, w2.logs()[-3000:]
+    kpl_second_drain(aws)
     assert not (aws.env.dir / "seen-second.log").exists(), "nothing is re-delivered"
 
 
@@ -428,14 +417,7 @@ def test_kpl_an_empty_first_read_keeps_the_resume_inside_the_aggregate(aws):
     # A resume reads AT the checkpoint's sequence number and drops the
     # sub-records up to the checkpoint. Kinesis may answer the first read with
     # no records: the filter must survive it, or the next read re-delivers.
-    aws.env.write("p.lua", CHECKPOINT_AT_THIRD)
-    aws.config()
-    aws.create(1)
-    kpl_put(aws, 5)
-    aws.env.extra_env["STOP_AT_THIRD"] = "1"
-    w1 = aws.env.worker("--drain", name="first")
-    assert w1.wait(60) == 0, w1.logs()[-3000:]
-    del aws.env.extra_env["STOP_AT_THIRD"]
+    kpl_first_drain(aws, CHECKPOINT_AT_THIRD, {"STOP_AT_THIRD": "1"})
     empty = {"n": 0}
 
     def first_read_empty(headers, body):
@@ -449,8 +431,7 @@ def test_kpl_an_empty_first_read_keeps_the_resume_inside_the_aggregate(aws):
                        answer=first_read_empty)
     try:
         aws.config(name="proxied.lua", kinesis_url=proxy.url)
-        w2 = aws.env.worker("--drain", config="proxied.lua", name="second")
-        assert w2.wait(60) == 0, w2.logs()[-3000:]
+        kpl_second_drain(aws, config="proxied.lua")
     finally:
         proxy.close()
     assert empty["n"] == 1
@@ -463,25 +444,14 @@ def test_kpl_max_buffered_mb_bounds_records_as_expanded_in_memory(aws):
     # once expanded into batches. With max_buffered_mb = 8 the worker reads a
     # few aggregates at a time, sized by what they expand into.
     import base64
-    aws.env.write("p.lua", '''
-local P = {}
-function P.processRecords(records)
-  local t = os.clock() + 0.05
-  while os.clock() < t do end
-  return "checkpoint"
-end
-return P
-''')
+    aws.env.write("p.lua", busy_processor(0.05))
     aws.config(max_buffered_mb=8, processor_threads=1)
     aws.create(1)
     data = base64.b64encode(kpl_aggregate([("k", f"{i:020d}") for i in range(2000)])).decode()
     for _ in range(300):
         kinesis("PutRecord", {"StreamName": aws.stream, "PartitionKey": "k", "Data": data})
     w = aws.env.worker("--drain")
-    peak = 0
-    while w.alive():
-        peak = max(peak, rss_kb(w.pid))
-        time.sleep(0.05)
+    peak = peak_rss_kb(w)
     assert w.wait(5) == 0, w.logs()[-3000:]
     assert w.events("worker_drained")[0]["records"] == "600000"
     assert peak < 60 * 1024, f"peak RSS {peak // 1024} MB"

@@ -43,20 +43,29 @@ def events(stderr, name):
     return out
 
 
+def put_words(fake_env, fake, data, timeout=60):
+    """`shardrun put` of `data` (lines) to stream words of the Kinesis endpoint `fake`: the finished run."""
+    kinesis_config(fake_env, fake.url)
+    return fake_env.run("put", "words", input=data, check=False, timeout=timeout)
+
+
+def refuse_every_entry(code, msg):
+    """A FakeAws handler that answers every PutRecords with each entry refused (code, msg)."""
+    def handler(op, req):
+        return put_answer([refused_entry(code, msg) for _ in req["Records"]]) if op == "PutRecords" else None
+    return handler
+
+
 def test_put_takes_null_error_codes_as_written(fake_env):
-    fake = FakeAws(lambda op, req: put_answer([ok_entry(i) for i in range(len(req["Records"]))])
-                   if op == "PutRecords" else None)
-    try:
-        kinesis_config(fake_env, fake.url)
+    with FakeAws(lambda op, req: put_answer([ok_entry(i) for i in range(len(req["Records"]))])
+                 if op == "PutRecords" else None) as fake:
         start = time.monotonic()
-        r = fake_env.run("put", "words", input=b"a\nb\nc\n", check=False, timeout=60)
+        r = put_words(fake_env, fake, b"a\nb\nc\n")
         assert r.returncode == 0, r.stderr.decode()
         assert time.monotonic() - start < 10, "no retries: every entry was written"
         assert "put 3 records to words" in r.stderr.decode()
         assert len(fake.ops("PutRecords")) == 1
         assert not events(r.stderr, "put_retry")
-    finally:
-        fake.close()
 
 
 def test_put_retries_only_refused_entries_and_says_why(fake_env):
@@ -66,44 +75,30 @@ def test_put_retries_only_refused_entries_and_says_why(fake_env):
         first = len([c for c in fake.calls if c[0] == "PutRecords"]) == 1
         return put_answer([refused_entry() if first and i == 1 else ok_entry(i) for i in range(len(req["Records"]))])
 
-    fake = FakeAws(handler)
-    try:
-        kinesis_config(fake_env, fake.url)
-        r = fake_env.run("put", "words", input=b"a\nb\nc\n", check=False, timeout=60)
+    with FakeAws(handler) as fake:
+        r = put_words(fake_env, fake, b"a\nb\nc\n")
         assert r.returncode == 0, r.stderr.decode()
         calls = fake.ops("PutRecords")
         assert [len(c["Records"]) for c in calls] == [3, 1], "the second call carries only the refused entry"
         (retry,) = events(r.stderr, "put_retry")
         assert retry["records"] == "1" and retry["attempt"] == "1"
         assert retry["error"].startswith("ProvisionedThroughputExceededException: Rate exceeded")
-    finally:
-        fake.close()
 
 
 def test_put_gives_up_after_bounded_retries_naming_the_error(fake_env):
-    fake = FakeAws(lambda op, req: put_answer([refused_entry("InternalFailure", "injected")
-                                               for _ in req["Records"]]) if op == "PutRecords" else None)
-    try:
-        kinesis_config(fake_env, fake.url)
-        r = fake_env.run("put", "words", input=b"a\n", check=False, timeout=90)
+    with FakeAws(refuse_every_entry("InternalFailure", "injected")) as fake:
+        r = put_words(fake_env, fake, b"a\n", timeout=90)
         err = r.stderr.decode()
         assert r.returncode == 1, err
         retries = events(r.stderr, "put_retry")
         assert len(retries) == len(fake.ops("PutRecords")) - 1 >= 5, "every retry is logged, and they end"
         assert all(e["error"] == "InternalFailure: injected" for e in retries)
         assert "still not written after" in err and "InternalFailure: injected" in err
-    finally:
-        fake.close()
 
 
 def test_put_refused_for_good_stops_at_once(fake_env):
-    fake = FakeAws(lambda op, req: put_answer([refused_entry("KMSAccessDeniedException", "no key access")
-                                               for _ in req["Records"]]) if op == "PutRecords" else None)
-    try:
-        kinesis_config(fake_env, fake.url)
-        r = fake_env.run("put", "words", input=b"a\n", check=False, timeout=60)
+    with FakeAws(refuse_every_entry("KMSAccessDeniedException", "no key access")) as fake:
+        r = put_words(fake_env, fake, b"a\n")
         assert r.returncode == 1
         assert len(fake.ops("PutRecords")) == 1
         assert "KMSAccessDeniedException: no key access" in r.stderr.decode()
-    finally:
-        fake.close()

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, rss_kb, stream_records, wait_for
+from conftest import ROOT, Background, peak_rss_kb, stream_records, wait_for
 
 ENRICH = r'''
 local ffi = require "ffi"
@@ -57,34 +57,25 @@ def checkpoints(env):
     return {row["leaseKey"]: row["checkpoint"] for row in env.leases().values()}
 
 
-class WriteLocker:
+class WriteLocker(Background):
     """Holds the write lock of a SQLite file on and off from a thread, so a
     writer (the worker's output puts) waits, sometimes past its busy timeout,
     while readers go on."""
 
     def __init__(self, path, hold_s=0.4, free_s=0.2):
+        super().__init__()
         self.path, self.hold_s, self.free_s = path, hold_s, free_s
-        self.stop_ = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
 
-    def start(self):
-        self.thread.start()
-        return self
-
-    def run(self):
+    def _run(self):
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
-            while not self.stop_.is_set():
+            while not self._stop.is_set():
                 con.execute("BEGIN IMMEDIATE")
-                self.stop_.wait(self.hold_s)
+                self._stop.wait(self.hold_s)
                 con.execute("COMMIT")
-                self.stop_.wait(self.free_s)
+                self._stop.wait(self.free_s)
         finally:
             con.close()
-
-    def stop(self):
-        self.stop_.set()
-        self.thread.join(30)
 
 
 def check_outputs_cover_checkpoints(inputs, outs, cps):
@@ -394,10 +385,7 @@ def test_the_emit_buffer_bound_holds_memory_with_a_slow_output(env):
     lock.execute("BEGIN IMMEDIATE")  # the output takes nothing for now
     try:
         env.put("in", [f"r{i}" for i in range(5000)], partition_key="k")  # 100 MB emitted in all
-        peak, deadline = 0, time.monotonic() + 4
-        while time.monotonic() < deadline:
-            peak = max(peak, rss_kb(w.pid))
-            time.sleep(0.05)
+        peak = peak_rss_kb(w, seconds=4)
         # generous: the bound is 4 MB (+ one batch of 1 MB); unbounded, 100 MB would be held
         assert peak < 60 * 1024, f"RSS {peak} KiB"
         wait_for(lambda: any(l.get("state") == "waiting_for_outputs" for l in status_shards(env)), 30,

@@ -24,7 +24,7 @@ import pytest
 
 import emulators
 from aws_helpers import AWS_ENV, ORDER_PROCESSOR, ROOT, KeyedRounds, scan_leases, unique
-from conftest import RECORDING_PROCESSOR, Env, read_seen, wait_for
+from conftest import MONOTONIC_LUA, RECORDING_PROCESSOR, Env, assert_exactly_once, read_seen, wait_for
 
 MOCK = emulators.KINESIS_MOCK
 PROXY = Path(__file__).with_name("eventstream_proxy.js")
@@ -166,6 +166,15 @@ class Fanout:
     def put(self, lines, partition_key=None):
         self.env.put(self.stream, lines, partition_key=partition_key, config="admin.lua")
 
+    def recording(self, shards, lines, **config):
+        """RECORDING_PROCESSOR, config(**config) and a new stream of `shards`
+        shards holding `lines` (returned)."""
+        self.env.write("p.lua", RECORDING_PROCESSOR)
+        self.create(shards)
+        self.config(**config)
+        self.put(lines)
+        return lines
+
     def leases(self):
         try:
             return scan_leases(self.app)
@@ -180,15 +189,6 @@ class Fanout:
 @pytest.fixture
 def fo(env, kinesis_mock):
     return Fanout(env)
-
-
-def assert_exactly_once(seen, expected):
-    counts = collections.Counter(d for _, _, _, d in seen)
-    dups = {d: n for d, n in counts.items() if n > 1}
-    missing = set(expected) - set(counts)
-    assert not missing, f"{len(missing)} records never processed, e.g. {sorted(missing)[:5]}"
-    assert not dups, f"{len(dups)} records processed more than once, e.g. {list(dups.items())[:5]}"
-    assert set(counts) == set(expected)
 
 
 def test_put_to_kinesis_mock_stores_each_record_once(fo):
@@ -317,6 +317,15 @@ def wait_processed(fo, produced, timeout=60):
              what=f"all {len(want)} records processed")
 
 
+def stop_exactly_once(fo, producer, w):
+    """Stops the producer, waits until the worker processed all it put, stops
+    the worker (exit 0) and checks every record was processed once."""
+    produced = producer.stop()
+    wait_processed(fo, produced)
+    assert w.stop(30) == 0, w.logs()[-3000:]
+    assert_exactly_once(read_seen(fo.env.dir / "seen"), produced)
+
+
 def test_fanout_subscriptions_that_end_resume_without_gap_or_duplicate(fo, proxy):
     fo.env.write("p.lua", RECORDING_PROCESSOR)
     fo.create(2)
@@ -325,10 +334,7 @@ def test_fanout_subscriptions_that_end_resume_without_gap_or_duplicate(fo, proxy
     w = fo.env.worker()
     producer = Trickle(fo)
     time.sleep(12)
-    produced = producer.stop()
-    wait_processed(fo, produced)
-    assert w.stop(30) == 0, w.logs()[-3000:]
-    assert_exactly_once(read_seen(fo.env.dir / "seen"), produced)
+    stop_exactly_once(fo, producer, w)
     ended = w.events("fanout_subscription_ended")
     assert len(ended) >= 4, f"subscriptions ended {len(ended)} times: {px.lines}"
     assert all(e["from"].startswith("AFTER_SEQUENCE_NUMBER:") for e in ended), ended
@@ -343,10 +349,7 @@ def test_fanout_broken_frames_are_named_then_resubscribed_and_nothing_is_lost(fo
     producer = Trickle(fo)
     wait_for(lambda: any("unknown event sent" in l for l in px.lines), 60, what="the third subscription's fault")
     time.sleep(3)
-    produced = producer.stop()
-    wait_processed(fo, produced)
-    assert w.stop(30) == 0, w.logs()[-3000:]
-    assert_exactly_once(read_seen(fo.env.dir / "seen"), produced)
+    stop_exactly_once(fo, producer, w)
     errors = [e["error"] for e in w.events("fanout_resubscribe")]
     assert any("event stream message_crc" in e and "stream offset" in e for e in errors), errors
     assert any("event stream truncated" in e for e in errors), errors
@@ -355,11 +358,7 @@ def test_fanout_broken_frames_are_named_then_resubscribed_and_nothing_is_lost(fo
 
 
 def test_fanout_workers_share_one_consumer_and_the_cli_lists_and_deregisters_it(fo):
-    fo.env.write("p.lua", RECORDING_PROCESSOR)
-    fo.create(2)
-    fo.config()
-    first = [f"a {i}" for i in range(300)]
-    fo.put(first)
+    first = fo.recording(2, [f"a {i}" for i in range(300)])
     ws = [fo.env.worker(name=f"w{i}") for i in range(2)]  # started together: both look for the consumer
     wait_processed(fo, first)
     assert [c["ConsumerName"] for c in fo.consumers()] == [fo.consumer], "one consumer for every worker"
@@ -381,11 +380,7 @@ def test_fanout_workers_share_one_consumer_and_the_cli_lists_and_deregisters_it(
 
 
 def test_fanout_kill9_restart_redelivers_only_after_the_checkpoint(fo):
-    fo.env.write("p.lua", RECORDING_PROCESSOR)
-    fo.create(2)
-    fo.config(stream={"max_records": 50})
-    lines = [f"k {i}" for i in range(3000)]
-    fo.put(lines)
+    lines = fo.recording(2, [f"k {i}" for i in range(3000)], stream={"max_records": 50})
     fo.env.extra_env.update(SEEN_DIR="seen1", SLOW_MS="50")
     w1 = fo.env.worker(name="w1")
     wait_for(lambda: len(read_seen(fo.env.dir / "seen1")) > 300, 60, what="some records processed")
@@ -408,11 +403,7 @@ def test_fanout_kill9_restart_redelivers_only_after_the_checkpoint(fo):
 
 
 def test_fanout_sigterm_hands_off_without_redelivery(fo):
-    fo.env.write("p.lua", RECORDING_PROCESSOR)
-    fo.create(4)
-    fo.config()
-    first = [f"a {i}" for i in range(2000)]
-    fo.put(first)
+    first = fo.recording(4, [f"a {i}" for i in range(2000)])
     w1 = fo.env.worker(name="w1")
     wait_processed(fo, first)
     w2 = fo.env.worker(name="w2")
@@ -458,15 +449,7 @@ def test_fanout_split_while_consuming_keeps_per_key_order(fo):
 
 # Writes "shard data mono_s" per record; the first STALLS batches of shard
 # STALL_SHARD take STALL_S seconds each.
-STALL_PROCESSOR = r'''
-local ffi = require "ffi"
-pcall(ffi.cdef, [[
-typedef struct { long tv_sec; long tv_nsec; } efo_timespec;
-int clock_gettime(int clk, efo_timespec *tp);
-int usleep(unsigned int usec);
-]])
-local ts = ffi.new("efo_timespec")
-local function now() ffi.C.clock_gettime(1, ts); return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9 end
+STALL_PROCESSOR = MONOTONIC_LUA + r'''
 local stall_shard, stall_s, stalls = os.getenv("STALL_SHARD"), tonumber(os.getenv("STALL_S")), tonumber(os.getenv("STALLS"))
 local P = {}
 function P.initialize(shard)
@@ -474,7 +457,7 @@ function P.initialize(shard)
   shard.state.batches = 0
 end
 function P.processRecords(records, shard)
-  local t, parts = now(), {}
+  local t, parts = now_s(), {}
   for i = 1, #records do parts[#parts + 1] = shard.id .. " " .. records[i].data .. " " .. string.format("%.3f", t) .. "\n" end
   shard.state.out:write(table.concat(parts))
   shard.state.out:flush()
@@ -571,10 +554,7 @@ def test_fanout_the_mocks_own_five_minute_end_resumes_without_gap_or_duplicate(f
     producer = Trickle(fo, per_put=5, interval=1.0)
     wait_for(lambda: w.events("fanout_subscription_ended"), 330, interval=1.0, what="the mock's 5-minute end")
     time.sleep(5)
-    produced = producer.stop()
-    wait_processed(fo, produced)
-    assert w.stop(30) == 0, w.logs()[-3000:]
-    assert_exactly_once(read_seen(fo.env.dir / "seen"), produced)
+    stop_exactly_once(fo, producer, w)
     subscribed = w.events("fanout_subscribe")
     assert len(subscribed) >= 2 and subscribed[1]["from"].startswith("AFTER_SEQUENCE_NUMBER:"), subscribed
 
@@ -592,8 +572,5 @@ def test_fanout_a_consumer_deregistered_under_a_running_worker_is_registered_aga
     wait_for(lambda: len(w.events("consumer_registered")) == 2, 30, what="the consumer registered again")
     assert w.events("consumer_lost"), "the subscription's ResourceNotFoundException made it look again"
     time.sleep(3)
-    produced = producer.stop()
-    wait_processed(fo, produced)
-    assert w.stop(30) == 0, w.logs()[-3000:]
-    assert_exactly_once(read_seen(fo.env.dir / "seen"), produced)
+    stop_exactly_once(fo, producer, w)
     assert [c["ConsumerName"] for c in fo.consumers()] == [fo.consumer]

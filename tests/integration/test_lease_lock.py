@@ -10,7 +10,8 @@ import signal
 import time
 
 from conftest import TIMED_PROCESSOR, Producer, read_stints, seq_rank, wait_all_processed, wait_for
-from test_leases import first_takeover, load, max_overlap, processed, worker_ids
+from test_leases import (assert_all_processed, first_takeover, load, max_overlap, resumed_stints, takeover_delays,
+                         two_workers_at_2_2, w2_joins_w1)
 
 LEASE_S = 20.0
 
@@ -24,38 +25,19 @@ def prepare(env, shards, lease_ms=int(LEASE_S * 1000), **stream):
 
 def test_kill_9_shards_resume_on_a_peer_of_the_same_machine_at_once_from_the_last_checkpoint(env):
     prepare(env, 4, checkpoint_interval_ms=500)
-    prod = Producer(env, "s", batch=8, interval=0.03).start()
-    w1, w2 = env.worker(name="w1"), env.worker(name="w2")
-    ids = worker_ids([w1, w2])
-    wait_for(lambda: load(env) == [2, 2], timeout=60, what=f"2/2 (now {load(env)})")
-    time.sleep(1.0)
-    victim_id = next(k for k, v in ids.items() if v is w1)
-    shards = sorted(k for k, v in env.leases().items() if v["leaseOwner"] == victim_id)
+    prod, w1, w2, victim_id, shards = two_workers_at_2_2(env, timeout=60)
     t_kill = time.monotonic()
     w1.kill()
     last_cp = {k: env.leases()[k]["checkpoint"] for k in shards}
 
-    def taken_over():
-        st = read_stints(env.dir / "seen")
-        return all(first_takeover(st, sh, victim_id, t_kill) for sh in shards)
-    wait_for(taken_over, timeout=LEASE_S + 10, interval=0.05, what="the dead worker's shards resume")
-    time.sleep(0.5)
-    produced = prod.stop()
-    assert not prod.errors, prod.errors[:3]
-    wait_all_processed(env, produced)
-    assert w2.stop() == 0
-
-    stints = read_stints(env.dir / "seen")
-    delays = {sh: first_takeover(stints, sh, victim_id, t_kill) - t_kill for sh in shards}
-    print("kill -9 takeover with the lock (kill -> first record by the survivor): " +
-          ", ".join(f"{k}={v:.2f}s" for k, v in delays.items()))
+    stints, produced, delays = takeover_delays(
+        env, prod, w2, victim_id, shards, t_kill, timeout=LEASE_S + 10, what="the dead worker's shards resume",
+        label="kill -9 takeover with the lock (kill -> first record by the survivor)")
     assert max(delays.values()) < 5.0, f"takeover took {delays}: the lock was not seen (lease clock: {LEASE_S} s)"
     assert any(e["how"] == "exited" for e in w2.events("worker_gone")), w2.logs()[-2000:]
-    got = processed(stints)
-    missing = [d for d in produced if d not in got]
-    assert not missing, f"{len(missing)} records never processed, e.g. {missing[:5]}"
+    assert_all_processed(stints, produced)
     for sh in shards:
-        later = [s for s in stints if s.shard == sh and s.worker != victim_id and s.start > t_kill]
+        later = resumed_stints(stints, sh, victim_id, t_kill)
         assert seq_rank(later[0].position) == seq_rank(last_cp[sh]), (later[0], last_cp[sh])
 
 
@@ -63,13 +45,7 @@ def test_a_paused_worker_keeps_its_lock_and_its_leases_until_the_lease_clock_say
     lease_s = 4.0
     prepare(env, 2, lease_ms=int(lease_s * 1000))
     prod = Producer(env, "s", batch=4, interval=0.05).start()
-    w1 = env.worker(name="w1")
-    ids = worker_ids([w1])
-    wait_for(lambda: load(env) == [2], timeout=30, what="w1 owns both shards")
-    w2 = env.worker(name="w2")
-    ids.update(worker_ids([w2]))
-    w1_id = next(k for k, v in ids.items() if v is w1)
-    w2_id = next(k for k, v in ids.items() if v is w2)
+    w1, w2, w1_id, w2_id = w2_joins_w1(env, timeout=30, what="w1 owns both shards")
     # balance: one shard each (a graceful handoff), then w1 is paused
     wait_for(lambda: load(env) == [1, 1], timeout=30, what=f"1/1 (now {load(env)})")
     time.sleep(1.0)

@@ -62,6 +62,63 @@ def first_takeover(stints, shard, victim_id, after):
     return min(ts) if ts else None
 
 
+def w2_joins_w1(env, timeout, what="w1 owns both leases"):
+    """w1 starts and takes both leases, then w2 starts: (w1, w2, w1's worker id, w2's)."""
+    w1 = env.worker(name="w1")
+    (w1_id,) = worker_ids([w1])
+    wait_for(lambda: load(env) == [2], timeout=timeout, what=what)
+    w2 = env.worker(name="w2")
+    (w2_id,) = worker_ids([w2])
+    return w1, w2, w1_id, w2_id
+
+
+def two_workers_at_2_2(env, timeout):
+    """A producer and workers w1 and w2 sharing 4 shards 2/2, processing for a
+    second: (producer, w1, w2, w1's worker id, w1's shards in order)."""
+    prod = Producer(env, "s", batch=8, interval=0.03).start()
+    w1, w2 = env.worker(name="w1"), env.worker(name="w2")
+    ids = worker_ids([w1, w2])
+    wait_for(lambda: load(env) == [2, 2], timeout=timeout, what=f"2/2 (now {load(env)})")
+    time.sleep(1.0)
+    w1_id = next(k for k, v in ids.items() if v is w1)
+    shards = sorted(k for k, v in env.leases().items() if v["leaseOwner"] == w1_id)
+    return prod, w1, w2, w1_id, shards
+
+
+def takeover_delays(env, prod, survivor, victim_id, shards, since, timeout, what, label):
+    """Waits until a peer processes each of the victim's `shards` after `since`,
+    then until every record `prod` put is processed; stops the survivor and
+    prints each shard's delay after `label`. Returns (stints, produced,
+    {shard: seconds from `since` to the peer's first record})."""
+    def taken_over():
+        st = read_stints(env.dir / "seen")
+        return all(first_takeover(st, sh, victim_id, since) for sh in shards)
+    wait_for(taken_over, timeout=timeout, interval=0.05, what=what)
+    time.sleep(0.5)
+    produced = prod.stop()
+    assert not prod.errors, prod.errors[:3]
+    wait_all_processed(env, produced)
+    assert survivor.stop() == 0
+
+    stints = read_stints(env.dir / "seen")
+    delays = {sh: first_takeover(stints, sh, victim_id, since) - since for sh in shards}
+    print(f"{label}: " + ", ".join(f"{k}={v:.2f}s" for k, v in delays.items()))
+    return stints, produced, delays
+
+
+def assert_all_processed(stints, produced):
+    """Every produced record is in some stint; returns processed(stints)."""
+    got = processed(stints)
+    missing = [d for d in produced if d not in got]
+    assert not missing, f"{len(missing)} records never processed, e.g. {missing[:5]}"
+    return got
+
+
+def resumed_stints(stints, shard, victim_id, since):
+    """The stints of `shard` by workers other than the victim, started after `since`."""
+    return [s for s in stints if s.shard == shard and s.worker != victim_id and s.start > since]
+
+
 def max_overlap(stints):
     """[(overlap seconds, stint a, stint b)] of every two stints of one shard, largest first."""
     out = []
@@ -153,9 +210,7 @@ def test_three_workers_converge_to_3_3_2_and_a_fourth_gets_shards_by_stealing(en
         assert w.stop() == 0, w.logs()[-3000:]
 
     stints = read_stints(env.dir / "seen")
-    got = processed(stints)
-    missing = [d for d in produced if d not in got]
-    assert not missing, f"{len(missing)} records never processed, e.g. {missing[:5]}"
+    assert_all_processed(stints, produced)
     # two owners of one shard at once only within the lease-expiry overlap
     overlaps = max_overlap(stints)
     assert not overlaps or overlaps[0][0] <= LEASE_S + 0.5, overlaps[:3]
@@ -173,41 +228,21 @@ def test_three_workers_converge_to_3_3_2_and_a_fourth_gets_shards_by_stealing(en
 def test_kill_9_shards_resume_elsewhere_within_lease_duration_and_only_after_the_last_checkpoint(env):
     # checkpoints coalesced per 500 ms: the dead worker leaves processed records past its last checkpoint
     prepare(env, 4, stream={"checkpoint_interval_ms": 500})
-    prod = Producer(env, "s", batch=8, interval=0.03).start()
-    w1, w2 = env.worker(name="w1"), env.worker(name="w2")
-    ids = worker_ids([w1, w2])
-    wait_for(lambda: load(env) == [2, 2], timeout=15, what=f"2/2 (now {load(env)})")
-    time.sleep(1.0)  # both process for a while
-    victim = w1
-    victim_id = next(k for k, v in ids.items() if v is victim)
-    shards = sorted(k for k, v in env.leases().items() if v["leaseOwner"] == victim_id)
+    prod, victim, w2, victim_id, shards = two_workers_at_2_2(env, timeout=15)  # both process for a while
     assert len(shards) == 2
     t_kill = time.monotonic()
     victim.kill()
     last_cp = {k: env.leases()[k]["checkpoint"] for k in shards}  # the dead worker wrote nothing after this
 
-    def taken_over():
-        st = read_stints(env.dir / "seen")
-        return all(first_takeover(st, sh, victim_id, t_kill) for sh in shards)
-    wait_for(taken_over, timeout=LEASE_S + TAKER_S + 10, interval=0.05, what="the dead worker's shards resume")
-    time.sleep(0.5)
-    produced = prod.stop()
-    assert not prod.errors, prod.errors[:3]
-    wait_all_processed(env, produced)
-    assert w2.stop() == 0
-
-    stints = read_stints(env.dir / "seen")
-    delays = {sh: first_takeover(stints, sh, victim_id, t_kill) - t_kill for sh in shards}
-    print("kill -9 takeover (kill -> first record by the survivor): " +
-          ", ".join(f"{k}={v:.2f}s" for k, v in delays.items()))
+    stints, produced, delays = takeover_delays(env, prod, w2, victim_id, shards, t_kill,
+                                               timeout=LEASE_S + TAKER_S + 10, what="the dead worker's shards resume",
+                                               label="kill -9 takeover (kill -> first record by the survivor)")
     bound = LEASE_S + TAKER_S + 1.0
     assert max(delays.values()) <= bound, f"takeover took {delays} (bound {bound}s)"
-    got = processed(stints)
-    missing = [d for d in produced if d not in got]
-    assert not missing, f"{len(missing)} records never processed, e.g. {missing[:5]}"
+    assert_all_processed(stints, produced)
     for sh in shards:
         cp = seq_rank(last_cp[sh])
-        later = [s for s in stints if s.shard == sh and s.worker != victim_id and s.start > t_kill]
+        later = resumed_stints(stints, sh, victim_id, t_kill)
         assert later, sh
         # the survivor resumed from the dead worker's last checkpoint
         assert seq_rank(later[0].position) == cp, (later[0], last_cp[sh])
@@ -223,37 +258,18 @@ def test_kill_9_shards_resume_elsewhere_within_lease_duration_and_only_after_the
 
 def test_sigterm_shards_resume_elsewhere_within_taker_interval_with_no_redelivery(env):
     prepare(env, 4)
-    prod = Producer(env, "s", batch=8, interval=0.03).start()
-    w1, w2 = env.worker(name="w1"), env.worker(name="w2")
-    ids = worker_ids([w1, w2])
-    wait_for(lambda: load(env) == [2, 2], timeout=15, what=f"2/2 (now {load(env)})")
-    time.sleep(1.0)
-    victim_id = next(k for k, v in ids.items() if v is w1)
-    shards = sorted(k for k, v in env.leases().items() if v["leaseOwner"] == victim_id)
+    prod, w1, w2, victim_id, shards = two_workers_at_2_2(env, timeout=15)
     t_term = time.monotonic()
     assert w1.stop() == 0, w1.logs()[-3000:]
     released = env.leases()
     for sh in shards:
         assert released[sh]["leaseOwner"] != victim_id, f"{sh} not released: {released[sh]}"
 
-    def taken_over():
-        st = read_stints(env.dir / "seen")
-        return all(first_takeover(st, sh, victim_id, t_term) for sh in shards)
-    wait_for(taken_over, timeout=10, interval=0.05, what="the stopped worker's shards resume")
-    time.sleep(0.5)
-    produced = prod.stop()
-    assert not prod.errors, prod.errors[:3]
-    wait_all_processed(env, produced)
-    assert w2.stop() == 0
-
-    stints = read_stints(env.dir / "seen")
-    delays = {sh: first_takeover(stints, sh, victim_id, t_term) - t_term for sh in shards}
-    print("SIGTERM takeover (signal -> first record by the survivor): " +
-          ", ".join(f"{k}={v:.2f}s" for k, v in delays.items()))
+    stints, produced, delays = takeover_delays(env, prod, w2, victim_id, shards, t_term, timeout=10,
+                                               what="the stopped worker's shards resume",
+                                               label="SIGTERM takeover (signal -> first record by the survivor)")
     assert max(delays.values()) <= TAKER_S + 1.0, f"takeover took {delays} (bound {TAKER_S + 1.0}s)"
-    got = processed(stints)
-    missing = [d for d in produced if d not in got]
-    assert not missing, f"{len(missing)} records never processed, e.g. {missing[:5]}"
+    got = assert_all_processed(stints, produced)
     dups = {d: v for d, v in got.items() if len(v) > 1}
     assert not dups, f"{len(dups)} records re-delivered after a graceful stop, e.g. {list(dups.items())[:3]}"
     # shutdownRequested ran on each of the stopped worker's shards, none got leaseLost
@@ -466,12 +482,7 @@ def test_a_stolen_lease_names_its_previous_owner(env):
     # lease_taken carries previous_owner: after a steal (graceful or not), who had it
     prepare(env, 2)
     prod = Producer(env, "s", batch=4, interval=0.05).start()
-    w1 = env.worker(name="w1")
-    ids = worker_ids([w1])
-    wait_for(lambda: load(env) == [2], timeout=10, what="w1 owns both leases")
-    w2 = env.worker(name="w2")
-    ids.update(worker_ids([w2]))
-    w1_id = next(k for k, v in ids.items() if v is w1)
+    w1, w2, w1_id, _ = w2_joins_w1(env, timeout=10)
     stolen = wait_for(lambda: [e for e in w2.events("lease_taken") if e["stolen"] == "1"], timeout=10,
                       what="w2 steals one lease")
     prod.stop()
@@ -510,12 +521,7 @@ def test_a_worker_stopped_while_its_handoff_request_is_pending_leaves_no_lease_i
     prepare(env, 2, stream={"max_records": 5})
     env.extra_env["SLOW_MS"] = "1500"
     prod = Producer(env, "s", batch=4, interval=0.05).start()
-    w1 = env.worker(name="w1")
-    ids = worker_ids([w1])
-    wait_for(lambda: load(env) == [2], timeout=10, what="w1 owns both leases")
-    w2 = env.worker(name="w2")
-    ids.update(worker_ids([w2]))
-    w2_id = next(k for k, v in ids.items() if v is w2)
+    w1, w2, _, w2_id = w2_joins_w1(env, timeout=10)
     wait_for(lambda: w2.events("lease_handoff_requested"), timeout=10, what="w2 asks for a lease")
     assert w2.stop() == 0
     t_exit = time.monotonic()

@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from aws_helpers import AWS_ENV, DYNALITE_PORT, FaultProxy, unique
+from aws_helpers import AWS_ENV, DYNALITE_PORT, FaultProxy, proxied_kinesis_project, unique
 from conftest import RECORDING_PROCESSOR, ROOT, read_seen, wait_for
 from metrics_helpers import PROMTOOL, FaultsWorker, Prometheus, get, metrics_port, samples, total
 
@@ -475,17 +475,7 @@ def test_aws_http_metrics_count_every_attempt_by_api_class_and_throttle(env, emu
     plan = lambda n: "500" if n % 7 == 3 else "throttle" if n % 7 == 5 else "ok"  # noqa: E731
     kp = FaultProxy(KINESALITE_PORT, "ProvisionedThroughputExceededException", plan=plan)
     try:
-        env.extra_env.update(AWS_ENV)
-        stream, app = unique("s"), unique("app")
-        common = {"application": app, "leases": {"type": "dynamodb", "region": "us-east-1",
-                                                 "endpoint": f"http://127.0.0.1:{DYNALITE_PORT}"}}
-        direct = {"type": "kinesis", "region": "us-east-1", "endpoint": f"http://127.0.0.1:{KINESALITE_PORT}"}
-        env.config([{"name": stream, "processor": "p.lua"}], name="direct.lua", source=direct, **common)
-        env.config([{"name": stream, "processor": "p.lua", "idle_time_between_reads_ms": 200}], metrics=METRICS,
-                   source=dict(direct, endpoint=kp.url), **common)
-        env.write("p.lua", RECORDING_PROCESSOR)
-        env.create_stream(stream, 2, config="direct.lua")
-        env.put(stream, [f"k{i}" for i in range(200)], config="direct.lua")
+        proxied_kinesis_project(env, kp, 200, metrics=METRICS)
         w = env.worker()
         port = metrics_port(w)
         wait_for(lambda: len(read_seen(env.dir / "seen")) == 200, timeout=60, what="every record")

@@ -10,7 +10,7 @@ import json
 import os
 import time
 
-from conftest import wait_for
+from conftest import processed_log, processed_log_processor, wait_for
 
 PROCESSOR = r'''
 local P = {}
@@ -56,11 +56,6 @@ def prepare(env, on_error, poison=("r500",), mode="raise", n=1000, extra=None):
     env.extra_env.update({"POISON": ",".join(poison), "MODE": mode})
 
 
-def processed(env):
-    p = env.dir / "processed.log"
-    return p.read_text().split() if p.exists() else []
-
-
 def calls(env):
     p = env.dir / "calls.log"
     return [l.split()[1:] for l in p.read_text().splitlines()] if p.exists() else []
@@ -85,7 +80,7 @@ def run_drain(env, timeout=60):
 def test_skip_by_batch_skips_the_failing_batch_and_says_so(env):
     prepare(env, {"isolate": "batch", "retries": 0, "final": "skip", "breaker": False})
     w = run_drain(env)
-    assert processed(env) == []
+    assert processed_log(env) == []
     (ev,) = w.events("records_skipped")
     assert ev["count"] == "1000" and ev["first"] == last_seq(env, 0) and ev["last"] == last_seq(env, 999)
     assert "poison record r500" in ev["error"]
@@ -95,7 +90,7 @@ def test_skip_by_batch_skips_the_failing_batch_and_says_so(env):
 def test_skip_skips_only_the_poison_record(env):
     prepare(env, "skip")
     w = run_drain(env)
-    got = processed(env)
+    got = processed_log(env)
     assert sorted(got) == sorted(f"r{i}" for i in range(1000) if i != 500)
     assert got == [f"r{i}" for i in range(1000) if i != 500], "order within the shard is kept"
     (ev,) = w.events("records_skipped")
@@ -106,7 +101,7 @@ def test_skip_skips_only_the_poison_record(env):
 def test_isolation_narrows_down_two_poison_records(env):
     prepare(env, {"retries": 0, "final": "skip"}, poison=("r3", "r777"))
     w = run_drain(env)
-    assert processed(env) == [f"r{i}" for i in range(1000) if i not in (3, 777)]
+    assert processed_log(env) == [f"r{i}" for i in range(1000) if i not in (3, 777)]
     assert len(w.events("batch_failed")) > 2, "each bisection step is logged"
     skipped = sorted(e["first"] for e in w.events("records_skipped"))
     assert skipped == [last_seq(env, 3), last_seq(env, 777)]
@@ -115,7 +110,7 @@ def test_isolation_narrows_down_two_poison_records(env):
 def test_dead_letter_writes_the_poison_record_before_checkpointing_past_it(env):
     prepare(env, {"retries": 0, "final": "dead_letter", "dead_letter": {"file": "dlq.jsonl"}})
     run_drain(env)
-    assert processed(env) == [f"r{i}" for i in range(1000) if i != 500]
+    assert processed_log(env) == [f"r{i}" for i in range(1000) if i != 500]
     lines = [json.loads(l) for l in (env.dir / "dlq.jsonl").read_text().splitlines()]
     assert len(lines) == 1
     d = lines[0]
@@ -147,7 +142,7 @@ def test_unwritable_dead_letter_destination_never_checkpoints_past_the_records(e
     w.stop()
     # the good records before the poison one are done; nothing at or after r500 is checkpointed
     assert checkpoint(env) == last_seq(env, 499)
-    assert processed(env) == [f"r{i}" for i in range(500)], "the shard waits at the poison record"
+    assert processed_log(env) == [f"r{i}" for i in range(500)], "the shard waits at the poison record"
     # once the destination exists, the write succeeds and the shard goes on
     (env.dir / "missing").mkdir()
     w2 = env.worker("--drain")
@@ -163,7 +158,7 @@ def test_halt_stops_the_shard_at_the_failing_record_and_status_says_halted(env):
     w = env.worker()
     wait_for(lambda: w.events("shard_halted"), what="shard_halted")
     assert checkpoint(env) == last_seq(env, 499)
-    assert processed(env) == [f"r{i}" for i in range(500)]
+    assert processed_log(env) == [f"r{i}" for i in range(500)]
     assert w.alive()
     ev = w.events("shard_halted")[0]
     assert "poison record r500" in ev["error"]
@@ -201,7 +196,7 @@ def test_default_policy_retries_forever_and_skips_nothing(env):
     w = env.worker()
     wait_for(lambda: len(calls(env)) >= 2, timeout=20, what="a retry")
     w.stop()
-    assert processed(env) == []
+    assert processed_log(env) == []
     assert checkpoint(env) == "TRIM_HORIZON"
     assert not w.events("records_skipped")
 
@@ -211,7 +206,7 @@ def test_failed_decision_checkpoints_the_records_before_it(env):
     w = env.worker()
     wait_for(lambda: w.events("shard_halted"), what="shard_halted")
     w.stop()
-    assert processed(env) == [f"r{i}" for i in range(500)]
+    assert processed_log(env) == [f"r{i}" for i in range(500)]
     assert checkpoint(env) == last_seq(env, 499)
     assert "bad record r500" in w.events("shard_halted")[0]["error"]
 
@@ -239,7 +234,7 @@ return P
     env.create_stream("s", 1)
     env.put("s", ["spin", "after"], partition_key="k")
     w = run_drain(env)
-    assert processed(env) == ["after"]
+    assert processed_log(env) == ["after"]
     assert w.events("process_timeout")
     assert "timed out" in w.events("records_skipped")[0]["error"]
 
@@ -258,7 +253,7 @@ return P
     env.create_stream("s", 1)
     env.put("s", ["hog", "after"], partition_key="k")
     w = run_drain(env)
-    assert processed(env) == ["after"]
+    assert processed_log(env) == ["after"]
     assert "memory limit of 32 MB" in w.events("records_skipped")[0]["error"]
 
 
@@ -267,7 +262,7 @@ def test_dead_letter_to_a_local_stream_then_replayed_nowhere_lost(env):
     prepare(env, {"retries": 0, "final": "dead_letter", "dead_letter": {"stream": "errors"}})
     env.run("stream", "create", "errors", "--shards", "1")
     w = run_drain(env)
-    assert processed(env) == [f"r{i}" for i in range(1000) if i != 500]
+    assert processed_log(env) == [f"r{i}" for i in range(1000) if i != 500]
     rows = stream_records(env, "errors")
     assert len(rows) == 1
     d = json.loads(rows[0][2])
@@ -315,7 +310,7 @@ def test_a_dead_letter_write_that_blocks_stalls_only_its_shard(env):
     counter = env.leases()[stuck]["leaseCounter"]
     env.put("s", [f"g{i}" for i in range(100)], partition_key=key_on(1))
     wait_for(lambda: env.leases()[other]["checkpoint"] != "TRIM_HORIZON", what="the other shard to go on")
-    assert processed(env) == [f"g{i}" for i in range(100)]
+    assert processed_log(env) == [f"g{i}" for i in range(100)]
     # lease_duration 2 s: renewals every ~0.7 s go on while the write waits
     wait_for(lambda: env.leases()[stuck]["leaseCounter"] >= counter + 3, what="renewals of the stuck shard")
     assert env.leases()[stuck]["checkpoint"] == "TRIM_HORIZON" and not w.events("records_dead_lettered")
@@ -351,7 +346,7 @@ return P
     big = "B" * (900 * 1024)
     env.put("s", ["r0", big, "r2"], partition_key="k")
     w = run_drain(env)
-    assert processed(env) == ["r0", "r2"]
+    assert processed_log(env) == ["r0", "r2"]
     from conftest import stream_records
     (row,) = stream_records(env, "errors")
     d = json.loads(row[2])
@@ -368,18 +363,8 @@ def test_isolation_does_not_turn_a_transient_outage_into_skips(env):
     # record gets its own retries, with backoff, before anything is skipped. The
     # test ends the outage when isolation first reaches a single record: nothing
     # may have been skipped by then, and nothing is skipped afterwards.
-    env.write("p.lua", r'''
-local P = {}
-function P.processRecords(records)
-  local down = io.open("down")
-  if down then down:close() error("downstream unavailable") end
-  local out = assert(io.open("processed.log", "a"))
-  for i = 1, #records do out:write(records[i].data, "\n") end
-  out:close()
-  return "checkpoint"
-end
-return P
-''')
+    env.write("p.lua", processed_log_processor('  local down = io.open("down")\n'
+                                               '  if down then down:close() error("downstream unavailable") end\n'))
     env.config([{"name": "s", "processor": "p.lua", "max_records": 64,
                  "on_error": {"retries": 2, "backoff_ms": 1000, "max_backoff_ms": 2000, "final": "skip"}}])
     env.create_stream("s", 1)
@@ -390,10 +375,10 @@ return P
              what="isolation to reach a single record")
     assert not w.events("records_skipped"), "a record was skipped during a transient outage"
     (env.dir / "down").unlink()
-    wait_for(lambda: len(processed(env)) == 64, timeout=60, what="every record processed")
+    wait_for(lambda: len(processed_log(env)) == 64, timeout=60, what="every record processed")
     w.stop()
     assert not w.events("records_skipped")
-    assert processed(env) == [f"r{i}" for i in range(64)]
+    assert processed_log(env) == [f"r{i}" for i in range(64)]
 
 
 def test_a_dead_letter_put_to_a_local_stream_held_up_by_a_writer_stalls_only_its_shard(env):

@@ -2,8 +2,8 @@
 answers (found while testing the AWS metrics under injected throttles)."""
 import time
 
-from aws_helpers import AWS_ENV, DYNALITE_PORT, FaultProxy, unique
-from conftest import RECORDING_PROCESSOR, read_seen, wait_for
+from aws_helpers import FaultProxy, proxied_kinesis_project
+from conftest import read_seen, wait_for
 
 
 def test_sigterm_while_a_kinesis_read_is_retrying_releases_and_exits_0(env, emulators):
@@ -15,17 +15,7 @@ def test_sigterm_while_a_kinesis_read_is_retrying_releases_and_exits_0(env, emul
     kp = FaultProxy(KINESALITE_PORT, "ProvisionedThroughputExceededException",
                     plan=lambda n: "throttle" if mode["throttle"] else "ok")
     try:
-        env.extra_env.update(AWS_ENV)
-        stream, app = unique("s"), unique("app")
-        common = {"application": app, "leases": {"type": "dynamodb", "region": "us-east-1",
-                                                 "endpoint": f"http://127.0.0.1:{DYNALITE_PORT}"}}
-        direct = {"type": "kinesis", "region": "us-east-1", "endpoint": f"http://127.0.0.1:{KINESALITE_PORT}"}
-        env.config([{"name": stream, "processor": "p.lua"}], name="direct.lua", source=direct, **common)
-        env.config([{"name": stream, "processor": "p.lua", "idle_time_between_reads_ms": 200}],
-                   source=dict(direct, endpoint=kp.url), shutdown_grace_ms=10000, **common)
-        env.write("p.lua", RECORDING_PROCESSOR)
-        env.create_stream(stream, 2, config="direct.lua")
-        env.put(stream, [f"k{i}" for i in range(20)], config="direct.lua")
+        _, app = proxied_kinesis_project(env, kp, 20, shutdown_grace_ms=10000)
         w = env.worker()
         wait_for(lambda: len(read_seen(env.dir / "seen")) == 20, timeout=60, what="every record")
         mode["throttle"] = True  # every read from now on is throttled and retried

@@ -1,10 +1,9 @@
 """The fast paths keep the guarantees: coalesced checkpoints, bounded
 prefetch memory, lazy records that never dangle."""
-import time
 
 import pytest
 
-from conftest import ASAN, RECORDING_PROCESSOR, read_seen, rss_kb, wait_for
+from conftest import ASAN, RECORDING_PROCESSOR, busy_processor, peak_rss_kb, read_seen, wait_for
 
 
 def test_coalesced_checkpoints_keep_exactly_once_and_order_and_write_less(env):
@@ -45,15 +44,7 @@ def test_coalesced_checkpoints_flush_on_sigterm_so_a_restart_redelivers_nothing(
 
 @pytest.mark.skipif(ASAN, reason="under AddressSanitizer RSS measures the sanitizer's shadow memory and quarantine")
 def test_slow_processor_with_fast_producer_keeps_memory_bounded(env):
-    env.write("p.lua", '''
-local P = {}
-function P.processRecords(records)
-  local t = os.clock() + 0.02
-  while os.clock() < t do end
-  return "checkpoint"
-end
-return P
-''')
+    env.write("p.lua", busy_processor(0.02))
     env.config([{"name": "s", "processor": "p.lua", "max_records": 2000, "prefetch_batches": 8}],
                max_buffered_mb=16, processor_threads=1)
     env.create_stream("s", 20)
@@ -65,11 +56,7 @@ return P
     env.run("put", "s", str(lines_path))
     lines_path.unlink()
     w = env.worker()
-    peak = 0
-    deadline = time.monotonic() + 8
-    while time.monotonic() < deadline and w.alive():
-        peak = max(peak, rss_kb(w.pid))
-        time.sleep(0.1)
+    peak = peak_rss_kb(w, seconds=8, interval=0.1)
     assert w.alive()
     w.stop()
     # 120 MB of records behind: prefetch stops at 16 MB, every shard

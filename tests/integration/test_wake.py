@@ -63,14 +63,20 @@ def start(env, shards, idle_ms, **stream):
     return w
 
 
+def put_one_at_a_time(env, n, gap_s, what):
+    """Puts records r0..r<n-1>, one `put` each, gap_s apart, on keys of their
+    own; waits until all are processed. Returns their put -> process latencies (ms)."""
+    base = len(all_seen(env))
+    for i in range(n):
+        env.put("s", [f"r{i}"], partition_key=f"k{i}")
+        time.sleep(gap_s)
+    wait_for(lambda: len(all_seen(env)) == base + n, timeout=20, what=f"{n} records processed {what}")
+    return [ms for d, ms in all_seen(env) if d.startswith("r")]
+
+
 def test_a_put_into_a_caught_up_stream_is_processed_at_once_not_at_the_next_poll(env):
     start(env, 2, NO_POLL_MS)
-    base = len(all_seen(env))
-    for i in range(10):
-        env.put("s", [f"r{i}"], partition_key=f"k{i}")
-        time.sleep(0.1)
-    wait_for(lambda: len(all_seen(env)) == base + 10, timeout=20, what="10 records processed without a poll")
-    lat = [ms for d, ms in all_seen(env) if d.startswith("r")]
+    lat = put_one_at_a_time(env, 10, 0.1, "without a poll")
     print(f"put -> processRecords: max {max(lat):.1f} ms, median {sorted(lat)[len(lat) // 2]:.1f} ms")
     assert max(lat) < 5000, lat  # a poll would take up to 60 s
 
@@ -98,12 +104,7 @@ def test_puts_made_while_the_processor_is_busy_are_all_processed_in_order_withou
 def test_with_wake_ups_off_records_still_arrive_by_polling_only_later(env):
     env.extra_env["SHARDRUN_LOCAL_WAKE"] = "0"
     start(env, 2, 1500)
-    base = len(all_seen(env))
-    for i in range(6):
-        env.put("s", [f"r{i}"], partition_key=f"k{i}")
-        time.sleep(0.3)
-    wait_for(lambda: len(all_seen(env)) == base + 6, timeout=20, what="6 records processed by polling")
-    lat = [ms for d, ms in all_seen(env) if d.startswith("r")]
+    lat = put_one_at_a_time(env, 6, 0.3, "by polling")
     print(f"wake-ups off: put -> processRecords {sorted(round(x) for x in lat)} ms")
     # they waited for a poll: all six landing within 200 ms of their put by
     # chance has odds of about (200/1500)^6
