@@ -370,7 +370,9 @@ static int fo_event(fo_sub_t *sub, const eventstream_message_t *m)
         batch_free(b);
         b = rest;
     }
-    if (b->count) fo_set(&sub->last_seq, batch_seq(b, b->count - 1));
+    /* b goes to the queue or is freed below: what comes after asks `fresh` */
+    const size_t fresh = b->count;
+    if (fresh) fo_set(&sub->last_seq, batch_seq(b, fresh - 1));
     if (!r.next_iterator) {
         char list[1024] = "";
         for (size_t i = 0; i < nkids; i++)
@@ -382,7 +384,7 @@ static int fo_event(fo_sub_t *sub, const eventstream_message_t *m)
     for (size_t i = 0; i < nkids; i++) free(kids[i]);
     free(kids);
     fo_event_t *tail = sub->tail;
-    if (!b->count && r.next_iterator && tail && tail->cont) {
+    if (!fresh && r.next_iterator && tail && tail->cont) {
         /* nothing new: the queued event only moves on (empty events do not pile up) */
         fo_set(&tail->cont, r.next_iterator);
         tail->millis_behind = r.millis_behind;
@@ -397,11 +399,12 @@ static int fo_event(fo_sub_t *sub, const eventstream_message_t *m)
         e->bytes = b->bytes;
         fo_enqueue(sub, e);
     }
+    b = NULL;
     if (r.next_iterator) {
         char *at = fo_after(r.next_iterator);
         free(sub->open_at);
         sub->open_at = at;
-        if (!b->count && !sub->confirm && fo_closed(sub) &&
+        if (!fresh && !sub->confirm && fo_closed(sub) &&
             clock_mono_ms() - sub->last_confirm_ms >= FO_CONFIRM_MS)
             fo_confirm_start(sub, r.next_iterator);
     }

@@ -271,6 +271,11 @@ def test_a_thousand_shards_keep_a_bounded_series_count_and_a_quick_scrape(env):
     port = metrics_port(w)
     wait_for(lambda: total(get(port, "/metrics")[1], "shardrun_records_processed_total") == shards * 5,
              timeout=180, interval=0.5, what="every record processed")
+    # records_behind appears with the first count after the shard was taken
+    # (every 5 s, less often while a count is slow): shards taken after the
+    # last count have none yet, so the test waits for the next one
+    wait_for(lambda: sum(s.startswith("shardrun_records_behind{") for s in samples(get(port, "/metrics")[1])) == shards,
+             timeout=60, interval=0.5, what="records_behind for every shard")
     times = []
     for _ in range(5):
         t0 = time.monotonic()
