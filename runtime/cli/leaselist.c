@@ -12,6 +12,10 @@ int leaselist_connect(const config_t *cfg, leaselist_conn_t *c)
 {
     errbuf_t err;
     *c = (leaselist_conn_t){.loop = ev_loop_new(EVFLAG_AUTO)};
+    if (!c->loop) {
+        fprintf(stderr, "shardrun: cannot create an event loop (out of file descriptors?)\n");
+        return 1;
+    }
     if (backend_aws_new(cfg, c->loop, &c->aws, &err) ||
         !(c->store = backend_lease_store_new(cfg, c->loop, c->aws, 0, &err))) {
         fprintf(stderr, "shardrun: %s\n", err.msg);

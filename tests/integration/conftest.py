@@ -361,6 +361,7 @@ def read_seen(path):
                 out.append(tuple(parts))
     return out
 
+
 def assert_exactly_once(seen, expected):
     """Every expected data in `seen` (read_seen's rows) exactly once, and nothing else."""
     counts = collections.Counter(d for _, _, _, d in seen)
