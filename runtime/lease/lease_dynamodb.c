@@ -48,6 +48,7 @@ struct ddb_store {
     char *table;
     int create_table;           /* a missing table is created (a worker), or an error (status) */
     ddb_table_state_t table_state;
+    int missing_told;           /* lease_table_missing logged: status --watch asks every second */
     ddb_table_op_t table_op;
     aws_client_req_t *table_http;
     ev_timer table_timer;       /* DescribeTable again while the table is being created */
@@ -315,9 +316,11 @@ static void ddb_table_done(void *ud, const aws_http_response_t *resp)
             snprintf(why, sizeof why, "lease table %s does not exist (region %s, endpoint %s): no worker has run "
                      "with this table yet, or leases.table (default: application) is mistyped", ds->table,
                      ds->ep.region, ds->ep.url);
-            log_warn("lease_table_missing", "table=%s region=%s endpoint=%s created=no note=\"no worker has run with "
-                     "it yet, or leases.table (default: application) is mistyped\"", ds->table, ds->ep.region,
-                     ds->ep.url);
+            if (!ds->missing_told)
+                log_warn("lease_table_missing", "table=%s region=%s endpoint=%s created=no note=\"no worker has run "
+                         "with it yet, or leases.table (default: application) is mistyped\"", ds->table,
+                         ds->ep.region, ds->ep.url);
+            ds->missing_told = 1;
             ddb_release_queue_missing(ds, why);
             return;
         }

@@ -5,12 +5,14 @@ config, read-only commands create nothing, failures say what to fix."""
 import collections
 import json
 import re
+import signal
+import subprocess
 import time
 
 import pytest
 
 from aws_helpers import AWS_ENV, DYNALITE_PORT, KINESALITE_PORT, dynamodb, kinesis
-from conftest import RECORDING_PROCESSOR, parse_log_line, read_seen, wait_for
+from conftest import RECORDING_PROCESSOR, SHARDRUN, parse_log_line, read_seen, wait_for
 from test_aws import Aws, aws  # noqa: F401  (the aws fixture; emulators comes from conftest)
 
 
@@ -140,6 +142,22 @@ def test_status_on_a_missing_lease_table_creates_nothing(aws):
     assert missing["table"] == "mistyped-table-" + aws.app and "leases.table" in missing["note"], missing
     assert set(tables()) == before, "status created a table"
     assert "lease_table_create" not in err
+
+
+def test_status_watch_on_a_missing_lease_table_says_so_once(aws):
+    # --watch lists the table every second: the warning is for the first answer
+    # only (without a terminal, frames follow one another on stdout)
+    aws.env.write("p.lua", RECORDING_PROCESSOR)
+    aws.config(leases={"type": "dynamodb", "region": "us-east-1", "endpoint": aws.dynamodb_url,
+                       "table": "mistyped-table-" + aws.app})
+    p = subprocess.Popen([SHARDRUN, "status", "--watch"], cwd=aws.env.dir, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=aws.env.proc_env())
+    time.sleep(4)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=20)
+    err = err.decode()
+    assert out, "no frame"
+    assert err.count("lease_table_missing") == 1, err
 
 
 def test_stream_list_creates_nothing(aws):
