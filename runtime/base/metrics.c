@@ -11,7 +11,6 @@
 #define METRICS_MAX_COLLECTORS 16
 
 struct metric_family {
-    metrics_t *registry;
     metric_type_t type;
     const char *name, *help;
     const char *labels[METRICS_MAX_LABELS];
@@ -88,7 +87,6 @@ metric_family_t *metrics_family(metrics_t *m, metric_type_t type, const char *na
         return f;
     }
     metric_family_t *f = xcalloc(1, sizeof *f); /* owned by the registry */
-    f->registry = m;
     f->type = type;
     f->name = name;
     f->help = help;

@@ -248,6 +248,10 @@ static int watch_open(watch_t *w, const config_t *cfg)
     errbuf_t err;
     w->cfg = cfg;
     w->loop = ev_loop_new(EVFLAG_AUTO);
+    if (!w->loop) {
+        fprintf(stderr, "shardrun: cannot create an event loop (out of file descriptors?)\n");
+        return -1;
+    }
     if (backend_aws_new(cfg, w->loop, &w->aws, &err)) {
         fprintf(stderr, "shardrun: %s\n", err.msg);
         return -1;

@@ -63,8 +63,9 @@ static void lag_run(tpool_job_t *job)
     if (!ll->db) {
         errbuf_t err;
         if (streamdb_open(ll->path, 0, &ll->db, &err)) {
-            log_warn("records_behind_unavailable", "error=\"%s\" action=\"tried again in %.0f s\"", err.msg,
-                     LOCAL_LAG_INTERVAL_S);
+            char q[2 * sizeof err.msg + 3];
+            log_warn("records_behind_unavailable", "error=%s action=\"tried again in %.0f s\"",
+                     log_quote(err.msg, q, sizeof q), LOCAL_LAG_INTERVAL_S);
             return;
         }
     }

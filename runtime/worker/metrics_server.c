@@ -43,7 +43,6 @@ struct metrics_server {
     void *ud;
     int64_t stall_ms;
     int port;
-    int fd;
     struct MHD_Daemon *mhd;
     ev_async render_req; /* a handler wants a fresh rendering */
     size_t last_len;     /* of the last rendering (loop thread) */
@@ -270,7 +269,6 @@ metrics_server_t *metrics_server_start(struct ev_loop *loop, metrics_t *registry
     ms->ud = ud;
     ms->stall_ms = cfg->loop_stall_ms;
     ms->port = port;
-    ms->fd = fd;
     snprintf(ms->not_ready, sizeof ms->not_ready, "starting");
     atomic_init(&ms->beat_ms, clock_mono_ms());
     pthread_mutex_init(&ms->mu, NULL);
@@ -297,7 +295,6 @@ metrics_server_t *metrics_server_start(struct ev_loop *loop, metrics_t *registry
                                MHD_OPTION_END);
     if (!ms->mhd) {
         errbuf_set(err, "metrics.listen: cannot start the HTTP server on %s", cfg->listen);
-        ms->fd = -1; /* closed below */
         close(fd);
         metrics_server_free(ms);
         return NULL;

@@ -583,7 +583,8 @@ static int worker_start_metrics(worker_t *w)
     errbuf_t err;
     w->metrics_server = metrics_server_start(w->loop, w->metrics, &w->cfg->metrics, worker_ready, w, &err);
     if (w->metrics_server) return 0;
-    log_error("metrics_failed", "error=\"%s\" exit=1", err.msg);
+    char q[2 * sizeof err.msg + 3];
+    log_error("metrics_failed", "error=%s exit=1", log_quote(err.msg, q, sizeof q));
     fprintf(stderr, "shardrun: %s\n", err.msg);
     return -1;
 }
