@@ -427,6 +427,9 @@ static void fo_overflow(fo_sub_t *sub)
     }
     sub->tail = keep;
     sub->held = keep->bytes;
+    /* the position moves back to keep: a GetRecords asked whether the shard
+     * ends after a dropped event must not end it after keep */
+    sub->gen++;
     fo_close(sub);
     fo_set(&sub->last_seq, keep->mark);
     free(sub->open_at);
