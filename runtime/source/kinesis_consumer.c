@@ -264,8 +264,3 @@ source_err_t kinesis_consumer_error(const kinesis_consumer_t *c, const char **ms
     *msg = c->state == KC_FAILED ? c->err.msg : NULL;
     return c->state == KC_FAILED ? c->error : SOURCE_OK;
 }
-
-const char *kinesis_consumer_name(const kinesis_consumer_t *c)
-{
-    return c->name;
-}

@@ -49,7 +49,6 @@ const char *kinesis_consumer_arn(const kinesis_consumer_t *c);
 /* SOURCE_OK, or the failure for good (SOURCE_ENOTFOUND: no such stream;
  * SOURCE_EFATAL) with *msg naming the stream and consumer. */
 source_err_t kinesis_consumer_error(const kinesis_consumer_t *c, const char **msg);
-const char *kinesis_consumer_name(const kinesis_consumer_t *c);
 
 /* Backoff of the retries, exposed for the tests. */
 #define KINESIS_CONSUMER_POLL_MS 500        /* DescribeStreamConsumer while CREATING or DELETING */

@@ -425,7 +425,8 @@ awsjson_status_t kinesis_json_list_shards(const char *body, size_t len, source_s
 
 /* ---- PutRecords ------------------------------------------------------------ */
 
-int kinesis_json_put_retryable(const char *code)
+/* 1 when a PutRecords entry's ErrorCode is worth retrying (throttled, internal failure). */
+static int kinesis_json_put_retryable(const char *code)
 {
     return code && (!strcmp(code, "ProvisionedThroughputExceededException") || !strcmp(code, "InternalFailure") ||
                     !strcmp(code, "ServiceUnavailable") || !strcmp(code, "KMSThrottlingException") ||

@@ -55,7 +55,5 @@ typedef struct kinesis_put_result {
 awsjson_status_t kinesis_json_put_result(const char *body, size_t len, size_t n, unsigned char *refused,
                                          kinesis_put_result_t *out, errbuf_t *err);
 
-/* 1 when a PutRecords entry's ErrorCode is worth retrying (throttled, internal failure). */
-int kinesis_json_put_retryable(const char *error_code);
 
 #endif
