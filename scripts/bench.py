@@ -72,7 +72,7 @@ def drain(processor, n, shards, make, threads=None, max_records=None, floor_json
     """Creates a stream, puts n records, runs the floor on the stream file (unless
     floor_json is False), then a draining worker. Returns a dict of figures."""
     top = {"processor_threads": threads} if threads else {}
-    stream = {"name": "b", "processor": "p.lua", "idle_time_between_reads_ms": 100}
+    stream = {"name": "b", "processor": "p.lua"}   # idle_time_between_reads_ms: the default (1 s)
     if max_records:
         stream["max_records"] = max_records
     d = Dir([stream], **top)
@@ -174,7 +174,7 @@ def bench_enrich():
     try:
         if noop is None:
             noop = ratio_row(NOOP_ROW, n, drain(NOOP, n, 4, hundred))
-        d = Dir([{"name": "b", "processor": "p.lua", "idle_time_between_reads_ms": 100}],
+        d = Dir([{"name": "b", "processor": "p.lua"}],
                 outputs={"out": {"stream": "out"}})
         try:
             d.write("p.lua", ENRICH)

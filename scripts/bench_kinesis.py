@@ -184,7 +184,10 @@ def bench_throughput(kinesalite_pid):
 
 def bench_latency():
     stream = f"lat{int(time.time())}{os.getpid()}"
-    latency_row("put -> process, Kinesis (polling)", kinesis_dir(stream, stream, processor="lat.lua"), stream)
+    # not judged: issue 18's 20 ms is the local source's goal (push wake-ups); a polled
+    # Kinesis shard waits up to idle_time_between_reads_ms by design
+    latency_row("put -> process, Kinesis (polling)", kinesis_dir(stream, stream, processor="lat.lua"), stream,
+                judged=False, note="2 shards, idle_time_between_reads_ms 1000 (default): polled, so up to 1 s")
 
 
 # ---- enhanced fan-out, on kinesis-mock -----------------------------------------------

@@ -113,7 +113,7 @@ class Dir:
     def __init__(self, streams, **top):
         self.path = Path(tempfile.mkdtemp(prefix="shardrun-bench-"))
         fields = {"application": "bench", "source": {"type": "local", "path": "streams.db"},
-                  "leases": {"type": "local", "path": "leases.db"}, "taker_interval_ms": 200}
+                  "leases": {"type": "local", "path": "leases.db"}}
         fields.update(top)
         text = "".join(f"{k} = {lua_value(v)}\n" for k, v in fields.items())
         text += "streams = { " + ", ".join(lua_value(s) for s in streams) + " }\n"
@@ -329,6 +329,8 @@ How to read it: a ratio divides shardrun's figure by a floor measured in the sam
 data, so it means the same on any machine; the absolute figures are this machine's.
   CPU us/rec: user+sys CPU of the measured process (wait4), start to exit, over the records (so
     start-up counts too, for shardrun and the floors alike; it weighs more in a BENCH_QUICK run).
+  config: shardrun's defaults but for the fields a row names (lease timings included: a lease
+    taker every 2 s, as lifion runs with its own defaults).
   records/s: records over the worker's processing time (first batch to drained, its own log line);
     Kinesis: over worker start to drained (shardrun), startConsumer to the last record (lifion).
   local floor: tests/bench/scan_floor, a bare C program (SQLite, nothing of the runtime) reading the

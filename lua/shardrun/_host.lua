@@ -76,14 +76,35 @@ record_mt.__tostring = function(t)
 end
 host.record_mt = record_mt
 
+-- The loop that makes a batch's records, twice: compiling it costs a state
+-- about as much as the interpreter spends on a few thousand records, so the
+-- interpreter builds a state's first host.fill_jit_after records and the
+-- compiled copy the rest. A state that lives for one small batch (many
+-- shards, little traffic each) never pays for the compilation; a long-lived
+-- one pays it once. (A field, so a spec can send batches down either path.)
+host.fill_jit_after = 4096
+local filled = 0 -- records this state has made so far
+
+local function fill_compiled(records, h, n)
+  for i = 1, n do
+    records[i] = setmetatable({ h, i }, record_mt)
+  end
+end
+
+local function fill_interpreted(records, h, n)
+  for i = 1, n do
+    records[i] = setmetatable({ h, i }, record_mt)
+  end
+end
+jit.off(fill_interpreted)
+
 -- Builds the records table of a batch. recs/arena are lightuserdata (or
 -- cdata) from C; gen is the generation the C host made live for it.
 function host.records(recs, arena, n, gen)
   local h = { recs = ffi.cast(rec_ptr_t, recs), arena = ffi.cast(char_ptr_t, arena), gen = gen }
   local records = table_new(n, 0)
-  for i = 1, n do
-    records[i] = setmetatable({ h, i }, record_mt)
-  end
+  if filled < host.fill_jit_after then fill_interpreted(records, h, n) else fill_compiled(records, h, n) end
+  filled = filled + n
   return records, h
 end
 

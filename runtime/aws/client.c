@@ -7,6 +7,7 @@
 #include "client.h"
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,15 @@
 #include "base/xalloc.h"
 #include "sigv4.h"
 
+/* A signing key and what it was derived from (see client_signing_key). */
+typedef struct client_key {
+    char date[9];                    /* YYYYMMDD; "" = unused */
+    char *region, *service, *secret; /* secret: wiped before it is freed */
+    unsigned char key[AWS_SIGV4_KEY_LEN];
+} client_key_t;
+
+#define CLIENT_KEYS 4 /* a client serves a service or two in a region or two */
+
 struct aws_client {
     struct ev_loop *loop;
     aws_http_t *http;
@@ -24,6 +34,8 @@ struct aws_client {
     char *profile;              /* the config's, for region resolution; NULL = AWS_PROFILE */
     aws_client_req_t *reqs;     /* calls until their callback */
     aws_metrics_t *metrics;     /* NULL: none */
+    client_key_t keys[CLIENT_KEYS];
+    size_t next_key;            /* the entry a new key replaces */
 };
 
 /* One call: what signing needs, and the waiter for the first credentials.
@@ -74,6 +86,16 @@ static void client_req_free(aws_client_req_t *r)
     free(r);
 }
 
+static void client_key_clear(client_key_t *k)
+{
+    if (k->secret) OPENSSL_cleanse(k->secret, strlen(k->secret));
+    free(k->secret);
+    free(k->region);
+    free(k->service);
+    OPENSSL_cleanse(k->key, sizeof k->key);
+    memset(k, 0, sizeof *k);
+}
+
 void aws_client_free(aws_client_t *c)
 {
     if (!c) return;
@@ -81,6 +103,7 @@ void aws_client_free(aws_client_t *c)
     aws_http_free(c->http);
     aws_cred_free(c->cred);
     aws_metrics_free(c->metrics);
+    for (size_t i = 0; i < CLIENT_KEYS; i++) client_key_clear(&c->keys[i]);
     free(c->profile);
     free(c);
 }
@@ -115,6 +138,29 @@ void aws_client_endpoint_clear(aws_endpoint_t *ep)
 
 /* ---- signing ------------------------------------------------------------------ */
 
+/* The signing key of this day, region, service and secret: derived once and
+ * kept, so a request costs one HMAC, not five. Keyed by all the key depends
+ * on: new credentials (a refresh, a rotation) or a new day make a new key. */
+static const unsigned char *client_signing_key(aws_client_t *c, const char *secret, const char *amz_date,
+                                               const char *region, const char *service)
+{
+    if (!secret || !region || !service || strlen(amz_date) < 8) return NULL; /* the signer refuses these */
+    for (size_t i = 0; i < CLIENT_KEYS; i++) {
+        client_key_t *k = &c->keys[i];
+        if (k->date[0] && !strncmp(k->date, amz_date, 8) && !strcmp(k->region, region) &&
+            !strcmp(k->service, service) && !strcmp(k->secret, secret))
+            return k->key;
+    }
+    client_key_t *k = &c->keys[c->next_key++ % CLIENT_KEYS];
+    client_key_clear(k);
+    memcpy(k->date, amz_date, 8);
+    k->region = xstrdup(region); /* owned by the entry: client_key_clear */
+    k->service = xstrdup(service);
+    k->secret = xstrdup(secret);
+    aws_sigv4_signing_key(secret, amz_date, region, service, k->key);
+    return k->key;
+}
+
 /* Adds the SigV4 headers of this attempt; 0, or -1 when signing failed. */
 static int client_sign(aws_client_req_t *r, aws_http_req_t *hr, const aws_sigv4_credentials_t *cr)
 {
@@ -125,7 +171,9 @@ static int client_sign(aws_client_req_t *r, aws_http_req_t *hr, const aws_sigv4_
     aws_sigv4_header_t sh[] = {{"Host", r->host}, {"Content-Type", r->content_type}, {"X-Amz-Target", r->target}};
     aws_sigv4_request_t sreq = {.method = "POST", .path = r->path, .query = r->query, .headers = sh, .nheaders = 3,
                                 .body = body, .body_len = body_len, .region = r->region, .service = r->service,
-                                .amz_date = date, .creds = cr, .normalize_path = 1};
+                                .amz_date = date, .creds = cr, .normalize_path = 1,
+                                .signing_key = client_signing_key(r->c, cr->secret_access_key, date, r->region,
+                                                                  r->service)};
     aws_sigv4_result_t res;
     if (aws_sigv4_sign(&sreq, &res) != 0) return -1;
     for (size_t i = 0; i < res.nadd_headers; i++) aws_http_attempt_header(hr, res.add_headers[i]);

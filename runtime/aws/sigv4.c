@@ -4,14 +4,14 @@
  * signing key (HMAC chain over date, region, service) -> signature. */
 #include "sigv4.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "base/buf.h"
+#include "base/digest.h"
 #include "base/xalloc.h"
 
 #define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
@@ -41,22 +41,9 @@ static void sigv4_hex(const unsigned char *in, size_t n, char *out)
 
 void aws_sigv4_sha256_hex(const void *data, size_t len, char out[AWS_SIGV4_HEX_LEN + 1])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    /* EVP_Digest only fails on allocation failure inside OpenSSL: treat as OOM */
-    if (!EVP_Digest(data ? data : "", len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
-        xalloc_oom(len);
-    sigv4_hex(md, 32, out);
-}
-
-/* out receives 32 bytes */
-static void sigv4_hmac(const unsigned char *key, size_t keylen, const char *msg, size_t msglen,
-                       unsigned char *out)
-{
-    unsigned int outlen = 0;
-    if (!HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, msglen, out, &outlen) ||
-        outlen != 32)
-        xalloc_oom(msglen);
+    unsigned char md[DIGEST_SHA256_LEN];
+    digest_sha256(data, len, md);
+    sigv4_hex(md, sizeof md, out);
 }
 
 void aws_sigv4_amz_date(time_t t, char out[AWS_SIGV4_AMZ_DATE_LEN + 1])
@@ -279,16 +266,16 @@ static void sigv4_canonical_headers(buf_t *out, buf_t *signed_names, const aws_s
     free(h);
 }
 
-/* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request") */
-static void sigv4_signing_key(const aws_sigv4_request_t *req, unsigned char key[32])
+void aws_sigv4_signing_key(const char *secret, const char *amz_date, const char *region, const char *service,
+                           unsigned char *key)
 {
     buf_t k = BUF_INIT;
-    (void)buf_printf(&k, "AWS4%s", req->creds->secret_access_key);
-    unsigned char a[32], b[32];
-    sigv4_hmac((const unsigned char *)k.data, k.len, req->amz_date, 8, a);
-    sigv4_hmac(a, 32, req->region, strlen(req->region), b);
-    sigv4_hmac(b, 32, req->service, strlen(req->service), a);
-    sigv4_hmac(a, 32, "aws4_request", 12, key);
+    (void)buf_printf(&k, "AWS4%s", secret);
+    unsigned char a[AWS_SIGV4_KEY_LEN], b[AWS_SIGV4_KEY_LEN];
+    digest_hmac_sha256((const unsigned char *)k.data, k.len, amz_date, 8, a);
+    digest_hmac_sha256(a, sizeof a, region, strlen(region), b);
+    digest_hmac_sha256(b, sizeof b, service, strlen(service), a);
+    digest_hmac_sha256(a, sizeof a, "aws4_request", 12, key);
     /* the secret-derived buffers are wiped, not just freed */
     OPENSSL_cleanse(k.data, k.len);
     OPENSSL_cleanse(a, sizeof a);
@@ -332,9 +319,10 @@ int aws_sigv4_sign(const aws_sigv4_request_t *req, aws_sigv4_result_t *out)
                      req->amz_date, req->region, req->service, cr_hash);
     out->string_to_sign = buf_detach(&sts);
 
-    unsigned char key[32], sig[32];
-    sigv4_signing_key(req, key);
-    sigv4_hmac(key, sizeof key, out->string_to_sign, strlen(out->string_to_sign), sig);
+    unsigned char key[AWS_SIGV4_KEY_LEN], sig[DIGEST_SHA256_LEN];
+    if (req->signing_key) memcpy(key, req->signing_key, sizeof key);
+    else aws_sigv4_signing_key(req->creds->secret_access_key, req->amz_date, req->region, req->service, key);
+    digest_hmac_sha256(key, sizeof key, out->string_to_sign, strlen(out->string_to_sign), sig);
     OPENSSL_cleanse(key, sizeof key);
     sigv4_hex(sig, sizeof sig, out->signature);
 

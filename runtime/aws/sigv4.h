@@ -17,6 +17,7 @@
 #define AWS_SIGV4_HEX_LEN 64        /* a SHA-256 as lowercase hex */
 #define AWS_SIGV4_AMZ_DATE_LEN 16   /* "20150830T123600Z" */
 #define AWS_SIGV4_MAX_ADD_HEADERS 4 /* date, token, content-sha256, authorization */
+#define AWS_SIGV4_KEY_LEN 32        /* a signing key: HMAC-SHA256 output */
 
 typedef struct aws_sigv4_credentials {
     const char *access_key_id;
@@ -44,6 +45,10 @@ typedef struct aws_sigv4_request {
     int normalize_path;     /* 1 for every service except S3: drop "." ".." and "//" */
     int sign_body;          /* 1 = add and sign X-Amz-Content-Sha256 */
     int omit_session_token; /* 1 = send the token header but leave it out of the signature */
+    /* NULL: derived here from creds. Else aws_sigv4_signing_key() of the same
+     * secret, date, region and service: a caller signing many requests derives
+     * it once a day rather than four HMACs per request. */
+    const unsigned char *signing_key;
 } aws_sigv4_request_t;
 
 /* The products of one signing. All strings are owned by the result and freed
@@ -63,6 +68,12 @@ typedef struct aws_sigv4_result {
  * though freeing it is harmless). */
 int aws_sigv4_sign(const aws_sigv4_request_t *req, aws_sigv4_result_t *out);
 void aws_sigv4_result_free(aws_sigv4_result_t *res);
+
+/* AWS's kSigning: HMAC-SHA256 chained over "AWS4" + secret, the date of
+ * amz_date (its first 8 characters, YYYYMMDD), region, service and
+ * "aws4_request". key[AWS_SIGV4_KEY_LEN]; the caller wipes it when done. */
+void aws_sigv4_signing_key(const char *secret, const char *amz_date, const char *region, const char *service,
+                           unsigned char *key);
 
 /* Formats `t` (UTC seconds) as an X-Amz-Date value into out[AWS_SIGV4_AMZ_DATE_LEN + 1]. */
 void aws_sigv4_amz_date(time_t t, char out[AWS_SIGV4_AMZ_DATE_LEN + 1]);

@@ -3,7 +3,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include <luajit.h>
 
 #include "base/clock.h"
+#include "base/digest.h"
 #include "config/config.h"
 #include "shard/deadletter.h"
 #include "kinesis_admin.h"
@@ -350,9 +350,8 @@ static const char *const usage_put =
  * line, so lines spread over the shards. */
 static void cli_line_key(const char *line, size_t len, char out[33])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(line, len, md, &n, EVP_md5(), NULL);
+    unsigned char md[DIGEST_MD5_LEN] = {0}; /* all zero when MD5 is unavailable: one shard then */
+    (void)digest_md5(line, len, md);
     for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 

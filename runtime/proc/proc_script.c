@@ -7,7 +7,6 @@
 #include <limits.h>
 #include <lua.h>
 #include <lualib.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 
 #include "base/buf.h"
 #include "base/clock.h"
+#include "base/digest.h"
 #include "base/xalloc.h"
 
 /* ---- where the Lua side lives ------------------------------------------ */
@@ -88,9 +88,8 @@ static int proc_read_file(const char *path, char **out, size_t *len, errbuf_t *e
 
 static void proc_hash(const char *code, size_t len, char out[17])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (!EVP_Digest(code, len, md, &mdlen, EVP_sha256(), NULL)) memset(md, 0, 8);
+    unsigned char md[DIGEST_SHA256_LEN];
+    digest_sha256(code, len, md);
     for (int i = 0; i < 8; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 

@@ -7,13 +7,12 @@
  * aggregate once, so kpl_iter_next() only has to walk it. */
 #include "kpl.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 
+#include "base/digest.h"
 #include "base/log.h"
 #include "base/xalloc.h"
 
@@ -242,28 +241,12 @@ static int kpl_table_get(const kpl_iter_t *it, const kpl_table_t *t, uint32_t fi
     return -1;
 }
 
-/* MD5 through EVP. OpenSSL 3 fetches the algorithm on every EVP_md5() use;
- * fetch it once per process instead (never freed: it lives as long as we do). */
-static pthread_once_t kpl_md5_once = PTHREAD_ONCE_INIT;
-static const EVP_MD *kpl_md5;
-
-static void kpl_md5_init(void)
-{
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
-    kpl_md5 = EVP_MD_fetch(NULL, "MD5", NULL);
-#endif
-    if (kpl_md5 == NULL) kpl_md5 = EVP_md5();
-}
-
 /* Computes MD5(p[0..n)) into out. Returns 0, or -1 when this OpenSSL cannot
  * (e.g. FIPS mode without MD5), logged once: aggregates then pass through. */
 static int kpl_md5_digest(const uint8_t *p, size_t n, uint8_t out[KPL_DIGEST_LEN])
 {
     static atomic_flag warned = ATOMIC_FLAG_INIT;
-    unsigned int outlen = 0;
-    if (pthread_once(&kpl_md5_once, kpl_md5_init) == 0 && kpl_md5 != NULL &&
-        EVP_Digest(p, n, out, &outlen, kpl_md5, NULL) == 1 && outlen == KPL_DIGEST_LEN)
-        return 0;
+    if (!digest_md5(p, n, out)) return 0;
     if (!atomic_flag_test_and_set(&warned))
         log_error("kpl_md5_unavailable",
                   "reason=\"OpenSSL cannot compute MD5\" effect=\"KPL aggregates are passed "

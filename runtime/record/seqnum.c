@@ -1,7 +1,8 @@
 #include "seqnum.h"
 
-#include <openssl/evp.h>
 #include <string.h>
+
+#include "base/digest.h"
 
 int seqnum_valid(const char *s)
 {
@@ -43,9 +44,8 @@ int seqnum_is_sentinel(const char *s)
 
 hashkey_t hashkey_of(const void *key, size_t len)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (!EVP_Digest(key, len, md, &mdlen, EVP_md5(), NULL) || mdlen != 16) return 0;
+    unsigned char md[DIGEST_MD5_LEN];
+    if (digest_md5(key, len, md)) return 0;
     hashkey_t h = 0;
     for (int i = 0; i < 16; i++) h = (h << 8) | md[i];
     return h;

@@ -162,3 +162,40 @@ describe("decisions", function()
     assert.are.equal("error", d.kind) -- its fields were never read: the view is dead
   end)
 end)
+
+-- _host.lua makes a state's first records with the interpreter and the rest
+-- with a compiled copy of the same loop (host.fill_jit_after): both must
+-- make the same records, and both must leave them dead after their batch.
+describe("records made by either loop", function()
+  local host = require "shardrun._host"
+  local saved = host.fill_jit_after
+  after_each(function() host.fill_jit_after = saved end)
+
+  local function check_path(threshold)
+    host.fill_jit_after = threshold
+    local items = {}
+    for i = 1, 300 do items[i] = "rec" .. i end
+    local kept
+    local seen = {}
+    local P = { processRecords = function(records)
+      if kept then
+        local ok, err = pcall(function() return kept.partitionKey end) -- never read in its batch
+        assert.is_false(ok)
+        assert.matches("earlier batch", err)
+        return "checkpoint"
+      end
+      for i = 1, #records do seen[i] = records[i].data .. "@" .. records[i].sequenceNumber end
+      kept = records[7]
+      return { checkpoint = records[250] }
+    end }
+    local recs = testing.records(items)
+    local d = testing.process(P, recs)
+    assert.are.same({ kind = "at", index = 250, record = recs[250] }, d)
+    for i = 1, 300 do assert.are.equal(items[i] .. "@" .. recs[i].sequenceNumber, seen[i]) end
+    local d2 = testing.process(P, testing.records({ "x" }, { start = 301 }))
+    assert.are.equal("checkpoint", d2.kind, tostring(d2.error))
+  end
+
+  it("the interpreter's", function() check_path(math.huge) end)
+  it("the compiled loop's", function() check_path(0) end)
+end)

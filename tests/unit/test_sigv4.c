@@ -382,6 +382,37 @@ static void test_amz_date_and_helpers(void **state)
     free(e);
 }
 
+/* AWS's worked example of a signing key ("Examples of how to derive a
+ * signing key for Signature Version 4"), and a signature made with a key the
+ * caller derived beforehand is the one the signer makes itself. */
+static void test_signing_key_matches_aws_example_and_can_be_given(void **state)
+{
+    (void)state;
+    unsigned char key[AWS_SIGV4_KEY_LEN];
+    char hex[2 * AWS_SIGV4_KEY_LEN + 1];
+    aws_sigv4_signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20120215T000000Z", "us-east-1", "iam", key);
+    for (size_t i = 0; i < sizeof key; i++) snprintf(hex + 2 * i, 3, "%02x", key[i]);
+    assert_string_equal(hex, "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d");
+
+    aws_sigv4_header_t h[] = {{"Host", "kinesis.us-east-1.amazonaws.com"}};
+    aws_sigv4_request_t req = {.method = "POST", .path = "/", .headers = h, .nheaders = 1, .body = "{}",
+                               .body_len = 2, .region = "us-east-1", .service = "kinesis",
+                               .amz_date = "20240115T083000Z", .creds = &example_creds, .normalize_path = 1};
+    aws_sigv4_result_t derived, given;
+    assert_int_equal(aws_sigv4_sign(&req, &derived), 0);
+    aws_sigv4_signing_key(example_creds.secret_access_key, req.amz_date, "us-east-1", "kinesis", key);
+    req.signing_key = key;
+    assert_int_equal(aws_sigv4_sign(&req, &given), 0);
+    assert_string_equal(given.signature, derived.signature);
+    /* a key of another day signs differently: the caller must key it by date */
+    aws_sigv4_signing_key(example_creds.secret_access_key, "20240116T000000Z", "us-east-1", "kinesis", key);
+    aws_sigv4_result_free(&given);
+    assert_int_equal(aws_sigv4_sign(&req, &given), 0);
+    assert_string_not_equal(given.signature, derived.signature);
+    aws_sigv4_result_free(&given);
+    aws_sigv4_result_free(&derived);
+}
+
 static void test_missing_fields_are_rejected(void **state)
 {
     (void)state;
@@ -405,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_path_is_normalized_and_encoded_once_more),
         cmocka_unit_test(test_query_is_decoded_reencoded_and_sorted),
         cmocka_unit_test(test_amz_date_and_helpers),
+        cmocka_unit_test(test_signing_key_matches_aws_example_and_can_be_given),
         cmocka_unit_test(test_missing_fields_are_rejected),
     };
     int failed = cmocka_run_group_tests_name("sigv4_own_vectors", own, NULL, NULL);
