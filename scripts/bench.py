@@ -7,7 +7,8 @@ usage: scripts/bench.py [local|kinesis|leases|reload|all]   (BENCH_QUICK=1: smal
 Rows measured here (local source, no network):
   local no-op         1 M x 100 B records through `return "checkpoint"`, 4 shards
   local cjson         the same, cjson.decode of every record
-  local 1000 shards   one worker owning 1000 shards, the same 1 M records in total
+  local 1000 shards   one worker owning 1000 shards, the same 1 M records in total; then
+                      3 M records (not judged): a shard's fixed cost apart from its cost per record
   local enrich        1 M x 100 B JSON records decoded, a field added, each emitted to a local
                       output stream (shard.emit), checkpoints waiting for the puts; against no-op
   2 threads vs 1      a CPU-heavy script, processor_threads = 2 against 1
@@ -146,6 +147,25 @@ def bench_local():
                 target=verdict(k <= T_1000_SHARDS_RATIO, f"<= {T_1000_SHARDS_RATIO:g}x the 4-shard row"))
     except BenchError as e:
         failed(name, e)
+        r = None
+    if r and noop:
+        per_shard_costs(shards, n, r, noop)
+
+
+def per_shard_costs(shards, n, one, noop):
+    """Not judged: the same shards with three times the records tell a shard's
+    fixed cost (its Lua state, leases, first reads) from the cost per record."""
+    name = f"  {shards} shards, {3 * n // 1_000_000 or 3 * n / 1e6:g} M records"
+    try:
+        r = drain(NOOP, 3 * n, shards, hundred, floor_json=False)
+    except BenchError as e:
+        failed(name, e)
+        return
+    marginal = (r["cpu"] * 3 * n - one["cpu"] * n) / (2 * n)        # us per record past the first n
+    fixed_ms = (one["cpu"] - marginal) * n / shards / 1000           # per shard
+    row(name, 3 * n, r["rate"], r["cpu"], r["rss"],
+        f"each shard: {fixed_ms:.2f} ms fixed, then {marginal:.3f} us/rec (4 shards: {noop['cpu']:.3f} us/rec)",
+        ratio=f"{r['cpu'] / noop['cpu']:.2f}x 4 shards")
 
 
 ENRICH = '''local cjson = require "cjson"
