@@ -61,8 +61,12 @@ typedef struct worker {
     notify_t notify;             /* systemd: READY after the first scan, the watchdog, STOPPING */
     int stopping;
     int exit_code;
-    size_t unowned_eligible;     /* at the last scan: leases nobody holds that we could take, or held
-                                    by a worker not seen alive (yet): a drain waits for them */
+    /* At the last scan: the keys of leases nobody held that we could take,
+     * or held by a worker not seen alive (yet). A drain waits for each to be
+     * ours, or for a later scan: the scan that finds a new lease unowned is
+     * also the one that takes it, so no scan needs to come for that one. */
+    char **unowned;
+    size_t nunowned;
     int64_t scanned_after_sync;  /* shardsync_runs() seen complete at the last scan */
     int64_t started_ms;
     size_t unclean_at_stop;      /* lease_coord_unclean() when the shutdown began */
@@ -116,19 +120,38 @@ static void worker_notify_scanned(worker_t *w, const lease_list_t *all)
     notify_ready(&w->notify, status);
 }
 
+static void worker_forget_unowned(worker_t *w)
+{
+    for (size_t i = 0; i < w->nunowned; i++) free(w->unowned[i]);
+    free(w->unowned);
+    w->unowned = NULL;
+    w->nunowned = 0;
+}
+
+/* Of the leases the last scan found unowned, those this worker has not
+ * taken since. */
+static size_t worker_unowned_left(worker_t *w)
+{
+    size_t left = 0;
+    for (size_t i = 0; i < w->nunowned; i++) left += lease_coord_owned(w->coord, w->unowned[i]) == NULL;
+    return left;
+}
+
 static void worker_scanned(void *ud, const lease_list_t *all)
 {
     worker_t *w = ud;
-    size_t unowned = 0;
+    worker_forget_unowned(w);
     for (size_t i = 0; i < all->count; i++) {
         const lease_t *l = &all->leases[i];
         if (l->invalid || !strcmp(l->checkpoint, SEQNUM_SHARD_END) || !shardset_runnable(&w->set, l, all)) continue;
         int mine = l->owner && !strcmp(l->owner, w->id);
-        if (!l->owner || (!mine && !lease_coord_owner_alive(w->coord, l->key))) unowned++;
+        if (!l->owner || (!mine && !lease_coord_owner_alive(w->coord, l->key))) {
+            if (!w->nunowned) w->unowned = xcalloc(all->count, sizeof *w->unowned); /* freed by worker_forget_unowned */
+            w->unowned[w->nunowned++] = xstrdup(l->key);
+        }
         shard_t *s = mine && l->control ? shardset_find(&w->set, l->key) : NULL;
         if (s) shard_control(s, l->control); /* `shardrun resume`, through the lease table */
     }
-    w->unowned_eligible = unowned;
     if (!shardsync_busy(w->sync)) w->scanned_after_sync = shardsync_runs(w->sync);
     worker_notify_scanned(w, all);
 }
@@ -516,7 +539,7 @@ static void worker_on_drain(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     }
     if (shardsync_busy(w->sync) || shardsync_runs(w->sync) == 0) return;
-    if (w->scanned_after_sync != shardsync_runs(w->sync) || w->unowned_eligible > 0) return;
+    if (w->scanned_after_sync != shardsync_runs(w->sync) || worker_unowned_left(w) > 0) return;
     if (lease_coord_pending(w->coord) > 0) return;
     size_t halted = 0;
     for (size_t i = 0; i < w->set.nshards; i++) {
@@ -707,6 +730,7 @@ static void worker_close(worker_t *w)
     tpool_free(w->config_thread);
     reload_free(w->reload);
     shardsync_free(w->sync);
+    worker_forget_unowned(w);
     lease_store_destroy(w->store);   /* drops pending writes: their callbacks never run */
     lease_coord_free(w->coord);
     destinations_close(&w->dests);   /* its own sources: before the AWS client */
