@@ -155,7 +155,7 @@ def bench_local():
 def per_shard_costs(shards, n, one, noop):
     """Not judged: the same shards with three times the records tell a shard's
     fixed cost (its Lua state, leases, first reads) from the cost per record."""
-    name = f"  {shards} shards, {3 * n // 1_000_000 or 3 * n / 1e6:g} M records"
+    name = f"  {shards} shards, {3 * n / 1e6:g} M records"
     try:
         r = drain(NOOP, 3 * n, shards, hundred, floor_json=False)
     except BenchError as e:

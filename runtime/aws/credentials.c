@@ -22,7 +22,6 @@
 #include "base/log.h"
 #include "base/xalloc.h"
 
-
 typedef enum { CRED_NONE, CRED_RESOLVING, CRED_READY, CRED_FAILED } cred_state_t;
 typedef enum { SRC_NONE, SRC_EXPLICIT, SRC_ENV, SRC_WEBID, SRC_PROFILE, SRC_ECS, SRC_IMDS } cred_src_t;
 

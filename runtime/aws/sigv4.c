@@ -29,21 +29,11 @@ typedef struct sigv4_param {
     char *value;
 } sigv4_param_t;
 
-static void sigv4_hex(const unsigned char *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 void aws_sigv4_sha256_hex(const void *data, size_t len, char out[AWS_SIGV4_HEX_LEN + 1])
 {
     unsigned char md[DIGEST_SHA256_LEN];
     digest_sha256(data, len, md);
-    sigv4_hex(md, sizeof md, out);
+    digest_hex(md, sizeof md, out);
 }
 
 void aws_sigv4_amz_date(time_t t, char out[AWS_SIGV4_AMZ_DATE_LEN + 1])
@@ -324,7 +314,7 @@ int aws_sigv4_sign(const aws_sigv4_request_t *req, aws_sigv4_result_t *out)
     else aws_sigv4_signing_key(req->creds->secret_access_key, req->amz_date, req->region, req->service, key);
     digest_hmac_sha256(key, sizeof key, out->string_to_sign, strlen(out->string_to_sign), sig);
     OPENSSL_cleanse(key, sizeof key);
-    sigv4_hex(sig, sizeof sig, out->signature);
+    digest_hex(sig, sizeof sig, out->signature);
 
     buf_t auth = BUF_INIT;
     (void)buf_printf(&auth,

@@ -49,6 +49,16 @@ void digest_sha256(const void *data, size_t len, unsigned char out[DIGEST_SHA256
         xalloc_oom(len);
 }
 
+void digest_hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
 void digest_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
                         unsigned char out[DIGEST_SHA256_LEN])
 {

@@ -23,4 +23,7 @@ void digest_sha256(const void *data, size_t len, unsigned char out[DIGEST_SHA256
 void digest_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
                         unsigned char out[DIGEST_SHA256_LEN]);
 
+/* n bytes as lowercase hex into out[2 * n + 1] (NUL-terminated). */
+void digest_hex(const unsigned char *in, size_t n, char *out);
+
 #endif

@@ -352,7 +352,7 @@ static void cli_line_key(const char *line, size_t len, char out[33])
 {
     unsigned char md[DIGEST_MD5_LEN] = {0}; /* all zero when MD5 is unavailable: one shard then */
     (void)digest_md5(line, len, md);
-    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+    digest_hex(md, sizeof md, out);
 }
 
 /* `put` and `dlq replay` read records one at a time: 1 with *rec filled

@@ -90,7 +90,7 @@ static void proc_hash(const char *code, size_t len, char out[17])
 {
     unsigned char md[DIGEST_SHA256_LEN];
     digest_sha256(code, len, md);
-    for (int i = 0; i < 8; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+    digest_hex(md, 8, out); /* the first 8 bytes name the version */
 }
 
 /* package.path: the script's folder, the config's lua_path, lua/, then the default. */

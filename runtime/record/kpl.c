@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "base/digest.h"
 #include "base/log.h"
 #include "base/xalloc.h"

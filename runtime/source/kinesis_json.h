@@ -55,5 +55,4 @@ typedef struct kinesis_put_result {
 awsjson_status_t kinesis_json_put_result(const char *body, size_t len, size_t n, unsigned char *refused,
                                          kinesis_put_result_t *out, errbuf_t *err);
 
-
 #endif

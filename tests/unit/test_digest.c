@@ -12,9 +12,22 @@
 
 #include "base/digest.h"
 
+/* digest_hex, checked against printf once, then used below */
 static void hex(const unsigned char *in, size_t n, char *out)
 {
-    for (size_t i = 0; i < n; i++) snprintf(out + 2 * i, 3, "%02x", in[i]);
+    digest_hex(in, n, out);
+}
+
+static void test_hex_is_lowercase_and_terminated(void **state)
+{
+    (void)state;
+    const unsigned char in[] = {0x00, 0x0f, 0xa5, 0xff};
+    char out[9], want[9];
+    memset(out, 'x', sizeof out);
+    digest_hex(in, sizeof in, out);
+    for (size_t i = 0; i < sizeof in; i++) snprintf(want + 2 * i, 3, "%02x", in[i]);
+    assert_string_equal(out, want);
+    assert_string_equal(out, "000fa5ff");
 }
 
 static void assert_md5(const char *msg, const char *want)
@@ -108,6 +121,7 @@ static void test_threads_share_the_fetched_algorithms(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hex_is_lowercase_and_terminated),
         cmocka_unit_test(test_md5_matches_rfc_1321),
         cmocka_unit_test(test_sha256_matches_fips_180_2),
         cmocka_unit_test(test_hmac_sha256_matches_rfc_4231),
