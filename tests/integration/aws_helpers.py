@@ -124,18 +124,47 @@ class KeyedRounds:
     def wait_started(self):
         wait_for(self.log.exists, 30, what="processing started")
 
-    def wait_all_processed(self):
-        total = self.n * len(self.keys)
-        wait_for(lambda: len(self.log.read_text().splitlines()) >= total, 90, what="every record processed")
-
-    def assert_in_order(self):
+    def per_key(self):
         per_key = collections.defaultdict(list)
-        for line in self.log.read_text().splitlines():
+        for line in self.log.read_text().splitlines() if self.log.exists() else []:
             k, d = line.split(" ")
             per_key[k].append(int(d))
-        for k in self.keys:
-            assert per_key[k] == sorted(per_key[k]), f"{k}: records out of order across the split"
-            assert sorted(set(per_key[k])) == list(range(self.n)), f"{k}: records missing"
+        return per_key
+
+    def wait_all_processed(self):
+        # every number of every key, not a count of lines: a record processed
+        # twice would make the count without the last records
+        def missing():
+            per_key = self.per_key()
+            return {k: sorted(set(range(self.n)) - set(per_key[k])) for k in self.keys
+                    if set(per_key[k]) != set(range(self.n))}
+        try:
+            wait_for(lambda: not missing(), 90, what="every record processed")
+        except AssertionError as e:
+            gaps = {k: f"{v[:10]} (of {len(v)})" for k, v in missing().items()}
+            raise AssertionError(f"{e}; missing: {gaps}") from None
+
+    def assert_in_order(self):
+        per_key, problems = self.per_key(), []
+        for k in self.keys:  # every key's problems at once: one may explain another's
+            got = per_key[k]
+            missing = sorted(set(range(self.n)) - set(got))
+            repeated = sorted(d for d, c in collections.Counter(got).items() if c > 1)
+            if got != sorted(got):
+                problems.append(f"{k}: records out of order across the split: {describe_order(got)}")
+            if missing:
+                problems.append(f"{k}: records missing: {missing[:20]} (of {len(missing)})")
+            if repeated:
+                problems.append(f"{k}: records repeated: {repeated[:20]} (of {len(repeated)})")
+        assert not problems, "; ".join(problems)
+
+
+def describe_order(numbers):
+    """Where a list of numbers first goes back, for a failure message."""
+    for i in range(1, len(numbers)):
+        if numbers[i] < numbers[i - 1]:
+            return f"{numbers[max(0, i - 3):i + 3]} at position {i} of {len(numbers)}"
+    return "in order"
 
 
 class FaultProxy:

@@ -11,9 +11,11 @@
 //                  event, not the refused) -> what happens to its second frame: "crc" flips a bit of the message CRC, "truncate"
 //                  sends half of it and ends the body, "unknown" first sends a
 //                  well-formed event of a type nobody knows
-//   burst          subscription number -> N: from its third frame on, N frames
-//                  are held back and then written at once (so the client gets
-//                  several events in one read, past its pause)
+//   overflow       subscription number -> N bytes: its empty events are
+//                  dropped; the first event of at least N bytes is written
+//                  but for its last bytes, which go out in one write with the
+//                  next event that has records (so the client gets both in
+//                  one read: the big event completes with another behind it)
 //
 // Prints "listening PORT" once ready; one line per subscription and fault on
 // stdout. Node's own modules only; binds 127.0.0.1 only.
@@ -70,11 +72,22 @@ function isException(frame) {
   return frame.subarray(12, 12 + frame.readUInt32BE(4)).includes(Buffer.from('exception'));
 }
 
+// A SubscribeToShardEvent frame whose Records are not empty.
+function hasRecords(frame) {
+  const hlen = frame.readUInt32BE(4);
+  try {
+    const records = JSON.parse(frame.subarray(12 + hlen, frame.length - 4).toString()).Records;
+    return Array.isArray(records) && records.length > 0;
+  } catch (e) {
+    return true; // not an event's JSON: passed on as it is
+  }
+}
+
 function subscription(res, up, upRes) {
   // numbered once its first frame is an event: refused subscriptions do not count
   let n = 0, fault;
   const started = Date.now();
-  let pending = Buffer.alloc(0), frames = 0, over = false, burst = 0, held = [];
+  let pending = Buffer.alloc(0), frames = 0, over = false, overflowAt = 0, tail = null;
   const finish = () => {
     over = true;
     up.destroy(); // the mock notices at its next write and lets the shard go
@@ -92,7 +105,7 @@ function subscription(res, up, upRes) {
       if (frames === 1 && !isException(frame)) {
         n = ++subscriptions;
         fault = (plan.faults || {})[String(n)];
-        burst = (plan.burst || {})[String(n)] || 0;
+        overflowAt = (plan.overflow || {})[String(n)] || 0;
         console.log(`subscription ${n} fault=${fault || '-'}`);
       }
       if (plan.end_after_ms && Date.now() - started >= plan.end_after_ms) {
@@ -114,13 +127,21 @@ function subscription(res, up, upRes) {
                            [':content-type', 'application/json']], Buffer.from('{"hello":1}')));
         console.log(`subscription ${n} unknown event sent`);
       }
-      if (burst && frames >= 3 && held.length < burst) {
-        held.push(Buffer.from(frame));
-        if (held.length === burst) {
-          res.write(Buffer.concat(held));
-          console.log(`subscription ${n} burst of ${burst} frames`);
+      if (overflowAt && frames >= 2) {
+        if (!isException(frame) && !hasRecords(frame)) continue; // an empty event: dropped
+        if (!tail && frame.length >= overflowAt) {
+          tail = Buffer.from(frame.subarray(frame.length - 64));
+          res.write(frame.subarray(0, frame.length - 64));
+          console.log(`subscription ${n} held the tail of a ${frame.length}-byte event`);
+          continue;
         }
-        continue;
+        if (tail) {
+          res.write(Buffer.concat([tail, frame]));
+          console.log(`subscription ${n} overflow: the tail went out with a ${frame.length}-byte event`);
+          tail = null;
+          overflowAt = 0;
+          continue;
+        }
       }
       res.write(frame);
     }

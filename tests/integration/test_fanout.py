@@ -514,38 +514,48 @@ def test_fanout_a_paused_shard_does_not_hold_up_the_other_on_the_same_connection
 
 def test_fanout_events_past_the_pause_over_the_bound_are_dropped_and_read_again(fo, proxy):
     # max_buffered_mb = 1: a subscription keeps at most 1 MiB of events nobody
-    # reads; while the shard is busy (its first batch takes 8 s, the second
-    # fills its prefetch), the proxy hands over three events (most of 800 KB) at once
+    # reads. The shard is busy (its first batch takes 12 s) and its prefetch
+    # full (the second batch); then an event of 1.2 MB comes and, in the same
+    # read, a small one behind it: the proxy holds the big event's last bytes
+    # back and writes them with the small event. Nobody reads, 1.2 MB is held:
+    # the small event is dropped and read again after the big one.
+    # Deterministic: which events end in one read does not depend on how the
+    # kernel and libcurl cut the bytes (three events of 600 KB in one write
+    # did: in one CI run they came in two reads and the bound was never passed).
     fo.env.write("p.lua", STALL_PROCESSOR)
     fo.create(1)
-    px = proxy({"burst": {"1": 3}})
+    px = proxy({"overflow": {"1": 1 << 20}})
     fo.config(combo="http1", url=px.url, max_buffered_mb=1, stream={"prefetch_batches": 1})
-    fo.env.extra_env.update(STALL_SHARD="shardId-000000000000", STALL_S="8", STALLS="1")
+    fo.env.extra_env.update(STALL_SHARD="shardId-000000000000", STALL_S="12", STALLS="1")
     produced = []
 
-    def put_burst():
-        lines = [f"b{len(produced)}-{i}-" + "x" * 6000 for i in range(100)]
+    def put(count, size):
+        lines = [f"b{len(produced)}-{i}-" + "x" * size for i in range(count)]
         fo.put(lines)
         produced.extend(lines)
-    put_burst()  # the first event: the batch that stalls
-    w = fo.env.worker("-v")
-    wait_for(lambda: w.events("fanout_subscribed"), 30, what="the subscription")
-    for _ in range(4):
-        put_burst()
-        time.sleep(1.0)
-    wait_for(lambda: any("burst of 3" in l for l in px.lines), 30, what="the burst")
 
     def done():
         got = []
         for f in fo.env.dir.glob("done-*.log"):
             got += [line.split(" ")[1] for line in f.read_text().splitlines()]
         return got
+    put(3, 100)  # the batch that stalls
+    w = fo.env.worker("-v")
+    wait_for(lambda: done(), 30, what="the first batch")
+    put(3, 100)  # the prefetched batch: nobody reads after it
+    time.sleep(1.5)  # kinesis-mock sends an event a second: the next put is an event of its own
+    put(200, 6000)
+    wait_for(lambda: any("held the tail" in l for l in px.lines), 30, what="the big event")
+    put(3, 100)
+    wait_for(lambda: any("overflow: the tail went out" in l for l in px.lines), 30, what="both events in one write")
     wait_for(lambda: set(produced) <= set(done()), 90, what="every record processed")
     assert w.stop(30) == 0, w.logs()[-3000:]
     assert sorted(done()) == sorted(produced), "each record once"
     assert w.events("fanout_paused"), "the subscription was paused"
     over = w.events("fanout_overflow")
-    assert over and int(over[0]["held_bytes"]) > 1 << 20 and int(over[0]["dropped_events"]) >= 1, over
+    assert len(over) == 1 and int(over[0]["held_bytes"]) > 1 << 20 and over[0]["dropped_events"] == "1", over
+    subscribed = w.events("fanout_subscribe")
+    assert len(subscribed) == 2 and subscribed[1]["from"].startswith("AFTER_SEQUENCE_NUMBER:"), subscribed
 
 
 @pytest.mark.skipif(not os.environ.get("SHARDRUN_SLOW_TESTS"),
