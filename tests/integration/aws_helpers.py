@@ -131,7 +131,7 @@ class KeyedRounds:
             per_key[k].append(int(d))
         return per_key
 
-    def wait_all_processed(self):
+    def wait_all_processed(self, worker=None):
         # every number of every key, not a count of lines: a record processed
         # twice would make the count without the last records
         def missing():
@@ -142,9 +142,9 @@ class KeyedRounds:
             wait_for(lambda: not missing(), 90, what="every record processed")
         except AssertionError as e:
             gaps = {k: f"{v[:10]} (of {len(v)})" for k, v in missing().items()}
-            raise AssertionError(f"{e}; missing: {gaps}") from None
+            raise AssertionError(f"{e}; missing: {gaps}{warnings_of(worker)}") from None
 
-    def assert_in_order(self):
+    def assert_in_order(self, worker=None):
         per_key, problems = self.per_key(), []
         for k in self.keys:  # every key's problems at once: one may explain another's
             got = per_key[k]
@@ -156,7 +156,15 @@ class KeyedRounds:
                 problems.append(f"{k}: records missing: {missing[:20]} (of {len(missing)})")
             if repeated:
                 problems.append(f"{k}: records repeated: {repeated[:20]} (of {len(repeated)})")
-        assert not problems, "; ".join(problems)
+        assert not problems, "; ".join(problems) + warnings_of(worker)
+
+
+def warnings_of(worker):
+    """The worker's last warnings and errors, for a failure message."""
+    if worker is None:
+        return ""
+    lines = [l for l in worker.logs().splitlines() if "level=warn" in l or "level=error" in l]
+    return "\nthe worker's last warnings:\n" + "\n".join(lines[-15:]) if lines else "\nthe worker logged no warning"
 
 
 def describe_order(numbers):

@@ -174,13 +174,13 @@ def test_kinesis_split_while_consuming_keeps_per_key_order(aws):
     rounds.put_round(150)
     shards = kinesis("ListShards", {"StreamName": aws.stream})["Shards"]
     assert len(shards) == 4
-    rounds.wait_all_processed()
+    rounds.wait_all_processed(w)
     # the parent's lease is checkpointed at SHARD_END, then removed once its children started
     wait_for(lambda: any(e.get("shard") == "shardId-000000000000" for e in w.events("shard_finished")), 30,
              what="the parent finished")
     assert aws.leases().get("shardId-000000000000", {}).get("checkpoint", "SHARD_END") == "SHARD_END"
     assert w.stop(30) == 0, w.logs()[-3000:]
-    rounds.assert_in_order()
+    rounds.assert_in_order(w)
 
 
 def test_kinesis_honours_a_lease_row_written_by_the_kcl(aws):

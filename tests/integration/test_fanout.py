@@ -440,7 +440,7 @@ def test_fanout_split_while_consuming_keeps_per_key_order(fo):
     fo.env.run("stream", "-c", "admin.lua", "split", fo.stream, "shardId-000000000000")
     rounds.put_round(150)
     assert len(mock_call("ListShards", {"StreamName": fo.stream})["Shards"]) == 4
-    rounds.wait_all_processed()
+    rounds.wait_all_processed(w)
     wait_for(lambda: any(e.get("shard") == "shardId-000000000000" for e in w.events("shard_finished")), 30,
              what="the parent finished")
     # kinesis-mock sends no ChildShards: the parent's end was confirmed by GetRecords
@@ -448,7 +448,7 @@ def test_fanout_split_while_consuming_keeps_per_key_order(fo):
     assert ends and ends[0].get("confirmed_by") == "GetRecords", ends
     assert fo.leases().get("shardId-000000000000", {}).get("checkpoint", "SHARD_END") == "SHARD_END"
     assert w.stop(30) == 0, w.logs()[-3000:]
-    rounds.assert_in_order()
+    rounds.assert_in_order(w)
 
 
 # Writes "shard data mono_s" per record; the first STALLS batches of shard
