@@ -41,6 +41,13 @@ char *xstrdup(const char *s)
     return s ? xstrndup(s, strlen(s)) : NULL;
 }
 
+void xstrset(char **dst, const char *v)
+{
+    char *copy = xstrdup(v); /* owned by whoever owns *dst */
+    free(*dst);
+    *dst = copy;
+}
+
 char *xstrndup(const char *s, size_t n)
 {
     char *p = xmalloc(n + 1);

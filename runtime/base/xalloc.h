@@ -14,6 +14,9 @@ void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);          /* NULL in, NULL out */
 char *xstrndup(const char *s, size_t n);
+/* Replaces the string *dst owns with a copy of v (NULL: none). v may be
+ * *dst itself or point into it: the copy is made before the old one is freed. */
+void xstrset(char **dst, const char *v);
 void xalloc_oom(size_t n) __attribute__((noreturn));
 
 #endif

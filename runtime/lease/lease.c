@@ -99,13 +99,6 @@ const lease_t *lease_list_find(const lease_list_t *l, const char *key)
     return NULL;
 }
 
-static void lease_set_str(char **dst, const char *v)
-{
-    char *copy = xstrdup(v);
-    free(*dst);
-    *dst = copy;
-}
-
 void lease_apply_write(const lease_t *l, const lease_write_t *w, lease_t *out)
 {
     lease_copy(out, l);
@@ -116,21 +109,21 @@ void lease_apply_write(const lease_t *l, const lease_write_t *w, lease_t *out)
     case LEASE_WRITE_RENEW:
         break;
     case LEASE_WRITE_TAKE:
-        lease_set_str(&out->owner, w->worker);
-        lease_set_str(&out->pending_owner, NULL); /* a handoff request was for the previous owner */
+        xstrset(&out->owner, w->worker);
+        xstrset(&out->pending_owner, NULL); /* a handoff request was for the previous owner */
         out->owner_switches++;
         break;
     case LEASE_WRITE_CHECKPOINT:
-        lease_set_str(&out->checkpoint, w->seq);
+        xstrset(&out->checkpoint, w->seq);
         out->checkpoint_sub = w->sub;
         out->owner_switches = 0;
         break;
     case LEASE_WRITE_RELEASE:
-        lease_set_str(&out->owner, NULL);
-        lease_set_str(&out->pending_owner, NULL);
+        xstrset(&out->owner, NULL);
+        xstrset(&out->pending_owner, NULL);
         break;
     case LEASE_WRITE_REQUEST_HANDOFF:
-        lease_set_str(&out->pending_owner, w->worker);
+        xstrset(&out->pending_owner, w->worker);
         return; /* the counter does not move: the owner's renewals go on */
     case LEASE_WRITE_HANDOFF:
         free(out->owner);
@@ -139,10 +132,10 @@ void lease_apply_write(const lease_t *l, const lease_write_t *w, lease_t *out)
         out->owner_switches++;
         break;
     case LEASE_WRITE_CANCEL_HANDOFF:
-        lease_set_str(&out->pending_owner, NULL);
+        xstrset(&out->pending_owner, NULL);
         return;
     case LEASE_WRITE_CONTROL:
-        lease_set_str(&out->control, w->control);
+        xstrset(&out->control, w->control);
         return; /* the counter does not move: the owner's writes go on */
     }
     out->counter = l->counter + 1;

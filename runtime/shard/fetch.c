@@ -25,13 +25,6 @@ static void fetch_on_timer(sched_timer_t *t);
 static void fetch_on_wake(source_watch_t *w);
 void fetch_poke(fetcher_t *f);
 
-static void fetch_set(char **dst, const char *v)
-{
-    char *copy = v ? xstrdup(v) : NULL; /* owned by the fetcher */
-    free(*dst);
-    *dst = copy;
-}
-
 void fetch_init(fetcher_t *f, sched_t *sched, source_t *source, fetch_budget_t *budget, const char *stream,
                 const char *shard, const char *checkpoint, int64_t checkpoint_sub, const fetch_options_t *opt,
                 const fetch_handler_t *h, void *ud)
@@ -46,7 +39,7 @@ void fetch_init(fetcher_t *f, sched_t *sched, source_t *source, fetch_budget_t *
     f->shard = xstrdup(shard);
     f->opt = *opt;
     f->millis_behind = -1;
-    fetch_set(&f->from, checkpoint);
+    xstrset(&f->from, checkpoint);
     f->from_sub = checkpoint_sub;
     sched_timer_init(&f->timer, fetch_on_timer, f);
     f->watch.cb = fetch_on_wake;
@@ -124,7 +117,7 @@ void fetch_restart(fetcher_t *f, const char *seq, int64_t sub)
     sched_timer_stop(f->sched, &f->timer);
     free(f->iterator);
     f->iterator = NULL;
-    fetch_set(&f->from, seq);
+    xstrset(&f->from, seq);
     f->from_sub = sub;
     free(f->skip_to);
     f->skip_to = NULL;
@@ -213,7 +206,7 @@ static void fetch_on_records(void *ud, source_records_t *res)
         } else if (res->error == SOURCE_ERETRY) {
             log_warn("fetch_retry", "stream=%s shard=%s retry_in_ms=%lld error=%s", f->stream, f->shard,
                      (long long)f->opt.retry_ms, log_quote(res->message, q, sizeof q));
-            fetch_set(&f->backoff_error, res->message ? res->message : "transient read error");
+            xstrset(&f->backoff_error, res->message ? res->message : "transient read error");
             fetch_later(f, f->opt.retry_ms);
         } else {
             char why[1200];
@@ -224,7 +217,7 @@ static void fetch_on_records(void *ud, source_records_t *res)
         }
         return;
     }
-    fetch_set(&f->backoff_error, NULL);
+    xstrset(&f->backoff_error, NULL);
     /* caught up: the source had no more than it gave (counted before the
      * resume filter drops records: a short answer, not a filtered one) */
     int short_answer = fetch_source_records(res->batch) < f->asked;
@@ -236,7 +229,7 @@ static void fetch_on_records(void *ud, source_records_t *res)
     /* a push source answers as records come: at the tip when it says so */
     f->caught_up = res->millis_behind == 0 && (f->source->ops->push || short_answer);
     if (n) {
-        fetch_set(&f->from, batch_seq(b, n - 1)); /* a new iterator starts here, after this record */
+        xstrset(&f->from, batch_seq(b, n - 1)); /* a new iterator starts here, after this record */
         f->from_sub = b->recs[n - 1].sub_seq;
         f->bytes_per_record = (double)b->bytes / (double)fetch_source_records(b);
         fetch_budget_hold(f->budget, b->bytes);
@@ -271,7 +264,7 @@ static void fetch_on_iterator(void *ud, source_err_t err, const char *msg, char 
         if (err == SOURCE_ERETRY) {
             log_warn("iterator_retry", "stream=%s shard=%s retry_in_ms=%lld error=%s", f->stream, f->shard,
                      (long long)f->opt.retry_ms, log_quote(msg, q, sizeof q));
-            fetch_set(&f->backoff_error, msg ? msg : "transient error getting an iterator");
+            xstrset(&f->backoff_error, msg ? msg : "transient error getting an iterator");
             fetch_later(f, f->opt.retry_ms);
         } else {
             char why[1200];
@@ -282,7 +275,7 @@ static void fetch_on_iterator(void *ud, source_err_t err, const char *msg, char 
         return;
     }
     f->iterator = iterator;
-    fetch_set(&f->backoff_error, NULL);
+    xstrset(&f->backoff_error, NULL);
     fetch_poke(f);
 }
 
@@ -294,7 +287,7 @@ static void fetch_request_iterator(fetcher_t *f)
     if (f->from && seqnum_valid(f->from)) {
         pos.kind = POS_AT_SEQUENCE;
         pos.seq = f->from;
-        fetch_set(&f->skip_to, f->from);
+        xstrset(&f->skip_to, f->from);
         f->skip_sub = f->from_sub;
     } else if (f->from && !strcmp(f->from, SEQNUM_LATEST)) {
         pos.kind = POS_LATEST;

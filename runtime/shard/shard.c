@@ -108,13 +108,6 @@ proc_state_t *shard_proc(shard_t *s) { return s->ps; }
 int shard_outputs_busy(const shard_t *s) { return outputs_busy(&s->out); }
 const shard_stats_t *shard_stats(const shard_t *s) { return &s->stats; }
 
-static void shard_set_str(char **dst, const char *v)
-{
-    char *copy = v ? xstrdup(v) : NULL; /* owned by the shard */
-    free(*dst);
-    *dst = copy;
-}
-
 /* ---- the one place states change ------------------------------------------- */
 
 static int shard_transition_allowed(shard_state_t from, shard_state_t to)
@@ -167,7 +160,7 @@ static void shard_cp_write(void *ud, const char *seq, int64_t sub)
 /* Records up to (and including) record i of b are finished. */
 static void shard_finished(shard_t *s, const batch_t *b, size_t i)
 {
-    shard_set_str(&s->done_seq, batch_seq(b, i));
+    xstrset(&s->done_seq, batch_seq(b, i));
     s->done_sub = b->recs[i].sub_seq;
 }
 
@@ -260,7 +253,7 @@ void shard_halt(shard_t *s, const char *why)
 {
     if (s->state != SHARD_STARTING && s->state != SHARD_RUNNING) return;
     shard_transition(s, SHARD_HALTED);
-    shard_set_str(&s->halt_error, why);
+    xstrset(&s->halt_error, why);
     fetch_stop(&s->fetch);
     pieces_drop_all(&s->queue);
     sched_timer_stop(s->env->sched, &s->wait_timer);
@@ -277,16 +270,16 @@ void shard_halt(shard_t *s, const char *why)
 /* The records a halt stops at, for `shardrun resume --skip`. */
 static void shard_remember_halt_at(shard_t *s, const piece_t *p)
 {
-    shard_set_str(&s->halt_first, piece_first(p));
-    shard_set_str(&s->halt_last, piece_last(p));
+    xstrset(&s->halt_first, piece_first(p));
+    xstrset(&s->halt_last, piece_last(p));
     s->halt_last_sub = p->batch->recs[p->batch->count - 1].sub_seq;
     s->halt_count = p->batch->count;
 }
 
 static void shard_forget_halt_at(shard_t *s)
 {
-    shard_set_str(&s->halt_first, NULL);
-    shard_set_str(&s->halt_last, NULL);
+    xstrset(&s->halt_first, NULL);
+    xstrset(&s->halt_last, NULL);
     s->halt_count = 0;
 }
 
@@ -404,8 +397,8 @@ static void shard_final(shard_t *s, piece_t *p, const char *error, const char *t
     if (pol->final == FINAL_DEAD_LETTER) {
         s->final = p;
         s->final_sends = 0;
-        shard_set_str(&s->final_error, error);
-        shard_set_str(&s->final_tb, tb ? tb : "");
+        xstrset(&s->final_error, error);
+        xstrset(&s->final_tb, tb ? tb : "");
         shard_dead_letter_send(s);
         return;
     }
@@ -424,7 +417,7 @@ static void shard_piece_failed(shard_t *s, piece_t *p, const char *error, const 
     policy_failure_t f = {p->batch->count, p->failures, p->batch->recs[0].arrival_ms, clock_wall_ms()};
     policy_step_t step = policy_next(pol, &f);
     char q[2048], tq[2048]; /* one buffer per quoted field: both are read when the line is written */
-    shard_set_str(&s->last_error, error);
+    xstrset(&s->last_error, error);
     log_warn("batch_failed", "stream=%s shard=%s first=%s last=%s count=%zu attempt=%lld next=%s error=%s%s%s",
              s->stream, s->id, piece_first(p), piece_last(p), p->batch->count, (long long)p->failures,
              policy_step_name(step), log_quote(error, q, sizeof q), tb && *tb ? " traceback=" : "",
@@ -529,7 +522,7 @@ static void shard_outputs_resume(shard_t *s)
     outputs_abandon(&s->out);
     int64_t sub;
     const char *at = checkpoint_latest(&s->cp, &sub);
-    shard_set_str(&s->done_seq, seqnum_valid(at) ? at : NULL);
+    xstrset(&s->done_seq, seqnum_valid(at) ? at : NULL);
     s->done_sub = sub;
     s->held = 0;
 }
@@ -662,7 +655,7 @@ static void shard_init_done(shard_t *s, proc_job_t *job)
              job->traceback ? job->traceback : "");
     s->stats.batches_failed++;
     s->fails_since_swap++;
-    shard_set_str(&s->last_error, why);
+    xstrset(&s->last_error, why);
     if (p->retries < 0 || s->fails_since_swap <= p->retries) {
         s->stats.retries++;
         shard_metrics_retry(&s->metrics);
@@ -1061,7 +1054,7 @@ int shard_resume(shard_t *s, const char *why, int skip)
         shard_metrics_skipped(&s->metrics, s->halt_count);
         log_warn("records_skipped", "stream=%s shard=%s first=%s last=%s count=%zu reason=%s", s->stream, s->id,
                  s->halt_first, s->halt_last, s->halt_count, log_quote(why, q, sizeof q));
-        shard_set_str(&s->done_seq, s->halt_last);
+        xstrset(&s->done_seq, s->halt_last);
         s->done_sub = s->halt_last_sub;
         shard_checkpoint_done(s);
     } else if (skip) {
@@ -1072,7 +1065,7 @@ int shard_resume(shard_t *s, const char *why, int skip)
              log_quote(why, q, sizeof q), s->done_seq ? s->done_seq : checkpoint_written(&s->cp, NULL));
     shard_forget_halt_at(s);
     sched_timer_stop(s->env->sched, &s->halt_timer);
-    shard_set_str(&s->halt_error, NULL);
+    xstrset(&s->halt_error, NULL);
     breaker_reset(s->breaker);
     shard_outputs_resume(s);
     /* read again after the last record finished (or the checkpoint) */
@@ -1088,7 +1081,7 @@ int shard_resume(shard_t *s, const char *why, int skip)
 void shard_control(shard_t *s, const char *control)
 {
     if (!control || (s->control_seen && !strcmp(s->control_seen, control))) return;
-    shard_set_str(&s->control_seen, control);
+    xstrset(&s->control_seen, control);
     cJSON *o = cJSON_Parse(control);
     const cJSON *action = cJSON_GetObjectItemCaseSensitive(o, "action");
     const cJSON *by = cJSON_GetObjectItemCaseSensitive(o, "by");

@@ -64,16 +64,9 @@ static void kc_later(kinesis_consumer_t *c, int64_t ms)
     ev_timer_start(c->loop, &c->timer);
 }
 
-static void kc_set(char **dst, const char *v)
-{
-    char *copy = v ? xstrdup(v) : NULL; /* owned by the consumer */
-    free(*dst);
-    *dst = copy;
-}
-
 static void kc_ready(kinesis_consumer_t *c, const char *arn)
 {
-    kc_set(&c->arn, arn);
+    xstrset(&c->arn, arn);
     c->state = KC_ACTIVE;
     c->failures = 0;
     log_info("consumer_ready", "stream=%s consumer=%s arn=%s", c->stream, c->name, arn);
@@ -149,7 +142,7 @@ static void kc_done(void *ud, const aws_http_response_t *resp)
         const cJSON *sum = awsjson_object(j, "StreamDescriptionSummary", &bad);
         const char *sarn = awsjson_str(sum, "StreamARN", &bad);
         if (bad || !sarn) break;
-        kc_set(&c->stream_arn, sarn);
+        xstrset(&c->stream_arn, sarn);
         c->step = KC_DESCRIBE;
         cJSON_Delete(j);
         kc_next(c);
@@ -249,8 +242,8 @@ void kinesis_consumer_invalidate(kinesis_consumer_t *c)
     if (c->state != KC_ACTIVE) return;
     log_warn("consumer_lost", "stream=%s consumer=%s arn=%s action=\"find or register it again\"", c->stream,
              c->name, c->arn);
-    kc_set(&c->arn, NULL);
-    kc_set(&c->stream_arn, NULL); /* the stream may have been created again too */
+    xstrset(&c->arn, NULL);
+    xstrset(&c->stream_arn, NULL); /* the stream may have been created again too */
     c->state = KC_IDLE;
 }
 

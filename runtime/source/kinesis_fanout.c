@@ -121,13 +121,6 @@ struct fo_source {
 
 static void fo_open(fo_sub_t *sub);
 
-static void fo_set(char **dst, const char *v)
-{
-    char *copy = v ? xstrdup(v) : NULL; /* owned by the sub */
-    free(*dst);
-    *dst = copy;
-}
-
 static char *fo_after(const char *seq)
 {
     size_t n = strlen(FO_AFTER) + strlen(seq) + 1;
@@ -269,7 +262,7 @@ static void fo_later(fo_sub_t *sub, int64_t ms)
 static void fo_fatal(fo_sub_t *sub, source_err_t e, const char *msg)
 {
     sub->fatal = e;
-    fo_set(&sub->fatal_msg, msg);
+    xstrset(&sub->fatal_msg, msg);
     if (sub->cb) fo_hand_later(sub);
 }
 
@@ -372,7 +365,7 @@ static int fo_event(fo_sub_t *sub, const eventstream_message_t *m)
     }
     /* b goes to the queue or is freed below: what comes after asks `fresh` */
     const size_t fresh = b->count;
-    if (fresh) fo_set(&sub->last_seq, batch_seq(b, fresh - 1));
+    if (fresh) xstrset(&sub->last_seq, batch_seq(b, fresh - 1));
     if (!r.next_iterator) {
         char list[1024] = "";
         for (size_t i = 0; i < nkids; i++)
@@ -386,7 +379,7 @@ static int fo_event(fo_sub_t *sub, const eventstream_message_t *m)
     fo_event_t *tail = sub->tail;
     if (!fresh && r.next_iterator && tail && tail->cont) {
         /* nothing new: the queued event only moves on (empty events do not pile up) */
-        fo_set(&tail->cont, r.next_iterator);
+        xstrset(&tail->cont, r.next_iterator);
         tail->millis_behind = r.millis_behind;
         batch_free(b);
     } else {
@@ -431,7 +424,7 @@ static void fo_overflow(fo_sub_t *sub)
      * ends after a dropped event must not end it after keep */
     sub->gen++;
     fo_close(sub);
-    fo_set(&sub->last_seq, keep->mark);
+    xstrset(&sub->last_seq, keep->mark);
     free(sub->open_at);
     sub->open_at = keep->cont ? fo_after(keep->cont) : NULL;
     if (!keep->cont) sub->ended = 1;
@@ -697,7 +690,7 @@ static void fo_take(fo_sub_t *sub, source_records_t *res)
         fo_event_free(e);
     }
     for (size_t i = 0; i < res->batch->count; i++) res->bytes += res->batch->recs[i].data_len;
-    fo_set(&sub->next_it, res->next_iterator);
+    xstrset(&sub->next_it, res->next_iterator);
 }
 
 static void fo_on_hand(struct ev_loop *loop, ev_timer *t, int revents)
@@ -788,9 +781,9 @@ static void fo_get_records(source_t *s, const char *stream, const char *shard, c
         fo_close(sub);
         fo_drop_queue(sub);
         ev_timer_stop(fo->base.loop, &sub->timer);
-        fo_set(&sub->next_it, iterator);
-        fo_set(&sub->open_at, iterator);
-        fo_set(&sub->last_seq, !strncmp(iterator, FO_AFTER, strlen(FO_AFTER)) ? iterator + strlen(FO_AFTER) : NULL);
+        xstrset(&sub->next_it, iterator);
+        xstrset(&sub->open_at, iterator);
+        xstrset(&sub->last_seq, !strncmp(iterator, FO_AFTER, strlen(FO_AFTER)) ? iterator + strlen(FO_AFTER) : NULL);
         sub->ended = 0;
         sub->failures = 0;
         sub->fatal = SOURCE_OK;
