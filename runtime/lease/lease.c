@@ -99,6 +99,19 @@ const lease_t *lease_list_find(const lease_list_t *l, const char *key)
     return NULL;
 }
 
+int lease_list_owner_dead(const lease_list_t *l, const char *owner)
+{
+    size_t lo = 0, hi = l && owner ? l->ndead : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(l->dead[mid], owner);
+        if (c == 0) return 1;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return 0;
+}
+
 void lease_apply_write(const lease_t *l, const lease_write_t *w, lease_t *out)
 {
     lease_copy(out, l);

@@ -63,6 +63,9 @@ void lease_list_free(lease_list_t *l);
 void lease_list_sort(lease_list_t *l);
 /* Binary search: the list must be sorted (lease_list_sort). NULL if absent. */
 const lease_t *lease_list_find(const lease_list_t *l, const char *key);
+/* Whether the store listed `owner` dead at the scan (binary search in
+ * l->dead, which stores deliver sorted). 0 for a NULL owner. */
+int lease_list_owner_dead(const lease_list_t *l, const char *owner);
 
 /* One conditional write, as the stores' operations below take it. */
 typedef enum {

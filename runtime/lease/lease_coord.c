@@ -728,21 +728,6 @@ static lease_local_t *coord_local(lease_coord_t *c, size_t *n)
     return v;
 }
 
-/* The scan listed the row's owner as dead (all->dead is sorted). */
-static int coord_owner_dead(const lease_list_t *all, const lease_t *l)
-{
-    if (!l || !l->owner) return 0;
-    size_t lo = 0, hi = all->ndead;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int r = strcmp(all->dead[mid], l->owner);
-        if (r == 0) return 1;
-        if (r < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return 0;
-}
-
 static void coord_carry_out(lease_coord_t *c, const lease_list_t *all, const lease_plan_decision_t *d)
 {
     char q[512];
@@ -785,7 +770,7 @@ static void coord_carry_out(lease_coord_t *c, const lease_list_t *all, const lea
         if (r) {
             log_warn("lease_handoff_timeout", "lease=%s owner=%s action=steal", l->key, l->owner);
             coord_request_drop(c, r);
-            coord_take(c, l, 1, coord_owner_dead(all, l));
+            coord_take(c, l, 1, lease_list_owner_dead(all, l->owner));
         }
         break;
     case LEASE_PLAN_RELEASE:
@@ -795,7 +780,7 @@ static void coord_carry_out(lease_coord_t *c, const lease_list_t *all, const lea
         if (!r) coord_cancel(c, l->key, l->owner);
         break;
     case LEASE_PLAN_TAKE:
-        coord_take(c, l, 0, coord_owner_dead(all, l));
+        coord_take(c, l, 0, lease_list_owner_dead(all, l->owner));
         break;
     case LEASE_PLAN_ASK:
         coord_ask(c, l);

@@ -107,20 +107,10 @@ static int plan_is(const char *a, const char *b)
     return a && b && !strcmp(a, b);
 }
 
-/* The store knows the owner dead (all->dead, sorted): a binary search. */
+/* The store knows the owner dead, and it is not this worker. */
 static int plan_dead(const lease_plan_input_t *in, const char *owner)
 {
-    if (!owner || plan_is(owner, in->worker_id)) return 0;
-    char *const *v = in->all->dead;
-    size_t lo = 0, hi = in->all->ndead;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(v[mid], owner);
-        if (c == 0) return 1;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return 0;
+    return owner && !plan_is(owner, in->worker_id) && lease_list_owner_dead(in->all, owner);
 }
 
 /* What the bookkeeping made of a row's local entry. */

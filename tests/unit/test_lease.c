@@ -454,6 +454,23 @@ static void test_a_sorted_list_finds_every_key_and_misses_absent_ones(void **sta
     lease_list_free(l);
 }
 
+static void test_the_dead_owners_are_found_by_binary_search(void **state)
+{
+    (void)state;
+    lease_list_t *l = calloc(1, sizeof *l);
+    const char *dead[] = {"host-a:1:aa", "host-b:2:bb", "host-c:3:cc", "host-d:4:dd", "host-e:5:ee"};
+    l->ndead = sizeof dead / sizeof *dead;
+    l->dead = calloc(l->ndead, sizeof *l->dead);
+    for (size_t i = 0; i < l->ndead; i++) l->dead[i] = strdup(dead[i]);
+    for (size_t i = 0; i < l->ndead; i++) assert_true(lease_list_owner_dead(l, dead[i]));
+    assert_false(lease_list_owner_dead(l, "host-0:0:00")); /* before the first */
+    assert_false(lease_list_owner_dead(l, "host-bb"));     /* between two */
+    assert_false(lease_list_owner_dead(l, "host-z:9:zz")); /* after the last */
+    assert_false(lease_list_owner_dead(l, NULL));          /* an unowned row */
+    assert_false(lease_list_owner_dead(NULL, "host-a:1:aa"));
+    lease_list_free(l);
+}
+
 static void test_parent_ids_parse_strictly(void **state)
 {
     char **ids;
@@ -480,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_parent_ids_parse_strictly),
         cmocka_unit_test(test_each_write_names_the_row_as_written_once_for_every_store),
         cmocka_unit_test(test_a_sorted_list_finds_every_key_and_misses_absent_ones),
+        cmocka_unit_test(test_the_dead_owners_are_found_by_binary_search),
         cmocka_unit_test_setup_teardown(test_a_locked_lease_file_does_not_hold_up_the_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writes_asked_together_commit_together_each_with_its_own_answer, setup,
                                         teardown),
