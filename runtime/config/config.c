@@ -1007,6 +1007,13 @@ static void policy_free(policy_config_t *p)
     free(p->dead_letter_stream);
 }
 
+int config_stream_index(const config_t *c, const char *name)
+{
+    for (size_t i = 0; name && i < c->nstreams; i++)
+        if (!strcmp(c->streams[i].name, name)) return (int)i;
+    return -1;
+}
+
 void config_free(config_t *c)
 {
     if (!c) return;

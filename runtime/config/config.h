@@ -121,5 +121,7 @@ typedef struct config {
  * result: config_free(). */
 config_t *config_load(const char *path, errbuf_t *err);
 void config_free(config_t *c);
+/* The index in c->streams of the stream named `name`, or -1 (also for NULL). */
+int config_stream_index(const config_t *c, const char *name);
 
 #endif

@@ -5,13 +5,6 @@
 
 #include "base/xalloc.h"
 
-int shardset_stream_index(const config_t *cfg, const char *stream)
-{
-    for (size_t i = 0; stream && i < cfg->nstreams; i++)
-        if (!strcmp(cfg->streams[i].name, stream)) return (int)i;
-    return -1;
-}
-
 shard_t *shardset_find(const shardset_t *ss, const char *key)
 {
     for (size_t i = 0; i < ss->nshards; i++)
@@ -21,7 +14,7 @@ shard_t *shardset_find(const shardset_t *ss, const char *key)
 
 int shardset_runnable(const shardset_t *ss, const lease_t *lease, const lease_list_t *all)
 {
-    return shardset_stream_index(ss->cfg, shardsync_lease_stream(ss->cfg, lease)) >= 0 &&
+    return config_stream_index(ss->cfg, shardsync_lease_stream(ss->cfg, lease)) >= 0 &&
            shardsync_parents_done(ss->sync, lease, all) && !shardsync_resurrected(ss->sync, lease, all);
 }
 
@@ -30,7 +23,7 @@ int shardset_runnable(const shardset_t *ss, const lease_t *lease, const lease_li
 static void shardset_acquired(void *ud, const lease_t *lease)
 {
     shardset_t *ss = ud;
-    int idx = shardset_stream_index(ss->cfg, shardsync_lease_stream(ss->cfg, lease));
+    int idx = config_stream_index(ss->cfg, shardsync_lease_stream(ss->cfg, lease));
     if (idx < 0 || ss->stopping) {
         lease_coord_release(ss->coord, lease->key, NULL, NULL);
         return;

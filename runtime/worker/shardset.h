@@ -71,8 +71,6 @@ void shardset_attach(shardset_t *ss, lease_coord_t *coord, shardsync_t *sync);
 void shardset_free(shardset_t *ss);
 
 shard_t *shardset_find(const shardset_t *ss, const char *key);
-/* The index of a configured stream, or -1. */
-int shardset_stream_index(const config_t *cfg, const char *stream);
 /* The lease is of a configured stream, its parents are finished, and it is
  * not a finished shard's row come back (shardsync_resurrected). */
 int shardset_runnable(const shardset_t *ss, const lease_t *lease, const lease_list_t *all);

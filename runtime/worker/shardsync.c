@@ -75,9 +75,8 @@ struct shardsync {
 
 static const config_stream_t *shardsync_stream_cfg(const config_t *cfg, const char *stream)
 {
-    for (size_t i = 0; stream && i < cfg->nstreams; i++)
-        if (!strcmp(cfg->streams[i].name, stream)) return &cfg->streams[i];
-    return NULL;
+    int idx = config_stream_index(cfg, stream);
+    return idx >= 0 ? &cfg->streams[idx] : NULL;
 }
 
 char *shardsync_lease_key(const config_t *cfg, const char *stream, const char *shard)
@@ -118,18 +117,11 @@ static int shardsync_str_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int shardsync_stream_index(const config_t *cfg, const char *stream)
-{
-    for (size_t i = 0; stream && i < cfg->nstreams; i++)
-        if (!strcmp(cfg->streams[i].name, stream)) return (int)i;
-    return -1;
-}
-
 /* 1: the last listing of the stream showed the shard; 0: it did not (gone
  * past retention); -1: no listing yet. */
 static int shardsync_listed(const shardsync_t *ss, const char *stream, const char *shard)
 {
-    int idx = shardsync_stream_index(ss->cfg, stream);
+    int idx = config_stream_index(ss->cfg, stream);
     if (idx < 0 || !ss->known[idx].listed) return -1;
     const sync_known_t *k = &ss->known[idx];
     return bsearch(&shard, k->ids, k->n, sizeof *k->ids, shardsync_str_cmp) != NULL;
@@ -238,7 +230,7 @@ int shardsync_resurrected(shardsync_t *ss, const lease_t *l, const lease_list_t 
     if (bsearch(&key, ss->started_parents, ss->nstarted_parents, sizeof *ss->started_parents, shardsync_str_cmp))
         return 1;
     const char *stream = shardsync_lease_stream(ss->cfg, l);
-    int idx = shardsync_stream_index(ss->cfg, stream);
+    int idx = config_stream_index(ss->cfg, stream);
     return idx >= 0 && shardsync_listed_descendant_started(ss, idx, stream, l->shard, all, 0);
 }
 

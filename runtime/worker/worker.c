@@ -100,7 +100,7 @@ static void worker_maybe_exit(worker_t *w)
 static char *worker_describe(void *ud, shard_t *s)
 {
     worker_t *w = ud;
-    int idx = shardset_stream_index(w->cfg, shard_stream(s));
+    int idx = config_stream_index(w->cfg, shard_stream(s));
     return shard_describe(s, idx >= 0 && w->reload ? reload_error(w->reload, (size_t)idx) : NULL);
 }
 
@@ -324,7 +324,7 @@ static void worker_swap_script(void *ud, size_t idx, proc_script_t *script)
 static void worker_tripped(void *ud, shard_t *s, const char *why)
 {
     worker_t *w = ud;
-    int idx = shardset_stream_index(w->cfg, shard_stream(s));
+    int idx = config_stream_index(w->cfg, shard_stream(s));
     if (idx < 0) return;
     const char *stream = w->cfg->streams[idx].name;
     char q[1200];

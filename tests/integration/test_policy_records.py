@@ -164,6 +164,9 @@ def test_shardrun_resume_retries_or_skips_a_halted_shard_through_the_lease_table
     wait_for(lambda: not [r for r in env.status() if r["state"] == "halted"], what="status to say not halted")
     r = env.run("resume", "s", check=False)
     assert r.returncode == 1 and b"no halted shard" in r.stderr
+    # a stream the config does not name is a usage error, not "nothing halted"
+    r = env.run("resume", "t", check=False)
+    assert r.returncode == 2 and b"stream t is not in the config" in r.stderr, r.stderr
     w.stop()
     c = counters(env)
     assert c["skipped"] == 1 and c["records"] == 2, c

@@ -34,6 +34,21 @@ static void test_valid_config_gets_defaults_and_absolute_paths(void **state)
     config_free(c);
 }
 
+static void test_a_stream_is_found_by_its_name(void **state)
+{
+    (void)state;
+    errbuf_t err;
+    config_t *c = cfg_load(BASE "streams = { { name = 'orders', processor = 'p.lua' },\n"
+                                "  { name = 'clicks', processor = 'p.lua' } }\n", &err);
+    assert_non_null(c);
+    assert_int_equal(config_stream_index(c, "orders"), 0);
+    assert_int_equal(config_stream_index(c, "clicks"), 1);
+    assert_int_equal(config_stream_index(c, "click"), -1);
+    assert_int_equal(config_stream_index(c, ""), -1);
+    assert_int_equal(config_stream_index(c, NULL), -1);
+    config_free(c);
+}
+
 static void test_bad_initial_position_names_file_field_and_value(void **state)
 {
     cfg_expect_error(BASE "streams = { { name = 'a', processor = 'p.lua', initial_position = 'OLDEST' } }\n",
@@ -402,6 +417,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_config_gets_defaults_and_absolute_paths),
+        cmocka_unit_test(test_a_stream_is_found_by_its_name),
         cmocka_unit_test(test_bad_initial_position_names_file_field_and_value),
         cmocka_unit_test(test_unknown_fields_are_rejected_at_every_level),
         cmocka_unit_test(test_wrong_types_and_ranges),
