@@ -16,10 +16,10 @@
 
 /* The owner's own word (shardrunInfo) when it is there: processing,
  * retrying, idle, halted, ending... */
-static const char *status_state(const config_t *cfg, const lease_t *l, const lease_list_t *all, cJSON *info)
+const char *status_state(const config_t *cfg, const lease_t *l, const lease_list_t *all, const cJSON *info)
 {
     if (l->invalid) return "invalid";
-    if (!strcmp(l->checkpoint, SEQNUM_SHARD_END)) return "finished";
+    if (l->checkpoint && !strcmp(l->checkpoint, SEQNUM_SHARD_END)) return "finished";
     if (!shardsync_parent_rows_done(cfg, l, all)) return "waiting on parent";
     if (!l->owner) return "unowned";
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(info, "state");

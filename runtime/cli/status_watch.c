@@ -17,7 +17,7 @@
 #include "base/clock.h"
 #include "base/xalloc.h"
 #include "leaselist.h"
-#include "record/seqnum.h"
+#include "status.h"
 #include "worker/backends.h"
 #include "worker/shardsync.h"
 
@@ -117,19 +117,6 @@ static double watch_rate(watch_t *w, const char *key, int64_t now, double record
     return dt > 0 ? (records - h->records[oldest]) * 1000.0 / (double)dt : -1;
 }
 
-/* processing / retrying / halted / idle / ended, or why none of those. */
-static const char *watch_state(const config_t *cfg, const lease_t *l, const lease_list_t *all, const cJSON *info)
-{
-    if (l->invalid) return "invalid";
-    if (l->checkpoint && !strcmp(l->checkpoint, SEQNUM_SHARD_END)) return "ended";
-    if (!shardsync_parent_rows_done(cfg, l, all)) return "waiting";
-    if (!l->owner) return "unowned";
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(info, "state");
-    if (!cJSON_IsString(st)) return "processing";
-    if (!strcmp(st->valuestring, "dead_lettering")) return "retrying";
-    return st->valuestring;
-}
-
 static double watch_num(const cJSON *info, const char *name, double dflt)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(info, name);
@@ -187,18 +174,18 @@ static void watch_frame(watch_t *w, const leaselist_t *l, buf_t *frame, int widt
         if (w->tty) buf_append_str(frame, "\033[J");
         return;
     }
-    watch_line(w, frame, width, "%-16s %-24s %-30s %-12s %10s %10s  %s", "STREAM", "SHARD", "OWNER", "STATE", "LAG",
+    watch_line(w, frame, width, "%-16s %-24s %-30s %-17s %10s %10s  %s", "STREAM", "SHARD", "OWNER", "STATE", "LAG",
                "RECORDS/S", "LAST ERROR");
-    size_t counts[6] = {0}; /* processing, retrying, halted, idle, ended, other */
-    static const char *const kinds[] = {"processing", "retrying", "halted", "idle", "ended"};
+    size_t counts[6] = {0}; /* processing, retrying (dead-lettering too), halted, idle, finished, other */
+    static const char *const kinds[] = {"processing", "retrying", "halted", "idle", "finished"};
     double total_rate = 0, max_lag = -1;
     int shown = 0, room = height > 4 ? height - 4 : 1 << 30;
     for (size_t i = 0; i < l->leases->count; i++) {
         const lease_t *le = &l->leases->leases[i];
         cJSON *info = le->owner && le->info ? cJSON_Parse(le->info) : NULL;
         const char *stream = shardsync_lease_stream(w->cfg, le);
-        const char *state = watch_state(w->cfg, le, l->leases, info);
-        size_t k = 0;
+        const char *state = status_state(w->cfg, le, l->leases, info);
+        size_t k = !strcmp(state, "dead_lettering") ? 1 : 0;
         while (k < 5 && strcmp(state, kinds[k]))
             k++;
         counts[k]++;
@@ -225,7 +212,7 @@ static void watch_frame(watch_t *w, const leaselist_t *l, buf_t *frame, int widt
         char first[256] = "";
         if (err) snprintf(first, sizeof first, "%.*s", (int)strcspn(err, "\n"), err);
         if (shown < room) {
-            watch_line(w, frame, width, "%-16s %-24s %-30s %-12s %10s %10s  %s", stream ? stream : "?",
+            watch_line(w, frame, width, "%-16s %-24s %-30s %-17s %10s %10s  %s", stream ? stream : "?",
                        le->shard ? le->shard : "?", le->owner ? le->owner : "-", state, lag, rate_s, first);
             shown++;
         }
@@ -237,7 +224,7 @@ static void watch_frame(watch_t *w, const leaselist_t *l, buf_t *frame, int widt
     char lag[24];
     watch_duration(lag, sizeof lag, max_lag);
     watch_line(w, frame, width,
-               "TOTAL %zu shards: %zu processing, %zu retrying, %zu halted, %zu idle, %zu ended, %zu other;"
+               "TOTAL %zu shards: %zu processing, %zu retrying, %zu halted, %zu idle, %zu finished, %zu other;"
                " %.0f records/s; max lag %s",
                l->leases->count, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], total_rate, lag);
     if (w->tty) buf_append_str(frame, "\033[J");

@@ -441,6 +441,46 @@ def test_status_watch_shows_every_shard_and_updates_over_the_local_store(env):
     watch_scenario(env, w)
 
 
+def test_status_watch_names_each_state_as_status_does(env):
+    # a parent that halts, its children waiting on it; then the parent
+    # finished (resumed with --skip) and its children processing
+    env.write("p.lua", HALT_PROCESSOR.replace("ffi.C.usleep(1500 * 1000)", "local _ = 1").replace(
+        "return P", 'function P.shardEnded() return "checkpoint" end\nreturn P'))
+    env.config([{"name": "s", "processor": "p.lua", "on_error": "halt"}], shard_sync_interval_ms=500)
+    env.create_stream("s", 1)
+    env.put("s", ["a", "halt me"])
+    w = env.worker()
+    wait_for(lambda: [r for r in env.status() if r["state"] == "halted"], what="the shard to halt")
+    env.run("stream", "split", "s", "shardId-000000000000")
+    watch = Watch(env)
+
+    def same_as_status(want):
+        states = {r["shard"]: r["state"] for r in env.status()}
+        if sorted(states.values()) != sorted(want):
+            return None
+        return watch.wait_frame(lambda f: all(any(shard in l and f" {state} " in l for l in rows(f))
+                                              for shard, state in states.items()), what=f"the states {states}")
+    try:
+        f = wait_for(lambda: same_as_status(["halted", "waiting on parent", "waiting on parent"]), 30,
+                     what="status: the parent halted, its children waiting on it")
+        assert any(l.startswith("TOTAL 3 shards: 0 processing, 0 retrying, 1 halted, 0 idle, 0 finished, 2 other")
+                   for l in f), f
+        env.run("resume", "s", "--skip")
+        f = wait_for(lambda: same_as_status(["finished", "idle", "idle"]), 30,
+                     what="status: the parent finished, its children idle")
+        assert any(l.startswith("TOTAL 3 shards: 0 processing, 0 retrying, 0 halted, 2 idle, 1 finished, 0 other")
+                   for l in f), f
+        assert watch.quit() == 0
+    finally:
+        if watch.pid:
+            try:
+                os.kill(watch.pid, signal.SIGKILL)
+                os.waitpid(watch.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+    assert w.stop() == 0
+
+
 def test_status_watch_works_over_dynamodb_leases(env, emulators):
     env.extra_env.update(AWS_ENV)
     env.write("p.lua", RECORDING_PROCESSOR)
