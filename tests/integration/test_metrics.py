@@ -397,12 +397,22 @@ class Watch:
         while time.monotonic() < end:
             done, status = os.waitpid(self.pid, os.WNOHANG)
             if done:
+                self.pid = 0  # reaped: kill() must not signal a PID the system may give again
                 self.read(0.2)
                 return os.waitstatus_to_exitcode(status)
             self.read(0.1)
         os.kill(self.pid, signal.SIGKILL)
         os.waitpid(self.pid, 0)
         raise AssertionError("status --watch did not quit on q")
+
+    def kill(self):
+        """Stops the view if it still runs (after a failed test)."""
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
 
 
 def rows(frame, state=None):
@@ -423,12 +433,7 @@ def watch_scenario(env, w):
         assert watch.quit() == 0
         assert watch.out.endswith(b"\x1b[?25h\x1b[?1049l")  # the terminal as it was
     finally:
-        if watch.pid:
-            try:
-                os.kill(watch.pid, signal.SIGKILL)
-                os.waitpid(watch.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+        watch.kill()
 
 
 def test_status_watch_shows_every_shard_and_updates_over_the_local_store(env):
@@ -472,12 +477,7 @@ def test_status_watch_names_each_state_as_status_does(env):
                    for l in f), f
         assert watch.quit() == 0
     finally:
-        if watch.pid:
-            try:
-                os.kill(watch.pid, signal.SIGKILL)
-                os.waitpid(watch.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+        watch.kill()
     assert w.stop() == 0
 
 
@@ -577,8 +577,4 @@ def test_status_watch_started_before_any_worker_waits_for_the_leases(env):
         assert watch.quit() == 0
         assert w.stop() == 0
     finally:
-        try:
-            os.kill(watch.pid, signal.SIGKILL)
-            os.waitpid(watch.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
+        watch.kill()
