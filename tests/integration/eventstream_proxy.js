@@ -15,7 +15,10 @@
 //                  dropped; the first event of at least N bytes is written
 //                  but for its last bytes, which go out in one write with the
 //                  next event that has records (so the client gets both in
-//                  one read: the big event completes with another behind it)
+//                  one read: the big event completes with another behind it).
+//                  Or -> {"bytes": N, "hold_ms": M}: the same, but from that
+//                  next event with records on, every event (empty ones too)
+//                  is held for M ms, then all go out with the tail in one write
 //
 // Prints "listening PORT" once ready; one line per subscription and fault on
 // stdout. Node's own modules only; binds 127.0.0.1 only.
@@ -87,7 +90,7 @@ function subscription(res, up, upRes) {
   // numbered once its first frame is an event: refused subscriptions do not count
   let n = 0, fault;
   const started = Date.now();
-  let pending = Buffer.alloc(0), frames = 0, over = false, overflowAt = 0, tail = null;
+  let pending = Buffer.alloc(0), frames = 0, over = false, overflowAt = 0, holdMs = 0, tail = null, held = null;
   const finish = () => {
     over = true;
     up.destroy(); // the mock notices at its next write and lets the shard go
@@ -105,7 +108,9 @@ function subscription(res, up, upRes) {
       if (frames === 1 && !isException(frame)) {
         n = ++subscriptions;
         fault = (plan.faults || {})[String(n)];
-        overflowAt = (plan.overflow || {})[String(n)] || 0;
+        const o = (plan.overflow || {})[String(n)] || 0;
+        overflowAt = typeof o === 'object' ? o.bytes : o;
+        holdMs = typeof o === 'object' ? o.hold_ms || 0 : 0;
         console.log(`subscription ${n} fault=${fault || '-'}`);
       }
       if (plan.end_after_ms && Date.now() - started >= plan.end_after_ms) {
@@ -127,12 +132,28 @@ function subscription(res, up, upRes) {
                            [':content-type', 'application/json']], Buffer.from('{"hello":1}')));
         console.log(`subscription ${n} unknown event sent`);
       }
+      if (held) { // holding everything until the timer writes it out
+        held.push(Buffer.from(frame));
+        continue;
+      }
       if (overflowAt && frames >= 2) {
         if (!isException(frame) && !hasRecords(frame)) continue; // an empty event: dropped
         if (!tail && frame.length >= overflowAt) {
           tail = Buffer.from(frame.subarray(frame.length - 64));
           res.write(frame.subarray(0, frame.length - 64));
           console.log(`subscription ${n} held the tail of a ${frame.length}-byte event`);
+          continue;
+        }
+        if (tail && holdMs) {
+          held = [tail, Buffer.from(frame)];
+          console.log(`subscription ${n} holding a ${frame.length}-byte event and what follows for ${holdMs} ms`);
+          setTimeout(() => {
+            if (!over) res.write(Buffer.concat(held));
+            console.log(`subscription ${n} overflow: the tail went out with ${held.length - 1} events`);
+            held = null;
+          }, holdMs);
+          tail = null;
+          overflowAt = 0;
           continue;
         }
         if (tail) {

@@ -558,6 +558,53 @@ def test_fanout_events_past_the_pause_over_the_bound_are_dropped_and_read_again(
     assert len(subscribed) == 2 and subscribed[1]["from"].startswith("AFTER_SEQUENCE_NUMBER:"), subscribed
 
 
+def test_fanout_a_closed_shards_end_asked_after_a_dropped_event_does_not_end_it_early(fo, proxy):
+    # The overflow above on a shard that is split meanwhile: the events that
+    # come in one read are the big one, a small one (records C) and empty
+    # ones; by then the worker knows the shard is closed, so the first empty
+    # event asks GetRecords whether the shard ends after C. The overflow
+    # drops C and the empty events: the shard must not end after the big
+    # event on that answer, or C would never be read.
+    fo.env.write("p.lua", STALL_PROCESSOR.replace(
+        "return P", 'function P.shardEnded(shard) return "checkpoint" end\nreturn P'))
+    fo.create(1)
+    px = proxy({"overflow": {"1": {"bytes": 1 << 20, "hold_ms": 4000}}})
+    fo.config(combo="http1", url=px.url, max_buffered_mb=1, stream={"prefetch_batches": 1},
+              shard_sync_interval_ms=300)
+    fo.env.extra_env.update(STALL_SHARD="shardId-000000000000", STALL_S="15", STALLS="1")
+    produced = []
+
+    def put(count, size):
+        lines = [f"b{len(produced)}-{i}-" + "x" * size for i in range(count)]
+        fo.put(lines)
+        produced.extend(lines)
+
+    def done():
+        got = []
+        for f in fo.env.dir.glob("done-*.log"):
+            got += [line.split(" ")[1] for line in f.read_text().splitlines()]
+        return got
+    put(3, 100)  # the batch that stalls
+    w = fo.env.worker("-v")
+    wait_for(lambda: done(), 30, what="the first batch")
+    put(3, 100)  # the prefetched batch: nobody reads after it
+    time.sleep(1.5)
+    put(200, 6000)
+    wait_for(lambda: any("held the tail" in l for l in px.lines), 30, what="the big event")
+    put(3, 100)  # C
+    wait_for(lambda: any("holding a" in l for l in px.lines), 30, what="C held")
+    fo.env.run("stream", "-c", "admin.lua", "split", fo.stream, "shardId-000000000000")
+    wait_for(lambda: any("overflow: the tail went out" in l for l in px.lines), 30, what="the held events")
+    wait_for(lambda: w.events("fanout_overflow"), 30, what="the overflow")
+    wait_for(lambda: set(produced) <= set(done()), 90, what="every record processed")
+    wait_for(lambda: any(e.get("shard") == "shardId-000000000000" for e in w.events("shard_finished")), 30,
+             what="the parent finished")
+    assert w.stop(30) == 0, w.logs()[-3000:]
+    assert sorted(done()) == sorted(produced), "each record once"
+    ends = [e for e in w.events("fanout_shard_end") if e["shard"] == "shardId-000000000000"]
+    assert len(ends) == 1, ends  # the answer asked before the overflow ended nothing
+
+
 @pytest.mark.skipif(not os.environ.get("SHARDRUN_SLOW_TESTS"),
                     reason="5.5 minutes: kinesis-mock's own subscription end (SHARDRUN_SLOW_TESTS=1 runs it)")
 def test_fanout_the_mocks_own_five_minute_end_resumes_without_gap_or_duplicate(fo):
