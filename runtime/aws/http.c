@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "awsjson.h"
+#include "base/backoff.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
@@ -142,12 +143,7 @@ static uint64_t http_rand(aws_http_t *h)
 
 long aws_http_backoff_ms(aws_http_t *h, int retry)
 {
-    long d = h->retry_base_ms;
-    for (int i = 1; i < retry && d < h->retry_max_ms; i++) d *= 2;
-    if (d > h->retry_max_ms) d = h->retry_max_ms;
-    /* "equal jitter": never hammer at once, yet spread peers apart */
-    long half = d / 2;
-    return half + (long)(http_rand(h) % (uint64_t)(d - half + 1));
+    return (long)backoff_delay_ms(h->retry_base_ms, h->retry_max_ms, retry, http_rand(h));
 }
 
 /* ---- curl <-> libev -------------------------------------------------------- */

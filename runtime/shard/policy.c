@@ -1,6 +1,9 @@
 #include "policy.h"
 
+#include <limits.h>
 #include <stdlib.h>
+
+#include "base/backoff.h"
 
 static int policy_too_old(const policy_config_t *p, const policy_failure_t *f)
 {
@@ -23,12 +26,8 @@ int64_t policy_split_failures(const policy_config_t *p, size_t count)
 
 int64_t policy_backoff_ms(const policy_config_t *p, int64_t retry, unsigned *seed)
 {
-    int64_t d = p->backoff_ms;
-    for (int64_t i = 1; i < retry && d < p->max_backoff_ms; i++) d *= 2;
-    if (d > p->max_backoff_ms) d = p->max_backoff_ms;
-    /* full range [d/2, d]: retries of many shards do not fire in step */
-    int64_t half = d / 2;
-    return half + (half > 0 ? (int64_t)(rand_r(seed) % (unsigned)(d - half + 1)) : 0);
+    if (p->backoff_ms <= 0) return 0; /* backoff_ms = 0: retry at once */
+    return backoff_ms(p->backoff_ms, p->max_backoff_ms, retry > INT_MAX ? INT_MAX : (int)retry, seed);
 }
 
 const char *policy_step_name(policy_step_t s)

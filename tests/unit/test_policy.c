@@ -81,6 +81,20 @@ static void test_backoff_grows_within_its_bounds(void **state)
     }
 }
 
+static void test_backoff_of_zero_retries_at_once_and_huge_retries_stay_capped(void **state)
+{
+    (void)state;
+    policy_config_t p = policy(10, 1);
+    p.backoff_ms = 0;
+    p.max_backoff_ms = 0;
+    unsigned seed = 7;
+    assert_int_equal(policy_backoff_ms(&p, 1, &seed), 0);
+    assert_int_equal(policy_backoff_ms(&p, 50, &seed), 0);
+    p = policy(10, 1);
+    int64_t d = policy_backoff_ms(&p, INT64_MAX, &seed); /* a shard retrying forever */
+    assert_true(d >= p.max_backoff_ms / 2 && d <= p.max_backoff_ms);
+}
+
 static void test_breaker_trips_when_most_of_a_full_window_fails(void **state)
 {
     breaker_t b;
@@ -137,6 +151,7 @@ int main(void)
         cmocka_unit_test(test_forever_never_gives_up),
         cmocka_unit_test(test_records_too_old_skip_the_retries),
         cmocka_unit_test(test_backoff_grows_within_its_bounds),
+        cmocka_unit_test(test_backoff_of_zero_retries_at_once_and_huge_retries_stay_capped),
         cmocka_unit_test(test_breaker_trips_when_most_of_a_full_window_fails),
         cmocka_unit_test(test_breaker_lets_a_few_poison_records_through),
         cmocka_unit_test(test_breaker_window_slides_and_resets),
