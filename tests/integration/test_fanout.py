@@ -512,6 +512,52 @@ def test_fanout_a_paused_shard_does_not_hold_up_the_other_on_the_same_connection
     assert len(rows) == len(slow) + len(put_at), "each record processed once"
 
 
+class OverflowRun:
+    """The overflow tests' common part: a 1-shard stream read through the
+    proxy with `plan`, max_buffered_mb = 1 and a prefetch of one batch; the
+    first batch stalls `stall_s` seconds (STALL_PROCESSOR, or `script`).
+    Puts numbered records and reads back what the processor wrote."""
+
+    def __init__(self, fo, proxy, plan, stall_s, script=STALL_PROCESSOR, **top):
+        self.fo, self.produced = fo, []
+        fo.env.write("p.lua", script)
+        fo.create(1)
+        self.px = proxy(plan)
+        fo.config(combo="http1", url=self.px.url, max_buffered_mb=1, stream={"prefetch_batches": 1}, **top)
+        fo.env.extra_env.update(STALL_SHARD="shardId-000000000000", STALL_S=str(stall_s), STALLS="1")
+
+    def put(self, count, size):
+        lines = [f"b{len(self.produced)}-{i}-" + "x" * size for i in range(count)]
+        self.fo.put(lines)
+        self.produced.extend(lines)
+
+    def done(self):
+        got = []
+        for f in self.fo.env.dir.glob("done-*.log"):
+            got += [line.split(" ")[1] for line in f.read_text().splitlines()]
+        return got
+
+    def proxy_said(self, text):
+        return any(text in line for line in self.px.lines)
+
+    def start_until_the_big_event(self):
+        """The batch that stalls, the prefetched one (nobody reads after it),
+        then a 1.2 MB event whose last bytes the proxy holds. The worker."""
+        self.put(3, 100)
+        w = self.fo.env.worker("-v")
+        wait_for(lambda: self.done(), 30, what="the first batch")
+        self.put(3, 100)
+        time.sleep(1.5)  # kinesis-mock sends an event a second: the next put is an event of its own
+        self.put(200, 6000)
+        wait_for(lambda: self.proxy_said("held the tail"), 30, what="the big event")
+        return w
+
+    def wait_every_record_processed_once(self, w):
+        wait_for(lambda: set(self.produced) <= set(self.done()), 90, what="every record processed")
+        assert w.stop(30) == 0, w.logs()[-3000:]
+        assert sorted(self.done()) == sorted(self.produced), "each record once"
+
+
 def test_fanout_events_past_the_pause_over_the_bound_are_dropped_and_read_again(fo, proxy):
     # max_buffered_mb = 1: a subscription keeps at most 1 MiB of events nobody
     # reads. The shard is busy (its first batch takes 12 s) and its prefetch
@@ -522,35 +568,11 @@ def test_fanout_events_past_the_pause_over_the_bound_are_dropped_and_read_again(
     # Deterministic: which events end in one read does not depend on how the
     # kernel and libcurl cut the bytes (three events of 600 KB in one write
     # did: in one CI run they came in two reads and the bound was never passed).
-    fo.env.write("p.lua", STALL_PROCESSOR)
-    fo.create(1)
-    px = proxy({"overflow": {"1": 1 << 20}})
-    fo.config(combo="http1", url=px.url, max_buffered_mb=1, stream={"prefetch_batches": 1})
-    fo.env.extra_env.update(STALL_SHARD="shardId-000000000000", STALL_S="12", STALLS="1")
-    produced = []
-
-    def put(count, size):
-        lines = [f"b{len(produced)}-{i}-" + "x" * size for i in range(count)]
-        fo.put(lines)
-        produced.extend(lines)
-
-    def done():
-        got = []
-        for f in fo.env.dir.glob("done-*.log"):
-            got += [line.split(" ")[1] for line in f.read_text().splitlines()]
-        return got
-    put(3, 100)  # the batch that stalls
-    w = fo.env.worker("-v")
-    wait_for(lambda: done(), 30, what="the first batch")
-    put(3, 100)  # the prefetched batch: nobody reads after it
-    time.sleep(1.5)  # kinesis-mock sends an event a second: the next put is an event of its own
-    put(200, 6000)
-    wait_for(lambda: any("held the tail" in l for l in px.lines), 30, what="the big event")
-    put(3, 100)
-    wait_for(lambda: any("overflow: the tail went out" in l for l in px.lines), 30, what="both events in one write")
-    wait_for(lambda: set(produced) <= set(done()), 90, what="every record processed")
-    assert w.stop(30) == 0, w.logs()[-3000:]
-    assert sorted(done()) == sorted(produced), "each record once"
+    run = OverflowRun(fo, proxy, {"overflow": {"1": 1 << 20}}, stall_s=12)
+    w = run.start_until_the_big_event()
+    run.put(3, 100)
+    wait_for(lambda: run.proxy_said("overflow: the tail went out"), 30, what="both events in one write")
+    run.wait_every_record_processed_once(w)
     assert w.events("fanout_paused"), "the subscription was paused"
     over = w.events("fanout_overflow")
     assert len(over) == 1 and int(over[0]["held_bytes"]) > 1 << 20 and over[0]["dropped_events"] == "1", over
@@ -565,42 +587,19 @@ def test_fanout_a_closed_shards_end_asked_after_a_dropped_event_does_not_end_it_
     # event asks GetRecords whether the shard ends after C. The overflow
     # drops C and the empty events: the shard must not end after the big
     # event on that answer, or C would never be read.
-    fo.env.write("p.lua", STALL_PROCESSOR.replace(
-        "return P", 'function P.shardEnded(shard) return "checkpoint" end\nreturn P'))
-    fo.create(1)
-    px = proxy({"overflow": {"1": {"bytes": 1 << 20, "hold_ms": 4000}}})
-    fo.config(combo="http1", url=px.url, max_buffered_mb=1, stream={"prefetch_batches": 1},
-              shard_sync_interval_ms=300)
-    fo.env.extra_env.update(STALL_SHARD="shardId-000000000000", STALL_S="15", STALLS="1")
-    produced = []
-
-    def put(count, size):
-        lines = [f"b{len(produced)}-{i}-" + "x" * size for i in range(count)]
-        fo.put(lines)
-        produced.extend(lines)
-
-    def done():
-        got = []
-        for f in fo.env.dir.glob("done-*.log"):
-            got += [line.split(" ")[1] for line in f.read_text().splitlines()]
-        return got
-    put(3, 100)  # the batch that stalls
-    w = fo.env.worker("-v")
-    wait_for(lambda: done(), 30, what="the first batch")
-    put(3, 100)  # the prefetched batch: nobody reads after it
-    time.sleep(1.5)
-    put(200, 6000)
-    wait_for(lambda: any("held the tail" in l for l in px.lines), 30, what="the big event")
-    put(3, 100)  # C
-    wait_for(lambda: any("holding a" in l for l in px.lines), 30, what="C held")
+    run = OverflowRun(fo, proxy, {"overflow": {"1": {"bytes": 1 << 20, "hold_ms": 4000}}}, stall_s=15,
+                      script=STALL_PROCESSOR.replace(
+                          "return P", 'function P.shardEnded(shard) return "checkpoint" end\nreturn P'),
+                      shard_sync_interval_ms=300)
+    w = run.start_until_the_big_event()
+    run.put(3, 100)  # C
+    wait_for(lambda: run.proxy_said("holding a"), 30, what="C held")
     fo.env.run("stream", "-c", "admin.lua", "split", fo.stream, "shardId-000000000000")
-    wait_for(lambda: any("overflow: the tail went out" in l for l in px.lines), 30, what="the held events")
+    wait_for(lambda: run.proxy_said("overflow: the tail went out"), 30, what="the held events")
     wait_for(lambda: w.events("fanout_overflow"), 30, what="the overflow")
-    wait_for(lambda: set(produced) <= set(done()), 90, what="every record processed")
-    wait_for(lambda: any(e.get("shard") == "shardId-000000000000" for e in w.events("shard_finished")), 30,
+    wait_for(lambda: any(e.get("shard") == "shardId-000000000000" for e in w.events("shard_finished")), 90,
              what="the parent finished")
-    assert w.stop(30) == 0, w.logs()[-3000:]
-    assert sorted(done()) == sorted(produced), "each record once"
+    run.wait_every_record_processed_once(w)
     ends = [e for e in w.events("fanout_shard_end") if e["shard"] == "shardId-000000000000"]
     assert len(ends) == 1, ends  # the answer asked before the overflow ended nothing
 
