@@ -190,8 +190,9 @@ static int cmd_resume(int argc, char **argv)
     if (argc - first > 2) return cli_usage_error(usage_resume, "unexpected argument %s", argv[first + 2]);
     config_t *cfg = cli_config();
     if (!cfg) return EXIT_USAGE;
-    int rc = config_stream_index(cfg, argv[first]) >= 0 ? resume_request(cfg, argv[first], first + 1 < argc ? argv[first + 1] : NULL, skip, stdout)
-                   : cli_usage_error(usage_resume, "stream %s is not in the config", argv[first]);
+    int rc = config_stream_index(cfg, argv[first]) >= 0
+                 ? resume_request(cfg, argv[first], first + 1 < argc ? argv[first + 1] : NULL, skip, stdout)
+                 : cli_usage_error(usage_resume, "stream %s is not in the config", argv[first]);
     config_free(cfg);
     return rc;
 }
