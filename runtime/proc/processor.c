@@ -196,6 +196,24 @@ static void proc_job_set_error(proc_job_t *job, const char *msg, const char *tb)
     job->traceback = tb && *tb ? xstrdup(tb) : NULL;
 }
 
+/* LuaJIT starts a collection cycle when the heap has doubled since the last
+ * one, a pace for states whose garbage is small beside what they keep. A
+ * shard's state is the other way round: a batch's records, and all the
+ * script decodes from them, are garbage once processRecords returns, but a
+ * cycle running during the batch marks every one of them, and at that pace
+ * cycles come every batch or two. Waiting for the heap to grow fourfold
+ * halves the cycles: 18% less CPU for a script that decodes every record with
+ * cjson, 3% for a no-op (make bench-local; process RSS did not grow), at the
+ * price of a heap up to 4x, not 2x, what the state keeps. Under
+ * memory_limit_mb that garbage would count against the cap (the allocator
+ * cannot collect), so a capped state keeps LuaJIT's pace. */
+#define PROC_GC_PAUSE 400 /* percent, as collectgarbage("setpause") */
+
+static void proc_pace_gc(lua_State *L, size_t mem_limit)
+{
+    if (!mem_limit) lua_gc(L, LUA_GCSETPAUSE, PROC_GC_PAUSE);
+}
+
 /* Creates the Lua state with the script loaded and the shard context made.
  * Does not call initialize. */
 static int proc_open(proc_state_t *ps, proc_job_t *job)
@@ -221,6 +239,7 @@ static int proc_open(proc_state_t *ps, proc_job_t *job)
         if (ps->mem_limit) log_warn("memory_limit_unavailable", "stream=%s shard=%s", ps->stream, ps->shard);
     }
     ps->L = L;
+    proc_pace_gc(L, ps->mem_limit);
     luaL_openlibs(L);
     proc_script_set_path(L, ps->script->path, ps->lua_path, ps->nlua_path);
     if (proc_script_push_host(L)) {

@@ -316,6 +316,35 @@ static void test_memory_cap_is_an_error_and_the_state_is_recreated(void **state)
     close_fixture(&f);
 }
 
+/* A shard's state collects when its heap has grown fourfold (a batch is
+ * mostly garbage once processed, processor.c); a capped state at LuaJIT's
+ * own pace, so garbage does not fill its cap. The script reports the pace it
+ * runs at: processRecords fails naming it unless it is `want`. */
+static void gc_pause_is(const proc_limits_t *limits, int want)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "local P = {}\nfunction P.processRecords(records)\n"
+             "  local pause = collectgarbage('setpause', 100)\n"
+             "  collectgarbage('setpause', pause)\n"
+             "  if pause ~= %d then error('pause ' .. pause) end\n"
+             "  return 'checkpoint'\nend\nreturn P\n",
+             want);
+    fixture_t f;
+    open_fixture(&f, body, limits);
+    run_job(&f.job, JOB_PROCESS, f.ps, f.b);
+    if (f.job.decision != DEC_ALL) fail_msg("want pause %d: %s", want, f.job.error ? f.job.error : "no error");
+    close_fixture(&f);
+}
+
+static void test_gc_waits_longer_unless_a_memory_cap_is_set(void **state)
+{
+    (void)state;
+    proc_limits_t capped = {0, 16, 0};
+    gc_pause_is(NULL, 400);
+    gc_pause_is(&capped, 200);
+}
+
 static void test_script_validation(void **state)
 {
     errbuf_t err;
@@ -490,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_a_record_kept_past_its_batch_never_reads_freed_memory),
         cmocka_unit_test(test_timeout_interrupts_busy_loops_even_through_pcall),
         cmocka_unit_test(test_memory_cap_is_an_error_and_the_state_is_recreated),
+        cmocka_unit_test(test_gc_waits_longer_unless_a_memory_cap_is_set),
         cmocka_unit_test(test_script_validation),
         cmocka_unit_test(test_emitted_records_are_copied_into_the_job_in_emit_order),
         cmocka_unit_test(test_emit_checks_its_arguments),
