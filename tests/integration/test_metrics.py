@@ -446,6 +446,16 @@ def test_status_watch_shows_every_shard_and_updates_over_the_local_store(env):
     watch_scenario(env, w)
 
 
+def watch_as_status(env, watch, want):
+    """The view's frame once every row shows the state `status --json` gives
+    its shard, if status gives the states `want` (in any order); else None."""
+    states = {r["shard"]: r["state"] for r in env.status()}
+    if sorted(states.values()) != sorted(want):
+        return None
+    return watch.wait_frame(lambda f: all(any(shard in l and f" {state} " in l for l in rows(f))
+                                          for shard, state in states.items()), what=f"the states {states}")
+
+
 def test_status_watch_names_each_state_as_status_does(env):
     # a parent that halts, its children waiting on it; then the parent
     # finished (resumed with --skip) and its children processing
@@ -458,22 +468,42 @@ def test_status_watch_names_each_state_as_status_does(env):
     wait_for(lambda: [r for r in env.status() if r["state"] == "halted"], what="the shard to halt")
     env.run("stream", "split", "s", "shardId-000000000000")
     watch = Watch(env)
-
-    def same_as_status(want):
-        states = {r["shard"]: r["state"] for r in env.status()}
-        if sorted(states.values()) != sorted(want):
-            return None
-        return watch.wait_frame(lambda f: all(any(shard in l and f" {state} " in l for l in rows(f))
-                                              for shard, state in states.items()), what=f"the states {states}")
     try:
-        f = wait_for(lambda: same_as_status(["halted", "waiting on parent", "waiting on parent"]), 30,
+        f = wait_for(lambda: watch_as_status(env, watch, ["halted", "waiting on parent", "waiting on parent"]), 30,
                      what="status: the parent halted, its children waiting on it")
         assert any(l.startswith("TOTAL 3 shards: 0 processing, 0 retrying, 1 halted, 0 idle, 0 finished, 2 other")
                    for l in f), f
         env.run("resume", "s", "--skip")
-        f = wait_for(lambda: same_as_status(["finished", "idle", "idle"]), 30,
+        f = wait_for(lambda: watch_as_status(env, watch, ["finished", "idle", "idle"]), 30,
                      what="status: the parent finished, its children idle")
         assert any(l.startswith("TOTAL 3 shards: 0 processing, 0 retrying, 0 halted, 2 idle, 1 finished, 0 other")
+                   for l in f), f
+        assert watch.quit() == 0
+    finally:
+        watch.kill()
+    assert w.stop() == 0
+
+
+def test_status_watch_counts_a_dead_lettering_shard_with_retrying(env):
+    # The dead-letter file is a FIFO nobody reads yet: the write blocks, and
+    # the shard stays dead-lettering until the test reads it.
+    os.mkfifo(env.dir / "dlq.fifo")
+    env.write("p.lua", HALT_PROCESSOR.replace("ffi.C.usleep(1500 * 1000)", "local _ = 1"))
+    env.config([{"name": "s", "processor": "p.lua",
+                 "on_error": {"retries": 0, "final": "dead_letter", "dead_letter": {"file": "dlq.fifo"}}}])
+    env.create_stream("s", 2)
+    env.put("s", ["halt me"])
+    w = env.worker()
+    watch = Watch(env)
+    try:
+        f = wait_for(lambda: watch_as_status(env, watch, ["dead_lettering", "idle"]), 30,
+                     what="status: one shard dead-lettering, the other idle")
+        assert any(l.startswith("TOTAL 2 shards: 0 processing, 1 retrying, 0 halted, 1 idle, 0 finished, 0 other")
+                   for l in f), f
+        with open(env.dir / "dlq.fifo", "rb") as fifo:  # a reader: the write goes through
+            assert json.loads(fifo.readline())["data"] == "aGFsdCBtZQ=="  # base64 of "halt me"
+        f = wait_for(lambda: watch_as_status(env, watch, ["idle", "idle"]), 30, what="status: both shards idle")
+        assert any(l.startswith("TOTAL 2 shards: 0 processing, 0 retrying, 0 halted, 2 idle, 0 finished, 0 other")
                    for l in f), f
         assert watch.quit() == 0
     finally:
