@@ -512,7 +512,7 @@ static void proc_run(proc_job_t *job)
      * rather than partway through the next batch, when they are all live: a
      * decoding script spends a fifth more CPU without it (make bench-local,
      * cjson row). After a lifecycle call, which makes little garbage, it
-     * would only mark the whole state again: 8% of a 1000-shard drain. */
+     * would only mark the whole state again: 6% of a 1000-shard drain. */
     if (job->out_of_memory) proc_close_lua(ps); /* recreated before the retry */
     else if (job->kind == JOB_PROCESS || job->kind == JOB_TIMER) lua_gc(ps->L, LUA_GCSTEP, 0);
     job->lua_bytes = ps->L ? (int64_t)lua_gc(ps->L, LUA_GCCOUNT, 0) * 1024 + lua_gc(ps->L, LUA_GCCOUNTB, 0) : -1;
