@@ -335,9 +335,9 @@ data, so it means the same on any machine; the absolute figures are this machine
     Kinesis: over worker start to drained (shardrun), startConsumer to the last record (lifion).
   local floor: tests/bench/scan_floor, a bare C program (SQLite, nothing of the runtime) reading the
     same rows of the same stream file as the local source: the same SELECT ... LIMIT 10000 per page,
-    the same columns, the same connection mode (no SQLite mutex), shard after shard; cjson row: each record also parsed with cJSON (C). ratio =
-    shardrun CPU/rec / floor CPU/rec: what shardrun adds to reading the records (batches, leases,
-    checkpoints, Lua calls).
+    the same columns, the same connection mode (no SQLite mutex), shard after shard; cjson row: each
+    record also parsed with cJSON (C). ratio = shardrun CPU/rec / floor CPU/rec: what shardrun adds to
+    reading the records (batches, leases, checkpoints, Lua calls).
   Kinesis floor: tests/bench/kinesis_floor, a bare C client making the same GetRecords calls
     (TRIM_HORIZON, Limit 10000) for the same records over one keep-alive libcurl connection, shard
     after shard; in each body the fields are found by a raw scan (no JSON tree, no validation) and

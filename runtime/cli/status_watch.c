@@ -185,11 +185,10 @@ static void watch_frame(watch_t *w, const leaselist_t *l, buf_t *frame, int widt
         cJSON *info = le->owner && le->info ? cJSON_Parse(le->info) : NULL;
         const char *stream = shardsync_lease_stream(w->cfg, le);
         const char *state = status_state(w->cfg, le, l->leases, info);
+        const char *kind = strcmp(state, "dead_lettering") ? state : "retrying"; /* counted with retrying */
         size_t k = 0;
-        if (!strcmp(state, "dead_lettering")) k = 1; /* counted with retrying */
-        else
-            while (k < 5 && strcmp(state, kinds[k]))
-                k++;
+        while (k < 5 && strcmp(kind, kinds[k]))
+            k++;
         counts[k]++;
         double behind_ms = info ? watch_num(info, "millisBehind", -1) : -1;
         int64_t behind_n = w->src && stream && le->shard && !le->invalid && w->src->ops->records_behind
